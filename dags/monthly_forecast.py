@@ -1,0 +1,117 @@
+"""
+### Monthly demand forecast
+
+Once a month, for the month that just ended (M, taken from the run's data interval):
+
+extract → validate → build_features → register_features → train → evaluate → predict → publish
+
+1. **extract** the history window ending at M from the source database into a raw snapshot.
+2. **validate** it with Great Expectations; bad data fails here, naming each failed
+   expectation, and nothing downstream runs (Data Docs path in the log).
+3. **build_features** (lags, rolling means and deviations, calendar, covariates, attributes)
+   into Feast's offline table; **register_features** applies the Feast definitions and
+   materializes M into the online store.
+4. **train** XGBoost on a point-in-time-correct training set retrieved from Feast.
+5. **evaluate** it on the last held-out months against naive baselines.
+6. **predict** M+1..M+horizon for every active entity and **publish** them to the
+   predictions table in one transaction: re-running M replaces M's rows.
+
+The deployment is chosen by the `FORECAST_CONFIG` environment variable (see the README).
+Backfill with `airflow backfill create --dag-id monthly_forecast --from-date ... --to-date ...`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import CronDataIntervalTimetable, dag, task
+
+# Heavy libraries (pandas, GX, Feast, XGBoost) are imported inside the tasks: the scheduler
+# parses this file often and must not pay for them.
+
+
+def logical_month(data_interval_start) -> str:
+    """The month M a run works on: the month its data interval starts in (never the wall clock)."""
+    return data_interval_start.in_timezone("UTC").format("YYYY-MM")
+
+
+@dag(
+    dag_id="monthly_forecast",
+    # Runs at 03:00 UTC on the 1st for the month that just ended.
+    schedule=CronDataIntervalTimetable("0 3 1 * *", timezone="UTC"),
+    start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),
+    catchup=False,
+    # Runs share the online store and the offline feature table; one at a time keeps a
+    # backfill's months from racing on SQLite. Raise it on PostgreSQL + Redis.
+    max_active_runs=1,
+    default_args={"owner": "forecasting", "retries": 2, "retry_delay": timedelta(minutes=2)},
+    tags=["forecasting", "ml", "feast", "great-expectations", "xgboost"],
+    doc_md=__doc__,
+)
+def monthly_forecast():
+    @task
+    def extract(data_interval_start=None) -> dict:
+        from forecasting import pipeline
+
+        return pipeline.extract(logical_month(data_interval_start))
+
+    @task
+    def validate(snapshot: dict) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from forecasting import pipeline
+        from forecasting.validate import DataValidationError
+
+        try:
+            return pipeline.validate(snapshot["month"])
+        except DataValidationError as err:
+            # Bad data does not get better by retrying: fail now, naming what failed.
+            raise AirflowFailException(str(err)) from err
+
+    @task
+    def build_features(validation: dict) -> dict:
+        from forecasting import pipeline
+
+        return pipeline.build_features(validation["month"])
+
+    @task
+    def register_features(features: dict) -> dict:
+        from forecasting import pipeline
+
+        return pipeline.register_features(features["month"])
+
+    @task
+    def train(registered: dict) -> dict:
+        from forecasting import pipeline
+
+        return pipeline.train(registered["month"])
+
+    @task
+    def evaluate(model: dict) -> dict:
+        from forecasting import pipeline
+
+        return pipeline.evaluate(model["month"], model["model_dir"])
+
+    @task
+    def predict(model: dict, evaluation: dict) -> dict:
+        from forecasting import pipeline
+
+        return pipeline.predict(model["month"], model["model_dir"])
+
+    @task
+    def publish(model: dict, forecasts: dict, run_id=None) -> dict:
+        from forecasting import pipeline
+
+        return pipeline.publish(model["month"], model["model_dir"], run_id)
+
+    snapshot = extract()
+    validation = validate(snapshot)
+    features = build_features(validation)
+    model = train(register_features(features))
+    evaluation = evaluate(model)
+    forecasts = predict(model, evaluation)
+    publish(model, forecasts)
+
+
+monthly_forecast()

@@ -1,0 +1,165 @@
+"""Features: one row per entity and month t that summarises the history known when t is complete.
+
+Rows are stamped ``event_timestamp = month_end(t)`` (the first instant of t+1). A training
+row for forecast origin o is stamped ``month_end(o)`` too, so Feast's point-in-time join
+gives it the features of o and never those of a later month.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from forecasting import paths
+from forecasting.config import Config, FeatureConfig
+from forecasting.extract import window_start
+from forecasting.months import month_start
+
+log = logging.getLogger(__name__)
+
+TIMESTAMP = "event_timestamp"
+CREATED = "created"
+
+
+def target_feature_names(features: FeatureConfig) -> list[str]:
+    names = [f"sales_lag_{k}" for k in features.lags]
+    for w in features.rolling_windows:
+        names += [f"sales_mean_{w}", f"sales_std_{w}"]
+    return names
+
+
+def covariate_feature_names(config: Config) -> list[str]:
+    return [n for c in config.source.covariates for n in (c, f"{c}_mean_3")]
+
+
+def feature_names(config: Config) -> list[str]:
+    """Every feature the offline table holds, in a stable order."""
+    return [*target_feature_names(config.features), "month_of_year", "history_months",
+            *covariate_feature_names(config), *config.source.attributes]
+
+
+def _month_index(stamps: pd.Series) -> np.ndarray:
+    """Months as consecutive integers (year * 12 + month - 1), cheap to add and subtract."""
+    return (stamps.dt.year * 12 + stamps.dt.month - 1).to_numpy()
+
+
+def _index_to_month_start(index: np.ndarray) -> pd.DatetimeIndex:
+    return pd.to_datetime({"year": index // 12, "month": index % 12 + 1, "day": 1})
+
+
+def _index_label(index: int) -> str:
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def monthly_grid(snapshot: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """Every entity on every month from its first to its last row in the snapshot.
+
+    A month with no row inside that span sold nothing: its target is 0 and its covariates
+    carry forward. Entity keys become strings (Feast's join keys); ``_m`` is the month index.
+    """
+    src = config.source
+    keys = src.entity_columns
+    frame = snapshot[[*keys, src.time_column, src.target_column, *src.covariates, *src.attributes]].copy()
+    frame[keys] = frame[keys].astype(str)
+    frame["_m"] = _month_index(frame[src.time_column])
+    frame = frame.drop(columns=src.time_column)
+
+    spans = frame.groupby(keys, sort=True)["_m"].agg(["min", "max"]).reset_index()
+    lengths = (spans["max"] - spans["min"] + 1).to_numpy()
+    grid = spans.loc[spans.index.repeat(lengths), keys].reset_index(drop=True)
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    grid["_m"] = np.repeat(spans["min"].to_numpy(), lengths) + offsets
+
+    grid = grid.merge(frame, on=[*keys, "_m"], how="left")
+    grid[src.target_column] = grid[src.target_column].astype(float).fillna(0.0)
+    carried = [*src.covariates, *src.attributes]
+    if carried:
+        grid[carried] = grid.groupby(keys, sort=False)[carried].ffill()
+    return grid
+
+
+def _rolling(values: pd.Series, position: np.ndarray, window: int, how: str) -> pd.Series:
+    """Rolling statistic over each entity's contiguous months; NaN until a full window exists."""
+    out = getattr(values.rolling(window, min_periods=window), how)()
+    return out.where(position >= window - 1)
+
+
+def compute_features(grid: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """Feature columns for every (entity, month) of the grid (sorted by entity, then month)."""
+    src, feat = config.source, config.features
+    keys = src.entity_columns
+    grid = grid.sort_values([*keys, "_m"], kind="stable").reset_index(drop=True)
+    position = grid.groupby(keys, sort=False).cumcount().to_numpy()
+    sales = grid[src.target_column].astype(float)
+
+    out = {k: grid[k] for k in keys}
+    for k in feat.lags:
+        # lag 1 is month t itself: the latest month known at the forecast origin.
+        out[f"sales_lag_{k}"] = sales.shift(k - 1).where(position >= k - 1)
+    for w in feat.rolling_windows:
+        out[f"sales_mean_{w}"] = _rolling(sales, position, w, "mean")
+        out[f"sales_std_{w}"] = _rolling(sales, position, w, "std")
+    out["month_of_year"] = (grid["_m"] % 12 + 1).astype(float)
+    # Capped so that a month's features do not depend on where a run's window began.
+    out["history_months"] = np.minimum(position + 1, feat.lookback_months).astype(float)
+    for c in src.covariates:
+        values = pd.to_numeric(grid[c], errors="coerce").astype(float)
+        out[c] = values
+        out[f"{c}_mean_3"] = _rolling(values, position, 3, "mean")
+    for a in src.attributes:
+        col = grid[a]
+        out[a] = col.astype(float) if pd.api.types.is_numeric_dtype(col) else col.astype("string")
+    features = pd.DataFrame(out)
+    features["_m"] = grid["_m"].to_numpy()
+    stamps = _index_to_month_start(features["_m"].to_numpy() + 1)  # month_end(t) = start of t+1
+    features[TIMESTAMP] = pd.DatetimeIndex(stamps).tz_localize("UTC")
+    features[CREATED] = features[TIMESTAMP]
+    return features
+
+
+@dataclass
+class FeatureBuild:
+    months_written: int
+    rows_written: int
+    entities: int
+    first_month: str
+    last_month: str
+
+
+def build_features(snapshot: pd.DataFrame, config: Config, month: pd.Period) -> FeatureBuild:
+    """Compute features from the snapshot and write one parquet file per month to the offline table.
+
+    Only months whose whole lookback lies inside the run's window are written, so a backfill of
+    an earlier month rewrites files with the same values and never touches later months.
+    """
+    features = compute_features(monthly_grid(snapshot, config), config)
+    start = window_start(config, month)
+    last = month.year * 12 + month.month - 1
+    first = features["_m"].min()
+    if start is not None:
+        first = start.year * 12 + start.month - 1 + config.features.lookback_months - 1
+    keep = features[(features["_m"] >= first) & (features["_m"] <= last)]
+    folder = paths.feature_table(config)
+    for m, rows in keep.groupby("_m", sort=True):
+        paths.write_parquet_atomically(rows.drop(columns="_m"), folder / f"{_index_label(m)}.parquet")
+    months = keep["_m"].drop_duplicates()
+    result = FeatureBuild(
+        months_written=len(months),
+        rows_written=len(keep),
+        entities=keep[config.source.entity_columns].drop_duplicates().shape[0],
+        first_month=_index_label(months.min()) if len(months) else "",
+        last_month=_index_label(months.max()) if len(months) else "",
+    )
+    log.info("Wrote %d feature rows for %d months (%s..%s) to %s", result.rows_written,
+             result.months_written, result.first_month, result.last_month, folder)
+    return result
+
+
+def active_entities(snapshot: pd.DataFrame, config: Config, month: pd.Period) -> pd.DataFrame:
+    """Entities with a row in month M: the ones we forecast. Keys as strings, like Feast's."""
+    src = config.source
+    rows = snapshot[snapshot[src.time_column] == month_start(month)]
+    return rows[src.entity_columns].astype(str).drop_duplicates().reset_index(drop=True)

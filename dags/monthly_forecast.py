@@ -38,8 +38,9 @@ def logical_month(data_interval_start) -> str:
 
 @dag(
     dag_id="monthly_forecast",
-    # Runs at 03:00 UTC on the 1st for the month that just ended.
-    schedule=CronDataIntervalTimetable("0 3 1 * *", timezone="UTC"),
+    # Runs at midnight UTC on the 1st, for the month that just ended: the run of
+    # 2025-01-01 has the data interval [2024-12-01, 2025-01-01), so M = 2024-12.
+    schedule=CronDataIntervalTimetable("0 0 1 * *", timezone="UTC"),
     start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),
     catchup=False,
     # Runs share the online store and the offline feature table; one at a time keeps a

@@ -21,8 +21,9 @@ def snapshot(config: Config, month: pd.Period) -> Path:
     return run_dir(config, month) / "raw.parquet"
 
 
-def data_docs(config: Config) -> Path:
-    return config.data_dir / "data_docs"
+def data_docs(config: Config, month: pd.Period) -> Path:
+    """GX rebuilds a Data Docs site from its latest run only, so each month keeps its own."""
+    return config.data_dir / "data_docs" / str(month)
 
 
 def feature_table(config: Config) -> Path:

@@ -41,7 +41,7 @@ def validate(month: str, config: Config | None = None) -> dict:
     from forecasting.validate import validate_snapshot
 
     config, m = _setup(month, config)
-    report = validate_snapshot(_snapshot(config, m), config, m, paths.data_docs(config))
+    report = validate_snapshot(_snapshot(config, m), config, m, paths.data_docs(config, m))
     result = {"month": month, "rows": report.rows, "rows_in_month": report.rows_in_month,
               "expectations": report.expectations, "data_docs": report.data_docs}
     paths.write_json_atomically(result, paths.run_dir(config, m) / "validation.json")

@@ -1,0 +1,357 @@
+"""Gate a month's raw snapshot with Great Expectations before anything downstream reads it.
+
+One call builds an ephemeral GX context, registers the snapshot as a pandas dataframe batch,
+runs one Checkpoint over one suite, and renders the results as static Data Docs into a folder
+of our choosing. A failed expectation raises ``DataValidationError`` with a message meant for
+an Airflow log; the Data Docs hold the full detail.
+
+Great Expectations is imported lazily: it takes seconds to import, and Airflow parses the DAG
+files that import this module far more often than it runs the validation task.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from forecasting.config import Config, SourceConfig
+from forecasting.months import month_of, month_range
+
+if TYPE_CHECKING:
+    from great_expectations.checkpoint.checkpoint import CheckpointResult
+    from great_expectations.core import ExpectationSuite, ExpectationValidationResult
+    from great_expectations.expectations import Expectation
+
+log = logging.getLogger(__name__)
+
+# A "YYYY-MM" copy of the time column, added to the validated batch only. Month coverage and
+# the month-M row count are checked on it because GX value sets and row conditions compare
+# plain strings reliably, where datetime64 values against a set are fiddly.
+MONTH_KEY = "month__yyyy_mm"
+
+# Numeric means a numeric dtype. A column the database handed over as text arrives as
+# object dtype; GX then checks each value's type, so strings (even "12.5") fail.
+NUMERIC_TYPES = [
+    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+    "float32", "float64",
+    "Int8Dtype", "Int16Dtype", "Int32Dtype", "Int64Dtype", "Float32Dtype", "Float64Dtype",
+]
+DATETIME_TYPES = ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]"]
+
+DOCS_SITE = "forecast_validation"
+
+
+@dataclass
+class ValidationReport:
+    success: bool
+    month: str  # "YYYY-MM"
+    rows: int
+    rows_in_month: int
+    expectations: int  # how many were evaluated
+    failures: list[dict] = field(default_factory=list)
+    data_docs: str | None = None  # path to the Data Docs index.html
+
+    def summary(self) -> str:
+        if self.success:
+            return f"Validation of {self.month} passed ({self.expectations} expectations, {self.rows} rows)."
+        failed = f"{len(self.failures)} of {self.expectations} expectations"
+        lines = [f"Validation of {self.month} failed ({failed}):"]
+        lines += [f" - {f['label']}: {f['details']}" for f in self.failures]
+        lines.append(f"Data Docs: {self.data_docs}")
+        return "\n".join(lines)
+
+
+class DataValidationError(Exception):
+    """Raised when the snapshot fails; str() names every failed expectation with its counts."""
+
+    def __init__(self, report: ValidationReport):
+        super().__init__(report.summary())
+        self.report = report
+        # One per failed expectation: {"expectation", "column", "details", "label"}.
+        self.failures: list[dict] = report.failures
+
+
+def validate_snapshot(
+    snapshot: pd.DataFrame, config: Config, month: pd.Period, docs_dir: Path
+) -> ValidationReport:
+    """Validate ``snapshot`` for logical month ``month``; build Data Docs into ``docs_dir``.
+
+    Raises DataValidationError (after the docs are built) if any expectation fails.
+    """
+    month = month_of(month)
+    docs_dir = Path(docs_dir).resolve()  # GX's filesystem store wants an absolute folder
+    batch = snapshot.assign(**{MONTH_KEY: _month_keys(snapshot, config.source.time_column)})
+    with _quiet_gx_logging():
+        expectations = build_suite_expectations(config, month, snapshot)
+        result = _run_checkpoint(batch, expectations, month, docs_dir)
+    report = _report(result, batch, month, docs_dir)
+    log.info("Data Docs for %s: %s", report.month, report.data_docs)
+    if not report.success:
+        raise DataValidationError(report)
+    log.info(report.summary())
+    return report
+
+
+def _month_keys(snapshot: pd.DataFrame, time_column: str) -> pd.Series:
+    """The "YYYY-MM" of each row (None where the time is missing or unparseable)."""
+    if time_column not in snapshot.columns:
+        return pd.Series(None, index=snapshot.index, dtype=object)
+    times = pd.to_datetime(snapshot[time_column], errors="coerce")
+    return times.dt.strftime("%Y-%m").astype(object).where(times.notna(), None)
+
+
+def build_suite_expectations(config: Config, month: pd.Period, snapshot: pd.DataFrame) -> list[Expectation]:
+    """The expectations for month ``month``; the history ones depend on what the snapshot holds."""
+    src = config.source
+    keys = _month_keys(snapshot, src.time_column)
+    return [
+        *_schema_expectations(src),
+        *_completeness_expectations(src),
+        *_history_expectations(keys, month_of(month), config.validation.row_count_tolerance),
+    ]
+
+
+def _configured_columns(src: SourceConfig) -> list[str]:
+    return [*src.entity_columns, src.time_column, src.target_column, *src.covariates, *src.attributes]
+
+
+def _schema_expectations(src: SourceConfig) -> list[Expectation]:
+    import great_expectations.expectations as gxe
+
+    return [
+        *(gxe.ExpectColumnToExist(column=c) for c in _configured_columns(src)),
+        gxe.ExpectColumnValuesToBeInTypeList(column=src.time_column, type_list=DATETIME_TYPES),
+        *(
+            gxe.ExpectColumnValuesToBeInTypeList(column=c, type_list=NUMERIC_TYPES)
+            for c in [src.target_column, *src.covariates]
+        ),
+    ]
+
+
+def _completeness_expectations(src: SourceConfig) -> list[Expectation]:
+    import great_expectations.expectations as gxe
+
+    keys = [*src.entity_columns, src.time_column]
+    return [
+        *(gxe.ExpectColumnValuesToNotBeNull(column=c) for c in [*keys, src.target_column]),
+        gxe.ExpectColumnValuesToBeBetween(column=src.target_column, min_value=0),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=keys, notes="One row per entity and month."),
+    ]
+
+
+def _history_expectations(keys: pd.Series, month: pd.Period, tolerance: float) -> list[Expectation]:
+    import great_expectations.expectations as gxe
+    from great_expectations.expectations.row_conditions import Column
+
+    present = keys.dropna()
+    first = min(pd.Period(present.min(), "M"), month) if len(present) else month
+    expected_months = [str(m) for m in month_range(first, month)]
+    expectations: list[Expectation] = [
+        gxe.ExpectColumnDistinctValuesToContainSet(
+            column=MONTH_KEY,
+            value_set=expected_months,
+            notes=f"Every month from the first in the snapshot ({first}) through {month} is present.",
+        )
+    ]
+    previous_rows = int((present == str(month - 1)).sum())
+    if previous_rows:  # the first month of data has nothing to compare with
+        # GX casts the bounds to int (truncating), so round them inward ourselves.
+        low = max(0, math.ceil((1 - tolerance) * previous_rows))
+        high = math.floor((1 + tolerance) * previous_rows)
+        expectations.append(
+            gxe.ExpectTableRowCountToBeBetween(
+                min_value=low,
+                max_value=high,
+                row_condition=Column(MONTH_KEY) == str(month),
+                notes=(
+                    f"{month} may have {tolerance:.0%} fewer or more rows than "
+                    f"{month - 1} ({previous_rows} rows)."
+                ),
+                meta={"previous_month": str(month - 1), "previous_rows": previous_rows},
+            )
+        )
+    return expectations
+
+
+def _run_checkpoint(
+    batch: pd.DataFrame, expectations: list[Expectation], month: pd.Period, docs_dir: Path
+) -> CheckpointResult:
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral", project_config=_context_config(docs_dir))
+    batch_definition = (
+        context.data_sources.add_pandas("snapshot")
+        .add_dataframe_asset(f"snapshot_{month}")
+        .add_batch_definition_whole_dataframe("whole_snapshot")
+    )
+    suite = context.suites.add(gx.ExpectationSuite(name=f"snapshot_{month}", expectations=expectations))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"snapshot_{month}", data=batch_definition, suite=suite)
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"validate_snapshot_{month}",
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs", site_names=[DOCS_SITE])],
+            result_format="SUMMARY",
+        )
+    )
+    return checkpoint.run(batch_parameters={"dataframe": batch})
+
+
+def _context_config(docs_dir: Path) -> Any:
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    # The default ephemeral context adds a docs site in a temp folder; ours replaces it so
+    # the only thing written to disk is the Data Docs in docs_dir.
+    return DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        data_docs_sites={
+            DOCS_SITE: {
+                "class_name": "SiteBuilder",
+                "show_how_to_buttons": False,
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(docs_dir),
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            }
+        },
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),  # tqdm bars garble task logs
+    )
+
+
+def _report(
+    result: CheckpointResult, batch: pd.DataFrame, month: pd.Period, docs_dir: Path
+) -> ValidationReport:
+    (suite_result,) = result.run_results.values()
+    (definition,) = result.checkpoint_config.validation_definitions
+    results = _in_suite_order(suite_result.results, definition.suite)
+    failures = [_failure(r, batch) for r in results if not r.success]
+    index = docs_dir / "index.html"
+    return ValidationReport(
+        success=bool(result.success),
+        month=str(month),
+        rows=len(batch),
+        rows_in_month=int((batch[MONTH_KEY] == str(month)).sum()),
+        expectations=int(suite_result.statistics["evaluated_expectations"]),
+        failures=failures,
+        data_docs=str(index) if index.is_file() else None,
+    )
+
+
+def _in_suite_order(results: list[ExpectationValidationResult], suite: ExpectationSuite) -> list:
+    """GX returns results grouped by how it computed them; report them in the suite's order."""
+    order = {e.id: i for i, e in enumerate(suite.expectations)}
+    return sorted(results, key=lambda r: order.get(r.expectation_config.id, len(order)))
+
+
+def _failure(result: ExpectationValidationResult, batch: pd.DataFrame) -> dict:
+    kwargs = result.expectation_config.kwargs
+    columns = kwargs.get("column_list") or ([kwargs["column"]] if "column" in kwargs else [])
+    return {
+        "expectation": result.expectation_config.type,
+        "column": ", ".join(columns) or None,
+        "details": _details(result, [c for c in columns if c not in batch.columns]),
+        "label": _label(result.expectation_config.type, kwargs),
+    }
+
+
+def _label(expectation: str, kwargs: dict) -> str:
+    """E.g. ``expect_column_values_to_be_between(units, min 0)``."""
+    parts = list(kwargs.get("column_list") or [])
+    if "column" in kwargs:
+        parts.append(kwargs["column"])
+    condition = kwargs.get("row_condition")
+    if isinstance(condition, dict) and "parameter" in condition:
+        parts.append(f"rows of {condition['parameter']}")
+    for bound in ("min", "max"):
+        if kwargs.get(f"{bound}_value") is not None:
+            value = kwargs[f"{bound}_value"]
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)  # GX stores a bound of 0 as 0.0; print it as configured
+            parts.append(f"{bound} {value}")
+    return f"{expectation}({', '.join(map(str, parts))})"
+
+
+def _details(result: ExpectationValidationResult, missing_columns: list[str]) -> str:
+    if missing_columns:
+        return f"column {', '.join(repr(c) for c in missing_columns)} is missing from the snapshot"
+    errors = _exception_messages(result.exception_info or {})
+    if errors:
+        return f"could not be evaluated: {errors[0]}"
+    res = result.result or {}
+    if "partial_missing_list" in res:
+        return f"missing {', '.join(map(str, res['partial_missing_list']))}"
+    if "unexpected_count" in res:
+        text = f"{res['unexpected_count']} unexpected of {res.get('element_count')} rows"
+        examples = _examples(res.get("partial_unexpected_list") or [])
+        return f"{text} (e.g. {examples})" if examples else text
+    if result.expectation_config.type == "expect_table_row_count_to_be_between":
+        meta = result.expectation_config.meta or {}
+        return (
+            f"observed {res.get('observed_value')} rows; "
+            f"{meta.get('previous_month')} had {meta.get('previous_rows')}"
+        )
+    if "observed_value" in res:
+        return f"observed {res['observed_value']}"
+    return "failed"
+
+
+def _examples(values: list, limit: int = 3) -> str:
+    """A few distinct offending values; nulls say nothing the count does not."""
+    shown: list[str] = []
+    for value in values:
+        text = _show(value)
+        if not _is_null(value) and text not in shown:
+            shown.append(text)
+    return ", ".join(shown[:limit])
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):  # a row, from the compound-uniqueness check
+        return "(" + ", ".join(f"{k}={_show(v)}" for k, v in value.items()) + ")"
+    if isinstance(value, pd.Timestamp):
+        return str(value.date()) if value == value.normalize() else str(value)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _is_null(value: Any) -> bool:
+    return not isinstance(value, dict | list) and bool(pd.isna(value))
+
+
+def _exception_messages(info: dict) -> list[str]:
+    """GX nests exception info per metric when a metric failed, flat when the expectation did."""
+    if "exception_message" in info:
+        return [info["exception_message"]] if info.get("raised_exception") else []
+    nested = [v for v in info.values() if isinstance(v, dict)]
+    return [v["exception_message"] for v in nested if v.get("raised_exception")]
+
+
+@contextmanager
+def _quiet_gx_logging() -> Iterator[None]:
+    """GX logs chatter at INFO (a line per API it registers at import); keep task logs readable.
+
+    Only touches the great_expectations logger, and only if nobody set its level on purpose.
+    """
+    gx_logger = logging.getLogger("great_expectations")
+    if gx_logger.level != logging.NOTSET:
+        yield
+        return
+    gx_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        gx_logger.setLevel(logging.NOTSET)

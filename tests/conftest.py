@@ -1,0 +1,75 @@
+"""Shared fixtures: a private AIRFLOW_HOME (set before anything imports Airflow), demo-like data
+in a SQLite source, and configs that put every file of a test under its own tmp folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="forecast-tests-airflow-"))
+os.environ.update({
+    "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__PARALLELISM": "2",
+    "GX_ANALYTICS_ENABLED": "false",
+})
+
+END_MONTH = "2024-12"
+# Small enough for a quick test run, big enough that the model has something to learn.
+SYNTHETIC_SIZE = {"stores": 6, "items": 25, "months": 48}
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Airflow's metadata DB (SQLite in the private AIRFLOW_HOME), migrated once per session."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def synthetic_sales():
+    from forecasting.datasets.synthetic import generate_sales
+
+    return generate_sales(**SYNTHETIC_SIZE, end_month=END_MONTH, seed=7)
+
+
+def demo_config_dict(folder: Path) -> dict:
+    """The demo config, with every path moved under ``folder``."""
+    raw = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    raw["data_dir"] = str(folder / "data")
+    raw["source"]["url"] = f"sqlite:///{folder}/source.db"
+    raw["feature_store"]["registry"] = str(folder / "feast" / "registry.db")
+    raw["feature_store"]["online_store"] = {"type": "sqlite", "path": str(folder / "feast" / "online.db")}
+    raw["predictions"]["url"] = f"sqlite:///{folder}/predictions.db"
+    raw["model"]["num_boost_round"] = 500
+    return raw
+
+
+def write_config(folder: Path, raw: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "forecast.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def deployment(tmp_path, synthetic_sales, monkeypatch):
+    """A seeded SQLite source and a config for it, selected through FORECAST_CONFIG."""
+    from forecasting.config import load_config
+    from forecasting.datasets.synthetic import seed_source_database
+
+    path = write_config(tmp_path, demo_config_dict(tmp_path))
+    config = load_config(path)
+    seed_source_database(config.source.database.url, synthetic_sales, table=config.source.table)
+    monkeypatch.setenv("FORECAST_CONFIG", str(path))
+    return config

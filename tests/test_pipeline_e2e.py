@@ -1,0 +1,86 @@
+"""The whole DAG, run by Airflow's dag.test() on the embedded default (SQLite + local files)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pendulum
+import pytest
+import sqlalchemy as sa
+
+from conftest import END_MONTH, REPO
+
+# The run of the 1st of the next month has the data interval of END_MONTH.
+LOGICAL_DATE = pendulum.datetime(2025, 1, 1, tz="UTC")
+
+
+def run_dag(logical_date=LOGICAL_DATE):
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(REPO / "dags" / "monthly_forecast.py")).dags["monthly_forecast"]
+    return dag.test(logical_date=logical_date)
+
+
+def task_states(dag_run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def read_table(config, name=None) -> pd.DataFrame:
+    engine = sa.create_engine(config.predictions.database.url)
+    with engine.connect() as conn:
+        frame = pd.read_sql_table(name or config.predictions.table, conn)
+    engine.dispose()
+    return frame
+
+
+def active_entities(sales: pd.DataFrame, month: str) -> set[tuple[int, int]]:
+    rows = sales[pd.to_datetime(sales["month"]).dt.to_period("M") == pd.Period(month, "M")]
+    return set(zip(rows["store_id"], rows["item_id"], strict=True))
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_monthly_run_publishes_one_forecast_per_active_entity_and_horizon(deployment, synthetic_sales):
+    dag_run = run_dag()
+    assert str(dag_run.state) == "success", task_states(dag_run)
+
+    forecasts = read_table(deployment)
+    horizons = deployment.horizon
+    expected = active_entities(synthetic_sales, END_MONTH)
+    assert len(forecasts) == len(expected) * horizons
+    assert not forecasts.duplicated(["run_month", "store_id", "item_id", "horizon"]).any()
+    for h in range(1, horizons + 1):
+        rows = forecasts[forecasts["horizon"] == h]
+        assert set(zip(rows["store_id"], rows["item_id"], strict=True)) == expected
+        assert (pd.to_datetime(rows["forecast_month"]).dt.to_period("M") == pd.Period(END_MONTH) + h).all()
+    assert (forecasts["prediction"] >= 0).all() and forecasts["prediction"].gt(0).mean() > 0.9
+    assert forecasts["model_version"].nunique() == 1
+    assert (pd.to_datetime(forecasts["run_month"]).dt.to_period("M") == pd.Period(END_MONTH)).all()
+
+    # The model must earn its keep: better WAPE on the holdout than every naive baseline.
+    model_dir = deployment.data_dir / "models" / forecasts["model_version"].iloc[0]
+    report = json.loads((model_dir / "evaluation.json").read_text())
+    best = min(report["baselines"].values(), key=lambda m: m["wape"])
+    print(f"holdout WAPE model {report['model']['wape']:.3f}, best baseline "
+          f"{report['best_baseline']} {best['wape']:.3f}")
+    assert report["model"]["wape"] < best["wape"]
+
+    # The runs table says which model made the month's forecasts and how it scored.
+    runs = read_table(deployment, f"{deployment.predictions.table}_runs")
+    assert runs["model_version"].tolist() == [forecasts["model_version"].iloc[0]]
+    assert runs["forecasts"].tolist() == [len(forecasts)]
+
+    # The latest view returns one row per entity and forecast month.
+    latest = read_table(deployment, f"{deployment.predictions.table}_latest")
+    assert len(latest) == len(forecasts)
+
+    # Re-running the same month leaves identical forecasts: same rows, same values, no duplicates.
+    # Only run_id and created_at say that a second run happened.
+    second = run_dag()
+    assert str(second.state) == "success", task_states(second)
+    again = read_table(deployment)
+    keys = ["run_month", "store_id", "item_id", "horizon"]
+    stable = [c for c in forecasts.columns if c not in ("run_id", "created_at")]
+    pd.testing.assert_frame_equal(forecasts.sort_values(keys)[stable].reset_index(drop=True),
+                                  again.sort_values(keys)[stable].reset_index(drop=True))
+    assert again["run_id"].unique().tolist() == [second.run_id]

@@ -1,0 +1,160 @@
+"""The snapshot gate runs real Great Expectations checkpoints; each case breaks one rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecasting.config import Config, parse_config
+from forecasting.validate import DataValidationError, ValidationReport, validate_snapshot
+
+MONTH = pd.Period("2024-03", "M")
+STORES, ITEMS, MONTHS = 5, 4, 24  # 20 entities, so 4 rows in a month is exactly 20%
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    raw = {
+        "data_dir": str(tmp_path),
+        "source": {
+            "url": "sqlite:///x.db",
+            "table": "sales",
+            "entity_columns": ["store_id", "item_id"],
+            "time_column": "month",
+            "target_column": "units",
+            "covariates": ["price", "promo"],
+            "attributes": ["store_size", "region", "category"],
+        },
+        "feature_store": {"project": "t"},
+        "predictions": {"url": "sqlite:///p.db"},
+    }
+    return parse_config(raw, tmp_path / "cfg.yaml")
+
+
+@pytest.fixture
+def docs_dir(tmp_path: Path) -> Path:
+    return tmp_path / "docs"
+
+
+@pytest.fixture
+def snapshot() -> pd.DataFrame:
+    """A clean snapshot: every entity in every month up to and including MONTH."""
+    rng = np.random.default_rng(0)
+    months = pd.period_range(end=MONTH, periods=MONTHS, freq="M").to_timestamp(how="start")
+    index = pd.MultiIndex.from_product(
+        [range(1, STORES + 1), range(1, ITEMS + 1), months], names=["store_id", "item_id", "month"]
+    )
+    frame = index.to_frame(index=False)
+    n = len(frame)
+    return frame.assign(
+        units=rng.gamma(2.0, 20.0, n).round(1),
+        price=rng.uniform(1, 10, n).round(2),
+        promo=rng.integers(0, 2, n),
+        store_size=frame["store_id"] * 100,
+        region=np.where(frame["store_id"] % 2 == 0, "north", "south"),
+        category=np.where(frame["item_id"] <= 2, "food", "drink"),
+    )
+
+
+def in_month(frame: pd.DataFrame, month: str) -> pd.Series:
+    return frame["month"] == pd.Timestamp(month)
+
+
+def assert_fails(
+    frame: pd.DataFrame, config: Config, docs_dir: Path, expectation: str, column: str | None
+) -> DataValidationError:
+    with pytest.raises(DataValidationError) as info:
+        validate_snapshot(frame, config, MONTH, docs_dir)
+    err = info.value
+    assert any(f["expectation"] == expectation and f["column"] == column for f in err.failures), str(err)
+    message = str(err)
+    assert message.startswith("Validation of 2024-03 failed")
+    assert f"{expectation}({column or ''}" in message
+    assert "Data Docs: " in message and (docs_dir / "index.html").is_file()  # built despite failing
+    return err
+
+
+def test_valid_snapshot_passes_and_builds_data_docs(snapshot, config, docs_dir):
+    report = validate_snapshot(snapshot, config, MONTH, docs_dir)
+
+    assert isinstance(report, ValidationReport)
+    assert report.success and report.failures == []
+    assert report.month == "2024-03"
+    assert (report.rows, report.rows_in_month) == (STORES * ITEMS * MONTHS, STORES * ITEMS)
+    # 9 columns exist, 4 types, 4 not-null, target >= 0, unique keys, month coverage, row count
+    assert report.expectations == 21
+    assert report.data_docs == str(docs_dir.resolve() / "index.html")
+    assert Path(report.data_docs).is_file()
+    assert list(snapshot.columns) == [
+        "store_id", "item_id", "month", "units", "price", "promo", "store_size", "region", "category",
+    ]  # the caller's frame is not modified
+
+
+def test_first_month_of_data_skips_the_row_count_check(snapshot, config, docs_dir):
+    report = validate_snapshot(snapshot[in_month(snapshot, "2024-03")], config, MONTH, docs_dir)
+    assert report.success and report.expectations == 20
+
+
+def test_null_entity_key_fails(snapshot, config, docs_dir):
+    snapshot.loc[[0, 50, 100], "store_id"] = None
+    err = assert_fails(snapshot, config, docs_dir, "expect_column_values_to_not_be_null", "store_id")
+    assert "3 unexpected of 480 rows" in str(err)
+
+
+def test_negative_sales_fail(snapshot, config, docs_dir):
+    snapshot.loc[[3, 7], "units"] = -5.0
+    err = assert_fails(snapshot, config, docs_dir, "expect_column_values_to_be_between", "units")
+    assert "expect_column_values_to_be_between(units, min 0" in str(err)
+    assert "2 unexpected" in str(err)
+
+
+def test_duplicated_entity_month_fails(snapshot, config, docs_dir):
+    duplicated = pd.concat([snapshot, snapshot.iloc[[10]]], ignore_index=True)
+    assert_fails(
+        duplicated, config, docs_dir, "expect_compound_columns_to_be_unique", "store_id, item_id, month"
+    )
+
+
+def test_missing_month_m_fails(snapshot, config, docs_dir):
+    err = assert_fails(
+        snapshot[~in_month(snapshot, "2024-03")], config, docs_dir,
+        "expect_column_distinct_values_to_contain_set", "month__yyyy_mm",
+    )
+    assert "missing 2024-03" in str(err)
+
+
+def test_month_missing_mid_history_fails(snapshot, config, docs_dir):
+    err = assert_fails(
+        snapshot[~in_month(snapshot, "2023-06")], config, docs_dir,
+        "expect_column_distinct_values_to_contain_set", "month__yyyy_mm",
+    )
+    assert "missing 2023-06" in str(err)
+    assert len(err.failures) == 1
+
+
+def test_target_stored_as_text_fails(snapshot, config, docs_dir):
+    snapshot["units"] = snapshot["units"].astype(str).astype(object)
+    snapshot.loc[5, "units"] = "n/a"
+    err = assert_fails(snapshot, config, docs_dir, "expect_column_values_to_be_in_type_list", "units")
+    assert "480 unexpected of 480 rows" in str(err)  # every value is a string, numeric-looking or not
+
+
+def test_missing_configured_column_fails_without_crashing(snapshot, config, docs_dir):
+    err = assert_fails(
+        snapshot.drop(columns=["price"]), config, docs_dir, "expect_column_to_exist", "price"
+    )
+    # Expectations that read the column report it missing instead of raising a KeyError.
+    (type_check,) = [f for f in err.failures if f["expectation"] == "expect_column_values_to_be_in_type_list"]
+    assert type_check["column"] == "price"
+    assert type_check["details"] == "column 'price' is missing from the snapshot"
+
+
+def test_row_count_collapse_fails(snapshot, config, docs_dir):
+    march = snapshot.index[in_month(snapshot, "2024-03")]
+    collapsed = snapshot.drop(index=march[4:])  # 4 of 20 rows left
+    err = assert_fails(collapsed, config, docs_dir, "expect_table_row_count_to_be_between", None)
+    assert "observed 4 rows" in str(err) and "2024-02 had 20" in str(err)
+    assert err.report.rows_in_month == 4

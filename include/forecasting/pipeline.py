@@ -23,6 +23,12 @@ def _setup(month: str, config: Config | None) -> tuple[Config, pd.Period]:
     return (config or load_config()), month_of(month)
 
 
+def _record(config: Config, month: pd.Period, stage: str, result: dict) -> dict:
+    """Keep each stage's result beside the run's files (read by ``forecasting.summary``)."""
+    paths.write_json_atomically(result, paths.run_dir(config, month) / f"{stage}.json")
+    return result
+
+
 def _snapshot(config: Config, month: pd.Period) -> pd.DataFrame:
     return pd.read_parquet(paths.snapshot(config, month))
 
@@ -32,8 +38,9 @@ def extract(month: str, config: Config | None = None) -> dict:
 
     config, m = _setup(month, config)
     snap = run(config, m)
-    return {"month": month, "snapshot": str(snap.path), "rows": snap.rows,
-            "first_month": snap.first_month, "last_month": snap.last_month}
+    return _record(config, m, "extract", {
+        "month": month, "snapshot": str(snap.path), "rows": snap.rows,
+        "first_month": snap.first_month, "last_month": snap.last_month})
 
 
 def validate(month: str, config: Config | None = None) -> dict:
@@ -42,10 +49,9 @@ def validate(month: str, config: Config | None = None) -> dict:
 
     config, m = _setup(month, config)
     report = validate_snapshot(_snapshot(config, m), config, m, paths.data_docs(config, m))
-    result = {"month": month, "rows": report.rows, "rows_in_month": report.rows_in_month,
-              "expectations": report.expectations, "data_docs": report.data_docs}
-    paths.write_json_atomically(result, paths.run_dir(config, m) / "validation.json")
-    return result
+    return _record(config, m, "validate", {
+        "month": month, "rows": report.rows, "rows_in_month": report.rows_in_month,
+        "expectations": report.expectations, "data_docs": report.data_docs})
 
 
 def build_features(month: str, config: Config | None = None) -> dict:
@@ -53,8 +59,9 @@ def build_features(month: str, config: Config | None = None) -> dict:
 
     config, m = _setup(month, config)
     built = run(_snapshot(config, m), config, m)
-    return {"month": month, "rows": built.rows_written, "months": built.months_written,
-            "entities": built.entities, "first_month": built.first_month, "last_month": built.last_month}
+    return _record(config, m, "build_features", {
+        "month": month, "rows": built.rows_written, "months": built.months_written,
+        "entities": built.entities, "first_month": built.first_month, "last_month": built.last_month})
 
 
 def register_features(month: str, config: Config | None = None) -> dict:
@@ -64,8 +71,9 @@ def register_features(month: str, config: Config | None = None) -> dict:
     config, m = _setup(month, config)
     definitions = store.apply(config)
     materialized = store.materialize(config, m)
-    return {"month": month, "feature_view": definitions.view.name,
-            "feature_service": definitions.service.name, "materialized_entities": materialized}
+    return _record(config, m, "register_features", {
+        "month": month, "feature_view": definitions.view.name,
+        "feature_service": definitions.service.name, "materialized_entities": materialized})
 
 
 def train(month: str, config: Config | None = None) -> dict:
@@ -73,8 +81,9 @@ def train(month: str, config: Config | None = None) -> dict:
 
     config, m = _setup(month, config)
     model = run(_snapshot(config, m), config, m)
-    return {"month": month, "model_version": model.version, "model_dir": str(model.directory),
-            "rows": model.metadata["rows"], "trees": model.metadata["params"]["num_boost_round"]}
+    return _record(config, m, "train", {
+        "month": month, "model_version": model.version, "model_dir": str(model.directory),
+        "rows": model.metadata["rows"], "trees": model.metadata["params"]["num_boost_round"]})
 
 
 def evaluate(month: str, model_dir: str, config: Config | None = None) -> dict:
@@ -86,10 +95,11 @@ def evaluate(month: str, model_dir: str, config: Config | None = None) -> dict:
         log.warning("The model (WAPE %.3f) does not beat the %s baseline (WAPE %.3f) on the holdout",
                     report.model["wape"], report.best_baseline,
                     report.baselines[report.best_baseline]["wape"])
-    return {"month": month, "report": str(report.path), "model_wape": report.model["wape"],
-            "best_baseline": report.best_baseline,
-            "best_baseline_wape": report.baselines[report.best_baseline]["wape"],
-            "beats_best_baseline": report.beats_baselines}
+    return _record(config, m, "evaluate", {
+        "month": month, "report": str(report.path), "model_wape": report.model["wape"],
+        "best_baseline": report.best_baseline,
+        "best_baseline_wape": report.baselines[report.best_baseline]["wape"],
+        "beats_best_baseline": report.beats_baselines})
 
 
 def predict(month: str, model_dir: str, config: Config | None = None) -> dict:
@@ -98,7 +108,7 @@ def predict(month: str, model_dir: str, config: Config | None = None) -> dict:
     config, m = _setup(month, config)
     frame = stage.forecast(_snapshot(config, m), config, m, Path(model_dir))
     path = stage.save_forecasts(frame, config, m)
-    return {"month": month, "forecasts": str(path), "rows": len(frame)}
+    return _record(config, m, "predict", {"month": month, "forecasts": str(path), "rows": len(frame)})
 
 
 def publish(month: str, model_dir: str, run_id: str, config: Config | None = None) -> dict:
@@ -111,8 +121,9 @@ def publish(month: str, model_dir: str, run_id: str, config: Config | None = Non
     frame = pd.read_parquet(paths.run_dir(config, m) / "forecasts.parquet")
     result = run(frame, config, m, model_version=metadata["model_version"], run_id=run_id,
                  evaluation=evaluation)
-    return {"month": month, "table": result.table, "url": result.url, "rows": result.rows,
-            "replaced": result.replaced}
+    return _record(config, m, "publish", {
+        "month": month, "table": result.table, "url": result.url, "rows": result.rows,
+        "replaced": result.replaced, "model_version": metadata["model_version"], "run_id": run_id})
 
 
 def run_month(month: str, run_id: str, config: Config | None = None) -> dict:

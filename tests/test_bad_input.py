@@ -1,0 +1,100 @@
+"""Bad source data stops the DAG at validation: the failed expectation is named, nothing
+downstream runs, and the predictions table is exactly as it was."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from conftest import END_MONTH, demo_config_dict, write_config
+from test_pipeline_e2e import read_table, run_dag, task_states
+
+DOWNSTREAM = ["build_features", "register_features", "train", "evaluate", "predict", "publish"]
+
+
+@pytest.fixture(scope="module")
+def published(airflow_db, tmp_path_factory, synthetic_sales):
+    """A deployment whose month has already been published once with good data."""
+    from forecasting.config import load_config
+    from forecasting.datasets.synthetic import seed_source_database
+
+    folder = tmp_path_factory.mktemp("bad-input")
+    path = write_config(folder, demo_config_dict(folder))
+    config = load_config(path)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FORECAST_CONFIG", str(path))
+        seed_source_database(config.source.database.url, synthetic_sales, table=config.source.table)
+        assert str(run_dag().state) == "success"
+        yield config, read_table(config)
+
+
+def _in_month(frame: pd.DataFrame, month: str) -> pd.Series:
+    return pd.to_datetime(frame["month"]).dt.to_period("M") == pd.Period(month, "M")
+
+
+def null_keys(sales):
+    sales = sales.astype({"store_id": "Int64"})
+    sales.loc[sales.index[:5], "store_id"] = pd.NA
+    return sales
+
+
+def negative_sales(sales):
+    sales.loc[sales.index[10:13], "units"] = -4.0
+    return sales
+
+
+def duplicated_entity_month(sales):
+    return pd.concat([sales, sales.iloc[[20, 21]]], ignore_index=True)
+
+
+def missing_month(sales):
+    return sales[~_in_month(sales, END_MONTH)]
+
+
+def wrong_column_type(sales):
+    sales = sales.astype({"units": object})
+    sales.loc[sales.index[::50], "units"] = "n/a"
+    return sales
+
+
+CASES = {
+    "null keys": (null_keys, "expect_column_values_to_not_be_null(store_id)"),
+    "negative sales": (negative_sales, "expect_column_values_to_be_between(units"),
+    "duplicated entity-month": (duplicated_entity_month, "expect_compound_columns_to_be_unique"),
+    "missing month": (missing_month, "expect_column_distinct_values_to_contain_set"),
+    "wrong column type": (wrong_column_type, "expect_column_values_to_be_in_type_list(units"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_fails_validation_and_writes_nothing(case, published, synthetic_sales, capfd, monkeypatch):
+    from forecasting.datasets.synthetic import seed_source_database
+
+    config, before = published
+    corrupt, named = CASES[case]
+    monkeypatch.setenv("FORECAST_CONFIG", str(config.path))
+    # Written through pandas, without the seeded table's primary key, so that the database
+    # accepts the bad rows and validation is what has to catch them.
+    _replace_source(config, corrupt(synthetic_sales.copy()))
+    capfd.readouterr()
+    try:
+        dag_run = run_dag()
+        output = "".join(capfd.readouterr())
+        states = task_states(dag_run)
+        assert states["extract"] == "success"
+        assert states["validate"] == "failed", states
+        assert all(states[t] == "upstream_failed" for t in DOWNSTREAM), states
+        assert "Validation of" in output and named in output, f"{named!r} not in the failure message"
+        after = read_table(config)
+        pd.testing.assert_frame_equal(before, after)
+    finally:
+        seed_source_database(config.source.database.url, synthetic_sales, table=config.source.table)
+
+
+def _replace_source(config, frame: pd.DataFrame) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(config.source.database.url)
+    with engine.begin() as conn:
+        frame.to_sql(config.source.table, conn, if_exists="replace", index=False,
+                     dtype={"month": sa.Date()})
+    engine.dispose()

@@ -22,11 +22,12 @@ export FORECAST_CONFIG := $(abspath $(FORECAST_CONFIG))
 # Demo data: 10 stores x 50 items over the 60 months ending with the latest complete month.
 DEMO_SIZE ?= --stores 10 --items 50 --months 60 --seed 7
 
-.PHONY: help setup run ui test lint dominicks benchmark clean
+.PHONY: help setup run month ui test lint dominicks benchmark clean
 
 help:
 	@echo "make run        set up .venv and Airflow, seed the demo data, run monthly_forecast, print a summary"
 	@echo "make test       run the test suite (needs PostgreSQL and Redis for the production-profile tests)"
+	@echo "make month MONTH=YYYY-MM [FORECAST_CONFIG=...]   run monthly_forecast for one month"
 	@echo "make ui         start Airflow (api-server, scheduler, dag-processor) at http://localhost:8080"
 	@echo "make dominicks  run the pipeline on Dominick's orange juice sales (real data)"
 	@echo "make lint       ruff, with Airflow's rules"
@@ -58,6 +59,9 @@ run: setup
 	$(PYTHON) -m forecasting.datasets.synthetic $(DEMO_SIZE) && \
 	scripts/run_month.sh && \
 	echo "make run took $$(( $$(date +%s) - start )) s"
+
+month: setup
+	scripts/run_month.sh $(MONTH)
 
 ui: setup
 	airflow standalone

@@ -41,7 +41,10 @@ def logical_month(data_interval_start) -> str:
     # Runs at midnight UTC on the 1st, for the month that just ended: the run of
     # 2025-01-01 has the data interval [2024-12-01, 2025-01-01), so M = 2024-12.
     schedule=CronDataIntervalTimetable("0 0 1 * *", timezone="UTC"),
-    start_date=pendulum.datetime(2000, 1, 1, tz="UTC"),
+    # Tasks only run for intervals after start_date, and backfills may reach back as far as the
+    # sales history does (Dominick's is 1990-1992). catchup=False keeps the scheduler from
+    # creating those old runs by itself.
+    start_date=pendulum.datetime(1970, 1, 1, tz="UTC"),
     catchup=False,
     # Runs share the online store and the offline feature table; one at a time keeps a
     # backfill's months from racing on SQLite. Raise it on PostgreSQL + Redis.

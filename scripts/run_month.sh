@@ -12,7 +12,8 @@ mkdir -p "$(dirname "$log")"
 echo "Running monthly_forecast for ${month} (logical date ${logical_date}, config ${FORECAST_CONFIG:-config/demo.yaml})"
 echo "Full log: ${log}"
 if ! airflow dags test monthly_forecast "$logical_date" >"$log" 2>&1 \
-    || ! grep -q "DagRun Finished: dag_id=monthly_forecast.*state=success" "$log"; then
+    || ! grep -q "DagRun Finished: dag_id=monthly_forecast.*state=success" "$log" \
+    || ! grep -q "end task task_id=publish" "$log"; then
     echo "monthly_forecast for ${month} failed. The errors from the log:" >&2
     grep -E "Validation of|ERROR|Error|error" "$log" | grep -v "^\s*$" | tail -30 >&2 || tail -40 "$log" >&2
     exit 1

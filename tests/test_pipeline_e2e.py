@@ -8,7 +8,6 @@ import pandas as pd
 import pendulum
 import pytest
 import sqlalchemy as sa
-
 from conftest import END_MONTH, REPO
 
 # The run of the 1st of the next month has the data interval of END_MONTH.

@@ -103,7 +103,10 @@ class Config:
 
 
 DEFAULT_MODEL_PARAMS: dict[str, Any] = {
-    "objective": "reg:squarederror",
+    # Sales are non-negative, count-like and skewed with some zero months: Tweedie fits them
+    # (it beat squared and absolute error on the holdout of both the demo data and Dominick's).
+    "objective": "reg:tweedie",
+    "tweedie_variance_power": 1.3,
     "tree_method": "hist",
     "max_depth": 6,
     "learning_rate": 0.05,
@@ -124,12 +127,41 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     path = Path(path or os.environ.get("FORECAST_CONFIG") or DEFAULT_CONFIG).resolve()
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (set FORECAST_CONFIG)")
-    text = os.path.expandvars(path.read_text())
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    # Substituted into parsed values, so a value from the environment can't change the file's shape.
+    raw = _expand_variables(raw)
+    unset = sorted(_unset_variables(raw))
+    if unset:
+        raise ConfigError(f"{path}: environment variables not set: {', '.join(unset)}")
     return parse_config(raw, path)
+
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_variables(value: Any) -> Any:
+    """Replace ``${VAR}`` in every string value with the environment's value (unset ones stay)."""
+    if isinstance(value, str):
+        return _VARIABLE.sub(lambda m: os.environ.get(m.group(1), m.group(0)), value)
+    if isinstance(value, dict):
+        return {k: _expand_variables(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_variables(v) for v in value]
+    return value
+
+
+def _unset_variables(value: Any) -> set[str]:
+    """Names of ``${VAR}`` left in the parsed values (expandvars keeps those it cannot fill)."""
+    if isinstance(value, str):
+        return set(_VARIABLE.findall(value))
+    if isinstance(value, dict):
+        return set().union(*map(_unset_variables, value.values()))
+    if isinstance(value, list):
+        return set().union(*map(_unset_variables, value))
+    return set()
 
 
 def parse_config(raw: Any, path: Path) -> Config:
@@ -209,6 +241,13 @@ def parse_config(raw: Any, path: Path) -> Config:
     )
     if not _IDENTIFIER.match(predictions.table):
         raise pred.error("table", "must be a plain table name")
+
+    needed = features.lookback_months + model.validation_months + evaluation.holdout_months + 1
+    if source.history_months is not None and source.history_months < needed:
+        raise src.error("history_months", (
+            f"{source.history_months} leaves no month to train on: it must be at least {needed} "
+            f"(feature lookback {features.lookback_months} + model.validation_months "
+            f"{model.validation_months} + evaluation.holdout_months {evaluation.holdout_months} + 1)"))
 
     data_dir = section.optional("data_dir", str)
     if data_dir is None:

@@ -40,9 +40,11 @@ def window_query(config: Config, dialect: sa.Dialect, has_start: bool) -> sa.Tex
         if src.database.schema:
             relation = f"{quote(src.database.schema)}.{relation}"
     else:
-        relation = f"({src.query.strip().rstrip(';')}) AS source_query"
+        relation = f"({src.query.strip().rstrip(';')}\n) AS source_query"  # \n: a trailing -- comment keeps ")"
     time = quote(src.time_column)
-    where = f"{time} < :window_end" + (f" AND {time} >= :window_start" if has_start else "")
+    window = f"{time} < :window_end" + (f" AND {time} >= :window_start" if has_start else "")
+    # Rows without a time are kept, so that validation reports them rather than extract hiding them.
+    where = f"({window}) OR {time} IS NULL"
     params = [sa.bindparam("window_end", type_=sa.Date)]
     if has_start:
         params.append(sa.bindparam("window_start", type_=sa.Date))
@@ -66,7 +68,8 @@ def read_window(config: Config, month: pd.Period) -> pd.DataFrame:
     time = config.source.time_column
     if time in frame.columns:
         # Unparseable times become NaT so that validation reports them instead of extract crashing.
-        stamps = pd.to_datetime(frame[time], errors="coerce", utc=True).dt.tz_localize(None)
+        # ISO 8601 in any precision ("2024-03-01", "2024-03-15 10:00:00"), as SQL databases write it.
+        stamps = pd.to_datetime(frame[time], errors="coerce", utc=True, format="ISO8601").dt.tz_localize(None)
         frame[time] = stamps.dt.to_period("M").dt.to_timestamp()
     return frame
 

@@ -65,7 +65,7 @@ def monthly_grid(snapshot: pd.DataFrame, config: Config) -> pd.DataFrame:
     frame = snapshot[[*keys, src.time_column, src.target_column, *src.covariates, *src.attributes]].copy()
     frame[keys] = frame[keys].astype(str)
     frame["_m"] = _month_index(frame[src.time_column])
-    frame = frame.drop(columns=src.time_column)
+    frame = frame.drop(columns=src.time_column).assign(_observed=True)
 
     spans = frame.groupby(keys, sort=True)["_m"].agg(["min", "max"]).reset_index()
     lengths = (spans["max"] - spans["min"] + 1).to_numpy()
@@ -74,6 +74,7 @@ def monthly_grid(snapshot: pd.DataFrame, config: Config) -> pd.DataFrame:
     grid["_m"] = np.repeat(spans["min"].to_numpy(), lengths) + offsets
 
     grid = grid.merge(frame, on=[*keys, "_m"], how="left")
+    grid["_observed"] = grid["_observed"].notna()
     grid[src.target_column] = grid[src.target_column].astype(float).fillna(0.0)
     carried = [*src.covariates, *src.attributes]
     if carried:
@@ -82,17 +83,41 @@ def monthly_grid(snapshot: pd.DataFrame, config: Config) -> pd.DataFrame:
 
 
 def _rolling(values: pd.Series, position: np.ndarray, window: int, how: str) -> pd.Series:
-    """Rolling statistic over each entity's contiguous months; NaN until a full window exists."""
-    out = getattr(values.rolling(window, min_periods=window), how)()
-    return out.where(position >= window - 1)
+    """Statistic over the ``window`` months ending at each row; NaN until the entity has them.
+
+    Each window is computed on its own values (not as a running sum over the column), so a
+    month's result is bit-for-bit the same whatever rows precede it in a run.
+    """
+    array = values.to_numpy(dtype=float)
+    out = np.full(len(array), np.nan)
+    if len(array) >= window:
+        windows = np.lib.stride_tricks.sliding_window_view(array, window)
+        out[window - 1:] = windows.mean(axis=1) if how == "mean" else windows.std(axis=1, ddof=1)
+    return pd.Series(out, index=values.index).where(position >= window - 1)
+
+
+def _months_known(grid: pd.DataFrame, keys: list[str], lookback: int) -> np.ndarray:
+    """For each row (entity, t): months since the entity's first real row within t's lookback.
+
+    A month's features then depend only on rows in [t - lookback + 1, t], so every run whose
+    window covers that range writes the same values (a backfill rewrites, never changes).
+    Negative where the entity has no row at all in the lookback (dormant).
+    """
+    code = grid.groupby(keys, sort=False).ngroup().to_numpy().astype(np.int64)
+    month = grid["_m"].to_numpy().astype(np.int64)
+    stride = int(month.max()) + lookback + 1 if len(month) else 1
+    key = code * stride + month
+    observed = np.sort(key[grid["_observed"].to_numpy()])
+    first = observed[np.searchsorted(observed, key - (lookback - 1))]
+    return month - (first - code * stride)
 
 
 def compute_features(grid: pd.DataFrame, config: Config) -> pd.DataFrame:
-    """Feature columns for every (entity, month) of the grid (sorted by entity, then month)."""
+    """Feature columns for every (entity, month) of the grid with a real row in its lookback."""
     src, feat = config.source, config.features
     keys = src.entity_columns
     grid = grid.sort_values([*keys, "_m"], kind="stable").reset_index(drop=True)
-    position = grid.groupby(keys, sort=False).cumcount().to_numpy()
+    position = _months_known(grid, keys, feat.lookback_months)
     sales = grid[src.target_column].astype(float)
 
     out = {k: grid[k] for k in keys}
@@ -103,8 +128,7 @@ def compute_features(grid: pd.DataFrame, config: Config) -> pd.DataFrame:
         out[f"sales_mean_{w}"] = _rolling(sales, position, w, "mean")
         out[f"sales_std_{w}"] = _rolling(sales, position, w, "std")
     out["month_of_year"] = (grid["_m"] % 12 + 1).astype(float)
-    # Capped so that a month's features do not depend on where a run's window began.
-    out["history_months"] = np.minimum(position + 1, feat.lookback_months).astype(float)
+    out["history_months"] = (position + 1).astype(float)  # at most the lookback, by construction
     for c in src.covariates:
         values = pd.to_numeric(grid[c], errors="coerce").astype(float)
         out[c] = values
@@ -117,7 +141,7 @@ def compute_features(grid: pd.DataFrame, config: Config) -> pd.DataFrame:
     stamps = _index_to_month_start(features["_m"].to_numpy() + 1)  # month_end(t) = start of t+1
     features[TIMESTAMP] = pd.DatetimeIndex(stamps).tz_localize("UTC")
     features[CREATED] = features[TIMESTAMP]
-    return features
+    return features[position >= 0].reset_index(drop=True)
 
 
 @dataclass

@@ -191,7 +191,7 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period) -> TrainedMo
     holdout_model = fit(split.train, split.validation, config, categories)
     stopped_early = not split.validation.empty
     best_rounds = holdout_model.best_iteration + 1 if stopped_early else holdout_model.num_boosted_rounds()
-    validation_rmse = float(holdout_model.best_score) if stopped_early else None
+    validation_score = float(holdout_model.best_score) if stopped_early else None
     holdout_model = holdout_model[:best_rounds]
     production_model = fit(frame, None, config, categories, num_boost_round=best_rounds)
 
@@ -216,7 +216,8 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period) -> TrainedMo
         "holdout_months": config.evaluation.holdout_months,
         "horizon": config.horizon,
         "data_fingerprint": digest,
-        "validation_rmse": validation_rmse,
+        # Early stopping's metric on the validation months (the objective's default metric).
+        "validation_score": validation_score,
     }
     paths.write_json_atomically(metadata, directory / "metadata.json")
     log.info("Trained %s on %d rows (%d trees); saved to %s", version, len(frame), best_rounds, directory)

@@ -1,0 +1,21 @@
+"""Feast definitions of the demand-forecast features: entities, source, feature view, service.
+
+The pipeline applies these same objects itself (``forecasting.store.apply``); this module is
+for the ``feast`` CLI. They are built from the deployment's config (``FORECAST_CONFIG``), so the
+entity columns and the feature schema always match the data:
+
+    feast -c feature_repo plan                                               # the demo
+    feast -c feature_repo -f <data_dir>/feast/feature_store.yaml plan        # any deployment
+"""
+
+from forecasting.config import load_config
+from forecasting.store import build_definitions
+
+_definitions = build_definitions(load_config())
+
+# Feast collects the Feast objects it finds at module level.
+sales_history_source = _definitions.source  # FileSource: <data_dir>/features/entity_month/*.parquet
+sales_history = _definitions.view  # FeatureView, TTL 40 days, one row per entity and month
+demand_model = _definitions.service  # FeatureService read by training and prediction
+# One Entity per configured entity column (store_id and item_id in the demo).
+globals().update({entity.name: entity for entity in _definitions.entities})

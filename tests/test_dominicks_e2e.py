@@ -8,7 +8,6 @@ import pendulum
 import pytest
 import sqlalchemy as sa
 import yaml
-
 from conftest import REPO, write_config
 from test_pipeline_e2e import read_table, run_dag, task_states
 

@@ -24,6 +24,9 @@ def make_config(folder: Path, **source) -> Config:
     raw = demo_config_dict(folder)
     raw["source"].update(entity_columns=["k"], time_column="month", target_column="units",
                          covariates=[], attributes=[], history_months=13)
+    # A short window is only valid with little to hold out (config refuses one with nothing to train).
+    raw["model"]["validation_months"], raw["evaluation"]["holdout_months"] = 1, 1
+    raw["features"] = {"lags": [1], "rolling_windows": [3]}
     for key, value in source.items():
         if value is DROP:
             raw["source"].pop(key, None)

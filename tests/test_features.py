@@ -32,6 +32,8 @@ def make_config(folder: Path, history_months: int | None = 24) -> Config:
     raw["source"].update(entity_columns=KEYS, time_column="month", target_column="units",
                          covariates=["price"], attributes=["region"], history_months=history_months)
     raw["features"] = {"lags": [1, 2, 3, 6, 12], "rolling_windows": [3, 6, 12]}
+    # Short windows are only valid with little to hold out (config refuses one with nothing to train).
+    raw["model"]["validation_months"], raw["evaluation"]["holdout_months"] = 1, 1
     return load_config(write_config(folder, raw))
 
 
@@ -264,8 +266,8 @@ def test_backfill_rewrites_earlier_months_byte_identically(tmp_path):
 
 
 def test_backfill_is_identical_for_an_entity_with_a_gap_at_the_window_start(tmp_path):
-    config = make_config(tmp_path, history_months=13)  # a run of M writes M-1 and M
-    gap = [M - 13, *month_range(M - 9, M)]  # one row at M-13, none in M-12 .. M-10
+    config = make_config(tmp_path, history_months=15)  # a run of M writes M-3 .. M
+    gap = [M - 15, *month_range(M - 11, M)]  # one row at M-15 (outside M's window), none in M-14 .. M-12
     snapshot = pd.DataFrame({"store": 1, "item": 1, "month": [m.to_timestamp() for m in gap],
                              "units": np.arange(1.0, len(gap) + 1), "price": 1.0, "region": "north"})
 

@@ -13,12 +13,19 @@ def database_url(db: Database) -> str:
     # Only a deployment that names an Airflow connection needs Airflow here.
     from airflow.sdk import BaseHook
 
-    hook = BaseHook.get_connection(db.conn_id).get_hook()
-    return str(hook.sqlalchemy_url) if hasattr(hook, "sqlalchemy_url") else hook.get_uri()
+    connection = BaseHook.get_connection(db.conn_id)
+    try:
+        hook = connection.get_hook()
+    except Exception:  # no provider installed for this connection type: its URI will do
+        hook = None
+    url = getattr(hook, "sqlalchemy_url", None)
+    if url is not None:
+        return url.render_as_string(hide_password=False)
+    return connection.get_uri()
 
 
 def make_engine(db: Database) -> sa.Engine:
     url = sa.make_url(database_url(db))
-    if url.drivername == "postgresql":  # psycopg 3 is the driver we pin
-        url = url.set(drivername="postgresql+psycopg")
-    return sa.create_engine(url, future=True)
+    if url.drivername.split("+")[0] in ("postgres", "postgresql"):
+        url = url.set(drivername="postgresql+psycopg")  # psycopg 3 is the driver we pin
+    return sa.create_engine(url)

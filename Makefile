@@ -37,6 +37,7 @@ setup: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db
 
 # uv installs the locked set in seconds; pip is the fallback.
 $(VENV)/.installed: requirements.lock pyproject.toml
+	@echo "Installing the pinned dependencies (requirements.lock) into $(VENV) ..."
 	@if command -v uv >/dev/null 2>&1; then \
 		uv venv --quiet --allow-existing --python 3.11 $(VENV) && \
 		VIRTUAL_ENV=$(CURDIR)/$(VENV) uv pip install --quiet -r requirements.lock && \
@@ -44,6 +45,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	else \
 		py=$$(command -v python3.11 || command -v python3) && \
 		$$py -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"' && \
+		echo "(uv not found: pip takes a few minutes)" && \
 		$$py -m venv $(VENV) && \
 		$(PYTHON) -m pip install --quiet -r requirements.lock && \
 		$(PYTHON) -m pip install --quiet --no-deps -e . ; \
@@ -51,6 +53,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	@touch $@
 
 $(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
+	@echo "Preparing Airflow's metadata DB in $(AIRFLOW_HOME) ..."
 	@mkdir -p $(AIRFLOW_HOME)
 	@airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/migrate.log; exit 1)
 

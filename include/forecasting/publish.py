@@ -100,8 +100,12 @@ class PublishResult:
 
 
 def insert_rows(conn: sa.Connection, table: sa.Table, records: list[dict]) -> None:
-    """Bulk insert; SQLAlchemy batches these into multi-row INSERTs."""
-    if records:
+    """Bulk insert in the caller's transaction: COPY on PostgreSQL, else multi-row INSERTs."""
+    if conn.dialect.name == "postgresql":
+        from forecasting.postgres import copy_rows
+
+        copy_rows(conn, table, records)
+    elif records:
         conn.execute(table.insert(), records)
 
 
@@ -117,6 +121,10 @@ def publish(forecasts: pd.DataFrame, config: Config, month: pd.Period, *, model_
     engine = make_engine(config.predictions.database)
     try:
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # concurrent publishes: see forecasting.postgres
+                from forecasting.postgres import lock_for_publish
+
+                lock_for_publish(conn, config.predictions.table, config.predictions.database.schema, run_month)
             table, runs = ensure_schema(conn, config, {k: forecasts[k].dtype for k in keys})
             replaced = conn.execute(sa.delete(table).where(table.c.run_month == run_month)).rowcount
             insert_rows(conn, table, records)

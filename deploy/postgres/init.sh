@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Creates the predictions and Feast registry databases and the forecast and analyst roles
+# (init.sql). The postgres image runs this once, when its data volume is first initialised
+# (mounted into /docker-entrypoint-initdb.d); run it by hand against an existing server with
+# PGHOST/PGPORT/PGUSER set, e.g.
+#   POSTGRES_USER=postgres POSTGRES_DB=postgres FORECAST_DB_PASSWORD=... bash deploy/postgres/init.sh
+set -euo pipefail
+
+: "${FORECAST_DB_PASSWORD:?set FORECAST_DB_PASSWORD (see .env.example)}"
+sql="${FORECAST_INIT_SQL:-$(dirname "${BASH_SOURCE[0]}")/init.sql}"
+
+psql --no-psqlrc --quiet --set ON_ERROR_STOP=1 \
+  --username "${POSTGRES_USER:-postgres}" --dbname "${POSTGRES_DB:-postgres}" \
+  --set predictions_db="${PREDICTIONS_DB:-predictions}" \
+  --set registry_db="${FEAST_REGISTRY_DB:-feast_registry}" \
+  --set forecast_user="${FORECAST_DB_USER:-forecast}" \
+  --set forecast_password="${FORECAST_DB_PASSWORD}" \
+  --set analyst_role="${ANALYST_ROLE:-analyst}" \
+  --set analyst_password="${ANALYST_PASSWORD:-}" \
+  --file "$sql"

@@ -1,0 +1,41 @@
+-- Databases and roles of the production profile, besides Airflow's own metadata database
+-- (created by the postgres image from POSTGRES_DB). Run by init.sh, which sets the psql
+-- variables below from the container's environment (.env); safe to run again.
+--
+--   forecast_user / forecast_password  the pipeline's login: owns the predictions and the Feast
+--                                      registry databases, creates and fills the tables
+--   analyst_role / analyst_password    read-only: SELECT on what forecast_user creates in the
+--                                      predictions database (the forecasts table, its _runs
+--                                      table, its _latest view); LOGIN only with a password
+--   predictions_db, registry_db        database names
+\set ON_ERROR_STOP on
+
+SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :'forecast_user', :'forecast_password')
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'forecast_user') \gexec
+
+SELECT format('CREATE ROLE %I NOLOGIN', :'analyst_role')
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'analyst_role') \gexec
+
+SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', :'analyst_role', :'analyst_password')
+WHERE :'analyst_password' <> '' \gexec
+
+SELECT format('CREATE DATABASE %I OWNER %I', :'predictions_db', :'forecast_user')
+WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'predictions_db') \gexec
+
+SELECT format('CREATE DATABASE %I OWNER %I', :'registry_db', :'forecast_user')
+WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'registry_db') \gexec
+
+-- Only the roles meant to may connect.
+SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'predictions_db') \gexec
+SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'registry_db') \gexec
+SELECT format('GRANT CONNECT ON DATABASE %I TO %I', :'predictions_db', :'analyst_role') \gexec
+
+\connect :"predictions_db"
+-- The pipeline creates its tables in public; nobody else may create anything there.
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+GRANT ALL ON SCHEMA public TO :"forecast_user";
+GRANT USAGE ON SCHEMA public TO :"analyst_role";
+-- Tables and views the pipeline creates later (on its first publish) are readable by analysts.
+ALTER DEFAULT PRIVILEGES FOR ROLE :"forecast_user" IN SCHEMA public GRANT SELECT ON TABLES TO :"analyst_role";
+-- ...and those that exist already (running this again after a publish).
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO :"analyst_role";

@@ -1,0 +1,14 @@
+-- Which model made each month's forecasts, and how it scored on its holdout against the
+-- best naive baseline (lower WAPE is better; improvement > 0 means the model beat it).
+SELECT r.run_month,
+       r.model_version,
+       r.run_id,
+       r.created_at,
+       r.forecasts,
+       round(r.holdout_wape::numeric, 3) AS holdout_wape,
+       r.best_baseline,
+       round(r.best_baseline_wape::numeric, 3) AS best_baseline_wape,
+       round((1 - r.holdout_wape / nullif(r.best_baseline_wape, 0))::numeric, 3) AS improvement,
+       r.holdout_wape < r.best_baseline_wape AS beats_baseline
+FROM forecasts_runs AS r
+ORDER BY r.run_month DESC;

@@ -5,6 +5,8 @@ Once a month, for the month that just ended (M, taken from the run's data interv
 
 extract → validate → build_features → register_features → train → evaluate → predict → publish
 
+M can also be given when triggering (the `month` param, YYYY-MM), e.g. to re-run a month.
+
 1. **extract** the history window ending at M from the source database into a raw snapshot.
 2. **validate** it with Great Expectations; bad data fails here, naming each failed
    expectation, and nothing downstream runs (Data Docs path in the log).
@@ -25,15 +27,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, dag, task
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 # Heavy libraries (pandas, GX, Feast, XGBoost) are imported inside the tasks: the scheduler
 # parses this file often and must not pay for them.
-
-
-def logical_month(data_interval_start) -> str:
-    """The month M a run works on: the month its data interval starts in (never the wall clock)."""
-    return data_interval_start.in_timezone("UTC").format("YYYY-MM")
 
 
 @dag(
@@ -52,13 +49,26 @@ def logical_month(data_interval_start) -> str:
     default_args={"owner": "forecasting", "retries": 2, "retry_delay": timedelta(minutes=2)},
     tags=["forecasting", "ml", "feast", "great-expectations", "xgboost"],
     doc_md=__doc__,
+    params={
+        "month": Param(
+            None,
+            type=["null", "string"],
+            pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$",
+            title="Month M (YYYY-MM)",
+            description="The month whose data to forecast from. Empty: the run's data interval "
+            "(for a manual run without one, the month before the run).",
+        )
+    },
 )
 def monthly_forecast():
     @task
-    def extract(data_interval_start=None) -> dict:
+    def extract(params=None, data_interval_start=None, dag_run=None) -> dict:
         from forecasting import pipeline
+        from forecasting.months import month_to_run
 
-        return pipeline.extract(logical_month(data_interval_start))
+        # M comes from the run (its month param or data interval), never from the wall clock;
+        # every later task takes it from here.
+        return pipeline.extract(month_to_run(params.get("month"), data_interval_start, dag_run.run_after))
 
     @task
     def validate(snapshot: dict) -> dict:

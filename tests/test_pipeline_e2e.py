@@ -14,11 +14,11 @@ from conftest import END_MONTH, REPO
 LOGICAL_DATE = pendulum.datetime(2025, 1, 1, tz="UTC")
 
 
-def run_dag(logical_date=LOGICAL_DATE):
+def run_dag(logical_date=LOGICAL_DATE, conf=None):
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=str(REPO / "dags" / "monthly_forecast.py")).dags["monthly_forecast"]
-    return dag.test(logical_date=logical_date)
+    return dag.test(logical_date=logical_date, run_conf=conf)
 
 
 def task_states(dag_run) -> dict[str, str]:
@@ -83,3 +83,13 @@ def test_monthly_run_publishes_one_forecast_per_active_entity_and_horizon(deploy
     pd.testing.assert_frame_equal(forecasts.sort_values(keys)[stable].reset_index(drop=True),
                                   again.sort_values(keys)[stable].reset_index(drop=True))
     assert again["run_id"].unique().tolist() == [second.run_id]
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_a_run_can_be_asked_for_another_month(deployment, synthetic_sales):
+    """Triggered with {"month": "2024-10"}, the run forecasts from October whatever its dates say."""
+    dag_run = run_dag(conf={"month": "2024-10"})
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    forecasts = read_table(deployment)
+    assert set(pd.to_datetime(forecasts["run_month"]).dt.strftime("%Y-%m")) == {"2024-10"}
+    assert len(forecasts) == len(active_entities(synthetic_sales, "2024-10")) * deployment.horizon

@@ -33,3 +33,18 @@ def month_end(month: pd.Period) -> pd.Timestamp:
 
 def month_range(first: pd.Period, last: pd.Period) -> pd.PeriodIndex:
     return pd.period_range(first, last, freq="M")
+
+
+def month_to_run(requested: str | None, data_interval_start, run_after) -> str:
+    """The month M a DAG run works on, as "YYYY-MM".
+
+    The month asked for when the run was triggered if any; else the month the run's data
+    interval starts in (a scheduled run on 2026-11-01 covers October 2026); else, for a manual
+    run without a data interval, the month before the run was triggered. All three are recorded
+    on the run itself, so re-running it works on the same month.
+    """
+    if requested:
+        return str(pd.Period(requested, "M"))
+    if data_interval_start is not None:
+        return str(month_of(data_interval_start))
+    return str(month_of(run_after) - 1)

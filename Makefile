@@ -31,7 +31,7 @@ help:
 	@echo "make ui         start Airflow (api-server, scheduler, dag-processor) at http://localhost:8080"
 	@echo "make dominicks  run the pipeline on Dominick's orange juice sales (real data)"
 	@echo "make lint       ruff, with Airflow's rules"
-	@echo "make benchmark  measure make run's stages and publish speed"
+	@echo "make benchmark  time the pipeline's stages (SQLite) and publishing to PostgreSQL"
 
 setup: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db
 
@@ -80,7 +80,8 @@ dominicks: setup
 	FORECAST_CONFIG=$(CURDIR)/config/dominicks.yaml scripts/run_month.sh 1992-09
 
 benchmark: setup
-	$(PYTHON) benchmarks/run_stages.py
+	$(PYTHON) benchmarks/run_stages.py --repeat 3
+	$(PYTHON) benchmarks/publish_speed.py --rows 200000 --repeat 5
 
 clean:
 	rm -rf data/demo data/dominicks .airflow

@@ -73,3 +73,35 @@ def deployment(tmp_path, synthetic_sales, monkeypatch):
     seed_source_database(config.source.database.url, synthetic_sales, table=config.source.table)
     monkeypatch.setenv("FORECAST_CONFIG", str(path))
     return config
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The admin URL of the test PostgreSQL server; skips, saying so, when it does not answer."""
+    import sqlalchemy as sa
+    from servers import ADMIN_URL
+
+    engine = sa.create_engine(ADMIN_URL)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except sa.exc.OperationalError as err:
+        pytest.skip(f"PostgreSQL not reachable at {ADMIN_URL}: {err.orig}")
+    finally:
+        engine.dispose()
+    return ADMIN_URL
+
+
+@pytest.fixture(scope="session")
+def redis_client():
+    """A client of the test Redis db; skips, saying so, when Redis does not answer."""
+    import redis
+    from servers import REDIS_DB, REDIS_HOST, REDIS_PORT
+
+    client = redis.Redis(host=REDIS_HOST, port=int(REDIS_PORT), db=REDIS_DB)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as err:
+        pytest.skip(f"Redis not reachable at {REDIS_HOST}:{REDIS_PORT}: {err}")
+    yield client
+    client.close()

@@ -31,6 +31,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
+from servers import REDIS_DB, REDIS_HOST, REDIS_PORT, feast_keys, query
 
 from forecasting.config import Config, ConfigError, load_config, parse_config
 from forecasting.db import make_engine
@@ -43,10 +44,6 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="forecast-tests-ai
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 REPO = Path(__file__).resolve().parents[1]
-ADMIN_URL = os.environ.get("FORECAST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-REDIS_HOST, _, REDIS_PORT = os.environ.get("FORECAST_TEST_REDIS", "127.0.0.1:6379").partition(":")
-REDIS_PORT = REDIS_PORT or "6379"
-REDIS_DB = int(os.environ.get("FORECAST_TEST_REDIS_DB", "15"))
 
 KEYS = ["store_id", "item_id"]
 MONTH = pd.Period("2024-10", "M")  # the production run's month; sales go on to 2024-12
@@ -56,19 +53,6 @@ EVALUATION = {"model": {"wape": 0.21}, "best_baseline": "seasonal_naive",
 
 # --- servers and throwaway databases ------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def postgres_server() -> str:
-    engine = sa.create_engine(ADMIN_URL)
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except sa.exc.OperationalError as err:
-        pytest.skip(f"PostgreSQL not reachable at {ADMIN_URL}: {err.orig}")
-    finally:
-        engine.dispose()
-    return ADMIN_URL
-
-
 @pytest.fixture
 def database(postgres_server) -> str:
     """A fresh database for one test, dropped afterwards; yields its URL."""
@@ -76,35 +60,8 @@ def database(postgres_server) -> str:
         yield url
 
 
-@pytest.fixture(scope="session")
-def redis_client():
-    import redis
-
-    client = redis.Redis(host=REDIS_HOST, port=int(REDIS_PORT), db=REDIS_DB)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as err:
-        pytest.skip(f"Redis not reachable at {REDIS_HOST}:{REDIS_PORT}: {err}")
-    yield client
-    client.close()
-
-
-def feast_keys(client, project: str) -> list[bytes]:
-    """Feast's Redis keys end with the project name."""
-    return list(client.scan_iter(match=b"*" + project.encode(), count=1000))
-
-
 def engine_for(url: str, **kwargs) -> sa.Engine:
     return sa.create_engine(url, **kwargs)
-
-
-def query(url: str, sql: str, **params) -> pd.DataFrame:
-    engine = engine_for(url)
-    try:
-        with engine.connect() as conn:
-            return pd.read_sql_query(sa.text(sql), conn, params=params)
-    finally:
-        engine.dispose()
 
 
 def run_sql_file(url: str, path: Path) -> pd.DataFrame:

@@ -38,16 +38,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
+from servers import REDIS_DB, REDIS_HOST, REDIS_PORT, feast_keys, query
 
 from forecasting.months import month_of, month_start
 from forecasting.postgres import temporary_database
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-ADMIN_URL = os.environ.get("FORECAST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-REDIS_HOST, _, REDIS_PORT = os.environ.get("FORECAST_TEST_REDIS", "127.0.0.1:6379").partition(":")
-REDIS_PORT = REDIS_PORT or "6379"
-REDIS_DB = int(os.environ.get("FORECAST_TEST_REDIS_DB", "15"))
 
 DAG_ID = "monthly_forecast"
 TASKS = {"extract", "validate", "build_features", "register_features", "train", "evaluate", "predict", "publish"}
@@ -62,46 +59,6 @@ STOP_TIMEOUT = 30
 
 
 # --- servers -------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def postgres_server() -> str:
-    engine = sa.create_engine(ADMIN_URL)
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except sa.exc.OperationalError as err:
-        pytest.skip(f"PostgreSQL not reachable at {ADMIN_URL}: {err.orig}")
-    finally:
-        engine.dispose()
-    return ADMIN_URL
-
-
-@pytest.fixture(scope="module")
-def redis_client():
-    import redis
-
-    client = redis.Redis(host=REDIS_HOST, port=int(REDIS_PORT), db=REDIS_DB)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as err:
-        pytest.skip(f"Redis not reachable at {REDIS_HOST}:{REDIS_PORT}: {err}")
-    yield client
-    client.close()
-
-
-def feast_keys(client, project: str) -> list[bytes]:
-    """Feast's Redis keys end with the project name."""
-    return list(client.scan_iter(match=b"*" + project.encode(), count=1000))
-
-
-def query(url: str, sql: str, **params) -> pd.DataFrame:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return pd.read_sql_query(sa.text(sql), conn, params=params)
-    finally:
-        engine.dispose()
-
 
 def free_ports(n: int) -> list[int]:
     """n distinct ports nobody listens on now (Airflow may already be running on the defaults)."""

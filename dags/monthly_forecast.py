@@ -43,8 +43,9 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
     # creating those old runs by itself.
     start_date=pendulum.datetime(1970, 1, 1, tz="UTC"),
     catchup=False,
-    # Runs share the online store and the offline feature table; one at a time keeps a
-    # backfill's months from racing on SQLite. Raise it on PostgreSQL + Redis.
+    # Runs share the Feast registry, the online store and the offline feature table. Publishing
+    # is safe concurrently (tested on PostgreSQL), concurrent Feast applies and materializations
+    # are not tested yet: so a backfill runs its months one at a time.
     max_active_runs=1,
     default_args={"owner": "forecasting", "retries": 2, "retry_delay": timedelta(minutes=2)},
     tags=["forecasting", "ml", "feast", "great-expectations", "xgboost"],

@@ -93,3 +93,31 @@ def test_a_run_can_be_asked_for_another_month(deployment, synthetic_sales):
     forecasts = read_table(deployment)
     assert set(pd.to_datetime(forecasts["run_month"]).dt.strftime("%Y-%m")) == {"2024-10"}
     assert len(forecasts) == len(active_entities(synthetic_sales, "2024-10")) * deployment.horizon
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_backfilling_an_older_month_keeps_the_newer_one(deployment, synthetic_sales):
+    """A backfill of October after November adds October's forecasts and changes nothing else:
+    November's rows, the latest view's choice and the online store (which serves the newest month)."""
+    from forecasting import store
+
+    assert str(run_dag(conf={"month": "2024-11"}).state) == "success"
+    november = read_table(deployment)
+    entities = november[["store_id", "item_id"]].drop_duplicates().head(5).astype(str)
+    online_before = store.online_features(deployment, entities)
+
+    assert str(run_dag(conf={"month": "2024-10"}).state) == "success"
+    both = read_table(deployment)
+    months = pd.to_datetime(both["run_month"]).dt.strftime("%Y-%m")
+    assert months.value_counts().to_dict() == {
+        "2024-11": len(november),
+        "2024-10": len(active_entities(synthetic_sales, "2024-10")) * deployment.horizon,
+    }
+    pd.testing.assert_frame_equal(both[months == "2024-11"].reset_index(drop=True), november)
+    latest = read_table(deployment, f"{deployment.predictions.table}_latest")
+    december = latest[pd.to_datetime(latest["forecast_month"]) == pd.Timestamp("2024-12-01")]
+    by_november = december.merge(november[["store_id", "item_id"]].drop_duplicates())
+    # Entities forecast by both runs get November's forecast; the others keep October's.
+    assert set(pd.to_datetime(by_november["run_month"]).dt.strftime("%Y-%m")) == {"2024-11"}
+    assert len(by_november) == november["store_id"].astype(str).add("/" + november["item_id"].astype(str)).nunique()
+    pd.testing.assert_frame_equal(store.online_features(deployment, entities), online_before)

@@ -7,7 +7,11 @@ schema from the offline table that ``features.build_features`` wrote, so they al
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import re
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +32,14 @@ FEATURE_SERVICE = "demand_model"
 FEATURE_REPO = REPO_ROOT / "feature_repo"
 # A feature row describes one month; an older one must not stand in for a missing month.
 FEATURE_TTL = timedelta(days=40)
+
+
+@contextlib.contextmanager
+def _quiet_dask():
+    """Feast's dask offline store triggers a pandas FutureWarning (downcasting) we can't act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"dask\.")
+        yield
 
 
 def repo_config(config: Config):
@@ -128,7 +140,13 @@ def materialize(config: Config, month: pd.Period) -> int:
         return 0
     store = feature_store(config)
     end = month_end(month).tz_localize("UTC").to_pydatetime()
-    store.materialize(start_date=end - FEATURE_TTL, end_date=end, feature_views=[FEATURE_VIEW])
+    # Feast prints coloured progress to stdout; keep task logs readable by logging it plainly.
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), _quiet_dask():
+        store.materialize(start_date=end - FEATURE_TTL, end_date=end, feature_views=[FEATURE_VIEW])
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", printed.getvalue()).strip()
+    if plain:
+        log.info("Feast: %s", " ".join(plain.split()))
     return len(pd.read_parquet(folder / f"{month}.parquet", columns=config.source.entity_columns))
 
 
@@ -139,7 +157,8 @@ def historical_features(config: Config, entity_rows: pd.DataFrame) -> pd.DataFra
     frame = entity_rows.copy()
     frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True)
     job = store.get_historical_features(entity_df=frame, features=service)
-    return job.to_df()
+    with _quiet_dask():
+        return job.to_df()
 
 
 def online_features(config: Config, entities: pd.DataFrame) -> pd.DataFrame:

@@ -39,7 +39,7 @@ def active_entities(sales: pd.DataFrame, month: str) -> set[tuple[int, int]]:
 
 
 @pytest.mark.usefixtures("airflow_db")
-def test_monthly_run_publishes_one_forecast_per_active_entity_and_horizon(deployment, synthetic_sales):
+def test_monthly_run_publishes_one_forecast_per_active_entity_and_horizon(deployment, synthetic_sales, capsys):
     dag_run = run_dag()
     assert str(dag_run.state) == "success", task_states(dag_run)
 
@@ -72,6 +72,17 @@ def test_monthly_run_publishes_one_forecast_per_active_entity_and_horizon(deploy
     # The latest view returns one row per entity and forecast month.
     latest = read_table(deployment, f"{deployment.predictions.table}_latest")
     assert len(latest) == len(forecasts)
+
+    # What make run prints, and the SQL helper it points to.
+    from forecasting.query import main as query_main
+    from forecasting.summary import summarize
+
+    summary = summarize(deployment, END_MONTH)
+    assert f"Published {len(forecasts):,} forecasts to table forecasts" in summary
+    assert "The model beats the best baseline" in summary and "FROM forecasts_latest" in summary
+    capsys.readouterr()
+    query_main(["SELECT COUNT(*) AS n FROM forecasts_latest"])
+    assert capsys.readouterr().out.split() == ["n", str(len(forecasts))]
 
     # Re-running the same month leaves identical forecasts: same rows, same values, no duplicates.
     # Only run_id and created_at say that a second run happened.

@@ -10,12 +10,11 @@ import json
 import sys
 
 import pandas as pd
-import sqlalchemy as sa
 
 from forecasting import paths
 from forecasting.config import Config, load_config
-from forecasting.db import make_engine
 from forecasting.evaluate import BASELINES
+from forecasting.query import run_query
 
 
 def example_query(config: Config) -> str:
@@ -54,14 +53,11 @@ def summarize(config: Config, month: str) -> str:
               f"  Published {pub['rows']:,} forecasts to table {pub['table']} at {pub['url']}", ""]
 
     query = example_query(config)
-    engine = make_engine(config.predictions.database)
-    try:
-        with engine.connect() as conn:
-            sample = pd.read_sql_query(sa.text(query), conn)
-    finally:
-        engine.dispose()
+    sample = run_query(config, query)
     lines += ["  Try it:", *(f"    {line}" for line in query.splitlines()), "",
-              *(f"    {line}" for line in sample.to_string(index=False).splitlines())]
+              *(f"    {line}" for line in sample.to_string(index=False).splitlines()), "",
+              "  Your own SQL: .venv/bin/python -m forecasting.query \"SELECT * FROM "
+              f"{config.predictions.table}_runs\""]
     return "\n".join(lines)
 
 

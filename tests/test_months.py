@@ -24,3 +24,12 @@ def test_month_helpers():
 ])
 def test_month_to_run(requested, interval_start, run_after, expected):
     assert month_to_run(requested, interval_start, run_after) == expected
+
+
+def test_month_index_round_trips():
+    from forecasting.months import month_from_index, month_index
+
+    assert month_index(pd.Period("2024-01", "M")) + 11 == month_index(pd.Period("2024-12", "M"))
+    assert month_from_index(month_index(pd.Period("1992-09", "M"))) == pd.Period("1992-09", "M")
+    months = pd.period_range("2023-11", "2024-02", freq="M")
+    assert month_from_index(month_index(months)).equals(months)

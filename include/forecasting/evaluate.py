@@ -16,6 +16,7 @@ import pandas as pd
 from forecasting import paths, train
 from forecasting.config import Config
 from forecasting.features import monthly_grid
+from forecasting.months import month_index
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,7 @@ def baseline_forecasts(rows: pd.DataFrame, snapshot: pd.DataFrame, config: Confi
     keys = config.source.entity_columns
     grid = monthly_grid(snapshot, config)[[*keys, "_m", config.source.target_column]]
     sales = grid.set_index([*keys, "_m"])[config.source.target_column]
-    origin = pd.PeriodIndex(rows[train.ORIGIN], freq="M")
-    origin_index = origin.year * 12 + origin.month - 1
+    origin_index = month_index(pd.PeriodIndex(rows[train.ORIGIN], freq="M"))
     target_index = origin_index + rows[train.HORIZON].to_numpy()
 
     def at(month_index) -> np.ndarray:

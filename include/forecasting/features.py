@@ -16,7 +16,7 @@ import pandas as pd
 from forecasting import paths
 from forecasting.config import Config, FeatureConfig
 from forecasting.extract import window_start
-from forecasting.months import month_start
+from forecasting.months import month_from_index, month_index, month_start
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +41,6 @@ def feature_names(config: Config) -> list[str]:
             *covariate_feature_names(config), *config.source.attributes]
 
 
-def _month_index(stamps: pd.Series) -> np.ndarray:
-    """Months as consecutive integers (year * 12 + month - 1), cheap to add and subtract."""
-    return (stamps.dt.year * 12 + stamps.dt.month - 1).to_numpy()
-
-
-def _index_to_month_start(index: np.ndarray) -> pd.DatetimeIndex:
-    return pd.to_datetime({"year": index // 12, "month": index % 12 + 1, "day": 1})
-
-
-def _index_label(index: int) -> str:
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
 def monthly_grid(snapshot: pd.DataFrame, config: Config) -> pd.DataFrame:
     """Every entity on every month from its first to its last row in the snapshot.
 
@@ -64,7 +51,7 @@ def monthly_grid(snapshot: pd.DataFrame, config: Config) -> pd.DataFrame:
     keys = src.entity_columns
     frame = snapshot[[*keys, src.time_column, src.target_column, *src.covariates, *src.attributes]].copy()
     frame[keys] = frame[keys].astype(str)
-    frame["_m"] = _month_index(frame[src.time_column])
+    frame["_m"] = month_index(frame[src.time_column].dt).to_numpy()
     frame = frame.drop(columns=src.time_column).assign(_observed=True)
 
     spans = frame.groupby(keys, sort=True)["_m"].agg(["min", "max"]).reset_index()
@@ -138,8 +125,8 @@ def compute_features(grid: pd.DataFrame, config: Config) -> pd.DataFrame:
         out[a] = col.astype(float) if pd.api.types.is_numeric_dtype(col) else col.astype("string")
     features = pd.DataFrame(out)
     features["_m"] = grid["_m"].to_numpy()
-    stamps = _index_to_month_start(features["_m"].to_numpy() + 1)  # month_end(t) = start of t+1
-    features[TIMESTAMP] = pd.DatetimeIndex(stamps).tz_localize("UTC")
+    stamps = month_from_index(features["_m"].to_numpy() + 1).to_timestamp()  # month_end(t) = start of t+1
+    features[TIMESTAMP] = stamps.tz_localize("UTC")
     features[CREATED] = features[TIMESTAMP]
     return features[position >= 0].reset_index(drop=True)
 
@@ -161,21 +148,21 @@ def build_features(snapshot: pd.DataFrame, config: Config, month: pd.Period) -> 
     """
     features = compute_features(monthly_grid(snapshot, config), config)
     start = window_start(config, month)
-    last = month.year * 12 + month.month - 1
+    last = month_index(month)
     first = features["_m"].min()
     if start is not None:
-        first = start.year * 12 + start.month - 1 + config.features.lookback_months - 1
+        first = month_index(start) + config.features.lookback_months - 1
     keep = features[(features["_m"] >= first) & (features["_m"] <= last)]
     folder = paths.feature_table(config)
     for m, rows in keep.groupby("_m", sort=True):
-        paths.write_parquet_atomically(rows.drop(columns="_m"), folder / f"{_index_label(m)}.parquet")
+        paths.write_parquet_atomically(rows.drop(columns="_m"), folder / f"{month_from_index(m)}.parquet")
     months = keep["_m"].drop_duplicates()
     result = FeatureBuild(
         months_written=len(months),
         rows_written=len(keep),
         entities=keep[config.source.entity_columns].drop_duplicates().shape[0],
-        first_month=_index_label(months.min()) if len(months) else "",
-        last_month=_index_label(months.max()) if len(months) else "",
+        first_month=str(month_from_index(months.min())) if len(months) else "",
+        last_month=str(month_from_index(months.max())) if len(months) else "",
     )
     log.info("Wrote %d feature rows for %d months (%s..%s) to %s", result.rows_written,
              result.months_written, result.first_month, result.last_month, folder)

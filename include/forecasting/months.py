@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 
 
@@ -29,6 +30,22 @@ def month_end(month: pd.Period) -> pd.Timestamp:
     forecast origin is t may read them, and one whose origin is before t may not.
     """
     return (month + 1).to_timestamp(how="start")
+
+
+def month_index(month):
+    """Months as consecutive integers (year * 12 + month - 1): cheap to add, subtract and compare.
+
+    Takes anything with ``.year`` and ``.month``: a Period, a PeriodIndex, a Series' ``.dt``.
+    """
+    return month.year * 12 + month.month - 1
+
+
+def month_from_index(index) -> pd.Period | pd.PeriodIndex:
+    """The inverse of ``month_index``: a Period for one integer, a PeriodIndex for many."""
+    if np.ndim(index) == 0:
+        return pd.Period(year=int(index) // 12, month=int(index) % 12 + 1, freq="M")
+    index = np.asarray(index)
+    return pd.PeriodIndex.from_fields(year=index // 12, month=index % 12 + 1, freq="M")
 
 
 def month_range(first: pd.Period, last: pd.Period) -> pd.PeriodIndex:

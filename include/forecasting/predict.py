@@ -11,7 +11,7 @@ import pandas as pd
 from forecasting import paths, train
 from forecasting.config import Config
 from forecasting.features import active_entities
-from forecasting.months import month_start
+from forecasting.months import month_index, month_start
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def forecast(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
     n, horizons = len(entities), np.arange(1, config.horizon + 1)
     rows = train.entity_frame(
         entities.loc[entities.index.repeat(len(horizons))],
-        origin_index=np.full(n * len(horizons), month.year * 12 + month.month - 1),
+        origin_index=np.full(n * len(horizons), month_index(month)),
         horizon=np.tile(horizons, n),
     )
     # The same point-in-time retrieval as training, so a backfill of M forecasts as M did.

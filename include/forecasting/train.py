@@ -23,7 +23,7 @@ import pandas as pd
 from forecasting import paths, store
 from forecasting.config import Config
 from forecasting.features import TIMESTAMP, feature_names, monthly_grid
-from forecasting.months import month_end
+from forecasting.months import month_end, month_from_index, month_index
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +33,11 @@ TARGET_MONTH = "target_month"
 ORIGIN = "origin_month"
 
 
-def _month_index(month: pd.Period) -> int:
-    return month.year * 12 + month.month - 1
-
-
-def _index_to_period(index: pd.Series | np.ndarray) -> pd.PeriodIndex:
-    index = np.asarray(index)
-    return pd.PeriodIndex.from_fields(year=index // 12, month=index % 12 + 1, freq="M")
-
-
 def labelled_rows(snapshot: pd.DataFrame, config: Config, month: pd.Period) -> pd.DataFrame:
     """Entity rows for Feast: one per entity, origin and horizon whose target month is known (<= M)."""
     keys = config.source.entity_columns
     grid = monthly_grid(snapshot, config)[[*keys, "_m", config.source.target_column]]
-    last = _month_index(month)
+    last = month_index(month)
     parts = []
     for h in range(1, config.horizon + 1):
         target = grid.rename(columns={config.source.target_column: LABEL})
@@ -60,7 +51,7 @@ def labelled_rows(snapshot: pd.DataFrame, config: Config, month: pd.Period) -> p
 
 def entity_frame(keys: pd.DataFrame, origin_index, horizon) -> pd.DataFrame:
     """The entity dataframe Feast joins against: keys, origin timestamp, horizon, target month."""
-    origins = _index_to_period(origin_index)
+    origins = month_from_index(np.asarray(origin_index))
     frame = keys.reset_index(drop=True).copy()
     frame[ORIGIN] = origins.astype(str)
     frame[HORIZON] = np.asarray(horizon, dtype=int)

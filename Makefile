@@ -22,7 +22,7 @@ export FORECAST_CONFIG := $(abspath $(FORECAST_CONFIG))
 # Demo data: 10 stores x 50 items over the 60 months ending with the latest complete month.
 DEMO_SIZE ?= --stores 10 --items 50 --months 60 --seed 7
 
-.PHONY: help setup run month ui test lint dominicks benchmark clean
+.PHONY: help setup run month ui test lint format typecheck dominicks benchmark benchmark-scale clean
 
 help:
 	@echo "make run        set up .venv and Airflow, seed the demo data, run monthly_forecast, print a summary"
@@ -30,22 +30,35 @@ help:
 	@echo "make month MONTH=YYYY-MM [FORECAST_CONFIG=...]   run monthly_forecast for one month"
 	@echo "make ui         start Airflow (api-server, scheduler, dag-processor) at http://localhost:8080"
 	@echo "make dominicks  run the pipeline on Dominick's orange juice sales (real data)"
-	@echo "make lint       ruff, with Airflow's rules"
+	@echo "make lint       ruff check (with Airflow's rules) and ruff format --check"
+	@echo "make typecheck  mypy on include/"
+	@echo "make format     reformat with ruff"
 	@echo "make benchmark  time the pipeline's stages (SQLite) and publishing to PostgreSQL"
+	@echo "make benchmark-scale   the stages at 10k..100k series, beside bare XGBoost and DuckDB"
 
 setup: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db
 
-# uv installs the locked set in seconds; pip is the fallback.
+# uv installs the locked set in seconds. Without uv on the PATH, setup first installs uv itself
+# from PyPI into .tools/ (seconds); plain pip, which takes minutes, is the last resort.
+TOOLS := $(CURDIR)/.tools
+
+$(TOOLS)/bin/uv:
+	@py=$$(command -v python3.11 || command -v python3) && \
+	$$py -m pip install --quiet --disable-pip-version-check --target $(TOOLS) uv >/dev/null 2>&1 \
+		|| echo "(could not install uv into .tools/: falling back to pip)"
+
 $(VENV)/.installed: requirements.lock pyproject.toml
+	@if ! command -v uv >/dev/null 2>&1; then $(MAKE) --no-print-directory $(TOOLS)/bin/uv; fi
 	@echo "Installing the pinned dependencies (requirements.lock) into $(VENV) ..."
-	@if command -v uv >/dev/null 2>&1; then \
-		uv venv --quiet --allow-existing --python 3.11 $(VENV) && \
-		VIRTUAL_ENV=$(CURDIR)/$(VENV) uv pip install --quiet -r requirements.lock && \
-		VIRTUAL_ENV=$(CURDIR)/$(VENV) uv pip install --quiet --no-deps -e . ; \
+	@uv=$$(command -v uv || { test -x $(TOOLS)/bin/uv && echo $(TOOLS)/bin/uv; }); \
+	if [ -n "$$uv" ]; then \
+		$$uv venv --quiet --allow-existing --python 3.11 $(VENV) && \
+		VIRTUAL_ENV=$(CURDIR)/$(VENV) $$uv pip install --quiet -r requirements.lock && \
+		VIRTUAL_ENV=$(CURDIR)/$(VENV) $$uv pip install --quiet --no-deps -e . ; \
 	else \
 		py=$$(command -v python3.11 || command -v python3) && \
 		$$py -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"' && \
-		echo "(uv not found: pip takes a few minutes)" && \
+		echo "(no uv: pip takes a few minutes)" && \
 		$$py -m venv $(VENV) && \
 		$(PYTHON) -m pip install --quiet -r requirements.lock && \
 		$(PYTHON) -m pip install --quiet --no-deps -e . ; \
@@ -60,11 +73,11 @@ $(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
 run: setup
 	@start=$$(date +%s); \
 	$(PYTHON) -m forecasting.datasets.synthetic $(DEMO_SIZE) && \
-	scripts/run_month.sh && \
+	$(PYTHON) -m forecasting.localrun && \
 	echo "make run took $$(( $$(date +%s) - start )) s"
 
 month: setup
-	scripts/run_month.sh $(MONTH)
+	$(PYTHON) -m forecasting.localrun $(MONTH)
 
 ui: setup
 	airflow standalone
@@ -74,14 +87,28 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: setup
+	$(BIN)/mypy
 
 dominicks: setup
 	$(PYTHON) -m forecasting.datasets.dominicks --url "sqlite:///$(CURDIR)/data/dominicks/source.db"
-	FORECAST_CONFIG=$(CURDIR)/config/dominicks.yaml scripts/run_month.sh 1992-09
+	FORECAST_CONFIG=$(CURDIR)/config/dominicks.yaml $(PYTHON) -m forecasting.localrun 1992-09
 
 benchmark: setup
 	$(PYTHON) benchmarks/run_stages.py --repeat 3
 	$(PYTHON) benchmarks/publish_speed.py --rows 200000 --repeat 5
+
+# 10k to 100k series x 60 months, each stage in its own process, with the bare library calls
+# beside train; then 10k series on a Dask LocalCluster of 2 workers (about 40 minutes in all).
+benchmark-scale: setup
+	$(PYTHON) benchmarks/run_stages.py --series 10000 25000 50000 100000 --repeat 1 --json data/benchmark-scale.json
+	$(PYTHON) benchmarks/run_stages.py --series 10000 --repeat 1 --dask 2 --no-bare
 
 clean:
 	rm -rf data/demo data/dominicks .airflow

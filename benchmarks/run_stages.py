@@ -1,18 +1,30 @@
-"""Time each stage of the monthly pipeline on the demo data, without Airflow in the way.
+"""Time every stage of the monthly pipeline, each in a process of its own as an Airflow task is.
 
-    .venv/bin/python benchmarks/run_stages.py [--repeat 3] [--stores 10 --items 50 --months 60]
+    .venv/bin/python benchmarks/run_stages.py --repeat 3                      # the demo: 500 series
+    .venv/bin/python benchmarks/run_stages.py --series 10000 25000 50000 100000 --repeat 1
+    .venv/bin/python benchmarks/run_stages.py --series 10000 --dask 2        # on a LocalCluster
 
-Each repetition starts from an empty folder (fresh Feast registry, no models), runs every stage
-in one process as the DAG's tasks would, and records wall time per stage; the report gives the
-median over repetitions, the peak resident memory, and the machine. Paste it into the README.
+Each repetition starts from an empty folder (fresh Feast registry, no models) with synthetic
+sales (``--series`` store × item series over ``--months`` months, 100 items per store), and runs
+the stages one after the other in fresh processes, so every stage pays its imports as a task
+does; a stage's peak memory is its own process's peak RSS. Beside ``train`` come the bare
+library calls on the same data, so the pipeline's overhead is a visible ratio:
+
+* bare join: DuckDB's own point-in-time join (SQL over the same feature files and the same
+  entity rows train asked Feast about);
+* bare fits: ``xgboost.train`` on the same matrices with the same rounds (the holdout fit with
+  its early-stopping evaluations, then the production fit).
+
+The report (Markdown) gives medians over repetitions, the machine and its load; paste it into
+the README. Nothing here is a test: no timing is asserted anywhere.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -23,77 +35,306 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["extract", "validate", "build_features", "register_features", "train", "evaluate", "predict",
-          "publish"]
+STAGES = [
+    "extract",
+    "validate",
+    "build_features",
+    "register_features",
+    "train",
+    "evaluate",
+    "predict",
+    "publish",
+]
+MONTH = "2024-12"
+RUN_ID = "benchmark"
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}"
 
 
-def one_repetition(args) -> dict[str, float]:
-    """Run in a child process so that every repetition pays the same imports as a task does."""
-    with tempfile.TemporaryDirectory(prefix="forecast-bench-") as folder:
-        folder = Path(folder)
-        raw = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
-        raw["data_dir"] = str(folder / "data")
-        raw["source"]["url"] = f"sqlite:///{folder}/source.db"
-        raw["feature_store"]["registry"] = str(folder / "registry.db")
-        raw["feature_store"]["online_store"] = {"type": "sqlite", "path": str(folder / "online.db")}
-        raw["predictions"]["url"] = f"sqlite:///{folder}/predictions.db"
-        (folder / "forecast.yaml").write_text(yaml.safe_dump(raw))
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", str(folder / "forecast.yaml"), "--stores", str(args.stores),
-             "--items", str(args.items), "--months", str(args.months)],
-            check=True, capture_output=True, text=True, env={**os.environ, "GX_ANALYTICS_ENABLED": "false"})
-        return yaml.safe_load(out.stdout.strip().splitlines()[-1])
+def write_config(folder: Path, dask: int) -> Path:
+    raw = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    raw["data_dir"] = str(folder / "data")
+    raw["source"]["url"] = f"sqlite:///{folder}/source.db"
+    raw["feature_store"]["registry"] = str(folder / "registry.db")
+    raw["feature_store"]["online_store"] = {"type": "sqlite", "path": str(folder / "online.db")}
+    raw["predictions"]["url"] = f"sqlite:///{folder}/predictions.db"
+    if dask:
+        raw["compute"] = {"dask_scheduler": "${DASK_SCHEDULER}"}
+    path = folder / "forecast.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
 
 
-def child(config_path: str, args) -> None:
+def seed(folder: Path, series: int, months: int) -> int:
+    """Synthetic sales into the source SQLite (sqlite3 itself: seeding is not what is measured)."""
+    import sqlite3
+
+    from forecasting.datasets.synthetic import generate_sales
+
+    items = min(series, 100)
+    sales = generate_sales(
+        stores=max(1, series // items), items=items, months=months, end_month=MONTH, seed=7
+    )
+    sales["month"] = sales["month"].astype(str)
+    with sqlite3.connect(folder / "source.db") as conn:
+        sales.to_sql("sales", conn, index=False, if_exists="replace", chunksize=500_000)
+    conn.close()
+    return len(sales)
+
+
+def in_child(args: list[str], env: dict) -> tuple[dict, float, float]:
+    """Run this script with ``args`` in a fresh process: (its JSON answer, wall seconds, peak MiB)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, __file__, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    out, err = process.stdout.read(), process.stderr.read()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:2])} failed:\n{err[-4000:]}")
+    return json.loads(out.strip().splitlines()[-1]), wall, usage.ru_maxrss / 1024
+
+
+def one_repetition(series: int, months: int, dask: int, bare: bool) -> dict:
+    env = {**os.environ, "GX_ANALYTICS_ENABLED": "false"}
+    with tempfile.TemporaryDirectory(prefix="forecast-bench-") as name, cluster(dask, env):
+        folder = Path(name)
+        config = write_config(folder, dask)
+        result: dict = {"rows": seed(folder, series, months), "series": series, "stages": {}}
+        attempt = model_dir = None
+        for stage in STAGES:
+            args = ["--stage", stage, "--config", str(config)]
+            if attempt:
+                args += ["--attempt", attempt]
+            if model_dir:
+                args += ["--model-dir", model_dir]
+            answer, wall, peak = in_child(args, env)
+            result["stages"][stage] = {"seconds": wall, "peak_mib": peak}
+            attempt = answer.get("attempt", attempt)
+            model_dir = answer.get("model_dir", model_dir)
+        evaluation = json.loads((Path(model_dir) / "evaluation.json").read_text())
+        result["model_wape"] = evaluation["model"]["wape"]
+        result["best_baseline"] = evaluation["best_baseline"]
+        result["best_baseline_wape"] = evaluation["baselines"][evaluation["best_baseline"]]["wape"]
+        metadata = json.loads((Path(model_dir) / "metadata.json").read_text())
+        result["fitted_rows"] = metadata["rows"]["fitted"]
+        result["labelled_rows"] = metadata["rows"]["all"]
+        if bare:
+            answer, _, peak = in_child(
+                ["--bare", str(config), "--attempt", attempt, "--model-dir", model_dir], env
+            )
+            result["bare"] = {**answer, "peak_mib": peak}
+        return result
+
+
+class cluster:
+    """A dask LocalCluster of ``workers`` processes for the run (none when 0), named in DASK_SCHEDULER."""
+
+    def __init__(self, workers: int, env: dict):
+        self.workers, self.env, self.cluster = workers, env, None
+
+    def __enter__(self):
+        if self.workers:
+            from dask.distributed import LocalCluster
+
+            self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True)
+            self.env["DASK_SCHEDULER"] = self.cluster.scheduler_address
+        return self
+
+    def __exit__(self, *exc):
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def run_stage(stage: str, config_path: str, attempt: str | None, model_dir: str | None) -> dict:
     from forecasting import pipeline
     from forecasting.config import load_config
-    from forecasting.datasets.synthetic import generate_sales, seed_source_database
 
     config = load_config(config_path)
-    sales = generate_sales(stores=args.stores, items=args.items, months=args.months, end_month="2024-12")
-    seed_source_database(config.source.database.url, sales, table=config.source.table)
-    month, timings, model_dir = "2024-12", {"rows": len(sales)}, None
-    for stage in STAGES:
-        started = time.perf_counter()
-        if stage in ("evaluate", "predict"):
-            pipeline.__dict__[stage](month, model_dir, config)
-        elif stage == "publish":
-            pipeline.publish(month, model_dir, "benchmark", config)
-        else:
-            result = pipeline.__dict__[stage](month, config)
-            model_dir = result.get("model_dir", model_dir)
-        timings[stage] = time.perf_counter() - started
-    timings["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(yaml.safe_dump(timings, default_flow_style=True, width=10_000))
+    if stage == "extract":
+        return pipeline.extract(MONTH, RUN_ID, config)
+    if stage in ("evaluate", "predict"):
+        return getattr(pipeline, stage)(MONTH, attempt, model_dir, config)
+    if stage == "publish":
+        return pipeline.publish(MONTH, attempt, model_dir, RUN_ID, config)
+    return getattr(pipeline, stage)(MONTH, attempt, config)
+
+
+def bare(config_path: str, attempt: str, model_dir: str) -> dict:
+    """The bare library calls train makes, on the same data: DuckDB's point-in-time join of the
+    same entity rows over the same feature files, and xgboost.train on the same matrices."""
+    import duckdb
+    import numpy as np
+    import pandas as pd
+    import xgboost as xgb
+
+    from forecasting import dataset, model, paths
+    from forecasting.config import load_config
+    from forecasting.features import TIMESTAMP, feature_names
+    from forecasting.panel import build_panel
+    from forecasting.store import FEATURE_TTL
+
+    config = load_config(config_path)
+    month = pd.Period(MONTH, "M")
+    snapshot = pd.read_parquet(paths.snapshot(config, month, attempt))
+    panel = build_panel(snapshot, config, sales_only=True)
+    rows = dataset.labelled(panel, config, month)
+    split = dataset.split(rows, config, month)
+    fit_rows = rows.take(dataset.sample(rows, config))
+    holdout_rows = rows.take(split.holdout)
+    entity, origin, (fit_at, _) = dataset.pairs(fit_rows, holdout_rows)
+    keys = config.source.entity_columns
+    entity_df = panel.keys.iloc[entity].reset_index(drop=True)
+    entity_df[TIMESTAMP] = dataset.month_stamps(origin).astype("datetime64[us, UTC]")
+    entity_df["_row"] = np.arange(len(entity_df))
+    names = feature_names(config)
+    on = " AND ".join(f'f."{k}" = e."{k}"' for k in keys)
+    # Feast's semantics: the latest row at or before the entity row's time, if within the TTL.
+    fresh = f"e.{TIMESTAMP} - f.{TIMESTAMP} <= INTERVAL '{FEATURE_TTL.days} days'"
+    columns = ", ".join(f'CASE WHEN {fresh} THEN f."{n}" END AS "{n}"' for n in names)
+    sql = f"""
+        SELECT e._row, {columns}
+        FROM entity_df e ASOF LEFT JOIN read_parquet('{paths.feature_table(config)}/*.parquet') f
+          ON {on} AND e.{TIMESTAMP} >= f.{TIMESTAMP}
+        ORDER BY e._row"""
+    started = time.perf_counter()
+    features = duckdb.sql(sql).df()
+    join_seconds = time.perf_counter() - started
+
+    metadata = json.loads((Path(model_dir) / "metadata.json").read_text())
+    frame = dataset.with_model_columns(features[names].take(fit_at), fit_rows.horizon)
+    X = dataset.design_matrix(frame, config, metadata["categories"])
+    fit_split = dataset.split(fit_rows, config, month)
+    params = model.booster_params(config)
+    rounds = metadata["params"]["num_boost_round"]
+    started = time.perf_counter()
+    dtrain = xgb.QuantileDMatrix(
+        X[fit_split.train], label=fit_rows.label[fit_split.train], enable_categorical=True
+    )
+    dval = xgb.QuantileDMatrix(
+        X[fit_split.validation],
+        label=fit_rows.label[fit_split.validation],
+        ref=dtrain,
+        enable_categorical=True,
+    )
+    xgb.train(
+        params,
+        dtrain,
+        rounds + config.model.early_stopping_rounds,
+        evals=[(dval, "validation")],
+        verbose_eval=False,
+    )
+    dall = xgb.QuantileDMatrix(X, label=fit_rows.label, enable_categorical=True)
+    xgb.train(params, dall, rounds)
+    fit_seconds = time.perf_counter() - started
+    return {
+        "join_seconds": join_seconds,
+        "join_rows": len(entity_df),
+        "fit_seconds": fit_seconds,
+        "fit_rows": len(fit_rows),
+        "rounds": rounds,
+    }
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min)"
+
+
+def report(runs: list[dict], dask: int) -> str:
+    by_series: dict[int, list[dict]] = {}
+    for run in runs:
+        by_series.setdefault(run["series"], []).append(run)
+    where = f"a dask LocalCluster of {dask} worker processes" if dask else "in-process"
+    lines = [
+        f"Median of {len(next(iter(by_series.values())))} run(s) per size, {where}; {machine()}; {load()}",
+        "",
+    ]
+    head = "| series | source rows | " + " | ".join(STAGES) + " | total s | max peak MiB |"
+    lines += [head, "|" + "---:|" * (len(STAGES) + 4)]
+    for series, group in sorted(by_series.items()):
+        cells = [f"{series:,}", f"{group[0]['rows']:,}"]
+        for stage in STAGES:
+            seconds = statistics.median(r["stages"][stage]["seconds"] for r in group)
+            peak = statistics.median(r["stages"][stage]["peak_mib"] for r in group)
+            cells.append(f"{seconds:.1f} s / {peak:,.0f} MiB")
+        total = statistics.median(sum(s["seconds"] for s in r["stages"].values()) for r in group)
+        peak = statistics.median(max(s["peak_mib"] for s in r["stages"].values()) for r in group)
+        cells += [f"{total:.0f}", f"{peak:,.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| series | labelled rows | fitted rows | model WAPE | best baseline | train s | bare join s (rows) | bare fits s (rounds) | train / bare |",
+        "|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for series, group in sorted(by_series.items()):
+        run = group[len(group) // 2]
+        train = statistics.median(r["stages"]["train"]["seconds"] for r in group)
+        b = run.get("bare")
+        bare_cells = (
+            [
+                f"{b['join_seconds']:.1f} ({b['join_rows']:,})",
+                f"{b['fit_seconds']:.1f} ({b['rounds']})",
+                f"{train / (b['join_seconds'] + b['fit_seconds']):.2f}×",
+            ]
+            if b
+            else ["", "", ""]
+        )
+        lines.append(
+            f"| {series:,} | {run['labelled_rows']:,} | {run['fitted_rows']:,} | {run['model_wape']:.3f} | "
+            f"{run['best_baseline']} {run['best_baseline_wape']:.3f} | {train:.1f} | "
+            + " | ".join(bare_cells)
+            + " |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--stores", type=int, default=10)
-    parser.add_argument("--items", type=int, default=50)
+    parser.add_argument(
+        "--series", type=int, nargs="+", default=[500], help="store x item series (default: the demo's 500)"
+    )
     parser.add_argument("--months", type=int, default=60)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dask", type=int, default=0, metavar="WORKERS", help="run on a LocalCluster")
+    parser.add_argument("--no-bare", action="store_true", help="skip the bare library calls")
+    parser.add_argument("--json", help="also write every measurement to this file")
+    parser.add_argument("--stage", help=argparse.SUPPRESS)
+    parser.add_argument("--bare", metavar="CONFIG", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--attempt", help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        child(args.child, args)
+    if args.stage:
+        print(json.dumps(run_stage(args.stage, args.config, args.attempt, args.model_dir), default=str))
         return
-    runs = [one_repetition(args) for _ in range(args.repeat)]
-    print(f"Pipeline stages on {runs[0]['rows']:,} rows ({args.stores} stores x {args.items} items x "
-          f"{args.months} months), median of {args.repeat} runs; {machine()}\n")
-    print("| stage | median s | min s | max s |\n|---|---:|---:|---:|")
-    for stage in [*STAGES, "total"]:
-        values = [sum(r[s] for s in STAGES) if stage == "total" else r[stage] for r in runs]
-        print(f"| {stage} | {statistics.median(values):.2f} | {min(values):.2f} | {max(values):.2f} |")
-    print(f"| peak memory (MiB) | {statistics.median(r['peak_rss_mib'] for r in runs):.0f} | | |")
+    if args.bare:
+        print(json.dumps(bare(args.bare, args.attempt, args.model_dir)))
+        return
+    runs = []
+    for series in args.series:
+        for _ in range(args.repeat):
+            runs.append(one_repetition(series, args.months, args.dask, not args.no_bare))
+            print(
+                f"{series:,} series: {sum(s['seconds'] for s in runs[-1]['stages'].values()):.0f} s",
+                file=sys.stderr,
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(runs, indent=2))
+    print(report(runs, args.dask))
 
 
 if __name__ == "__main__":

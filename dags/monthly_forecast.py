@@ -47,7 +47,15 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
     # is safe concurrently (tested on PostgreSQL), concurrent Feast applies and materializations
     # are not tested yet: so a backfill runs its months one at a time.
     max_active_runs=1,
-    default_args={"owner": "forecasting", "retries": 2, "retry_delay": timedelta(minutes=2)},
+    default_args={
+        "owner": "forecasting",
+        # Only errors that may pass by themselves are retried (a dropped connection, a timeout);
+        # bad config or data fails at once (forecasting.errors).
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        # No task may hang a month's run forever (a lock it waits for, a stuck database).
+        "execution_timeout": timedelta(hours=2),
+    },
     tags=["forecasting", "ml", "feast", "great-expectations", "xgboost"],
     doc_md=__doc__,
     params={
@@ -62,70 +70,69 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
     },
 )
 def monthly_forecast():
+    # Each task runs one stage of forecasting.pipeline (see forecasting.tasks.run_stage: errors
+    # that a retry cannot heal fail the task at once). extract starts an attempt, a folder of its
+    # own that every later stage is handed, so no attempt overwrites another's files.
+
     @task
-    def extract(params=None, data_interval_start=None, dag_run=None) -> dict:
-        from forecasting import pipeline
+    def extract(params=None, data_interval_start=None, dag_run=None, run_id=None) -> dict:
         from forecasting.months import month_to_run
+        from forecasting.tasks import run_stage
 
         # M comes from the run (its month param or data interval), never from the wall clock;
         # every later task takes it from here.
-        return pipeline.extract(month_to_run(params.get("month"), data_interval_start, dag_run.run_after))
+        month = month_to_run(params.get("month"), data_interval_start, dag_run.run_after)
+        return run_stage("extract", month, run_id)
 
     @task
     def validate(snapshot: dict) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
+        from forecasting.tasks import run_stage
 
-        from forecasting import pipeline
-        from forecasting.validate import DataValidationError
-
-        try:
-            return pipeline.validate(snapshot["month"])
-        except DataValidationError as err:
-            # Bad data does not get better by retrying: fail now, naming what failed.
-            raise AirflowFailException(str(err)) from err
+        return run_stage("validate", snapshot["month"], snapshot["attempt"])
 
     @task
     def build_features(validation: dict) -> dict:
-        from forecasting import pipeline
+        from forecasting.tasks import run_stage
 
-        return pipeline.build_features(validation["month"])
+        return run_stage("build_features", validation["month"], validation["attempt"])
 
     @task
     def register_features(features: dict) -> dict:
-        from forecasting import pipeline
+        from forecasting.tasks import run_stage
 
-        return pipeline.register_features(features["month"])
+        return run_stage("register_features", features["month"], features["attempt"])
 
     @task
     def train(registered: dict) -> dict:
-        from forecasting import pipeline
+        from forecasting.tasks import run_stage
 
-        return pipeline.train(registered["month"])
+        return run_stage("train", registered["month"], registered["attempt"])
 
     @task
     def evaluate(model: dict) -> dict:
-        from forecasting import pipeline
+        from forecasting.tasks import run_stage
 
-        return pipeline.evaluate(model["month"], model["model_dir"])
+        return run_stage("evaluate", model["month"], model["attempt"], model["model_dir"])
 
     @task
-    def predict(model: dict, evaluation: dict) -> dict:
-        from forecasting import pipeline
+    def predict(model: dict) -> dict:
+        from forecasting.tasks import run_stage
 
-        return pipeline.predict(model["month"], model["model_dir"])
+        return run_stage("predict", model["month"], model["attempt"], model["model_dir"])
 
     @task
     def publish(model: dict, forecasts: dict, run_id=None) -> dict:
-        from forecasting import pipeline
+        from forecasting.tasks import run_stage
 
-        return pipeline.publish(model["month"], model["model_dir"], run_id)
+        return run_stage("publish", forecasts["month"], forecasts["attempt"], model["model_dir"], run_id)
 
     snapshot = extract()
     validation = validate(snapshot)
     features = build_features(validation)
     model = train(register_features(features))
     evaluation = evaluate(model)
-    forecasts = predict(model, evaluation)
+    forecasts = predict(model)
+    evaluation >> forecasts  # nothing is forecast with a model that was not evaluated
     publish(model, forecasts)
 
 

@@ -14,7 +14,8 @@ from forecasting.store import build_definitions
 _definitions = build_definitions(load_config())
 
 # Feast collects the Feast objects it finds at module level.
-sales_history_source = _definitions.source  # FileSource: <data_dir>/features/entity_month/*.parquet
+# FileSource (parquet): <data_dir>/features/entity_month/[!._]*.parquet
+sales_history_source = _definitions.source
 sales_history = _definitions.view  # FeatureView, TTL 40 days, one row per entity and month
 demand_model = _definitions.service  # FeatureService read by training and prediction
 # One Entity per configured entity column (store_id and item_id in the demo).

@@ -27,12 +27,15 @@ def quality_page() -> str:
     return render(load_config())
 
 
-@app.get("/data-docs/{month}/{path:path}")
-def data_docs(month: str, path: str) -> FileResponse:
+@app.get("/data-docs/{month}/{attempt}/{path:path}")
+def data_docs(month: str, attempt: str, path: str) -> FileResponse:
     from forecasting.config import load_config
-    from forecasting.report import data_docs_file
+    from forecasting.report import BadRequest, data_docs_file
 
-    found = data_docs_file(load_config(), month, path)
+    try:
+        found = data_docs_file(load_config(), month, attempt, path)
+    except BadRequest as err:
+        raise HTTPException(status_code=400, detail=str(err)) from None
     if found is None:
         raise HTTPException(status_code=404, detail="no such Data Docs file")
     return FileResponse(found)
@@ -41,10 +44,12 @@ def data_docs(month: str, path: str) -> FileResponse:
 class ForecastQualityPlugin(AirflowPlugin):
     name = "forecast_quality"
     fastapi_apps = [{"app": app, "url_prefix": "/forecast-quality", "name": "Forecast quality"}]
-    external_views = [{
-        "name": "Forecast quality",
-        "href": "forecast-quality/",  # relative: works behind a reverse proxy's path prefix
-        "url_route": "forecast-quality",  # shown inside the Airflow UI (an iframe)
-        "destination": "nav",
-        "category": "browse",
-    }]
+    external_views = [
+        {
+            "name": "Forecast quality",
+            "href": "forecast-quality/",  # relative: works behind a reverse proxy's path prefix
+            "url_route": "forecast-quality",  # shown inside the Airflow UI (an iframe)
+            "destination": "nav",
+            "category": "browse",
+        }
+    ]

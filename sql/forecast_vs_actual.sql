@@ -9,12 +9,12 @@ SELECT f.run_month,
        f.model_version,
        count(*) AS forecasts,
        count(s.units) AS with_sales_row,
-       round(sum(coalesce(s.units, 0))::numeric, 0) AS actual_units,
-       round(sum(f.prediction)::numeric, 0) AS forecast_units,
-       round((sum(abs(f.prediction - coalesce(s.units, 0)))
-              / nullif(sum(coalesce(s.units, 0)), 0))::numeric, 3) AS wape,
-       round((sum(f.prediction - coalesce(s.units, 0))
-              / nullif(sum(coalesce(s.units, 0)), 0))::numeric, 3) AS bias
+       round(CAST(sum(coalesce(s.units, 0)) AS NUMERIC), 0) AS actual_units,
+       round(CAST(sum(f.prediction) AS NUMERIC), 0) AS forecast_units,
+       round(CAST(sum(abs(f.prediction - coalesce(s.units, 0)))
+                  / nullif(sum(coalesce(s.units, 0)), 0) AS NUMERIC), 3) AS wape,
+       round(CAST(sum(f.prediction - coalesce(s.units, 0))
+                  / nullif(sum(coalesce(s.units, 0)), 0) AS NUMERIC), 3) AS bias
 FROM forecasts AS f
 LEFT JOIN sales AS s
        ON s.store_id = f.store_id AND s.item_id = f.item_id AND s.month = f.forecast_month

@@ -5,7 +5,7 @@ SELECT l.store_id,
        l.item_id,
        l.forecast_month,
        l.horizon,
-       round(l.prediction::numeric, 1) AS forecast_units,
+       round(CAST(l.prediction AS NUMERIC), 1) AS forecast_units,
        l.run_month,
        l.model_version
 FROM forecasts_latest AS l

@@ -5,10 +5,10 @@ SELECT r.run_month,
        r.run_id,
        r.created_at,
        r.forecasts,
-       round(r.holdout_wape::numeric, 3) AS holdout_wape,
+       round(CAST(r.holdout_wape AS NUMERIC), 3) AS holdout_wape,
        r.best_baseline,
-       round(r.best_baseline_wape::numeric, 3) AS best_baseline_wape,
-       round((1 - r.holdout_wape / nullif(r.best_baseline_wape, 0))::numeric, 3) AS improvement,
+       round(CAST(r.best_baseline_wape AS NUMERIC), 3) AS best_baseline_wape,
+       round(CAST(1 - r.holdout_wape / nullif(r.best_baseline_wape, 0) AS NUMERIC), 3) AS improvement,
        r.holdout_wape < r.best_baseline_wape AS beats_baseline
 FROM forecasts_runs AS r
 ORDER BY r.run_month DESC;

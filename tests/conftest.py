@@ -14,13 +14,15 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="forecast-tests-airflow-"))
-os.environ.update({
-    "AIRFLOW_HOME": str(_AIRFLOW_HOME),
-    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__CORE__PARALLELISM": "2",
-    "GX_ANALYTICS_ENABLED": "false",
-})
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "GX_ANALYTICS_ENABLED": "false",
+    }
+)
 
 END_MONTH = "2024-12"
 # Small enough for a quick test run, big enough that the model has something to learn.
@@ -31,8 +33,13 @@ SYNTHETIC_SIZE = {"stores": 6, "items": 25, "months": 48}
 def airflow_db():
     """Airflow's metadata DB (SQLite in the private AIRFLOW_HOME), migrated once per session."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     return _AIRFLOW_HOME
 
 

@@ -12,7 +12,9 @@ import os
 import pandas as pd
 import sqlalchemy as sa
 
-ADMIN_URL = os.environ.get("FORECAST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "FORECAST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_HOST, _, REDIS_PORT = os.environ.get("FORECAST_TEST_REDIS", "127.0.0.1:6379").partition(":")
 REDIS_PORT = REDIS_PORT or "6379"
 REDIS_DB = int(os.environ.get("FORECAST_TEST_REDIS_DB", "15"))

@@ -8,6 +8,8 @@ import pytest
 from conftest import END_MONTH, demo_config_dict, write_config
 from test_pipeline_e2e import read_table, run_dag, task_states
 
+pytestmark = pytest.mark.slow  # runs the whole DAG
+
 DOWNSTREAM = ["build_features", "register_features", "train", "evaluate", "predict", "publish"]
 
 
@@ -56,12 +58,53 @@ def wrong_column_type(sales):
     return sales
 
 
+def text_in_a_real_column(sales):
+    """One text value in a REAL column: SQLite keeps it as text, the rest as numbers."""
+    sales = sales.astype({"price": object})
+    sales.loc[sales.index[33], "price"] = "twelve"
+    return sales
+
+
+def time_not_a_date(sales):
+    """Text that is not a date sorts outside every window: the window's WHERE used to drop it."""
+    sales = sales.assign(month=pd.to_datetime(sales["month"]).dt.strftime("%Y-%m-%d"))
+    sales.loc[sales.index[[5, 6]], "month"] = "notadate"
+    return sales
+
+
+def infinite_sales(sales):
+    sales.loc[sales.index[8], "units"] = float("inf")
+    return sales
+
+
+def infinite_covariate(sales):
+    sales.loc[sales.index[9], "price"] = float("-inf")
+    return sales
+
+
+# case: (corrupt the sales, the failed expectation the message names, SQL types for to_sql)
 CASES = {
-    "null keys": (null_keys, "expect_column_values_to_not_be_null(store_id)"),
-    "negative sales": (negative_sales, "expect_column_values_to_be_between(units"),
-    "duplicated entity-month": (duplicated_entity_month, "expect_compound_columns_to_be_unique"),
-    "missing month": (missing_month, "expect_column_distinct_values_to_contain_set"),
-    "wrong column type": (wrong_column_type, "expect_column_values_to_be_in_type_list(units"),
+    "null keys": (null_keys, "expect_column_values_to_not_be_null(store_id)", {}),
+    "negative sales": (negative_sales, "expect_column_values_to_be_between(units", {}),
+    "duplicated entity-month": (duplicated_entity_month, "expect_compound_columns_to_be_unique", {}),
+    "missing month": (missing_month, "expect_column_distinct_values_to_contain_set", {}),
+    "sales stored as text with a word": (
+        wrong_column_type,
+        "expect_column_values_to_be_null(units__unreadable)",
+        {},
+    ),
+    "one text value in a numeric column": (
+        text_in_a_real_column,
+        "rows hold a price that is not a number (e.g. 'twelve')",
+        {"price": "REAL"},
+    ),
+    "a time that is not a date": (
+        time_not_a_date,
+        "rows hold a month that is not a date (e.g. 'notadate')",
+        {"month": "TEXT"},
+    ),
+    "infinite sales": (infinite_sales, "expect_column_values_to_be_between(units, min 0, finite)", {}),
+    "infinite covariate": (infinite_covariate, "expect_column_values_to_be_between(price, finite)", {}),
 }
 
 
@@ -70,11 +113,11 @@ def test_bad_input_fails_validation_and_writes_nothing(case, published, syntheti
     from forecasting.datasets.synthetic import seed_source_database
 
     config, before = published
-    corrupt, named = CASES[case]
+    corrupt, named, types = CASES[case]
     monkeypatch.setenv("FORECAST_CONFIG", str(config.path))
     # Written through pandas, without the seeded table's primary key, so that the database
     # accepts the bad rows and validation is what has to catch them.
-    _replace_source(config, corrupt(synthetic_sales.copy()))
+    _replace_source(config, corrupt(synthetic_sales.copy()), types)
     capfd.readouterr()
     try:
         dag_run = run_dag()
@@ -90,11 +133,15 @@ def test_bad_input_fails_validation_and_writes_nothing(case, published, syntheti
         seed_source_database(config.source.database.url, synthetic_sales, table=config.source.table)
 
 
-def _replace_source(config, frame: pd.DataFrame) -> None:
-    import sqlalchemy as sa
+def _replace_source(config, frame: pd.DataFrame, types: dict[str, str]) -> None:
+    """Through sqlite3 itself, so that the column types (affinities) decide what is stored."""
+    import sqlite3
 
-    engine = sa.create_engine(config.source.database.url)
-    with engine.begin() as conn:
-        frame.to_sql(config.source.table, conn, if_exists="replace", index=False,
-                     dtype={"month": sa.Date()})
-    engine.dispose()
+    frame = frame.copy()
+    if pd.api.types.is_datetime64_any_dtype(frame["month"]):
+        frame["month"] = frame["month"].dt.strftime("%Y-%m-%d")
+    with sqlite3.connect(config.source.database.url.removeprefix("sqlite:///")) as conn:
+        frame.to_sql(
+            config.source.table, conn, if_exists="replace", index=False, dtype={"month": "DATE", **types}
+        )
+    conn.close()

@@ -3,6 +3,8 @@ ${VAR} are resolved, and every broken file is refused with a ConfigError naming 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,9 +37,14 @@ def test_demo_config_loads():
     # Params the file leaves out come from the defaults.
     assert config.model.params == DEFAULT_MODEL_PARAMS
     assert config.feature_store["project"] == "demand_forecast"
-    assert config.feature_store["registry"] == str((REPO / "data" / "demo" / "feast" / "registry.db").resolve())
+    assert config.feature_store["registry"] == str(
+        (REPO / "data" / "demo" / "feast" / "registry.db").resolve()
+    )
     assert config.predictions.table == "forecasts"
-    assert config.predictions.database.url == f"sqlite:///{(REPO / 'data' / 'demo' / 'predictions.db').resolve()}"
+    assert (
+        config.predictions.database.url
+        == f"sqlite:///{(REPO / 'data' / 'demo' / 'predictions.db').resolve()}"
+    )
 
 
 def test_dominicks_config_loads():
@@ -52,7 +59,8 @@ def test_dominicks_config_loads():
     assert config.horizon == 1
     assert config.feature_store["project"] == "dominicks"
     assert config.feature_store["online_store"]["path"] == str(
-        (REPO / "data" / "dominicks" / "feast" / "online.db").resolve())
+        (REPO / "data" / "dominicks" / "feast" / "online.db").resolve()
+    )
 
 
 def test_forecast_config_env_selects_the_file(tmp_path, monkeypatch):
@@ -101,11 +109,14 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path, monkeypatch)
     assert config.feature_store["online_store"]["path"] == str(deploy / "feast" / "online.db")
 
 
-@pytest.mark.parametrize("url", [
-    "sqlite:////abs/source.db",
-    "sqlite:///:memory:",
-    "postgresql://user@host:5432/db",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:////abs/source.db",
+        "sqlite:///:memory:",
+        "postgresql://user@host:5432/db",
+    ],
+)
 def test_absolute_and_non_file_urls_are_kept(tmp_path, url):
     raw = demo_config_dict(tmp_path)
     raw["source"]["url"] = url
@@ -162,12 +173,14 @@ def test_null_history_months_means_all_history(tmp_path):
 def _drop(section, key):
     def edit(raw):
         del raw[section][key]
+
     return edit
 
 
 def _set(section, key, value):
     def edit(raw):
         (raw if section is None else raw[section])[key] = value
+
     return edit
 
 
@@ -192,13 +205,17 @@ BAD_CONFIGS = {
     "empty entity_columns": (_set("source", "entity_columns", []), "source.entity_columns"),
     "both table and query": (_both_table_and_query, "source.table and source.query"),
     "neither table nor query": (_no_table_nor_query, "source.table and source.query"),
-    "neither url nor conn_id in predictions": (_no_prediction_database,
-                                               "predictions.url and predictions.conn_id"),
+    "neither url nor conn_id in predictions": (
+        _no_prediction_database,
+        "predictions.url and predictions.conn_id",
+    ),
     "both url and conn_id in predictions": (_url_and_conn_id, "predictions.url and predictions.conn_id"),
     "unknown top-level key": (_set(None, "horizn", 2), "horizn"),
     "unknown key in source": (_set("source", "entity_column", ["store_id"]), "source.entity_column"),
-    "bad entity column name": (_set("source", "entity_columns", ["store_id", "units; drop table"]),
-                               "source.entity_columns"),
+    "bad entity column name": (
+        _set("source", "entity_columns", ["store_id", "units; drop table"]),
+        "source.entity_columns",
+    ),
     "bad target column name": (_set("source", "target_column", "units; drop table"), "source.target_column"),
     "bad covariate name": (_set("source", "covariates", ["price", "promo--"]), "source.covariates"),
     "horizon 0": (_set(None, "horizon", 0), "horizon"),
@@ -265,3 +282,54 @@ def test_history_too_short_to_train_is_refused(tmp_path):
     raw["source"]["history_months"] = 20  # lookback 12 + validation 3 + holdout 6 + 1 = 22
     with pytest.raises(ConfigError, match=r"source\.history_months: 20 leaves no month to train on"):
         load_config(write_config(tmp_path, raw))
+
+
+def test_a_horizon_longer_than_the_history_can_label_is_refused_naming_the_limit(tmp_path):
+    raw = demo_config_dict(tmp_path)  # history 60 - lookback 12 - validation 3 - holdout 6 = 39
+    raw["horizon"] = 100
+    with pytest.raises(ConfigError) as err:
+        load_config(write_config(tmp_path, raw))
+    assert "horizon: 100 is longer than source.history_months 60 can label" in str(err.value)
+    assert "The longest horizon it can train is 39" in str(err.value)
+    assert "history_months of at least 121" in str(err.value)
+
+    raw["horizon"] = 39
+    assert load_config(write_config(tmp_path, raw)).horizon == 39
+
+
+def test_feature_store_keeps_its_variables_beside_their_values(tmp_path, monkeypatch):
+    """Feast gets the values; feature_store.yaml gets the section as written (${VAR}s kept, paths
+    resolved against the config's folder), so a secret from the environment stays off the disk."""
+    monkeypatch.setenv("FC_TEST_REGISTRY_URL", "postgresql+psycopg://feast:s3cret@db/feast_registry")
+    raw = demo_config_dict(tmp_path)
+    raw["feature_store"]["registry"] = {"registry_type": "sql", "path": "${FC_TEST_REGISTRY_URL}"}
+    raw["feature_store"]["online_store"] = {"type": "sqlite", "path": "feast/online.db"}
+    config = load_config(write_config(tmp_path, raw))
+
+    assert config.feature_store["registry"]["path"] == "postgresql+psycopg://feast:s3cret@db/feast_registry"
+    assert config.feature_store_unexpanded["registry"]["path"] == "${FC_TEST_REGISTRY_URL}"
+    online = str(tmp_path.resolve() / "feast" / "online.db")
+    assert config.feature_store["online_store"]["path"] == online
+    assert config.feature_store_unexpanded["online_store"]["path"] == online
+    assert "s3cret" not in repr(config)
+
+
+def test_loading_a_config_does_not_import_feast():
+    """Feast takes seconds to import: load_config leaves its check to the Feast users."""
+    code = (
+        "import sys; from forecasting.config import load_config; load_config(); print('feast' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_a_printed_config_never_shows_a_password(tmp_path):
+    raw = demo_config_dict(tmp_path)
+    raw["source"]["url"] = "postgresql+psycopg://reader:Pa55-source@db:5432/sales"
+    raw["predictions"]["url"] = "postgresql+psycopg://writer@db/predictions?password=Pa55-predictions"
+    config = load_config(write_config(tmp_path, raw))
+    printed = repr(config)
+    assert "Pa55" not in printed
+    assert "reader:***@db:5432/sales" in printed and "predictions?password=***" in printed
+    assert config.source.database.url.endswith("reader:Pa55-source@db:5432/sales")  # the value is kept

@@ -35,8 +35,16 @@ def test_every_task_retries_at_least_twice(dagbag):
 
 def test_monthly_forecast_reads_like_the_pipeline(dagbag):
     dag = dagbag.dags["monthly_forecast"]
-    order = ["extract", "validate", "build_features", "register_features", "train", "evaluate",
-             "predict", "publish"]
+    order = [
+        "extract",
+        "validate",
+        "build_features",
+        "register_features",
+        "train",
+        "evaluate",
+        "predict",
+        "publish",
+    ]
     assert set(dag.task_ids) == set(order)
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
@@ -64,6 +72,10 @@ def test_dag_file_imports_no_heavy_libraries():
         "heavy = [m for m in ('pandas', 'great_expectations', 'feast', 'xgboost', 'sklearn') if m in sys.modules]; "
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(REPO / "dags" / "monthly_forecast.py")],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(REPO / "dags" / "monthly_forecast.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "", f"heavy imports at parse time: {out.stdout.strip()}"

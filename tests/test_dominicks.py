@@ -15,8 +15,19 @@ import sqlalchemy as sa
 
 from forecasting.datasets import dominicks as dom
 
-DEMOGRAPHIC_COLUMNS = ["age60", "educ", "ethnic", "income", "hhlarge", "workwom", "hval150",
-                       "sstrdist", "sstrvol", "cpdist5", "cpwvol5"]
+DEMOGRAPHIC_COLUMNS = [
+    "age60",
+    "educ",
+    "ethnic",
+    "income",
+    "hhlarge",
+    "workwom",
+    "hval150",
+    "sstrdist",
+    "sstrvol",
+    "cpdist5",
+    "cpwvol5",
+]
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +72,16 @@ def test_raw_frames(loaded):
 
 
 def test_monthly_shape(monthly):
-    assert list(monthly.columns) == ["store", "brand", "month", "units", "price", "deal", "feat",
-                                     *DEMOGRAPHIC_COLUMNS]
+    assert list(monthly.columns) == [
+        "store",
+        "brand",
+        "month",
+        "units",
+        "price",
+        "deal",
+        "feat",
+        *DEMOGRAPHIC_COLUMNS,
+    ]
     assert 80 <= monthly["store"].nunique() <= 83
     assert monthly["brand"].nunique() == 11
     assert not monthly.duplicated(["store", "brand", "month"]).any()
@@ -102,11 +121,17 @@ def test_demographics_constant_per_store(monthly, loaded):
 
 def test_weeks_are_split_across_months_by_days():
     # Week 51 runs Thursday 1990-08-30 .. Wednesday 1990-09-05: 2 days in August, 5 in September.
-    weekly = pd.DataFrame({
-        "store": 1, "brand": 1, "week": [46, 47, 48, 49, 50, 51, 52, 53, 54, 55],
-        "logmove": np.log(64 * 70.0), "deal": [0, 0, 0, 0, 0, 1, 1, 1, 1, 1], "feat": 0.0,
-        **{f"price{b}": 0.04 for b in dom.BRANDS},
-    })
+    weekly = pd.DataFrame(
+        {
+            "store": 1,
+            "brand": 1,
+            "week": [46, 47, 48, 49, 50, 51, 52, 53, 54, 55],
+            "logmove": np.log(64 * 70.0),
+            "deal": [0, 0, 0, 0, 0, 1, 1, 1, 1, 1],
+            "feat": 0.0,
+            **{f"price{b}": 0.04 for b in dom.BRANDS},
+        }
+    )
     demographics = pd.DataFrame({"STORE": [1], **{c: [0.5] for c in dom.DEMOGRAPHICS}})
     out = dom.monthly_sales(weekly, demographics)
     # Weeks 46..55 run 1990-07-26 .. 1990-10-03: only August and September are whole.

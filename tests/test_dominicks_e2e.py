@@ -11,6 +11,8 @@ import yaml
 from conftest import REPO, write_config
 from test_pipeline_e2e import read_table, run_dag, task_states
 
+pytestmark = pytest.mark.slow  # runs the whole DAG
+
 
 @pytest.fixture
 def dominicks(tmp_path, monkeypatch):
@@ -41,14 +43,17 @@ def test_dominicks_model_beats_the_naive_baselines(dominicks):
     forecasts = read_table(dominicks)
     engine = sa.create_engine(dominicks.source.database.url)
     with engine.connect() as conn:
-        active = conn.execute(sa.text(
-            "SELECT COUNT(*) FROM oj_sales WHERE month >= '1992-09-01' AND month < '1992-10-01'")).scalar()
+        active = conn.execute(
+            sa.text("SELECT COUNT(*) FROM oj_sales WHERE month >= '1992-09-01' AND month < '1992-10-01'")
+        ).scalar()
     engine.dispose()
     assert len(forecasts) == active > 800  # one per store and brand sold in September, horizon 1
     version = forecasts["model_version"].iloc[0]
     report = json.loads((dominicks.data_dir / "models" / version / "evaluation.json").read_text())
     best = report["best_baseline"]
-    print(f"\nDominick's holdout WAPE: model {report['model']['wape']:.3f}, "
-          + ", ".join(f"{name} {m['wape']:.3f}" for name, m in report["baselines"].items())
-          + f" (best baseline: {best})")
+    print(
+        f"\nDominick's holdout WAPE: model {report['model']['wape']:.3f}, "
+        + ", ".join(f"{name} {m['wape']:.3f}" for name, m in report["baselines"].items())
+        + f" (best baseline: {best})"
+    )
     assert report["model"]["wape"] < report["baselines"][best]["wape"]

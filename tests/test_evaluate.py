@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from conftest import demo_config_dict, write_config
 
-from forecasting import train
+from forecasting import dataset
 from forecasting.config import Config, load_config
 from forecasting.evaluate import BASELINES, baseline_forecasts, metrics
 
@@ -67,8 +67,9 @@ def test_zero_actuals_give_nan_wape_not_an_error():
 
 def make_config(folder: Path) -> Config:
     raw = demo_config_dict(folder)
-    raw["source"].update(entity_columns=KEYS, time_column="month", target_column="units",
-                         covariates=[], attributes=[])
+    raw["source"].update(
+        entity_columns=KEYS, time_column="month", target_column="units", covariates=[], attributes=[]
+    )
     return load_config(write_config(folder, raw))
 
 
@@ -80,29 +81,35 @@ def value(month: str) -> float:
 
 def snapshot() -> pd.DataFrame:
     months = pd.period_range("2023-01", "2024-06", freq="M")
-    full = pd.DataFrame({"store": 1, "item": 1, "month": months.to_timestamp(),
-                         "units": [value(str(m)) for m in months]})
+    full = pd.DataFrame(
+        {"store": 1, "item": 1, "month": months.to_timestamp(), "units": [value(str(m)) for m in months]}
+    )
     # Entity 2/5 starts in 2024-01 and has no row in 2024-03 (a month it sold nothing).
-    young = pd.DataFrame({"store": 2, "item": 5,
-                          "month": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-04-01", "2024-05-01"]),
-                          "units": [6.0, 9.0, 12.0, 30.0]})
+    young = pd.DataFrame(
+        {
+            "store": 2,
+            "item": 5,
+            "month": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-04-01", "2024-05-01"]),
+            "units": [6.0, 9.0, 12.0, 30.0],
+        }
+    )
     return pd.concat([full, young], ignore_index=True)
 
 
 def rows(*cases: tuple[str, str, str, int]) -> pd.DataFrame:
     """Evaluation rows (store, item, origin month, horizon), keyed as strings like Feast's."""
-    frame = pd.DataFrame(cases, columns=[*KEYS, train.ORIGIN, train.HORIZON])
+    frame = pd.DataFrame(cases, columns=[*KEYS, dataset.ORIGIN, dataset.HORIZON])
     return frame.set_index(pd.Index([f"row{i}" for i in range(len(frame))]))
 
 
 def test_baselines_by_hand(tmp_path):
     config = make_config(tmp_path)
     cases = rows(
-        ("1", "1", "2024-03", 1),   # target 2024-04: a year earlier is 2023-04, known at the origin
-        ("1", "1", "2024-03", 3),   # target 2024-06: 2023-06
+        ("1", "1", "2024-03", 1),  # target 2024-04: a year earlier is 2023-04, known at the origin
+        ("1", "1", "2024-03", 3),  # target 2024-06: 2023-06
         ("1", "1", "2024-03", 12),  # target 2025-03: a year earlier is the origin itself
         ("1", "1", "2024-03", 13),  # target 2025-04: 2024-04 is after the origin -> last value
-        ("1", "1", "2023-01", 1),   # first month of history: mean over what exists
+        ("1", "1", "2023-01", 1),  # first month of history: mean over what exists
     )
 
     got = baseline_forecasts(cases, snapshot(), config)
@@ -111,8 +118,13 @@ def test_baselines_by_hand(tmp_path):
     assert got.index.tolist() == cases.index.tolist()
     last = value("2024-03")
     assert got["last_value"].tolist() == [last, last, last, last, value("2023-01")]
-    assert got["seasonal_naive"].tolist() == [value("2023-04"), value("2023-06"), last, last,
-                                              value("2023-01")]
+    assert got["seasonal_naive"].tolist() == [
+        value("2023-04"),
+        value("2023-06"),
+        last,
+        last,
+        value("2023-01"),
+    ]
     mean_3 = np.mean([value("2024-01"), value("2024-02"), value("2024-03")])
     assert got["mean_3"].tolist() == pytest.approx([mean_3] * 4 + [value("2023-01")])
 

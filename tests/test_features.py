@@ -1,5 +1,5 @@
-"""Features: the monthly grid, each feature checked against a hand-built series, and the
-per-month parquet files build_features writes (and, on a backfill, leaves alone or rewrites
+"""Features: the panel (entities × months), each feature checked against a hand-built series, and
+the per-month parquet files build_features writes (and, on a backfill, leaves alone or rewrites
 with the same values)."""
 
 from __future__ import annotations
@@ -20,20 +20,27 @@ from forecasting.features import (
     build_features,
     compute_features,
     feature_names,
-    monthly_grid,
 )
 from forecasting.months import month_end, month_range
+from forecasting.panel import build_panel
 
 KEYS = ["store", "item"]
 
 
 def make_config(folder: Path, history_months: int | None = 24) -> Config:
     raw = demo_config_dict(folder)
-    raw["source"].update(entity_columns=KEYS, time_column="month", target_column="units",
-                         covariates=["price"], attributes=["region"], history_months=history_months)
+    raw["source"].update(
+        entity_columns=KEYS,
+        time_column="month",
+        target_column="units",
+        covariates=["price"],
+        attributes=["region"],
+        history_months=history_months,
+    )
     raw["features"] = {"lags": [1, 2, 3, 6, 12], "rolling_windows": [3, 6, 12]}
     # Short windows are only valid with little to hold out (config refuses one with nothing to train).
     raw["model"]["validation_months"], raw["evaluation"]["holdout_months"] = 1, 1
+    raw["horizon"] = 1  # and a horizon the short window can label
     return load_config(write_config(folder, raw))
 
 
@@ -45,35 +52,41 @@ def series_frame(store, item, first: str, units, price=None, region="north") -> 
     """Consecutive monthly rows of one entity, as extract leaves them (month starts)."""
     months = pd.period_range(first, periods=len(units), freq="M").to_timestamp()
     price = np.linspace(1.0, 2.0, len(units)) if price is None else price
-    return pd.DataFrame({"store": store, "item": item, "month": months, "units": units,
-                         "price": price, "region": region})
+    return pd.DataFrame(
+        {"store": store, "item": item, "month": months, "units": units, "price": price, "region": region}
+    )
 
 
-# ---------------------------------------------------------------------------------- monthly_grid
+# ----------------------------------------------------------------------------------------- panel
 
 
-def test_monthly_grid_fills_gaps_with_zero_and_carries_covariates(tmp_path):
+def test_panel_fills_gaps_with_zero_and_carries_covariates(tmp_path):
     config = make_config(tmp_path)
-    snapshot = pd.DataFrame({
-        "store": [1, 1, 2, 2],
-        "item": [10, 10, 10, 10],
-        "month": [ms("2024-01"), ms("2024-04"), ms("2024-02"), ms("2024-03")],
-        "units": [5, 7, 3, 4],
-        "price": [1.0, 2.0, 1.5, 1.6],
-        "region": ["north", "north", "south", "south"],
-        "ignored": ["x", "y", "z", "w"],
-    })
+    snapshot = pd.DataFrame(
+        {
+            "store": [1, 1, 2, 2],
+            "item": [10, 10, 10, 10],
+            "month": [ms("2024-01"), ms("2024-04"), ms("2024-02"), ms("2024-03")],
+            "units": [5, 7, 3, 4],
+            "price": [1.0, 2.0, 1.5, 1.6],
+            "region": ["north", "north", "south", "south"],
+            "ignored": ["x", "y", "z", "w"],
+        }
+    )
 
-    grid = monthly_grid(snapshot, config)
+    panel = build_panel(snapshot, config)
 
     # Entity keys become strings; each entity spans only its own first..last month.
-    assert grid[KEYS].to_numpy().tolist() == [["1", "10"]] * 4 + [["2", "10"]] * 2
-    jan = 2024 * 12
-    assert grid["_m"].tolist() == [jan, jan + 1, jan + 2, jan + 3, jan + 1, jan + 2]
-    assert grid["units"].tolist() == [5.0, 0.0, 0.0, 7.0, 3.0, 4.0]
-    assert grid["price"].tolist() == [1.0, 1.0, 1.0, 2.0, 1.5, 1.6]
-    assert grid["region"].tolist() == ["north"] * 4 + ["south"] * 2
-    assert "ignored" not in grid.columns and "month" not in grid.columns
+    assert panel.keys.to_numpy().tolist() == [["1", "10"], ["2", "10"]]
+    assert panel.first_month == 2024 * 12 and panel.months == 4
+    nan = np.nan
+    np.testing.assert_array_equal(panel.sales, [[5.0, 0.0, 0.0, 7.0], [nan, 3.0, 4.0, nan]])
+    np.testing.assert_array_equal(panel.observed, [[True, False, False, True], [False, True, True, False]])
+    np.testing.assert_array_equal(panel.covariates["price"], [[1.0, 1.0, 1.0, 2.0], [nan, 1.5, 1.6, nan]])
+    rows, cols = np.nonzero(panel.in_span())
+    assert panel.attribute("region", rows, cols).tolist() == ["north"] * 4 + ["south"] * 2
+    assert set(panel.covariates) == {"price"} and set(panel.attributes) == {"region"}
+    assert panel.key_dtypes == {"store": np.dtype("int64"), "item": np.dtype("int64")}
 
 
 # ------------------------------------------------------------------------------ compute_features
@@ -85,11 +98,14 @@ B_UNITS = [10.0, 0, 20, 40]  # 2023-11 .. 2024-02, crosses a year end
 @pytest.fixture
 def features(tmp_path):
     config = make_config(tmp_path)
-    snapshot = pd.concat([
-        series_frame(1, 1, "2023-01", A_UNITS, price=np.arange(1.0, 16.0), region="north"),
-        series_frame(2, 7, "2023-11", B_UNITS, price=[2.0, 4.0, 6.0, 8.0], region="south"),
-    ], ignore_index=True)
-    return compute_features(monthly_grid(snapshot, config), config)
+    snapshot = pd.concat(
+        [
+            series_frame(1, 1, "2023-01", A_UNITS, price=np.arange(1.0, 16.0), region="north"),
+            series_frame(2, 7, "2023-11", B_UNITS, price=[2.0, 4.0, 6.0, 8.0], region="south"),
+        ],
+        ignore_index=True,
+    )
+    return compute_features(build_panel(snapshot, config), config)
 
 
 def _entity(features: pd.DataFrame, store: str) -> pd.DataFrame:
@@ -134,7 +150,9 @@ def test_calendar_history_and_timestamps(features):
     assert b["history_months"].tolist() == [1.0, 2.0, 3.0, 4.0]
 
     # event_timestamp = month_end(t): the first instant of t+1, in UTC.
-    expected = [pd.Timestamp(f"{m}", tz="UTC") for m in ["2023-12-01", "2024-01-01", "2024-02-01", "2024-03-01"]]
+    expected = [
+        pd.Timestamp(f"{m}", tz="UTC") for m in ["2023-12-01", "2024-01-01", "2024-02-01", "2024-03-01"]
+    ]
     assert b[TIMESTAMP].tolist() == expected
     assert str(b[TIMESTAMP].dt.tz) == "UTC"
     assert a[TIMESTAMP].iloc[0] == pd.Timestamp("2023-02-01", tz="UTC")
@@ -203,8 +221,11 @@ def test_build_features_writes_one_file_per_month_with_a_full_lookback(tmp_path)
         total += len(rows)
         assert "_m" not in rows.columns
         assert (rows[TIMESTAMP] == month_end(pd.Period(month, "M")).tz_localize("UTC")).all()
-        listed = {("1", "1"), ("1", "2")} | ({("2", "1")} if month >= "2024-03" else set()) \
+        listed = (
+            {("1", "1"), ("1", "2")}
+            | ({("2", "1")} if month >= "2024-03" else set())
             | ({("2", "2")} if month <= "2024-02" else set())
+        )
         assert set(map(tuple, rows[KEYS].to_numpy().tolist())) == listed
         # Entities listed throughout have every feature: their whole lookback is in the window.
         always = rows[rows["store"] == "1"]
@@ -249,8 +270,9 @@ def test_backfill_leaves_later_months_alone_and_rewrites_earlier_ones(tmp_path):
         elif month in before:
             assert _signature(path)[:2] != before[month][:2], f"{month} was not rewritten"
             # Same rows, same columns, same values (exactly: see the byte-identical test below).
-            pd.testing.assert_frame_equal(pd.read_parquet(path), frames_before[month],
-                                          check_exact=False, rtol=1e-12, atol=0)
+            pd.testing.assert_frame_equal(
+                pd.read_parquet(path), frames_before[month], check_exact=False, rtol=1e-12, atol=0
+            )
             rewritten += 1
     assert rewritten == 10  # 2023-12 .. 2024-09
 
@@ -268,8 +290,16 @@ def test_backfill_rewrites_earlier_months_byte_identically(tmp_path):
 def test_backfill_is_identical_for_an_entity_with_a_gap_at_the_window_start(tmp_path):
     config = make_config(tmp_path, history_months=15)  # a run of M writes M-3 .. M
     gap = [M - 15, *month_range(M - 11, M)]  # one row at M-15 (outside M's window), none in M-14 .. M-12
-    snapshot = pd.DataFrame({"store": 1, "item": 1, "month": [m.to_timestamp() for m in gap],
-                             "units": np.arange(1.0, len(gap) + 1), "price": 1.0, "region": "north"})
+    snapshot = pd.DataFrame(
+        {
+            "store": 1,
+            "item": 1,
+            "month": [m.to_timestamp() for m in gap],
+            "units": np.arange(1.0, len(gap) + 1),
+            "price": 1.0,
+            "region": "north",
+        }
+    )
 
     build_features(window(snapshot, config, M - 1), config, M - 1)
     backfilled = pd.read_parquet(written(config)[str(M - 1)])
@@ -287,7 +317,7 @@ def test_active_entities_are_those_with_a_row_in_m(tmp_path):
     snapshot = window(history(), config, M)
     gone_before_m = {("2", "2")}
 
-    active = active_entities(snapshot, config, M)
+    active = active_entities(build_panel(snapshot, config), M)
 
     assert list(active.columns) == KEYS
     assert active.dtypes.tolist() == [object, object]
@@ -295,11 +325,28 @@ def test_active_entities_are_those_with_a_row_in_m(tmp_path):
     assert not gone_before_m & set(map(tuple, active.to_numpy().tolist()))
     # Duplicate rows in M (caught later by validation) still give each entity once.
     doubled = pd.concat([snapshot, snapshot[snapshot["month"] == ms("2024-12")]])
-    pd.testing.assert_frame_equal(active_entities(doubled, config, M), active)
+    pd.testing.assert_frame_equal(active_entities(build_panel(doubled, config), M), active)
+
     # An entity with no row in the month is not forecast, even if it sold the month before.
     def keys_in(month: str) -> set[tuple[str, str]]:
-        return set(map(tuple, active_entities(snapshot, config, pd.Period(month, "M")).to_numpy().tolist()))
+        panel = build_panel(snapshot, config)
+        return set(map(tuple, active_entities(panel, pd.Period(month, "M")).to_numpy().tolist()))
 
     assert keys_in("2024-02") == {("1", "1"), ("1", "2"), ("2", "2")}
     assert keys_in("2024-03") == {("1", "1"), ("1", "2"), ("2", "1")}
     assert keys_in("2025-01") == set()
+
+
+def test_chunks_of_entities_write_the_same_files_as_one_chunk(tmp_path, monkeypatch):
+    """Feature work goes chunk by chunk of entities (each a task on a Dask cluster): the files are
+    byte for byte those of one chunk, whatever the chunk size."""
+    from forecasting import features
+
+    snapshot = window(history(), make_config(tmp_path / "x"), M)
+    files = {}
+    for size in (1, 3, 10_000):
+        config = make_config(tmp_path / str(size))
+        monkeypatch.setattr(features, "CHUNK_ENTITIES", size)
+        build_features(snapshot, config, M)
+        files[size] = {month: path.read_bytes() for month, path in written(config).items()}
+    assert files[1] and files[1] == files[3] == files[10_000]

@@ -16,12 +16,20 @@ def test_month_helpers():
     assert month_of(pendulum.datetime(2024, 12, 31, 23, tz="America/Chicago")) == pd.Period("2025-01", "M")
 
 
-@pytest.mark.parametrize(("requested", "interval_start", "run_after", "expected"), [
-    ("2023-07", pendulum.datetime(2024, 12, 1, tz="UTC"), pendulum.datetime(2025, 1, 3, tz="UTC"), "2023-07"),
-    (None, pendulum.datetime(2024, 12, 1, tz="UTC"), pendulum.datetime(2025, 1, 1, tz="UTC"), "2024-12"),
-    ("", pendulum.datetime(2024, 12, 1, tz="UTC"), pendulum.datetime(2026, 5, 9, tz="UTC"), "2024-12"),
-    (None, None, pendulum.datetime(2026, 11, 22, 2, tz="UTC"), "2026-10"),
-])
+@pytest.mark.parametrize(
+    ("requested", "interval_start", "run_after", "expected"),
+    [
+        (
+            "2023-07",
+            pendulum.datetime(2024, 12, 1, tz="UTC"),
+            pendulum.datetime(2025, 1, 3, tz="UTC"),
+            "2023-07",
+        ),
+        (None, pendulum.datetime(2024, 12, 1, tz="UTC"), pendulum.datetime(2025, 1, 1, tz="UTC"), "2024-12"),
+        ("", pendulum.datetime(2024, 12, 1, tz="UTC"), pendulum.datetime(2026, 5, 9, tz="UTC"), "2024-12"),
+        (None, None, pendulum.datetime(2026, 11, 22, 2, tz="UTC"), "2026-10"),
+    ],
+)
 def test_month_to_run(requested, interval_start, run_after, expected):
     assert month_to_run(requested, interval_start, run_after) == expected
 

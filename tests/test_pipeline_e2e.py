@@ -10,6 +10,8 @@ import pytest
 import sqlalchemy as sa
 from conftest import END_MONTH, REPO
 
+pytestmark = pytest.mark.slow  # runs the whole DAG
+
 # The run of the 1st of the next month has the data interval of END_MONTH.
 LOGICAL_DATE = pendulum.datetime(2025, 1, 1, tz="UTC")
 
@@ -39,7 +41,9 @@ def active_entities(sales: pd.DataFrame, month: str) -> set[tuple[int, int]]:
 
 
 @pytest.mark.usefixtures("airflow_db")
-def test_monthly_run_publishes_one_forecast_per_active_entity_and_horizon(deployment, synthetic_sales, capsys):
+def test_monthly_run_publishes_one_forecast_per_active_entity_and_horizon(
+    deployment, synthetic_sales, capsys
+):
     dag_run = run_dag()
     assert str(dag_run.state) == "success", task_states(dag_run)
 
@@ -60,8 +64,10 @@ def test_monthly_run_publishes_one_forecast_per_active_entity_and_horizon(deploy
     model_dir = deployment.data_dir / "models" / forecasts["model_version"].iloc[0]
     report = json.loads((model_dir / "evaluation.json").read_text())
     best = min(report["baselines"].values(), key=lambda m: m["wape"])
-    print(f"holdout WAPE model {report['model']['wape']:.3f}, best baseline "
-          f"{report['best_baseline']} {best['wape']:.3f}")
+    print(
+        f"holdout WAPE model {report['model']['wape']:.3f}, best baseline "
+        f"{report['best_baseline']} {best['wape']:.3f}"
+    )
     assert report["model"]["wape"] < best["wape"]
 
     # The runs table says which model made the month's forecasts and how it scored.
@@ -91,8 +97,10 @@ def test_monthly_run_publishes_one_forecast_per_active_entity_and_horizon(deploy
     again = read_table(deployment)
     keys = ["run_month", "store_id", "item_id", "horizon"]
     stable = [c for c in forecasts.columns if c not in ("run_id", "created_at")]
-    pd.testing.assert_frame_equal(forecasts.sort_values(keys)[stable].reset_index(drop=True),
-                                  again.sort_values(keys)[stable].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        forecasts.sort_values(keys)[stable].reset_index(drop=True),
+        again.sort_values(keys)[stable].reset_index(drop=True),
+    )
     assert again["run_id"].unique().tolist() == [second.run_id]
 
 
@@ -130,5 +138,8 @@ def test_backfilling_an_older_month_keeps_the_newer_one(deployment, synthetic_sa
     by_november = december.merge(november[["store_id", "item_id"]].drop_duplicates())
     # Entities forecast by both runs get November's forecast; the others keep October's.
     assert set(pd.to_datetime(by_november["run_month"]).dt.strftime("%Y-%m")) == {"2024-11"}
-    assert len(by_november) == november["store_id"].astype(str).add("/" + november["item_id"].astype(str)).nunique()
+    assert (
+        len(by_november)
+        == november["store_id"].astype(str).add("/" + november["item_id"].astype(str)).nunique()
+    )
     pd.testing.assert_frame_equal(store.online_features(deployment, entities), online_before)

@@ -1,26 +1,71 @@
 """Training rows get the features known at their forecast origin, never later ones (no leakage).
 
-Runs the real Feast point-in-time join (file offline store, SQLite registry) that training uses.
+Runs the real Feast point-in-time join (SQLite registry) that training uses, on each offline store
+a deployment may configure: DuckDB (the configs' choice) and ``file`` (Feast's dask store). The
+feature files are float32, as ``features.build_features`` writes them.
 """
 
 from __future__ import annotations
 
+import secrets
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from conftest import END_MONTH
+import yaml
+from conftest import END_MONTH, REPO, demo_config_dict, write_config
 
 MONTH = pd.Period(END_MONTH, "M")
 SENTINEL = -999.0
+OFFLINE_STORES = ("duckdb", "file")
+KEYS = ["store_id", "item_id"]
+
+
+def test_every_config_uses_an_offline_store_tested_here():
+    for path in sorted((REPO / "config").glob("*.yaml")):
+        store = yaml.safe_load(path.read_text())["feature_store"].get("offline_store", {"type": "dask"})
+        assert {"dask": "file"}.get(store["type"], store["type"]) in OFFLINE_STORES, path.name
+
+
+def as_float32(folder: Path) -> None:
+    """Numeric feature columns as float32, as features.build_features writes them."""
+    for path in sorted(folder.glob("*.parquet")):
+        table = pq.read_table(path)
+        schema = pa.schema(
+            [f.with_type(pa.float32()) if pa.types.is_float64(f.type) else f for f in table.schema],
+            metadata=table.schema.metadata,
+        )
+        if schema != table.schema:
+            pq.write_table(table.cast(schema), path)
+
+
+@pytest.fixture(params=OFFLINE_STORES)
+def deployment(request, tmp_path, synthetic_sales, monkeypatch):
+    """conftest's deployment, with Feast's offline store set to each store in turn."""
+    from forecasting.config import load_config
+    from forecasting.datasets.synthetic import seed_source_database
+
+    raw = demo_config_dict(tmp_path)
+    raw["feature_store"]["offline_store"] = {"type": request.param}
+    path = write_config(tmp_path, raw)
+    config = load_config(path)
+    seed_source_database(config.source.database.url, synthetic_sales, table=config.source.table)
+    monkeypatch.setenv("FORECAST_CONFIG", str(path))
+    return config
 
 
 @pytest.fixture
 def applied(deployment):
-    from forecasting import extract, features, store
+    from forecasting import extract, features, paths, store
 
     snapshot = extract.read_window(deployment, MONTH)
     features.build_features(snapshot, deployment, MONTH)
+    as_float32(paths.feature_table(deployment))
     store.apply(deployment)
+    assert store.offline_store_type(deployment) == deployment.feature_store["offline_store"]["type"]
     return deployment, snapshot
 
 
@@ -32,13 +77,18 @@ def test_training_rows_carry_the_features_of_their_origin(applied):
     assert len(frame) > 1000 and set(frame[train.HORIZON]) == {1, 2, 3}
 
     sales = snapshot.assign(origin_month=snapshot["month"].dt.to_period("M").astype(str))
-    sales[["store_id", "item_id"]] = sales[["store_id", "item_id"]].astype(str)
-    joined = frame.merge(sales[["store_id", "item_id", "origin_month", "units"]],
-                         on=["store_id", "item_id", "origin_month"], how="left")
+    sales[KEYS] = sales[KEYS].astype(str)
+    joined = frame.merge(
+        sales[[*KEYS, "origin_month", "units"]],
+        on=[*KEYS, "origin_month"],
+        how="left",
+    )
     # lag 1 is the origin month's own sales (0 where the entity had no row that month) ...
     np.testing.assert_allclose(joined["sales_lag_1"], joined["units"].fillna(0.0))
     # ... and the label is a later month's: the feature and the label never come from one row.
-    later = pd.PeriodIndex(frame[train.TARGET_MONTH], freq="M") > pd.PeriodIndex(frame[train.ORIGIN], freq="M")
+    later = pd.PeriodIndex(frame[train.TARGET_MONTH], freq="M") > pd.PeriodIndex(
+        frame[train.ORIGIN], freq="M"
+    )
     assert later.all()
 
 
@@ -62,5 +112,152 @@ def test_a_feature_stamped_after_the_origin_never_reaches_a_training_row(applied
     assert not (frame["sales_lag_1"] == SENTINEL).any()
 
     # Feast does serve the restated values to a row stamped after them: the file was read.
-    probe = late[["store_id", "item_id"]].head(5).assign(**{TIMESTAMP: late[TIMESTAMP].iloc[0] + pd.Timedelta(hours=1)})
+    probe = late[KEYS].head(5).assign(**{TIMESTAMP: late[TIMESTAMP].iloc[0] + pd.Timedelta(hours=1)})
     assert (store.historical_features(config, probe)["sales_lag_1"] == SENTINEL).all()
+
+
+def offline_table(config) -> pd.DataFrame:
+    from forecasting import store
+
+    return pd.concat([pd.read_parquet(p) for p in store.feature_files(config)], ignore_index=True)
+
+
+def expected_features(rows: pd.DataFrame, table: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """The point-in-time join by hand: per row, the entity's latest feature row stamped at or
+    before the row's timestamp and no more than the TTL before it (else nulls)."""
+    from forecasting.features import TIMESTAMP
+    from forecasting.store import FEATURE_TTL
+
+    right = table[[*KEYS, TIMESTAMP, *names]].rename(columns={TIMESTAMP: "_stamp"})
+    right["_stamp"] = right["_stamp"].astype(rows[TIMESTAMP].dtype)  # µs or ns: merge_asof wants one
+    return pd.merge_asof(
+        rows.sort_values(TIMESTAMP),
+        right.sort_values("_stamp"),
+        left_on=TIMESTAMP,
+        right_on="_stamp",
+        by=KEYS,
+        tolerance=pd.Timedelta(FEATURE_TTL),
+        direction="backward",
+        allow_exact_matches=True,
+    ).drop(columns="_stamp")
+
+
+def test_extra_columns_come_back_unchanged_and_every_row_exactly_once(applied):
+    from forecasting import paths, store
+    from forecasting.features import TIMESTAMP, feature_names
+    from forecasting.months import month_end
+
+    config, _ = applied
+    table = offline_table(config)
+    names = feature_names(config)
+    last = table[table[TIMESTAMP] == table[TIMESTAMP].max()]
+    entities = last[KEYS].drop_duplicates().head(20).reset_index(drop=True)
+    newest = month_end(MONTH).tz_localize("UTC")
+    stamps = [
+        newest,  # the newest month's own features (stamped exactly then)
+        newest + pd.Timedelta(hours=1),
+        newest + pd.Timedelta(days=35),  # within the 40-day TTL: still the newest month's
+        newest + pd.Timedelta(days=45),  # beyond it: nulls, though the entity has older rows
+        month_end(MONTH - 6).tz_localize("UTC"),
+        pd.Timestamp("2000-01-01", tz="UTC"),  # before any feature row
+    ]
+    rows = entities.merge(pd.DataFrame({TIMESTAMP: stamps}), how="cross")
+    unknown = pd.DataFrame({"store_id": ["no-such-store"], "item_id": ["x"], TIMESTAMP: [newest]})
+    # Every (entity, timestamp) twice, as training asks for several horizons of one origin.
+    rows = pd.concat([rows, rows, unknown], ignore_index=True)
+    rng = np.random.default_rng(3)
+    rows = rows.sample(frac=1.0, random_state=5).reset_index(drop=True)
+    rows["_row"] = rng.choice(np.arange(10**12, 10**12 + 10**6), size=len(rows), replace=False)
+    before = rows.copy()
+    # A half-written feature file (paths.write_parquet_atomically's temp file) is not read.
+    (paths.feature_table(config) / ".tmp-half-written.parquet").write_bytes(b"PAR1 not yet")
+
+    result = store.historical_features(config, rows)
+
+    pd.testing.assert_frame_equal(rows, before)  # the caller's frame is left alone
+    assert len(result) == len(rows)
+    assert result["_row"].dtype == np.int64
+    assert result[TIMESTAMP].dtype == rows[TIMESTAMP].dtype
+    assert sorted(result["_row"]) == sorted(rows["_row"])  # each row exactly once
+    assert list(result.columns[: len(rows.columns)]) == list(rows.columns)
+    assert set(result.columns) == {*rows.columns, *names}
+    got = result.set_index("_row").loc[rows["_row"]].reset_index()
+    pd.testing.assert_frame_equal(got[KEYS], rows[KEYS])
+    assert (got[TIMESTAMP] == rows[TIMESTAMP]).all()
+
+    # float32 stays float32 (Feast's schema says Float32), text stays text.
+    float32 = [n for n in names if table[n].dtype == np.float32]
+    assert float32 and all(result[n].dtype == np.float32 for n in float32)
+    view = store.feature_store(config).get_feature_view(store.FEATURE_VIEW)
+    assert {f.name: str(f.dtype) for f in view.features}["sales_lag_1"] == "Float32"
+
+    expected = expected_features(rows, table, names).set_index("_row").loc[rows["_row"]].reset_index()
+    for name in names:
+        a, b = got[name], expected[name]
+        if name in float32:
+            np.testing.assert_array_equal(a.to_numpy(), b.to_numpy(), err_msg=name)
+        else:
+            assert (a.isna() == b.isna()).all() and (a[a.notna()] == b[b.notna()]).all(), name
+    # The cases above all occurred: values within the TTL, and nulls of each kind.
+    lag = got.set_index(TIMESTAMP)["sales_lag_1"]
+    assert lag.loc[newest + pd.Timedelta(days=35)].notna().all()
+    assert lag.loc[newest + pd.Timedelta(days=45)].isna().all()
+    assert lag.loc[pd.Timestamp("2000-01-01", tz="UTC")].isna().all()
+    assert got.loc[got["store_id"] == "no-such-store", "sales_lag_1"].isna().all()
+
+
+@pytest.mark.parametrize("online", ["sqlite", "redis"])
+def test_materialized_online_features_equal_the_offline_ones(applied, online, request, tmp_path):
+    """apply + materialize + online_features on each offline store, into SQLite and Redis: the
+    newest month's float32 values arrive unchanged."""
+    from forecasting import paths, store
+    from forecasting.config import load_config
+    from forecasting.features import feature_names
+
+    config, _ = applied
+    if online == "redis":
+        from servers import REDIS_DB, REDIS_HOST, REDIS_PORT, feast_keys
+
+        client = request.getfixturevalue("redis_client")  # skips when Redis does not answer
+        project = f"pit_test_{secrets.token_hex(4)}"
+        raw = yaml.safe_load(Path(config.path).read_text())
+        raw["feature_store"]["project"] = project
+        raw["feature_store"]["online_store"] = {
+            "type": "redis",
+            "connection_string": f"{REDIS_HOST}:{REDIS_PORT},db={REDIS_DB}",
+        }
+        config = load_config(write_config(tmp_path / "redis", raw))
+        request.addfinalizer(lambda: [client.delete(k) for k in feast_keys(client, project)])
+        store.apply(config)
+
+    offline = pd.read_parquet(paths.feature_table(config) / f"{MONTH}.parquet")
+    assert store.materialize(config, MONTH) == len(offline)
+    online_values = store.online_features(config, offline[KEYS])
+    merged = offline.merge(online_values, on=KEYS, suffixes=("", "_online"), validate="one_to_one")
+    assert len(merged) == len(offline)
+    for name in feature_names(config):
+        a, b = merged[name], merged[f"{name}_online"]
+        if a.dtype == np.float32:
+            np.testing.assert_array_equal(a.to_numpy(), b.to_numpy(dtype=np.float32), err_msg=name)
+        else:
+            assert (a.isna() == b.isna()).all() and (a[a.notna()] == b[b.notna()]).all(), name
+
+
+def test_nanosecond_timestamps_are_refused_by_name_where_duckdb_cannot_materialize_them(applied):
+    """Feast's DuckDB store casts the stamps to a naive TIMESTAMP to materialize, which DuckDB
+    cannot do from nanoseconds (pandas' default unit); the dask store can."""
+    from forecasting import store
+    from forecasting.features import CREATED, TIMESTAMP
+
+    config, _ = applied
+    first = store.feature_files(config)[0]
+    table = pq.read_table(first)
+    for column in (TIMESTAMP, CREATED):
+        i = table.schema.get_field_index(column)
+        table = table.set_column(i, column, table[column].cast(pa.timestamp("ns", tz="UTC")))
+    pq.write_table(table, first)
+    if store.offline_store_type(config) == "duckdb":
+        with pytest.raises(ValueError, match="nanoseconds"):
+            store.materialize(config, MONTH)
+    else:
+        assert store.materialize(config, MONTH) > 0

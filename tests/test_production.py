@@ -16,7 +16,9 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -47,11 +49,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 KEYS = ["store_id", "item_id"]
 MONTH = pd.Period("2024-10", "M")  # the production run's month; sales go on to 2024-12
-EVALUATION = {"model": {"wape": 0.21}, "best_baseline": "seasonal_naive",
-              "baselines": {"seasonal_naive": {"wape": 0.3}}}
+EVALUATION = {
+    "model": {"wape": 0.21},
+    "best_baseline": "seasonal_naive",
+    "baselines": {"seasonal_naive": {"wape": 0.3}},
+}
 
 
 # --- servers and throwaway databases ------------------------------------------------------
+
 
 @pytest.fixture
 def database(postgres_server) -> str:
@@ -77,23 +83,41 @@ def run_sql_file(url: str, path: Path) -> pd.DataFrame:
 
 # --- publish -------------------------------------------------------------------------------
 
+
 def predictions_config(url: str, folder: Path, table: str = "forecasts") -> Config:
     raw = {
         "data_dir": str(folder / "data"),
-        "source": {"url": "sqlite:///unused.db", "table": "sales", "entity_columns": KEYS,
-                   "time_column": "month", "target_column": "units"},
+        "source": {
+            "url": "sqlite:///unused.db",
+            "table": "sales",
+            "entity_columns": KEYS,
+            "time_column": "month",
+            "target_column": "units",
+        },
         "feature_store": {"project": "unused"},
         "predictions": {"url": url, "table": table},
     }
     return parse_config(raw, folder / "forecast.yaml")
 
 
-def forecast_frame(month: pd.Period, *, stores: int = 20, items: int = 50, horizon: int = 3,
-                   value: float | None = None, seed: int = 0) -> pd.DataFrame:
+def forecast_frame(
+    month: pd.Period,
+    *,
+    stores: int = 20,
+    items: int = 50,
+    horizon: int = 3,
+    value: float | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
     """One row per store, item and horizon, as predict.forecast returns them."""
     grid = pd.MultiIndex.from_product(
-        [np.arange(1, stores + 1, dtype=np.int64), np.arange(1, items + 1, dtype=np.int64),
-         np.arange(1, horizon + 1)], names=[*KEYS, "horizon"]).to_frame(index=False)
+        [
+            np.arange(1, stores + 1, dtype=np.int64),
+            np.arange(1, items + 1, dtype=np.int64),
+            np.arange(1, horizon + 1),
+        ],
+        names=[*KEYS, "horizon"],
+    ).to_frame(index=False)
     grid["forecast_month"] = [month_start(month + int(h)).date() for h in grid["horizon"]]
     rng = np.random.default_rng(seed)
     grid["prediction"] = value if value is not None else rng.gamma(2.0, 15.0, len(grid))
@@ -101,8 +125,11 @@ def forecast_frame(month: pd.Period, *, stores: int = 20, items: int = 50, horiz
 
 
 def read_month(url: str, month: pd.Period) -> pd.DataFrame:
-    return query(url, "SELECT * FROM forecasts WHERE run_month = :m ORDER BY store_id, item_id, horizon",
-                 m=month_start(month).date())
+    return query(
+        url,
+        "SELECT * FROM forecasts WHERE run_month = :m ORDER BY store_id, item_id, horizon",
+        m=month_start(month).date(),
+    )
 
 
 def test_publish_copies_rows_in_and_republishing_a_month_leaves_identical_rows(database, tmp_path):
@@ -111,27 +138,35 @@ def test_publish_copies_rows_in_and_republishing_a_month_leaves_identical_rows(d
     frame = forecast_frame(MONTH, seed=1)
     created = datetime(2024, 11, 1, 3, 0, tzinfo=UTC)
 
-    first = publish(frame, config, MONTH, model_version="v1", run_id="run-1", evaluation=EVALUATION,
-                    created_at=created)
+    first = publish(
+        frame, config, MONTH, model_version="v1", run_id="run-1", evaluation=EVALUATION, created_at=created
+    )
     assert (first.rows, first.replaced) == (len(frame), 0)
     before = read_month(database, MONTH)
     assert len(before) == len(frame)
     landed = before[[*KEYS, "forecast_month", "horizon", "prediction"]]
-    pd.testing.assert_frame_equal(landed.reset_index(drop=True), frame.reset_index(drop=True),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(
+        landed.reset_index(drop=True), frame.reset_index(drop=True), check_dtype=False
+    )
     assert set(before["model_version"]) == {"v1"} and set(before["run_id"]) == {"run-1"}
     assert (before["run_month"] == date(2024, 10, 1)).all()
 
-    again = publish(frame, config, MONTH, model_version="v1", run_id="run-1", evaluation=EVALUATION,
-                    created_at=created)
+    again = publish(
+        frame, config, MONTH, model_version="v1", run_id="run-1", evaluation=EVALUATION, created_at=created
+    )
     assert (again.rows, again.replaced) == (len(frame), len(frame))
     pd.testing.assert_frame_equal(read_month(database, MONTH), before)
 
     runs = query(database, "SELECT * FROM forecasts_runs")
     assert len(runs) == 1
     run = runs.iloc[0]
-    assert (run["model_version"], run["forecasts"], run["holdout_wape"], run["best_baseline"],
-            run["best_baseline_wape"]) == ("v1", len(frame), 0.21, "seasonal_naive", 0.3)
+    assert (
+        run["model_version"],
+        run["forecasts"],
+        run["holdout_wape"],
+        run["best_baseline"],
+        run["best_baseline_wape"],
+    ) == ("v1", len(frame), 0.21, "seasonal_naive", 0.3)
     # The staging tables are gone with the transaction.
     assert query(database, "SELECT count(*) AS n FROM pg_class WHERE relname LIKE '_stage_%'")["n"][0] == 0
 
@@ -140,7 +175,9 @@ def test_latest_view_on_postgres_shows_the_newest_run_per_entity_and_month(datab
     config = predictions_config(database, tmp_path)
     earlier, later = MONTH - 1, MONTH
     publish(forecast_frame(later, value=2.0), config, later, model_version="later", run_id="r2")
-    publish(forecast_frame(earlier, value=1.0), config, earlier, model_version="earlier", run_id="r1")  # a backfill
+    publish(
+        forecast_frame(earlier, value=1.0), config, earlier, model_version="earlier", run_id="r1"
+    )  # a backfill
 
     latest = query(database, "SELECT * FROM forecasts_latest")
     assert not latest.duplicated([*KEYS, "forecast_month"]).any()
@@ -178,7 +215,9 @@ def test_concurrent_publishes_of_different_months_both_land_complete(database, t
             assert len(landed) == len(frames[m])
             assert set(landed["model_version"]) == {f"{round_}-{m}"}
             assert np.allclose(landed["prediction"], frames[m]["prediction"])
-        runs = query(database, "SELECT run_month, model_version, forecasts FROM forecasts_runs ORDER BY run_month")
+        runs = query(
+            database, "SELECT run_month, model_version, forecasts FROM forecasts_runs ORDER BY run_month"
+        )
         assert list(runs["model_version"]) == [f"{round_}-{m}" for m in months]
         assert list(runs["forecasts"]) == [len(frames[m]) for m in months]
 
@@ -195,7 +234,9 @@ def test_concurrent_publishes_of_the_same_month_leave_exactly_one_of_them(databa
         assert len(landed) == n and landed["model_version"].nunique() == 1
         version = landed["model_version"].iloc[0]
         assert (landed["prediction"] == frames[version]["prediction"].iloc[0]).all()
-        assert query(database, "SELECT model_version FROM forecasts_runs")["model_version"].tolist() == [version]
+        assert query(database, "SELECT model_version FROM forecasts_runs")["model_version"].tolist() == [
+            version
+        ]
 
 
 def test_a_reader_sees_the_old_month_or_the_new_one_never_a_mix(database, tmp_path):
@@ -220,7 +261,9 @@ def test_a_reader_sees_the_old_month_or_the_new_one_never_a_mix(database, tmp_pa
         try:
             with engine.connect() as conn:
                 while not done.is_set():
-                    observations.append([tuple(r) for r in conn.execute(poll, {"m": month_start(MONTH).date()})])
+                    observations.append(
+                        [tuple(r) for r in conn.execute(poll, {"m": month_start(MONTH).date()})]
+                    )
         except BaseException as err:  # surfaced below
             failure.append(err)
         finally:
@@ -249,6 +292,7 @@ def test_a_reader_sees_the_old_month_or_the_new_one_never_a_mix(database, tmp_pa
 
 # --- the analyst role ---------------------------------------------------------------------
 
+
 @pytest.fixture
 def analyst_role(database):
     role = f"forecast_test_analyst_{secrets.token_hex(4)}"
@@ -264,8 +308,9 @@ def analyst_role(database):
         engine.dispose()
 
 
-def test_analyst_role_reads_tables_and_views_but_cannot_change_them(database, tmp_path, analyst_role,
-                                                                     monkeypatch):
+def test_analyst_role_reads_tables_and_views_but_cannot_change_them(
+    database, tmp_path, analyst_role, monkeypatch
+):
     import psycopg
 
     config = predictions_config(database, tmp_path)
@@ -278,12 +323,29 @@ def test_analyst_role_reads_tables_and_views_but_cannot_change_them(database, tm
     assert sorted(granted) == ["forecasts", "forecasts_latest", "forecasts_runs"]
     # Again, from the command line: idempotent.
     monkeypatch.setenv("FORECAST_TEST_ANALYST_PASSWORD", "analyst-test-password")
-    assert postgres_cli(["grant-analyst", "--url", database, "--role", analyst_role,
-                         "--password-env", "FORECAST_TEST_ANALYST_PASSWORD"]) == 0
+    assert (
+        postgres_cli(
+            [
+                "grant-analyst",
+                "--url",
+                database,
+                "--role",
+                analyst_role,
+                "--password-env",
+                "FORECAST_TEST_ANALYST_PASSWORD",
+            ]
+        )
+        == 0
+    )
 
     # Tables created after the grant (another publish target) are readable too (default privileges).
-    publish(forecast_frame(MONTH), predictions_config(database, tmp_path, table="forecasts_b"), MONTH,
-            model_version="v1", run_id="r1")
+    publish(
+        forecast_frame(MONTH),
+        predictions_config(database, tmp_path, table="forecasts_b"),
+        MONTH,
+        model_version="v1",
+        run_id="r1",
+    )
 
     analyst_url = sa.make_url(database).set(username=analyst_role, password="analyst-test-password")
     analyst = engine_for(analyst_url.render_as_string(hide_password=False))
@@ -304,6 +366,8 @@ def test_analyst_role_reads_tables_and_views_but_cannot_change_them(database, tm
             "DROP TABLE forecasts_runs",
             "DROP TABLE forecasts CASCADE",
             "ALTER TABLE forecasts ADD COLUMN x int",
+            "SELECT * FROM forecasts FOR SHARE",  # row locks need UPDATE
+            "SELECT * FROM forecasts_publish_lock",  # publish's lock rows are the pipeline's alone
         ]
         if server_version >= 150000:  # before 15, PUBLIC may create in schema public
             forbidden.append("CREATE TABLE analyst_scratch (x int)")
@@ -316,58 +380,157 @@ def test_analyst_role_reads_tables_and_views_but_cannot_change_them(database, tm
     assert len(read_month(database, MONTH)) == len(forecast_frame(MONTH))  # all still there
 
 
-def test_init_script_creates_databases_and_roles(postgres_server):
-    """deploy/postgres/init.sh (+ init.sql), as the postgres container runs it, on the real server."""
+def _connect_error(url: sa.URL, user: str, password: str, database: str) -> str | None:
+    """None if ``user`` may connect to ``database`` (and is who the server says), else the server's error."""
+    import psycopg
+
+    try:
+        with psycopg.connect(
+            host=url.host or "127.0.0.1",
+            port=url.port or 5432,
+            user=user,
+            password=password,
+            dbname=database,
+            connect_timeout=10,
+        ) as conn:
+            assert conn.execute("SELECT current_user, current_database()").fetchone() == (user, database)
+    except psycopg.OperationalError as err:
+        return str(err)
+    return None
+
+
+def _database_acls(url: str) -> dict[str, str | None]:
+    """The ACL of every database on the server but the tests' own."""
+    acls = query(
+        url, "SELECT datname, datacl::text AS acl FROM pg_database WHERE datname NOT LIKE 'forecast_test%'"
+    )
+    return dict(zip(acls["datname"], acls["acl"], strict=True))
+
+
+def test_init_script_creates_databases_and_roles(postgres_server, tmp_path):
+    """deploy/postgres/init.sh (+ init.sql), as the postgres container runs it, on the real server.
+
+    The server's other databases (Airflow's metadata DB, the maintenance DB ``postgres``) are
+    throwaway stand-ins here, passed in PRIVATE_DBS: init.sql closes them to all but their owners.
+    """
+    import psycopg
+
     if shutil.which("psql") is None:
         pytest.skip("psql is not installed")
     url = sa.make_url(postgres_server)
     tag = secrets.token_hex(4)
-    names = {"PREDICTIONS_DB": f"forecast_test_pred_{tag}", "FEAST_REGISTRY_DB": f"forecast_test_reg_{tag}",
-             "FORECAST_DB_USER": f"forecast_test_writer_{tag}", "ANALYST_ROLE": f"forecast_test_reader_{tag}"}
-    env = {**os.environ, **names, "FORECAST_DB_PASSWORD": "writer-pw", "ANALYST_PASSWORD": "reader-pw",
-           "POSTGRES_USER": url.username or "postgres", "POSTGRES_DB": url.database or "postgres",
-           "PGHOST": url.host or "127.0.0.1", "PGPORT": str(url.port or 5432)}
+    names = {
+        "PREDICTIONS_DB": f"forecast_test_pred_{tag}",
+        "FEAST_REGISTRY_DB": f"forecast_test_reg_{tag}",
+        "FORECAST_DB_USER": f"forecast_test_writer_{tag}",
+        "ANALYST_ROLE": f"forecast_test_reader_{tag}",
+    }
+    airflow_db, airflow_owner = f"forecast_test_airflow_{tag}", f"forecast_test_airflow_owner_{tag}"
+    maintenance_db = f"forecast_test_maint_{tag}"  # stands in for "postgres"
+    databases = [names["PREDICTIONS_DB"], names["FEAST_REGISTRY_DB"], airflow_db, maintenance_db]
+    passwords = {
+        names["FORECAST_DB_USER"]: "writer-pw",
+        names["ANALYST_ROLE"]: "reader-pw",
+        airflow_owner: "airflow-pw",
+    }
+    env = {
+        **os.environ,
+        **names,
+        "FORECAST_DB_PASSWORD": passwords[names["FORECAST_DB_USER"]],
+        "ANALYST_PASSWORD": passwords[names["ANALYST_ROLE"]],
+        "POSTGRES_USER": url.username or "postgres",
+        "POSTGRES_DB": url.database or "postgres",  # where psql connects; closed are PRIVATE_DBS only
+        "PRIVATE_DBS": f"{airflow_db}, {maintenance_db}",
+        "PGHOST": url.host or "127.0.0.1",
+        "PGPORT": str(url.port or 5432),
+    }
     if url.password:
         env["PGPASSWORD"] = url.password
     admin = engine_for(postgres_server, isolation_level="AUTOCOMMIT")
+    acls_before = _database_acls(postgres_server)
+
+    def init() -> None:
+        done = subprocess.run(
+            ["bash", str(REPO / "deploy" / "postgres" / "init.sh")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+
+    def connect_error(user: str, database: str) -> str | None:
+        return _connect_error(url, user, passwords[user], database)
 
     def as_user(user: str, database: str) -> sa.Engine:
-        return engine_for(url.set(username=user, password="x", database=database).render_as_string(False))
+        return engine_for(
+            url.set(username=user, password=passwords[user], database=database).render_as_string(False)
+        )
 
     try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(
+                f"CREATE ROLE \"{airflow_owner}\" LOGIN PASSWORD '{passwords[airflow_owner]}'"
+            )
+            conn.exec_driver_sql(f'CREATE DATABASE "{airflow_db}" OWNER "{airflow_owner}"')
+            conn.exec_driver_sql(f'CREATE DATABASE "{maintenance_db}"')
+        # PostgreSQL's default: every role may connect to a new database (the refusals below are init.sql's).
+        assert connect_error(airflow_owner, maintenance_db) is None
         for _ in range(2):  # idempotent
-            done = subprocess.run(["bash", str(REPO / "deploy" / "postgres" / "init.sh")], env=env,
-                                  capture_output=True, text=True, timeout=60)
-            assert done.returncode == 0, done.stderr
-        writer = as_user(names["FORECAST_DB_USER"], names["PREDICTIONS_DB"])
+            init()
+
+        # CONNECT is checked whatever the authentication method (this server may trust everyone).
+        refused = 'permission denied for database "{}"'
+        allowed = {
+            names["ANALYST_ROLE"]: {names["PREDICTIONS_DB"]},
+            names["FORECAST_DB_USER"]: {names["PREDICTIONS_DB"], names["FEAST_REGISTRY_DB"]},
+            airflow_owner: {airflow_db},
+        }
+        for user, may in allowed.items():
+            for database in databases:
+                error = connect_error(user, database)
+                if database in may:
+                    assert error is None, (user, database, error)
+                else:
+                    assert error is not None and refused.format(database) in error, (user, database, error)
+                    assert "CONNECT privilege" in error, error
+
+        # The pipeline creates its tables on its first publish; then init.sh may run again.
+        writer = names["FORECAST_DB_USER"]
+        writer_url = url.set(username=writer, password=passwords[writer], database=names["PREDICTIONS_DB"])
+        config = predictions_config(writer_url.render_as_string(hide_password=False), tmp_path)
+        publish(forecast_frame(MONTH, stores=3, items=4), config, MONTH, model_version="v1", run_id="r1")
+        init()
         reader = as_user(names["ANALYST_ROLE"], names["PREDICTIONS_DB"])
         try:
-            with writer.begin() as conn:  # the pipeline creates its tables later
-                conn.exec_driver_sql("CREATE TABLE forecasts (x int)")
-                conn.exec_driver_sql("INSERT INTO forecasts VALUES (1)")
-                conn.exec_driver_sql("CREATE VIEW forecasts_latest AS SELECT * FROM forecasts")
             with reader.connect() as conn:
-                assert conn.exec_driver_sql("SELECT count(*) FROM forecasts_latest").scalar() == 1
-            for statement in ("INSERT INTO forecasts VALUES (2)", "CREATE TABLE mine (x int)"):
-                with reader.connect() as conn, pytest.raises(sa.exc.ProgrammingError):
+                for relation in ("forecasts", "forecasts_runs", "forecasts_latest"):
+                    assert conn.exec_driver_sql(f"SELECT count(*) FROM {relation}").scalar() > 0, relation
+            for statement in (
+                "INSERT INTO forecasts_runs (run_month, model_version, run_id, created_at, forecasts) "
+                "VALUES ('2030-01-01', 'x', 'x', now(), 0)",
+                "CREATE TABLE mine (x int)",
+                "SELECT * FROM forecasts_publish_lock",  # the pipeline's own
+            ):
+                with reader.connect() as conn, pytest.raises(sa.exc.ProgrammingError) as info:
                     conn.exec_driver_sql(statement)
+                assert isinstance(info.value.orig, psycopg.errors.InsufficientPrivilege), statement
         finally:
-            writer.dispose()
             reader.dispose()
-        registry_as_reader = as_user(names["ANALYST_ROLE"], names["FEAST_REGISTRY_DB"])
-        with pytest.raises(sa.exc.OperationalError, match="CONNECT"):
-            registry_as_reader.connect().close()
-        registry_as_reader.dispose()
     finally:
         with admin.connect() as conn:
-            for db in (names["PREDICTIONS_DB"], names["FEAST_REGISTRY_DB"]):
+            for db in databases:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-            for role in (names["ANALYST_ROLE"], names["FORECAST_DB_USER"]):
+            for role in (names["ANALYST_ROLE"], names["FORECAST_DB_USER"], airflow_owner):
                 conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
         admin.dispose()
+    # The server's own databases are as they were (init.sql closed only the stand-ins).
+    acls_after = _database_acls(postgres_server)
+    assert {d: acls_after[d] for d in acls_before if d in acls_after} == acls_before
 
 
 # --- the pipeline on the production stack --------------------------------------------------
+
 
 def production_env(data_dir: Path, source_url: str, registry_url: str) -> dict[str, str]:
     """What docker-compose.yml gives config/production.yaml, pointed at this test's servers."""
@@ -378,6 +541,7 @@ def production_env(data_dir: Path, source_url: str, registry_url: str) -> dict[s
         "REDIS_HOST": REDIS_HOST,
         "REDIS_PORT": REDIS_PORT,
         "FEAST_REDIS_DB": str(REDIS_DB),
+        "DASK_SCHEDULER": "",  # in-process, as docker-compose.yml's default
     }
 
 
@@ -388,8 +552,9 @@ def test_production_config_loads_with_its_environment(monkeypatch, tmp_path):
     from forecasting import store
 
     registry = "postgresql+psycopg://forecast:secret@db:5432/feast_registry"
-    for key, value in production_env(tmp_path / "data", "postgresql+psycopg://forecast:secret@db/sales",
-                                     registry).items():
+    for key, value in production_env(
+        tmp_path / "data", "postgresql+psycopg://forecast:secret@db/sales", registry
+    ).items():
         monkeypatch.setenv(key, value)
     config = load_config(REPO / "config" / "production.yaml")
     demo = load_config(REPO / "config" / "demo.yaml")
@@ -406,7 +571,7 @@ def test_production_config_loads_with_its_environment(monkeypatch, tmp_path):
     assert isinstance(online, RedisOnlineStoreConfig)
     assert online.connection_string == f"{REDIS_HOST}:{REDIS_PORT},db={REDIS_DB}"
     assert online.key_ttl_seconds and online.key_ttl_seconds > 0
-    assert repo.offline_store.type == "file"
+    assert repo.offline_store.type == "duckdb"
 
     monkeypatch.delenv("FEAST_REGISTRY_URL")
     with pytest.raises(ConfigError, match="FEAST_REGISTRY_URL"):
@@ -425,14 +590,21 @@ def production_run(postgres_server, redis_client, tmp_path_factory):
     project = f"forecast_test_{secrets.token_hex(4)}"
     with ExitStack() as stack:
         predictions_url = stack.enter_context(temporary_database(postgres_server))
-        registry_url = stack.enter_context(temporary_database(postgres_server, prefix="forecast_test_registry"))
+        registry_url = stack.enter_context(
+            temporary_database(postgres_server, prefix="forecast_test_registry")
+        )
         patch = stack.enter_context(pytest.MonkeyPatch.context())
-        stack.callback(lambda: feast_keys(redis_client, project) and redis_client.delete(
-            *feast_keys(redis_client, project)))
+        stack.callback(
+            lambda: (
+                feast_keys(redis_client, project) and redis_client.delete(*feast_keys(redis_client, project))
+            )
+        )
         for key, value in production_env(folder / "data", predictions_url, registry_url).items():
             patch.setenv(key, value)
-        patch.setenv("AIRFLOW_CONN_PREDICTIONS_DB",
-                     sa.make_url(predictions_url).set(drivername="postgresql").render_as_string(False))
+        patch.setenv(
+            "AIRFLOW_CONN_PREDICTIONS_DB",
+            sa.make_url(predictions_url).set(drivername="postgresql").render_as_string(False),
+        )
 
         sales = generate_sales(stores=4, items=10, months=36, end_month="2024-12", seed=11)
         seed_source_database(predictions_url, sales)
@@ -442,10 +614,17 @@ def production_run(postgres_server, redis_client, tmp_path_factory):
         raw["model"]["num_boost_round"] = 300
         config = parse_config(raw, path)
         results = pipeline.run_month(str(MONTH), "manual__production_test", config)
-        yield SimpleNamespace(config=config, results=results, sales=sales, project=project,
-                              predictions_url=predictions_url, registry_url=registry_url)
+        yield SimpleNamespace(
+            config=config,
+            results=results,
+            sales=sales,
+            project=project,
+            predictions_url=predictions_url,
+            registry_url=registry_url,
+        )
 
 
+@pytest.mark.slow
 def test_pipeline_publishes_through_the_airflow_connection(production_run):
     run = production_run
     published = run.results["publish"]
@@ -460,6 +639,7 @@ def test_pipeline_publishes_through_the_airflow_connection(production_run):
     assert runs["holdout_wape"].notna().all()
 
 
+@pytest.mark.slow
 def test_online_features_in_redis_equal_the_offline_features_of_the_month(production_run, redis_client):
     from forecasting import paths, store
     from forecasting.features import feature_names
@@ -484,6 +664,7 @@ def test_online_features_in_redis_equal_the_offline_features_of_the_month(produc
     assert all(redis_client.ttl(k) > 0 for k in keys)
 
 
+@pytest.mark.slow
 def test_sql_registry_in_postgres_lists_the_feature_view_and_service(production_run):
     from forecasting import store
 
@@ -494,11 +675,17 @@ def test_sql_registry_in_postgres_lists_the_feature_view_and_service(production_
     finally:
         engine.dispose()
     assert {"projects", "entities", "feature_views", "feature_services", "data_sources"} <= tables
-    views = query(run.registry_url, "SELECT feature_view_name FROM feature_views WHERE project_id = :p",
-                  p=run.project)
-    services = query(run.registry_url,
-                     "SELECT feature_service_name FROM feature_services WHERE project_id = :p", p=run.project)
-    entities = query(run.registry_url, "SELECT entity_name FROM entities WHERE project_id = :p", p=run.project)
+    views = query(
+        run.registry_url, "SELECT feature_view_name FROM feature_views WHERE project_id = :p", p=run.project
+    )
+    services = query(
+        run.registry_url,
+        "SELECT feature_service_name FROM feature_services WHERE project_id = :p",
+        p=run.project,
+    )
+    entities = query(
+        run.registry_url, "SELECT entity_name FROM entities WHERE project_id = :p", p=run.project
+    )
     assert views["feature_view_name"].tolist() == [store.FEATURE_VIEW]
     assert services["feature_service_name"].tolist() == [store.FEATURE_SERVICE]
     assert set(KEYS) <= set(entities["entity_name"])
@@ -510,16 +697,22 @@ SQL_FILES = sorted((REPO / "sql").glob("*.sql"))
 
 
 def test_there_are_example_queries():
-    assert {p.name for p in SQL_FILES} >= {"latest_forecast_per_entity.sql", "store_month_forecast.sql",
-                                           "forecast_vs_actual.sql", "model_quality_per_run.sql"}
+    assert {p.name for p in SQL_FILES} >= {
+        "latest_forecast_per_entity.sql",
+        "store_month_forecast.sql",
+        "forecast_vs_actual.sql",
+        "model_quality_per_run.sql",
+    }
 
 
 @pytest.mark.parametrize("path", SQL_FILES, ids=[p.name for p in SQL_FILES])
+@pytest.mark.slow
 def test_example_query_runs_as_written(production_run, path):
     rows = run_sql_file(production_run.predictions_url, path)
     assert len(rows), f"{path.name} returned no rows"
 
 
+@pytest.mark.slow
 def test_forecast_vs_actual_matches_a_computation_in_pandas(production_run):
     run = production_run
     result = run_sql_file(run.predictions_url, REPO / "sql" / "forecast_vs_actual.sql")
@@ -539,10 +732,25 @@ def test_forecast_vs_actual_matches_a_computation_in_pandas(production_run):
 
 # --- docker-compose.yml ---------------------------------------------------------------------
 
-SERVING = {"postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-           "airflow-triggerer", "airflow-worker"}
-AIRFLOW = {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-           "airflow-triggerer", "airflow-worker"}
+SERVING = {
+    "postgres",
+    "redis",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+}
+AIRFLOW = {
+    "airflow-init",
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+}
+# Started only with `docker compose --profile dask`.
+DASK = {"dask-scheduler", "dask-worker"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN", re.IGNORECASE)
 
 
@@ -560,7 +768,9 @@ def interpolate(text: str, env: dict[str, str], used: list[tuple[str, str | None
             while depth:
                 depth += {"{": 1, "}": -1}.get(text[j], 0)
                 j += 1
-            name, op, rest = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(:?[-?]|)(.*)$", text[i + 2:j - 1], re.S).groups()
+            name, op, rest = re.match(
+                r"([A-Za-z_][A-Za-z0-9_]*)(:?[-?]|)(.*)$", text[i + 2 : j - 1], re.S
+            ).groups()
             default = interpolate(rest, env, used) if op in (":-", "-") else None
             if used is not None:
                 used.append((name, default, rest))
@@ -616,12 +826,14 @@ def environment(service: dict) -> dict[str, str]:
 
 def test_compose_services_images_healthchecks_and_dependencies(compose):
     services = compose["services"]
-    assert set(services) == SERVING | {"airflow-init"}
+    assert set(services) == SERVING | DASK | {"airflow-init"}
     for name, service in services.items():
         assert "image" in service or "build" in service, name
         for dependency, spec in (service.get("depends_on") or {}).items():
             assert isinstance(spec, dict) and spec.get("condition") in (
-                "service_healthy", "service_completed_successfully"), f"{name} -> {dependency}"
+                "service_healthy",
+                "service_completed_successfully",
+            ), f"{name} -> {dependency}"
             expected = "service_completed_successfully" if dependency == "airflow-init" else "service_healthy"
             assert spec["condition"] == expected, f"{name} -> {dependency}"
             if expected == "service_healthy":
@@ -643,8 +855,94 @@ def test_compose_services_images_healthchecks_and_dependencies(compose):
     worker = services["airflow-worker"]
     assert "container_name" not in worker and "ports" not in worker
     assert [interpolate(p, {}) for p in services["airflow-apiserver"]["ports"]] == ["8080:8080"]
-    assert "airflow" in services["airflow-apiserver"]["command"] and "api-server" in services["airflow-apiserver"]["command"]
+    assert (
+        "airflow" in services["airflow-apiserver"]["command"]
+        and "api-server" in services["airflow-apiserver"]["command"]
+    )
     assert services["airflow-worker"]["command"] == ["airflow", "celery", "worker"]
+
+
+def test_compose_dask_profile(compose):
+    """`docker compose --profile dask up` adds a Dask scheduler and scalable workers; without the
+    profile they do not start and every stage works in-process (DASK_SCHEDULER empty)."""
+    services = compose["services"]
+    scheduler, worker = services["dask-scheduler"], services["dask-worker"]
+    for name in DASK:
+        assert services[name]["profiles"] == ["dask"], name
+        assert services[name]["image"] == compose["x-airflow-common"]["image"], name  # the same image
+        assert services[name]["healthcheck"]["test"], name
+    assert all("profiles" not in services[name] for name in SERVING | {"airflow-init"})
+    assert scheduler["command"][:2] == ["dask", "scheduler"] and "8786" in scheduler["command"]
+    command = [interpolate(str(part), {}) for part in worker["command"]]
+    assert command[:3] == ["dask", "worker", "tcp://dask-scheduler:8786"]
+    assert worker["depends_on"] == {"dask-scheduler": {"condition": "service_healthy"}}
+    assert "container_name" not in worker and "ports" not in worker  # --scale dask-worker=N
+    # Workers see what the tasks see: the forecast settings and the shared files.
+    data_dir = environment(services["airflow-worker"])["FORECAST_DATA_DIR"]
+    assert f"forecast-data:{data_dir}" in worker["volumes"]
+    assert environment(worker) == environment(services["airflow-worker"])
+    assert interpolate(environment(services["airflow-worker"])["DASK_SCHEDULER"], {}) == ""
+    raw = yaml.safe_load((REPO / "config" / "production.yaml").read_text())
+    assert raw["compute"] == {"dask_scheduler": "${DASK_SCHEDULER}"}
+
+
+def test_compose_dask_commands_run_natively_and_answer_their_healthchecks(tmp_path):
+    """The scheduler and worker commands of docker-compose.yml, started here as they are there
+    (host names and ports mapped to this machine), answer their healthchecks and run a task."""
+    import socket
+    import urllib.request
+
+    from dask.distributed import Client
+
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    ports = {"8786": str(free_port()), ":8787": f":{free_port()}", ":8789": f":{free_port()}"}
+    bin_dir = Path(sys.executable).parent
+
+    def command(name: str) -> list[str]:
+        parts = [interpolate(str(p), {}) for p in services[name]["command"]]
+        parts = [
+            ports.get(p, p).replace("tcp://dask-scheduler:8786", f"tcp://127.0.0.1:{ports['8786']}")
+            for p in parts
+        ]
+        return [str(bin_dir / parts[0]), *parts[1:], "--host", "127.0.0.1"]
+
+    def healthy(name: str, port: str) -> bool:
+        """The service's healthcheck URL (localhost<port>/health), on the port mapped here."""
+        assert f"localhost{port}/health" in services[name]["healthcheck"]["test"][-1]
+        url = f"http://127.0.0.1{ports[port]}/health"
+        try:
+            return urllib.request.urlopen(url, timeout=5).status == 200
+        except OSError:
+            return False
+
+    started = []
+    try:
+        for name in ("dask-scheduler", "dask-worker"):
+            log = open(tmp_path / f"{name}.log", "wb")
+            started.append(
+                subprocess.Popen(command(name), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            )
+        deadline = time.monotonic() + 120
+        while not (healthy("dask-scheduler", ":8787") and healthy("dask-worker", ":8789")):
+            assert time.monotonic() < deadline, (tmp_path / "dask-worker.log").read_text()[-2000:]
+            assert all(p.poll() is None for p in started), (tmp_path / "dask-scheduler.log").read_text()[
+                -2000:
+            ]
+            time.sleep(1)
+        with Client(f"tcp://127.0.0.1:{ports['8786']}", timeout="30s") as client:
+            assert client.submit(sum, [1, 2, 3]).result(timeout=60) == 6
+            assert len(client.scheduler_info()["workers"]) == 1
+    finally:
+        for process in started:
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in started:
+            process.wait(30)
 
 
 def test_compose_volumes_are_named_and_shared(compose):
@@ -678,7 +976,9 @@ def test_compose_airflow_settings(compose):
         assert resolved["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379/"), name
         assert resolved["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://"), name
         assert resolved["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql"), name
-        assert resolved["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+        assert (
+            resolved["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+        )
         assert resolved["FORECAST_CONFIG"] == "/opt/airflow/config/production.yaml"
         assert resolved["AIRFLOW_CONN_PREDICTIONS_DB"].startswith("postgresql://")
         # What the api-server signs, the workers must verify: the same secrets everywhere.
@@ -707,8 +1007,9 @@ def test_compose_takes_credentials_only_from_the_environment(compose):
             assert re.fullmatch(r"(<[A-Z0-9_]+>)*", literal), f"{'.'.join(map(str, path))}: literal secret"
         for userinfo in re.findall(r"://([^/@\s]*)@", literal):
             assert re.fullmatch(r"(<[A-Z0-9_]+>|:)*", userinfo), f"{'.'.join(map(str, path))}: credentials"
-        assert not re.search(r"(password|secret|fernet)\w*\s*[=:]\s*[^<\s$]", literal, re.IGNORECASE), \
+        assert not re.search(r"(password|secret|fernet)\w*\s*[=:]\s*[^<\s$]", literal, re.IGNORECASE), (
             f"{'.'.join(map(str, path))}: {value}"
+        )
     names = {name for name, _, _ in used}
     assert names, "docker-compose.yml reads nothing from .env?"
     missing = sorted(names - set(defaults))
@@ -720,7 +1021,9 @@ def test_compose_takes_credentials_only_from_the_environment(compose):
     for name, default, written in used:
         if default is not None:
             assert "${" not in written, f"nested variable in the default of {name}: {written}"
-            assert default == defaults[name], f"${{{name}:-{default}}} but .env.example says {defaults[name]!r}"
+            assert default == defaults[name], (
+                f"${{{name}:-{default}}} but .env.example says {defaults[name]!r}"
+            )
     assert ".env" in (REPO / ".gitignore").read_text().split()  # the real one stays out of git
 
 
@@ -742,13 +1045,20 @@ def test_dockerfile_builds_one_image_from_the_repo():
 
 def test_compose_cli_accepts_the_file():
     """`docker compose config` (or docker-compose) validates the file, where a compose CLI is installed."""
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"],
-                                                 capture_output=True).returncode == 0:
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    ):
         command = ["docker", "compose"]
     elif shutil.which("docker-compose"):
         command = ["docker-compose"]
     else:
         pytest.skip("no docker compose CLI installed (the parsing tests above still ran)")
-    done = subprocess.run([*command, "--env-file", ".env.example", "-f", "docker-compose.yml", "config", "-q"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*command, "--env-file", ".env.example", "-f", "docker-compose.yml", "config", "-q"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr

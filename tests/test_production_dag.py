@@ -43,11 +43,22 @@ from servers import REDIS_DB, REDIS_HOST, REDIS_PORT, feast_keys, query
 from forecasting.months import month_of, month_start
 from forecasting.postgres import temporary_database
 
+pytestmark = pytest.mark.slow  # runs the whole DAG
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 DAG_ID = "monthly_forecast"
-TASKS = {"extract", "validate", "build_features", "register_features", "train", "evaluate", "predict", "publish"}
+TASKS = {
+    "extract",
+    "validate",
+    "build_features",
+    "register_features",
+    "train",
+    "evaluate",
+    "predict",
+    "publish",
+}
 KEYS = ["store_id", "item_id"]
 SIZE = {"stores": 6, "items": 25, "months": 48}
 
@@ -59,6 +70,7 @@ STOP_TIMEOUT = 30
 
 
 # --- servers -------------------------------------------------------------------------------
+
 
 def free_ports(n: int) -> list[int]:
     """n distinct ports nobody listens on now (Airflow may already be running on the defaults)."""
@@ -72,8 +84,9 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-def wait_for(what: str, check: Callable[[], object], timeout: float, alive: Callable[[], None],
-             interval: float = 2.0):
+def wait_for(
+    what: str, check: Callable[[], object], timeout: float, alive: Callable[[], None], interval: float = 2.0
+):
     """Poll ``check`` until it returns something truthy; ``alive`` raises if waiting is pointless."""
     import httpx
 
@@ -93,6 +106,7 @@ def wait_for(what: str, check: Callable[[], object], timeout: float, alive: Call
 
 
 # --- the standalone Airflow ----------------------------------------------------------------
+
 
 def session_processes(sid: int) -> list[int]:
     """Every process of the session the standalone leads, however deep (task runners get process
@@ -148,7 +162,9 @@ def task_log(path: Path, lines: int = 40) -> str:
         for error in record.get("error_detail") or []:
             # The repo's frames and the innermost one: where it went wrong, without the plumbing.
             frames = [f for f in error["frames"][:-1] if "/site-packages/" not in f["filename"]]
-            out += [f"    {f['filename']}:{f['lineno']} in {f['name']}" for f in [*frames, *error["frames"][-1:]]]
+            out += [
+                f"    {f['filename']}:{f['lineno']} in {f['name']}" for f in [*frames, *error["frames"][-1:]]
+            ]
             out.append(f"  {error['exc_type']}: {error['exc_value']}")
     return f"--- {path} ---\n" + "\n".join(out[-lines:])
 
@@ -188,8 +204,14 @@ class Airflow:
         return self.get(f"/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances")["task_instances"]
 
     def task_log_path(self, run_id: str, task_id: str, try_number: int) -> Path:
-        return (self.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={task_id}"
-                / f"attempt={try_number}.log")
+        return (
+            self.home
+            / "logs"
+            / f"dag_id={DAG_ID}"
+            / f"run_id={run_id}"
+            / f"task_id={task_id}"
+            / f"attempt={try_number}.log"
+        )
 
     def wait_for_run(self, run_id: str) -> list[dict]:
         """Wait until the run ends; fail at once, with the task's log, when a task fails or
@@ -199,15 +221,22 @@ class Airflow:
             self.alive()
             state = self.get(f"/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}")["state"]
             tis = self.task_instances(run_id)
-            bad = [ti for ti in tis if ti["state"] in ("failed", "up_for_retry", "upstream_failed")
-                   and ti["try_number"] > 0]
+            bad = [
+                ti
+                for ti in tis
+                if ti["state"] in ("failed", "up_for_retry", "upstream_failed") and ti["try_number"] > 0
+            ]
             if bad or state == "failed":
                 self.fail(run_id, tis, bad)
             if state == "success":
                 return tis
             if time.monotonic() > deadline:
-                self.fail(run_id, tis, [ti for ti in tis if ti["state"] not in ("success", None)],
-                          f"still {state} after {RUN_TIMEOUT} s")
+                self.fail(
+                    run_id,
+                    tis,
+                    [ti for ti in tis if ti["state"] not in ("success", None)],
+                    f"still {state} after {RUN_TIMEOUT} s",
+                )
             time.sleep(3)
 
     def fail(self, run_id: str, tis: list[dict], culprits: list[dict], why: str = "failed") -> None:
@@ -218,8 +247,11 @@ class Airflow:
 
 
 def describe(tis: list[dict]) -> str:
-    return "\n".join(f"  {ti['task_id']:<18} {ti['state']!s:<15} try {ti['try_number']}"
-                     f"  pid {ti.get('pid')}  {ti.get('hostname')}" for ti in tis)
+    return "\n".join(
+        f"  {ti['task_id']:<18} {ti['state']!s:<15} try {ti['try_number']}"
+        f"  pid {ti.get('pid')}  {ti.get('hostname')}"
+        for ti in tis
+    )
 
 
 def production_config(folder: Path, project: str) -> Path:
@@ -259,8 +291,10 @@ def production_dag(postgres_server, redis_client, tmp_path_factory) -> Iterator[
     folder = tmp_path_factory.mktemp("production-dag")
     project = f"forecast_test_{secrets.token_hex(4)}"
     with ExitStack() as stack:
-        urls = {name: stack.enter_context(temporary_database(postgres_server, prefix=f"forecast_test_{name}"))
-                for name in ("airflow", "source", "predictions", "registry")}
+        urls = {
+            name: stack.enter_context(temporary_database(postgres_server, prefix=f"forecast_test_{name}"))
+            for name in ("airflow", "source", "predictions", "registry")
+        }
         stack.callback(lambda: (keys := feast_keys(redis_client, project)) and redis_client.delete(*keys))
 
         # Unpausing makes the scheduler create its run for the latest complete interval
@@ -277,53 +311,71 @@ def production_dag(postgres_server, redis_client, tmp_path_factory) -> Iterator[
         home.mkdir()
         api_port, worker_logs_port, trigger_logs_port, health_port = free_ports(4)
         pg = sa.make_url(urls["airflow"])
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}  # nothing from the caller's Airflow
-        env.update({
-            # standalone starts the components as `airflow ...`: this venv's.
-            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            # The metadata DB through psycopg2, as in docker-compose.yml.
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.set(drivername="postgresql+psycopg2").render_as_string(False),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__CORE__PARALLELISM": "2",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(api_port),
-            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
-            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(64),
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_logs_port),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_logs_port),
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(health_port),
-            "GX_ANALYTICS_ENABLED": "false",
-            # The deployment, as docker-compose.yml gives it to every Airflow process.
-            "FORECAST_CONFIG": str(production_config(folder, project)),
-            "FORECAST_DATA_DIR": str(folder / "forecast-data"),
-            "SOURCE_DB_URL": urls["source"],
-            "FEAST_REGISTRY_URL": urls["registry"],
-            "REDIS_HOST": REDIS_HOST,
-            "REDIS_PORT": REDIS_PORT,
-            "FEAST_REDIS_DB": str(REDIS_DB),
-            "AIRFLOW_CONN_PREDICTIONS_DB": sa.make_url(urls["predictions"]).set(
-                drivername="postgresql").render_as_string(False),
-        })
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")
+        }  # nothing from the caller's Airflow
+        env.update(
+            {
+                # standalone starts the components as `airflow ...`: this venv's.
+                "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+                "AIRFLOW_HOME": str(home),
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                # The metadata DB through psycopg2, as in docker-compose.yml.
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.set(
+                    drivername="postgresql+psycopg2"
+                ).render_as_string(False),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+                "AIRFLOW__CORE__PARALLELISM": "2",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(api_port),
+                "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
+                "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(64),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_logs_port),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_logs_port),
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(health_port),
+                "GX_ANALYTICS_ENABLED": "false",
+                # The deployment, as docker-compose.yml gives it to every Airflow process.
+                "FORECAST_CONFIG": str(production_config(folder, project)),
+                "FORECAST_DATA_DIR": str(folder / "forecast-data"),
+                "SOURCE_DB_URL": urls["source"],
+                "FEAST_REGISTRY_URL": urls["registry"],
+                "REDIS_HOST": REDIS_HOST,
+                "REDIS_PORT": REDIS_PORT,
+                "FEAST_REDIS_DB": str(REDIS_DB),
+                "DASK_SCHEDULER": "",
+                "AIRFLOW_CONN_PREDICTIONS_DB": sa.make_url(urls["predictions"])
+                .set(drivername="postgresql")
+                .render_as_string(False),
+            }
+        )
         log = folder / "standalone.log"
         with open(log, "wb") as out:
-            process = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, cwd=folder,
-                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(
+                [str(BIN / "airflow"), "standalone"],
+                env=env,
+                cwd=folder,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         stack.callback(stop_standalone, process)
         airflow = Airflow(home, api_port, process, log)
         stack.callback(airflow.http.close)
 
         try:
             started = time.monotonic()
-            wait_for("the api-server", lambda: airflow.http.get("/api/v2/monitor/health").is_success,
-                     STARTUP_TIMEOUT, airflow.alive)
+            wait_for(
+                "the api-server",
+                lambda: airflow.http.get("/api/v2/monitor/health").is_success,
+                STARTUP_TIMEOUT,
+                airflow.alive,
+            )
             airflow.login()
 
             def parsed():
@@ -337,9 +389,12 @@ def production_dag(postgres_server, redis_client, tmp_path_factory) -> Iterator[
 
             # 1. Unpaused, the scheduler creates and runs its run for month M.
             airflow.send("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
-            scheduled = wait_for("the scheduled run", lambda: [r for r in airflow.runs()
-                                                               if r["run_type"] == "scheduled"],
-                                 120, airflow.alive)
+            scheduled = wait_for(
+                "the scheduled run",
+                lambda: [r for r in airflow.runs() if r["run_type"] == "scheduled"],
+                120,
+                airflow.alive,
+            )
             assert len(scheduled) == 1, scheduled
             scheduled = scheduled[0]
             assert month_of(scheduled["data_interval_start"]) == month, scheduled
@@ -348,24 +403,37 @@ def production_dag(postgres_server, redis_client, tmp_path_factory) -> Iterator[
             first_done = time.monotonic()
 
             # 2. The same month again, by hand: no logical date, the month as a param.
-            manual = airflow.send("POST", f"/dags/{DAG_ID}/dagRuns",
-                                  {"logical_date": None, "conf": {"month": str(month)}})
+            manual = airflow.send(
+                "POST", f"/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": {"month": str(month)}}
+            )
             second_tis = airflow.wait_for_run(manual["dag_run_id"])
             second = read_forecasts(urls["predictions"])
             runs = airflow.runs()
         except Exception:  # a failed run has reported already (pytest.fail is no Exception)
             print(tail(log, 80))
             raise
-        print(f"\nAirflow up and {DAG_ID} parsed in {parsed_at - started:.0f} s, scheduled run "
-              f"{first_done - parsed_at:.0f} s, manual run {time.monotonic() - first_done:.0f} s")
+        print(
+            f"\nAirflow up and {DAG_ID} parsed in {parsed_at - started:.0f} s, scheduled run "
+            f"{first_done - parsed_at:.0f} s, manual run {time.monotonic() - first_done:.0f} s"
+        )
         for name, tis in ((scheduled["dag_run_id"], first_tis), (manual["dag_run_id"], second_tis)):
             print(f"{name}:\n{describe(tis)}")
 
         yield SimpleNamespace(
-            month=month, sales=sales, project=project, urls=urls, folder=folder, env=env,
-            scheduled=scheduled, manual=manual, runs=runs, task_instances={
-                scheduled["dag_run_id"]: first_tis, manual["dag_run_id"]: second_tis},
-            first=first, second=second, log=log)
+            month=month,
+            sales=sales,
+            project=project,
+            urls=urls,
+            folder=folder,
+            env=env,
+            scheduled=scheduled,
+            manual=manual,
+            runs=runs,
+            task_instances={scheduled["dag_run_id"]: first_tis, manual["dag_run_id"]: second_tis},
+            first=first,
+            second=second,
+            log=log,
+        )
 
 
 @pytest.fixture
@@ -373,17 +441,28 @@ def config(production_dag, monkeypatch):
     """The deployment's config as the Airflow processes load it (same file, same environment)."""
     from forecasting.config import load_config
 
-    for key in ("FORECAST_DATA_DIR", "SOURCE_DB_URL", "FEAST_REGISTRY_URL", "REDIS_HOST", "REDIS_PORT",
-                "FEAST_REDIS_DB"):
+    for key in (
+        "FORECAST_DATA_DIR",
+        "SOURCE_DB_URL",
+        "FEAST_REGISTRY_URL",
+        "REDIS_HOST",
+        "REDIS_PORT",
+        "FEAST_REDIS_DB",
+        "DASK_SCHEDULER",
+    ):
         monkeypatch.setenv(key, production_dag.env[key])
     return load_config(production_dag.env["FORECAST_CONFIG"])
 
 
 # --- the tests -----------------------------------------------------------------------------
 
+
 def test_every_task_of_both_runs_succeeded_first_time_in_its_own_process(production_dag):
     run = production_dag
-    assert [(r["run_type"], r["state"]) for r in run.runs] == [("scheduled", "success"), ("manual", "success")]
+    assert [(r["run_type"], r["state"]) for r in run.runs] == [
+        ("scheduled", "success"),
+        ("manual", "success"),
+    ]
     assert run.manual["conf"] == {"month": str(run.month)} and run.manual["logical_date"] is None
     for run_id, tis in run.task_instances.items():
         assert {ti["task_id"] for ti in tis} == TASKS, run_id
@@ -398,11 +477,17 @@ def test_the_metadata_db_is_postgres_and_the_scheduler_ran_the_tasks_with_the_lo
     url = run.urls["airflow"]
     assert sa.make_url(url).get_backend_name() == "postgresql"
     runs = query(url, "SELECT run_id, run_type, state FROM dag_run WHERE dag_id = :d ORDER BY id", d=DAG_ID)
-    assert runs.values.tolist() == [[run.scheduled["dag_run_id"], "scheduled", "success"],
-                                    [run.manual["dag_run_id"], "manual", "success"]]
-    tis = query(url, """SELECT ti.task_id, ti.state, ti.try_number, job.job_type
+    assert runs.values.tolist() == [
+        [run.scheduled["dag_run_id"], "scheduled", "success"],
+        [run.manual["dag_run_id"], "manual", "success"],
+    ]
+    tis = query(
+        url,
+        """SELECT ti.task_id, ti.state, ti.try_number, job.job_type
                         FROM task_instance ti LEFT JOIN job ON job.id = ti.queued_by_job_id
-                        WHERE ti.dag_id = :d""", d=DAG_ID)
+                        WHERE ti.dag_id = :d""",
+        d=DAG_ID,
+    )
     assert len(tis) == 2 * len(TASKS) and set(tis["state"]) == {"success"}
     assert set(tis["job_type"]) == {"SchedulerJob"}  # queued by the scheduler (dag.test has no job)
     log = run.log.read_text(errors="replace")
@@ -442,17 +527,24 @@ def test_feast_registry_in_postgres_lists_the_feature_view(production_dag, confi
     from forecasting import store
 
     run = production_dag
-    views = query(run.urls["registry"], "SELECT feature_view_name FROM feature_views WHERE project_id = :p",
-                  p=run.project)
+    views = query(
+        run.urls["registry"],
+        "SELECT feature_view_name FROM feature_views WHERE project_id = :p",
+        p=run.project,
+    )
     assert views["feature_view_name"].tolist() == [store.FEATURE_VIEW]
-    services = query(run.urls["registry"],
-                     "SELECT feature_service_name FROM feature_services WHERE project_id = :p", p=run.project)
+    services = query(
+        run.urls["registry"],
+        "SELECT feature_service_name FROM feature_services WHERE project_id = :p",
+        p=run.project,
+    )
     assert services["feature_service_name"].tolist() == [store.FEATURE_SERVICE]
     assert [v.name for v in store.feature_store(config).list_feature_views()] == [store.FEATURE_VIEW]
 
 
-def test_online_features_in_redis_equal_the_offline_features_of_the_month(production_dag, config,
-                                                                         redis_client):
+def test_online_features_in_redis_equal_the_offline_features_of_the_month(
+    production_dag, config, redis_client
+):
     from forecasting import paths, store
     from forecasting.features import feature_names
 

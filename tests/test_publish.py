@@ -17,12 +17,20 @@ def config(tmp_path):
     return load_config(write_config(tmp_path, demo_config_dict(tmp_path)))
 
 
-def forecasts_for(month: str, value: float, entities=((1, 1), (1, 2), (2, 1)), horizons=(1, 2)) -> pd.DataFrame:
+def forecasts_for(
+    month: str, value: float, entities=((1, 1), (1, 2), (2, 1)), horizons=(1, 2)
+) -> pd.DataFrame:
     origin = pd.Period(month, "M")
     rows = [
-        {"store_id": s, "item_id": i, "forecast_month": (origin + h).to_timestamp().date(), "horizon": h,
-         "prediction": value + h}
-        for s, i in entities for h in horizons
+        {
+            "store_id": s,
+            "item_id": i,
+            "forecast_month": (origin + h).to_timestamp().date(),
+            "horizon": h,
+            "prediction": value + h,
+        }
+        for s, i in entities
+        for h in horizons
     ]
     return pd.DataFrame(rows)
 
@@ -30,10 +38,19 @@ def forecasts_for(month: str, value: float, entities=((1, 1), (1, 2), (2, 1)), h
 def publish(config, month, frame, version="v1", run_id="run-1"):
     from forecasting.publish import publish as run
 
-    return run(frame, config, pd.Period(month, "M"), model_version=version, run_id=run_id,
-               evaluation={"model": {"wape": 0.2}, "best_baseline": "mean_3",
-                           "baselines": {"mean_3": {"wape": 0.3}}},
-               created_at=datetime(2025, 1, 1, tzinfo=UTC))
+    return run(
+        frame,
+        config,
+        pd.Period(month, "M"),
+        model_version=version,
+        run_id=run_id,
+        evaluation={
+            "model": {"wape": 0.2},
+            "best_baseline": "mean_3",
+            "baselines": {"mean_3": {"wape": 0.3}},
+        },
+        created_at=datetime(2025, 1, 1, tzinfo=UTC),
+    )
 
 
 def read(config, suffix="") -> pd.DataFrame:

@@ -82,8 +82,11 @@ def test_items_launch_and_stop_within_history(sales):
     assert (span["min"] == first).mean() > 0.7 and (span["max"] == last).mean() > 0.7
     # Listed months are contiguous per store and item: no holes between launch and stop.
     per_entity = sales.groupby(["store_id", "item_id"])["month"].agg(["min", "max", "count"])
-    months = (per_entity["max"].map(lambda d: d.year * 12 + d.month)
-              - per_entity["min"].map(lambda d: d.year * 12 + d.month) + 1)
+    months = (
+        per_entity["max"].map(lambda d: d.year * 12 + d.month)
+        - per_entity["min"].map(lambda d: d.year * 12 + d.month)
+        + 1
+    )
     assert (months == per_entity["count"]).all()
 
 
@@ -97,9 +100,13 @@ def test_months_end_at_end_month(sales):
 
 def test_seasonality_follows_category(sales):
     # Units relative to each store-item's own mean, so big items do not drown the pattern.
-    relative = sales["units"] / sales.groupby(["store_id", "item_id"])["units"].transform("mean").clip(lower=1)
+    relative = sales["units"] / sales.groupby(["store_id", "item_id"])["units"].transform("mean").clip(
+        lower=1
+    )
     moy = sales["month"].map(lambda d: d.month)
-    by_month = sales.assign(relative=relative, moy=moy).groupby(["category", "moy"])["relative"].mean().unstack()
+    by_month = (
+        sales.assign(relative=relative, moy=moy).groupby(["category", "moy"])["relative"].mean().unstack()
+    )
     beverages = by_month.loc["beverages"]
     assert beverages[[6, 7, 8]].mean() / beverages[[12, 1, 2]].mean() > 1.25  # summer peak
     snacks = by_month.loc["snacks"]
@@ -163,8 +170,22 @@ def test_failed_reseed_leaves_the_old_table(tmp_path):
 
 def test_cli_writes_the_requested_table(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    args = ["--url", url, "--table", "demo_sales", "--stores", "3", "--items", "5", "--months", "24",
-            "--end-month", "2026-10", "--seed", "7"]
+    args = [
+        "--url",
+        url,
+        "--table",
+        "demo_sales",
+        "--stores",
+        "3",
+        "--items",
+        "5",
+        "--months",
+        "24",
+        "--end-month",
+        "2026-10",
+        "--seed",
+        "7",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     back = _read_back(url, "demo_sales")
@@ -201,9 +222,25 @@ def test_cli_defaults_to_the_configured_source(tmp_path, monkeypatch, capsys):
 def test_runs_as_a_module(tmp_path):
     url = f"sqlite:///{tmp_path / 'module.db'}"
     result = subprocess.run(
-        [sys.executable, "-m", "forecasting.datasets.synthetic", "--url", url, "--stores", "2", "--items", "3",
-         "--months", "12", "--end-month", "2026-10"],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "forecasting.datasets.synthetic",
+            "--url",
+            url,
+            "--stores",
+            "2",
+            "--items",
+            "3",
+            "--months",
+            "12",
+            "--end-month",
+            "2026-10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout

@@ -10,30 +10,37 @@ import pandas as pd
 import pytest
 from conftest import demo_config_dict, write_config
 
-from forecasting.config import Config, load_config
-from forecasting.features import TIMESTAMP, monthly_grid
-from forecasting.months import month_end
-from forecasting.train import (
+from forecasting import dataset
+from forecasting.config import Config, ConfigError, load_config
+from forecasting.dataset import (
     HORIZON,
     LABEL,
     ORIGIN,
     TARGET_MONTH,
+    Rows,
     categories_of,
     design_matrix,
-    fingerprint,
-    labelled_rows,
     model_features,
-    split_by_target_month,
 )
+from forecasting.features import TIMESTAMP
+from forecasting.model import fingerprint
+from forecasting.months import month_end, month_index
+from forecasting.panel import build_panel
 
 KEYS = ["store", "item"]
 
 
-def make_config(folder: Path, horizon: int = 2, holdout: int = 6, validation: int = 3,
-                covariates=(), attributes=()) -> Config:
+def make_config(
+    folder: Path, horizon: int = 2, holdout: int = 6, validation: int = 3, covariates=(), attributes=()
+) -> Config:
     raw = demo_config_dict(folder)
-    raw["source"].update(entity_columns=KEYS, time_column="month", target_column="units",
-                         covariates=list(covariates), attributes=list(attributes))
+    raw["source"].update(
+        entity_columns=KEYS,
+        time_column="month",
+        target_column="units",
+        covariates=list(covariates),
+        attributes=list(attributes),
+    )
     raw["horizon"] = horizon
     raw["evaluation"] = {"holdout_months": holdout}
     raw["model"]["validation_months"] = validation
@@ -42,8 +49,9 @@ def make_config(folder: Path, horizon: int = 2, holdout: int = 6, validation: in
 
 def frame_of(*rows: tuple[int, int, str, float]) -> pd.DataFrame:
     store, item, month, units = zip(*rows, strict=True)
-    return pd.DataFrame({"store": store, "item": item, "month": pd.to_datetime([f"{m}-01" for m in month]),
-                         "units": units})
+    return pd.DataFrame(
+        {"store": store, "item": item, "month": pd.to_datetime([f"{m}-01" for m in month]), "units": units}
+    )
 
 
 # -------------------------------------------------------------------------------- labelled_rows
@@ -51,10 +59,20 @@ def frame_of(*rows: tuple[int, int, str, float]) -> pd.DataFrame:
 
 def small_snapshot() -> pd.DataFrame:
     return frame_of(
-        (1, 1, "2024-01", 1.0), (1, 1, "2024-02", 2.0), (1, 1, "2024-03", 3.0), (1, 1, "2024-04", 4.0),
-        (2, 1, "2024-02", 10.0), (2, 1, "2024-04", 30.0),  # no row in 2024-03: sold nothing
-        (3, 9, "2024-01", 5.0), (3, 9, "2024-02", 6.0),   # discontinued after 2024-02
+        (1, 1, "2024-01", 1.0),
+        (1, 1, "2024-02", 2.0),
+        (1, 1, "2024-03", 3.0),
+        (1, 1, "2024-04", 4.0),
+        (2, 1, "2024-02", 10.0),
+        (2, 1, "2024-04", 30.0),  # no row in 2024-03: sold nothing
+        (3, 9, "2024-01", 5.0),
+        (3, 9, "2024-02", 6.0),  # discontinued after 2024-02
     )
+
+
+def labelled_rows(snapshot: pd.DataFrame, config: Config, month: pd.Period) -> pd.DataFrame:
+    panel = build_panel(snapshot, config, sales_only=True)
+    return dataset.labelled(panel, config, month).frame(panel)
 
 
 def as_tuples(frame: pd.DataFrame) -> set[tuple]:
@@ -107,19 +125,36 @@ def test_labelled_rows_properties_on_a_random_history(tmp_path):
     for store in range(3):
         for item in range(4):
             first = int(rng.integers(0, 10))
-            months = pd.period_range("2023-01", "2024-12", freq="M")[first:first + int(rng.integers(1, 20))]
+            months = pd.period_range("2023-01", "2024-12", freq="M")[first : first + int(rng.integers(1, 20))]
             keep = rng.random(len(months)) > 0.2  # random gaps
             keep[0] = True
-            parts.append(pd.DataFrame({"store": store, "item": item, "month": months[keep].to_timestamp(),
-                                       "units": rng.poisson(7, keep.sum()).astype(float)}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "store": store,
+                        "item": item,
+                        "month": months[keep].to_timestamp(),
+                        "units": rng.poisson(7, keep.sum()).astype(float),
+                    }
+                )
+            )
     snapshot = pd.concat(parts, ignore_index=True)
     month = pd.Period("2024-06", "M")
     snapshot = snapshot[snapshot["month"] <= month.to_timestamp()]
 
     got = labelled_rows(snapshot, config, month)
 
-    grid = monthly_grid(snapshot, config)
-    grid["month"] = [f"{m // 12:04d}-{m % 12 + 1:02d}" for m in grid["_m"]]
+    # Each entity's months from its first to its last row, 0 where it has no row (by hand).
+    parts = []
+    for (store, item), rows in snapshot.groupby(KEYS):
+        span = pd.period_range(rows["month"].min(), rows["month"].max(), freq="M")
+        units = rows.set_index(rows["month"].dt.to_period("M"))["units"].reindex(span, fill_value=0.0)
+        parts.append(
+            pd.DataFrame(
+                {"store": str(store), "item": str(item), "month": span.astype(str), "units": units.to_numpy()}
+            )
+        )
+    grid = pd.concat(parts, ignore_index=True)
     sales = grid.set_index([*KEYS, "month"])["units"]
     # Every row: origin and target are months of the entity's history, label = target at origin + h.
     origin_key = pd.MultiIndex.from_frame(got[[*KEYS, ORIGIN]])
@@ -140,36 +175,33 @@ def test_labelled_rows_properties_on_a_random_history(tmp_path):
 # ------------------------------------------------------------------------- split_by_target_month
 
 
-def target_frame() -> pd.DataFrame:
-    months = [str(m) for m in pd.period_range("2023-01", "2024-12", freq="M")]
-    return pd.DataFrame({
-        "store": ["1", "2"] * len(months),
-        TARGET_MONTH: [m for m in months for _ in range(2)],
-        HORIZON: 1,
-    })
+def target_rows() -> Rows:
+    """Two entities with one horizon-1 row for every target month of 2023 and 2024."""
+    targets = np.repeat(month_index(pd.period_range("2023-01", "2024-12", freq="M")).to_numpy(), 2)
+    entity = np.tile([0, 1], len(targets) // 2)
+    return Rows(entity, targets - 1, np.ones(len(targets), dtype=int), np.zeros(len(targets)))
 
 
 @pytest.mark.parametrize("holdout, validation", [(6, 3), (2, 1), (1, 12)])
 def test_split_by_target_month(tmp_path, holdout, validation):
     config = make_config(tmp_path, holdout=holdout, validation=validation)
-    frame = target_frame()
+    rows = target_rows()
     month = pd.Period("2024-12", "M")
 
-    split = split_by_target_month(frame, config, month)
+    split = dataset.split(rows, config, month)
 
-    def months(part):
-        return sorted(set(part[TARGET_MONTH]))
+    def months(mask):
+        return sorted(
+            {str(pd.Period(year=int(t) // 12, month=int(t) % 12 + 1, freq="M")) for t in rows.target[mask]}
+        )
 
     expected_holdout = [str(m) for m in pd.period_range(end=month, periods=holdout, freq="M")]
-    expected_validation = [str(m) for m in
-                           pd.period_range(end=month - holdout, periods=validation, freq="M")]
+    expected_validation = [str(m) for m in pd.period_range(end=month - holdout, periods=validation, freq="M")]
     assert months(split.holdout) == expected_holdout
     assert months(split.validation) == expected_validation
     assert max(months(split.train)) < min(expected_validation)
     # A partition of the rows: no overlap, nothing lost.
-    indexes = [set(split.train.index), set(split.validation.index), set(split.holdout.index)]
-    assert sum(map(len, indexes)) == len(frame)
-    assert set().union(*indexes) == set(frame.index)
+    assert (split.train.astype(int) + split.validation + split.holdout == 1).all()
 
 
 # --------------------------------------------------------------------------------- design_matrix
@@ -177,7 +209,9 @@ def test_split_by_target_month(tmp_path, holdout, validation):
 
 def feature_frame(config: Config, regions: list) -> pd.DataFrame:
     n = len(regions)
-    frame = pd.DataFrame({name: np.arange(n, dtype=float) + i for i, name in enumerate(model_features(config))})
+    frame = pd.DataFrame(
+        {name: np.arange(n, dtype=float) + i for i, name in enumerate(model_features(config))}
+    )
     frame["region"] = pd.array(regions, dtype="string")
     frame["store_size"] = [100, 200, 300, 400][:n]  # a numeric attribute stays numeric
     frame[HORIZON] = np.arange(1, n + 1)  # ints
@@ -199,7 +233,7 @@ def test_design_matrix_categoricals_with_fixed_categories(tmp_path):
     assert X["region"].cat.categories.tolist() == ["north", "south"]
     assert X["region"].cat.codes.tolist() == [0, -1, -1, 1]
     assert X["region"].isna().tolist() == [False, True, True, False]
-    assert set(X.drop(columns="region").dtypes.astype(str)) == {"float64"}
+    assert set(X.drop(columns="region").dtypes.astype(str)) == {"float32"}  # XGBoost's own precision
     assert X[HORIZON].tolist() == [1.0, 2.0, 3.0, 4.0]
     assert X["store_size"].tolist() == [100.0, 200.0, 300.0, 400.0]
 
@@ -228,3 +262,74 @@ def test_fingerprint_changes_with_data_or_params_only():
     assert fingerprint(frame.iloc[::-1].reset_index(drop=True), params) != base
     assert fingerprint(frame, {**params, "seed": 43}) != base
     assert fingerprint(frame, {**params, "num_boost_round": 121}) != base
+
+
+# ---------------------------------------------------------------------- training window and budget
+
+
+def random_history(months: int = 30, entities: int = 40) -> pd.DataFrame:
+    rng = np.random.default_rng(11)
+    stamps = pd.period_range(end="2024-12", periods=months, freq="M").to_timestamp()
+    return pd.DataFrame(
+        {
+            "store": np.repeat(np.arange(entities) // 8, months),
+            "item": np.repeat(np.arange(entities) % 8, months),
+            "month": np.tile(stamps, entities),
+            "units": rng.poisson(9, entities * months).astype(float),
+        }
+    )
+
+
+def test_training_origins_bound_how_far_back_origins_go(tmp_path):
+    config = make_config(tmp_path, horizon=2)
+    snapshot = random_history()
+    month = pd.Period("2024-12", "M")
+    panel = build_panel(snapshot, config, sales_only=True)
+    every = dataset.labelled(panel, config, month)
+
+    raw = demo_config_dict(tmp_path / "bounded")
+    raw["source"].update(
+        entity_columns=KEYS, time_column="month", target_column="units", covariates=[], attributes=[]
+    )
+    raw.update(horizon=2, evaluation={"holdout_months": 6})
+    raw["model"].update(validation_months=3, training_origins=12)
+    bounded = dataset.labelled(panel, load_config(write_config(tmp_path / "bounded", raw)), month)
+
+    assert every.origin.min() < month_index(month) - 12
+    assert bounded.origin.min() == month_index(month) - 12
+    # Exactly the rows of the recent origins: nothing else changes.
+    recent = every.origin >= month_index(month) - 12
+    np.testing.assert_array_equal(bounded.label, every.label[recent])
+    np.testing.assert_array_equal(bounded.entity, every.entity[recent])
+
+
+def test_too_few_training_origins_for_the_horizon_are_refused(tmp_path):
+    raw = demo_config_dict(tmp_path)  # horizon 3, validation 3, holdout 6
+    raw["model"]["training_origins"] = 11
+    with pytest.raises(ConfigError, match=r"model\.training_origins: 11 leaves no origin to train horizon 3"):
+        load_config(write_config(tmp_path, raw))
+    raw["model"]["training_origins"] = 12
+    assert load_config(write_config(tmp_path, raw)).model.training_origins == 12
+
+
+def test_the_row_budget_draws_the_same_uniform_sample_every_time(tmp_path):
+    config = make_config(tmp_path, horizon=2)
+    panel = build_panel(random_history(), config, sales_only=True)
+    rows = dataset.labelled(panel, config, pd.Period("2024-12", "M"))
+    assert dataset.sample(rows, config).all()  # under the default budget: every row
+
+    raw = demo_config_dict(tmp_path / "budget")
+    raw["source"].update(
+        entity_columns=KEYS, time_column="month", target_column="units", covariates=[], attributes=[]
+    )
+    raw.update(horizon=2, evaluation={"holdout_months": 6})
+    raw["model"].update(validation_months=3, max_training_rows=1000)
+    small = load_config(write_config(tmp_path / "budget", raw))
+    first, second = dataset.sample(rows, small), dataset.sample(rows, small)
+
+    np.testing.assert_array_equal(first, second)
+    assert len(rows) > 2000 and abs(first.sum() - 1000) < 100
+    # Every entity, origin and horizon keeps its share.
+    assert set(rows.entity[first]) == set(rows.entity)
+    assert set(rows.horizon[first]) == {1, 2}
+    assert set(rows.origin[first]) == set(rows.origin)

@@ -9,7 +9,15 @@ import pandas as pd
 import pytest
 
 from forecasting.config import Config, parse_config
-from forecasting.validate import DataValidationError, ValidationReport, validate_snapshot
+from forecasting.extract import typed_snapshot
+from forecasting.validate import DataValidationError, ValidationReport
+from forecasting.validate import validate_snapshot as validate_typed
+
+
+def validate_snapshot(frame: pd.DataFrame, config: Config, month: pd.Period, docs_dir: Path):
+    """Validate ``frame`` as extract would have written it (typed, unreadable values set aside)."""
+    return validate_typed(typed_snapshot(frame, config), config, month, docs_dir)
+
 
 MONTH = pd.Period("2024-03", "M")
 STORES, ITEMS, MONTHS = 5, 4, 24  # 20 entities, so 4 rows in a month is exactly 20%
@@ -84,18 +92,27 @@ def test_valid_snapshot_passes_and_builds_data_docs(snapshot, config, docs_dir):
     assert report.success and report.failures == []
     assert report.month == "2024-03"
     assert (report.rows, report.rows_in_month) == (STORES * ITEMS * MONTHS, STORES * ITEMS)
-    # 9 columns exist, 4 types, 4 not-null, target >= 0, unique keys, month coverage, row count
-    assert report.expectations == 21
+    # 9 columns exist, 4 types, 4 readable (month, units, price, promo), 4 not-null,
+    # target >= 0 and finite, 2 covariates finite, unique keys, month coverage, row count
+    assert report.expectations == 27
     assert report.data_docs == str(docs_dir.resolve() / "index.html")
     assert Path(report.data_docs).is_file()
     assert list(snapshot.columns) == [
-        "store_id", "item_id", "month", "units", "price", "promo", "store_size", "region", "category",
+        "store_id",
+        "item_id",
+        "month",
+        "units",
+        "price",
+        "promo",
+        "store_size",
+        "region",
+        "category",
     ]  # the caller's frame is not modified
 
 
 def test_first_month_of_data_skips_the_row_count_check(snapshot, config, docs_dir):
     report = validate_snapshot(snapshot[in_month(snapshot, "2024-03")], config, MONTH, docs_dir)
-    assert report.success and report.expectations == 20
+    assert report.success and report.expectations == 26
 
 
 def test_null_entity_key_fails(snapshot, config, docs_dir):
@@ -120,32 +137,65 @@ def test_duplicated_entity_month_fails(snapshot, config, docs_dir):
 
 def test_missing_month_m_fails(snapshot, config, docs_dir):
     err = assert_fails(
-        snapshot[~in_month(snapshot, "2024-03")], config, docs_dir,
-        "expect_column_distinct_values_to_contain_set", "month__yyyy_mm",
+        snapshot[~in_month(snapshot, "2024-03")],
+        config,
+        docs_dir,
+        "expect_column_distinct_values_to_contain_set",
+        "month__yyyy_mm",
     )
     assert "missing 2024-03" in str(err)
 
 
 def test_month_missing_mid_history_fails(snapshot, config, docs_dir):
     err = assert_fails(
-        snapshot[~in_month(snapshot, "2023-06")], config, docs_dir,
-        "expect_column_distinct_values_to_contain_set", "month__yyyy_mm",
+        snapshot[~in_month(snapshot, "2023-06")],
+        config,
+        docs_dir,
+        "expect_column_distinct_values_to_contain_set",
+        "month__yyyy_mm",
     )
     assert "missing 2023-06" in str(err)
     assert len(err.failures) == 1
 
 
-def test_target_stored_as_text_fails(snapshot, config, docs_dir):
+def test_target_stored_as_text_is_read_as_numbers_and_the_rest_named(snapshot, config, docs_dir):
+    # A column the database hands over as text: numbers in it are numbers, anything else is named.
     snapshot["units"] = snapshot["units"].astype(str).astype(object)
     snapshot.loc[5, "units"] = "n/a"
-    err = assert_fails(snapshot, config, docs_dir, "expect_column_values_to_be_in_type_list", "units")
-    assert "480 unexpected of 480 rows" in str(err)  # every value is a string, numeric-looking or not
+    err = assert_fails(snapshot, config, docs_dir, "expect_column_values_to_be_null", "units__unreadable")
+    assert "1 of 480 rows hold a units that is not a number (e.g. 'n/a')" in str(err)
+    assert len(err.failures) == 1, str(err)  # not reported a second time as a null
+
+
+def test_one_text_value_in_a_numeric_column_is_named(snapshot, config, docs_dir):
+    # What SQLite hands over for a REAL column holding one text value: floats and one str.
+    snapshot["price"] = snapshot["price"].astype(object)
+    snapshot.loc[7, "price"] = "twelve"
+    err = assert_fails(snapshot, config, docs_dir, "expect_column_values_to_be_null", "price__unreadable")
+    assert "1 of 480 rows hold a price that is not a number (e.g. 'twelve')" in str(err)
+
+
+@pytest.mark.parametrize("column", ["units", "price"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_infinite_numbers_fail(snapshot, config, docs_dir, column, value):
+    snapshot.loc[[2, 9], column] = value
+    err = assert_fails(snapshot, config, docs_dir, "expect_column_values_to_be_between", column)
+    assert f"expect_column_values_to_be_between({column}, " in str(err) and "finite)" in str(err)
+    assert "2 unexpected of 480 rows" in str(err) and ("inf" in str(err))
+
+
+@pytest.mark.parametrize("value", ["notadate", "2024-02-30", "99999-01-01", "1500-01-01", "yesterday"])
+def test_times_that_are_not_dates_in_range_fail_with_a_count(snapshot, config, docs_dir, value):
+    snapshot["month"] = snapshot["month"].dt.strftime("%Y-%m-%d").astype(object)
+    snapshot.loc[[4, 40], "month"] = value
+    err = assert_fails(snapshot, config, docs_dir, "expect_column_values_to_be_null", "month__unreadable")
+    assert f"2 of 480 rows hold a month that is not a date (e.g. {value!r})" in str(err)
+    labels = [f["label"] for f in err.failures]
+    assert not any(label.startswith("expect_column_values_to_not_be_null(month") for label in labels)
 
 
 def test_missing_configured_column_fails_without_crashing(snapshot, config, docs_dir):
-    err = assert_fails(
-        snapshot.drop(columns=["price"]), config, docs_dir, "expect_column_to_exist", "price"
-    )
+    err = assert_fails(snapshot.drop(columns=["price"]), config, docs_dir, "expect_column_to_exist", "price")
     # Expectations that read the column report it missing instead of raising a KeyError.
     (type_check,) = [f for f in err.failures if f["expectation"] == "expect_column_values_to_be_in_type_list"]
     assert type_check["column"] == "price"
@@ -158,3 +208,35 @@ def test_row_count_collapse_fails(snapshot, config, docs_dir):
     err = assert_fails(collapsed, config, docs_dir, "expect_table_row_count_to_be_between", None)
     assert "observed 4 rows" in str(err) and "2024-02 had 20" in str(err)
     assert err.report.rows_in_month == 4
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        pd.Series(
+            pd.to_datetime(["2024-03-01", None, "2023-12-31 23:59:59", "1700-06-15 10:00"], format="ISO8601")
+        ),
+        pd.Series(pd.to_datetime(["2024-03-01 00:30", "2024-02-29 23:00"]).tz_localize("Europe/Berlin")),
+        pd.Series(["2024-03-01", "notadate", None, "2024-03-15 10:00:00"], dtype=object),
+        pd.Series([], dtype="datetime64[ns]"),
+        pd.Series([pd.NaT, pd.NaT]),
+    ],
+    ids=["naive", "tz-aware", "text", "empty", "all-missing"],
+)
+def test_month_keys_are_the_months_strftime_would_print(times):
+    from forecasting.validate import _month_keys
+
+    keys = _month_keys(pd.DataFrame({"month": times}), "month")
+
+    parsed = pd.to_datetime(times, errors="coerce")
+    expected = parsed.dt.strftime("%Y-%m").astype(object).where(parsed.notna(), None)
+    assert keys.astype(object).where(keys.notna(), None).tolist() == expected.tolist()
+    assert list(keys.cat.categories) == sorted(set(expected.dropna()))  # present months only
+
+
+def test_validation_leaves_pandas_options_as_they_were(snapshot, config, docs_dir):
+    before = pd.get_option("mode.copy_on_write")
+    validate_snapshot(snapshot, config, MONTH, docs_dir)
+    with pytest.raises(DataValidationError):
+        validate_snapshot(snapshot.drop(columns=["price"]), config, MONTH, docs_dir)
+    assert pd.get_option("mode.copy_on_write") == before

@@ -27,4 +27,6 @@ PY
 
 # Every worker reads and writes the same forecast files (snapshots, features, models).
 mkdir -p "${FORECAST_DATA_DIR}"
-python -c "from forecasting.config import load_config; c = load_config(); print('Forecast config OK:', c.path)"
+# The forecast config (FORECAST_CONFIG), its feature_store section checked against Feast's own
+# settings models: a typo or a bad value stops the deployment here, naming the key.
+python -m forecasting.config

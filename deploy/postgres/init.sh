@@ -4,6 +4,10 @@
 # (mounted into /docker-entrypoint-initdb.d); run it by hand against an existing server with
 # PGHOST/PGPORT/PGUSER set, e.g.
 #   POSTGRES_USER=postgres POSTGRES_DB=postgres FORECAST_DB_PASSWORD=... bash deploy/postgres/init.sh
+# It also takes CONNECT on the server's other databases from PUBLIC, so that only their owners
+# and superusers may connect there: PRIVATE_DBS, comma-separated, default
+# "$POSTGRES_DB,postgres,template1" (Airflow's metadata DB and the maintenance DBs of the compose
+# server). On a server shared with others set it to what you mean, or to "" to close nothing.
 set -euo pipefail
 
 : "${FORECAST_DB_PASSWORD:?set FORECAST_DB_PASSWORD (see .env.example)}"
@@ -17,4 +21,5 @@ psql --no-psqlrc --quiet --set ON_ERROR_STOP=1 \
   --set forecast_password="${FORECAST_DB_PASSWORD}" \
   --set analyst_role="${ANALYST_ROLE:-analyst}" \
   --set analyst_password="${ANALYST_PASSWORD:-}" \
+  --set private_dbs="${PRIVATE_DBS-${POSTGRES_DB:-postgres},postgres,template1}" \
   --file "$sql"

@@ -8,6 +8,9 @@
 --                                      predictions database (the forecasts table, its _runs
 --                                      table, its _latest view); LOGIN only with a password
 --   predictions_db, registry_db        database names
+--   private_dbs                        comma-separated: the server's other databases (Airflow's
+--                                      metadata DB, postgres, template1); only their owners and
+--                                      superusers may connect to them (CONNECT revoked from PUBLIC)
 \set ON_ERROR_STOP on
 
 SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :'forecast_user', :'forecast_password')
@@ -29,6 +32,11 @@ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'registry_db') \gexec
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'predictions_db') \gexec
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'registry_db') \gexec
 SELECT format('GRANT CONNECT ON DATABASE %I TO %I', :'predictions_db', :'analyst_role') \gexec
+-- PostgreSQL lets every role (PUBLIC) connect to every database it creates: the analyst (and the
+-- forecast user) could connect to Airflow's metadata DB and to postgres. Their owners keep CONNECT.
+SELECT format('REVOKE CONNECT ON DATABASE %I FROM PUBLIC', datname) FROM pg_database
+WHERE datname IN (SELECT btrim(name) FROM unnest(string_to_array(:'private_dbs', ',')) AS name)
+  AND datname NOT IN (:'predictions_db', :'registry_db') \gexec
 
 \connect :"predictions_db"
 -- The pipeline creates its tables in public; nobody else may create anything there.
@@ -37,5 +45,8 @@ GRANT ALL ON SCHEMA public TO :"forecast_user";
 GRANT USAGE ON SCHEMA public TO :"analyst_role";
 -- Tables and views the pipeline creates later (on its first publish) are readable by analysts.
 ALTER DEFAULT PRIVILEGES FOR ROLE :"forecast_user" IN SCHEMA public GRANT SELECT ON TABLES TO :"analyst_role";
--- ...and those that exist already (running this again after a publish).
+-- ...and those that exist already (running this again after a publish)...
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO :"analyst_role";
+-- ...but for publish's lock tables (<table>_publish_lock), which are the pipeline's alone.
+SELECT format('REVOKE ALL ON %I.%I FROM %I', schemaname, tablename, :'analyst_role') FROM pg_tables
+WHERE schemaname = 'public' AND tablename LIKE '%\_publish\_lock' \gexec

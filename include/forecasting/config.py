@@ -5,15 +5,21 @@ The file is chosen by the ``FORECAST_CONFIG`` environment variable (default: the
 shipped in ``config/demo.yaml``). ``${VAR}`` in the file is replaced from the environment, so
 secrets stay out of it. Relative paths, including those in ``sqlite:///`` URLs, resolve
 against the folder that holds the config file.
+
+The ``feature_store`` section is Feast's own settings. ``feast_repo_config`` checks it with
+Feast's models (Feast is imported only there: it takes seconds), and
+``python -m forecasting.config`` loads a deployment's config with that check, for deploy time.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import yaml
 
@@ -32,6 +38,22 @@ class Database:
     url: str | None = None
     conn_id: str | None = None
     schema: str | None = None
+
+    def __repr__(self) -> str:
+        # A traceback or a test report may print a config: never with the password in it.
+        return f"Database(url={hide_password(self.url)!r}, conn_id={self.conn_id!r}, schema={self.schema!r})"
+
+
+@overload
+def hide_password(url: str) -> str: ...
+@overload
+def hide_password(url: None) -> None: ...
+def hide_password(url: str | None) -> str | None:
+    """``scheme://user:secret@host/db?password=secret`` with both secrets shown as ***."""
+    if url is None:
+        return None
+    url = re.sub(r"(://[^/?#@:]*:)[^/?#@]*@", r"\1***@", url)
+    return re.sub(r"([?&](?:password|passwd|pwd)=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -71,6 +93,10 @@ class ModelConfig:
     early_stopping_rounds: int = 50
     validation_months: int = 3
     seed: int = 42
+    # Origins at most this many months before M (None: every month of the window).
+    training_origins: int | None = None
+    # Fit on a uniform sample of about this many labelled rows when there are more (None: all).
+    max_training_rows: int | None = 200_000
 
 
 @dataclass(frozen=True)
@@ -85,17 +111,28 @@ class PredictionsConfig:
 
 
 @dataclass(frozen=True)
+class ComputeConfig:
+    # A Dask scheduler ("tcp://host:8786") runs the heavy work on its cluster; None: in-process.
+    dask_scheduler: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     data_dir: Path
     source: SourceConfig
     validation: ValidationConfig
     features: FeatureConfig
-    feature_store: dict[str, Any]
+    # Feast's settings with ${VAR}s filled in (what the pipeline hands Feast; may hold secrets).
+    feature_store: dict[str, Any] = field(repr=False)
     model: ModelConfig
     evaluation: EvaluationConfig
     predictions: PredictionsConfig
     horizon: int = 1
+    # The same settings as written in the file, ${VAR}s kept (paths resolved like the above):
+    # what goes into feature_store.yaml, whose reader (Feast) fills them in from its environment.
+    feature_store_unexpanded: dict[str, Any] | None = field(default=None, repr=False)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
 
     @property
     def base_dir(self) -> Path:
@@ -116,14 +153,26 @@ DEFAULT_MODEL_PARAMS: dict[str, Any] = {
 }
 
 _TOP_LEVEL_KEYS = {
-    "data_dir", "source", "validation", "features", "feature_store",
-    "model", "evaluation", "predictions", "horizon",
+    "data_dir",
+    "source",
+    "validation",
+    "features",
+    "feature_store",
+    "model",
+    "evaluation",
+    "predictions",
+    "horizon",
+    "compute",
 }
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def load_config(path: str | os.PathLike | None = None) -> Config:
-    """Load and check the config at ``path``, else ``$FORECAST_CONFIG``, else the demo config."""
+def load_config(path: str | os.PathLike | None = None, *, check_feast: bool = False) -> Config:
+    """Load and check the config at ``path``, else ``$FORECAST_CONFIG``, else the demo config.
+
+    ``check_feast`` also checks the ``feature_store`` section with Feast's own models
+    (``feast_repo_config``), which imports Feast (seconds); every Feast use checks it anyway.
+    """
     path = Path(path or os.environ.get("FORECAST_CONFIG") or DEFAULT_CONFIG).resolve()
     if not path.is_file():
         raise ConfigError(f"config file not found: {path} (set FORECAST_CONFIG)")
@@ -132,11 +181,14 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     # Substituted into parsed values, so a value from the environment can't change the file's shape.
-    raw = _expand_variables(raw)
-    unset = sorted(_unset_variables(raw))
+    expanded = _expand_variables(raw)
+    unset = sorted(_unset_variables(expanded))
     if unset:
         raise ConfigError(f"{path}: environment variables not set: {', '.join(unset)}")
-    return parse_config(raw, path)
+    config = parse_config(expanded, path, unexpanded=raw)
+    if check_feast:
+        feast_repo_config(config)
+    return config
 
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -164,17 +216,32 @@ def _unset_variables(value: Any) -> set[str]:
     return set()
 
 
-def parse_config(raw: Any, path: Path) -> Config:
-    """Build a Config from parsed YAML, naming the key at fault when something is off."""
+def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
+    """Build a Config from parsed YAML, naming the key at fault when something is off.
+
+    ``unexpanded`` is the same YAML before ``${VAR}`` substitution, if there was one: its
+    ``feature_store`` section is kept (as ``feature_store_unexpanded``) for feature_store.yaml.
+    """
     section = _Section(raw, "", path)
     section.reject_unknown(_TOP_LEVEL_KEYS)
     base = path.parent
 
     src = section.child("source")
-    src.reject_unknown({
-        "url", "conn_id", "schema", "table", "query", "entity_columns", "time_column",
-        "target_column", "covariates", "attributes", "history_months",
-    })
+    src.reject_unknown(
+        {
+            "url",
+            "conn_id",
+            "schema",
+            "table",
+            "query",
+            "entity_columns",
+            "time_column",
+            "target_column",
+            "covariates",
+            "attributes",
+            "history_months",
+        }
+    )
     table, query = src.optional("table", str), src.optional("query", str)
     if (table is None) == (query is None):
         raise src.error("", "set exactly one of source.table and source.query")
@@ -192,8 +259,13 @@ def parse_config(raw: Any, path: Path) -> Config:
         attributes=src.identifiers("attributes"),
         history_months=src.optional("history_months", int, default=60, minimum=13),
     )
-    roles = [*source.entity_columns, source.time_column, source.target_column,
-             *source.covariates, *source.attributes]
+    roles = [
+        *source.entity_columns,
+        source.time_column,
+        source.target_column,
+        *source.covariates,
+        *source.attributes,
+    ]
     duplicated = sorted({c for c in roles if roles.count(c) > 1})
     if duplicated:
         raise src.error("", f"columns given more than one role: {', '.join(duplicated)}")
@@ -215,11 +287,22 @@ def parse_config(raw: Any, path: Path) -> Config:
     fs_raw = dict(fs.raw)
     if "project" not in fs_raw or not _IDENTIFIER.match(str(fs_raw["project"])):
         raise fs.error("project", "must be a name of letters, digits and underscores")
+    written = unexpanded.get("feature_store") if isinstance(unexpanded, dict) else None
+    fs_unexpanded = _resolve_feast_paths(fs_raw, base, written if isinstance(written, dict) else None)
     fs_raw = _resolve_feast_paths(fs_raw, base)
 
     mod = section.child("model", required=False)
-    mod.reject_unknown({"params", "num_boost_round", "early_stopping_rounds",
-                        "validation_months", "seed"})
+    mod.reject_unknown(
+        {
+            "params",
+            "num_boost_round",
+            "early_stopping_rounds",
+            "validation_months",
+            "seed",
+            "training_origins",
+            "max_training_rows",
+        }
+    )
     params = mod.optional("params", dict, default={})
     model = ModelConfig(
         params={**DEFAULT_MODEL_PARAMS, **params},
@@ -227,6 +310,11 @@ def parse_config(raw: Any, path: Path) -> Config:
         early_stopping_rounds=mod.optional("early_stopping_rounds", int, default=50, minimum=1),
         validation_months=mod.optional("validation_months", int, default=3, minimum=1),
         seed=mod.optional("seed", int, default=42),
+        training_origins=mod.optional("training_origins", int, default=None, minimum=1),
+        # null in the file: fit on every labelled row however many there are.
+        max_training_rows=mod.optional("max_training_rows", int, default=200_000, minimum=1000)
+        if mod.raw.get("max_training_rows", 0) is not None
+        else None,
     )
 
     ev = section.child("evaluation", required=False)
@@ -242,12 +330,50 @@ def parse_config(raw: Any, path: Path) -> Config:
     if not _IDENTIFIER.match(predictions.table):
         raise pred.error("table", "must be a plain table name")
 
-    needed = features.lookback_months + model.validation_months + evaluation.holdout_months + 1
+    horizon = section.optional("horizon", int, default=1, minimum=1)
+    if model.training_origins is not None:
+        # Training targets come before the validation and holdout months, h months after an origin.
+        least = model.validation_months + evaluation.holdout_months + horizon
+        if model.training_origins < least:
+            raise mod.error(
+                "training_origins",
+                f"{model.training_origins} leaves no origin to train horizon {horizon} on: it must be at "
+                f"least {least} (model.validation_months {model.validation_months} + "
+                f"evaluation.holdout_months {evaluation.holdout_months} + horizon {horizon})",
+            )
+    # A training row for horizon h needs an origin with a full feature lookback and a target
+    # month before the validation and holdout months: the window must hold all of them.
+    lookback, validation_months = features.lookback_months, model.validation_months
+    holdout_months = evaluation.holdout_months
+    needed = lookback + validation_months + holdout_months + horizon
     if source.history_months is not None and source.history_months < needed:
-        raise src.error("history_months", (
-            f"{source.history_months} leaves no month to train on: it must be at least {needed} "
-            f"(feature lookback {features.lookback_months} + model.validation_months "
-            f"{model.validation_months} + evaluation.holdout_months {evaluation.holdout_months} + 1)"))
+        longest = source.history_months - lookback - validation_months - holdout_months
+        parts = (
+            f"feature lookback {lookback} + model.validation_months {validation_months} + "
+            f"evaluation.holdout_months {holdout_months} + horizon {horizon}"
+        )
+        if longest >= 1:
+            raise section.error(
+                "horizon",
+                f"{horizon} is longer than source.history_months {source.history_months} can label: "
+                f"no training row would have a target {horizon} months after its origin. The longest "
+                f"horizon it can train is {longest}; forecasting {horizon} months ahead needs "
+                f"history_months of at least {needed} ({parts})",
+            )
+        raise src.error(
+            "history_months",
+            f"{source.history_months} leaves no month to train on: it must be at least {needed} ({parts})",
+        )
+
+    comp = section.child("compute", required=False)
+    comp.reject_unknown({"dask_scheduler"})
+    # An empty address (an empty ${DASK_SCHEDULER}) means in-process, as no address does.
+    compute = ComputeConfig(dask_scheduler=comp.optional("dask_scheduler", str) or None)
+    if compute.dask_scheduler is not None and "://" not in compute.dask_scheduler:
+        raise comp.error(
+            "dask_scheduler",
+            f"must be a scheduler address like tcp://host:8786, got {compute.dask_scheduler!r}",
+        )
 
     data_dir = section.optional("data_dir", str)
     if data_dir is None:
@@ -262,7 +388,9 @@ def parse_config(raw: Any, path: Path) -> Config:
         model=model,
         evaluation=evaluation,
         predictions=predictions,
-        horizon=section.optional("horizon", int, default=1, minimum=1),
+        horizon=horizon,
+        feature_store_unexpanded=fs_unexpanded,
+        compute=compute,
     )
 
 
@@ -291,18 +419,50 @@ def _database(section: _Section, base: Path) -> Database:
     )
 
 
-def _resolve_feast_paths(fs: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Feast resolves relative paths against its repo; ours resolve against the config file."""
-    fs = dict(fs)
-    registry = fs.get("registry")
+def _resolve_feast_paths(
+    fs: dict[str, Any], base: Path, written: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Feast resolves relative paths against its repo; ours resolve against the config file.
+
+    ``fs`` has its ${VAR}s filled in and decides what is a path. With ``written`` (the same
+    section before substitution) the paths of ``written`` are resolved instead, ${VAR}s kept.
+    """
+    out = dict(fs if written is None else written)
+    # Both forms have the same shape (substitution only changes strings).
+    registry, online = fs.get("registry"), fs.get("online_store")
+    registry_out: Any = out.get("registry")
+    online_out: Any = out.get("online_store")
     if isinstance(registry, str) and "://" not in registry:
-        fs["registry"] = str(_resolve_path(registry, base))
-    elif isinstance(registry, dict) and registry.get("registry_type", "file") == "file":
-        fs["registry"] = {**registry, "path": str(_resolve_path(registry["path"], base))}
-    online = fs.get("online_store")
-    if isinstance(online, dict) and online.get("type", "sqlite") == "sqlite" and "path" in online:
-        fs["online_store"] = {**online, "path": str(_resolve_path(online["path"], base))}
-    return fs
+        out["registry"] = _resolve_feast_path(registry_out, registry, base)
+    elif (
+        isinstance(registry, dict)
+        and registry.get("registry_type", "file") == "file"
+        and isinstance(registry.get("path"), str)
+    ):
+        out["registry"] = {
+            **registry_out,
+            "path": _resolve_feast_path(registry_out["path"], registry["path"], base),
+        }
+    if (
+        isinstance(online, dict)
+        and online.get("type", "sqlite") == "sqlite"
+        and isinstance(online.get("path"), str)
+    ):
+        out["online_store"] = {
+            **online_out,
+            "path": _resolve_feast_path(online_out["path"], online["path"], base),
+        }
+    return out
+
+
+def _resolve_feast_path(written: str, value: str, base: Path) -> str:
+    """The path ``written`` (``value`` once its ${VAR}s are filled in), resolved against ``base``."""
+    if written == value:
+        return str(_resolve_path(value, base))
+    # ${VAR}s stay for Feast to fill in; a path that is relative once filled in starts at base.
+    if Path(value).expanduser().is_absolute():
+        return str(Path(written).expanduser()) if written.startswith("~") else written
+    return str(base / written)
 
 
 class _Section:
@@ -337,7 +497,7 @@ class _Section:
             value = float(value)
         if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
             raise self.error(key, f"must be {kind.__name__}, got {value!r}")
-        if minimum is not None and value < minimum:
+        if minimum is not None and value < minimum:  # type: ignore[operator]  # kind is numeric here
             raise self.error(key, f"must be at least {minimum}, got {value!r}")
         return value
 
@@ -361,8 +521,229 @@ class _Section:
 
     def positive_ints(self, key: str, default: list[int]) -> list[int]:
         value = self.raw.get(key, default)
-        if not isinstance(value, list) or not value or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
         ):
             raise self.error(key, f"must be a non-empty list of positive whole numbers, got {value!r}")
         return sorted(set(value))
+
+
+# --- the feature_store section, checked by Feast itself --------------------------------------
+
+# What the pipeline assumes where the section says nothing (Feast's own defaults in 0.67).
+FEAST_DEFAULTS: dict[str, Any] = {"provider": "local", "entity_key_serialization_version": 3}
+
+
+def feast_repo_config(config: Config):
+    """Feast's ``RepoConfig`` of the ``feature_store`` section, every part of it built and checked
+    by Feast's own models; a key Feast does not know or a value it refuses is a ConfigError naming
+    the key path (``feature_store.online_store.pathh: ...``). Imports Feast.
+
+    Feast itself accepts unknown top-level keys (``onlin_store:`` would silently mean the default
+    SQLite online store) and builds the nested store configs, which refuse unknown keys, only when
+    first used. Here they are all built at once. No message quotes a value: a registry URL may
+    hold a password.
+    """
+    return _feast_repo_config({**FEAST_DEFAULTS, **config.feature_store}, config.path)
+
+
+def _feast_repo_config(settings: dict[str, Any], path: Path):
+    from feast import repo_config as feast
+    from feast.infra.provider import PROVIDERS_CLASS_FOR_TYPE
+    from pydantic import BaseModel
+
+    settings = copy.deepcopy(settings)  # Feast's validators fill in defaults in place
+    section = _Section(settings, "feature_store", path)
+    keys = _model_keys(feast.RepoConfig) - {"repo_path"}  # the pipeline sets repo_path
+    unknown = sorted(str(k) for k in settings if k not in keys)
+    if unknown:
+        raise section.error(unknown[0], f"unknown key (Feast's keys: {', '.join(sorted(keys))})")
+    if "registry" not in settings:
+        raise section.error("registry", "is required (a file path, or a mapping with registry_type and path)")
+    provider = settings.get("provider")
+    if isinstance(provider, str) and "." not in provider and provider not in PROVIDERS_CLASS_FOR_TYPE:
+        raise section.error(
+            "provider",
+            f"{provider!r} is not a provider Feast knows ({', '.join(sorted(PROVIDERS_CLASS_FOR_TYPE))})",
+        )
+    auth = settings.get("auth")
+    if auth is not None:
+        if not isinstance(auth, dict):
+            raise section.error("auth", f"must be a mapping, got {type(auth).__name__}")
+        if auth.get("type") not in feast.ALLOWED_AUTH_TYPES:
+            raise _Section(auth, "feature_store.auth", path).error(
+                "type", f"must be one of {', '.join(feast.ALLOWED_AUTH_TYPES)}"
+            )
+
+    # The nested sections first, each with the model Feast picks for it (RepoConfig's validators
+    # build some of them, but their errors would not say which section they are about).
+    # key: (the key naming its type, its default, Feast's types, Feast's lookup of a type's model)
+    nested = {
+        "registry": (
+            "registry_type",
+            None,
+            feast.REGISTRY_CLASS_FOR_TYPE,
+            feast.get_registry_config_from_type,
+        ),
+        "online_store": (
+            "type",
+            "sqlite",
+            feast.ONLINE_STORE_CLASS_FOR_TYPE,
+            feast.get_online_config_from_type,
+        ),
+        "offline_store": (
+            "type",
+            "dask",
+            feast.OFFLINE_STORE_CLASS_FOR_TYPE,
+            feast.get_offline_config_from_type,
+        ),
+        "batch_engine": (
+            "type",
+            None,
+            feast.BATCH_ENGINE_CLASS_FOR_TYPE,
+            feast.get_batch_engine_config_from_type,
+        ),
+        "feature_server": (
+            "type",
+            "local",
+            feast.FEATURE_SERVER_CONFIG_CLASS_FOR_TYPE,
+            feast.get_feature_server_config_from_type,
+        ),
+    }
+    for key, (type_key, default, types, lookup) in nested.items():
+        value = settings.get(key)
+        kind: Any
+        if value is None or (key == "online_store" and str(value).lower() in ("none", "null")):
+            continue
+        if isinstance(value, str):
+            kind, values = value, {}
+        elif isinstance(value, dict):
+            kind, values = value.get(type_key, default), value
+        else:
+            shape = "a file path or a mapping" if key == "registry" else "a mapping or a type name"
+            raise section.error(key, f"must be {shape}, got {type(value).__name__}")
+        where = _Section(values, f"feature_store.{key}", path)
+        if key == "registry" and (isinstance(value, str) or kind is None):
+            model = feast.RegistryConfig  # a file path or URI, or a mapping without registry_type
+            values = {"path": value} if isinstance(value, str) else values
+        elif not isinstance(kind, str):
+            raise where.error(type_key, "is required" if kind is None else "must be a type name")
+        else:
+            hint = f"Feast's types: {', '.join(sorted(t for t in types if not t.startswith('feast.')))}"
+            model = _feast_call(where, type_key, lambda kind=kind, lookup=lookup: lookup(kind), (kind, hint))
+        _checked(where, lambda model=model, values=values: model(**values), model)
+
+    repo = _feast_call(section, "", lambda: feast.RepoConfig(**settings), model=feast.RepoConfig)
+    # Feast builds these on first use: build them now, through Feast's own code.
+    for key, attribute in [
+        ("registry", "registry"),
+        ("online_store", "online_store"),
+        ("offline_store", "offline_store"),
+        ("batch_engine", "batch_engine"),
+        ("auth", "auth_config"),
+    ]:
+        given = settings.get(key) if isinstance(settings.get(key), dict) else None
+        _checked(
+            _Section(given, f"feature_store.{key}", path),
+            lambda attribute=attribute: getattr(repo, attribute),
+        )
+    # Typed settings that RepoConfig builds itself (materialization, ...): unknown keys too.
+    for name, info in feast.RepoConfig.model_fields.items():
+        value = getattr(repo, name, None)
+        if isinstance(value, BaseModel) and (info.alias or name) in settings:
+            _checked(
+                _Section(settings[info.alias or name], f"feature_store.{info.alias or name}", path),
+                lambda v=value: v,
+            )
+    return repo
+
+
+def _model_keys(model: type) -> set[str]:
+    """The keys a pydantic model reads: each field's alias, else its name."""
+    return {f.alias or name for name, f in model.model_fields.items()}  # type: ignore[attr-defined]
+
+
+def _checked(where: _Section, build, model: type | None = None):
+    """Build a Feast settings model from the mapping ``where``; a key the model has no field for
+    is refused, also where the model itself would keep or drop it silently."""
+    built = _feast_call(where, "", build, model=model)
+    fields = getattr(type(built), "model_fields", None)
+    if fields is not None and where.raw:
+        allowed = {*fields, *(f.alias for f in fields.values() if f.alias)}
+        unknown = sorted(str(k) for k in where.raw if k not in allowed)
+        if unknown:
+            keys = ", ".join(sorted(_model_keys(type(built))))
+            raise where.error(unknown[0], f"unknown key ({type(built).__name__}'s keys: {keys})")
+    return built
+
+
+def _feast_call(
+    where: _Section, key: str, call, lookup: tuple[str, str] | None = None, model: type | None = None
+):
+    """``call()``; its failure is a ConfigError naming the key, and quoting no value.
+
+    ``lookup`` (type name, hint) when ``call`` looks a type name up; ``model`` when it builds one.
+    """
+    from feast.errors import FeastError
+    from pydantic import ValidationError
+
+    try:
+        return call()
+    except ValidationError as err:
+        problems = err.errors(include_url=False, include_input=False, include_context=False)
+        first = problems[0]
+        at = ".".join(p for p in (key, *map(str, first["loc"])) if p)
+        message = _scrub(first["msg"][:1].lower() + first["msg"][1:], where.raw)
+        if first["type"] == "extra_forbidden" and model is not None and err.title == model.__name__:
+            message += f" ({model.__name__}'s keys: {', '.join(sorted(_model_keys(model)))})"
+        if len(problems) > 1:
+            message += f" (and {len(problems) - 1} more)"
+        raise where.error(at, message) from None
+    except (FeastError, ImportError, AssertionError, KeyError, TypeError, AttributeError, ValueError) as err:
+        # Unknown type names (Feast imports them as classes), missing keys, wrong shapes.
+        detail = str(err).strip() if isinstance(err, FeastError | ImportError) else ""
+        detail = _scrub(detail or f"{type(err).__name__}: {err}".rstrip(": "), where.raw)
+        if lookup is not None:
+            kind, hint = lookup
+            hint = detail if isinstance(err, ImportError) else hint
+            raise where.error(key, f"{kind!r} is not a type Feast knows ({hint})") from None
+        raise where.error(key, f"refused by Feast: {detail}") from None
+
+
+def _scrub(text: str, values: Any) -> str:
+    """``text`` without the URLs and connection strings among ``values`` (they may hold passwords)."""
+    if isinstance(values, dict):
+        values = list(values.values())
+    if isinstance(values, list):
+        for value in values:
+            text = _scrub(text, value)
+    elif isinstance(values, str) and len(values) >= 8 and re.search(r"[:/@=]", values):
+        text = text.replace(values, "***")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m forecasting.config [PATH]``: load the deployment's config (PATH, else
+    ``$FORECAST_CONFIG``, else the demo config) with Feast's check of ``feature_store``, as
+    every task would; print OK, or the error and exit with 1."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m forecasting.config",
+        description="Check a forecast config, including its feature_store section against Feast.",
+    )
+    parser.add_argument("path", nargs="?", help="the config file (default: $FORECAST_CONFIG, else the demo)")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.path, check_feast=True)
+    except ConfigError as err:
+        print(f"Forecast config refused: {err}", file=sys.stderr)
+        return 1
+    print(f"Forecast config OK: {config.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,6 +13,7 @@ def database_url(db: Database) -> str:
     # Only a deployment that names an Airflow connection needs Airflow here.
     from airflow.sdk import BaseHook
 
+    assert db.conn_id is not None  # config guarantees one of url and conn_id
     connection = BaseHook.get_connection(db.conn_id)
     try:
         hook = connection.get_hook()

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecasting import paths, train
+from forecasting import dataset, model, paths
 from forecasting.config import Config
-from forecasting.features import monthly_grid
+from forecasting.dataset import HORIZON, LABEL, ORIGIN, TARGET_MONTH
 from forecasting.months import month_index
+from forecasting.panel import Panel, build_panel
 
 log = logging.getLogger(__name__)
 
@@ -38,30 +39,50 @@ def metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     }
 
 
-def baseline_forecasts(rows: pd.DataFrame, snapshot: pd.DataFrame, config: Config) -> pd.DataFrame:
-    """Naive forecasts for each row, from the entity's history up to the row's origin.
+def baselines(
+    panel: Panel, entity: np.ndarray, origin: np.ndarray, horizon: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Naive forecasts for each row from the entity's history up to the row's origin.
 
     seasonal_naive: the target month a year earlier (the last value when that is not known yet),
-    last_value: the origin month, mean_3: the mean of the three months ending at the origin.
+    last_value: the origin month, mean_3: the mean of the three months ending at the origin
+    (over the months of the entity's history among them).
     """
-    keys = config.source.entity_columns
-    grid = monthly_grid(snapshot, config)[[*keys, "_m", config.source.target_column]]
-    sales = grid.set_index([*keys, "_m"])[config.source.target_column]
-    origin_index = month_index(pd.PeriodIndex(rows[train.ORIGIN], freq="M"))
-    target_index = origin_index + rows[train.HORIZON].to_numpy()
 
-    def at(month_index) -> np.ndarray:
-        index = pd.MultiIndex.from_arrays([*(rows[k] for k in keys), np.asarray(month_index)])
-        return sales.reindex(index).to_numpy()
+    def at(month_idx: np.ndarray) -> np.ndarray:
+        col = np.asarray(month_idx) - panel.first_month
+        inside = (col >= 0) & (col < panel.months)
+        out = np.full(len(col), np.nan)
+        out[inside] = panel.sales[entity[inside], col[inside]]
+        return out
 
-    last_value = at(origin_index)
-    year_ago = np.where(target_index - 12 <= origin_index, at(target_index - 12), np.nan)
-    recent = np.vstack([at(origin_index - lag) for lag in range(3)])
-    return pd.DataFrame({
+    target = origin + horizon
+    last_value = at(origin)
+    year_ago = np.where(target - 12 <= origin, at(target - 12), np.nan)
+    recent = np.vstack([at(origin - lag) for lag in range(3)])
+    count = np.isfinite(recent).sum(axis=0)
+    mean_3 = np.where(count > 0, np.nansum(recent, axis=0) / np.maximum(count, 1), np.nan)
+    return {
         "seasonal_naive": np.where(np.isnan(year_ago), last_value, year_ago),
         "last_value": last_value,
-        "mean_3": np.nanmean(recent, axis=0),
-    }, index=rows.index)
+        "mean_3": mean_3,
+    }
+
+
+def baseline_forecasts(rows: pd.DataFrame, snapshot: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """The baselines of evaluation rows given by entity keys (strings), origin ("YYYY-MM") and horizon."""
+    panel = build_panel(snapshot, config, sales_only=True)
+    keys = config.source.entity_columns
+    index = panel.keys.reset_index().rename(columns={"index": "_entity"})
+    entity = rows[keys].astype(str).merge(index, on=keys, how="left")["_entity"].to_numpy()
+    known = ~pd.isna(entity)
+    origin = month_index(pd.PeriodIndex(rows[ORIGIN], freq="M")).to_numpy()
+    horizon = rows[HORIZON].to_numpy()
+    values = {name: np.full(len(rows), np.nan) for name in BASELINES}
+    got = baselines(panel, entity[known].astype(np.int64), origin[known], horizon[known])
+    for name in BASELINES:
+        values[name][known] = got[name]
+    return pd.DataFrame(values, index=rows.index)
 
 
 @dataclass
@@ -82,33 +103,43 @@ class EvaluationReport:
 
 def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir: Path) -> EvaluationReport:
     """Score the holdout model and the baselines; write evaluation.json beside the model."""
-    booster, metadata = train.load_model(model_dir, "holdout_model.ubj")
-    frame = pd.read_parquet(model_dir / "training_set.parquet")
-    holdout = train.split_by_target_month(frame, config, month).holdout
-    forecasts = baseline_forecasts(holdout, snapshot, config)
-    forecasts["model"] = train.predict(booster, holdout, config, metadata["categories"])
-    actual = holdout[train.LABEL].to_numpy()
+    booster, metadata = model.load(model_dir, "holdout_model.ubj")
+    holdout = pd.read_parquet(model_dir / "holdout.parquet")
+    panel = build_panel(snapshot, config, sales_only=True)
+    entity = holdout[dataset.ENTITY].to_numpy()
+    if len(panel.keys) <= entity.max(initial=-1) or not (
+        panel.keys.iloc[entity].reset_index(drop=True) == holdout[config.source.entity_columns]
+    ).all(axis=None):
+        raise RuntimeError(f"{model_dir}/holdout.parquet was not made from this snapshot")
+    origin = month_index(pd.PeriodIndex(holdout[ORIGIN], freq="M")).to_numpy()
+    forecasts = baselines(panel, entity, origin, holdout[HORIZON].to_numpy())
+    forecasts["model"] = model.predict(
+        booster, dataset.design_matrix(holdout, config, metadata["categories"])
+    )
+    actual = holdout[LABEL].to_numpy()
 
-    def score(rows: pd.Series) -> dict[str, dict[str, float]]:
-        return {name: metrics(actual[rows], forecasts.loc[rows, name].to_numpy())
-                for name in ("model", *BASELINES)}
+    def score(rows: np.ndarray) -> dict[str, dict[str, float]]:
+        return {name: metrics(actual[rows], forecasts[name][rows]) for name in ("model", *BASELINES)}
 
     overall = score(np.ones(len(holdout), bool))
-    by_horizon = {str(h): score((holdout[train.HORIZON] == h).to_numpy())
-                  for h in sorted(holdout[train.HORIZON].unique())}
+    by_horizon = {
+        str(h): score((holdout[HORIZON] == h).to_numpy()) for h in sorted(holdout[HORIZON].unique())
+    }
     path = model_dir / "evaluation.json"
-    report = EvaluationReport(path=path, model=overall.pop("model"), baselines=overall,
-                              by_horizon=by_horizon)
-    paths.write_json_atomically({
-        "model_version": metadata["model_version"],
-        "run_month": str(month),
-        "holdout_target_months": sorted(holdout[train.TARGET_MONTH].unique().tolist()),
-        "model": report.model,
-        "baselines": report.baselines,
-        "best_baseline": report.best_baseline,
-        "beats_best_baseline": report.beats_baselines,
-        "by_horizon": by_horizon,
-    }, path)
+    report = EvaluationReport(path=path, model=overall.pop("model"), baselines=overall, by_horizon=by_horizon)
+    paths.write_json_atomically(
+        {
+            "model_version": metadata["model_version"],
+            "run_month": str(month),
+            "holdout_target_months": sorted(holdout[TARGET_MONTH].unique().tolist()),
+            "model": report.model,
+            "baselines": report.baselines,
+            "best_baseline": report.best_baseline,
+            "beats_best_baseline": report.beats_baselines,
+            "by_horizon": by_horizon,
+        },
+        path,
+    )
     log.info("Holdout evaluation of %s:\n%s", metadata["model_version"], format_table(report))
     return report
 
@@ -116,5 +147,7 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
 def format_table(report: EvaluationReport) -> str:
     lines = [f"{'forecaster':<16}{'WAPE':>8}{'MAE':>10}{'RMSE':>10}{'bias %':>9}"]
     for name, m in [("model", report.model), *report.baselines.items()]:
-        lines.append(f"{name:<16}{m['wape']:>8.3f}{m['mae']:>10.2f}{m['rmse']:>10.2f}{100 * m['bias_pct']:>8.1f}%")
+        lines.append(
+            f"{name:<16}{m['wape']:>8.3f}{m['mae']:>10.2f}{m['rmse']:>10.2f}{100 * m['bias_pct']:>8.1f}%"
+        )
     return "\n".join(lines)

@@ -3,6 +3,9 @@
 Rows are stamped ``event_timestamp = month_end(t)`` (the first instant of t+1). A training
 row for forecast origin o is stamped ``month_end(o)`` too, so Feast's point-in-time join
 gives it the features of o and never those of a later month.
+
+Computed on the snapshot's panel (``forecasting.panel``): each feature is an entities × months
+array, and the offline table gets one parquet file per month, its values stored as float32.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import pandas as pd
 from forecasting import paths
 from forecasting.config import Config, FeatureConfig
 from forecasting.extract import window_start
-from forecasting.months import month_from_index, month_index, month_start
+from forecasting.months import month_from_index, month_index
+from forecasting.panel import Panel, build_panel, lagged, months_known, rolling
 
 log = logging.getLogger(__name__)
 
@@ -37,98 +41,70 @@ def covariate_feature_names(config: Config) -> list[str]:
 
 def feature_names(config: Config) -> list[str]:
     """Every feature the offline table holds, in a stable order."""
-    return [*target_feature_names(config.features), "month_of_year", "history_months",
-            *covariate_feature_names(config), *config.source.attributes]
+    return [
+        *target_feature_names(config.features),
+        "month_of_year",
+        "history_months",
+        *covariate_feature_names(config),
+        *config.source.attributes,
+    ]
 
 
-def monthly_grid(snapshot: pd.DataFrame, config: Config) -> pd.DataFrame:
-    """Every entity on every month from its first to its last row in the snapshot.
+@dataclass
+class FeatureArrays:
+    """Every numeric feature as an entities × months array; ``valid`` marks the cells that get a
+    feature row: inside the entity's span, with a real row within the lookback."""
 
-    A month with no row inside that span sold nothing: its target is 0 and its covariates
-    carry forward. Entity keys become strings (Feast's join keys); ``_m`` is the month index.
-    """
-    src = config.source
-    keys = src.entity_columns
-    frame = snapshot[[*keys, src.time_column, src.target_column, *src.covariates, *src.attributes]].copy()
-    frame[keys] = frame[keys].astype(str)
-    frame["_m"] = month_index(frame[src.time_column].dt).to_numpy()
-    frame = frame.drop(columns=src.time_column).assign(_observed=True)
-
-    spans = frame.groupby(keys, sort=True)["_m"].agg(["min", "max"]).reset_index()
-    lengths = (spans["max"] - spans["min"] + 1).to_numpy()
-    grid = spans.loc[spans.index.repeat(lengths), keys].reset_index(drop=True)
-    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    grid["_m"] = np.repeat(spans["min"].to_numpy(), lengths) + offsets
-
-    grid = grid.merge(frame, on=[*keys, "_m"], how="left")
-    grid["_observed"] = grid["_observed"].notna()
-    grid[src.target_column] = grid[src.target_column].astype(float).fillna(0.0)
-    carried = [*src.covariates, *src.attributes]
-    if carried:
-        grid[carried] = grid.groupby(keys, sort=False)[carried].ffill()
-    return grid
+    panel: Panel
+    values: dict[str, np.ndarray]
+    valid: np.ndarray
 
 
-def _rolling(values: pd.Series, position: np.ndarray, window: int, how: str) -> pd.Series:
-    """Statistic over the ``window`` months ending at each row; NaN until the entity has them.
-
-    Each window is computed on its own values (not as a running sum over the column), so a
-    month's result is bit-for-bit the same whatever rows precede it in a run.
-    """
-    array = values.to_numpy(dtype=float)
-    out = np.full(len(array), np.nan)
-    if len(array) >= window:
-        windows = np.lib.stride_tricks.sliding_window_view(array, window)
-        out[window - 1:] = windows.mean(axis=1) if how == "mean" else windows.std(axis=1, ddof=1)
-    return pd.Series(out, index=values.index).where(position >= window - 1)
-
-
-def _months_known(grid: pd.DataFrame, keys: list[str], lookback: int) -> np.ndarray:
-    """For each row (entity, t): months since the entity's first real row within t's lookback.
-
-    A month's features then depend only on rows in [t - lookback + 1, t], so every run whose
-    window covers that range writes the same values (a backfill rewrites, never changes).
-    Negative where the entity has no row at all in the lookback (dormant).
-    """
-    code = grid.groupby(keys, sort=False).ngroup().to_numpy().astype(np.int64)
-    month = grid["_m"].to_numpy().astype(np.int64)
-    stride = int(month.max()) + lookback + 1 if len(month) else 1
-    key = code * stride + month
-    observed = np.sort(key[grid["_observed"].to_numpy()])
-    first = observed[np.searchsorted(observed, key - (lookback - 1))]
-    return month - (first - code * stride)
-
-
-def compute_features(grid: pd.DataFrame, config: Config) -> pd.DataFrame:
-    """Feature columns for every (entity, month) of the grid with a real row in its lookback."""
+def feature_arrays(panel: Panel, config: Config) -> FeatureArrays:
     src, feat = config.source, config.features
-    keys = src.entity_columns
-    grid = grid.sort_values([*keys, "_m"], kind="stable").reset_index(drop=True)
-    position = _months_known(grid, keys, feat.lookback_months)
-    sales = grid[src.target_column].astype(float)
-
-    out = {k: grid[k] for k in keys}
+    position = months_known(panel.observed, feat.lookback_months)
+    sales = panel.sales
+    values: dict[str, np.ndarray] = {}
     for k in feat.lags:
         # lag 1 is month t itself: the latest month known at the forecast origin.
-        out[f"sales_lag_{k}"] = sales.shift(k - 1).where(position >= k - 1)
+        values[f"sales_lag_{k}"] = np.where(position >= k - 1, lagged(sales, k - 1), np.nan)
     for w in feat.rolling_windows:
-        out[f"sales_mean_{w}"] = _rolling(sales, position, w, "mean")
-        out[f"sales_std_{w}"] = _rolling(sales, position, w, "std")
-    out["month_of_year"] = (grid["_m"] % 12 + 1).astype(float)
-    out["history_months"] = (position + 1).astype(float)  # at most the lookback, by construction
+        enough = position >= w - 1
+        values[f"sales_mean_{w}"] = np.where(enough, rolling(sales, w, "mean"), np.nan)
+        values[f"sales_std_{w}"] = np.where(enough, rolling(sales, w, "std"), np.nan)
+    month_idx = panel.first_month + np.arange(panel.months)
+    values["month_of_year"] = np.broadcast_to((month_idx % 12 + 1).astype(float), sales.shape)
+    values["history_months"] = (position + 1).astype(float)  # at most the lookback, by construction
     for c in src.covariates:
-        values = pd.to_numeric(grid[c], errors="coerce").astype(float)
-        out[c] = values
-        out[f"{c}_mean_3"] = _rolling(values, position, 3, "mean")
-    for a in src.attributes:
-        col = grid[a]
-        out[a] = col.astype(float) if pd.api.types.is_numeric_dtype(col) else col.astype("string")
-    features = pd.DataFrame(out)
-    features["_m"] = grid["_m"].to_numpy()
-    stamps = month_from_index(features["_m"].to_numpy() + 1).to_timestamp()  # month_end(t) = start of t+1
-    features[TIMESTAMP] = stamps.tz_localize("UTC")
-    features[CREATED] = features[TIMESTAMP]
-    return features[position >= 0].reset_index(drop=True)
+        values[c] = panel.covariates[c]
+        values[f"{c}_mean_3"] = np.where(position >= 2, rolling(panel.covariates[c], 3, "mean"), np.nan)
+    return FeatureArrays(panel=panel, values=values, valid=(position >= 0) & panel.in_span())
+
+
+def feature_frame(arrays: FeatureArrays, config: Config, columns: np.ndarray | None = None) -> pd.DataFrame:
+    """The feature rows of the given panel columns (default: all), entity by entity, month by
+    month: the entity columns (strings), every feature, ``_m`` and the two timestamps."""
+    panel = arrays.panel
+    valid = arrays.valid if columns is None else arrays.valid[:, columns]
+    rows, cols = np.nonzero(valid)
+    if columns is not None:
+        cols = np.asarray(columns)[cols]
+    out = {k: panel.keys[k].to_numpy()[rows] for k in config.source.entity_columns}
+    for name, values in arrays.values.items():
+        out[name] = values[rows, cols]
+    for a in config.source.attributes:
+        out[a] = panel.attribute(a, rows, cols)
+    frame = pd.DataFrame(out)[[*config.source.entity_columns, *feature_names(config)]]
+    frame["_m"] = panel.first_month + cols
+    stamps = month_from_index(frame["_m"].to_numpy() + 1).to_timestamp()  # month_end(t) = start of t+1
+    frame[TIMESTAMP] = stamps.tz_localize("UTC")
+    frame[CREATED] = frame[TIMESTAMP]
+    return frame
+
+
+def compute_features(panel: Panel, config: Config) -> pd.DataFrame:
+    """Every feature row of the panel (for tests and small data; build_features goes by month)."""
+    return feature_frame(feature_arrays(panel, config), config)
 
 
 @dataclass
@@ -140,37 +116,89 @@ class FeatureBuild:
     last_month: str
 
 
-def build_features(snapshot: pd.DataFrame, config: Config, month: pd.Period) -> FeatureBuild:
+def feature_months(config: Config, month: pd.Period, first_in_snapshot: int | None) -> tuple[int, int]:
+    """The months (as month indexes) whose features a run of M writes, and reads back.
+
+    From the first month whose whole lookback lies inside M's window (without a window: the
+    snapshot's first month) through M. Training and prediction read only these, so a run of M
+    depends on M's window alone, never on feature files other runs left in the offline table.
+    """
+    start = window_start(config, month)
+    last = month_index(month)
+    if start is not None:
+        return month_index(start) + config.features.lookback_months - 1, last
+    return (last if first_in_snapshot is None else first_in_snapshot), last
+
+
+def stored(frame: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """A month's rows as the offline table keeps them: numeric features as float32, timestamps
+    in microseconds (DuckDB reads nanosecond UTC timestamps as a type it cannot compare)."""
+    numeric = [c for c in feature_names(config) if pd.api.types.is_float_dtype(frame[c])]
+    types: dict[str, object] = {c: np.float32 for c in numeric}
+    types.update({TIMESTAMP: "datetime64[us, UTC]", CREATED: "datetime64[us, UTC]"})
+    return frame.drop(columns="_m").astype(types)
+
+
+# Entities per chunk of feature work: bounds the memory of the feature arrays (about 0.2 GB per
+# chunk over 60 months), and on a Dask cluster each chunk is a task.
+CHUNK_ENTITIES = 20_000
+
+
+def chunk_features(panel: Panel, config: Config, first: int, last: int) -> dict[int, pd.DataFrame]:
+    """The stored feature rows of one chunk of entities, by month index, for months first..last."""
+    arrays = feature_arrays(panel, config)
+    cols = [c for c in np.flatnonzero(arrays.valid.any(axis=0)) if first <= panel.first_month + c <= last]
+    return {
+        panel.first_month + int(c): stored(feature_frame(arrays, config, np.array([c])), config) for c in cols
+    }
+
+
+def build_features(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None) -> FeatureBuild:
     """Compute features from the snapshot and write one parquet file per month to the offline table.
 
     Only months whose whole lookback lies inside the run's window are written, so a backfill of
-    an earlier month rewrites files with the same values and never touches later months.
+    an earlier month rewrites files with the same values and never touches later months. The work
+    goes chunk by chunk of entities (on the Dask cluster's workers if ``client`` is one); the
+    chunks' rows are put back in entity order, so the files are the same either way.
     """
-    features = compute_features(monthly_grid(snapshot, config), config)
-    start = window_start(config, month)
-    last = month_index(month)
-    first = features["_m"].min()
-    if start is not None:
-        first = month_index(start) + config.features.lookback_months - 1
-    keep = features[(features["_m"] >= first) & (features["_m"] <= last)]
+    from forecasting.compute import map_in_order
+
+    panel = build_panel(snapshot, config)
+    first, last = feature_months(config, month, panel.first_month if panel.entities else None)
+    chunks = [panel.subset(rows) for rows in panel.chunks(CHUNK_ENTITIES)]
+    del panel
+    parts = map_in_order(client, chunk_features, chunks, config, first, last)
     folder = paths.feature_table(config)
-    for m, rows in keep.groupby("_m", sort=True):
-        paths.write_parquet_atomically(rows.drop(columns="_m"), folder / f"{month_from_index(m)}.parquet")
-    months = keep["_m"].drop_duplicates()
+    months_written = sorted({m for part in parts for m in part})
+    rows_written, entities = 0, 0
+    for m in months_written:
+        frame = pd.concat([part[m] for part in parts if m in part], ignore_index=True)
+        paths.write_parquet_atomically(frame, folder / f"{month_from_index(m)}.parquet")
+        rows_written += len(frame)
+    for part in parts:  # entities with a feature row in some month written
+        keys = [frame[config.source.entity_columns] for frame in part.values()]
+        entities += len(pd.concat(keys).drop_duplicates()) if keys else 0
     result = FeatureBuild(
-        months_written=len(months),
-        rows_written=len(keep),
-        entities=keep[config.source.entity_columns].drop_duplicates().shape[0],
-        first_month=str(month_from_index(months.min())) if len(months) else "",
-        last_month=str(month_from_index(months.max())) if len(months) else "",
+        months_written=len(months_written),
+        rows_written=rows_written,
+        entities=entities,
+        first_month=str(month_from_index(months_written[0])) if months_written else "",
+        last_month=str(month_from_index(months_written[-1])) if months_written else "",
     )
-    log.info("Wrote %d feature rows for %d months (%s..%s) to %s", result.rows_written,
-             result.months_written, result.first_month, result.last_month, folder)
+    log.info(
+        "Wrote %d feature rows for %d months (%s..%s) to %s",
+        result.rows_written,
+        result.months_written,
+        result.first_month,
+        result.last_month,
+        folder,
+    )
     return result
 
 
-def active_entities(snapshot: pd.DataFrame, config: Config, month: pd.Period) -> pd.DataFrame:
+def active_entities(panel: Panel, month: pd.Period) -> pd.DataFrame:
     """Entities with a row in month M: the ones we forecast. Keys as strings, like Feast's."""
-    src = config.source
-    rows = snapshot[snapshot[src.time_column] == month_start(month)]
-    return rows[src.entity_columns].astype(str).drop_duplicates().reset_index(drop=True)
+    col = panel.column(month_index(month))
+    if not 0 <= col < panel.months:
+        return panel.keys.iloc[:0]
+    return panel.keys[panel.observed[:, col]].reset_index(drop=True)

@@ -1,10 +1,12 @@
-"""Where each stage keeps its files under the config's data_dir, one folder per month M."""
+"""Where each stage keeps its files under the config's data_dir: one folder per month M and run."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +15,83 @@ import pandas as pd
 from forecasting.config import Config
 
 
-def run_dir(config: Config, month: pd.Period) -> Path:
+def run_key(run_id: str) -> str:
+    """A folder name for a run id: Airflow's ``manual__2026-11-01T00:00:00+00:00`` becomes
+    ``manual__2026-11-01T00-00-00-00-00``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", run_id).strip("-.") or "run"
+
+
+def new_attempt(run_id: str) -> str:
+    """A fresh folder name for one attempt of a run: Airflow keeps a run's id when it is cleared
+    and run again, and a failed attempt must not overwrite what the published one left."""
+    return f"{run_key(run_id)}__{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
+
+
+def month_dir(config: Config, month: pd.Period) -> Path:
+    """Every attempt of every run of month M, one folder each."""
     return config.data_dir / "runs" / str(month)
 
 
-def snapshot(config: Config, month: pd.Period) -> Path:
-    return run_dir(config, month) / "raw.parquet"
+def run_dir(config: Config, month: pd.Period, attempt: str) -> Path:
+    """One attempt's own files (see ``new_attempt``)."""
+    if run_key(attempt) != attempt:
+        raise ValueError(f"not an attempt folder name: {attempt!r}")
+    return month_dir(config, month) / attempt
 
 
-def data_docs(config: Config, month: pd.Period) -> Path:
-    """GX rebuilds a Data Docs site from its latest run only, so each month keeps its own."""
-    return config.data_dir / "data_docs" / str(month)
+def snapshot(config: Config, month: pd.Period, attempt: str) -> Path:
+    return run_dir(config, month, attempt) / "raw.parquet"
+
+
+def forecasts(config: Config, month: pd.Period, attempt: str) -> Path:
+    return run_dir(config, month, attempt) / "forecasts.parquet"
+
+
+def stage_result(config: Config, month: pd.Period, attempt: str, stage: str) -> Path:
+    """What a stage returned (``<stage>.json``)."""
+    return run_dir(config, month, attempt) / f"{stage}.json"
+
+
+def stage_failure(config: Config, month: pd.Period, attempt: str, stage: str) -> Path:
+    """Why a stage failed (``<stage>.failed.json``)."""
+    return run_dir(config, month, attempt) / f"{stage}.failed.json"
+
+
+def data_docs(config: Config, month: pd.Period, attempt: str) -> Path:
+    """GX rebuilds a Data Docs site from its latest run only, so each attempt keeps its own."""
+    return run_dir(config, month, attempt) / "data_docs"
+
+
+def runs_of(config: Config, month: pd.Period) -> list[Path]:
+    """The attempt folders of month M, oldest first (their names end with when they began)."""
+    folder = month_dir(config, month)
+    runs = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+    return sorted(runs, key=lambda p: (p.name.rpartition("__")[2], p.name))
+
+
+def published_attempt(config: Config, month: pd.Period, run_id: str | None = None) -> Path | None:
+    """M's newest attempt that published (of run ``run_id`` if given), or None."""
+    published = [
+        r
+        for r in runs_of(config, month)
+        if (r / "publish.json").is_file()
+        and (run_id is None or read_json(r / "publish.json").get("run_id") == run_id)
+    ]
+    return published[-1] if published else None
+
+
+# Big files of a run: once another run of the month is published they only take space. Its
+# stage results, failures and Data Docs stay, so what happened to every attempt can be read.
+SUPERSEDED_FILES = ("raw.parquet", "forecasts.parquet")
+
+
+def prune_superseded_runs(config: Config, month: pd.Period, keep: str) -> None:
+    """Delete the big files of M's other attempts, after attempt ``keep`` was published."""
+    kept = run_dir(config, month, keep)
+    for folder in runs_of(config, month):
+        if folder != kept:
+            for name in SUPERSEDED_FILES:
+                (folder / name).unlink(missing_ok=True)
 
 
 def feature_table(config: Config) -> Path:

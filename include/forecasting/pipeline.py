@@ -1,139 +1,221 @@
 """The monthly pipeline as stage functions with plain inputs and JSON-ready outputs.
 
 Each Airflow task calls one of these with the logical month ("YYYY-MM") and what upstream
-tasks returned; each loads the deployment's config itself (``FORECAST_CONFIG``), so a task
-can run on any worker. ``run_month`` runs them in order without Airflow.
+tasks returned; each loads the deployment's config itself (``FORECAST_CONFIG``), so a task can
+run on any worker. ``extract`` starts a new *attempt* (``paths.new_attempt``: a folder of its
+own, passed on to every later stage), so a later or failed attempt never overwrites the
+snapshot, Data Docs or results of the one that was published. Each stage records what it
+returned as ``<stage>.json``, or why it failed as ``<stage>.failed.json`` (read by
+``forecasting.summary`` and the UI). ``run_month`` runs them in order without Airflow.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 
 from forecasting import paths
+from forecasting.compute import client_for
 from forecasting.config import Config, load_config
 from forecasting.months import month_of
 
 log = logging.getLogger(__name__)
 
+STAGES = (
+    "extract",
+    "validate",
+    "build_features",
+    "register_features",
+    "train",
+    "evaluate",
+    "predict",
+    "publish",
+)
 
-def _setup(month: str, config: Config | None) -> tuple[Config, pd.Period]:
-    return (config or load_config()), month_of(month)
+
+@contextmanager
+def _stage(name: str, month: str, attempt: str, config: Config | None) -> Iterator[tuple[Config, pd.Period]]:
+    """Load the config and M; if the stage fails, record why beside the attempt's files."""
+    config = config or load_config()
+    m = month_of(month)
+    paths.stage_failure(config, m, attempt, name).unlink(missing_ok=True)
+    try:
+        yield config, m
+    except Exception as err:
+        from forecasting.errors import is_permanent
+
+        failure = {
+            "stage": name,
+            "month": str(m),
+            "attempt": attempt,
+            "error": type(err).__name__,
+            "message": str(err),
+            "permanent": is_permanent(err),
+        }
+        report = getattr(err, "report", None)  # a failed validation names every expectation
+        if report is not None:
+            failure["failures"] = report.failures
+            failure["data_docs"] = report.data_docs
+        paths.write_json_atomically(failure, paths.stage_failure(config, m, attempt, name))
+        raise
 
 
-def _record(config: Config, month: pd.Period, stage: str, result: dict) -> dict:
-    """Keep each stage's result beside the run's files (read by ``forecasting.summary``)."""
-    paths.write_json_atomically(result, paths.run_dir(config, month) / f"{stage}.json")
+def _record(config: Config, month: pd.Period, attempt: str, stage: str, result: dict) -> dict:
+    result = {"month": str(month), "attempt": attempt, **result}
+    paths.write_json_atomically(result, paths.stage_result(config, month, attempt, stage))
     return result
 
 
-def _snapshot(config: Config, month: pd.Period) -> pd.DataFrame:
-    return pd.read_parquet(paths.snapshot(config, month))
+def _snapshot(config: Config, month: pd.Period, attempt: str) -> pd.DataFrame:
+    return pd.read_parquet(paths.snapshot(config, month, attempt))
 
 
-def extract(month: str, config: Config | None = None) -> dict:
+def extract(month: str, run_id: str, config: Config | None = None) -> dict:
+    """Start a new attempt of run ``run_id`` for M: its result names the attempt's folder."""
     from forecasting.extract import extract as run
 
-    config, m = _setup(month, config)
-    snap = run(config, m)
-    return _record(config, m, "extract", {
-        "month": month, "snapshot": str(snap.path), "rows": snap.rows,
-        "first_month": snap.first_month, "last_month": snap.last_month})
+    attempt = paths.new_attempt(run_id)
+    with _stage("extract", month, attempt, config) as (config, m):
+        snap = run(config, m, paths.snapshot(config, m, attempt))
+        result = {
+            "run_id": run_id,
+            "snapshot": str(snap.path),
+            "rows": snap.rows,
+            "first_month": snap.first_month,
+            "last_month": snap.last_month,
+        }
+        return _record(config, m, attempt, "extract", result)
 
 
-def validate(month: str, config: Config | None = None) -> dict:
+def validate(month: str, attempt: str, config: Config | None = None) -> dict:
     """Raises validate.DataValidationError, naming each failed expectation, on bad data."""
     from forecasting.validate import validate_snapshot
 
-    config, m = _setup(month, config)
-    report = validate_snapshot(_snapshot(config, m), config, m, paths.data_docs(config, m))
-    return _record(config, m, "validate", {
-        "month": month, "rows": report.rows, "rows_in_month": report.rows_in_month,
-        "expectations": report.expectations, "data_docs": report.data_docs})
+    with _stage("validate", month, attempt, config) as (config, m):
+        docs = paths.data_docs(config, m, attempt)
+        report = validate_snapshot(_snapshot(config, m, attempt), config, m, docs)
+        result = {
+            "rows": report.rows,
+            "rows_in_month": report.rows_in_month,
+            "expectations": report.expectations,
+            "data_docs": report.data_docs,
+        }
+        return _record(config, m, attempt, "validate", result)
 
 
-def build_features(month: str, config: Config | None = None) -> dict:
+def build_features(month: str, attempt: str, config: Config | None = None) -> dict:
     from forecasting.features import build_features as run
 
-    config, m = _setup(month, config)
-    built = run(_snapshot(config, m), config, m)
-    return _record(config, m, "build_features", {
-        "month": month, "rows": built.rows_written, "months": built.months_written,
-        "entities": built.entities, "first_month": built.first_month, "last_month": built.last_month})
+    with _stage("build_features", month, attempt, config) as (config, m), client_for(config) as client:
+        built = run(_snapshot(config, m, attempt), config, m, client)
+        result = {
+            "rows": built.rows_written,
+            "months": built.months_written,
+            "entities": built.entities,
+            "first_month": built.first_month,
+            "last_month": built.last_month,
+        }
+        return _record(config, m, attempt, "build_features", result)
 
 
-def register_features(month: str, config: Config | None = None) -> dict:
+def register_features(month: str, attempt: str, config: Config | None = None) -> dict:
     """Apply the Feast definitions and materialize month M into the online store."""
     from forecasting import store
 
-    config, m = _setup(month, config)
-    definitions = store.apply(config)
-    materialized = store.materialize(config, m)
-    return _record(config, m, "register_features", {
-        "month": month, "feature_view": definitions.view.name,
-        "feature_service": definitions.service.name, "materialized_entities": materialized})
+    with _stage("register_features", month, attempt, config) as (config, m):
+        definitions = store.apply(config)
+        materialized = store.materialize(config, m)
+        result = {
+            "feature_view": definitions.view.name,
+            "feature_service": definitions.service.name,
+            "materialized_entities": materialized,
+        }
+        return _record(config, m, attempt, "register_features", result)
 
 
-def train(month: str, config: Config | None = None) -> dict:
+def train(month: str, attempt: str, config: Config | None = None) -> dict:
     from forecasting.train import train as run
 
-    config, m = _setup(month, config)
-    model = run(_snapshot(config, m), config, m)
-    return _record(config, m, "train", {
-        "month": month, "model_version": model.version, "model_dir": str(model.directory),
-        "rows": model.metadata["rows"], "trees": model.metadata["params"]["num_boost_round"]})
+    with _stage("train", month, attempt, config) as (config, m), client_for(config) as client:
+        model = run(_snapshot(config, m, attempt), config, m, client)
+        result = {
+            "model_version": model.version,
+            "model_dir": str(model.directory),
+            "rows": model.metadata["rows"],
+            "trees": model.metadata["params"]["num_boost_round"],
+        }
+        return _record(config, m, attempt, "train", result)
 
 
-def evaluate(month: str, model_dir: str, config: Config | None = None) -> dict:
+def evaluate(month: str, attempt: str, model_dir: str, config: Config | None = None) -> dict:
     from forecasting.evaluate import evaluate as run
 
-    config, m = _setup(month, config)
-    report = run(_snapshot(config, m), config, m, Path(model_dir))
-    if not report.beats_baselines:
-        log.warning("The model (WAPE %.3f) does not beat the %s baseline (WAPE %.3f) on the holdout",
-                    report.model["wape"], report.best_baseline,
-                    report.baselines[report.best_baseline]["wape"])
-    return _record(config, m, "evaluate", {
-        "month": month, "report": str(report.path), "model_wape": report.model["wape"],
-        "best_baseline": report.best_baseline,
-        "best_baseline_wape": report.baselines[report.best_baseline]["wape"],
-        "beats_best_baseline": report.beats_baselines})
+    with _stage("evaluate", month, attempt, config) as (config, m):
+        report = run(_snapshot(config, m, attempt), config, m, Path(model_dir))
+        best = report.baselines[report.best_baseline]["wape"]
+        if not report.beats_baselines:
+            log.warning(
+                "The model (WAPE %.3f) does not beat the %s baseline (WAPE %.3f) on the holdout",
+                report.model["wape"],
+                report.best_baseline,
+                best,
+            )
+        result = {
+            "report": str(report.path),
+            "model_wape": report.model["wape"],
+            "best_baseline": report.best_baseline,
+            "best_baseline_wape": best,
+            "beats_best_baseline": report.beats_baselines,
+        }
+        return _record(config, m, attempt, "evaluate", result)
 
 
-def predict(month: str, model_dir: str, config: Config | None = None) -> dict:
-    from forecasting import predict as stage
+def predict(month: str, attempt: str, model_dir: str, config: Config | None = None) -> dict:
+    from forecasting.predict import forecast
 
-    config, m = _setup(month, config)
-    frame = stage.forecast(_snapshot(config, m), config, m, Path(model_dir))
-    path = stage.save_forecasts(frame, config, m)
-    return _record(config, m, "predict", {"month": month, "forecasts": str(path), "rows": len(frame)})
+    with _stage("predict", month, attempt, config) as (config, m), client_for(config) as client:
+        frame = forecast(_snapshot(config, m, attempt), config, m, Path(model_dir), client)
+        path = paths.forecasts(config, m, attempt)
+        paths.write_parquet_atomically(frame, path)
+        return _record(config, m, attempt, "predict", {"forecasts": str(path), "rows": len(frame)})
 
 
-def publish(month: str, model_dir: str, run_id: str, config: Config | None = None) -> dict:
+def publish(month: str, attempt: str, model_dir: str, run_id: str, config: Config | None = None) -> dict:
     from forecasting.publish import publish as run
 
-    config, m = _setup(month, config)
-    model_dir = Path(model_dir)
-    metadata = paths.read_json(model_dir / "metadata.json")
-    evaluation = paths.read_json(model_dir / "evaluation.json")
-    frame = pd.read_parquet(paths.run_dir(config, m) / "forecasts.parquet")
-    result = run(frame, config, m, model_version=metadata["model_version"], run_id=run_id,
-                 evaluation=evaluation)
-    return _record(config, m, "publish", {
-        "month": month, "table": result.table, "url": result.url, "rows": result.rows,
-        "replaced": result.replaced, "model_version": metadata["model_version"], "run_id": run_id})
+    with _stage("publish", month, attempt, config) as (config, m):
+        metadata = paths.read_json(Path(model_dir) / "metadata.json")
+        evaluation = paths.read_json(Path(model_dir) / "evaluation.json")
+        frame = pd.read_parquet(paths.forecasts(config, m, attempt))
+        published = run(
+            frame, config, m, model_version=metadata["model_version"], run_id=run_id, evaluation=evaluation
+        )
+        result = {
+            "table": published.table,
+            "url": published.url,
+            "rows": published.rows,
+            "replaced": published.replaced,
+            "model_version": metadata["model_version"],
+            "run_id": run_id,
+        }
+        _record(config, m, attempt, "publish", result)
+        paths.prune_superseded_runs(config, m, keep=attempt)
+        return result
 
 
 def run_month(month: str, run_id: str, config: Config | None = None) -> dict:
     """Every stage in order, as the DAG runs them (for scripts and tests without a scheduler)."""
     config = config or load_config()
-    results = {"extract": extract(month, config), "validate": validate(month, config),
-               "build_features": build_features(month, config),
-               "register_features": register_features(month, config), "train": train(month, config)}
+    results = {"extract": extract(month, run_id, config)}
+    attempt = results["extract"]["attempt"]
+    for stage in ("validate", "build_features", "register_features", "train"):
+        results[stage] = globals()[stage](month, attempt, config)
     model_dir = results["train"]["model_dir"]
-    results["evaluate"] = evaluate(month, model_dir, config)
-    results["predict"] = predict(month, model_dir, config)
-    results["publish"] = publish(month, model_dir, run_id, config)
+    for stage in ("evaluate", "predict"):
+        results[stage] = globals()[stage](month, attempt, model_dir, config)
+    results["publish"] = publish(month, attempt, model_dir, run_id, config)
     return results

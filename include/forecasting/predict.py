@@ -8,43 +8,49 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecasting import paths, train
+from forecasting import dataset, model
 from forecasting.config import Config
-from forecasting.features import active_entities
-from forecasting.months import month_index, month_start
+from forecasting.months import month_from_index, month_index
+from forecasting.panel import build_panel
 
 log = logging.getLogger(__name__)
 
 
-def forecast(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir: Path) -> pd.DataFrame:
+def forecast(
+    snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir: Path, client=None
+) -> pd.DataFrame:
     """One row per active entity and horizon: keys (source types), forecast_month, horizon, prediction."""
-    booster, metadata = train.load_model(model_dir)
+    booster, metadata = model.load(model_dir)
     keys = config.source.entity_columns
-    entities = active_entities(snapshot, config, month)
-    n, horizons = len(entities), np.arange(1, config.horizon + 1)
-    rows = train.entity_frame(
-        entities.loc[entities.index.repeat(len(horizons))],
-        origin_index=np.full(n * len(horizons), month_index(month)),
-        horizon=np.tile(horizons, n),
+    panel = build_panel(snapshot, config, sales_only=True)
+    m = month_index(month)
+    col = panel.column(m)
+    active = (
+        np.flatnonzero(panel.observed[:, col]) if 0 <= col < panel.months else np.zeros(0, dtype=np.int64)
     )
-    # The same point-in-time retrieval as training, so a backfill of M forecasts as M did.
-    features = train.with_features(rows, config)
+    # The same point-in-time retrieval as training, so a backfill of M forecasts as M's run did.
+    features = dataset.retrieve(config, panel, active, np.full(len(active), m), client)
     missing = features["sales_lag_1"].isna()
     if missing.any():
         raise RuntimeError(f"{int(missing.sum())} forecast rows found no features for {month} in Feast")
-    features = features.sort_values([train.HORIZON, *keys], kind="stable").reset_index(drop=True)
-    out = features[keys].copy()
-    for key in keys:  # back to the source's types, so analysts join on them as they are
-        out[key] = out[key].astype(snapshot[key].dtype)
-    out["forecast_month"] = [month_start(month + int(h)).date() for h in features[train.HORIZON]]
-    out["horizon"] = features[train.HORIZON].astype(int).to_numpy()
-    out["prediction"] = train.predict(booster, features, config, metadata["categories"])
-    log.info("Forecast %d entities x %d horizons for %s with %s", n, len(horizons), month,
-             metadata["model_version"])
-    return out
-
-
-def save_forecasts(frame: pd.DataFrame, config: Config, month: pd.Period) -> Path:
-    path = paths.run_dir(config, month) / "forecasts.parquet"
-    paths.write_parquet_atomically(frame, path)
-    return path
+    parts = []
+    for h in range(1, config.horizon + 1):
+        frame = dataset.with_model_columns(features, np.full(len(active), h))
+        out = panel.keys.iloc[active].reset_index(drop=True)
+        for key in keys:  # back to the source's types, so analysts join on them as they are
+            out[key] = out[key].astype(panel.key_dtypes[key])
+        out["forecast_month"] = month_from_index(m + h).to_timestamp().date()
+        out["horizon"] = h
+        out["prediction"] = model.predict(
+            booster, dataset.design_matrix(frame, config, metadata["categories"])
+        )
+        parts.append(out)
+    result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    log.info(
+        "Forecast %d entities x %d horizons for %s with %s",
+        len(active),
+        config.horizon,
+        month,
+        metadata["model_version"],
+    )
+    return result

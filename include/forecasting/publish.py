@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import sqlalchemy as sa
 
-from forecasting.config import Config
+from forecasting.config import Config, hide_password
 from forecasting.db import make_engine
 from forecasting.months import month_start
 
@@ -38,8 +38,11 @@ def predictions_tables(config: Config, key_dtypes: dict[str, object]) -> tuple[s
     name = config.predictions.table
     keys = config.source.entity_columns
     forecasts = sa.Table(
-        name, metadata,
-        sa.Column("run_month", sa.Date, nullable=False, comment="logical month M whose data made the forecast"),
+        name,
+        metadata,
+        sa.Column(
+            "run_month", sa.Date, nullable=False, comment="logical month M whose data made the forecast"
+        ),
         *(sa.Column(k, _sql_type(key_dtypes[k]), nullable=False) for k in keys),
         sa.Column("forecast_month", sa.Date, nullable=False, comment="first day of the month forecast"),
         sa.Column("horizon", sa.Integer, nullable=False, comment="months ahead of run_month"),
@@ -52,7 +55,8 @@ def predictions_tables(config: Config, key_dtypes: dict[str, object]) -> tuple[s
         sa.Index(f"{name}_forecast_month_idx", "forecast_month"),
     )
     runs = sa.Table(
-        f"{name}_runs", metadata,
+        f"{name}_runs",
+        metadata,
         sa.Column("run_month", sa.Date, primary_key=True),
         sa.Column("model_version", sa.String(64), nullable=False),
         sa.Column("run_id", sa.String(250), nullable=False),
@@ -109,34 +113,57 @@ def insert_rows(conn: sa.Connection, table: sa.Table, records: list[dict]) -> No
         conn.execute(table.insert(), records)
 
 
-def publish(forecasts: pd.DataFrame, config: Config, month: pd.Period, *, model_version: str,
-            run_id: str, evaluation: dict | None = None, created_at: datetime | None = None) -> PublishResult:
+def publish(
+    forecasts: pd.DataFrame,
+    config: Config,
+    month: pd.Period,
+    *,
+    model_version: str,
+    run_id: str,
+    evaluation: dict | None = None,
+    created_at: datetime | None = None,
+) -> PublishResult:
     """Replace month M's forecasts with ``forecasts`` in one transaction."""
     keys = config.source.entity_columns
     created_at = created_at or datetime.now(UTC)
     run_month = month_start(month).date()
     frame = forecasts[[*keys, "forecast_month", "horizon", "prediction"]].assign(
-        run_month=run_month, model_version=model_version, run_id=run_id, created_at=created_at)
+        run_month=run_month, model_version=model_version, run_id=run_id, created_at=created_at
+    )
     records = frame.to_dict(orient="records")
+    dtypes = {k: forecasts[k].dtype for k in keys}
     engine = make_engine(config.predictions.database)
     try:
-        with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":  # concurrent publishes: see forecasting.postgres
-                from forecasting.postgres import lock_for_publish
+        postgres = engine.dialect.name == "postgresql"
+        if postgres:  # concurrent publishes, no endless waits: see forecasting.postgres
+            from forecasting.postgres import prepare_publish, publish_transaction
 
-                lock_for_publish(conn, config.predictions.table, config.predictions.database.schema, run_month)
-            table, runs = ensure_schema(conn, config, {k: forecasts[k].dtype for k in keys})
+            name, schema = config.predictions.table, config.predictions.database.schema
+            table, runs = prepare_publish(
+                engine, lambda conn: ensure_schema(conn, config, dtypes), name, schema, run_month
+            )
+        with publish_transaction(engine, name, schema, run_month) if postgres else engine.begin() as conn:
+            if not postgres:
+                table, runs = ensure_schema(conn, config, dtypes)
             replaced = conn.execute(sa.delete(table).where(table.c.run_month == run_month)).rowcount
             insert_rows(conn, table, records)
             conn.execute(sa.delete(runs).where(runs.c.run_month == run_month))
             evaluation = evaluation or {}
-            conn.execute(sa.insert(runs).values(
-                run_month=run_month, model_version=model_version, run_id=run_id, created_at=created_at,
-                forecasts=len(records), holdout_wape=evaluation.get("model", {}).get("wape"),
-                best_baseline=evaluation.get("best_baseline"),
-                best_baseline_wape=evaluation.get("baselines", {}).get(evaluation.get("best_baseline"), {}).get("wape"),
-            ))
-        url = engine.url.render_as_string(hide_password=True)
+            conn.execute(
+                sa.insert(runs).values(
+                    run_month=run_month,
+                    model_version=model_version,
+                    run_id=run_id,
+                    created_at=created_at,
+                    forecasts=len(records),
+                    holdout_wape=evaluation.get("model", {}).get("wape"),
+                    best_baseline=evaluation.get("best_baseline"),
+                    best_baseline_wape=evaluation.get("baselines", {})
+                    .get(evaluation.get("best_baseline"), {})
+                    .get("wape"),
+                )
+            )
+        url = hide_password(engine.url.render_as_string(hide_password=True))
     finally:
         engine.dispose()
     log.info("Published %d forecasts for %s to %s (replaced %d)", len(records), month, table.name, replaced)

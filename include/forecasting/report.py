@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -39,7 +40,9 @@ def quality_rows(config: Config) -> list[dict]:
     try:
         if not sa.inspect(engine).has_table(runs_table, schema=config.predictions.database.schema):
             return []
-        runs = sa.Table(runs_table, sa.MetaData(schema=config.predictions.database.schema), autoload_with=engine)
+        runs = sa.Table(
+            runs_table, sa.MetaData(schema=config.predictions.database.schema), autoload_with=engine
+        )
         with engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(sa.select(runs).order_by(runs.c.run_month.desc()))]
     finally:
@@ -49,8 +52,10 @@ def quality_rows(config: Config) -> list[dict]:
         evaluation = paths.models(config) / row["model_version"] / "evaluation.json"
         row["month"] = month
         row["evaluation"] = json.loads(evaluation.read_text()) if evaluation.exists() else None
-        docs = paths.data_docs(config, month_of(month)) / "index.html"
-        row["data_docs"] = docs.exists()
+        # The published attempt's own validation, never a later failed attempt's.
+        attempt = paths.published_attempt(config, month_of(month), row["run_id"])
+        row["attempt"] = attempt.name if attempt else None
+        row["data_docs"] = attempt is not None and (attempt / "data_docs" / "index.html").is_file()
     return rows
 
 
@@ -59,22 +64,34 @@ def render(config: Config) -> str:
     if not rows:
         body = "<p>No month has been published yet: run <code>monthly_forecast</code>.</p>"
     else:
-        head = ("<tr><th>month</th><th>model</th><th>forecasts</th><th>model WAPE</th>"
-                "<th>best baseline</th><th>baseline WAPE</th><th></th><th>Data Docs</th></tr>")
+        head = (
+            "<tr><th>month</th><th>model</th><th>forecasts</th><th>model WAPE</th>"
+            "<th>best baseline</th><th>baseline WAPE</th><th></th><th>Data Docs</th></tr>"
+        )
         body = "<table>" + head + "".join(_row(r) for r in rows) + "</table>"
-    return PAGE.format(config=html.escape(str(config.path)),
-                       table=html.escape(config.predictions.table), body=body)
+    return PAGE.format(
+        config=html.escape(str(config.path)), table=html.escape(config.predictions.table), body=body
+    )
 
 
 def _row(r: dict) -> str:
     wape, base = r["holdout_wape"], r["best_baseline_wape"]
     beats = wape is not None and base is not None and wape < base
     verdict = '<span class="good">beats it</span>' if beats else '<span class="bad">does not beat it</span>'
-    docs = f'<a href="data-docs/{r["month"]}/index.html">validation</a>' if r["data_docs"] else ""
+    docs = (
+        f'<a href="data-docs/{r["month"]}/{html.escape(r["attempt"])}/index.html">validation</a>'
+        if r["data_docs"]
+        else ""
+    )
     cells = [
-        html.escape(r["month"]), f"<code>{html.escape(r['model_version'])}</code>",
-        f'<td class="n">{r["forecasts"]:,}</td>', f'<td class="n">{_num(wape)}</td>',
-        html.escape(r["best_baseline"] or ""), f'<td class="n">{_num(base)}</td>', verdict, docs,
+        html.escape(r["month"]),
+        f"<code>{html.escape(r['model_version'])}</code>",
+        f'<td class="n">{r["forecasts"]:,}</td>',
+        f'<td class="n">{_num(wape)}</td>',
+        html.escape(r["best_baseline"] or ""),
+        f'<td class="n">{_num(base)}</td>',
+        verdict,
+        docs,
     ]
     return "<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in cells) + "</tr>"
 
@@ -83,9 +100,23 @@ def _num(value) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
-def data_docs_file(config: Config, month: str, relative: str) -> Path | None:
-    """A file inside month's Data Docs folder, or None (also for paths that try to leave it)."""
-    root = paths.data_docs(config, month_of(month)).resolve()
+MONTH_PATTERN = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+ATTEMPT_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
+
+
+class BadRequest(ValueError):
+    """A month or run that is not even well-formed (the UI answers 400)."""
+
+
+def data_docs_file(config: Config, month: str, attempt: str, relative: str) -> Path | None:
+    """A file inside the Data Docs of one attempt of month, or None (also for paths that try to
+    leave it). Raises BadRequest unless ``month`` is YYYY-MM and ``attempt`` an attempt's name.
+    """
+    if not MONTH_PATTERN.fullmatch(month):
+        raise BadRequest(f"not a month (YYYY-MM): {month!r}")
+    if not ATTEMPT_PATTERN.fullmatch(attempt) or paths.run_key(attempt) != attempt:
+        raise BadRequest(f"not a run attempt: {attempt!r}")
+    root = paths.data_docs(config, month_of(month), attempt).resolve()
     target = (root / relative).resolve()
     if not target.is_relative_to(root) or not target.is_file():
         return None

@@ -8,20 +8,26 @@ schema from the offline table that ``features.build_features`` wrote, so they al
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import logging
+import os
 import re
+import tempfile
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
 from forecasting import paths
-from forecasting.config import REPO_ROOT, Config
+from forecasting.config import REPO_ROOT, Config, feast_repo_config
 from forecasting.features import CREATED, TIMESTAMP, feature_names
 from forecasting.months import month_end
 
@@ -32,6 +38,12 @@ FEATURE_SERVICE = "demand_model"
 FEATURE_REPO = REPO_ROOT / "feature_repo"
 # A feature row describes one month; an older one must not stand in for a missing month.
 FEATURE_TTL = timedelta(days=40)
+# The feature files Feast reads: every parquet file in the folder but hidden ones. A file being
+# written (paths.write_parquet_atomically's ".tmp-*.parquet") is not a feature file, and both of
+# Feast's file-based offline stores would fail on it: DuckDB's read_parquet and dask's
+# read_parquet read every file a folder or a plain "*.parquet" holds. Both take this glob.
+FEATURE_FILES = "[!._]*.parquet"
+_GROUP = "__entity_group"  # a column of the dask store's distinct entity rows
 
 
 @contextlib.contextmanager
@@ -42,11 +54,33 @@ def _quiet_dask():
         yield
 
 
-def repo_config(config: Config):
-    from feast.repo_config import RepoConfig
+@contextlib.contextmanager
+def _offline_session(store):
+    """Feast's DuckDB offline store runs its queries on ibis's default backend, a DuckDB
+    connection that lives as long as the process and keeps hundreds of MB after a big join
+    (and the entity rows Feast registered in it). Each retrieval or materialization gets a
+    connection of its own instead, closed afterwards, so a task's later work (a model fit)
+    has that memory back. The dask store does not use ibis."""
+    if store.config.offline_store.type != "duckdb":
+        with _quiet_dask():
+            yield
+        return
+    import ibis
 
-    settings = {"provider": "local", "entity_key_serialization_version": 3, **config.feature_store}
-    repo = RepoConfig(**settings)
+    previous = ibis.options.default_backend
+    con = ibis.duckdb.connect(":memory:")
+    ibis.options.default_backend = con
+    try:
+        yield
+    finally:
+        ibis.options.default_backend = previous
+        con.disconnect()
+
+
+def repo_config(config: Config):
+    """Feast's settings from the config's feature_store section, checked by Feast's own models:
+    an unknown key or a bad value anywhere in it is a ConfigError naming it."""
+    repo = feast_repo_config(config)
     repo.repo_path = FEATURE_REPO
     return repo
 
@@ -58,52 +92,119 @@ def feature_store(config: Config):
 
 
 def write_feature_store_yaml(config: Config) -> Path:
-    """Write this deployment's feature_store.yaml, for the ``feast`` CLI (``feast -f PATH ...``)."""
+    """Write this deployment's feature_store.yaml, for the ``feast`` CLI (``feast -f PATH ...``).
+
+    The section goes in as the config file has it, ``${VAR}`` and all: Feast's
+    ``load_repo_config`` fills those in from the environment of whoever runs the CLI, so a
+    password from the environment (the SQL registry's URL) never reaches the disk. The file
+    may still hold what the config itself spells out: only its owner may read it (0600, in a
+    0700 folder where the pipeline owns the folder).
+    """
+    settings = config.feature_store_unexpanded
+    if settings is None:  # a Config built by hand, without its unexpanded section
+        settings = config.feature_store
     path = config.data_dir / "feast" / "feature_store.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config.feature_store, sort_keys=False))
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(OSError):  # a folder set up by someone else keeps its mode
+        if path.parent.stat().st_uid == os.getuid():
+            path.parent.chmod(0o700)
+    text = yaml.safe_dump(settings, sort_keys=False)
+    # mkstemp creates the file 0600; the rename replaces an older copy whole (whatever its mode).
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".yaml")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        read_back = yaml.safe_load(os.path.expandvars(text))
+    except yaml.YAMLError:
+        read_back = None
+    if read_back != config.feature_store:
+        # Feast substitutes ${VAR} into the text before parsing it: a value with YAML syntax in
+        # it (or a literal $NAME) reads differently there. Say so, without quoting any value.
+        log.warning(
+            "%s: with this environment, Feast reads settings other than the pipeline's "
+            "(a ${VAR} value that is not plain YAML text, or a literal $ in a value?)",
+            path,
+        )
     return path
 
 
 @dataclass
 class Definitions:
     entities: list
-    source: object
-    view: object
-    service: object
+    source: Any  # feast.FileSource
+    view: Any  # feast.FeatureView
+    service: Any  # feast.FeatureService
 
     def objects(self) -> list:
         return [*self.entities, self.source, self.view, self.service]
 
 
-def offline_schema(config: Config):
-    folder = paths.feature_table(config)
-    files = sorted(folder.glob("*.parquet"))
+def feature_files(config: Config) -> list[Path]:
+    """The files of the offline table that Feast reads (``FEATURE_FILES``), in name order."""
+    return sorted(paths.feature_table(config).glob(FEATURE_FILES))
+
+
+def offline_schema(config: Config) -> pa.Schema:
+    files = feature_files(config)
     if not files:
+        folder = paths.feature_table(config)
         raise FileNotFoundError(f"no feature files in {folder}: build the features before applying Feast")
     return pq.read_schema(files[-1])
 
 
+def feast_type(kind: pa.DataType, column: str):
+    """Feast's type of a parquet column: float32 stays Float32 (offline, online and in between)."""
+    from feast import types
+
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if pa.types.is_float32(kind):
+        return types.Float32
+    if pa.types.is_float64(kind):
+        return types.Float64
+    if pa.types.is_int32(kind):
+        return types.Int32
+    if pa.types.is_int64(kind):
+        return types.Int64
+    if pa.types.is_boolean(kind):
+        return types.Bool
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return types.String
+    raise TypeError(f"feature column {column}: parquet type {kind} has no Feast type here")
+
+
 def build_definitions(config: Config) -> Definitions:
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-    from feast.types import Float64, String
+    from feast.data_format import ParquetFormat
+    from feast.types import String
 
+    folder = paths.feature_table(config)
+    if glob.has_magic(str(folder)):  # the source's path is a glob: the folder's name must not be one
+        raise ValueError(f"{folder}: data_dir must not contain *, ? or [ (Feast reads its files by a glob)")
     schema = offline_schema(config)
     keys = config.source.entity_columns
     entities = [
         Entity(name=key, join_keys=[key], value_type=ValueType.STRING, description=f"source column {key}")
         for key in keys
     ]
+    # DuckDB's offline store reads a FileSource only with an explicit ParquetFormat (or a path
+    # ending in .parquet) and hands the path to read_parquet, which needs a file or a glob, not a
+    # folder; dask's offline store (type: file) ignores the format and reads the same glob.
     source = FileSource(
         name=f"{FEATURE_VIEW}_source",
-        path=str(paths.feature_table(config)),
+        path=str(folder / FEATURE_FILES),
+        file_format=ParquetFormat(),
         timestamp_field=TIMESTAMP,
         created_timestamp_column=CREATED,
     )
     fields = [Field(name=key, dtype=String) for key in keys]
     for name in feature_names(config):
-        kind = schema.field(name).type
-        fields.append(Field(name=name, dtype=String if str(kind) in ("string", "large_string") else Float64))
+        fields.append(Field(name=name, dtype=feast_type(schema.field(name).type, name)))
     view = FeatureView(
         name=FEATURE_VIEW,
         entities=entities,
@@ -113,8 +214,9 @@ def build_definitions(config: Config) -> Definitions:
         online=True,
         description="Sales history, calendar, covariates and attributes of an entity as of a month's end.",
     )
-    service = FeatureService(name=FEATURE_SERVICE, features=[view],
-                             description="Everything the demand model reads.")
+    service = FeatureService(
+        name=FEATURE_SERVICE, features=[view], description="Everything the demand model reads."
+    )
     return Definitions(entities=entities, source=source, view=view, service=service)
 
 
@@ -134,15 +236,17 @@ def materialize(config: Config, month: pd.Period) -> int:
     (Feast would overwrite newer rows with older ones).
     """
     folder = paths.feature_table(config)
-    newest = max(p.stem for p in folder.glob("*.parquet"))
+    newest = max(p.stem for p in feature_files(config))
     if newest > str(month):
         log.info("Online store left at %s: %s is older", newest, month)
         return 0
     store = feature_store(config)
+    if store.config.offline_store.type == "duckdb":
+        _check_timestamp_units(config)
     end = month_end(month).tz_localize("UTC").to_pydatetime()
     # Feast prints coloured progress to stdout; keep task logs readable by logging it plainly.
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed), _quiet_dask():
+    with contextlib.redirect_stdout(printed), _offline_session(store):
         store.materialize(start_date=end - FEATURE_TTL, end_date=end, feature_views=[FEATURE_VIEW])
     plain = re.sub(r"\x1b\[[0-9;]*m", "", printed.getvalue()).strip()
     if plain:
@@ -150,15 +254,99 @@ def materialize(config: Config, month: pd.Period) -> int:
     return len(pd.read_parquet(folder / f"{month}.parquet", columns=config.source.entity_columns))
 
 
+def _check_timestamp_units(config: Config) -> None:
+    """Feast's DuckDB store materializes by casting the timestamps to a naive TIMESTAMP, which
+    DuckDB cannot do from nanoseconds (TIMESTAMPTZ_NS); it reads every file as the first one's
+    types. So the first feature file must hold microseconds (as build_features writes them), not
+    the nanoseconds pandas writes by default: say so instead of DuckDB's ConversionException."""
+    first = feature_files(config)[0]
+    schema = pq.read_schema(first)
+    for column in (c for c in (TIMESTAMP, CREATED) if c in schema.names):
+        kind = schema.field(column).type
+        if pa.types.is_timestamp(kind) and kind.unit == "ns":
+            raise ValueError(
+                f"{first}: {column} is in nanoseconds, which Feast's DuckDB offline store cannot "
+                "materialize; rewrite the feature files with microsecond timestamps "
+                "(datetime64[us, UTC], as features.build_features writes them)"
+            )
+
+
+def offline_store_type(config: Config) -> str:
+    """The configured offline store: ``duckdb``, or ``file``/``dask`` (the same store)."""
+    return str(repo_config(config).offline_store.type)
+
+
 def historical_features(config: Config, entity_rows: pd.DataFrame) -> pd.DataFrame:
-    """Point-in-time join: each row gets the latest features stamped at or before its timestamp."""
+    """Point-in-time join: each row gets the latest features stamped at or before its timestamp
+    (and within ``FEATURE_TTL``; none, as nulls, where there is no such row).
+
+    ``entity_rows`` holds the entity columns, ``event_timestamp`` and any other columns (such as
+    a row number), which come back unchanged. Every entity row comes back exactly once, in no
+    particular order; features keep their offline types (float32 stays float32, text is str).
+    The caller's frame is not modified.
+    """
     store = feature_store(config)
     service = store.get_feature_service(FEATURE_SERVICE)
-    frame = entity_rows.copy()
-    frame[TIMESTAMP] = pd.to_datetime(frame[TIMESTAMP], utc=True)
-    job = store.get_historical_features(entity_df=frame, features=service)
-    with _quiet_dask():
-        return job.to_df()
+    frame = entity_rows.copy(deep=False)  # a column replaced below never reaches the caller's frame
+    stamps = frame[TIMESTAMP]
+    if not (isinstance(stamps.dtype, pd.DatetimeTZDtype) and str(stamps.dtype.tz) == "UTC"):
+        frame[TIMESTAMP] = pd.to_datetime(stamps, utc=True)
+    if store.config.offline_store.type in ("file", "dask"):
+        return _historical_features_dask(store, service, frame, config)
+    # DuckDB (through ibis): a left join of the entity rows to the latest feature row of each,
+    # so every entity row, duplicates included, comes back once with its other columns.
+    with _offline_session(store):
+        result = _to_pandas(store.get_historical_features(entity_df=frame, features=service))
+    if len(result) != len(frame):
+        raise RuntimeError(f"Feast returned {len(result)} rows for {len(frame)} entity rows")
+    if result[TIMESTAMP].dtype != frame[TIMESTAMP].dtype:  # DuckDB's are µs, the caller's ns
+        result[TIMESTAMP] = result[TIMESTAMP].astype(frame[TIMESTAMP].dtype)
+    return result
+
+
+def _to_pandas(job) -> pd.DataFrame:
+    """The job's result as pandas, never holding a whole second copy of it: the Arrow buffers
+    are released column by column as they are converted."""
+    table = job.to_arrow()
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
+    return frame
+
+
+def _historical_features_dask(store, service, frame: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """Feast's dask store keeps one row per entity and timestamp (it drops duplicates on them),
+    drops an entity row whose entity's feature rows are all outside the TTL, and may fail on a
+    row of an entity it has no feature row of (its sort on ``created`` meets nulls). So it is
+    asked once per distinct (entity, timestamp) of a known entity, and the answer is spread
+    back over every row (nulls where it has none)."""
+    keys = config.source.entity_columns
+    on = [*keys, TIMESTAMP]
+    group = frame.groupby(on, sort=False).ngroup().to_numpy()
+    first = np.unique(group, return_index=True)[1]  # groups are numbered by first appearance
+    distinct = frame[on].take(first).reset_index(drop=True)
+    distinct[_GROUP] = np.arange(len(distinct), dtype=np.int64)
+    distinct = distinct[pd.MultiIndex.from_frame(distinct[keys]).isin(_known_entities(config))]
+    if len(distinct):
+        with _quiet_dask():
+            found = _to_pandas(store.get_historical_features(entity_df=distinct, features=service))
+        features = found.drop(columns=on).set_index(_GROUP)
+        del found
+    else:
+        dtypes = {f.name: f.type.to_pandas_dtype() for f in offline_schema(config)}
+        names = [f.name for f in store.get_feature_view(FEATURE_VIEW).features]
+        features = pd.DataFrame({n: pd.Series(dtype=dtypes[n]) for n in names})
+    del distinct
+    features = features.reindex(np.arange(len(first))).take(group).reset_index(drop=True)
+    return pd.concat([frame.reset_index(drop=True), features], axis=1)
+
+
+def _known_entities(config: Config) -> pd.MultiIndex:
+    """Every entity with a row in the offline table."""
+    import pyarrow.dataset as ds
+
+    keys = config.source.entity_columns
+    table = ds.dataset([str(p) for p in feature_files(config)], format="parquet").to_table(columns=keys)
+    return pd.MultiIndex.from_frame(table.group_by(keys).aggregate([]).to_pandas())
 
 
 def online_features(config: Config, entities: pd.DataFrame) -> pd.DataFrame:

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from forecasting.config import Config, SourceConfig
+from forecasting.extract import UNREADABLE_SUFFIX, unreadable_column
 from forecasting.months import month_of, month_range
 
 if TYPE_CHECKING:
@@ -33,19 +36,41 @@ log = logging.getLogger(__name__)
 
 # A "YYYY-MM" copy of the time column, added to the validated batch only. Month coverage and
 # the month-M row count are checked on it because GX value sets and row conditions compare
-# plain strings reliably, where datetime64 values against a set are fiddly.
+# plain strings reliably, where datetime64 values against a set are fiddly. It is a categorical
+# (one small code per row, the strings once per month): see _month_keys.
 MONTH_KEY = "month__yyyy_mm"
 
 # Numeric means a numeric dtype. A column the database handed over as text arrives as
 # object dtype; GX then checks each value's type, so strings (even "12.5") fail.
 NUMERIC_TYPES = [
-    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-    "float32", "float64",
-    "Int8Dtype", "Int16Dtype", "Int32Dtype", "Int64Dtype", "Float32Dtype", "Float64Dtype",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float32",
+    "float64",
+    "Int8Dtype",
+    "Int16Dtype",
+    "Int32Dtype",
+    "Int64Dtype",
+    "Float32Dtype",
+    "Float64Dtype",
 ]
 DATETIME_TYPES = ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]"]
 
 DOCS_SITE = "forecast_validation"
+
+# GX's default (SUMMARY: counts, and up to 20 example values and row indices per failed
+# expectation), without the query that lists every unexpected row's index: GX leaves it out of
+# SUMMARY results anyway, but on pandas still builds it, a string as long as the bad rows.
+RESULT_FORMAT = {"result_format": "SUMMARY", "return_unexpected_index_query": False}
+
+# The largest finite float: values must lie within [-FINITE, FINITE], which rules out +-inf.
+FINITE = sys.float_info.max
 
 
 @dataclass
@@ -87,11 +112,12 @@ def validate_snapshot(
     """
     month = month_of(month)
     docs_dir = Path(docs_dir).resolve()  # GX's filesystem store wants an absolute folder
-    batch = snapshot.assign(**{MONTH_KEY: _month_keys(snapshot, config.source.time_column)})
-    with _quiet_gx_logging():
-        expectations = build_suite_expectations(config, month, snapshot)
+    with _quiet_gx_logging(), _copy_on_write():
+        keys = _month_keys(snapshot, config.source.time_column)
+        batch = _batch(snapshot, keys)
+        expectations = build_suite_expectations(config, month, snapshot, month_keys=keys)
         result = _run_checkpoint(batch, expectations, month, docs_dir)
-    report = _report(result, batch, month, docs_dir)
+        report = _report(result, batch, month, docs_dir)
     log.info("Data Docs for %s: %s", report.month, report.data_docs)
     if not report.success:
         raise DataValidationError(report)
@@ -99,21 +125,77 @@ def validate_snapshot(
     return report
 
 
+@contextmanager
+def _copy_on_write() -> Iterator[None]:
+    """Run GX with pandas' copy-on-write, the default from pandas 3.
+
+    GX's pandas engine filters the whole batch for every metric of an expectation with a
+    row_condition (and for ignore_row_if), and a filter that keeps every row (the usual case)
+    copies every column unless copy-on-write makes that copy lazy: at 5M rows the copies took
+    most of the checkpoint's time and doubled its memory. GX only reads its batch, so the
+    results are the same.
+    """
+    with pd.option_context("mode.copy_on_write", True):
+        yield
+
+
+def _batch(snapshot: pd.DataFrame, keys: pd.Series) -> pd.DataFrame:
+    """What GX validates: the snapshot's columns (not copied) and the month key.
+
+    The ``__unreadable`` columns, null but for the rare bad value, become categoricals: GX
+    then finds their nulls (and hashes the batch for its fingerprint) without going through
+    one Python string object per row.
+    """
+    batch = snapshot.copy(deep=False)  # the caller's frame is never modified
+    for column in batch.columns:
+        if isinstance(column, str) and column.endswith(UNREADABLE_SUFFIX):
+            batch[column] = _categorical(batch[column])
+    batch[MONTH_KEY] = keys
+    return batch
+
+
+def _categorical(values: pd.Series) -> pd.Series:
+    present = values.notna().to_numpy()
+    if present.any():
+        data = pd.Categorical(values.to_numpy(dtype=object, na_value=None))
+    else:
+        codes = np.full(len(values), -1, dtype=np.int8)
+        data = pd.Categorical.from_codes(codes, categories=pd.Index([], dtype=object))
+    return pd.Series(data, index=values.index, name=values.name)
+
+
 def _month_keys(snapshot: pd.DataFrame, time_column: str) -> pd.Series:
-    """The "YYYY-MM" of each row (None where the time is missing or unparseable)."""
+    """The "YYYY-MM" of each row (null where the time is missing or unparseable), as a
+    categorical whose categories are the months present, in order.
+
+    Built from month numbers, so only the distinct months are formatted as text.
+    """
     if time_column not in snapshot.columns:
-        return pd.Series(None, index=snapshot.index, dtype=object)
-    times = pd.to_datetime(snapshot[time_column], errors="coerce")
-    return times.dt.strftime("%Y-%m").astype(object).where(times.notna(), None)
+        codes = np.full(len(snapshot), -1, dtype=np.int8)
+        data = pd.Categorical.from_codes(codes, categories=pd.Index([], dtype=object))
+        return pd.Series(data, index=snapshot.index, name=MONTH_KEY)
+    times = snapshot[time_column]
+    if not pd.api.types.is_datetime64_any_dtype(times):
+        times = pd.to_datetime(times, errors="coerce")
+    if isinstance(times.dtype, pd.DatetimeTZDtype):
+        times = times.dt.tz_localize(None)  # the month of the wall time, as strftime would print it
+    codes, months = pd.factorize(times.dt.to_period("M"), sort=True)  # NaT: code -1
+    categories = pd.Index([f"{m.year:04d}-{m.month:02d}" for m in months], dtype=object)
+    data = pd.Categorical.from_codes(codes, categories=categories)
+    return pd.Series(data, index=snapshot.index, name=MONTH_KEY)
 
 
-def build_suite_expectations(config: Config, month: pd.Period, snapshot: pd.DataFrame) -> list[Expectation]:
-    """The expectations for month ``month``; the history ones depend on what the snapshot holds."""
+def build_suite_expectations(
+    config: Config, month: pd.Period, snapshot: pd.DataFrame, *, month_keys: pd.Series | None = None
+) -> list[Expectation]:
+    """The expectations for month ``month``; the history ones depend on what the snapshot holds
+    (``month_keys``: ``_month_keys`` of the snapshot, if the caller has them already)."""
     src = config.source
-    keys = _month_keys(snapshot, src.time_column)
+    keys = _month_keys(snapshot, src.time_column) if month_keys is None else month_keys
     return [
         *_schema_expectations(src),
-        *_completeness_expectations(src),
+        *_readable_expectations(src, snapshot),
+        *_completeness_expectations(src, snapshot),
         *_history_expectations(keys, month_of(month), config.validation.row_count_tolerance),
     ]
 
@@ -135,13 +217,44 @@ def _schema_expectations(src: SourceConfig) -> list[Expectation]:
     ]
 
 
-def _completeness_expectations(src: SourceConfig) -> list[Expectation]:
+def _readable_expectations(src: SourceConfig, snapshot: pd.DataFrame) -> list[Expectation]:
+    """Extract keeps the raw text of every time that is not a date in range and every target or
+    covariate value that is not a number (see extract.typed_snapshot): there must be none."""
     import great_expectations.expectations as gxe
+
+    wanted = {src.time_column: "a date", **{c: "a number" for c in [src.target_column, *src.covariates]}}
+    return [
+        gxe.ExpectColumnValuesToBeNull(
+            column=unreadable_column(column),
+            notes=f"Every {column} value is {kind}.",
+            meta={"column": column, "wanted": kind},
+        )
+        for column, kind in wanted.items()
+        if unreadable_column(column) in snapshot.columns
+    ]
+
+
+def _completeness_expectations(src: SourceConfig, snapshot: pd.DataFrame) -> list[Expectation]:
+    import great_expectations.expectations as gxe
+    from great_expectations.expectations.row_conditions import Column
+
+    def not_null(column: str) -> Expectation:
+        if unreadable_column(column) not in snapshot.columns:
+            return gxe.ExpectColumnValuesToNotBeNull(column=column)
+        # A value extract could not read is reported as unreadable, not a second time as null.
+        return gxe.ExpectColumnValuesToNotBeNull(
+            column=column, row_condition=Column(unreadable_column(column)).is_null()
+        )
 
     keys = [*src.entity_columns, src.time_column]
     return [
-        *(gxe.ExpectColumnValuesToNotBeNull(column=c) for c in [*keys, src.target_column]),
-        gxe.ExpectColumnValuesToBeBetween(column=src.target_column, min_value=0),
+        *(not_null(c) for c in [*keys, src.target_column]),
+        # A largest finite bound: +inf (or -inf) fails it, nulls are left to the not-null checks.
+        gxe.ExpectColumnValuesToBeBetween(column=src.target_column, min_value=0, max_value=FINITE),
+        *(
+            gxe.ExpectColumnValuesToBeBetween(column=c, min_value=-FINITE, max_value=FINITE)
+            for c in src.covariates
+        ),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=keys, notes="One row per entity and month."),
     ]
 
@@ -150,8 +263,9 @@ def _history_expectations(keys: pd.Series, month: pd.Period, tolerance: float) -
     import great_expectations.expectations as gxe
     from great_expectations.expectations.row_conditions import Column
 
-    present = keys.dropna()
-    first = min(pd.Period(present.min(), "M"), month) if len(present) else month
+    rows_per_month = keys.value_counts(sort=False)
+    present = rows_per_month[rows_per_month > 0]
+    first = min(pd.Period(min(present.index), "M"), month) if len(present) else month
     expected_months = [str(m) for m in month_range(first, month)]
     expectations: list[Expectation] = [
         gxe.ExpectColumnDistinctValuesToContainSet(
@@ -160,7 +274,7 @@ def _history_expectations(keys: pd.Series, month: pd.Period, tolerance: float) -
             notes=f"Every month from the first in the snapshot ({first}) through {month} is present.",
         )
     ]
-    previous_rows = int((present == str(month - 1)).sum())
+    previous_rows = int(present.get(str(month - 1), 0))
     if previous_rows:  # the first month of data has nothing to compare with
         # GX casts the bounds to int (truncating), so round them inward ourselves.
         low = max(0, math.ceil((1 - tolerance) * previous_rows))
@@ -200,7 +314,7 @@ def _run_checkpoint(
             name=f"validate_snapshot_{month}",
             validation_definitions=[definition],
             actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs", site_names=[DOCS_SITE])],
-            result_format="SUMMARY",
+            result_format=RESULT_FORMAT,
         )
     )
     return checkpoint.run(batch_parameters={"dataframe": batch})
@@ -259,13 +373,15 @@ def _in_suite_order(results: list[ExpectationValidationResult], suite: Expectati
 
 
 def _failure(result: ExpectationValidationResult, batch: pd.DataFrame) -> dict:
-    kwargs = result.expectation_config.kwargs
+    config = result.expectation_config
+    assert config is not None  # a checkpoint's results always carry their expectation
+    kwargs = config.kwargs
     columns = kwargs.get("column_list") or ([kwargs["column"]] if "column" in kwargs else [])
     return {
-        "expectation": result.expectation_config.type,
+        "expectation": config.type,
         "column": ", ".join(columns) or None,
         "details": _details(result, [c for c in columns if c not in batch.columns]),
-        "label": _label(result.expectation_config.type, kwargs),
+        "label": _label(config.type, kwargs),
     }
 
 
@@ -280,6 +396,10 @@ def _label(expectation: str, kwargs: dict) -> str:
     for bound in ("min", "max"):
         if kwargs.get(f"{bound}_value") is not None:
             value = kwargs[f"{bound}_value"]
+            if abs(value) == FINITE:  # the bound that rules out infinities
+                if bound == "max":
+                    parts.append("finite")
+                continue
             if isinstance(value, float) and value.is_integer():
                 value = int(value)  # GX stores a bound of 0 as 0.0; print it as configured
             parts.append(f"{bound} {value}")
@@ -295,12 +415,16 @@ def _details(result: ExpectationValidationResult, missing_columns: list[str]) ->
     res = result.result or {}
     if "partial_missing_list" in res:
         return f"missing {', '.join(map(str, res['partial_missing_list']))}"
+    config = result.expectation_config
+    meta = (config.meta if config is not None else None) or {}
     if "unexpected_count" in res:
-        text = f"{res['unexpected_count']} unexpected of {res.get('element_count')} rows"
         examples = _examples(res.get("partial_unexpected_list") or [])
+        if "wanted" in meta:  # a value extract could not read as a date or a number
+            text = f"{res['unexpected_count']} of {res.get('element_count')} rows hold a {meta['column']} that is not {meta['wanted']}"
+        else:
+            text = f"{res['unexpected_count']} unexpected of {res.get('element_count')} rows"
         return f"{text} (e.g. {examples})" if examples else text
-    if result.expectation_config.type == "expect_table_row_count_to_be_between":
-        meta = result.expectation_config.meta or {}
+    if config is not None and config.type == "expect_table_row_count_to_be_between":
         return (
             f"observed {res.get('observed_value')} rows; "
             f"{meta.get('previous_month')} had {meta.get('previous_rows')}"

@@ -69,10 +69,30 @@ BRANDS: dict[int, tuple[str, int]] = {
     11: ("Dominicks", 128),
 }
 
-DEMOGRAPHICS = ["AGE60", "EDUC", "ETHNIC", "INCOME", "HHLARGE", "WORKWOM", "HVAL150",
-                "SSTRDIST", "SSTRVOL", "CPDIST5", "CPWVOL5"]
-WEEKLY_COLUMNS = ["store", "brand", "week", "logmove", "constant",
-                  *(f"price{b}" for b in BRANDS), "deal", "feat", "profit"]
+DEMOGRAPHICS = [
+    "AGE60",
+    "EDUC",
+    "ETHNIC",
+    "INCOME",
+    "HHLARGE",
+    "WORKWOM",
+    "HVAL150",
+    "SSTRDIST",
+    "SSTRVOL",
+    "CPDIST5",
+    "CPWVOL5",
+]
+WEEKLY_COLUMNS = [
+    "store",
+    "brand",
+    "week",
+    "logmove",
+    "constant",
+    *(f"price{b}" for b in BRANDS),
+    "deal",
+    "feat",
+    "profit",
+]
 
 # A store-brand-month is kept only if the weeks on record cover at least this share of
 # its days; its units are then scaled up from the days on record to the whole month.
@@ -128,21 +148,26 @@ def _apt_download(where: Path) -> Path:
         text = str(first).lower()
         if not any(s in text for s in ("unable to locate", "candidate", "no packages found")):
             raise
-        _run(["apt-get", "update"], what="apt-get update (package lists were missing)",
-             error=AptDownloadError)
-        _run(cmd, cwd=where, what=f"apt-get download {DEB_PACKAGE} (after apt-get update)",
-             error=AptDownloadError)
+        _run(
+            ["apt-get", "update"], what="apt-get update (package lists were missing)", error=AptDownloadError
+        )
+        _run(
+            cmd,
+            cwd=where,
+            what=f"apt-get download {DEB_PACKAGE} (after apt-get update)",
+            error=AptDownloadError,
+        )
     debs = sorted(where.glob(f"{DEB_PACKAGE}_*.deb"))
     if len(debs) != 1:
         raise AptDownloadError(f"apt-get download left {len(debs)} {DEB_PACKAGE} .deb files in {where}")
     return debs[0]
 
 
-def _run(cmd: list[str], what: str, cwd: Path | None = None,
-         error: type[FetchError] = FetchError) -> None:
+def _run(cmd: list[str], what: str, cwd: Path | None = None, error: type[FetchError] = FetchError) -> None:
     try:
-        subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True,
-                       env={**os.environ, "LC_ALL": "C"})  # English messages, to read them
+        subprocess.run(
+            cmd, cwd=cwd, check=True, capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"}
+        )  # English messages, to read them
     except subprocess.CalledProcessError as err:
         detail = (err.stderr or err.stdout or "").strip()[-2000:]
         raise error(f"{what} failed (exit {err.returncode}): {' '.join(cmd)}\n{detail}") from err
@@ -154,7 +179,7 @@ def _run(cmd: list[str], what: str, cwd: Path | None = None,
 def week_start(week: int | np.ndarray | pd.Series) -> pd.Timestamp | pd.Series:
     """First day (a Thursday) of a Dominick's week number: week 1 is 1989-09-14."""
     if np.isscalar(week):
-        return WEEK1_START + pd.Timedelta(days=7 * (int(week) - 1))
+        return WEEK1_START + pd.Timedelta(days=7 * (int(week) - 1))  # type: ignore[arg-type]
     weeks = pd.Series(week).astype("int64")
     return WEEK1_START + pd.to_timedelta(7 * (weeks - 1), unit="D")
 
@@ -234,29 +259,41 @@ def monthly_sales(weekly: pd.DataFrame, demographics: pd.DataFrame) -> pd.DataFr
     pieces = pd.concat([head, tail[tail["days"] > 0]], ignore_index=True)
 
     d = pieces["days"].to_numpy(dtype="float64")
-    pieces = pieces.assign(units_part=pieces["units"] * d / 7, price_d=pieces["price"] * d,
-                           deal_d=pieces["deal"] * d, feat_d=pieces["feat"] * d)
-    g = pieces.groupby(["store", "brand", "month"], sort=True)[
-        ["days", "units_part", "price_d", "deal_d", "feat_d"]].sum().reset_index()
+    pieces = pieces.assign(
+        units_part=pieces["units"] * d / 7,
+        price_d=pieces["price"] * d,
+        deal_d=pieces["deal"] * d,
+        feat_d=pieces["feat"] * d,
+    )
+    g = (
+        pieces.groupby(["store", "brand", "month"], sort=True)[
+            ["days", "units_part", "price_d", "deal_d", "feat_d"]
+        ]
+        .sum()
+        .reset_index()
+    )
 
     days_in_month = g["month"].dt.days_in_month.to_numpy()
     g = g[g["days"] >= MIN_MONTH_COVERAGE * days_in_month]
     obs = g["days"].astype("float64")
-    out = pd.DataFrame({
-        "store": g["store"].astype("int64"),
-        "brand": g["brand"].astype("int64"),
-        "month": g["month"],
-        "units": g["units_part"] * g["month"].dt.days_in_month / obs,
-        "price": g["price_d"] / obs,
-        "deal": g["deal_d"] / obs,
-        "feat": g["feat_d"] / obs,
-    })
+    out = pd.DataFrame(
+        {
+            "store": g["store"].astype("int64"),
+            "brand": g["brand"].astype("int64"),
+            "month": g["month"],
+            "units": g["units_part"] * g["month"].dt.days_in_month / obs,
+            "price": g["price_d"] / obs,
+            "deal": g["deal_d"] / obs,
+            "feat": g["feat_d"] / obs,
+        }
+    )
 
     # Keep only months the data covers from their first to their last day.
     data_first = start.min()
     data_last = start.max() + pd.Timedelta(days=6)
     covered = (out["month"].dt.start_time >= data_first) & (
-        out["month"].dt.end_time.dt.normalize() <= data_last)
+        out["month"].dt.end_time.dt.normalize() <= data_last
+    )
     out = out[covered]
 
     demo = demographics.rename(columns=str.lower)
@@ -271,8 +308,7 @@ def monthly_sales(weekly: pd.DataFrame, demographics: pd.DataFrame) -> pd.DataFr
 # --------------------------------------------------------------------------- seed
 
 
-def seed_dominicks(url: str, table: str = DEFAULT_TABLE,
-                   cache_dir: Path = DEFAULT_CACHE_DIR) -> int:
+def seed_dominicks(url: str, table: str = DEFAULT_TABLE, cache_dir: Path = DEFAULT_CACHE_DIR) -> int:
     """Fetch, load and aggregate the data and write it to ``table`` (replaced); return rows."""
     weekly, demographics = load_orange_juice(fetch_orange_juice_rda(Path(cache_dir)))
     frame = monthly_sales(weekly, demographics)
@@ -280,8 +316,9 @@ def seed_dominicks(url: str, table: str = DEFAULT_TABLE,
     engine = sa.create_engine(url, future=True)
     try:
         with engine.begin() as conn:
-            frame.to_sql(table, conn, if_exists="replace", index=False, chunksize=5000,
-                         dtype={"month": sa.Date()})
+            frame.to_sql(
+                table, conn, if_exists="replace", index=False, chunksize=5000, dtype={"month": sa.Date()}
+            )
     finally:
         engine.dispose()
     return len(frame)
@@ -298,10 +335,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m forecasting.datasets.dominicks",
         description="Seed a table with Dominick's orange juice sales by store, brand and month.",
     )
-    parser.add_argument("--url", required=True, help="SQLAlchemy URL, e.g. sqlite:///data/dominicks/source.db")
-    parser.add_argument("--table", default=DEFAULT_TABLE, help=f"table to (re)write (default {DEFAULT_TABLE})")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR,
-                        help=f"where {RDA_NAME} is cached (default {DEFAULT_CACHE_DIR})")
+    parser.add_argument(
+        "--url", required=True, help="SQLAlchemy URL, e.g. sqlite:///data/dominicks/source.db"
+    )
+    parser.add_argument(
+        "--table", default=DEFAULT_TABLE, help=f"table to (re)write (default {DEFAULT_TABLE})"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=DEFAULT_CACHE_DIR,
+        help=f"where {RDA_NAME} is cached (default {DEFAULT_CACHE_DIR})",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -312,10 +357,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with engine.connect() as conn:
             t = sa.table(args.table, sa.column("store"), sa.column("brand"), sa.column("month"))
-            stores, brands, first, last = conn.execute(sa.select(
-                sa.func.count(sa.distinct(t.c.store)), sa.func.count(sa.distinct(t.c.brand)),
-                sa.func.min(t.c.month), sa.func.max(t.c.month),
-            )).one()
+            stores, brands, first, last = conn.execute(
+                sa.select(
+                    sa.func.count(sa.distinct(t.c.store)),
+                    sa.func.count(sa.distinct(t.c.brand)),
+                    sa.func.min(t.c.month),
+                    sa.func.max(t.c.month),
+                )
+            ).one()
     finally:
         engine.dispose()
     print(f"rows: {rows}\nstores: {stores}\nbrands: {brands}\nfirst month: {first}\nlast month: {last}")

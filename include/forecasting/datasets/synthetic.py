@@ -111,7 +111,7 @@ def generate_sales(
     order = rng.permutation(N)
     n_launch = round(0.15 * N) if T >= 8 else 0
     n_stop = round(0.10 * N) if T >= 8 else 0
-    launched, stopped = order[:n_launch], order[n_launch:n_launch + n_stop]
+    launched, stopped = order[:n_launch], order[n_launch : n_launch + n_stop]
     launch_month = rng.integers(2, T - 5, size=n_launch) if n_launch else np.zeros(0, int)
     rollout = rng.integers(0, 3, size=(S, n_launch))
     first[:, launched] = np.minimum(launch_month[None, :] + rollout, T - 1)
@@ -145,11 +145,15 @@ def generate_sales(
     quirk_amp = rng.uniform(0.0, 0.06, size=N)
     quirk_phase = rng.uniform(0.0, 2 * np.pi, size=N)
     quirk = quirk_amp[:, None] * np.cos(2 * np.pi * np.arange(12)[None, :] / 12 + quirk_phase[:, None])
-    season12 = strength[None, :, None] * (
-        (_CATEGORY_SUMMER[category][None, :, None] * _REGION_SUMMER[region][:, None, None]) * summer
-        + (_CATEGORY_DECEMBER[category][:, None] * december)[None]
-        + (_CATEGORY_SPRING[category][:, None] * spring)[None]
-    ) + quirk[None]
+    season12 = (
+        strength[None, :, None]
+        * (
+            (_CATEGORY_SUMMER[category][None, :, None] * _REGION_SUMMER[region][:, None, None]) * summer
+            + (_CATEGORY_DECEMBER[category][:, None] * december)[None]
+            + (_CATEGORY_SPRING[category][:, None] * spring)[None]
+        )
+        + quirk[None]
+    )
     season = season12[:, :, moy]  # (S, N, T)
 
     # --- promotions and price ----------------------------------------------------------------
@@ -199,17 +203,19 @@ def generate_sales(
     # --- the frame -------------------------------------------------------------------------------
     s_idx, i_idx, t_idx = np.nonzero(listed)
     month_dates = np.array([date(p.year, p.month, 1) for p in periods], dtype=object)
-    frame = pd.DataFrame({
-        "store_id": (s_idx + 1).astype(np.int64),
-        "item_id": (i_idx + 1).astype(np.int64),
-        "month": month_dates[t_idx],
-        "units": units[s_idx, i_idx, t_idx],
-        "price": np.round(price[s_idx, i_idx, t_idx], 2),
-        "promo": promo[s_idx, i_idx, t_idx].astype(np.int64),
-        "store_size": np.array(STORE_SIZES, dtype=object)[size][s_idx],
-        "region": np.array(REGIONS, dtype=object)[region][s_idx],
-        "category": np.array(CATEGORIES, dtype=object)[category][i_idx],
-    })
+    frame = pd.DataFrame(
+        {
+            "store_id": (s_idx + 1).astype(np.int64),
+            "item_id": (i_idx + 1).astype(np.int64),
+            "month": month_dates[t_idx],
+            "units": units[s_idx, i_idx, t_idx],
+            "price": np.round(price[s_idx, i_idx, t_idx], 2),
+            "promo": promo[s_idx, i_idx, t_idx].astype(np.int64),
+            "store_size": np.array(STORE_SIZES, dtype=object)[size][s_idx],
+            "region": np.array(REGIONS, dtype=object)[region][s_idx],
+            "category": np.array(CATEGORIES, dtype=object)[category][i_idx],
+        }
+    )
     return frame[COLUMNS]
 
 
@@ -284,7 +290,12 @@ def _engine(url: str) -> sa.Engine:
 
 
 def seed_source_database(
-    url: str, frame: pd.DataFrame, table: str = "sales", *, schema: str | None = None, chunk_rows: int = 20_000
+    url: str,
+    frame: pd.DataFrame,
+    table: str = "sales",
+    *,
+    schema: str | None = None,
+    chunk_rows: int = 20_000,
 ) -> int:
     """Replace ``table`` at the SQLAlchemy ``url`` with ``frame``'s rows; return how many were written.
 
@@ -303,7 +314,7 @@ def seed_source_database(
             target.drop(conn, checkfirst=True)
             target.create(conn)
             for start in range(0, len(rows), chunk_rows):
-                conn.execute(target.insert(), rows[start:start + chunk_rows])
+                conn.execute(target.insert(), rows[start : start + chunk_rows])
     finally:
         engine.dispose()
     return len(rows)
@@ -318,8 +329,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m forecasting.datasets.synthetic",
         description="Generate seeded synthetic store x item monthly sales and write them to a SQL table.",
     )
-    parser.add_argument("--url", help="SQLAlchemy URL of the target database "
-                        "(default: the source database of the config in $FORECAST_CONFIG, else the demo config)")
+    parser.add_argument(
+        "--url",
+        help="SQLAlchemy URL of the target database "
+        "(default: the source database of the config in $FORECAST_CONFIG, else the demo config)",
+    )
     parser.add_argument("--table", help="table to replace (default: the config's source table, else 'sales')")
     parser.add_argument("--schema", help="database schema of the table (default: the database's default)")
     parser.add_argument("--stores", type=int, default=10)

@@ -1,0 +1,226 @@
+"""The point-in-time-correct dataset: labelled (entity, origin, horizon) rows and Feast's features.
+
+A row says: for this entity, standing at the end of origin month o, forecast month o + h. Its
+label is the target in o + h; its features are what Feast's offline store holds as of the end
+of o (``store.historical_features`` joins them point in time, so nothing later can leak in).
+
+Rows are arrays over the snapshot's panel, so a 100,000-entity month makes millions of rows
+without a merge. Training may use fewer: ``model.training_origins`` bounds how far back origins
+go, and ``model.max_training_rows`` caps the rows the model is fitted on with a deterministic
+uniform sample. Holdout rows are never sampled: the model and the baselines are scored on every
+entity.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from forecasting import store
+from forecasting.config import Config
+from forecasting.features import TIMESTAMP, feature_months, feature_names
+from forecasting.months import month_from_index, month_index
+from forecasting.panel import Panel, months_known
+
+log = logging.getLogger(__name__)
+
+LABEL = "label"
+HORIZON = "horizon"
+TARGET_MONTH = "target_month"
+ORIGIN = "origin_month"
+ROW = "_row"  # carried through Feast to put its answer back in our order
+ENTITY = "_entity"  # a row's entity as its row in the panel (holdout.parquet keeps it for evaluate)
+# Entity rows per point-in-time retrieval: bounds the memory of one join.
+RETRIEVAL_CHUNK_ROWS = 1_000_000
+
+
+@dataclass
+class Rows:
+    """(entity, origin, horizon) rows as arrays: the panel row of the entity, the origin's month
+    index, the horizon and the label (NaN for rows whose target is not known yet)."""
+
+    entity: np.ndarray
+    origin: np.ndarray
+    horizon: np.ndarray
+    label: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.entity)
+
+    @property
+    def target(self) -> np.ndarray:
+        return self.origin + self.horizon
+
+    def take(self, which: np.ndarray) -> Rows:
+        return Rows(self.entity[which], self.origin[which], self.horizon[which], self.label[which])
+
+    def frame(self, panel: Panel) -> pd.DataFrame:
+        """As a DataFrame: the entity keys (strings), origin and target month ("YYYY-MM"), horizon,
+        the origin's timestamp for Feast and the label."""
+        frame = panel.keys.iloc[self.entity].reset_index(drop=True)
+        frame[ORIGIN] = month_from_index(self.origin).astype(str) if len(self) else []
+        frame[HORIZON] = self.horizon.astype(int)
+        frame[TARGET_MONTH] = month_from_index(self.target).astype(str) if len(self) else []
+        frame[TIMESTAMP] = month_stamps(self.origin)
+        frame[LABEL] = self.label
+        return frame
+
+
+def month_stamps(month_idx: np.ndarray) -> pd.DatetimeIndex:
+    """month_end of each month (the first instant of the next), UTC: when the month is complete."""
+    if len(month_idx) == 0:
+        return pd.DatetimeIndex([], tz="UTC")
+    return month_from_index(np.asarray(month_idx) + 1).to_timestamp().tz_localize("UTC")
+
+
+def labelled(panel: Panel, config: Config, month: pd.Period) -> Rows:
+    """Every row whose origin has a feature row this run wrote and whose target month (≤ M) lies
+    in the entity's span, sorted by target month, horizon and entity."""
+    first, last = feature_months(config, month, panel.first_month if panel.entities else None)
+    if config.model.training_origins is not None:
+        first = max(first, last - config.model.training_origins)
+    in_span = panel.in_span()
+    cols = panel.first_month + np.arange(panel.months)
+    # Origins are months whose features this run wrote (never an older file another run left),
+    # inside the entity's span, with a real row in the lookback (so a feature row exists).
+    origin_ok = (
+        (months_known(panel.observed, config.features.lookback_months) >= 0)
+        & in_span
+        & ((cols >= first) & (cols < last))[None, :]
+    )
+    parts = []
+    for h in range(1, config.horizon + 1):
+        if h >= panel.months:
+            break
+        # origin column o, target column o + h: both in the span, the target no later than M.
+        ok = origin_ok[:, :-h] & in_span[:, h:] & (cols[h:] <= last)[None, :]
+        entity, col = np.nonzero(ok)
+        parts.append((entity, col, np.full(len(entity), h), panel.sales[entity, col + h]))
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return Rows(empty, empty, empty, np.zeros(0))
+    entity, col, horizon, label = (np.concatenate(p) for p in zip(*parts, strict=True))
+    origin = panel.first_month + col
+    order = np.lexsort((entity, horizon, origin + horizon))  # target month, horizon, entity
+    return Rows(entity[order], origin[order], horizon[order].astype(np.int64), label[order])
+
+
+@dataclass
+class Split:
+    """Masks over labelled rows by target month: holdout = the last K months up to M, validation
+    = the V months before them, train = the rest."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    holdout: np.ndarray
+
+
+def split(rows: Rows, config: Config, month: pd.Period) -> Split:
+    holdout_start = month_index(month) - (config.evaluation.holdout_months - 1)
+    validation_start = holdout_start - config.model.validation_months
+    target = rows.target
+    return Split(
+        train=target < validation_start,
+        validation=(target >= validation_start) & (target < holdout_start),
+        holdout=target >= holdout_start,
+    )
+
+
+def sample(rows: Rows, config: Config) -> np.ndarray:
+    """Which rows the model is fitted on (a mask): all of them, unless they exceed
+    ``model.max_training_rows``; then a uniform sample of about that many, drawn with the model's
+    seed over the rows in their fixed order, so the same data always gives the same sample.
+    Every entity and month keeps its share: the model sees all series, each less often."""
+    budget = config.model.max_training_rows
+    if budget is None or len(rows) <= budget:
+        return np.ones(len(rows), dtype=bool)
+    keep = np.random.default_rng(config.model.seed).random(len(rows)) < budget / len(rows)
+    log.info("Fitting on %d of %d labelled rows (model.max_training_rows %d)", keep.sum(), len(rows), budget)
+    return keep
+
+
+def retrieve(
+    config: Config, panel: Panel, entity: np.ndarray, origin: np.ndarray, client=None
+) -> pd.DataFrame:
+    """Feast's point-in-time features for each (entity, origin) pair, in the order given.
+
+    One retrieval per chunk of pairs (memory stays bounded; on a Dask cluster, each chunk is a
+    task on a worker); the entity rows carry a row number that puts Feast's answer back in order.
+    """
+    from forecasting.compute import map_in_order
+
+    chunks = []
+    for start in range(0, len(entity), RETRIEVAL_CHUNK_ROWS):
+        chunk = slice(start, start + RETRIEVAL_CHUNK_ROWS)
+        rows = panel.keys.iloc[entity[chunk]].reset_index(drop=True)
+        rows[TIMESTAMP] = month_stamps(origin[chunk])
+        rows[ROW] = np.arange(start, start + len(rows))
+        chunks.append(rows)
+    if not chunks:
+        return pd.DataFrame(columns=feature_names(config))
+    parts = map_in_order(client, _retrieve_chunk, chunks, config)
+    features = pd.concat(parts, ignore_index=True)
+    if len(features) != len(entity) or not (features[ROW].to_numpy() == np.arange(len(entity))).all():
+        raise RuntimeError(f"Feast returned {len(features)} rows for {len(entity)} entity rows")
+    return features[feature_names(config)]
+
+
+def _retrieve_chunk(rows: pd.DataFrame, config: Config) -> pd.DataFrame:
+    return store.historical_features(config, rows).sort_values(ROW, kind="stable")
+
+
+def pairs(*row_sets: Rows) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """The distinct (entity, origin) pairs of several row sets (several horizons share one), and
+    for each set, the position of each of its rows in that list."""
+    entity = np.concatenate([r.entity for r in row_sets])
+    origin = np.concatenate([r.origin for r in row_sets])
+    key = entity.astype(np.int64) * 100_000 + (origin - origin.min() if len(origin) else origin)
+    unique, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    bounds = np.cumsum([0, *(len(r) for r in row_sets)])
+    return entity[first], origin[first], [inverse[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def model_features(config: Config) -> list[str]:
+    """Columns the model reads: Feast's features plus the horizon and the target's month of year."""
+    return [*feature_names(config), HORIZON, "target_month_of_year"]
+
+
+def with_model_columns(features: pd.DataFrame, horizon: np.ndarray) -> pd.DataFrame:
+    """Feature rows (one per labelled row) plus the horizon and the target's month of year."""
+    frame = features.reset_index(drop=True)
+    frame[HORIZON] = np.asarray(horizon)
+    frame["target_month_of_year"] = ((frame["month_of_year"] - 1 + frame[HORIZON]) % 12 + 1).astype(float)
+    return frame
+
+
+def design_matrix(frame: pd.DataFrame, config: Config, categories: dict[str, list[str]]) -> pd.DataFrame:
+    """Feature matrix (float32, XGBoost's own precision) with string attributes as categoricals
+    of a fixed category list, so a code means the same category in every run."""
+    X = frame[model_features(config)].copy()
+    for column, values in categories.items():
+        X[column] = pd.Categorical(X[column].astype("object"), categories=values)
+    numeric = X.columns.difference(list(categories))
+    X[numeric] = X[numeric].astype(np.float32)
+    return X
+
+
+def categories_of(frame: pd.DataFrame, config: Config) -> dict[str, list[str]]:
+    names = [c for c in model_features(config) if not pd.api.types.is_numeric_dtype(frame[c])]
+    return {c: sorted(frame[c].dropna().astype(str).unique().tolist()) for c in names}
+
+
+def training_frame(snapshot: pd.DataFrame, config: Config, month: pd.Period) -> pd.DataFrame:
+    """Every labelled row of M with its point-in-time features, as one DataFrame (unsampled: for
+    tests and inspection on small data; train works on the arrays)."""
+    from forecasting.panel import build_panel
+
+    panel = build_panel(snapshot, config, sales_only=True)
+    rows = labelled(panel, config, month)
+    entity, origin, (at,) = pairs(rows)
+    features = retrieve(config, panel, entity, origin)
+    return pd.concat(
+        [rows.frame(panel), with_model_columns(features.take(at), rows.horizon).drop(columns=HORIZON)], axis=1
+    )

@@ -1,0 +1,211 @@
+"""The feature_store section is checked against Feast's own settings models: a typo or a bad
+value anywhere in it (top level, online/offline store, registry, ...) is a ConfigError naming
+the key path, wherever Feast is used (store.repo_config) and at deploy time
+(``python -m forecasting.config``, which deploy/airflow/init.sh runs). Feast alone accepts
+unknown top-level keys (``onlin_store:`` silently meant a SQLite file under feature_repo/) and
+some unknown nested ones (a registry mapping's)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import REPO, demo_config_dict, write_config
+
+from forecasting.config import ConfigError, load_config
+
+SQL_REGISTRY = {"registry_type": "sql", "path": "postgresql+psycopg://forecast:pw@db:5432/feast_registry"}
+REDIS = {"type": "redis", "connection_string": "redis:6379,db=1"}
+
+# name: (changes to the demo's feature_store section, the key path named, what the message says)
+TYPOS = {
+    "top-level typo": ({"onlin_store": {"type": "sqlite"}}, "feature_store.onlin_store", "unknown key"),
+    "top-level typo of the registry": ({"registy": "x.db"}, "feature_store.registy", "unknown key"),
+    "field name instead of its key": (
+        {"batch_engine_config": "local"},
+        "feature_store.batch_engine_config",
+        "unknown key",
+    ),
+    "top-level bad value": (
+        {"entity_key_serialization_version": "three"},
+        "feature_store.entity_key_serialization_version",
+        "valid integer",
+    ),
+    "unknown provider": ({"provider": "locall"}, "feature_store.provider", "not a provider Feast knows"),
+    "sqlite online store typo": (
+        {"online_store": {"type": "sqlite", "pathh": "online.db"}},
+        "feature_store.online_store.pathh",
+        "extra inputs are not permitted",
+    ),
+    "unknown online store type": (
+        {"online_store": {"type": "sqllite", "path": "online.db"}},
+        "feature_store.online_store.type",
+        "not a type Feast knows",
+    ),
+    "redis online store typo": (
+        {"online_store": {**REDIS, "connection_strin": "redis:6379"}},
+        "feature_store.online_store.connection_strin",
+        "extra inputs are not permitted",
+    ),
+    "redis online store bad value": (
+        {"online_store": {**REDIS, "key_ttl_seconds": "90 days"}},
+        "feature_store.online_store.key_ttl_seconds",
+        "valid integer",
+    ),
+    "redis online store bad choice": (
+        {"online_store": {**REDIS, "redis_type": "clusterr"}},
+        "feature_store.online_store.redis_type",
+        "'redis_cluster'",
+    ),
+    "offline store typo": (
+        {"offline_store": {"type": "file", "path": "features/"}},
+        "feature_store.offline_store.path",
+        "extra inputs are not permitted",
+    ),
+    "unknown offline store type": (
+        {"offline_store": {"type": "fil"}},
+        "feature_store.offline_store.type",
+        "not a type",
+    ),
+    "sql registry typo": (
+        {"registry": {**SQL_REGISTRY, "cache_ttl_secondz": 60}},
+        "feature_store.registry.cache_ttl_secondz",
+        "unknown key",
+    ),
+    "sql registry bad value": (
+        {"registry": {**SQL_REGISTRY, "sqlalchemy_config_kwargs": "echo"}},
+        "feature_store.registry.sqlalchemy_config_kwargs",
+        "valid dictionary",
+    ),
+    "unknown registry type": (
+        {"registry": {**SQL_REGISTRY, "registry_type": "postgres"}},
+        "feature_store.registry.registry_type",
+        "Feast's types: file, remote, snowflake.registry, sql",
+    ),
+    "file registry mapping typo": (
+        {"registry": {"path": "registry.db", "cache_ttl_second": 60}},
+        "feature_store.registry.cache_ttl_second",
+        "unknown key",
+    ),
+    "registry of the wrong shape": (
+        {"registry": 5},
+        "feature_store.registry",
+        "must be a file path or a mapping",
+    ),
+    "batch engine typo": (
+        {"batch_engine": {"type": "local", "workers": 2}},
+        "feature_store.batch_engine.workers",
+        "extra inputs are not permitted",
+    ),
+    "materialization typo": (
+        {"materialization": {"pull_latest": True}},
+        "feature_store.materialization.pull_latest",
+        "unknown key",
+    ),
+}
+
+
+def config_with(tmp_path, changes: dict, drop: tuple[str, ...] = ()):
+    raw = demo_config_dict(tmp_path)
+    raw["feature_store"].update(changes)
+    for key in drop:
+        del raw["feature_store"][key]
+    return load_config(write_config(tmp_path, raw))
+
+
+@pytest.mark.parametrize("changes, key, says", TYPOS.values(), ids=TYPOS.keys())
+def test_feast_refuses_a_bad_feature_store_section_naming_the_key(tmp_path, changes, key, says):
+    from forecasting import store
+
+    config = config_with(tmp_path, changes)  # load_config alone does not import Feast
+    with pytest.raises(ConfigError) as info:
+        store.repo_config(config)  # what every Feast use goes through
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'forecast.yaml'}: {key}: "), message
+    assert says in message, message
+    assert "pw@" not in message  # no value is quoted (a registry URL may hold a password)
+
+    # The same at load time, when asked for.
+    with pytest.raises(ConfigError, match=re.escape(f": {key}: ")):
+        load_config(config.path, check_feast=True)
+
+
+def test_a_missing_registry_is_named(tmp_path):
+    from forecasting import store
+
+    with pytest.raises(ConfigError, match=r"forecast\.yaml: feature_store\.registry: is required"):
+        store.repo_config(config_with(tmp_path, {}, drop=("registry",)))
+
+
+def test_the_shipped_configs_pass(monkeypatch, tmp_path):
+    from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+    from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
+    from feast.infra.registry.sql import SqlRegistryConfig
+
+    from forecasting import store
+
+    for name in ("demo", "dominicks"):
+        repo = store.repo_config(load_config(REPO / "config" / f"{name}.yaml", check_feast=True))
+        assert isinstance(repo.online_store, SqliteOnlineStoreConfig), name
+    for key, value in {
+        "FORECAST_DATA_DIR": str(tmp_path / "data"),
+        "SOURCE_DB_URL": "postgresql+psycopg://forecast:dummy@db/sales",
+        "FEAST_REGISTRY_URL": "postgresql+psycopg://forecast:dummy@db:5432/feast_registry",
+        "REDIS_HOST": "redis",
+        "REDIS_PORT": "6379",
+        "FEAST_REDIS_DB": "1",
+        "DASK_SCHEDULER": "",
+    }.items():
+        monkeypatch.setenv(key, value)
+    repo = store.repo_config(load_config(REPO / "config" / "production.yaml", check_feast=True))
+    assert isinstance(repo.registry, SqlRegistryConfig) and repo.registry.cache_ttl_seconds == 60
+    assert isinstance(repo.online_store, RedisOnlineStoreConfig)
+    assert repo.repo_path == store.FEATURE_REPO
+
+
+def test_cli_says_ok_for_a_good_config(monkeypatch, capsys):
+    from forecasting.config import main
+
+    monkeypatch.setenv("FORECAST_CONFIG", str(REPO / "config" / "dominicks.yaml"))
+    assert main([]) == 0
+    assert capsys.readouterr().out.strip() == f"Forecast config OK: {REPO / 'config' / 'dominicks.yaml'}"
+    assert main([str(REPO / "config" / "demo.yaml")]) == 0
+    assert "config/demo.yaml" in capsys.readouterr().out
+
+
+def test_cli_refuses_a_typo_with_exit_code_1(tmp_path):
+    """As deploy/airflow/init.sh runs it: python -m forecasting.config, FORECAST_CONFIG set."""
+    raw = demo_config_dict(tmp_path)
+    raw["feature_store"]["online_store"] = {"type": "sqlite", "pathh": "online.db"}
+    path = write_config(tmp_path, raw)
+    done = subprocess.run(
+        [sys.executable, "-m", "forecasting.config"],
+        env={**os.environ, "FORECAST_CONFIG": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"{path}: feature_store.online_store.pathh: extra inputs are not permitted" in done.stderr
+    assert "Traceback" not in done.stderr and "OK" not in done.stdout
+
+
+def test_init_script_checks_the_config_with_feast():
+    script = (REPO / "deploy" / "airflow" / "init.sh").read_text()
+    commands = [
+        line.strip() for line in script.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert "python -m forecasting.config" in commands
+    assert "set -euo pipefail" in commands  # so its exit code 1 stops airflow-init
+
+
+def test_feature_repo_yaml_for_the_demo_passes():
+    """feature_repo/feature_store.yaml (the demo's settings for the feast CLI) is a valid section too."""
+    from forecasting.config import _feast_repo_config
+
+    raw = yaml.safe_load((REPO / "feature_repo" / "feature_store.yaml").read_text())
+    _feast_repo_config(raw, REPO / "feature_repo" / "feature_store.yaml")

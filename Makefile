@@ -22,7 +22,7 @@ export FORECAST_CONFIG := $(abspath $(FORECAST_CONFIG))
 # Demo data: 10 stores x 50 items over the 60 months ending with the latest complete month.
 DEMO_SIZE ?= --stores 10 --items 50 --months 60 --seed 7
 
-.PHONY: help setup run month ui test lint format typecheck dominicks benchmark benchmark-scale clean
+.PHONY: help setup run month ui test lint format typecheck dominicks tourism benchmark benchmark-scale clean
 
 help:
 	@echo "make run        set up .venv and Airflow, seed the demo data, run monthly_forecast, print a summary"
@@ -30,6 +30,7 @@ help:
 	@echo "make month MONTH=YYYY-MM [FORECAST_CONFIG=...]   run monthly_forecast for one month"
 	@echo "make ui         start Airflow (api-server, scheduler, dag-processor) at http://localhost:8080"
 	@echo "make dominicks  run the pipeline on Dominick's orange juice sales (real data)"
+	@echo "make tourism    run the pipeline on the tourism competition's 366 monthly series (real data)"
 	@echo "make lint       ruff check (with Airflow's rules) and ruff format --check"
 	@echo "make typecheck  mypy on include/"
 	@echo "make format     reformat with ruff"
@@ -100,6 +101,11 @@ dominicks: setup
 	$(PYTHON) -m forecasting.datasets.dominicks --url "sqlite:///$(CURDIR)/data/dominicks/source.db"
 	FORECAST_CONFIG=$(CURDIR)/config/dominicks.yaml $(PYTHON) -m forecasting.localrun 1992-09
 
+# Every series ends in December 2007 (forecasting.datasets.tourism aligns them there).
+tourism: setup
+	$(PYTHON) -m forecasting.datasets.tourism --url "sqlite:///$(CURDIR)/data/tourism/source.db"
+	FORECAST_CONFIG=$(CURDIR)/config/tourism.yaml $(PYTHON) -m forecasting.localrun 2007-12
+
 benchmark: setup
 	$(PYTHON) benchmarks/run_stages.py --repeat 3
 	$(PYTHON) benchmarks/publish_speed.py --rows 200000 --repeat 5
@@ -111,4 +117,4 @@ benchmark-scale: setup
 	$(PYTHON) benchmarks/run_stages.py --series 10000 --repeat 1 --dask 2 --no-bare
 
 clean:
-	rm -rf data/demo data/dominicks .airflow
+	rm -rf data/demo data/dominicks data/tourism .airflow

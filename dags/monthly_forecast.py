@@ -13,10 +13,14 @@ M can also be given when triggering (the `month` param, YYYY-MM), e.g. to re-run
 3. **build_features** (lags, rolling means and deviations, calendar, covariates, attributes)
    into Feast's offline table; **register_features** applies the Feast definitions and
    materializes M into the online store.
-4. **train** XGBoost on a point-in-time-correct training set retrieved from Feast.
-5. **evaluate** it on the last held-out months against naive baselines.
-6. **predict** M+1..M+horizon for every active entity and **publish** them to the
-   predictions table in one transaction: re-running M replaces M's rows.
+4. **train** XGBoost on a point-in-time-correct training set retrieved from Feast: the
+   *challenger*.
+5. **evaluate** it on the last held-out months against naive baselines and the *champion*
+   (scored on the same rows), and decide who forecasts M: the challenger (promoted), the
+   champion, or the best baseline. The decision goes into the model registry
+   (`<table>_models`; override with `python -m forecasting.models promote|reject`).
+6. **predict** M+1..M+horizon for every active entity with that forecaster and **publish**
+   them to the predictions table in one transaction: re-running M replaces M's rows.
 
 The deployment is chosen by the `FORECAST_CONFIG` environment variable (see the README).
 Backfill with `airflow backfill create --dag-id monthly_forecast --from-date ... --to-date ...`.
@@ -66,7 +70,16 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
             title="Month M (YYYY-MM)",
             description="The month whose data to forecast from. Empty: the run's data interval "
             "(for a manual run without one, the month before the run).",
-        )
+        ),
+        "force_model_version": Param(
+            None,
+            type=["null", "string"],
+            pattern=r"^([0-9]{4}-[0-9]{2}-[0-9a-f]{10}|baseline:[a-z0-9_]+)$",
+            title="Force a forecaster",
+            description="Publish this registered model version (or baseline:<name>) for M instead "
+            "of the gate's choice; recorded in the registry with who triggered the run. Empty: "
+            "the gate decides.",
+        ),
     },
 )
 def monthly_forecast():
@@ -109,16 +122,30 @@ def monthly_forecast():
         return run_stage("train", registered["month"], registered["attempt"])
 
     @task
-    def evaluate(model: dict) -> dict:
+    def evaluate(model: dict, params=None, dag_run=None) -> dict:
         from forecasting.tasks import run_stage
 
-        return run_stage("evaluate", model["month"], model["attempt"], model["model_dir"])
+        # The gate: the result names the forecaster of M (challenger, champion or baseline).
+        return run_stage(
+            "evaluate",
+            model["month"],
+            model["attempt"],
+            model["model_dir"],
+            force_model_version=params.get("force_model_version"),
+            forced_by=getattr(dag_run, "triggering_user_name", None),
+        )
 
     @task
-    def predict(model: dict) -> dict:
+    def predict(evaluation: dict) -> dict:
         from forecasting.tasks import run_stage
 
-        return run_stage("predict", model["month"], model["attempt"], model["model_dir"])
+        return run_stage(
+            "predict",
+            evaluation["month"],
+            evaluation["attempt"],
+            evaluation["model_dir"],
+            forecaster=evaluation["forecaster"],
+        )
 
     @task
     def publish(model: dict, forecasts: dict, run_id=None) -> dict:
@@ -130,9 +157,7 @@ def monthly_forecast():
     validation = validate(snapshot)
     features = build_features(validation)
     model = train(register_features(features))
-    evaluation = evaluate(model)
-    forecasts = predict(model)
-    evaluation >> forecasts  # nothing is forecast with a model that was not evaluated
+    forecasts = predict(evaluate(model))  # with the forecaster the gate chose
     publish(model, forecasts)
 
 

@@ -143,3 +143,15 @@ def test_backfilling_an_older_month_keeps_the_newer_one(deployment, synthetic_sa
         == november["store_id"].astype(str).add("/" + november["item_id"].astype(str)).nunique()
     )
     pd.testing.assert_frame_equal(store.online_features(deployment, entities), online_before)
+
+    # The model registry: the backfill compared October's model with the champion as of October
+    # (none yet) and never demoted November's, which stays the champion for new months.
+    from forecasting import models
+
+    registry = read_table(deployment, f"{deployment.predictions.table}_models").set_index("model_version")
+    assert len(registry) == 2
+    by_month = {str(v)[:7]: version for version, v in registry["run_month"].items()}
+    assert registry.loc[by_month["2024-11"], "status"] == models.CHAMPION
+    assert registry.loc[by_month["2024-10"], "status"] in (models.RETIRED, models.REJECTED)
+    assert models.current_champion(deployment)["model_version"] == by_month["2024-11"]
+    assert pd.isna(registry.loc[by_month["2024-10"], "champion_version"])

@@ -119,8 +119,39 @@ def build(backend: str, folder: Path, stack: ExitStack, request) -> SimpleNamesp
             },
             created_at=datetime(2025, 1, 2, tzinfo=UTC),
         )
+    register_models(config)
     seed_source_database(url, sales())  # forecast_vs_actual.sql reads sales in the same database
     return SimpleNamespace(backend=backend, url=url, config=config, path=path, folder=folder)
+
+
+def register_models(config) -> None:
+    """The registry rows of the two runs: October's model promoted first, November's beat it."""
+    from forecasting import models
+
+    with models.registry(config) as (conn, table):
+        for (run, (version, _, scores)), champion in zip(RUNS.items(), (None, "2024-10-aaaa"), strict=True):
+            first = pd.Period(run, "M").to_timestamp().date()
+            models.save(
+                conn,
+                table,
+                {
+                    "model_version": version,
+                    "run_month": first,
+                    "created_at": datetime(2025, 1, 2, tzinfo=UTC),
+                    "holdout_wape": scores["wape"],
+                    "best_baseline": scores["best"],
+                    "best_baseline_wape": scores["best_wape"],
+                    "champion_version": champion,
+                    "champion_wape": None if champion is None else 0.26,
+                    "status": models.RETIRED,
+                    "champion_since": first,
+                    "promoted_at": datetime(2025, 1, 2, tzinfo=UTC),
+                    "published": version,
+                    "decision": models.PROMOTED,
+                    "decided_by": models.GATE,
+                    "reason": "test",
+                },
+            )
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -299,6 +330,20 @@ def test_model_quality_per_run(examples_db):
     assert [r["best_baseline_wape"] for r in rows] == [0.24, 0.30]
     assert [r["improvement"] for r in rows] == [-0.042, 0.3]  # 1 - 0.25/0.24, 1 - 0.21/0.30
     assert [bool(r["beats_baseline"]) for r in rows] == [False, True]
+
+
+def test_model_registry(examples_db):
+    rows = run_file(examples_db, "model_registry.sql")
+    assert [(r["model_version"], r["run_month"], r["status"]) for r in rows] == [
+        ("2024-11-bbbb", "2024-11-01", "champion"),  # newest first; the newest promotion is champion
+        ("2024-10-aaaa", "2024-10-01", "retired"),
+    ]
+    assert [(r["holdout_wape"], r["best_baseline_wape"]) for r in rows] == [(0.25, 0.24), (0.21, 0.3)]
+    assert rows[0]["champion_wape"] == 0.26 and pd.isna(rows[1]["champion_wape"])  # no champion yet
+    assert [(r["champion_version"], r["published"], r["decided_by"]) for r in rows] == [
+        ("2024-10-aaaa", "2024-11-bbbb", "gate"),
+        (None, "2024-10-aaaa", "gate"),
+    ]
 
 
 def test_forecast_vs_actual(examples_db):

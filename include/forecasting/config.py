@@ -97,11 +97,37 @@ class ModelConfig:
     training_origins: int | None = None
     # Fit on a uniform sample of about this many labelled rows when there are more (None: all).
     max_training_rows: int | None = 200_000
+    # Fit each row relative to its series' recent mean (a log-link objective's base margin).
+    scale_by_recent_mean: bool = False
+
+
+# The statistical forecasters evaluation can score as baselines (forecasting.statistical).
+STATISTICAL_BASELINES = ("auto_ets", "theta")
+DEFAULT_STATISTICAL_MAX_SERIES = 200
 
 
 @dataclass(frozen=True)
 class EvaluationConfig:
     holdout_months: int = 6
+    # Scored beside the naive baselines, on the same rows as the model ([]: none).
+    statistical_baselines: list[str] = field(default_factory=lambda: list(STATISTICAL_BASELINES))
+    # More entities than this in the holdout: the statistical baselines (and, on the same rows,
+    # the model and the naive ones) are scored on a seeded sample of this many (None: all).
+    # An AutoETS fit per entity and holdout origin costs tens of ms: 200 entities x 8 origins
+    # keep evaluate within about a minute at any scale.
+    statistical_max_series: int | None = DEFAULT_STATISTICAL_MAX_SERIES
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """When a newly trained model (the challenger) replaces the champion (see forecasting.gate).
+
+    Both margins are relative: the challenger's holdout WAPE must be below the champion's times
+    (1 - min_improvement) and below the best baseline's times (1 - min_margin_over_baseline).
+    """
+
+    min_improvement: float = 0.0
+    min_margin_over_baseline: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -133,6 +159,7 @@ class Config:
     # what goes into feature_store.yaml, whose reader (Feast) fills them in from its environment.
     feature_store_unexpanded: dict[str, Any] | None = field(default=None, repr=False)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
 
     @property
     def base_dir(self) -> Path:
@@ -163,6 +190,7 @@ _TOP_LEVEL_KEYS = {
     "predictions",
     "horizon",
     "compute",
+    "gate",
 }
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -301,6 +329,7 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
             "seed",
             "training_origins",
             "max_training_rows",
+            "scale_by_recent_mean",
         }
     )
     params = mod.optional("params", dict, default={})
@@ -315,11 +344,39 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
         max_training_rows=mod.optional("max_training_rows", int, default=200_000, minimum=1000)
         if mod.raw.get("max_training_rows", 0) is not None
         else None,
+        scale_by_recent_mean=mod.optional("scale_by_recent_mean", bool, default=False),
     )
+    if model.scale_by_recent_mean and not str(model.params.get("objective", "")).startswith(
+        ("reg:tweedie", "count:poisson", "reg:gamma")
+    ):
+        raise mod.error(
+            "scale_by_recent_mean",
+            f"needs a log-link objective (reg:tweedie, count:poisson, reg:gamma), "
+            f"not {model.params.get('objective')!r}",
+        )
 
     ev = section.child("evaluation", required=False)
-    ev.reject_unknown({"holdout_months"})
-    evaluation = EvaluationConfig(holdout_months=ev.optional("holdout_months", int, default=6, minimum=1))
+    ev.reject_unknown({"holdout_months", "statistical_baselines", "statistical_max_series"})
+    statistical = ev.raw.get("statistical_baselines", list(STATISTICAL_BASELINES))
+    if statistical is None:
+        statistical = []
+    if not isinstance(statistical, list) or not all(
+        isinstance(name, str) and name in STATISTICAL_BASELINES for name in statistical
+    ):
+        raise ev.error(
+            "statistical_baselines",
+            f"must be a list of {', '.join(STATISTICAL_BASELINES)} (or [] for none), got {statistical!r}",
+        )
+    evaluation = EvaluationConfig(
+        holdout_months=ev.optional("holdout_months", int, default=6, minimum=1),
+        statistical_baselines=list(dict.fromkeys(statistical)),
+        # null in the file: score them on every entity however many there are.
+        statistical_max_series=ev.optional(
+            "statistical_max_series", int, default=DEFAULT_STATISTICAL_MAX_SERIES, minimum=1
+        )
+        if ev.raw.get("statistical_max_series", 0) is not None
+        else None,
+    )
 
     pred = section.child("predictions")
     pred.reject_unknown({"url", "conn_id", "schema", "table"})
@@ -375,6 +432,17 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
             f"must be a scheduler address like tcp://host:8786, got {compute.dask_scheduler!r}",
         )
 
+    gt = section.child("gate", required=False)
+    gt.reject_unknown({"min_improvement", "min_margin_over_baseline"})
+    margins = {
+        key: gt.optional(key, float, default=0.0, minimum=0.0)
+        for key in ("min_improvement", "min_margin_over_baseline")
+    }
+    for key, value in margins.items():
+        if value >= 1:
+            raise gt.error(key, f"is a relative margin below 1 (0.02 = 2% lower WAPE), got {value!r}")
+    gate = GateConfig(**margins)
+
     data_dir = section.optional("data_dir", str)
     if data_dir is None:
         raise section.error("data_dir", "is required")
@@ -391,6 +459,7 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
         horizon=horizon,
         feature_store_unexpanded=fs_unexpanded,
         compute=compute,
+        gate=gate,
     )
 
 

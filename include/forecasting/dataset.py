@@ -196,10 +196,16 @@ def with_model_columns(features: pd.DataFrame, horizon: np.ndarray) -> pd.DataFr
     return frame
 
 
-def design_matrix(frame: pd.DataFrame, config: Config, categories: dict[str, list[str]]) -> pd.DataFrame:
+def design_matrix(
+    frame: pd.DataFrame,
+    config: Config,
+    categories: dict[str, list[str]],
+    features: list[str] | None = None,
+) -> pd.DataFrame:
     """Feature matrix (float32, XGBoost's own precision) with string attributes as categoricals
-    of a fixed category list, so a code means the same category in every run."""
-    X = frame[model_features(config)].copy()
+    of a fixed category list, so a code means the same category in every run. ``features``: the
+    columns a saved model reads (its metadata's), if not those the config makes now."""
+    X = frame[features if features is not None else model_features(config)].copy()
     for column, values in categories.items():
         X[column] = pd.Categorical(X[column].astype("object"), categories=values)
     numeric = X.columns.difference(list(categories))

@@ -1,7 +1,12 @@
-"""Evaluate: score the holdout model on the last K months against naive baselines.
+"""Evaluate: score the holdout model on the last K months against naive and statistical baselines.
 
 Every forecaster is scored on exactly the same rows (entity, origin, horizon), and each
-baseline uses only what was known at the origin, as the model does.
+baseline uses only what was known at the origin, as the model does. The statistical baselines
+(AutoETS and Theta, ``forecasting.statistical``) are scored on every holdout row too, unless the
+holdout holds more than ``evaluation.statistical_max_series`` entities: then evaluation.json's
+``model``/``baselines``/``by_horizon`` are the naive baselines on every row, and its ``sample``
+section has the model and every baseline, statistical ones included, on the rows of a seeded
+sample of that many entities.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecasting import dataset, model, paths
+from forecasting import dataset, model, paths, statistical
 from forecasting.config import Config
 from forecasting.dataset import HORIZON, LABEL, ORIGIN, TARGET_MONTH
 from forecasting.months import month_index
@@ -91,6 +96,8 @@ class EvaluationReport:
     model: dict[str, float]
     baselines: dict[str, dict[str, float]]
     by_horizon: dict[str, dict[str, dict[str, float]]]
+    # The model and every baseline on a sample of entities (when the statistical ones were sampled).
+    sample: dict | None = None
 
     @property
     def best_baseline(self) -> str:
@@ -112,21 +119,51 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
     ).all(axis=None):
         raise RuntimeError(f"{model_dir}/holdout.parquet was not made from this snapshot")
     origin = month_index(pd.PeriodIndex(holdout[ORIGIN], freq="M")).to_numpy()
-    forecasts = baselines(panel, entity, origin, holdout[HORIZON].to_numpy())
+    horizon = holdout[HORIZON].to_numpy()
+    forecasts = baselines(panel, entity, origin, horizon)
     forecasts["model"] = model.predict(
         booster, dataset.design_matrix(holdout, config, metadata["categories"])
     )
     actual = holdout[LABEL].to_numpy()
 
-    def score(rows: np.ndarray) -> dict[str, dict[str, float]]:
-        return {name: metrics(actual[rows], forecasts[name][rows]) for name in ("model", *BASELINES)}
+    names = config.evaluation.statistical_baselines
+    sampled = statistical.sample_entities(entity, config)
+    scored = np.ones(len(holdout), bool) if sampled is None else sampled
+    got = statistical.forecasts(panel, entity[scored], origin[scored], horizon[scored], names)
+    for name in names:
+        forecasts[name] = np.full(len(holdout), np.nan)
+        forecasts[name][scored] = got[name]
 
-    overall = score(np.ones(len(holdout), bool))
-    by_horizon = {
-        str(h): score((holdout[HORIZON] == h).to_numpy()) for h in sorted(holdout[HORIZON].unique())
-    }
+    def score(rows: np.ndarray, which: tuple[str, ...]) -> dict[str, dict[str, float]]:
+        return {name: metrics(actual[rows], forecasts[name][rows]) for name in ("model", *which)}
+
+    def by_horizon_of(rows: np.ndarray, which: tuple[str, ...]) -> dict[str, dict[str, dict[str, float]]]:
+        return {str(h): score(rows & (horizon == h), which) for h in sorted(np.unique(horizon[rows]))}
+
+    everyone = (*BASELINES, *names)
+    on_all = everyone if sampled is None else BASELINES
+    every_row = np.ones(len(holdout), bool)
+    overall = score(every_row, on_all)
+    by_horizon = by_horizon_of(every_row, on_all)
+    sample: dict | None = None
+    if sampled is not None:
+        on_sample = score(sampled, everyone)
+        model_on_sample = on_sample.pop("model")
+        best = min(on_sample, key=lambda name: on_sample[name]["wape"])
+        sample = {
+            "entities": int(len(np.unique(entity[sampled]))),
+            "of_entities": int(len(np.unique(entity))),
+            "seed": config.model.seed,
+            "model": model_on_sample,
+            "baselines": on_sample,
+            "best_baseline": best,
+            "beats_best_baseline": model_on_sample["wape"] < on_sample[best]["wape"],
+            "by_horizon": by_horizon_of(sampled, everyone),
+        }
     path = model_dir / "evaluation.json"
-    report = EvaluationReport(path=path, model=overall.pop("model"), baselines=overall, by_horizon=by_horizon)
+    report = EvaluationReport(
+        path=path, model=overall.pop("model"), baselines=overall, by_horizon=by_horizon, sample=sample
+    )
     paths.write_json_atomically(
         {
             "model_version": metadata["model_version"],
@@ -137,6 +174,11 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
             "best_baseline": report.best_baseline,
             "beats_best_baseline": report.beats_baselines,
             "by_horizon": by_horizon,
+            "statistical_baselines": {
+                "forecasters": names,
+                "scored_on": "holdout" if sample is None else "sample",
+            },
+            "sample": sample,
         },
         path,
     )
@@ -145,9 +187,17 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
 
 
 def format_table(report: EvaluationReport) -> str:
-    lines = [f"{'forecaster':<16}{'WAPE':>8}{'MAE':>10}{'RMSE':>10}{'bias %':>9}"]
-    for name, m in [("model", report.model), *report.baselines.items()]:
-        lines.append(
-            f"{name:<16}{m['wape']:>8.3f}{m['mae']:>10.2f}{m['rmse']:>10.2f}{100 * m['bias_pct']:>8.1f}%"
-        )
+    def table(model_metrics: dict[str, float], others: dict[str, dict[str, float]]) -> list[str]:
+        lines = [f"{'forecaster':<16}{'WAPE':>8}{'MAE':>10}{'RMSE':>10}{'bias %':>9}"]
+        for name, m in [("model", model_metrics), *others.items()]:
+            lines.append(
+                f"{name:<16}{m['wape']:>8.3f}{m['mae']:>10.2f}{m['rmse']:>10.2f}{100 * m['bias_pct']:>8.1f}%"
+            )
+        return lines
+
+    lines = table(report.model, report.baselines)
+    if report.sample is not None:
+        s = report.sample
+        lines += [f"On a sample of {s['entities']} of {s['of_entities']} entities:"]
+        lines += table(s["model"], s["baselines"])
     return "\n".join(lines)

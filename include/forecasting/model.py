@@ -18,6 +18,26 @@ import pandas as pd
 from forecasting import paths
 from forecasting.config import Config
 
+# A booster fitted on targets scaled per series carries this attribute (saved in its .ubj), so
+# whoever loads it later predicts with the same scale, whatever the config says then.
+SCALE_ATTRIBUTE = "scale"
+RECENT_MEAN = "recent_mean"
+
+
+def recent_mean_margin(X: pd.DataFrame) -> np.ndarray:
+    """log(1 + the series' recent mean) per row: the mean over the widest rolling window the row
+    has (``sales_mean_<w>``), else the last month (``sales_lag_1``), else 0. With a log-link
+    objective (Tweedie, Poisson, gamma) as each row's base margin, the trees learn the target
+    relative to its own series' level: one model for series of any size."""
+    means = sorted(
+        (c for c in X.columns if c.startswith("sales_mean_")), key=lambda c: -int(c.rsplit("_", 1)[1])
+    )
+    scale = np.full(len(X), np.nan)
+    for column in [*means, "sales_lag_1"]:
+        if column in X.columns:
+            scale = np.where(np.isnan(scale), X[column].to_numpy(dtype=float), scale)
+    return np.log1p(np.clip(np.nan_to_num(scale, nan=0.0), 0, None))
+
 
 def booster_params(config: Config) -> dict[str, Any]:
     return {**config.model.params, "seed": config.model.seed, "nthread": os.cpu_count() or 1}
@@ -45,16 +65,33 @@ def fit(
     if validation is not None and len(validation[1]) == 0:
         validation, early = None, {}
         rounds = num_boost_round or config.model.num_boost_round
+    scaled = config.model.scale_by_recent_mean
     if client is not None:
+        if scaled:
+            raise NotImplementedError("model.scale_by_recent_mean is not supported on a Dask cluster yet")
         return _fit_on_cluster(client, params, X, y, validation, rounds, early)
-    dtrain = xgb.QuantileDMatrix(X, label=y, enable_categorical=True, nthread=params["nthread"])
+
+    def margin(frame: pd.DataFrame) -> np.ndarray | None:
+        return recent_mean_margin(frame) if scaled else None
+
+    dtrain = xgb.QuantileDMatrix(
+        X, label=y, base_margin=margin(X), enable_categorical=True, nthread=params["nthread"]
+    )
     evals = []
     if validation is not None:
         dval = xgb.QuantileDMatrix(
-            validation[0], label=validation[1], ref=dtrain, enable_categorical=True, nthread=params["nthread"]
+            validation[0],
+            label=validation[1],
+            base_margin=margin(validation[0]),
+            ref=dtrain,
+            enable_categorical=True,
+            nthread=params["nthread"],
         )
         evals = [(dval, "validation")]
-    return xgb.train(params, dtrain, num_boost_round=rounds, evals=evals, verbose_eval=False, **early)
+    booster = xgb.train(params, dtrain, num_boost_round=rounds, evals=evals, verbose_eval=False, **early)
+    if scaled:
+        booster.set_attr(**{SCALE_ATTRIBUTE: RECENT_MEAN})
+    return booster
 
 
 def _fit_on_cluster(
@@ -86,8 +123,12 @@ def predict(booster, X: pd.DataFrame, client=None) -> np.ndarray:
     if len(X) == 0:
         return np.zeros(0)
     rounds = (0, booster.num_boosted_rounds())
+    scaled = booster.attr(SCALE_ATTRIBUTE) == RECENT_MEAN
     if client is None:
-        raw = booster.inplace_predict(X, iteration_range=rounds)
+        margin = recent_mean_margin(X) if scaled else None
+        raw = booster.inplace_predict(X, iteration_range=rounds, base_margin=margin)
+    elif scaled:
+        raise NotImplementedError("a model fitted with model.scale_by_recent_mean cannot predict on Dask yet")
     else:
         import dask.dataframe as dd
         from xgboost import dask as dxgb

@@ -151,8 +151,18 @@ def train(month: str, attempt: str, config: Config | None = None) -> dict:
         return _record(config, m, attempt, "train", result)
 
 
-def evaluate(month: str, attempt: str, model_dir: str, config: Config | None = None) -> dict:
+def evaluate(
+    month: str,
+    attempt: str,
+    model_dir: str,
+    config: Config | None = None,
+    force_model_version: str | None = None,
+    forced_by: str | None = None,
+) -> dict:
+    """Score the challenger and the baselines on the holdout, then the gate (forecasting.gate):
+    the champion scores the same rows, and the result names the forecaster predict uses."""
     from forecasting.evaluate import evaluate as run
+    from forecasting.gate import run_gate
 
     with _stage("evaluate", month, attempt, config) as (config, m):
         report = run(_snapshot(config, m, attempt), config, m, Path(model_dir))
@@ -164,42 +174,72 @@ def evaluate(month: str, attempt: str, model_dir: str, config: Config | None = N
                 report.best_baseline,
                 best,
             )
+        run_id = paths.read_json(paths.stage_result(config, m, attempt, "extract")).get("run_id")
+        decision = run_gate(
+            config, m, Path(model_dir), run_id=run_id, force=force_model_version, forced_by=forced_by
+        )
         result = {
             "report": str(report.path),
+            "model_dir": model_dir,
             "model_wape": report.model["wape"],
             "best_baseline": report.best_baseline,
             "best_baseline_wape": best,
             "beats_best_baseline": report.beats_baselines,
+            "champion": decision["champion"],
+            "champion_wape": decision["champion_wape"],
+            "decision": decision["outcome"],
+            "reason": decision["reason"],
+            "forecaster": decision["forecaster"],
+            "forecaster_wape": decision["wape"],
         }
         return _record(config, m, attempt, "evaluate", result)
 
 
-def predict(month: str, attempt: str, model_dir: str, config: Config | None = None) -> dict:
-    from forecasting.predict import forecast
+def predict(
+    month: str, attempt: str, model_dir: str, config: Config | None = None, forecaster: str | None = None
+) -> dict:
+    """Forecast M+1..M+horizon with the forecaster the gate chose (``forecaster``: a model
+    version or ``baseline:<name>``; default: the decision in ``model_dir``'s evaluation.json)."""
+    from forecasting.models import BASELINE_PREFIX
+    from forecasting.predict import baseline_forecast, forecast
 
-    with _stage("predict", month, attempt, config) as (config, m), client_for(config) as client:
-        frame = forecast(_snapshot(config, m, attempt), config, m, Path(model_dir), client)
+    with _stage("predict", month, attempt, config) as (config, m):
+        if forecaster is None:
+            decision = paths.read_json(Path(model_dir) / "evaluation.json").get("decision") or {}
+            forecaster = (
+                decision.get("forecaster")
+                or paths.read_json(Path(model_dir) / "metadata.json")["model_version"]
+            )
+        snapshot = _snapshot(config, m, attempt)
+        if forecaster.startswith(BASELINE_PREFIX):
+            frame = baseline_forecast(snapshot, config, m, forecaster.removeprefix(BASELINE_PREFIX))
+        else:
+            with client_for(config) as client:
+                frame = forecast(snapshot, config, m, paths.models(config) / forecaster, client)
         path = paths.forecasts(config, m, attempt)
         paths.write_parquet_atomically(frame, path)
-        return _record(config, m, attempt, "predict", {"forecasts": str(path), "rows": len(frame)})
+        result = {"forecasts": str(path), "rows": len(frame), "forecaster": forecaster}
+        return _record(config, m, attempt, "predict", result)
 
 
 def publish(month: str, attempt: str, model_dir: str, run_id: str, config: Config | None = None) -> dict:
+    """Write the forecasts predict made; their ``model_version`` is the forecaster that made them."""
     from forecasting.publish import publish as run
 
     with _stage("publish", month, attempt, config) as (config, m):
         metadata = paths.read_json(Path(model_dir) / "metadata.json")
         evaluation = paths.read_json(Path(model_dir) / "evaluation.json")
+        predicted = paths.read_json(paths.stage_result(config, m, attempt, "predict"))
+        forecaster = predicted.get("forecaster") or metadata["model_version"]
         frame = pd.read_parquet(paths.forecasts(config, m, attempt))
-        published = run(
-            frame, config, m, model_version=metadata["model_version"], run_id=run_id, evaluation=evaluation
-        )
+        published = run(frame, config, m, model_version=forecaster, run_id=run_id, evaluation=evaluation)
         result = {
             "table": published.table,
             "url": published.url,
             "rows": published.rows,
             "replaced": published.replaced,
-            "model_version": metadata["model_version"],
+            "model_version": forecaster,
+            "challenger": metadata["model_version"],
             "run_id": run_id,
         }
         _record(config, m, attempt, "publish", result)
@@ -215,7 +255,7 @@ def run_month(month: str, run_id: str, config: Config | None = None) -> dict:
     for stage in ("validate", "build_features", "register_features", "train"):
         results[stage] = globals()[stage](month, attempt, config)
     model_dir = results["train"]["model_dir"]
-    for stage in ("evaluate", "predict"):
-        results[stage] = globals()[stage](month, attempt, model_dir, config)
+    results["evaluate"] = evaluate(month, attempt, model_dir, config)
+    results["predict"] = predict(month, attempt, model_dir, config, results["evaluate"]["forecaster"])
     results["publish"] = publish(month, attempt, model_dir, run_id, config)
     return results

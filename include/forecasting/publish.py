@@ -149,6 +149,9 @@ def publish(
             insert_rows(conn, table, records)
             conn.execute(sa.delete(runs).where(runs.c.run_month == run_month))
             evaluation = evaluation or {}
+            # The holdout WAPE of the forecaster that made the rows (the gate's choice), if decided.
+            decision = evaluation.get("decision") or {}
+            wape = decision["wape"] if "wape" in decision else evaluation.get("model", {}).get("wape")
             conn.execute(
                 sa.insert(runs).values(
                     run_month=run_month,
@@ -156,7 +159,7 @@ def publish(
                     run_id=run_id,
                     created_at=created_at,
                     forecasts=len(records),
-                    holdout_wape=evaluation.get("model", {}).get("wape"),
+                    holdout_wape=wape,
                     best_baseline=evaluation.get("best_baseline"),
                     best_baseline_wape=evaluation.get("baselines", {})
                     .get(evaluation.get("best_baseline"), {})

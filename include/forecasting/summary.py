@@ -19,7 +19,6 @@ import pandas as pd
 
 from forecasting import paths
 from forecasting.config import Config, load_config
-from forecasting.evaluate import BASELINES
 from forecasting.pipeline import STAGES
 from forecasting.query import run_query
 
@@ -91,9 +90,7 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
     ]
     if missing:
         raise RunNotFound(f"run {run.name} of {month} is not complete (missing: {', '.join(missing)})")
-    report = json.loads(
-        (paths.models(config) / stage["publish"]["model_version"] / "evaluation.json").read_text()
-    )
+    report = json.loads(Path(stage["evaluate"]["report"]).read_text())  # the challenger's evaluation
     ex, val, reg, pub = stage["extract"], stage["validate"], stage["register_features"], stage["publish"]
 
     lines = [
@@ -103,22 +100,41 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
         f"({val['rows_in_month']:,} in {month}); Data Docs: {val['data_docs']}",
         f"  features    {stage['build_features']['rows']:,} rows in Feast's offline table; "
         f"{reg['materialized_entities']:,} entities materialized online ({reg['feature_view']})",
-        f"  model       {pub['model_version']}",
+        f"  model       {pub.get('challenger', pub['model_version'])} (trained by this run)",
         f"  run         {pub['run_id']}",
         "",
         f"  Holdout ({len(report['holdout_target_months'])} months, {report['model']['rows']:,} forecasts):",
         f"    {'forecaster':<16}{'WAPE':>7}{'MAE':>9}{'RMSE':>9}{'bias':>8}",
     ]
-    for name in ("model", *BASELINES):
-        m = report["model"] if name == "model" else report["baselines"][name]
+    champion = report.get("champion") or {}
+    scored = {"model": report["model"]}
+    if champion.get("available"):
+        scored["champion"] = champion["metrics"]
+    scored.update(report["baselines"])
+    for name, m in scored.items():
         lines.append(
             f"    {name:<16}{m['wape']:>7.3f}{m['mae']:>9.2f}{m['rmse']:>9.2f}{100 * m['bias_pct']:>7.1f}%"
         )
     verdict = "beats" if report["beats_best_baseline"] else "does NOT beat"
+    lines.append(f"    The model {verdict} the best baseline ({report['best_baseline']}).")
+    if champion.get("model_version"):
+        lines.append(
+            f"    champion = {champion['model_version']}, scored by its holdout model"
+            if champion.get("available")
+            else f"    The champion {champion['model_version']} could not score this holdout: {champion['why']}"
+        )
+    decision = report.get("decision")
+    if decision:
+        lines += [
+            "",
+            f"  Gate        {decision['outcome']}: {decision['reason']}",
+            f"              published forecaster: {decision['forecaster']}; challenger now "
+            f"{decision['challenger_status']} in {config.predictions.table}_models",
+        ]
     lines += [
-        f"    The model {verdict} the best baseline ({report['best_baseline']}).",
         "",
         f"  Published {pub['rows']:,} forecasts to table {pub['table']} at {pub['url']}",
+        f"  made by {pub['model_version']} (their model_version)",
         "",
     ]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 
-def run_stage(stage: str, *args: Any) -> dict:
-    """Run ``forecasting.pipeline.<stage>(*args)``; a permanent error fails the task without retries."""
+def run_stage(stage: str, *args: Any, **kwargs: Any) -> dict:
+    """Run ``forecasting.pipeline.<stage>(*args, **kwargs)``; a permanent error fails the task without retries."""
     from airflow.sdk.exceptions import AirflowFailException
 
     from forecasting import pipeline
@@ -16,7 +16,7 @@ def run_stage(stage: str, *args: Any) -> dict:
     if stage not in pipeline.STAGES:
         raise ValueError(f"unknown stage {stage!r}")
     try:
-        return getattr(pipeline, stage)(*args)
+        return getattr(pipeline, stage)(*args, **kwargs)
     except Exception as err:
         if is_permanent(err):
             raise AirflowFailException(f"{type(err).__name__}: {err}") from err

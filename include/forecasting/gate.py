@@ -1,0 +1,250 @@
+"""The champion/challenger gate: never publish forecasts worse than what we already trust.
+
+Every run's model is a *challenger*. After evaluate has scored it and the baselines on its
+holdout rows, the *champion* as of month M (``models.champion_as_of``) scores the very same
+rows (``holdout.parquet``: the challenger's feature rows) with its own saved *holdout* model.
+That model was fitted only on targets before the champion's own holdout, which starts no later
+than the challenger's (the champion's month is ≤ M and both hold out the last months up to
+their month; checked below): it has never seen the targets it is scored on here, just as the
+challenger's holdout model has not. Its production model saw them, so it would win unfairly.
+
+``models.decide`` then picks the forecaster of month M: the challenger (promoted), the champion,
+or the best baseline; the decision goes into the registry, into the challenger's
+evaluation.json and into the evaluate stage's result, and predict forecasts with that
+forecaster. A run may force a forecaster instead (the DAG param ``force_model_version``).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from forecasting import dataset, model, models, paths
+from forecasting.config import Config, ConfigError
+from forecasting.dataset import HORIZON, LABEL
+from forecasting.evaluate import metrics
+from forecasting.months import month_start
+
+log = logging.getLogger(__name__)
+
+
+class ChampionUnavailable(Exception):
+    """The champion cannot score the challenger's holdout rows; the message says why."""
+
+
+def score_saved_model(
+    config: Config, version: str, holdout: pd.DataFrame, first_holdout_month: str
+) -> dict[str, Any]:
+    """A registered model's holdout model scored on ``holdout`` (the challenger's rows): its
+    metrics overall and per horizon. Raises ChampionUnavailable when it cannot score them."""
+    directory = paths.models(config) / version
+    for name in ("holdout_model.ubj", "model.ubj", "metadata.json"):
+        if not (directory / name).is_file():
+            raise ChampionUnavailable(f"{directory / name} is missing")
+    booster, metadata = model.load(directory, "holdout_model.ubj")
+    # Its holdout model was fitted on targets before its own first holdout month: that must not
+    # be later than the challenger's, or it has seen some of the targets it would be scored on.
+    own_first = pd.Period(metadata["run_month"], "M") - (int(metadata["holdout_months"]) - 1)
+    if own_first > pd.Period(first_holdout_month, "M"):
+        raise ChampionUnavailable(
+            f"its holdout model was fitted on targets up to {own_first - 1}, inside this holdout "
+            f"(from {first_holdout_month})"
+        )
+    features = metadata["features"]
+    missing = [f for f in features if f not in holdout.columns]
+    if missing:
+        raise ChampionUnavailable(f"it reads features this run does not have: {', '.join(missing)}")
+    categories = metadata["categories"]
+    unseen = {
+        c: sorted(set(holdout[c].dropna().astype(str)) - set(values))
+        for c, values in categories.items()
+        if c in holdout.columns
+    }
+    try:
+        X = dataset.design_matrix(holdout, config, categories, features=features)
+        predicted = model.predict(booster, X)
+    except (ValueError, TypeError, KeyError) as err:
+        raise ChampionUnavailable(f"it cannot read this run's feature rows: {err}") from err
+    except Exception as err:  # xgboost.core.XGBoostError: a feature type or count it refuses
+        if type(err).__name__ != "XGBoostError":
+            raise
+        raise ChampionUnavailable(f"XGBoost refused this run's feature rows: {err}") from err
+    actual = holdout[LABEL].to_numpy()
+    by_horizon = {
+        str(h): metrics(actual[rows], predicted[rows])
+        for h in sorted(holdout[HORIZON].unique())
+        for rows in [(holdout[HORIZON] == h).to_numpy()]
+    }
+    result: dict[str, Any] = {"metrics": metrics(actual, predicted), "by_horizon": by_horizon}
+    unseen = {c: v for c, v in unseen.items() if v}
+    if unseen:  # scored as missing values, as the model would in production
+        result["unseen_categories"] = unseen
+    return result
+
+
+def run_gate(
+    config: Config,
+    month: pd.Period,
+    model_dir: Path,
+    run_id: str | None = None,
+    force: str | None = None,
+    forced_by: str | None = None,
+) -> dict[str, Any]:
+    """Score the champion on the challenger's holdout, decide, record; returns the decision.
+
+    The decision (also written into evaluation.json as ``champion`` and ``decision``):
+    ``forecaster`` (model version or ``baseline:<name>``), ``forecaster_dir`` (the model's
+    folder, None for a baseline), ``outcome``, ``reason``, ``wape`` (the forecaster's WAPE on
+    this holdout; None for a forced model that could not score it), ``challenger``,
+    ``champion`` (compared with, or None) and ``challenger_status``.
+    """
+    evaluation_path = model_dir / "evaluation.json"
+    evaluation = paths.read_json(evaluation_path)
+    metadata = paths.read_json(model_dir / "metadata.json")
+    challenger = metadata["model_version"]
+    holdout = pd.read_parquet(model_dir / "holdout.parquet")
+    first_holdout = min(evaluation["holdout_target_months"])
+    booster, _ = model.load(model_dir)
+    row = models.model_row(metadata, evaluation, models.top_features(booster), run_id)
+    challenger_wape = evaluation["model"]["wape"]
+    best, baselines = evaluation["best_baseline"], evaluation["baselines"]
+    best_wape = baselines[best]["wape"]
+    now = datetime.now(UTC)
+    wapes = {
+        challenger: challenger_wape,
+        **{f"{models.BASELINE_PREFIX}{n}": m["wape"] for n, m in baselines.items()},
+    }
+
+    with models.registry(config) as (conn, table):
+        previous = models.get(conn, table, challenger)
+        champion = models.champion_as_of(conn, table, month_start(month).date(), exclude=challenger)
+        champion_report: dict[str, Any] | None = None
+        champion_wape = None
+        if champion is not None:
+            version = champion["model_version"]
+            try:
+                scored = score_saved_model(config, version, holdout, first_holdout)
+            except ChampionUnavailable as err:
+                log.warning("The champion %s cannot score this holdout: %s", version, err)
+                champion_report = {"model_version": version, "available": False, "why": str(err)}
+            else:
+                champion_wape = scored["metrics"]["wape"]
+                wapes[version] = champion_wape
+                champion_report = {"model_version": version, "available": True, **scored}
+        decision = models.decide(
+            challenger,
+            challenger_wape,
+            best,
+            best_wape,
+            config.gate,
+            champion=champion["model_version"]
+            if champion is not None and champion_wape is not None
+            else None,
+            champion_wape=champion_wape,
+        )
+        if champion_report is not None and not champion_report["available"]:
+            decision = models.Decision(
+                decision.outcome,
+                decision.forecaster,
+                f"champion {champion_report['model_version']} could not score this holdout "
+                f"({champion_report['why']}); {decision.reason}",
+            )
+        outcome, reason, forecaster = decision.outcome, decision.reason, decision.forecaster
+        said = reason  # the decision's reason, as the run reports it
+        decided_by, decided_at = models.GATE, now
+        promoted = outcome == models.PROMOTED
+        status = models.RETIRED if promoted else models.REJECTED  # save() crowns the champion
+        promoted_at = now if promoted else None
+        champion_since = month_start(month).date() if promoted else None
+        if promoted and previous is not None and previous["decision"] == models.PROMOTED:
+            promoted_at = previous["promoted_at"]  # the same decision again: the same row
+        if previous is not None and previous["decision"] in models.MANUAL:
+            # A person decided about this very model: running its month again keeps that.
+            outcome, decided_by, decided_at = (
+                previous["decision"],
+                previous["decided_by"],
+                previous["decided_at"],
+            )
+            promoted_at, champion_since = previous["promoted_at"], previous["champion_since"]
+            if outcome == models.MANUAL_PROMOTE:
+                status, forecaster = models.RETIRED, challenger
+            else:
+                status = models.REJECTED
+                if forecaster == challenger:  # not the model a person rejected: the next in line
+                    keep = champion_wape is not None and models.beats(
+                        champion_wape, best_wape, config.gate.min_margin_over_baseline
+                    )
+                    forecaster = (
+                        champion["model_version"] if keep and champion else f"{models.BASELINE_PREFIX}{best}"
+                    )
+            reason = previous["reason"]  # the person's own words stay in the registry
+            said = f"manual decision by {decided_by} kept: {reason}; the gate said: {decision.reason}"
+        if force:
+            forecaster = _check_forced(conn, table, force, baselines)
+            said = f"run {run_id} forced {forecaster} (by {forced_by or 'unknown'}); the gate said: {decision.reason}"
+            reason = said if outcome not in models.MANUAL else reason
+            if outcome not in models.MANUAL:  # the challenger stays undecided
+                status, outcome, promoted_at, champion_since = models.CHALLENGER, models.FORCED, None, None
+                decided_by, decided_at = forced_by or "dag param force_model_version", now
+            if forecaster not in wapes and not forecaster.startswith(models.BASELINE_PREFIX):
+                try:
+                    scored = score_saved_model(config, forecaster, holdout, first_holdout)
+                    wapes[forecaster] = scored["metrics"]["wape"]
+                except ChampionUnavailable as err:
+                    log.warning("The forced model %s cannot score this holdout: %s", forecaster, err)
+        row.update(
+            status=status,
+            created_at=previous["created_at"] if previous is not None else now,
+            champion_version=champion["model_version"] if champion is not None else None,
+            champion_wape=champion_wape,
+            champion_since=champion_since,
+            promoted_at=promoted_at,
+            published=forecaster,
+            decision=outcome,
+            reason=reason,
+            decided_by=decided_by,
+            decided_at=decided_at,
+        )
+        models.save(conn, table, row)
+        saved = models.get(conn, table, challenger)
+        assert saved is not None
+    result = {
+        "forecaster": forecaster,
+        "forecaster_dir": None
+        if forecaster.startswith(models.BASELINE_PREFIX)
+        else str(paths.models(config) / forecaster),
+        "outcome": outcome,
+        "reason": said,
+        "wape": wapes.get(forecaster),
+        "challenger": challenger,
+        "challenger_wape": challenger_wape,
+        "champion": champion["model_version"] if champion is not None else None,
+        "champion_wape": champion_wape,
+        "best_baseline": best,
+        "best_baseline_wape": best_wape,
+        "challenger_status": saved["status"],
+        "decided_by": decided_by,
+    }
+    paths.write_json_atomically(
+        {**evaluation, "champion": champion_report, "decision": result}, evaluation_path
+    )
+    log.info("Gate for %s: %s -> publishing %s. %s", month, outcome, forecaster, said)
+    return result
+
+
+def _check_forced(conn, table, force: str, baselines: dict) -> str:
+    if force.startswith(models.BASELINE_PREFIX):
+        name = force.removeprefix(models.BASELINE_PREFIX)
+        if name not in baselines:
+            raise ConfigError(
+                f"force_model_version {force!r}: no such baseline (have: {', '.join(baselines)})"
+            )
+        return force
+    row = models.get(conn, table, force)
+    if row is None:
+        raise ConfigError(f"force_model_version {force!r}: no such model in {table.name}")
+    return force

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -113,7 +114,12 @@ def one_repetition(series: int, months: int, dask: int, bare: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="forecast-bench-") as name, cluster(dask, env):
         folder = Path(name)
         config = write_config(folder, dask)
-        result: dict = {"rows": seed(folder, series, months), "series": series, "stages": {}}
+        # Seeded in a child too: a child's peak RSS starts at its parent's (Linux keeps the
+        # high-water mark across fork and exec), so this process must stay small.
+        rows, _, _ = in_child(
+            ["--seed", str(folder), "--series-count", str(series), "--months", str(months)], env
+        )
+        result: dict = {"rows": rows["rows"], "series": series, "stages": {}}
         attempt = model_dir = None
         for stage in STAGES:
             args = ["--stage", stage, "--config", str(config)]
@@ -254,6 +260,34 @@ def load() -> str:
     return f"load average {one:.1f} (1 min), {five:.1f} (5 min)"
 
 
+def growth(by_series: dict[int, list[dict]]) -> list[str]:
+    """Per stage, the time factor per doubling of the series between the two largest sizes, and
+    the extrapolation to 1M series from that growth (a power law through those two points)."""
+    if len(by_series) < 2:
+        return []
+    (small, low), (large, high) = sorted(by_series.items())[-2:]
+
+    def median(group: list[dict], stage: str, what: str) -> float:
+        return statistics.median(r["stages"][stage][what] for r in group)
+
+    doubling, million, peaks = [], [], []
+    total_1m = 0.0
+    for stage in STAGES:
+        t0, t1 = median(low, stage, "seconds"), median(high, stage, "seconds")
+        exponent = math.log(t1 / t0) / math.log(large / small)
+        doubling.append(f"{2**exponent:.2f}×")
+        estimate = t1 * (1_000_000 / large) ** max(exponent, 0.0)
+        total_1m += estimate
+        million.append(f"{estimate:,.0f} s")
+        m0, m1 = median(low, stage, "peak_mib"), median(high, stage, "peak_mib")
+        mem_exponent = math.log(m1 / m0) / math.log(large / small)
+        peaks.append(m1 * (1_000_000 / large) ** max(mem_exponent, 0.0))
+    return [
+        f"| × per doubling ({small:,} → {large:,}) | | " + " | ".join(doubling) + " | | |",
+        "| 1M series, extrapolated | | " + " | ".join(million) + f" | {total_1m:,.0f} | {max(peaks):,.0f} |",
+    ]
+
+
 def report(runs: list[dict], dask: int) -> str:
     by_series: dict[int, list[dict]] = {}
     for run in runs:
@@ -275,6 +309,7 @@ def report(runs: list[dict], dask: int) -> str:
         peak = statistics.median(max(s["peak_mib"] for s in r["stages"].values()) for r in group)
         cells += [f"{total:.0f}", f"{peak:,.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += growth(by_series)
     lines += [
         "",
         "| series | labelled rows | fitted rows | model WAPE | best baseline | train s | bare join s (rows) | bare fits s (rounds) | train / bare |",
@@ -317,7 +352,12 @@ def main() -> None:
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--attempt", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", metavar="FOLDER", help=argparse.SUPPRESS)
+    parser.add_argument("--series-count", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.seed:
+        print(json.dumps({"rows": seed(Path(args.seed), args.series_count, args.months)}))
+        return
     if args.stage:
         print(json.dumps(run_stage(args.stage, args.config, args.attempt, args.model_dir), default=str))
         return

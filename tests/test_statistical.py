@@ -219,15 +219,15 @@ def test_evaluation_scores_every_forecaster_on_the_same_sampled_rows(tmp_path, m
 def test_config_defaults(tmp_path):
     config = make_config(tmp_path)
     assert config.evaluation.statistical_baselines == ["auto_ets", "theta"]
-    assert config.evaluation.statistical_max_series == 200
+    assert config.evaluation.statistical_max_series == 100
 
 
 @pytest.mark.parametrize(
     ("evaluation", "expected"),
     [
-        ({"statistical_baselines": []}, ([], 200)),
-        ({"statistical_baselines": ["theta"]}, (["theta"], 200)),
-        ({"statistical_baselines": ["theta", "theta"]}, (["theta"], 200)),
+        ({"statistical_baselines": []}, ([], 100)),
+        ({"statistical_baselines": ["theta"]}, (["theta"], 100)),
+        ({"statistical_baselines": ["theta", "theta"]}, (["theta"], 100)),
         ({"statistical_max_series": None}, (["auto_ets", "theta"], None)),
         ({"statistical_max_series": 1}, (["auto_ets", "theta"], 1)),
     ],

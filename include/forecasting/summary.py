@@ -117,6 +117,18 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
         )
     verdict = "beats" if report["beats_best_baseline"] else "does NOT beat"
     lines.append(f"    The model {verdict} the best baseline ({report['best_baseline']}).")
+    sample = report.get("sample")
+    if sample:  # the statistical forecasters, scored on a sample of entities (with the model)
+        lines.append(
+            f"    On a sample of {sample['entities']:,} of {sample['of_entities']:,} entities "
+            f"({sample['model']['rows']:,} forecasts), with the statistical forecasters:"
+        )
+        for name, m in {"model": sample["model"], **sample["baselines"]}.items():
+            lines.append(
+                f"    {name:<16}{m['wape']:>7.3f}{m['mae']:>9.2f}{m['rmse']:>9.2f}{100 * m['bias_pct']:>7.1f}%"
+            )
+        verdict = "beats" if sample["beats_best_baseline"] else "does NOT beat"
+        lines.append(f"    There the model {verdict} the best baseline ({sample['best_baseline']}).")
     if champion.get("model_version"):
         lines.append(
             f"    champion = {champion['model_version']}, scored by its holdout model"

@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import resource
 import sqlite3
 import statistics
@@ -36,6 +35,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from run_stages import machine  # the same folder: run as a script, it is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 END_MONTH = "2024-12"
@@ -188,19 +189,6 @@ def measure(args, stage: str, config: Path, snapshot: Path, docs: Path) -> dict:
 
 
 # --- the report -------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}"
 
 
 def summarise(runs: list[dict]) -> dict:

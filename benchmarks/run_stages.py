@@ -36,6 +36,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# forecasting.pipeline.STAGES, spelled out: importing it would load pandas into this process,
+# whose memory every stage process would then start from (see one_repetition).
 STAGES = [
     "extract",
     "validate",

@@ -11,9 +11,30 @@ import pandas as pd
 from forecasting import dataset, model
 from forecasting.config import Config
 from forecasting.months import month_from_index, month_index
-from forecasting.panel import build_panel
+from forecasting.panel import Panel, build_panel
 
 log = logging.getLogger(__name__)
+
+
+def active_entities(panel: Panel, m: int) -> np.ndarray:
+    """The panel rows of the entities with a row in month index ``m`` (those that get forecasts)."""
+    col = panel.column(m)
+    if not 0 <= col < panel.months:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(panel.observed[:, col])
+
+
+def forecast_rows(panel: Panel, entity: np.ndarray, m: int, horizon: np.ndarray) -> pd.DataFrame:
+    """The identity of forecast rows: entity keys back in the source's types (so analysts join on
+    them as they are), forecast_month (M + horizon) and horizon."""
+    out = panel.keys.iloc[entity].reset_index(drop=True)
+    for key, dtype in panel.key_dtypes.items():
+        out[key] = out[key].astype(dtype)
+    horizon = np.asarray(horizon)
+    months = {int(h): month_from_index(m + int(h)).to_timestamp().date() for h in np.unique(horizon)}
+    out["forecast_month"] = pd.Series(horizon).map(months).to_numpy()
+    out["horizon"] = horizon
+    return out
 
 
 def forecast(
@@ -21,13 +42,9 @@ def forecast(
 ) -> pd.DataFrame:
     """One row per active entity and horizon: keys (source types), forecast_month, horizon, prediction."""
     booster, metadata = model.load(model_dir)
-    keys = config.source.entity_columns
     panel = build_panel(snapshot, config, sales_only=True)
     m = month_index(month)
-    col = panel.column(m)
-    active = (
-        np.flatnonzero(panel.observed[:, col]) if 0 <= col < panel.months else np.zeros(0, dtype=np.int64)
-    )
+    active = active_entities(panel, m)
     # The same point-in-time retrieval as training, so a backfill of M forecasts as M's run did.
     features = dataset.retrieve(config, panel, active, np.full(len(active), m), client)
     missing = features["sales_lag_1"].isna()
@@ -36,11 +53,7 @@ def forecast(
     parts = []
     for h in range(1, config.horizon + 1):
         frame = dataset.with_model_columns(features, np.full(len(active), h))
-        out = panel.keys.iloc[active].reset_index(drop=True)
-        for key in keys:  # back to the source's types, so analysts join on them as they are
-            out[key] = out[key].astype(panel.key_dtypes[key])
-        out["forecast_month"] = month_from_index(m + h).to_timestamp().date()
-        out["horizon"] = h
+        out = forecast_rows(panel, active, m, np.full(len(active), h))
         out["prediction"] = model.predict(
             booster, dataset.design_matrix(frame, config, metadata["categories"], metadata["features"])
         )
@@ -61,13 +74,9 @@ def baseline_forecast(snapshot: pd.DataFrame, config: Config, month: pd.Period, 
     up to M, as evaluation scores it (what the gate publishes when no model beats it)."""
     from forecasting.evaluate import baselines
 
-    keys = config.source.entity_columns
     panel = build_panel(snapshot, config, sales_only=True)
     m = month_index(month)
-    col = panel.column(m)
-    active = (
-        np.flatnonzero(panel.observed[:, col]) if 0 <= col < panel.months else np.zeros(0, dtype=np.int64)
-    )
+    active = active_entities(panel, m)
     horizons = np.arange(1, config.horizon + 1)
     entity, horizon = np.repeat(active, len(horizons)), np.tile(horizons, len(active))
     origin = np.full(len(entity), m)
@@ -75,20 +84,14 @@ def baseline_forecast(snapshot: pd.DataFrame, config: Config, month: pd.Period, 
     if name in got:
         values = np.asarray(got[name], dtype=float)
     else:  # a statistical forecaster scored beside the naive ones (forecasting.statistical)
-        try:
-            from forecasting import statistical
-        except ImportError:
-            statistical = None  # type: ignore[assignment]
-        if statistical is None or name not in getattr(statistical, "STATISTICAL_BASELINES", ()):
+        from forecasting import statistical
+
+        if name not in statistical.STATISTICAL_BASELINES:
             raise ValueError(f"no baseline {name!r} (have: {', '.join(got)})")
         values = np.asarray(statistical.forecasts(panel, entity, origin, horizon, [name])[name], dtype=float)
     if np.isnan(values).any():  # an entity with a row in M always has a history: never publish NaN
         raise RuntimeError(f"the {name} baseline has no forecast for {int(np.isnan(values).sum())} rows")
-    out = panel.keys.iloc[entity].reset_index(drop=True)
-    for key in keys:  # back to the source's types, as forecast() does
-        out[key] = out[key].astype(panel.key_dtypes[key])
-    out["forecast_month"] = [month_from_index(m + int(h)).to_timestamp().date() for h in horizon]
-    out["horizon"] = horizon
+    out = forecast_rows(panel, entity, m, horizon)
     out["prediction"] = np.clip(values, 0, None)
     out = out.sort_values(["horizon"], kind="stable").reset_index(drop=True)  # as forecast(): by horizon
     log.info(

@@ -22,7 +22,7 @@ export FORECAST_CONFIG := $(abspath $(FORECAST_CONFIG))
 # Demo data: 10 stores x 50 items over the 60 months ending with the latest complete month.
 DEMO_SIZE ?= --stores 10 --items 50 --months 60 --seed 7
 
-.PHONY: help setup run month ui test lint format typecheck dominicks tourism benchmark benchmark-scale clean
+.PHONY: help setup run month ui test lint format typecheck browser dominicks tourism benchmark benchmark-scale clean
 
 help:
 	@echo "make run        set up .venv and Airflow, seed the demo data, run monthly_forecast, print a summary"
@@ -85,6 +85,10 @@ ui: setup
 
 test: setup
 	$(PYTHON) -m pytest
+
+# Debian's chromium for the browser test (installed if missing and possible; else that test skips).
+browser:
+	scripts/ensure_browser.sh
 
 lint: setup
 	$(BIN)/ruff check .

@@ -3,7 +3,8 @@
 
 Once a month, for the month that just ended (M, taken from the run's data interval):
 
-extract → validate → build_features → register_features → train → evaluate → predict → publish
+extract → validate → build_features → register_features → train → evaluate → predict →
+check_forecasts → publish
 
 M can also be given when triggering (the `month` param, YYYY-MM), e.g. to re-run a month.
 
@@ -19,8 +20,13 @@ M can also be given when triggering (the `month` param, YYYY-MM), e.g. to re-run
    (scored on the same rows), and decide who forecasts M: the challenger (promoted), the
    champion, or the best baseline. The decision goes into the model registry
    (`<table>_models`; override with `python -m forecasting.models promote|reject`).
-6. **predict** M+1..M+horizon for every active entity with that forecaster and **publish**
-   them to the predictions table in one transaction: re-running M replaces M's rows.
+6. **predict** M+1..M+horizon for every active entity with that forecaster, with p10/p90;
+   **check_forecasts** with Great Expectations (finite, ≥ 0, one row per active entity and
+   horizon, none far above the entity's history, row count near the last run's; fails closed);
+   **publish** them to the predictions table in one transaction: re-running M replaces M's rows.
+   Publishing updates the predictions table's Asset (`x-forecast://<table>`, with M in the
+   event's extra), which starts the `forecast_monitoring` DAG: the realised accuracy of the
+   forecasts that M's actuals settle.
 
 The deployment is chosen by the `FORECAST_CONFIG` environment variable (see the README).
 Backfill with `airflow backfill create --dag-id monthly_forecast --from-date ... --to-date ...`.
@@ -31,10 +37,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
+
+from forecasting.alerts import on_task_failure
+from forecasting.config import predictions_asset_uri
 
 # Heavy libraries (pandas, GX, Feast, XGBoost) are imported inside the tasks: the scheduler
 # parses this file often and must not pay for them.
+
+# The predictions table, as the Asset that publish updates and forecast_monitoring follows.
+PREDICTIONS = Asset(predictions_asset_uri())
 
 
 @dag(
@@ -59,6 +71,8 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
         "retry_delay": timedelta(minutes=2),
         # No task may hang a month's run forever (a lock it waits for, a stuck database).
         "execution_timeout": timedelta(hours=2),
+        # A task that failed for good goes to the config's alerts.notifiers and <table>_alerts.
+        "on_failure_callback": on_task_failure,
     },
     tags=["forecasting", "ml", "feast", "great-expectations", "xgboost"],
     doc_md=__doc__,
@@ -148,17 +162,32 @@ def monthly_forecast():
         )
 
     @task
-    def publish(model: dict, forecasts: dict, run_id=None) -> dict:
+    def check_forecasts(forecasts: dict) -> dict:
         from forecasting.tasks import run_stage
 
-        return run_stage("publish", forecasts["month"], forecasts["attempt"], model["model_dir"], run_id)
+        # Fails closed, naming each failed check: publish does not run, the table keeps its rows.
+        return run_stage("check_forecasts", forecasts["month"], forecasts["attempt"])
+
+    @task(outlets=[PREDICTIONS])
+    def publish(model: dict, forecasts: dict, run_id=None, outlet_events=None) -> dict:
+        from forecasting.tasks import run_stage
+
+        published = run_stage("publish", forecasts["month"], forecasts["attempt"], model["model_dir"], run_id)
+        # The month goes with the Asset event: forecast_monitoring scores what M's actuals settle.
+        outlet_events[PREDICTIONS].extra = {
+            "month": forecasts["month"],
+            "attempt": forecasts["attempt"],
+            "run_id": run_id,
+            "rows": published["rows"],
+        }
+        return published
 
     snapshot = extract()
     validation = validate(snapshot)
     features = build_features(validation)
     model = train(register_features(features))
     forecasts = predict(evaluate(model))  # with the forecaster the gate chose
-    publish(model, forecasts)
+    publish(model, check_forecasts(forecasts))
 
 
 monthly_forecast()

@@ -11,7 +11,11 @@ entity columns and the feature schema always match the data:
 from forecasting.config import load_config
 from forecasting.store import build_definitions
 
-_definitions = build_definitions(load_config())
+_config = load_config()
+# Feast's file registry makes its own folder but not the folders above it: on a fresh checkout
+# (no data_dir yet) `feast plan` would stop there.
+(_config.data_dir / "feast").mkdir(parents=True, exist_ok=True)
+_definitions = build_definitions(_config)
 
 # Feast collects the Feast objects it finds at module level.
 # FileSource (parquet): <data_dir>/features/entity_month/[!._]*.parquet

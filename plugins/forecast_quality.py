@@ -1,8 +1,11 @@
-"""Forecast quality in the Airflow UI.
+"""The Forecasts view in the Airflow UI.
 
-Adds "Forecast quality" to the navigation: each published month's model beside its best naive
-baseline, with a link to the month's Great Expectations Data Docs. A FastAPI app mounted by the
-api-server at /forecast-quality; only users who may read monthly_forecast's runs can open it.
+Adds "Forecasts" to Browse: an overview (every month's runs and status, the model against every
+baseline) and an explorer (one entity's history, forecasts and earlier forecasts vs actuals, as
+a chart, a table and a CSV), plus each attempt's Great Expectations Data Docs served offline. A
+FastAPI app mounted by the api-server at /forecast-quality; only users who may read
+monthly_forecast's runs can open it. The pages are rendered by forecasting.report and
+forecasting.explorer.
 """
 
 from __future__ import annotations
@@ -10,27 +13,79 @@ from __future__ import annotations
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import requires_access_dag
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import Depends, FastAPI, HTTPException
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
+
+DAG_ID = "monthly_forecast"
 
 app = FastAPI(
-    title="Forecast quality",
-    dependencies=[Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id="monthly_forecast"))],
+    title="Forecasts",
+    # Not for everyone to browse: the app's API is its pages.
+    docs_url=None,
+    redoc_url=None,
+    openapi_url=None,
+    dependencies=[Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=DAG_ID))],
 )
 
 
+def _run_states() -> dict[str, str]:
+    """Airflow's state of each run of the DAG (tells a running attempt from a stopped one)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(select(DagRun.run_id, DagRun.state).where(DagRun.dag_id == DAG_ID))
+        return {run_id: str(state) for run_id, state in rows}
+
+
 @app.get("/", response_class=HTMLResponse)
-def quality_page() -> str:
+def overview() -> str:
     from forecasting.config import load_config
     from forecasting.report import render
 
-    return render(load_config())
+    return render(load_config(), _run_states())
+
+
+@app.get("/explorer", response_class=HTMLResponse)
+def explorer(request: Request) -> str:
+    from forecasting.config import load_config
+    from forecasting.explorer import render_explorer
+
+    return render_explorer(load_config(), dict(request.query_params))
+
+
+@app.get("/explorer.csv")
+def explorer_csv(request: Request) -> Response:
+    from forecasting.config import load_config
+    from forecasting.explorer import BadEntity, entity_csv
+
+    try:
+        found = entity_csv(load_config(), dict(request.query_params))
+    except BadEntity as err:
+        raise HTTPException(status_code=400, detail=str(err)) from None
+    if found is None:
+        raise HTTPException(status_code=404, detail="no forecasts for that entity")
+    filename, text = found
+    return Response(
+        text, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
+
+
+@app.get("/assets/{name}")
+def asset(name: str) -> FileResponse:
+    from forecasting.report import asset_file
+
+    found = asset_file(name)
+    if found is None:
+        raise HTTPException(status_code=404, detail="no such asset")
+    return FileResponse(found, headers={"Cache-Control": "max-age=86400"})
 
 
 @app.get("/data-docs/{month}/{attempt}/{path:path}")
-def data_docs(month: str, attempt: str, path: str) -> FileResponse:
+def data_docs(month: str, attempt: str, path: str) -> Response:
     from forecasting.config import load_config
-    from forecasting.report import BadRequest, data_docs_file
+    from forecasting.report import BadRequest, data_docs_file, data_docs_html
 
     try:
         found = data_docs_file(load_config(), month, attempt, path)
@@ -38,17 +93,21 @@ def data_docs(month: str, attempt: str, path: str) -> FileResponse:
         raise HTTPException(status_code=400, detail=str(err)) from None
     if found is None:
         raise HTTPException(status_code=404, detail="no such Data Docs file")
+    if found.suffix == ".html":  # CDN links rewritten to the vendored copies: works offline
+        return HTMLResponse(data_docs_html(found.read_text(), path))
     return FileResponse(found)
 
 
 class ForecastQualityPlugin(AirflowPlugin):
     name = "forecast_quality"
-    fastapi_apps = [{"app": app, "url_prefix": "/forecast-quality", "name": "Forecast quality"}]
+    fastapi_apps = [{"app": app, "url_prefix": "/forecast-quality", "name": "Forecasts"}]
     external_views = [
         {
-            "name": "Forecast quality",
+            "name": "Forecasts",
             "href": "forecast-quality/",  # relative: works behind a reverse proxy's path prefix
-            "url_route": "forecast-quality",  # shown inside the Airflow UI (an iframe)
+            # The UI shows the iframe's own path after /plugin/<url_route>/, so a route named
+            # like the mount point would read /plugin/forecast-quality/forecast-quality/.
+            "url_route": "forecasts",
             "destination": "nav",
             "category": "browse",
         }

@@ -66,6 +66,15 @@ def demo_config_dict(folder: Path) -> dict:
 
 
 def write_config(folder: Path, raw: dict) -> Path:
+    # The demo's monitoring segment is one of its attributes: a test that reshapes the source
+    # without it (other keys, no attributes) drops it, as a user with that source would.
+    source, monitoring = raw.get("source", {}), raw.get("monitoring") or {}
+    if monitoring.get("segment") not in (
+        None,
+        *source.get("entity_columns", []),
+        *source.get("attributes", []),
+    ):
+        raw = {**raw, "monitoring": {k: v for k, v in monitoring.items() if k != "segment"}}
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "forecast.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -1,5 +1,6 @@
-"""Bad source data stops the DAG at validation: the failed expectation is named, nothing
-downstream runs, and the predictions table is exactly as it was."""
+"""Bad source data stops the DAG at validation, and bad forecasts stop it before publish: the
+failed expectation is named, nothing downstream runs, and the predictions table is exactly as
+it was."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from test_pipeline_e2e import read_table, run_dag, task_states
 
 pytestmark = pytest.mark.slow  # runs the whole DAG
 
-DOWNSTREAM = ["build_features", "register_features", "train", "evaluate", "predict", "publish"]
+DOWNSTREAM = [
+    "build_features",
+    "register_features",
+    "train",
+    "evaluate",
+    "predict",
+    "check_forecasts",
+    "publish",
+]
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +154,25 @@ def _replace_source(config, frame: pd.DataFrame, types: dict[str, str]) -> None:
             config.source.table, conn, if_exists="replace", index=False, dtype={"month": "DATE", **types}
         )
     conn.close()
+
+
+def test_bad_forecasts_fail_their_checks_and_publish_nothing(published, capfd, monkeypatch):
+    import forecasting.predict
+
+    config, before = published
+    monkeypatch.setenv("FORECAST_CONFIG", str(config.path))
+    honest = forecasting.predict.forecast
+
+    def runaway(*args, **kwargs):  # a model gone wrong: forecasts 1,000 times too high
+        frame = honest(*args, **kwargs)
+        return frame.assign(prediction=frame["prediction"] * 1000)
+
+    monkeypatch.setattr(forecasting.predict, "forecast", runaway)
+    capfd.readouterr()
+    dag_run = run_dag()
+    output = "".join(capfd.readouterr())
+    states = task_states(dag_run)
+    assert states["predict"] == "success" and states["check_forecasts"] == "failed", states
+    assert states["publish"] == "upstream_failed", states
+    assert "expect_column_values_to_be_between(prediction_to_history_max, max 10)" in output
+    pd.testing.assert_frame_equal(before, read_table(config))

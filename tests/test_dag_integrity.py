@@ -17,7 +17,7 @@ def dagbag(airflow_db):
 
 def test_dag_files_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert "monthly_forecast" in dagbag.dags
+    assert {"monthly_forecast", "forecast_monitoring"} <= set(dagbag.dags)
 
 
 def test_every_dag_has_tags_owner_and_docs(dagbag):
@@ -43,12 +43,39 @@ def test_monthly_forecast_reads_like_the_pipeline(dagbag):
         "train",
         "evaluate",
         "predict",
+        "check_forecasts",
         "publish",
     ]
     assert set(dag.task_ids) == set(order)
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
     assert dag.max_active_runs >= 1
+
+
+def test_publish_updates_the_asset_that_forecast_monitoring_is_scheduled_on(dagbag):
+    """Data-aware scheduling: each publish starts the monitoring of the month it published."""
+    from airflow.sdk import Asset
+
+    publish = dagbag.dags["monthly_forecast"].get_task("publish")
+    assert [outlet.uri for outlet in publish.outlets] == ["x-forecast://forecasts"]  # the demo's table
+    monitoring = dagbag.dags["forecast_monitoring"]
+    assert list(monitoring.timetable.asset_condition.objects) == [Asset("x-forecast://forecasts")]
+    assert set(monitoring.task_ids) == {"months_published", "realised_accuracy", "drift", "check_alerts"}
+    assert "realised_accuracy" in monitoring.get_task("months_published").downstream_task_ids
+    assert {"realised_accuracy", "drift"} <= monitoring.get_task("check_alerts").upstream_task_ids
+    assert "month" in monitoring.params
+
+
+def test_the_asset_is_named_after_the_configs_predictions_table(tmp_path):
+    from forecasting.config import predictions_asset_uri
+
+    config = tmp_path / "forecast.yaml"
+    config.write_text("predictions: {url: 'sqlite:///${NOT_SET}', table: demand_forecasts}\n")
+    assert predictions_asset_uri(config) == "x-forecast://demand_forecasts"  # no ${VAR} needed
+    config.write_text("predictions: {url: 'sqlite:///x.db'}\n")
+    assert predictions_asset_uri(config) == "x-forecast://forecasts"  # the default table
+    # A config that cannot be read still parses (its tasks say what is wrong when they run).
+    assert predictions_asset_uri(tmp_path / "missing.yaml") == "x-forecast://forecasts"
 
 
 def test_parsing_the_dags_folder_is_fast(airflow_db):
@@ -62,7 +89,8 @@ def test_parsing_the_dags_folder_is_fast(airflow_db):
     assert elapsed < 2.0, f"parsing dags/ took {elapsed:.2f}s"
 
 
-def test_dag_file_imports_no_heavy_libraries():
+@pytest.mark.parametrize("name", ["monthly_forecast.py", "forecast_monitoring.py"])
+def test_dag_file_imports_no_heavy_libraries(name):
     """The scheduler parses DAG files often: pandas, GX, Feast and XGBoost stay inside tasks."""
     import subprocess
     import sys
@@ -73,7 +101,7 @@ def test_dag_file_imports_no_heavy_libraries():
         "print(','.join(heavy))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(REPO / "dags" / "monthly_forecast.py")],
+        [sys.executable, "-c", code, str(REPO / "dags" / name)],
         capture_output=True,
         text=True,
         check=True,

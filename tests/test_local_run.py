@@ -38,6 +38,7 @@ TASKS = [
     "train",
     "evaluate",
     "predict",
+    "check_forecasts",
     "publish",
 ]
 
@@ -97,6 +98,11 @@ def test_the_local_run_publishes_the_month_and_prints_its_summary(local_run):
     assert "Published" in result.stdout and "The model beats the best baseline" in result.stdout
     for task in TASKS:
         assert f"  {task:<18} success" in result.stdout
+    # Then the month's monitoring (forecast_monitoring, which publish's Asset event starts when a
+    # scheduler follows it): nothing was published for M before, so nothing is scored yet.
+    assert f"of forecast_monitoring (month {local_run['month']})" in result.stdout
+    assert f"  {'realised_accuracy[0]':<18} success" in result.stdout
+    assert f"Realised accuracy: no forecast was published for {local_run['month']}" in result.stdout
 
 
 def test_it_is_a_manual_run_without_a_logical_date_whose_tasks_logged_like_any_other(local_run):

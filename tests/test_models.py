@@ -291,6 +291,65 @@ def test_an_older_registry_gets_the_new_columns(registry_db):
     assert statuses(config) == {"2024-01-old": models.RETIRED, "2024-02-new": models.CHAMPION}
 
 
+def test_a_registry_from_before_backtests_gains_the_backtest_columns(registry_db):
+    """A registry with every column but the backtest's (and a row) gets them, NULL for the old
+    row; a new model's backtest scores go into them."""
+    from forecasting.db import make_engine
+
+    config = registry_db
+    table = models.registry_table(config)
+    backtest_columns = [c.name for c in table.columns if c.name.startswith("backtest_")]
+    assert backtest_columns == [
+        "backtest_rows",
+        "backtest_wape",
+        "backtest_best_baseline",
+        "backtest_best_baseline_wape",
+        "backtest_origins",
+    ]
+    older = sa.Table(
+        table.name,
+        sa.MetaData(schema=table.schema),
+        *(
+            sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+            for c in table.columns
+            if c.name not in backtest_columns
+        ),
+    )
+    engine = make_engine(config.predictions.database)
+    try:
+        with engine.begin() as conn:
+            older.create(conn)
+            conn.execute(sa.insert(older).values(**promoted("2024-01-old", "2024-01", at=1)))
+    finally:
+        engine.dispose()
+    origins = [
+        {"origin": "2024-01", "rows": 10, "wape": 0.21, "best_baseline": "mean_3", "best_baseline_wape": 0.3}
+    ]
+    with models.registry(config) as (conn, table):
+        models.save(
+            conn,
+            table,
+            {
+                **promoted("2024-02-new", "2024-02", at=2),
+                "backtest_rows": 10,
+                "backtest_wape": 0.21,
+                "backtest_best_baseline": "mean_3",
+                "backtest_best_baseline_wape": 0.3,
+                "backtest_origins": json.dumps(origins),
+            },
+        )
+    frame = read_registry(config).set_index("model_version")
+    assert set(frame.columns) | {"model_version"} == {c.name for c in table.columns}
+    assert frame.loc["2024-01-old", backtest_columns].isna().all()
+    new = frame.loc["2024-02-new"]
+    assert (new["backtest_rows"], new["backtest_best_baseline"]) == (10, "mean_3")
+    assert (new["backtest_wape"], new["backtest_best_baseline_wape"]) == (
+        pytest.approx(0.21),
+        pytest.approx(0.3),
+    )
+    assert json.loads(new["backtest_origins"]) == origins
+
+
 def test_analyst_role_may_read_the_registry_and_nothing_more(postgres_server, tmp_path, monkeypatch):
     import psycopg
 
@@ -460,6 +519,21 @@ def test_gate_keeps_the_champion_against_a_worse_challenger_then_falls_back_to_t
     assert list(importance.values()) == sorted(importance.values(), reverse=True)
     assert 0 < sum(importance.values()) <= 1 + 1e-9
     assert row["published"] == good.version
+    # Its rolling-origin backtest: one model per origin of the last evaluation.backtest_origins.
+    backtest = report["backtest"]
+    assert [o["origin"] for o in backtest["origins"]] == [f["origin"] for f in metadata["backtest"]["fits"]]
+    assert len(backtest["origins"]) == config.evaluation.backtest_origins == 6
+    assert row["backtest_rows"] == backtest["overall"]["rows"] > 0
+    assert row["backtest_wape"] == pytest.approx(backtest["overall"]["model"]["wape"])
+    assert row["backtest_best_baseline"] == backtest["overall"]["best_baseline"]
+    assert row["backtest_best_baseline_wape"] == pytest.approx(
+        backtest["overall"]["baselines"][row["backtest_best_baseline"]]["wape"]
+    )
+    per_origin = json.loads(row["backtest_origins"])
+    assert [(o["origin"], o["rows"]) for o in per_origin] == [
+        (o["origin"], o["rows"]) for o in backtest["origins"]
+    ]
+    assert [o["wape"] for o in per_origin] == pytest.approx([o["model"]["wape"] for o in backtest["origins"]])
     # The runs table carries the published forecaster and its WAPE.
     assert rows.attrs["runs"]["model_version"].tolist() == [good.version]
     assert rows.attrs["runs"]["holdout_wape"].tolist() == pytest.approx([report["model"]["wape"]])

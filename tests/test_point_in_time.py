@@ -261,3 +261,65 @@ def test_nanosecond_timestamps_are_refused_by_name_where_duckdb_cannot_materiali
             store.materialize(config, MONTH)
     else:
         assert store.materialize(config, MONTH) > 0
+
+
+# --------------------------------------------------------------------------------- plans
+
+
+@pytest.fixture(params=OFFLINE_STORES)
+def planned(request, tmp_path, synthetic_sales):
+    """A deployment with plans (``plans:``) on each offline store: the sales features and the
+    plans known at the end of M in the offline tables, the definitions applied."""
+    from forecasting import extract, features, paths, plans, store
+    from forecasting.config import load_config
+    from forecasting.datasets.synthetic import generate_plans, seed_plans_table, seed_source_database
+
+    raw = demo_config_dict(tmp_path)
+    raw["feature_store"]["offline_store"] = {"type": request.param}
+    raw["plans"] = {"table": "sales_plans", "covariates": ["price", "promo"]}
+    config = load_config(write_config(tmp_path, raw))
+    seed_source_database(config.source.database.url, synthetic_sales, table=config.source.table)
+    seed_plans_table(config.source.database.url, generate_plans(synthetic_sales, horizon=config.horizon))
+    snapshot = extract.read_window(config, MONTH)
+    features.build_features(snapshot, config, MONTH)
+    as_float32(paths.feature_table(config))
+    plans.write_plan_features(extract.read_plans(config, MONTH), config, MONTH)
+    store.apply(config)
+    return config, snapshot
+
+
+def test_a_plan_revised_after_the_origin_never_reaches_the_origins_row(planned):
+    """A revision of the plan for month o + 2, made in the middle of o + 1: the rows of origin o
+    (horizon 2) keep the plan as it stood at the end of o; those of origin o + 1 (horizon 1)
+    get the revision."""
+    from forecasting import dataset, paths, plans, store, train
+    from forecasting.features import CREATED, TIMESTAMP
+    from forecasting.months import month_end
+
+    config, snapshot = planned
+    origin = MONTH - 6
+    target = origin + 2
+    path = paths.plan_table(config) / f"{target}.parquet"
+    table = pd.read_parquet(path)
+    before = train.training_set(snapshot, config, MONTH)
+    revision = table.drop_duplicates(KEYS).assign(plan_price=np.float32(SENTINEL))
+    revision[TIMESTAMP] = month_end(origin).tz_localize("UTC") + pd.Timedelta(days=15)
+    revision[CREATED] = revision[TIMESTAMP]
+    paths.write_parquet_atomically(pd.concat([table, revision], ignore_index=True), path)
+
+    after = train.training_set(snapshot, config, MONTH)
+    is_target = after[dataset.TARGET_MONTH] == str(target)
+    of_origin = is_target & (after[dataset.ORIGIN] == str(origin))
+    assert of_origin.sum() > 50 and not (after.loc[of_origin, "plan_price"] == SENTINEL).any()
+    # Nothing the revision should not reach changed at all ...
+    untouched = ~(is_target & (after[dataset.ORIGIN] == str(origin + 1)))
+    pd.testing.assert_frame_equal(after[untouched], before[untouched])
+    # ... and the revision was read: origin o + 1's rows for month o + 2 have it.
+    assert (after.loc[is_target & ~untouched, "plan_price"] == SENTINEL).all()
+
+    # Feast hands the revision to a row stamped after it, and the earlier plan to one before it.
+    probe = revision[KEYS].head(3).assign(**{plans.PLAN_MONTH: str(target)})
+    late = probe.assign(**{TIMESTAMP: revision[TIMESTAMP].iloc[0] + pd.Timedelta(hours=1)})
+    early = probe.assign(**{TIMESTAMP: revision[TIMESTAMP].iloc[0] - pd.Timedelta(hours=1)})
+    assert (store.plan_features(config, late)["plan_price"] == SENTINEL).all()
+    assert (store.plan_features(config, early)["plan_price"] != SENTINEL).all()

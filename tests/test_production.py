@@ -614,6 +614,12 @@ def production_run(postgres_server, redis_client, tmp_path_factory):
         raw["model"]["num_boost_round"] = 300
         config = parse_config(raw, path)
         results = pipeline.run_month(str(MONTH), "manual__production_test", config)
+        # The October run's forecasts for November and December, scored with their actuals.
+        from forecasting.extract import read_window
+        from forecasting.monitoring import realised_accuracy
+
+        for later in (MONTH + 1, MONTH + 2):
+            realised_accuracy(read_window(config, later), config, later, run_id="manual__monitoring_test")
         yield SimpleNamespace(
             config=config,
             results=results,

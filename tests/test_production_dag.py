@@ -57,6 +57,7 @@ TASKS = {
     "train",
     "evaluate",
     "predict",
+    "check_forecasts",
     "publish",
 }
 KEYS = ["store_id", "item_id"]

@@ -1,9 +1,12 @@
-"""The "Forecast quality" page: the library renders it, the Airflow plugin serves it to readers of
-the DAG only, and its Data Docs route cannot leave the Data Docs folder."""
+"""The Forecasts view's overview and plumbing: the library renders every month's status and the
+model against every baseline, the Airflow plugin serves the pages to readers of the DAG only (no
+/docs or /openapi.json), its Data Docs route cannot leave the Data Docs folder and serves pages
+that need no network."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -66,11 +69,67 @@ def test_page_lists_each_month_against_its_baseline(published):
     from forecasting.report import render
 
     page = render(published)
-    assert page.index("2024-06") < page.index("2024-05")  # newest first
+    assert page.index("<b>2024-06</b>") < page.index("<b>2024-05</b>")  # newest first
     assert "0.250" in page and "0.410" in page and "mean_3" in page
-    assert page.count(">does not beat it<") == 1 and page.count(">beats it<") == 1
-    assert 'href="data-docs/2024-06/scheduled__2024-06__20240701T000000000000Z/index.html"' in page
-    assert "data-docs/2024-05" not in page and "20240702" not in page and "manual__" not in page
+    assert (
+        page.count(">does not beat the best baseline<") == 1 and page.count(">beats the best baseline<") == 1
+    )
+    docs = "data-docs/2024-06/scheduled__2024-06__20240701T000000000000Z/index.html"
+    assert f'href="{docs}"' in page
+    assert "data-docs/2024-05" not in page
+
+
+def test_every_attempt_of_every_month_has_its_status_and_links(tmp_path):
+    from forecasts_view_data import FAILED_TRAIN, FAILED_VALIDATION, RUN_IDS, STOPPED, build_deployment
+
+    from forecasting.report import attempt_statuses, render
+
+    config = build_deployment(tmp_path)
+    statuses = attempt_statuses(config, {STOPPED[1]: "failed"})
+    assert [(a.month, a.status) for a in statuses] == [
+        ("2025-02", "stopped"),
+        ("2025-01", "failed validation"),
+        ("2024-12", "failed"),
+        ("2024-12", "published"),
+        ("2024-11", "published"),
+        ("2024-10", "published"),
+    ]
+    assert [a.run_id for a in statuses] == [
+        STOPPED[1],
+        FAILED_VALIDATION[1],
+        FAILED_TRAIN[1],
+        RUN_IDS["2024-12"],
+        RUN_IDS["2024-11"],
+        RUN_IDS["2024-10"],
+    ]
+    failed_validation, failed_train = statuses[1], statuses[2]
+    assert [f["label"] for f in failed_validation.failures] == [
+        "expect_column_values_to_not_be_null(store_id)",
+        "expect_table_row_count_to_be_between(rows of 2025-01)",
+    ]
+    assert (
+        failed_validation.validation_page
+        == "validations/snapshot_2025-01/__none__/20250101T000000Z/result.html"
+    )
+    assert failed_train.stage == "train" and "MemoryError: out of memory" in failed_train.message
+    assert attempt_statuses(config)[0].status == "running or stopped"  # Airflow not asked
+    assert attempt_statuses(config, {STOPPED[1]: "running"})[0].status == "running"
+
+    page = render(config, {STOPPED[1]: "failed"})
+    # Each attempt links to its own Airflow run (in the whole window) and its own validation page.
+    assert (
+        'target="_top" href="../dags/monthly_forecast/runs/manual__2025-02-03T10%3A00%3A00%2B00%3A00"' in page
+    )
+    attempt = "manual__2025-02-03T10-00-00-00-00__20250203T100000000000Z"
+    assert (
+        f'href="data-docs/2025-01/{attempt}/validations/snapshot_2025-01/__none__/20250101T000000Z/result.html"'
+        in page
+    )
+    assert "3 unexpected of 481 rows" in page and "out of memory" in page
+    # Model against every baseline, all metrics and per horizon, for every published month.
+    assert page.count("<tr class=chosen><td>model</td>") == 3
+    assert "seasonal_naive" in page and "WAPE h=3" in page and "RMSE" in page and "bias %" in page
+    assert "0.212" in page  # 2024-12's model WAPE (0.20 + 12/1000)
 
 
 def test_page_before_any_run(tmp_path):
@@ -96,13 +155,62 @@ def test_plugin_registers_its_app_and_nav_link(plugin):
     assert app["url_prefix"] == "/forecast-quality" and app["app"] is plugin.app
     (view,) = plugin.ForecastQualityPlugin.external_views
     assert view["destination"] == "nav" and not view["href"].startswith("/")
+    # The UI appends the iframe's path to /plugin/<url_route>: the same name twice read
+    # /plugin/forecast-quality/forecast-quality/.
+    assert view["url_route"] != app["url_prefix"].strip("/")
 
 
-def test_plugin_refuses_anonymous_users(plugin, published):
+@pytest.mark.parametrize(
+    "path", ["/", "/explorer", "/explorer.csv?store_id=1&item_id=1", "/assets/jquery.min.js"]
+)
+def test_plugin_refuses_anonymous_users(plugin, published, path):
     from fastapi.testclient import TestClient
 
-    response = TestClient(plugin.app).get("/")
+    response = TestClient(plugin.app).get(path)
     assert response.status_code in (401, 403)
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"])
+def test_plugin_does_not_expose_its_api_docs(plugin, published, path):
+    from fastapi.testclient import TestClient
+
+    plugin.app.dependency_overrides = {
+        dep.dependency: (lambda: None) for dep in plugin.app.router.dependencies
+    }
+    try:
+        assert TestClient(plugin.app).get(path).status_code == 404
+    finally:
+        plugin.app.dependency_overrides = {}
+
+
+def test_data_docs_pages_are_served_without_cdn_links(plugin, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+    from forecasts_view_data import build_deployment
+
+    config = build_deployment(tmp_path)
+    monkeypatch.setenv("FORECAST_CONFIG", str(config.path))
+    plugin.app.dependency_overrides = {
+        dep.dependency: (lambda: None) for dep in plugin.app.router.dependencies
+    }
+    try:
+        client = TestClient(plugin.app)
+        attempt = "manual__2025-02-03T10-00-00-00-00__20250203T100000000000Z"
+        page = client.get(
+            f"/data-docs/2025-01/{attempt}/validations/snapshot_2025-01/__none__/20250101T000000Z/result.html"
+        )
+        assert page.status_code == 200 and "validation of 2025-01" in page.text
+        assert "https://" not in page.text.replace("<!-- offline: https://", "")  # nothing to fetch
+        depth = "../" * 7  # data-docs/<month>/<attempt>/validations/<suite>/__none__/<time>/
+        for asset in ("bootstrap.min.css", "jquery.min.js", "bootstrap.min.js"):
+            assert f'"{depth}assets/{asset}"' in page.text
+            assert client.get(f"/assets/{asset}").status_code == 200
+        assert '<img src="../../../../static/images/logo-long.png">' in page.text
+        index = client.get(f"/data-docs/2025-01/{attempt}/index.html").text
+        assert '<script src="../../../assets/jquery.min.js"></script>' in index
+        assert client.get("/assets/..%2Fexplorer.py").status_code == 404
+        assert client.get("/assets/README.md").status_code == 404
+    finally:
+        plugin.app.dependency_overrides = {}
 
 
 def test_plugin_serves_the_page_and_data_docs_to_readers(plugin, published):
@@ -116,6 +224,14 @@ def test_plugin_serves_the_page_and_data_docs_to_readers(plugin, published):
         client = TestClient(plugin.app)
         page = client.get("/")
         assert page.status_code == 200 and "2024-06" in page.text
+        explorer = client.get("/explorer", params={"store_id": "1", "item_id": "1"})
+        assert explorer.status_code == 200 and "<svg" in explorer.text
+        csv = client.get("/explorer.csv", params={"store_id": "1", "item_id": "1"})
+        assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+        assert "store_id,item_id,month" in csv.text and "2024-07" in csv.text
+        assert 'filename="forecasts_store_id-1_item_id-1.csv"' in csv.headers["content-disposition"]
+        assert client.get("/explorer.csv", params={"store_id": "x", "item_id": "1"}).status_code == 400
+        assert client.get("/explorer.csv", params={"store_id": "7", "item_id": "7"}).status_code == 404
         docs = "/data-docs/2024-06/scheduled__2024-06__20240701T000000000000Z"
         assert client.get(f"{docs}/index.html").text == "<html>validation of 2024-06</html>"
         assert client.get(f"{docs}/../../../../secret.txt").status_code == 404
@@ -168,3 +284,27 @@ def test_plugin_answers_400_or_404_for_an_attempt_that_is_not_an_attempt_folder(
         assert response.status_code in (400, 404), response.text
     finally:
         plugin.app.dependency_overrides = {}
+
+
+def test_realised_accuracy_and_the_biggest_misses_once_monitoring_has_scored(tmp_path):
+    from forecasts_view_data import actual, build_deployment, prediction, snapshot
+
+    from forecasting.monitoring import realised_accuracy
+    from forecasting.report import render
+
+    config = build_deployment(tmp_path)
+    assert "Appears once <code>forecast_monitoring</code> has scored" in render(config)
+    for month in ("2024-11", "2024-12"):
+        realised_accuracy(snapshot(), config, pd.Period(month, "M"))
+    page = render(config)
+    chart = page[page.index("<h3>Realised accuracy</h3>") : page.index("Biggest misses")]
+    points = re.findall(r'data-series="(ahead\d)" data-month="([^"]+)" data-value="([^"]+)"', chart)
+    # WAPE of 2024-12 one month ahead (run 2024-11): sum |prediction - actual| / sum actual.
+    entities = [(s, i) for s in (1, 2) for i in (1, 2, 3)]
+    errors = sum(abs(prediction(s, i, 1, "2024-11") - actual(s, i, "2024-12")) for s, i in entities)
+    wape = errors / sum(actual(s, i, "2024-12") for s, i in entities)
+    assert ("ahead1", "2024-12") in {(k, m) for k, m, _ in points}
+    assert float(next(v for k, m, v in points if (k, m) == ("ahead1", "2024-12"))) == pytest.approx(wape)
+    # The biggest misses of the newest scored month link into the explorer.
+    misses = page[page.index("Biggest misses of 2024-12") :]
+    assert misses.count("href='explorer?store_id=") == 10  # 6 entities x horizons 1 and 2, top 10

@@ -65,6 +65,8 @@ def forecasts(run: str) -> pd.DataFrame:
                 "forecast_month": (origin + h).to_timestamp().date(),
                 "horizon": h,
                 "prediction": prediction(s, i, h, run),
+                "p10": prediction(s, i, h, run) - 20,
+                "p90": prediction(s, i, h, run) + 30,
             }
             for s in STORES
             for i in ITEMS
@@ -154,10 +156,21 @@ def register_models(config) -> None:
             )
 
 
+def score_realised_accuracy(config) -> None:
+    """The realised accuracy of both runs' forecasts for November and December (forecasting.monitoring)."""
+    from forecasting.monitoring import realised_accuracy
+
+    snapshot = sales().assign(month=lambda frame: pd.to_datetime(frame["month"]))
+    for month in ("2024-11", "2024-12"):
+        realised_accuracy(snapshot, config, pd.Period(month, "M"), run_id=f"monitor__{month}")
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def examples_db(request, tmp_path_factory):
     with ExitStack() as stack:
-        yield build(request.param, tmp_path_factory.mktemp(f"examples-{request.param}"), stack, request)
+        db = build(request.param, tmp_path_factory.mktemp(f"examples-{request.param}"), stack, request)
+        score_realised_accuracy(db.config)
+        yield db
 
 
 @pytest.fixture(params=BACKENDS)
@@ -227,8 +240,18 @@ def test_readme_sql_blocks_run_on_both_backends(examples_db):
         assert rows, f"returned no rows:\n{sql}"
     # Next month's forecast for store 3: December 2024, horizon 1 of the newest run (2024-11).
     assert results[0] == [{"item_id": i, "prediction": pytest.approx(301.26 + 10 * i)} for i in ITEMS]
+    # The same rows with their 80% interval.
+    assert results[1] == [
+        {
+            "item_id": i,
+            "prediction": pytest.approx(301.26 + 10 * i),
+            "p10": pytest.approx(281.26 + 10 * i),
+            "p90": pytest.approx(331.26 + 10 * i),
+        }
+        for i in ITEMS
+    ]
     # One row per run, with the scores it was published with.
-    runs = sorted(results[1], key=lambda r: r["run_month"])
+    runs = sorted(results[2], key=lambda r: r["run_month"])
     assert [r["run_month"] for r in runs] == ["2024-10-01", "2024-11-01"]
     assert [r["model_version"] for r in runs] == ["2024-10-aaaa", "2024-11-bbbb"]
     assert [r["holdout_wape"] for r in runs] == [0.21, 0.25]

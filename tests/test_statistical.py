@@ -131,6 +131,38 @@ def test_forecasts_use_only_data_up_to_the_origin(config):
         assert (honest[name] < 1000).all()
 
 
+def test_fits_in_several_processes_give_the_same_forecasts(config, monkeypatch):
+    # 81 series, seasonal and not: two processes each group however small it is.
+    monkeypatch.setattr(statistical, "MIN_SERIES_PER_JOB", 5)
+    panel = build_panel(snapshot(), config, sales_only=True)
+    origins = [str(p) for p in pd.period_range("2021-12", "2024-11", freq="M")]
+    cases = [(1, item, origin, 3) for item in (1, 2) for origin in origins]
+    cases += [(2, 1, origin, 1) for origin in origins[-9:]]
+    entity, origin, horizon = rows(panel, cases)
+    assert statistical._jobs(2, len(cases)) == 2
+
+    one = statistical.forecasts(panel, entity, origin, horizon, NAMES, jobs=1)
+    two = statistical.forecasts(panel, entity, origin, horizon, NAMES, jobs=2)
+
+    for name in NAMES:
+        assert np.isfinite(one[name]).all()
+        np.testing.assert_allclose(two[name], one[name], rtol=1e-9)
+
+
+def test_jobs_are_bounded_by_series_and_cores(monkeypatch):
+    monkeypatch.setattr(statistical.os, "cpu_count", lambda: 8)
+    assert statistical._jobs(None, 10_000) == 8
+    assert statistical._jobs(3, 10_000) == 3
+    assert statistical._jobs(None, 120) == 2  # at least MIN_SERIES_PER_JOB series a process
+    assert statistical._jobs(None, 10) == 1
+
+    class Daemonic:
+        daemon = True
+
+    monkeypatch.setattr(statistical.multiprocessing, "current_process", lambda: Daemonic())
+    assert statistical._jobs(None, 10_000) == 1  # a pool's worker may not start processes
+
+
 def test_no_forecasters_and_no_rows(config):
     panel = build_panel(snapshot(), config, sales_only=True)
     entity, origin, horizon = rows(panel, CASES)
@@ -220,6 +252,8 @@ def test_config_defaults(tmp_path):
     config = make_config(tmp_path)
     assert config.evaluation.statistical_baselines == ["auto_ets", "theta"]
     assert config.evaluation.statistical_max_series == 100
+    assert config.evaluation.statistical_jobs is None  # one process per core
+    assert make_config(tmp_path / "two", statistical_jobs=2).evaluation.statistical_jobs == 2
 
 
 @pytest.mark.parametrize(
@@ -247,6 +281,7 @@ def test_config_accepts(tmp_path, evaluation, expected):
         ({"statistical_baselines": "theta"}, r"evaluation\.statistical_baselines: must be a list"),
         ({"statistical_max_series": 0}, r"evaluation\.statistical_max_series: must be at least 1"),
         ({"statistical_max_series": "all"}, r"evaluation\.statistical_max_series: must be int"),
+        ({"statistical_jobs": 0}, r"evaluation\.statistical_jobs: must be at least 1"),
         ({"statistical_baseline": ["theta"]}, r"evaluation\.statistical_baseline: unknown key"),
     ],
 )

@@ -6,8 +6,9 @@
 --                                      registry databases, creates and fills the tables
 --   analyst_role / analyst_password    read-only: SELECT on what forecast_user creates in the
 --                                      predictions database (the forecasts table, its _runs
---                                      table, its _latest view, the model registry _models);
---                                      LOGIN only with a password
+--                                      table, its _latest view, the model registry _models,
+--                                      the realised accuracy _accuracy, _errors and the
+--                                      _tracking_signal view); LOGIN only with a password
 --   predictions_db, registry_db        database names
 --   private_dbs                        comma-separated: the server's other databases (Airflow's
 --                                      metadata DB, postgres, template1); only their owners and

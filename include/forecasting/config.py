@@ -14,6 +14,7 @@ Feast's models (Feast is imported only there: it takes seconds), and
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 import sys
@@ -69,10 +70,46 @@ class SourceConfig:
     history_months: int | None = 60
 
 
+# What a plan of no value for a covariate means (``plans.fill``): left empty, the model sees
+# "no plan" as a missing value.
+FILL_EMPTY = "empty"
+
+
+@dataclass(frozen=True)
+class PlansConfig:
+    """Planned covariates (prices, promotions...) of future months: known-future features.
+
+    A table or query with one row per entity, target month and revision: the month's planned
+    values as they stood from ``planned_at`` on (see forecasting.plans)."""
+
+    database: Database
+    table: str | None
+    query: str | None
+    entity_columns: list[str]  # the source's entity columns
+    month_column: str  # a date/timestamp in the month planned for
+    covariates: list[str]  # numeric; each becomes the feature plan_<covariate>
+    planned_at: str  # when the plan (revision) was made: a timestamp
+    # Per covariate: what a missing plan means, a constant or FILL_EMPTY (left empty). A
+    # covariate without one must be planned for every active entity and forecast month.
+    fill: dict[str, float | str] = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [plan_feature(c) for c in self.covariates]
+
+
+def plan_feature(covariate: str) -> str:
+    """The feature a planned covariate becomes: its value planned for the target month."""
+    return f"plan_{covariate}"
+
+
 @dataclass(frozen=True)
 class ValidationConfig:
-    # Month M may hold this fraction fewer or more rows than month M-1.
+    # Month M may hold this fraction fewer or more rows than month M-1 (and M's forecasts than
+    # the previous published run's).
     row_count_tolerance: float = 0.5
+    # No forecast may exceed this many times its entity's largest month in the snapshot.
+    forecast_max_to_history_max: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +141,7 @@ class ModelConfig:
 # The statistical forecasters evaluation can score as baselines (forecasting.statistical).
 STATISTICAL_BASELINES = ("auto_ets", "theta")
 DEFAULT_STATISTICAL_MAX_SERIES = 100
+DEFAULT_BACKTEST_ORIGINS = 6
 
 
 @dataclass(frozen=True)
@@ -116,6 +154,13 @@ class EvaluationConfig:
     # An AutoETS and a Theta fit per entity and holdout origin cost about 35 ms: 100 entities x 8
     # origins keep that under half a minute at any scale.
     statistical_max_series: int | None = DEFAULT_STATISTICAL_MAX_SERIES
+    # Processes statsforecast fits them in (None: one per core). Each is a fresh interpreter
+    # importing statsforecast (about 2 s), so it pays from a few hundred series on.
+    statistical_jobs: int | None = None
+    # Rolling-origin backtest: each of the last this many origins of the holdout gets a model
+    # fitted on the targets up to it (0: none). At most holdout_months: an earlier origin's fit
+    # would reuse a number of trees early stopping chose on targets after it.
+    backtest_origins: int = DEFAULT_BACKTEST_ORIGINS
 
 
 @dataclass(frozen=True)
@@ -134,6 +179,56 @@ class GateConfig:
 class PredictionsConfig:
     database: Database
     table: str = "forecasts"
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """How realised accuracy is reported (forecasting.monitoring) and drift detected
+    (forecasting.drift)."""
+
+    # An entity column or attribute: <table>_accuracy also has one row per value of it.
+    segment: str | None = None
+    # A feature (or the target) drifted when its population stability index against the
+    # training window is at least this (0.1-0.2: a moderate shift, above 0.2: a significant one)
+    # and the two-sample Kolmogorov-Smirnov test rejects "same distribution" at ks_alpha.
+    psi_threshold: float = 0.2
+    ks_alpha: float = 0.01
+    # PSI's bins: this many quantiles of the training window (plus one for missing values).
+    psi_bins: int = 10
+    # The share of new entities (no row before M) or vanished ones (a row in M-1, none in M)
+    # that counts as drift.
+    entity_share_threshold: float = 0.1
+    # Rows compared at most, on each side (a seeded uniform sample of the rows beyond that).
+    drift_sample_rows: int = 100_000
+    # The reference is the last this many months of the model's training window (None: all of
+    # it): a full year has every season once, without years of trend (prices follow inflation).
+    reference_months: int | None = 12
+
+
+# Notifier types an alerts.notifiers entry may name (forecasting.alerts builds them).
+NOTIFIER_TYPES = ("smtp",)
+
+
+@dataclass(frozen=True)
+class NotifierConfig:
+    """One Airflow notifier alerts go through: ``smtp`` is the SMTP provider's SmtpNotifier."""
+
+    type: str
+    to: list[str]
+    conn_id: str = "smtp_default"
+    from_email: str | None = None  # None: the connection's from_email
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """When to alert (beside task failures and drift) and through which notifiers; without
+    notifiers, alerts are logged and written to <table>_alerts only."""
+
+    notifiers: list[NotifierConfig] = field(default_factory=list)
+    # Realised WAPE of a horizon's forecasts above this (None: no such alert).
+    max_wape: float | None = None
+    # Realised WAPE worse than the best naive forecast's this many months in a row (0: never).
+    worse_than_naive_months: int = 3
 
 
 @dataclass(frozen=True)
@@ -160,6 +255,9 @@ class Config:
     feature_store_unexpanded: dict[str, Any] | None = field(default=None, repr=False)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    plans: PlansConfig | None = None  # no plans section: no planned covariates
 
     @property
     def base_dir(self) -> Path:
@@ -191,6 +289,9 @@ _TOP_LEVEL_KEYS = {
     "horizon",
     "compute",
     "gate",
+    "monitoring",
+    "alerts",
+    "plans",
 }
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -219,6 +320,29 @@ def load_config(path: str | os.PathLike | None = None, *, check_feast: bool = Fa
     return config
 
 
+# Airflow skips the semantic checks of URI schemes that start with "x-" (the custom ones).
+PREDICTIONS_ASSET_SCHEME = "x-forecast"
+
+
+def predictions_asset_uri(path: str | os.PathLike | None = None) -> str:
+    """The Airflow Asset URI of the deployment's predictions table: ``x-forecast://<table>``.
+
+    DAG files call this when they are parsed (the publish task's outlet, the monitoring DAG's
+    schedule), so it reads the ``predictions.table`` key alone: no ``${VAR}``s filled in, no
+    checks and no error. A config that cannot be read names the default table; its tasks then
+    fail naming what is wrong, as they do without this.
+    """
+    table = "forecasts"
+    try:
+        raw = yaml.safe_load(Path(path or os.environ.get("FORECAST_CONFIG") or DEFAULT_CONFIG).read_text())
+        written = raw["predictions"].get("table", table)
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        written = table
+    if isinstance(written, str) and _IDENTIFIER.match(written):
+        table = written
+    return f"{PREDICTIONS_ASSET_SCHEME}://{table}"
+
+
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -242,6 +366,24 @@ def _unset_variables(value: Any) -> set[str]:
     if isinstance(value, list):
         return set().union(*map(_unset_variables, value))
     return set()
+
+
+def _backtest_origins(ev: _Section) -> int:
+    """``evaluation.backtest_origins``: 0 (none) up to ``holdout_months``; unset, the default
+    capped at ``holdout_months``."""
+    holdout_months = ev.optional("holdout_months", int, default=6, minimum=1)
+    if "backtest_origins" not in ev.raw:
+        return min(DEFAULT_BACKTEST_ORIGINS, holdout_months)
+    if ev.raw["backtest_origins"] is None:
+        raise ev.error("backtest_origins", "must be int (0 for no backtest), got None")
+    origins = ev.optional("backtest_origins", int, minimum=0)
+    if origins > holdout_months:
+        raise ev.error(
+            "backtest_origins",
+            f"{origins} is more than evaluation.holdout_months {holdout_months}: the fit of an origin "
+            "before the holdout would reuse a number of trees early stopping chose on later targets",
+        )
+    return origins
 
 
 def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
@@ -299,9 +441,12 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
         raise src.error("", f"columns given more than one role: {', '.join(duplicated)}")
 
     val = section.child("validation", required=False)
-    val.reject_unknown({"row_count_tolerance"})
+    val.reject_unknown({"row_count_tolerance", "forecast_max_to_history_max"})
     validation = ValidationConfig(
-        row_count_tolerance=val.optional("row_count_tolerance", float, default=0.5, minimum=0.0)
+        row_count_tolerance=val.optional("row_count_tolerance", float, default=0.5, minimum=0.0),
+        forecast_max_to_history_max=val.optional(
+            "forecast_max_to_history_max", float, default=10.0, minimum=1.0
+        ),
     )
 
     feat = section.child("features", required=False)
@@ -356,7 +501,15 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
         )
 
     ev = section.child("evaluation", required=False)
-    ev.reject_unknown({"holdout_months", "statistical_baselines", "statistical_max_series"})
+    ev.reject_unknown(
+        {
+            "holdout_months",
+            "statistical_baselines",
+            "statistical_max_series",
+            "statistical_jobs",
+            "backtest_origins",
+        }
+    )
     statistical = ev.raw.get("statistical_baselines", list(STATISTICAL_BASELINES))
     if statistical is None:
         statistical = []
@@ -376,6 +529,8 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
         )
         if ev.raw.get("statistical_max_series", 0) is not None
         else None,
+        statistical_jobs=ev.optional("statistical_jobs", int, default=None, minimum=1),
+        backtest_origins=_backtest_origins(ev),
     )
 
     pred = section.child("predictions")
@@ -443,6 +598,43 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
             raise gt.error(key, f"is a relative margin below 1 (0.02 = 2% lower WAPE), got {value!r}")
     gate = GateConfig(**margins)
 
+    mon = section.child("monitoring", required=False)
+    mon.reject_unknown(
+        {
+            "segment",
+            "psi_threshold",
+            "ks_alpha",
+            "psi_bins",
+            "entity_share_threshold",
+            "drift_sample_rows",
+            "reference_months",
+        }
+    )
+    monitoring = MonitoringConfig(
+        segment=mon.optional("segment", str),
+        psi_threshold=mon.optional("psi_threshold", float, default=0.2, minimum=0.0),
+        ks_alpha=mon.optional("ks_alpha", float, default=0.01, minimum=0.0),
+        psi_bins=mon.optional("psi_bins", int, default=10, minimum=2),
+        entity_share_threshold=mon.optional("entity_share_threshold", float, default=0.1, minimum=0.0),
+        drift_sample_rows=mon.optional("drift_sample_rows", int, default=100_000, minimum=1000),
+        # null in the file: the whole training window.
+        reference_months=mon.optional("reference_months", int, default=12, minimum=1)
+        if mon.raw.get("reference_months", 0) is not None
+        else None,
+    )
+    for key in ("ks_alpha", "entity_share_threshold"):
+        if getattr(monitoring, key) > 1:
+            raise mon.error(key, f"is a share between 0 and 1, got {getattr(monitoring, key)!r}")
+    if monitoring.segment is not None and monitoring.segment not in [*entity_columns, *source.attributes]:
+        raise mon.error(
+            "segment",
+            f"must be one of the entity columns or attributes "
+            f"({', '.join([*entity_columns, *source.attributes])}), got {monitoring.segment!r}",
+        )
+
+    alerts = _alerts(section.child("alerts", required=False))
+    plans = _plans(section.child("plans"), source, base) if section.raw.get("plans") is not None else None
+
     data_dir = section.optional("data_dir", str)
     if data_dir is None:
         raise section.error("data_dir", "is required")
@@ -460,6 +652,116 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
         feature_store_unexpanded=fs_unexpanded,
         compute=compute,
         gate=gate,
+        monitoring=monitoring,
+        alerts=alerts,
+        plans=plans,
+    )
+
+
+def _plans(pl: _Section, source: SourceConfig, base: Path) -> PlansConfig:
+    """The ``plans`` section: where the plans live (the source's database unless it names one)
+    and which columns play which role."""
+    pl.reject_unknown(
+        {
+            "url",
+            "conn_id",
+            "schema",
+            "table",
+            "query",
+            "entity_columns",
+            "month_column",
+            "covariates",
+            "planned_at",
+            "fill",
+        }
+    )
+    table, query = pl.optional("table", str), pl.optional("query", str)
+    if (table is None) == (query is None):
+        raise pl.error("", "set exactly one of plans.table and plans.query")
+    if pl.raw.get("url") is None and pl.raw.get("conn_id") is None:
+        # The plans live beside the sales, unless the section says where.
+        database = Database(
+            url=source.database.url,
+            conn_id=source.database.conn_id,
+            schema=pl.optional("schema", str, default=source.database.schema),
+        )
+    else:
+        database = _database(pl, base)
+    entity_columns = pl.identifiers("entity_columns") or list(source.entity_columns)
+    if entity_columns != source.entity_columns:
+        raise pl.error(
+            "entity_columns",
+            f"must be the source's entity columns ({', '.join(source.entity_columns)}), got {entity_columns!r}",
+        )
+    covariates = pl.identifiers("covariates", required=True)
+    if not covariates:
+        raise pl.error("covariates", "must name at least one planned column")
+    month_column = pl.identifier("month_column") if "month_column" in pl.raw else source.time_column
+    planned_at = pl.identifier("planned_at") if "planned_at" in pl.raw else "planned_at"
+    roles = [*entity_columns, month_column, planned_at, *covariates]
+    duplicated = sorted({c for c in roles if roles.count(c) > 1})
+    if duplicated:
+        raise pl.error("", f"columns given more than one role: {', '.join(duplicated)}")
+    taken = {*source.covariates, *source.attributes, *source.entity_columns}
+    clashing = [plan_feature(c) for c in covariates if plan_feature(c) in taken]
+    if clashing:
+        raise pl.error("covariates", f"{clashing[0]} is already a source column: rename it there")
+    raw_fill = pl.raw.get("fill") or {}
+    if not isinstance(raw_fill, dict):
+        raise pl.error("fill", f"must map covariates to a number or {FILL_EMPTY!r}, got {raw_fill!r}")
+    fill: dict[str, float | str] = {}
+    for covariate, value in raw_fill.items():
+        if covariate not in covariates:
+            raise pl.error(f"fill.{covariate}", f"is not one of plans.covariates ({', '.join(covariates)})")
+        if value == FILL_EMPTY:
+            fill[covariate] = FILL_EMPTY
+        elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            fill[covariate] = float(value)
+        else:
+            raise pl.error(f"fill.{covariate}", f"must be a number or {FILL_EMPTY!r}, got {value!r}")
+    return PlansConfig(
+        database=database,
+        table=table,
+        query=query,
+        entity_columns=entity_columns,
+        month_column=month_column,
+        covariates=covariates,
+        planned_at=planned_at,
+        fill=fill,
+    )
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+def _alerts(al: _Section) -> AlertsConfig:
+    """The ``alerts`` section: its rules, and its notifiers (each checked key by key)."""
+    al.reject_unknown({"notifiers", "max_wape", "worse_than_naive_months"})
+    raw = al.raw.get("notifiers") or []
+    if not isinstance(raw, list):
+        raise al.error("notifiers", f"must be a list of notifiers (type: smtp, to: [...]), got {raw!r}")
+    notifiers = []
+    for i, entry in enumerate(raw):
+        item = _Section(entry, f"{al.name}.notifiers[{i}]", al.path)
+        item.reject_unknown({"type", "to", "conn_id", "from_email"})
+        kind = item.raw.get("type")
+        if kind not in NOTIFIER_TYPES:
+            raise item.error("type", f"must be one of {', '.join(NOTIFIER_TYPES)}, got {kind!r}")
+        to = item.raw.get("to")
+        to = [to] if isinstance(to, str) else to
+        if not to or not isinstance(to, list) or not all(isinstance(a, str) and _EMAIL.match(a) for a in to):
+            raise item.error("to", f"must be an email address or a list of them, got {item.raw.get('to')!r}")
+        from_email = item.optional("from_email", str)
+        if from_email is not None and not _EMAIL.match(from_email):
+            raise item.error("from_email", f"must be an email address, got {from_email!r}")
+        conn_id = item.optional("conn_id", str, default="smtp_default")
+        if not conn_id:
+            raise item.error("conn_id", "must name an Airflow connection")
+        notifiers.append(NotifierConfig(type=kind, to=list(to), conn_id=conn_id, from_email=from_email))
+    return AlertsConfig(
+        notifiers=notifiers,
+        max_wape=al.optional("max_wape", float, minimum=0.0),
+        worse_than_naive_months=al.optional("worse_than_naive_months", int, default=3, minimum=0),
     )
 
 

@@ -21,8 +21,8 @@ import pandas as pd
 
 from forecasting import store
 from forecasting.config import Config
-from forecasting.features import TIMESTAMP, feature_months, feature_names
-from forecasting.months import month_from_index, month_index
+from forecasting.features import TIMESTAMP, feature_months, feature_names, plan_feature_names
+from forecasting.months import month_from_index, month_index, month_labels
 from forecasting.panel import Panel, months_known
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,10 @@ ROW = "_row"  # carried through Feast to put its answer back in our order
 ENTITY = "_entity"  # a row's entity as its row in the panel (holdout.parquet keeps it for evaluate)
 # Entity rows per point-in-time retrieval: bounds the memory of one join.
 RETRIEVAL_CHUNK_ROWS = 1_000_000
+# An (entity, origin) pair's plan for horizon h comes back from ``retrieve`` as the column
+# ``plan_<covariate>__h<h>``; ``with_model_columns`` keeps the one of each row's horizon.
+PLAN_HORIZON_SEP = "__h"
+_ORIGIN_INDEX = "_origin"  # carried through Feast: each pair's origin, to name its target months
 
 
 @dataclass
@@ -61,9 +65,9 @@ class Rows:
         """As a DataFrame: the entity keys (strings), origin and target month ("YYYY-MM"), horizon,
         the origin's timestamp for Feast and the label."""
         frame = panel.keys.iloc[self.entity].reset_index(drop=True)
-        frame[ORIGIN] = month_from_index(self.origin).astype(str) if len(self) else []
+        frame[ORIGIN] = month_labels(self.origin)
         frame[HORIZON] = self.horizon.astype(int)
-        frame[TARGET_MONTH] = month_from_index(self.target).astype(str) if len(self) else []
+        frame[TARGET_MONTH] = month_labels(self.target)
         frame[TIMESTAMP] = month_stamps(self.origin)
         frame[LABEL] = self.label
         return frame
@@ -73,7 +77,8 @@ def month_stamps(month_idx: np.ndarray) -> pd.DatetimeIndex:
     """month_end of each month (the first instant of the next), UTC: when the month is complete."""
     if len(month_idx) == 0:
         return pd.DatetimeIndex([], tz="UTC")
-    return month_from_index(np.asarray(month_idx) + 1).to_timestamp().tz_localize("UTC")
+    distinct, at = np.unique(np.asarray(month_idx, dtype=np.int64) + 1, return_inverse=True)
+    return month_from_index(distinct).to_timestamp().tz_localize("UTC")[at.ravel()]
 
 
 def labelled(panel: Panel, config: Config, month: pd.Period) -> Rows:
@@ -142,6 +147,12 @@ def sample(rows: Rows, config: Config) -> np.ndarray:
     return keep
 
 
+def plan_columns(config: Config) -> list[str]:
+    """The columns ``retrieve`` adds for the plans: each plan feature once per horizon."""
+    names = config.plans.feature_names if config.plans is not None else []
+    return [f"{name}{PLAN_HORIZON_SEP}{h}" for name in names for h in range(1, config.horizon + 1)]
+
+
 def retrieve(
     config: Config, panel: Panel, entity: np.ndarray, origin: np.ndarray, client=None
 ) -> pd.DataFrame:
@@ -149,27 +160,69 @@ def retrieve(
 
     One retrieval per chunk of pairs (memory stays bounded; on a Dask cluster, each chunk is a
     task on a worker); the entity rows carry a row number that puts Feast's answer back in order.
+    With ``plans:``, each pair also gets the plans for its target months o + 1..o + horizon as
+    they stood at the end of o (``plan_columns``; ``plans.fill`` applied).
     """
     from forecasting.compute import map_in_order
 
+    columns = [*feature_names(config), *plan_columns(config)]
     chunks = []
     for start in range(0, len(entity), RETRIEVAL_CHUNK_ROWS):
         chunk = slice(start, start + RETRIEVAL_CHUNK_ROWS)
         rows = panel.keys.iloc[entity[chunk]].reset_index(drop=True)
         rows[TIMESTAMP] = month_stamps(origin[chunk])
         rows[ROW] = np.arange(start, start + len(rows))
+        if config.plans is not None:
+            rows[_ORIGIN_INDEX] = np.asarray(origin[chunk], dtype=np.int64)
         chunks.append(rows)
     if not chunks:
-        return pd.DataFrame(columns=feature_names(config))
+        return pd.DataFrame(columns=columns)
     parts = map_in_order(client, _retrieve_chunk, chunks, config)
     features = pd.concat(parts, ignore_index=True)
     if len(features) != len(entity) or not (features[ROW].to_numpy() == np.arange(len(entity))).all():
         raise RuntimeError(f"Feast returned {len(features)} rows for {len(entity)} entity rows")
-    return features[feature_names(config)]
+    return features[columns]
 
 
 def _retrieve_chunk(rows: pd.DataFrame, config: Config) -> pd.DataFrame:
-    return store.historical_features(config, rows).sort_values(ROW, kind="stable")
+    features = store.historical_features(config, rows).sort_values(ROW, kind="stable")
+    if config.plans is None:
+        return features
+    planned = _plans_by_horizon(config, rows.sort_values(ROW, kind="stable").reset_index(drop=True))
+    return pd.concat([features.reset_index(drop=True), planned], axis=1)
+
+
+def _plans_by_horizon(config: Config, rows: pd.DataFrame) -> pd.DataFrame:
+    """For each row (an entity and origin o, in order), the plan of each horizon h's target
+    month o + h as it stood at the end of o: Feast's point-in-time join of the plans' view,
+    asked with the origin's timestamp. Columns ``plan_columns(config)``."""
+    from forecasting import plans
+
+    assert config.plans is not None
+    keys, horizon, n = config.source.entity_columns, config.horizon, len(rows)
+    origin = rows[_ORIGIN_INDEX].to_numpy()
+    slot = "_slot"  # position in the result: row i, horizon h -> i * horizon + h - 1
+    asked = pd.concat(
+        [
+            rows[[*keys, TIMESTAMP]].assign(
+                **{plans.PLAN_MONTH: month_labels(origin + h), slot: np.arange(n) * horizon + h - 1}
+            )
+            for h in range(1, horizon + 1)
+        ],
+        ignore_index=True,
+    )
+    got = store.plan_features(config, asked).sort_values(slot, kind="stable")
+    names = config.plans.feature_names
+    out = pd.DataFrame(index=range(n))
+    for name in names:
+        values = got[name].to_numpy(dtype=np.float32).reshape(n, horizon)
+        for h in range(1, horizon + 1):
+            out[f"{name}{PLAN_HORIZON_SEP}{h}"] = values[:, h - 1]
+    by_covariate = {
+        c: [f"{name}{PLAN_HORIZON_SEP}{h}" for h in range(1, horizon + 1)]
+        for c, name in zip(config.plans.covariates, names, strict=True)
+    }
+    return plans.fill(out, config, by_covariate)
 
 
 def pairs(*row_sets: Rows) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -184,14 +237,34 @@ def pairs(*row_sets: Rows) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
 
 
 def model_features(config: Config) -> list[str]:
-    """Columns the model reads: Feast's features plus the horizon and the target's month of year."""
-    return [*feature_names(config), HORIZON, "target_month_of_year"]
+    """Columns the model reads: Feast's features, the plans for the target month (``plans:``),
+    the horizon and the target's month of year."""
+    return [*feature_names(config), *plan_feature_names(config), HORIZON, "target_month_of_year"]
 
 
 def with_model_columns(features: pd.DataFrame, horizon: np.ndarray) -> pd.DataFrame:
-    """Feature rows (one per labelled row) plus the horizon and the target's month of year."""
+    """Feature rows (one per labelled row) plus the horizon and the target's month of year; of
+    the plans ``retrieve`` found for every horizon, each row keeps its own horizon's as
+    ``plan_<covariate>``, and where the covariate is a source covariate too, what the plan
+    changes from its value at the origin as ``plan_<covariate>_change``."""
     frame = features.reset_index(drop=True)
-    frame[HORIZON] = np.asarray(horizon)
+    horizon = np.asarray(horizon)
+    by_plan: dict[str, dict[int, str]] = {}
+    for column in frame.columns:
+        name, sep, suffix = str(column).rpartition(PLAN_HORIZON_SEP)
+        if sep and name.startswith("plan_") and suffix.isdigit():
+            by_plan.setdefault(name, {})[int(suffix)] = column
+    for name, columns in by_plan.items():
+        values = np.full(len(frame), np.nan, dtype=np.float32)
+        for h, column in columns.items():
+            at = horizon == h
+            values[at] = frame[column].to_numpy(dtype=np.float32)[at]
+        frame[name] = values
+        covariate = name.removeprefix("plan_")
+        if covariate in frame.columns and pd.api.types.is_numeric_dtype(frame[covariate]):
+            frame[f"{name}_change"] = values - frame[covariate].to_numpy(dtype=np.float32)
+    frame = frame.drop(columns=[c for columns in by_plan.values() for c in columns.values()])
+    frame[HORIZON] = horizon
     frame["target_month_of_year"] = ((frame["month_of_year"] - 1 + frame[HORIZON]) % 12 + 1).astype(float)
     return frame
 

@@ -7,6 +7,10 @@ holdout holds more than ``evaluation.statistical_max_series`` entities: then eva
 ``model``/``baselines``/``by_horizon`` are the naive baselines on every row, and its ``sample``
 section has the model and every baseline, statistical ones included, on the rows of a seeded
 sample of that many entities.
+
+The rolling-origin backtest (``forecasting.backtest``: a model refit per origin of the
+holdout's last ``evaluation.backtest_origins``, forecasting that origin's rows) is scored on its
+rows the same way, per origin, per horizon and overall, into evaluation.json's ``backtest``.
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from forecasting import dataset, model, paths, statistical
+from forecasting import backtest, dataset, intervals, model, paths, statistical
 from forecasting.config import Config
 from forecasting.dataset import HORIZON, LABEL, ORIGIN, TARGET_MONTH
-from forecasting.months import month_index
+from forecasting.months import label_index
 from forecasting.panel import Panel, build_panel
 
 log = logging.getLogger(__name__)
@@ -81,7 +85,7 @@ def baseline_forecasts(rows: pd.DataFrame, snapshot: pd.DataFrame, config: Confi
     index = panel.keys.reset_index().rename(columns={"index": "_entity"})
     entity = rows[keys].astype(str).merge(index, on=keys, how="left")["_entity"].to_numpy()
     known = ~pd.isna(entity)
-    origin = month_index(pd.PeriodIndex(rows[ORIGIN], freq="M")).to_numpy()
+    origin = label_index(rows[ORIGIN])
     horizon = rows[HORIZON].to_numpy()
     values = {name: np.full(len(rows), np.nan) for name in BASELINES}
     got = baselines(panel, entity[known].astype(np.int64), origin[known], horizon[known])
@@ -98,6 +102,8 @@ class EvaluationReport:
     by_horizon: dict[str, dict[str, dict[str, float]]]
     # The model and every baseline on a sample of entities (when the statistical ones were sampled).
     sample: dict | None = None
+    # The rolling-origin backtest (evaluation.json's ``backtest``; None: none was run).
+    backtest: dict | None = None
 
     @property
     def best_baseline(self) -> str:
@@ -118,7 +124,7 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
         panel.keys.iloc[entity].reset_index(drop=True) == holdout[config.source.entity_columns]
     ).all(axis=None):
         raise RuntimeError(f"{model_dir}/holdout.parquet was not made from this snapshot")
-    origin = month_index(pd.PeriodIndex(holdout[ORIGIN], freq="M")).to_numpy()
+    origin = label_index(holdout[ORIGIN])
     horizon = holdout[HORIZON].to_numpy()
     forecasts = baselines(panel, entity, origin, horizon)
     forecasts["model"] = model.predict(
@@ -129,7 +135,8 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
     names = config.evaluation.statistical_baselines
     sampled = statistical.sample_entities(entity, config)
     scored = np.ones(len(holdout), bool) if sampled is None else sampled
-    got = statistical.forecasts(panel, entity[scored], origin[scored], horizon[scored], names)
+    jobs = config.evaluation.statistical_jobs
+    got = statistical.forecasts(panel, entity[scored], origin[scored], horizon[scored], names, jobs)
     for name in names:
         forecasts[name] = np.full(len(holdout), np.nan)
         forecasts[name][scored] = got[name]
@@ -160,9 +167,39 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
             "beats_best_baseline": model_on_sample["wape"] < on_sample[best]["wape"],
             "by_horizon": by_horizon_of(sampled, everyone),
         }
+    # p10/p90 bands of every forecaster from its holdout errors (what predict publishes with
+    # the gate's choice), and how often they held on months they were not calibrated on.
+    target = label_index(holdout[TARGET_MONTH])
+    interval_specs = {name: intervals.calibrate(f, actual, horizon) for name, f in forecasts.items()}
+    interval_coverage = {
+        name: intervals.coverage(f, actual, horizon, target) for name, f in forecasts.items()
+    }
+    # The backtest's refit models against the same forecasts of the same rows (a model trained by
+    # an older release has no backtest column).
+    refit = holdout[backtest.BACKTEST].to_numpy(dtype=float) if backtest.BACKTEST in holdout else None
+    backtest_scores = (
+        None
+        if refit is None
+        else backtest.score(
+            actual,
+            refit,
+            forecasts,
+            origin,
+            horizon,
+            on_all,
+            everyone,
+            sampled,
+            (metadata.get("backtest") or {}).get("fits", []),
+        )
+    )
     path = model_dir / "evaluation.json"
     report = EvaluationReport(
-        path=path, model=overall.pop("model"), baselines=overall, by_horizon=by_horizon, sample=sample
+        path=path,
+        model=overall.pop("model"),
+        baselines=overall,
+        by_horizon=by_horizon,
+        sample=sample,
+        backtest=backtest_scores,
     )
     paths.write_json_atomically(
         {
@@ -179,10 +216,31 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
                 "scored_on": "holdout" if sample is None else "sample",
             },
             "sample": sample,
+            "intervals": {
+                "levels": [intervals.LOWER, intervals.UPPER],
+                "forecasters": interval_specs,
+                "coverage": interval_coverage,
+            },
+            "backtest": backtest_scores,
         },
         path,
     )
     log.info("Holdout evaluation of %s:\n%s", metadata["model_version"], format_table(report))
+    if backtest_scores is not None:
+        log.info(
+            "Rolling-origin backtest of %s (WAPE of a model refit at each origin, of the holdout model "
+            "and of the best baseline, on the origin's rows):\n%s",
+            metadata["model_version"],
+            backtest.format_table(backtest_scores),
+        )
+    held = interval_coverage["model"]
+    if held is not None:
+        log.info(
+            "The model's p10-p90 intervals held %.0f%% of the actuals of holdout months they were not "
+            "calibrated on (goal %.0f%%)",
+            100 * held["coverage"],
+            100 * held["target"],
+        )
     return report
 
 

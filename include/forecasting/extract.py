@@ -60,27 +60,35 @@ def window_query(config: Config, dialect: sa.Dialect, has_start: bool) -> sa.Tex
     """
     src = config.source
     quote = dialect.identifier_preparer.quote
-    if src.table:
-        relation = quote(src.table)
-        if src.database.schema:
-            relation = f"{quote(src.database.schema)}.{relation}"
-    else:
-        assert src.query is not None  # config guarantees one of table and query
-        relation = (
-            f"({src.query.strip().rstrip(';')}\n) AS source_query"  # \n: a trailing -- comment keeps ")"
-        )
+    relation = _relation(src.table, src.query, src.database.schema, dialect, "source_query")
     time = quote(src.time_column)
     window = f"{time} < :window_end" + (f" AND {time} >= :window_start" if has_start else "")
-    # Comparing text, 'notadate' sorts after every date and '20240301' between them: outside the
-    # window either way. SQLite keeps times as text, so there its own date() says what is not one.
-    unplaceable = f"NOT ({time} >= :earliest AND {time} < :latest)"
-    if dialect.name == "sqlite":
-        unplaceable += f" OR date({time}) IS NULL"
-    where = f"({window}) OR {time} IS NULL OR {unplaceable}"
+    where = f"({window}) OR {time} IS NULL OR {_unplaceable(time, dialect)}"
     params = [sa.bindparam(name, type_=sa.Date) for name in ("window_end", "earliest", "latest")]
     if has_start:
         params.append(sa.bindparam("window_start", type_=sa.Date))
     return sa.text(f"SELECT * FROM {relation} WHERE {where}").bindparams(*params)
+
+
+def _relation(
+    table: str | None, query: str | None, schema: str | None, dialect: sa.Dialect, alias: str
+) -> str:
+    """What to SELECT from: the quoted table (in its schema), or the query as a subquery."""
+    quote = dialect.identifier_preparer.quote
+    if table:
+        return f"{quote(schema)}.{quote(table)}" if schema else quote(table)
+    assert query is not None  # config guarantees one of table and query
+    return f"({query.strip().rstrip(';')}\n) AS {alias}"  # \n: a trailing -- comment keeps ")"
+
+
+def _unplaceable(column: str, dialect: sa.Dialect) -> str:
+    """SQL true where the (quoted) column is not a date in [:earliest, :latest)."""
+    # Comparing text, 'notadate' sorts after every date and '20240301' between them: outside the
+    # window either way. SQLite keeps times as text, so there its own date() says what is not one.
+    unplaceable = f"NOT ({column} >= :earliest AND {column} < :latest)"
+    if dialect.name == "sqlite":
+        unplaceable += f" OR date({column}) IS NULL"
+    return unplaceable
 
 
 def read_window(config: Config, month: pd.Period) -> pd.DataFrame:
@@ -403,3 +411,151 @@ def extract(config: Config, month: pd.Period, path: Path) -> Snapshot:
         path,
     )
     return snapshot
+
+
+# --- plans: planned covariates of future months (forecasting.plans) ---------------------------
+
+
+@dataclass
+class PlansSnapshot:
+    path: Path
+    rows: int  # revisions (every row is one entity's plan for one month, made at planned_at)
+    first_month: str | None
+    last_month: str | None
+    known_at: str  # the plans as they stood at this instant: the end of M
+
+
+def plan_months(config: Config, month: pd.Period) -> tuple[pd.Period | None, pd.Period]:
+    """The months a run of M reads plans for: its history window (training rows' target
+    months) through M + horizon (the months it forecasts). None: from the first month on."""
+    return window_start(config, month), month + config.horizon
+
+
+def plans_query(config: Config, dialect: sa.Dialect, has_start: bool) -> sa.TextClause:
+    """SELECT * of the plans for the run's months made before ``:known_before`` (a day or two
+    after the end of M, compared as a date: ``read_plans`` cuts at the exact instant), plus
+    the rows validation must reject (no month or planned_at, or one that is not a date)."""
+    plans = config.plans
+    assert plans is not None
+    quote = dialect.identifier_preparer.quote
+    relation = _relation(plans.table, plans.query, plans.database.schema, dialect, "plans_query")
+    month, at = quote(plans.month_column), quote(plans.planned_at)
+    window = f"{month} < :months_end" + (f" AND {month} >= :months_start" if has_start else "")
+    wanted = f"({window}) AND {at} < :known_before"
+    bad = f"{month} IS NULL OR {at} IS NULL OR {_unplaceable(month, dialect)} OR {_unplaceable(at, dialect)}"
+    params = [
+        sa.bindparam(name, type_=sa.Date) for name in ("months_end", "known_before", "earliest", "latest")
+    ]
+    if has_start:
+        params.append(sa.bindparam("months_start", type_=sa.Date))
+    return sa.text(f"SELECT * FROM {relation} WHERE ({wanted}) OR {bad}").bindparams(*params)
+
+
+def read_plans(config: Config, month: pd.Period) -> pd.DataFrame:
+    """Every plan revision for the run's months (``plan_months``) made no later than the end of
+    M, typed like the snapshot (``typed_plans``), plus the rows validation must reject."""
+    plans = config.plans
+    assert plans is not None
+    first, last = plan_months(config, month)
+    known_at = month_end(month)
+    params = {
+        "months_end": month_end(last).date(),
+        # Loose in SQL (text times compare as text in SQLite, time zones vary), exact below.
+        "known_before": (known_at + pd.Timedelta(days=2)).date(),
+        "earliest": EARLIEST_TIME.date(),
+        "latest": LATEST_TIME.date(),
+    }
+    if first is not None:
+        params["months_start"] = month_start(first).date()
+    engine = make_engine(plans.database)
+    try:
+        query = plans_query(config, engine.dialect, first is not None)
+        with engine.connect() as conn:
+            frame = _read_rows(conn, query, params)
+    finally:
+        engine.dispose()
+    frame = typed_plans(frame, config)
+    if plans.planned_at not in frame.columns or plans.month_column not in frame.columns:
+        return frame  # validation names the missing column
+    # The exact cut: revisions made after the end of M are not known at M. Rows without a
+    # readable month or planned_at stay, for validation to count.
+    stamp, target = frame[plans.planned_at], frame[plans.month_column]
+    keep = stamp.isna() | target.isna() | (stamp <= known_at)
+    keep &= target.isna() | (target < month_end(last))
+    if first is not None:
+        keep &= target.isna() | (target >= month_start(first))
+    return frame[keep.to_numpy()].reset_index(drop=True)
+
+
+def typed_plans(frame: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """The plans' columns typed as ``typed_snapshot`` types the sales': the month column as
+    month starts, ``planned_at`` as a naive UTC timestamp (a time zone-aware one converted), the
+    covariates as numbers; a value that is none of these becomes null and its raw text goes to
+    ``unreadable_column(column)``."""
+    plans = config.plans
+    assert plans is not None
+    frame = frame.copy(deep=False)
+    if plans.month_column in frame.columns:
+        raw = frame[plans.month_column]
+        months = _month_starts(raw)
+        frame[plans.month_column] = months
+        frame[unreadable_column(plans.month_column)] = _raw_text(
+            raw, raw.notna().to_numpy() & months.isna().to_numpy()
+        )
+    if plans.planned_at in frame.columns:
+        raw = frame[plans.planned_at]
+        stamps = _timestamps(raw)
+        frame[plans.planned_at] = stamps
+        frame[unreadable_column(plans.planned_at)] = _raw_text(
+            raw, raw.notna().to_numpy() & stamps.isna().to_numpy()
+        )
+    for column in plans.covariates:
+        if column not in frame.columns:
+            continue
+        raw = frame[column]
+        numbers = pd.to_numeric(raw.astype(object), errors="coerce").astype(float)
+        frame[column] = numbers
+        frame[unreadable_column(column)] = _raw_text(raw, raw.notna().to_numpy() & numbers.isna().to_numpy())
+    for column in plans.entity_columns:
+        if column in frame.columns and pd.api.types.infer_dtype(frame[column], skipna=True).startswith(
+            "mixed"
+        ):
+            frame[column] = frame[column].where(frame[column].isna(), frame[column].astype(str))
+    return frame
+
+
+def _timestamps(raw: pd.Series) -> pd.Series:
+    """Each value as a naive UTC timestamp (NaT where it is no time in range), parsing each
+    distinct value once."""
+    codes, uniques = pd.factorize(raw)
+    stamps = pd.to_datetime(pd.Series(uniques), errors="coerce", utc=True, format="ISO8601")
+    naive = stamps.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    values = np.full(len(raw), np.datetime64("NaT"), dtype="datetime64[ns]")
+    known = codes >= 0
+    values[known] = naive[codes[known]]
+    return pd.Series(values, index=raw.index, name=raw.name)
+
+
+def extract_plans(config: Config, month: pd.Period, path: Path) -> PlansSnapshot:
+    """Write the plans as they stood at the end of M to ``path`` (beside M's snapshot)."""
+    plans = config.plans
+    assert plans is not None
+    frame = read_plans(config, month)
+    paths.write_parquet_atomically(frame, path)
+    months = frame[plans.month_column].dropna() if plans.month_column in frame.columns else pd.Series()
+    result = PlansSnapshot(
+        path=path,
+        rows=len(frame),
+        first_month=None if months.empty else f"{months.min():%Y-%m}",
+        last_month=None if months.empty else f"{months.max():%Y-%m}",
+        known_at=str(month_end(month)),
+    )
+    log.info(
+        "Extracted %d plan revisions (%s..%s) known at %s into %s",
+        result.rows,
+        result.first_month,
+        result.last_month,
+        result.known_at,
+        path,
+    )
+    return result

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from forecasting import paths
-from forecasting.config import Config, FeatureConfig
+from forecasting.config import Config
 from forecasting.extract import window_start
 from forecasting.months import month_from_index, month_index
 from forecasting.panel import Panel, build_panel, lagged, months_known, rolling
@@ -28,26 +28,72 @@ TIMESTAMP = "event_timestamp"
 CREATED = "created"
 
 
-def target_feature_names(features: FeatureConfig) -> list[str]:
-    names = [f"sales_lag_{k}" for k in features.lags]
-    for w in features.rolling_windows:
-        names += [f"sales_mean_{w}", f"sales_std_{w}"]
-    return names
+@dataclass(frozen=True)
+class Feature:
+    """One column of the offline feature table, as of the end of its month t (the origin)."""
+
+    name: str
+    description: str  # also the Feast field's description
+    lookback: int  # months of history it reads, counting t itself
+    attribute: bool = False  # an entity attribute: its type is the source's (text or number)
+    derived: bool = False  # computed when a row is assembled (dataset.with_model_columns), not stored
 
 
-def covariate_feature_names(config: Config) -> list[str]:
-    return [n for c in config.source.covariates for n in (c, f"{c}_mean_3")]
+def catalogue(config: Config) -> list[Feature]:
+    """Every feature the offline table holds, in a stable order: the one list that the feature
+    columns, the Feast schema and the lookback come from (``feature_arrays`` computes them)."""
+    target, feat = config.source.target_column, config.features
+    out = [
+        Feature(f"sales_lag_{k}", f"{target} in month t-{k - 1}" if k > 1 else f"{target} in month t", k)
+        for k in feat.lags
+    ]
+    for w in feat.rolling_windows:
+        out += [
+            Feature(f"sales_mean_{w}", f"mean {target} over the {w} months ending at t", w),
+            Feature(f"sales_std_{w}", f"standard deviation of {target} over the {w} months ending at t", w),
+        ]
+    out += [
+        Feature("month_of_year", "calendar month of t, 1-12", 1),
+        Feature("history_months", f"months of history up to t, at most {feat.lookback_months}", 1),
+    ]
+    for c in config.source.covariates:
+        out += [
+            Feature(c, f"{c} in month t", 1),
+            Feature(f"{c}_mean_3", f"mean {c} over the 3 months ending at t", 3),
+        ]
+    out += [Feature(a, f"entity attribute {a}, as of t", 1, attribute=True) for a in config.source.attributes]
+    return out
 
 
 def feature_names(config: Config) -> list[str]:
     """Every feature the offline table holds, in a stable order."""
-    return [
-        *target_feature_names(config.features),
-        "month_of_year",
-        "history_months",
-        *covariate_feature_names(config),
-        *config.source.attributes,
-    ]
+    return [feature.name for feature in catalogue(config)]
+
+
+def plan_catalogue(config: Config) -> list[Feature]:
+    """The planned covariates (``plans:``), one feature each, in the config's order: the value
+    planned for the *target* month as the plan stood at the origin (forecasting.plans). They
+    live in a Feast view of their own, keyed by entity and target month."""
+    if config.plans is None:
+        return []
+    out = []
+    for c, name in zip(config.plans.covariates, config.plans.feature_names, strict=True):
+        out.append(
+            Feature(
+                name,
+                f"{c} planned for the target month, as the plan stood at the end of t (latest "
+                "planned_at at or before it)",
+                0,  # no history: the plan of the month forecast
+            )
+        )
+        if c in config.source.covariates:
+            # What the plan changes: a price cut or a promotion is a change from the month known.
+            out.append(Feature(f"{name}_change", f"{name} minus {c} in month t", 1, derived=True))
+    return out
+
+
+def plan_feature_names(config: Config) -> list[str]:
+    return [feature.name for feature in plan_catalogue(config)]
 
 
 @dataclass

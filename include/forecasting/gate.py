@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from forecasting import dataset, model, models, paths
+from forecasting import dataset, intervals, model, models, paths
 from forecasting.config import Config, ConfigError
 from forecasting.dataset import HORIZON, LABEL
 from forecasting.evaluate import metrics
@@ -79,7 +79,12 @@ def score_saved_model(
         for h in sorted(holdout[HORIZON].unique())
         for rows in [(holdout[HORIZON] == h).to_numpy()]
     }
-    result: dict[str, Any] = {"metrics": metrics(actual, predicted), "by_horizon": by_horizon}
+    result: dict[str, Any] = {
+        "metrics": metrics(actual, predicted),
+        "by_horizon": by_horizon,
+        # Its own p10/p90 bands from its errors on these rows, should it be published.
+        "intervals": intervals.calibrate(predicted, actual, holdout[HORIZON].to_numpy()),
+    }
     unseen = {c: v for c, v in unseen.items() if v}
     if unseen:  # scored as missing values, as the model would in production
         result["unseen_categories"] = unseen
@@ -118,6 +123,12 @@ def run_gate(
         challenger: challenger_wape,
         **{f"{models.BASELINE_PREFIX}{n}": m["wape"] for n, m in baselines.items()},
     }
+    # Each candidate's p10/p90 bands (forecasting.intervals), for whichever is published.
+    bands = (evaluation.get("intervals") or {}).get("forecasters", {})
+    interval_specs = {
+        challenger: bands.get("model"),
+        **{f"{models.BASELINE_PREFIX}{n}": bands.get(n) for n in baselines},
+    }
 
     with models.registry(config) as (conn, table):
         previous = models.get(conn, table, challenger)
@@ -134,6 +145,7 @@ def run_gate(
             else:
                 champion_wape = scored["metrics"]["wape"]
                 wapes[version] = champion_wape
+                interval_specs[version] = scored["intervals"]
                 champion_report = {"model_version": version, "available": True, **scored}
         decision = models.decide(
             challenger,
@@ -194,6 +206,7 @@ def run_gate(
                 try:
                     scored = score_saved_model(config, forecaster, holdout, first_holdout)
                     wapes[forecaster] = scored["metrics"]["wape"]
+                    interval_specs[forecaster] = scored["intervals"]
                 except ChampionUnavailable as err:
                     log.warning("The forced model %s cannot score this holdout: %s", forecaster, err)
         row.update(
@@ -228,6 +241,8 @@ def run_gate(
         "best_baseline_wape": best_wape,
         "challenger_status": saved["status"],
         "decided_by": decided_by,
+        # p10/p90 bands predict puts around the forecaster's forecasts (None: not calibrated).
+        "intervals": interval_specs.get(forecaster),
     }
     paths.write_json_atomically(
         {**evaluation, "champion": champion_report, "decision": result}, evaluation_path

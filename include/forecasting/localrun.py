@@ -8,6 +8,10 @@ the data interval (the slot) of a run the scheduler makes itself, and unpausing 
 lets the scheduler run the latest complete month as usual. Its tasks run under a scheduler with
 the LocalExecutor, each in its own process, so their logs are in the UI like any other run's.
 
+When the month is published, the ``forecast_monitoring`` DAG runs for it too, the same way (a
+manual run with ``month``): in production the publish's Asset event starts it, but this
+scheduler makes no runs of its own, and the summary prints the realised accuracy it scored.
+
 If no scheduler is running for this AIRFLOW_HOME, one is started for the length of the run,
 with an api-server (the Execution API the tasks report to), and stopped afterwards; it creates
 no scheduled runs (``use_job_schedule=False``). If one is running (``make ui``), the run is
@@ -35,6 +39,7 @@ from urllib.parse import quote
 import pandas as pd
 
 DAG_ID = "monthly_forecast"
+MONITORING_DAG_ID = "forecast_monitoring"
 STARTUP_TIMEOUT = 300  # a fresh api-server and scheduler on a busy 2-core machine
 RUN_TIMEOUT = 4 * 3600
 POLL_SECONDS = 2.0
@@ -103,14 +108,14 @@ class Api:
             raise RuntimeError(f"{method} {path}: {response.status_code} {response.text}")
         return response.json()
 
-    def wait_for_dag(self, timeout: float, alive: Callable[[], None]) -> dict:
+    def wait_for_dag(self, timeout: float, alive: Callable[[], None], dag_id: str = DAG_ID) -> dict:
         import httpx
 
         deadline = time.monotonic() + timeout
         while True:
             alive()
             try:
-                return self.get(f"/dags/{DAG_ID}")
+                return self.get(f"/dags/{dag_id}")
             except httpx.HTTPStatusError as err:
                 if err.response.status_code != 404 or time.monotonic() > deadline:
                     raise
@@ -183,43 +188,55 @@ def stop(processes: list[subprocess.Popen], timeout: float = 30) -> None:
             time.sleep(0.3)
 
 
-def run(api: Api, month: str, out=sys.stdout) -> tuple[str, str]:
-    """Trigger the month as a manual run and follow it; returns (run_id, final state)."""
-    dag = api.wait_for_dag(STARTUP_TIMEOUT, lambda: None)
+def run(api: Api, month: str, out=sys.stdout, dag_id: str = DAG_ID) -> tuple[str, str]:
+    """Trigger the month as a manual run of ``dag_id`` and follow it; returns (run_id, final state)."""
+    dag = api.wait_for_dag(STARTUP_TIMEOUT, lambda: None, dag_id)
     was_paused = dag["is_paused"]
     if was_paused:
-        api.send("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
+        api.send("PATCH", f"/dags/{dag_id}", {"is_paused": False})
     try:
         created = api.send(
-            "POST", f"/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": {"month": month}}
+            "POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": {"month": month}}
         )
         run_id = created["dag_run_id"]
-        print(f"Run {run_id} (month {month}):", file=out, flush=True)
-        return run_id, follow(api, run_id, out)
+        print(f"Run {run_id} of {dag_id} (month {month}):", file=out, flush=True)
+        return run_id, follow(api, run_id, out, dag_id)
     finally:
         if was_paused:
-            api.send("PATCH", f"/dags/{DAG_ID}", {"is_paused": True})
+            api.send("PATCH", f"/dags/{dag_id}", {"is_paused": True})
 
 
-def follow(api: Api, run_id: str, out) -> str:
+def run_and_monitor(api: Api, month: str, out=sys.stdout) -> tuple[str, str]:
+    """The month's forecast run and, once it published, its monitoring run; returns the forecast
+    run's id and the final state of both (failed if either failed)."""
+    run_id, state = run(api, month, out)
+    if state != "success":
+        return run_id, state
+    _, monitored = run(api, month, out, MONITORING_DAG_ID)
+    return run_id, monitored
+
+
+def follow(api: Api, run_id: str, out, dag_id: str = DAG_ID) -> str:
     """Print each task as it ends; return the run's final state."""
     reported: set[str] = set()
     deadline = time.monotonic() + RUN_TIMEOUT
-    path = f"/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
+    path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
     while True:
         state = api.get(path)["state"]
         for ti in sorted(
             api.get(f"{path}/taskInstances")["task_instances"], key=lambda t: t["start_date"] or "~"
         ):
-            if ti["task_id"] not in reported and ti["state"] in (
+            # A mapped task has one instance per index (the monitoring's months).
+            name = ti["task_id"] if ti.get("map_index", -1) < 0 else f"{ti['task_id']}[{ti['map_index']}]"
+            if name not in reported and ti["state"] in (
                 "success",
                 "failed",
                 "upstream_failed",
                 "skipped",
             ):
-                reported.add(ti["task_id"])
+                reported.add(name)
                 took = f"{ti['duration']:.1f} s" if ti.get("duration") else ""
-                print(f"  {ti['task_id']:<18} {ti['state']:<16} {took}", file=out, flush=True)
+                print(f"  {name:<18} {ti['state']:<16} {took}", file=out, flush=True)
         if state in ("success", "failed"):
             return state
         if time.monotonic() > deadline:
@@ -255,12 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     if scheduler_running():
         print("A scheduler is running for this AIRFLOW_HOME: triggering the run through it.", flush=True)
-        run_id, state = run(existing_api(), month)
+        run_id, state = run_and_monitor(existing_api(), month)
     else:
         logs = airflow_home() / "logs" / "local-runs" / f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{month}"
         print(f"Starting an api-server and a scheduler for the run (their logs: {logs})", flush=True)
         with local_airflow(logs) as api:
-            run_id, state = run(api, month)
+            run_id, state = run_and_monitor(api, month)
     print(
         f"{state} in {time.monotonic() - started:.0f} s; task logs: `make ui`, or {airflow_home() / 'logs'}\n"
     )

@@ -47,8 +47,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from forecasting import backtest
 from forecasting.config import Config, GateConfig, load_config
 from forecasting.db import make_engine
+from forecasting.publish import add_missing_columns
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,15 @@ def registry_table(config: Config, metadata: sa.MetaData | None = None) -> sa.Ta
         sa.Column("best_baseline_wape", sa.Float),
         sa.Column("champion_version", sa.String(64), comment="the champion it was compared with"),
         sa.Column("champion_wape", sa.Float, comment="that champion's WAPE on the same rows"),
+        sa.Column("backtest_rows", sa.Integer, comment="rows its rolling-origin backtest forecast"),
+        sa.Column("backtest_wape", sa.Float, comment="WAPE of the backtest's models, refit at each origin"),
+        sa.Column("backtest_best_baseline", sa.String(64)),
+        sa.Column(
+            "backtest_best_baseline_wape", sa.Float, comment="the best baseline's WAPE on the same rows"
+        ),
+        sa.Column(
+            "backtest_origins", sa.Text, comment="JSON: per origin, its rows and every forecaster's WAPE"
+        ),
         sa.Column("feature_importance", sa.Text, comment="JSON: top features by share of total gain"),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("champion_since", sa.Date, comment="first month it is champion for (if promoted)"),
@@ -116,18 +127,11 @@ def registry_table(config: Config, metadata: sa.MetaData | None = None) -> sa.Ta
 
 
 def ensure_registry(conn: sa.Connection, config: Config) -> sa.Table:
-    """Create the registry table if missing, and add the columns an older version lacked."""
+    """Create the registry table if missing, and add the columns an older version lacked (every
+    column added since the first release is nullable)."""
     table = registry_table(config)
     table.metadata.create_all(conn, checkfirst=True)
-    present = {c["name"] for c in sa.inspect(conn).get_columns(table.name, schema=table.schema)}
-    preparer = conn.dialect.identifier_preparer
-    for column in table.columns:
-        if column.name not in present:  # every added column is nullable
-            kind = column.type.compile(dialect=conn.dialect)
-            conn.exec_driver_sql(
-                f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {preparer.quote(column.name)} {kind}"
-            )
-            log.info("Added column %s to %s", column.name, table.name)
+    add_missing_columns(conn, table, list(table.columns))
     return table
 
 
@@ -179,6 +183,9 @@ def model_row(metadata: dict, evaluation: dict, importance: dict[str, float], ru
     window = metadata.get("training_window", {})
     model = evaluation["model"]
     best = evaluation["best_baseline"]
+    backtested = backtest.registry_values(evaluation.get("backtest"))
+    if backtested["backtest_origins"] is not None:
+        backtested["backtest_origins"] = _json(backtested["backtest_origins"])
     return {
         "model_version": metadata["model_version"],
         "run_month": _month(metadata["run_month"]),
@@ -200,6 +207,7 @@ def model_row(metadata: dict, evaluation: dict, importance: dict[str, float], ru
         "best_baseline": best,
         "best_baseline_wape": evaluation["baselines"][best]["wape"],
         "feature_importance": _json(importance, sort_keys=False),  # largest share first
+        **backtested,
     }
 
 
@@ -422,13 +430,14 @@ def _num(value: Any) -> str:
 def format_list(rows: list[dict]) -> str:
     head = (
         f"{'model_version':<22}{'run_month':<11}{'status':<11}{'WAPE':>7}{'champ':>7}"
-        f"{'baseline':>9}  {'decision':<15}{'published':<26}decided_by"
+        f"{'baseline':>9}{'backtest':>9}  {'decision':<15}{'published':<26}decided_by"
     )
     lines = [head]
     for r in rows:
         lines.append(
             f"{r['model_version']:<22}{str(r['run_month'])[:7]:<11}{r['status']:<11}"
-            f"{_num(r['holdout_wape']):>7}{_num(r['champion_wape']):>7}{_num(r['best_baseline_wape']):>9}  "
+            f"{_num(r['holdout_wape']):>7}{_num(r['champion_wape']):>7}{_num(r['best_baseline_wape']):>9}"
+            f"{_num(r.get('backtest_wape')):>9}  "
             f"{(r['decision'] or ''):<15}{(r['published'] or ''):<26}{r['decided_by'] or ''}"
         )
     return "\n".join(lines)
@@ -437,7 +446,10 @@ def format_list(rows: list[dict]) -> str:
 def format_row(row: dict) -> str:
     out = []
     for key, value in row.items():
-        if key in ("params", "features", "baseline_wapes", "feature_importance") and value:
+        if (
+            key in ("params", "features", "baseline_wapes", "feature_importance", "backtest_origins")
+            and value
+        ):
             value = json.dumps(json.loads(value), indent=2, sort_keys=True).replace("\n", "\n  ")
         out.append(f"{key}: {value}")
     return "\n".join(out)

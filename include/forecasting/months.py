@@ -44,8 +44,22 @@ def month_from_index(index) -> pd.Period | pd.PeriodIndex:
     """The inverse of ``month_index``: a Period for one integer, a PeriodIndex for many."""
     if np.ndim(index) == 0:
         return pd.Period(year=int(index) // 12, month=int(index) % 12 + 1, freq="M")
-    index = np.asarray(index)
-    return pd.PeriodIndex.from_fields(year=index // 12, month=index % 12 + 1, freq="M")
+    # Millions of rows hold a few dozen distinct months: build each once, then take.
+    distinct, at = np.unique(np.asarray(index, dtype=np.int64), return_inverse=True)
+    months = pd.PeriodIndex.from_fields(year=distinct // 12, month=distinct % 12 + 1, freq="M")
+    return months[at.ravel()]
+
+
+def month_labels(index) -> np.ndarray:
+    """ "YYYY-MM" of each month index, as an object array (each distinct month formatted once)."""
+    distinct, at = np.unique(np.asarray(index, dtype=np.int64), return_inverse=True)
+    return month_from_index(distinct).astype(str).to_numpy(dtype=object)[at.ravel()]
+
+
+def label_index(labels) -> np.ndarray:
+    """month_index of "YYYY-MM" labels (each distinct label parsed once)."""
+    codes, distinct = pd.factorize(np.asarray(labels, dtype=object))
+    return np.asarray(month_index(pd.PeriodIndex(distinct, freq="M")), dtype=np.int64)[codes]
 
 
 def month_range(first: pd.Period, last: pd.Period) -> pd.PeriodIndex:

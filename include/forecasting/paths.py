@@ -43,6 +43,11 @@ def snapshot(config: Config, month: pd.Period, attempt: str) -> Path:
     return run_dir(config, month, attempt) / "raw.parquet"
 
 
+def plans(config: Config, month: pd.Period, attempt: str) -> Path:
+    """The plans as they stood at the end of M (every revision known then), beside the snapshot."""
+    return run_dir(config, month, attempt) / "plans.parquet"
+
+
 def forecasts(config: Config, month: pd.Period, attempt: str) -> Path:
     return run_dir(config, month, attempt) / "forecasts.parquet"
 
@@ -60,6 +65,16 @@ def stage_failure(config: Config, month: pd.Period, attempt: str, stage: str) ->
 def data_docs(config: Config, month: pd.Period, attempt: str) -> Path:
     """GX rebuilds a Data Docs site from its latest run only, so each attempt keeps its own."""
     return run_dir(config, month, attempt) / "data_docs"
+
+
+def forecast_docs(config: Config, month: pd.Period, attempt: str) -> Path:
+    """The Data Docs of the forecasts' checks (forecasting.output_checks), beside the snapshot's."""
+    return run_dir(config, month, attempt) / "forecast_docs"
+
+
+def plan_docs(config: Config, month: pd.Period, attempt: str) -> Path:
+    """The Data Docs of the plans' checks (validate.validate_plans), beside the snapshot's."""
+    return run_dir(config, month, attempt) / "plan_docs"
 
 
 def runs_of(config: Config, month: pd.Period) -> list[Path]:
@@ -82,7 +97,7 @@ def published_attempt(config: Config, month: pd.Period, run_id: str | None = Non
 
 # Big files of a run: once another run of the month is published they only take space. Its
 # stage results, failures and Data Docs stay, so what happened to every attempt can be read.
-SUPERSEDED_FILES = ("raw.parquet", "forecasts.parquet")
+SUPERSEDED_FILES = ("raw.parquet", "plans.parquet", "forecasts.parquet")
 
 
 def prune_superseded_runs(config: Config, month: pd.Period, keep: str) -> None:
@@ -97,6 +112,11 @@ def prune_superseded_runs(config: Config, month: pd.Period, keep: str) -> None:
 def feature_table(config: Config) -> Path:
     """Feast's offline source: a folder with one parquet file per feature month."""
     return config.data_dir / "features" / "entity_month"
+
+
+def plan_table(config: Config) -> Path:
+    """Feast's offline source of the plans: a folder with one parquet file per target month."""
+    return config.data_dir / "features" / "plans"
 
 
 def models(config: Config) -> Path:

@@ -7,6 +7,12 @@ own, passed on to every later stage), so a later or failed attempt never overwri
 snapshot, Data Docs or results of the one that was published. Each stage records what it
 returned as ``<stage>.json``, or why it failed as ``<stage>.failed.json`` (read by
 ``forecasting.summary`` and the UI). ``run_month`` runs them in order without Airflow.
+
+``monitor``, ``drift`` and ``alerts`` are not stages of the monthly DAG but of
+``forecast_monitoring``, which an Airflow Asset event of each publish starts: the first scores the
+forecasts published for M against M's actuals (``forecasting.monitoring``), the second compares
+M's data with the model's training window (``forecasting.drift``), the third raises the alerts
+they call for (``forecasting.alerts``); each records its result in M's published attempt.
 """
 
 from __future__ import annotations
@@ -33,7 +39,12 @@ STAGES = (
     "train",
     "evaluate",
     "predict",
+    "check_forecasts",
     "publish",
+    # The forecast_monitoring DAG's, after a publish: realised accuracy, drift, then alerts.
+    "monitor",
+    "drift",
+    "alerts",
 )
 
 
@@ -88,6 +99,12 @@ def extract(month: str, run_id: str, config: Config | None = None) -> dict:
             "first_month": snap.first_month,
             "last_month": snap.last_month,
         }
+        if config.plans is not None:  # the plans as they stood at the end of M (forecasting.plans)
+            from forecasting.extract import extract_plans
+
+            planned = extract_plans(config, m, paths.plans(config, m, attempt))
+            plans = {"path": str(planned.path), "rows": planned.rows, "known_at": planned.known_at}
+            return _record(config, m, attempt, "extract", {**result, "plans": plans})
         return _record(config, m, attempt, "extract", result)
 
 
@@ -104,6 +121,12 @@ def validate(month: str, attempt: str, config: Config | None = None) -> dict:
             "expectations": report.expectations,
             "data_docs": report.data_docs,
         }
+        if config.plans is not None:  # validated plans go to Feast's offline table (forecasting.plans)
+            from forecasting.plans import validate_and_store
+
+            plans = pd.read_parquet(paths.plans(config, m, attempt))
+            checked = validate_and_store(plans, _snapshot(config, m, attempt), config, m, attempt)
+            return _record(config, m, attempt, "validate", {**result, "plans": checked})
         return _record(config, m, attempt, "validate", result)
 
 
@@ -200,12 +223,13 @@ def predict(
 ) -> dict:
     """Forecast M+1..M+horizon with the forecaster the gate chose (``forecaster``: a model
     version or ``baseline:<name>``; default: the decision in ``model_dir``'s evaluation.json)."""
+    from forecasting import intervals
     from forecasting.models import BASELINE_PREFIX
     from forecasting.predict import baseline_forecast, forecast
 
     with _stage("predict", month, attempt, config) as (config, m):
+        decision = paths.read_json(Path(model_dir) / "evaluation.json").get("decision") or {}
         if forecaster is None:
-            decision = paths.read_json(Path(model_dir) / "evaluation.json").get("decision") or {}
             forecaster = (
                 decision.get("forecaster")
                 or paths.read_json(Path(model_dir) / "metadata.json")["model_version"]
@@ -216,10 +240,29 @@ def predict(
         else:
             with client_for(config) as client:
                 frame = forecast(snapshot, config, m, paths.models(config) / forecaster, client)
+        # The forecaster's own p10/p90 bands, calibrated on this run's holdout by evaluate.
+        bands = decision.get("intervals") if decision.get("forecaster") == forecaster else None
+        if bands is None:
+            log.warning("No prediction intervals for %s: p10 and p90 are left empty", forecaster)
+        frame["p10"], frame["p90"] = intervals.apply(bands, frame["prediction"], frame["horizon"])
         path = paths.forecasts(config, m, attempt)
         paths.write_parquet_atomically(frame, path)
         result = {"forecasts": str(path), "rows": len(frame), "forecaster": forecaster}
         return _record(config, m, attempt, "predict", result)
+
+
+def check_forecasts(month: str, attempt: str, config: Config | None = None) -> dict:
+    """Great Expectations over predict's forecasts (forecasting.output_checks): raises
+    validate.DataValidationError, naming each failed check, and publish does not run."""
+    from forecasting.output_checks import check_forecasts as run
+    from forecasting.output_checks import previous_run
+
+    with _stage("check_forecasts", month, attempt, config) as (config, m):
+        forecasts = pd.read_parquet(paths.forecasts(config, m, attempt))
+        docs = paths.forecast_docs(config, m, attempt)
+        report = run(forecasts, _snapshot(config, m, attempt), config, m, docs, previous_run(config, m))
+        result = {"rows": report.rows, "expectations": report.expectations, "data_docs": report.data_docs}
+        return _record(config, m, attempt, "check_forecasts", result)
 
 
 def publish(month: str, attempt: str, model_dir: str, run_id: str, config: Config | None = None) -> dict:
@@ -247,8 +290,96 @@ def publish(month: str, attempt: str, model_dir: str, run_id: str, config: Confi
         return result
 
 
+def monitor(
+    month: str, run_id: str | None = None, attempt: str | None = None, config: Config | None = None
+) -> dict:
+    """Score every forecast published for M against M's actuals (realised accuracy), from the
+    snapshot of ``attempt`` (default: M's published attempt, whose folder gets ``monitor.json``)."""
+    from forecasting.monitoring import realised_accuracy
+
+    config = config or load_config()
+    attempt = _published(config, month, attempt)
+    with _stage("monitor", month, attempt, config) as (config, m):
+        scored = realised_accuracy(_snapshot(config, m, attempt), config, m, run_id=run_id)
+        accuracy, errors, tracking = scored.tables
+        result = {
+            "run_id": run_id,
+            "forecasts_scored": scored.forecasts,
+            "accuracy_rows": scored.accuracy_rows,
+            "segment_column": scored.scores.segment_column,
+            "overall": scored.scores.overall(),
+            "tables": {"accuracy": accuracy, "errors": errors, "tracking_signal": tracking},
+        }
+        return _record(config, m, attempt, "monitor", result)
+
+
+def _published(config: Config, month: str, attempt: str | None) -> str:
+    """``attempt``, else M's published attempt (the monitoring's stages read its snapshot)."""
+    from forecasting.errors import DataError
+
+    if attempt is not None:
+        return attempt
+    published = paths.published_attempt(config, month_of(month))
+    if published is None:
+        raise DataError(
+            f"no published run of {month_of(month)} under {paths.month_dir(config, month_of(month))}: "
+            f"run monthly_forecast for {month_of(month)} first, its actuals come with it"
+        )
+    return published.name
+
+
+def drift(
+    month: str, run_id: str | None = None, attempt: str | None = None, config: Config | None = None
+) -> dict:
+    """Compare M's feature rows and actuals with the training window of the model whose forecasts
+    M's run published, and M's entities with M-1's, into ``<table>_drift``."""
+    from forecasting.drift import record_drift
+
+    config = config or load_config()
+    attempt = _published(config, month, attempt)
+    with _stage("drift", month, attempt, config) as (config, m):
+        published = paths.read_json(paths.stage_result(config, m, attempt, "publish"))
+        report = record_drift(_snapshot(config, m, attempt), config, m, published, run_id=run_id)
+        rows = report.records()
+        result = {
+            "run_id": run_id,
+            "model_version": report.model_version,
+            "table": report.table,
+            "drifted": report.drifted,
+            "rows": rows,
+        }
+        return _record(config, m, attempt, "drift", result)
+
+
+def alerts(
+    month: str,
+    run_id: str | None = None,
+    attempt: str | None = None,
+    config: Config | None = None,
+    dag_id: str = "forecast_monitoring",
+) -> dict:
+    """Raise the alerts M's realised accuracy (``<table>_accuracy``) and drift (this attempt's
+    drift.json) call for: logged, written to ``<table>_alerts`` and sent by the config's
+    notifiers."""
+    from forecasting.alerts import check_month
+
+    config = config or load_config()
+    attempt = _published(config, month, attempt)
+    with _stage("alerts", month, attempt, config) as (config, m):
+        drifted = paths.stage_result(config, m, attempt, "drift")
+        found = check_month(
+            config,
+            m,
+            paths.read_json(drifted) if drifted.is_file() else None,
+            dag_id=dag_id,
+            run_id=run_id,
+        )
+        return _record(config, m, attempt, "alerts", {"run_id": run_id, **found})
+
+
 def run_month(month: str, run_id: str, config: Config | None = None) -> dict:
-    """Every stage in order, as the DAG runs them (for scripts and tests without a scheduler)."""
+    """Every stage in order, as the DAGs run them (for scripts and tests without a scheduler):
+    the monthly forecast, then the monitoring that its publish starts."""
     config = config or load_config()
     results = {"extract": extract(month, run_id, config)}
     attempt = results["extract"]["attempt"]
@@ -257,5 +388,9 @@ def run_month(month: str, run_id: str, config: Config | None = None) -> dict:
     model_dir = results["train"]["model_dir"]
     results["evaluate"] = evaluate(month, attempt, model_dir, config)
     results["predict"] = predict(month, attempt, model_dir, config, results["evaluate"]["forecaster"])
+    results["check_forecasts"] = check_forecasts(month, attempt, config)
     results["publish"] = publish(month, attempt, model_dir, run_id, config)
+    results["monitor"] = monitor(month, run_id, attempt, config)
+    results["drift"] = drift(month, run_id, attempt, config)
+    results["alerts"] = alerts(month, run_id, attempt, config)
     return results

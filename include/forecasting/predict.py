@@ -42,10 +42,18 @@ def forecast(
 ) -> pd.DataFrame:
     """One row per active entity and horizon: keys (source types), forecast_month, horizon, prediction."""
     booster, metadata = model.load(model_dir)
+    planned = [f for f in metadata["features"] if f.startswith("plan_")]
+    unplanned = [f for f in planned if f not in dataset.model_features(config)]
+    if unplanned:  # a model fitted on plans the config no longer reads: never forecast without them
+        raise RuntimeError(
+            f"{metadata['model_version']} reads planned covariates the config's plans section does not "
+            f"provide ({', '.join(unplanned)}): configure them, or train a model without them"
+        )
     panel = build_panel(snapshot, config, sales_only=True)
     m = month_index(month)
     active = active_entities(panel, m)
-    # The same point-in-time retrieval as training, so a backfill of M forecasts as M's run did.
+    # The same point-in-time retrieval as training, so a backfill of M forecasts as M's run did;
+    # with plans, each horizon h gets the plan for M + h as it stood at the end of M.
     features = dataset.retrieve(config, panel, active, np.full(len(active), m), client)
     missing = features["sales_lag_1"].isna()
     if missing.any():
@@ -88,7 +96,9 @@ def baseline_forecast(snapshot: pd.DataFrame, config: Config, month: pd.Period, 
 
         if name not in statistical.STATISTICAL_BASELINES:
             raise ValueError(f"no baseline {name!r} (have: {', '.join(got)})")
-        values = np.asarray(statistical.forecasts(panel, entity, origin, horizon, [name])[name], dtype=float)
+        jobs = config.evaluation.statistical_jobs
+        got = statistical.forecasts(panel, entity, origin, horizon, [name], jobs)
+        values = np.asarray(got[name], dtype=float)
     if np.isnan(values).any():  # an entity with a row in M always has a history: never publish NaN
         raise RuntimeError(f"the {name} baseline has no forecast for {int(np.isnan(values).sum())} rows")
     out = forecast_rows(panel, entity, m, horizon)

@@ -24,7 +24,7 @@ from forecasting.months import month_start
 log = logging.getLogger(__name__)
 
 
-def _sql_type(dtype) -> sa.types.TypeEngine:
+def sql_type(dtype) -> sa.types.TypeEngine:
     if pd.api.types.is_integer_dtype(dtype):
         return sa.BigInteger()
     if pd.api.types.is_float_dtype(dtype):
@@ -43,10 +43,11 @@ def predictions_tables(config: Config, key_dtypes: dict[str, object]) -> tuple[s
         sa.Column(
             "run_month", sa.Date, nullable=False, comment="logical month M whose data made the forecast"
         ),
-        *(sa.Column(k, _sql_type(key_dtypes[k]), nullable=False) for k in keys),
+        *(sa.Column(k, sql_type(key_dtypes[k]), nullable=False) for k in keys),
         sa.Column("forecast_month", sa.Date, nullable=False, comment="first day of the month forecast"),
         sa.Column("horizon", sa.Integer, nullable=False, comment="months ahead of run_month"),
         sa.Column("prediction", sa.Float, nullable=False),
+        *interval_columns(),
         sa.Column("model_version", sa.String(64), nullable=False),
         sa.Column("run_id", sa.String(250), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -67,6 +68,13 @@ def predictions_tables(config: Config, key_dtypes: dict[str, object]) -> tuple[s
         sa.Column("best_baseline_wape", sa.Float),
     )
     return forecasts, runs
+
+
+def interval_columns() -> list[sa.Column]:
+    return [
+        sa.Column("p10", sa.Float, comment="10th percentile: 1 month in 10 sells less (NULL: no interval)"),
+        sa.Column("p90", sa.Float, comment="90th percentile: 1 month in 10 sells more (NULL: no interval)"),
+    ]
 
 
 def latest_view_sql(config: Config, table: sa.Table, dialect: sa.Dialect) -> tuple[str, str]:
@@ -90,9 +98,30 @@ def ensure_schema(conn: sa.Connection, config: Config, key_dtypes: dict[str, obj
     forecasts, runs = predictions_tables(config, key_dtypes)
     forecasts.metadata.create_all(conn, checkfirst=True)
     view_ref, select = latest_view_sql(config, forecasts, conn.dialect)
-    if f"{config.predictions.table}_latest" not in sa.inspect(conn).get_view_names(schema=forecasts.schema):
+    added = add_missing_columns(conn, forecasts, interval_columns())
+    exists = f"{config.predictions.table}_latest" in sa.inspect(conn).get_view_names(schema=forecasts.schema)
+    if exists and added:  # the view lists its columns: make it show the new ones
+        conn.execute(sa.text(f"DROP VIEW {view_ref}"))
+    if added or not exists:
         conn.execute(sa.text(f"CREATE VIEW {view_ref} AS {select}"))
     return forecasts, runs
+
+
+def add_missing_columns(conn: sa.Connection, table: sa.Table, columns: list[sa.Column]) -> list[str]:
+    """Add nullable ``columns`` that an existing ``table`` (made by an older release) lacks;
+    returns their names. Earlier months' rows keep NULL in them."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns(table.name, schema=table.schema)}
+    quote = conn.dialect.identifier_preparer.quote
+    relation = quote(table.name) if table.schema is None else f"{quote(table.schema)}.{quote(table.name)}"
+    added = []
+    for column in columns:
+        if column.name not in have:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {relation} ADD COLUMN {quote(column.name)} {kind}"))
+            added.append(column.name)
+    if added:
+        log.info("Added columns %s to %s (made by an earlier release)", ", ".join(added), table.name)
+    return added
 
 
 @dataclass
@@ -127,7 +156,11 @@ def publish(
     keys = config.source.entity_columns
     created_at = created_at or datetime.now(UTC)
     run_month = month_start(month).date()
-    frame = forecasts[[*keys, "forecast_month", "horizon", "prediction"]].assign(
+    columns = [*keys, "forecast_month", "horizon", "prediction", "p10", "p90"]
+    # NaN bounds (no calibrated interval) go in as NULL; forecasts without them, as NULLs too.
+    frame = forecasts.reindex(columns=columns).astype({"p10": object, "p90": object})
+    frame[["p10", "p90"]] = frame[["p10", "p90"]].where(frame[["p10", "p90"]].notna(), None)
+    frame = frame.assign(
         run_month=run_month, model_version=model_version, run_id=run_id, created_at=created_at
     )
     records = frame.to_dict(orient="records")

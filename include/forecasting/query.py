@@ -26,7 +26,9 @@ import argparse
 import sqlite3
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -51,8 +53,15 @@ class QueryRefused(QueryError):
     """SQL that forecasting.query will not run: it writes, or it is not exactly one query."""
 
 
-def run_query(config: Config, sql: str, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> pd.DataFrame:
-    """The rows of ``sql``, one read-only statement, run on the predictions database.
+def run_query(
+    config: Config,
+    sql: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    params: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """The rows of ``sql``, one read-only statement, run on the predictions database, with
+    ``params`` bound to its ``:name`` placeholders (values never become SQL text).
 
     Raises QueryRefused when the database refuses it as a write or as more than one statement,
     or when it returns no rows; in every case nothing is changed.
@@ -63,7 +72,7 @@ def run_query(config: Config, sql: str, *, timeout: float = DEFAULT_TIMEOUT_SECO
             if conn.dialect.name == "postgresql":
                 conn.execution_options(postgresql_readonly=True)  # BEGIN READ ONLY
             try:
-                return pd.read_sql_query(sa.text(sql), conn)
+                return pd.read_sql_query(sa.text(sql), conn, params=dict(params or {}))
             except sa.exc.ResourceClosedError:  # the statement ran but returns no rows
                 raise QueryRefused(RETURNS_ROWS) from None
             except sa.exc.DBAPIError as err:

@@ -27,6 +27,8 @@ AutoETS fit takes 10–200 ms depending on the series' length), evaluation score
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import time
 
 import numpy as np
@@ -55,11 +57,16 @@ def _models(names: list[str], season_length: int) -> list:
 
 
 def forecasts(
-    panel: Panel, entity: np.ndarray, origin: np.ndarray, horizon: np.ndarray, names: list[str]
+    panel: Panel,
+    entity: np.ndarray,
+    origin: np.ndarray,
+    horizon: np.ndarray,
+    names: list[str],
+    jobs: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Each named forecaster's forecast of every row (entity: panel rows, origin: month indices,
     horizon: months ahead), from the entity's history up to its origin; NaN where the entity has
-    no history at its origin."""
+    no history at its origin. Fitted in ``jobs`` processes (None: one per core)."""
     entity, origin, horizon = (np.asarray(a, dtype=np.int64) for a in (entity, origin, horizon))
     out = {name: np.full(len(entity), np.nan) for name in names}
     if not names or not len(entity):
@@ -87,7 +94,16 @@ def forecasts(
         )
         if not len(group):
             continue
-        got = _fit_forecast(panel, pair_entity[group], start[group], length[group], steps, names, seasonal)
+        got = _fit_forecast(
+            panel,
+            pair_entity[group],
+            start[group],
+            length[group],
+            steps,
+            names,
+            seasonal,
+            _jobs(jobs, len(group)),
+        )
         for name in names:
             predicted[name][group] = got[name]
     log.info(
@@ -112,6 +128,7 @@ def _fit_forecast(
     steps: int,
     names: list[str],
     seasonal: bool,
+    jobs: int,
 ) -> dict[str, np.ndarray]:
     """[series, steps] forecasts of each forecaster for the series sales[entity, start:start+length]."""
     from statsforecast import StatsForecast
@@ -123,7 +140,7 @@ def _fit_forecast(
     y = panel.sales[np.repeat(entity, length), np.repeat(start, length) + offset]
     frame = pd.DataFrame({"unique_id": series, "ds": offset, "y": y})
     engine = StatsForecast(
-        models=_models(names, SEASON_LENGTH if seasonal else 1), freq=1, n_jobs=1, fallback_model=Naive()
+        models=_models(names, SEASON_LENGTH if seasonal else 1), freq=1, n_jobs=jobs, fallback_model=Naive()
     )
     result = engine.forecast(df=frame, h=steps)
     row = result["unique_id"].to_numpy().astype(np.int64)
@@ -136,6 +153,19 @@ def _fit_forecast(
         grid[row, step] = result[name].to_numpy(dtype=float)
         out[name] = np.where(nonnegative[:, None], np.maximum(grid, 0.0), grid)
     return out
+
+
+# Fewer series than this are fitted in this process: forking workers would cost more than it saves.
+MIN_SERIES_PER_JOB = 50
+
+
+def _jobs(configured: int | None, series: int) -> int:
+    """How many processes statsforecast fits ``series`` series in: the configured number (None:
+    one per core), at most one per MIN_SERIES_PER_JOB series, and one in a daemonic process
+    (a multiprocessing pool's worker may not start processes of its own)."""
+    if multiprocessing.current_process().daemon:
+        return 1
+    return max(1, min(configured or os.cpu_count() or 1, series // MIN_SERIES_PER_JOB))
 
 
 def sample_entities(entity: np.ndarray, config: Config) -> np.ndarray | None:

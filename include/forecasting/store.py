@@ -15,7 +15,7 @@ import os
 import re
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,13 +28,20 @@ import yaml
 
 from forecasting import paths
 from forecasting.config import REPO_ROOT, Config, feast_repo_config
-from forecasting.features import CREATED, TIMESTAMP, feature_names
+from forecasting.features import CREATED, TIMESTAMP, catalogue, plan_catalogue
 from forecasting.months import month_end
+from forecasting.plans import PLAN_MONTH
 
 log = logging.getLogger(__name__)
 
 FEATURE_VIEW = "sales_history"
 FEATURE_SERVICE = "demand_model"
+# The planned covariates (config ``plans:``): a view keyed by entity and target month, stamped
+# with planned_at, and the service the training rows ask it through (as of their origin).
+PLAN_VIEW = "plans"
+PLAN_SERVICE = "demand_model_plans"
+# A plan stays the plan until revised, however long ago it was made (0: no TTL in Feast).
+PLAN_TTL = timedelta(0)
 FEATURE_REPO = REPO_ROOT / "feature_repo"
 # A feature row describes one month; an older one must not stand in for a missing month.
 FEATURE_TTL = timedelta(days=40)
@@ -139,9 +146,11 @@ class Definitions:
     source: Any  # feast.FileSource
     view: Any  # feast.FeatureView
     service: Any  # feast.FeatureService
+    # The plans' source, view and service (config ``plans:``), else empty.
+    plan_objects: list = field(default_factory=list)
 
     def objects(self) -> list:
-        return [*self.entities, self.source, self.view, self.service]
+        return [*self.entities, self.source, self.view, self.service, *self.plan_objects]
 
 
 def feature_files(config: Config) -> list[Path]:
@@ -155,6 +164,26 @@ def offline_schema(config: Config) -> pa.Schema:
         folder = paths.feature_table(config)
         raise FileNotFoundError(f"no feature files in {folder}: build the features before applying Feast")
     return pq.read_schema(files[-1])
+
+
+def _attribute_types(config: Config) -> dict:
+    """Feast's type of each entity attribute: as the newest feature file stores it (a number or
+    text, as in the source). Before any file is built (``feast plan`` on a fresh checkout) they
+    cannot be known: String, and the log says so; the pipeline applies after build_features."""
+    from feast.types import String
+
+    attributes = config.source.attributes
+    if not attributes:
+        return {}
+    if not feature_files(config):
+        log.warning(
+            "No feature files in %s yet: attributes %s are shown as String until features are built",
+            paths.feature_table(config),
+            ", ".join(attributes),
+        )
+        return dict.fromkeys(attributes, String)
+    schema = offline_schema(config)
+    return {a: feast_type(schema.field(a).type, a) for a in attributes}
 
 
 def feast_type(kind: pa.DataType, column: str):
@@ -181,12 +210,11 @@ def feast_type(kind: pa.DataType, column: str):
 def build_definitions(config: Config) -> Definitions:
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
     from feast.data_format import ParquetFormat
-    from feast.types import String
+    from feast.types import Float32, String
 
     folder = paths.feature_table(config)
     if glob.has_magic(str(folder)):  # the source's path is a glob: the folder's name must not be one
         raise ValueError(f"{folder}: data_dir must not contain *, ? or [ (Feast reads its files by a glob)")
-    schema = offline_schema(config)
     keys = config.source.entity_columns
     entities = [
         Entity(name=key, join_keys=[key], value_type=ValueType.STRING, description=f"source column {key}")
@@ -202,9 +230,11 @@ def build_definitions(config: Config) -> Definitions:
         timestamp_field=TIMESTAMP,
         created_timestamp_column=CREATED,
     )
-    fields = [Field(name=key, dtype=String) for key in keys]
-    for name in feature_names(config):
-        fields.append(Field(name=name, dtype=feast_type(schema.field(name).type, name)))
+    fields = [Field(name=key, dtype=String, description=f"source column {key}") for key in keys]
+    attribute_types = _attribute_types(config)
+    for feature in catalogue(config):
+        kind = attribute_types[feature.name] if feature.attribute else Float32  # build_features' float32
+        fields.append(Field(name=feature.name, dtype=kind, description=feature.description))
     view = FeatureView(
         name=FEATURE_VIEW,
         entities=entities,
@@ -217,7 +247,58 @@ def build_definitions(config: Config) -> Definitions:
     service = FeatureService(
         name=FEATURE_SERVICE, features=[view], description="Everything the demand model reads."
     )
-    return Definitions(entities=entities, source=source, view=view, service=service)
+    plan_objects = _plan_definitions(config, entities) if config.plans is not None else []
+    return Definitions(
+        entities=entities, source=source, view=view, service=service, plan_objects=plan_objects
+    )
+
+
+def _plan_definitions(config: Config, entities: list) -> list:
+    """The target-month entity, the plans' source, view and service (see forecasting.plans).
+
+    Offline only: training and prediction read plans point in time from the offline table, as
+    of each row's origin (the online store serves the newest sales features alone)."""
+    from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+    from feast.data_format import ParquetFormat
+    from feast.types import Float32, String
+
+    folder = paths.plan_table(config)
+    if glob.has_magic(str(folder)):
+        raise ValueError(f"{folder}: data_dir must not contain *, ? or [ (Feast reads its files by a glob)")
+    target = Entity(
+        name=PLAN_MONTH,
+        join_keys=[PLAN_MONTH],
+        value_type=ValueType.STRING,
+        description="the month a plan is for (YYYY-MM): a training row's target month",
+    )
+    source = FileSource(
+        name=f"{PLAN_VIEW}_source",
+        path=str(folder / FEATURE_FILES),
+        file_format=ParquetFormat(),
+        timestamp_field=TIMESTAMP,  # planned_at: when the revision was made
+        created_timestamp_column=CREATED,
+    )
+    keys = config.source.entity_columns
+    fields = [Field(name=key, dtype=String, description=f"source column {key}") for key in keys]
+    fields.append(Field(name=PLAN_MONTH, dtype=String, description="the month planned for (YYYY-MM)"))
+    fields += [
+        Field(name=f.name, dtype=Float32, description=f.description)
+        for f in plan_catalogue(config)
+        if not f.derived
+    ]
+    view = FeatureView(
+        name=PLAN_VIEW,
+        entities=[*entities, target],
+        ttl=PLAN_TTL,
+        schema=fields,
+        source=source,
+        online=False,
+        description="Planned covariates of an entity's month, one row per revision, stamped when it was made.",
+    )
+    service = FeatureService(
+        name=PLAN_SERVICE, features=[view], description="The plans the demand model reads, as of the origin."
+    )
+    return [target, source, view, service]
 
 
 def apply(config: Config) -> Definitions:
@@ -292,7 +373,8 @@ def historical_features(config: Config, entity_rows: pd.DataFrame) -> pd.DataFra
     if not (isinstance(stamps.dtype, pd.DatetimeTZDtype) and str(stamps.dtype.tz) == "UTC"):
         frame[TIMESTAMP] = pd.to_datetime(stamps, utc=True)
     if store.config.offline_store.type in ("file", "dask"):
-        return _historical_features_dask(store, service, frame, config)
+        keys = config.source.entity_columns
+        return _historical_features_dask(store, service, frame, keys, feature_files(config), FEATURE_VIEW)
     # DuckDB (through ibis): a left join of the entity rows to the latest feature row of each,
     # so every entity row, duplicates included, comes back once with its other columns.
     with _offline_session(store):
@@ -313,39 +395,71 @@ def _to_pandas(job) -> pd.DataFrame:
     return frame
 
 
-def _historical_features_dask(store, service, frame: pd.DataFrame, config: Config) -> pd.DataFrame:
+def plan_files(config: Config) -> list[Path]:
+    """The files of the plans' offline table (one per target month), in name order."""
+    return sorted(paths.plan_table(config).glob(FEATURE_FILES))
+
+
+def plan_features(config: Config, entity_rows: pd.DataFrame) -> pd.DataFrame:
+    """Point-in-time join of the plans: each row (the entity columns, ``PLAN_MONTH`` and
+    ``event_timestamp``: the origin's end) gets the revision of its entity's plan for that
+    month with the latest ``planned_at`` at or before its timestamp (nulls where none was made
+    by then). Other columns come back unchanged; every row exactly once, in no particular order.
+    """
+    frame = entity_rows.copy(deep=False)
+    if not plan_files(config):  # no plan written yet (none known, every covariate filled)
+        for feature in plan_catalogue(config):
+            if not feature.derived:
+                frame[feature.name] = np.full(len(frame), np.nan, dtype=np.float32)
+        return frame
+    store = feature_store(config)
+    service = store.get_feature_service(PLAN_SERVICE)
+    stamps = frame[TIMESTAMP]
+    if not (isinstance(stamps.dtype, pd.DatetimeTZDtype) and str(stamps.dtype.tz) == "UTC"):
+        frame[TIMESTAMP] = pd.to_datetime(stamps, utc=True)
+    if store.config.offline_store.type in ("file", "dask"):
+        keys = [*config.source.entity_columns, PLAN_MONTH]
+        return _historical_features_dask(store, service, frame, keys, plan_files(config), PLAN_VIEW)
+    with _offline_session(store):
+        result = _to_pandas(store.get_historical_features(entity_df=frame, features=service))
+    if len(result) != len(frame):
+        raise RuntimeError(f"Feast returned {len(result)} plan rows for {len(frame)} entity rows")
+    return result
+
+
+def _historical_features_dask(
+    store, service, frame: pd.DataFrame, keys: list[str], files: list[Path], view: str
+) -> pd.DataFrame:
     """Feast's dask store keeps one row per entity and timestamp (it drops duplicates on them),
     drops an entity row whose entity's feature rows are all outside the TTL, and may fail on a
     row of an entity it has no feature row of (its sort on ``created`` meets nulls). So it is
     asked once per distinct (entity, timestamp) of a known entity, and the answer is spread
     back over every row (nulls where it has none)."""
-    keys = config.source.entity_columns
     on = [*keys, TIMESTAMP]
     group = frame.groupby(on, sort=False).ngroup().to_numpy()
     first = np.unique(group, return_index=True)[1]  # groups are numbered by first appearance
     distinct = frame[on].take(first).reset_index(drop=True)
     distinct[_GROUP] = np.arange(len(distinct), dtype=np.int64)
-    distinct = distinct[pd.MultiIndex.from_frame(distinct[keys]).isin(_known_entities(config))]
+    distinct = distinct[pd.MultiIndex.from_frame(distinct[keys]).isin(_known_entities(files, keys))]
     if len(distinct):
         with _quiet_dask():
             found = _to_pandas(store.get_historical_features(entity_df=distinct, features=service))
         features = found.drop(columns=on).set_index(_GROUP)
         del found
     else:
-        dtypes = {f.name: f.type.to_pandas_dtype() for f in offline_schema(config)}
-        names = [f.name for f in store.get_feature_view(FEATURE_VIEW).features]
+        dtypes = {f.name: f.type.to_pandas_dtype() for f in pq.read_schema(files[-1])}
+        names = [f.name for f in store.get_feature_view(view).features]
         features = pd.DataFrame({n: pd.Series(dtype=dtypes[n]) for n in names})
     del distinct
     features = features.reindex(np.arange(len(first))).take(group).reset_index(drop=True)
     return pd.concat([frame.reset_index(drop=True), features], axis=1)
 
 
-def _known_entities(config: Config) -> pd.MultiIndex:
-    """Every entity with a row in the offline table."""
+def _known_entities(files: list[Path], keys: list[str]) -> pd.MultiIndex:
+    """Every distinct ``keys`` with a row in the offline table's ``files``."""
     import pyarrow.dataset as ds
 
-    keys = config.source.entity_columns
-    table = ds.dataset([str(p) for p in feature_files(config)], format="parquet").to_table(columns=keys)
+    table = ds.dataset([str(p) for p in files], format="parquet").to_table(columns=keys)
     return pd.MultiIndex.from_frame(table.group_by(keys).aggregate([]).to_pandas())
 
 

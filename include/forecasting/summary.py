@@ -80,6 +80,94 @@ def describe_failure(month: str, run: Path, failure: dict, results: dict[str, di
     return "\n".join(lines)
 
 
+def realised_accuracy_lines(month: str, monitor: dict | None) -> list[str]:
+    """What the monitoring of M found: the forecasts that M's actuals settle, by run and horizon,
+    against the best naive forecast made as of the same origin."""
+    if monitor is None:
+        return [f"  Realised accuracy: not scored yet (the forecast_monitoring DAG scores {month})", ""]
+    overall = monitor.get("overall") or []
+    if not overall:
+        return [
+            f"  Realised accuracy: no forecast was published for {month} before this run, nothing to score",
+            "",
+        ]
+    tables = monitor.get("tables", {})
+    lines = [
+        f"  Realised accuracy of the forecasts for {month} ({monitor['forecasts_scored']:,} scored with its actuals):",
+        f"    {'run':<9}{'horizon':>7}{'forecasts':>10}{'WAPE':>8}{'bias':>8}   {'best naive':<16}{'WAPE':>7}{'FVA':>8}",
+    ]
+    for row in overall:
+        wape, naive, fva = row["wape"], row["best_naive_wape"], row["fva"]
+        lines.append(
+            f"    {row['run_month']:<9}{row['horizon']:>7}{row['forecasts']:>10,}"
+            + (f"{wape:>8.3f}{100 * row['bias_pct']:>7.1f}%" if wape is not None else f"{'-':>8}{'-':>8}")
+            + f"   {row['best_naive'] or '-':<16}"
+            + (f"{naive:>7.3f}" if naive is not None else f"{'-':>7}")
+            + (f"{fva:>+8.3f}" if fva is not None else f"{'-':>8}")
+        )
+    lines += [
+        "    FVA: the best naive WAPE minus the forecasts' (> 0: they beat every naive forecast).",
+        f"    Over time: {tables.get('accuracy', 'the _accuracy table')}; per entity: "
+        f"{tables.get('errors', 'the _errors table')}, {tables.get('tracking_signal', 'the _tracking_signal view')}",
+        "",
+    ]
+    return lines
+
+
+def drift_lines(month: str, drift: dict | None, alerts: dict | None) -> list[str]:
+    """What the drift stage of M found (the drifted features named), and the alerts raised."""
+    if drift is None:
+        return [f"  Drift: not computed yet (the forecast_monitoring DAG compares {month})", ""]
+    compared = [r for r in drift.get("rows", []) if r["kind"] != "entities"]
+    flagged = [r for r in compared if r["drifted"]]
+    window = (
+        f"{compared[0]['reference_first_month']}..{compared[0]['reference_last_month']}" if compared else "?"
+    )
+    head = f"  Drift of {month} against the training window of {drift['model_version']} ({window}): "
+    lines = [
+        head
+        + (f"{len(flagged)} of {len(compared)} drifted" if flagged else f"none of {len(compared)} drifted")
+    ]
+    for row in flagged:
+        pvalue = "" if row.get("ks_pvalue") is None else f", KS p-value {row['ks_pvalue']:.2g}"
+        lines.append(f"    {row['feature']} (PSI {row['psi']:.3f} >= {row['threshold']}{pvalue})")
+    shares = {r["feature"]: r for r in drift.get("rows", []) if r["kind"] == "entities"}
+    if shares:
+        lines.append(
+            "    entities: "
+            + ", ".join(
+                f"{name.replace('_entities', '')} {r['share']:.1%}{' DRIFTED' if r['drifted'] else ''}"
+                for name, r in shares.items()
+            )
+            + f" (threshold {next(iter(shares.values()))['threshold']:.0%}); all rows: {drift.get('table')}"
+        )
+    if alerts is not None:
+        raised = alerts.get("raised", 0)
+        if raised:
+            where = ", ".join(alerts.get("notified") or []) or "logged only (no alerts.notifiers)"
+            lines.append(f"  Alerts: {raised} raised, sent to {where}; in {alerts.get('table')}")
+        else:
+            lines.append("  Alerts: none raised")
+    return [*lines, ""]
+
+
+def interval_lines(report: dict, decision: dict | None) -> list[str]:
+    """How often the p10-p90 intervals held on holdout months they were not calibrated on (the
+    published forecaster's, when evaluate measured it)."""
+    coverage = (report.get("intervals") or {}).get("coverage") or {}
+    forecaster = (decision or {}).get("forecaster", "")
+    name = forecaster.removeprefix("baseline:") if forecaster.startswith("baseline:") else "model"
+    if forecaster and not forecaster.startswith("baseline:") and forecaster != report.get("model_version"):
+        return []  # the champion's bands come from its own re-scoring: no cross-check of them
+    held = coverage.get(name)
+    if not held:
+        return []
+    return [
+        f"  intervals   p10-p90 held {100 * held['coverage']:.0f}% of the actuals of holdout months they were "
+        f"not calibrated on (goal {100 * held['target']:.0f}%; {name})"
+    ]
+
+
 def summarize(config: Config, month: str, run_id: str | None = None) -> str:
     run = find_run(config, month, run_id)
     stage, failure = stage_results(run)
@@ -143,11 +231,19 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
             f"              published forecaster: {decision['forecaster']}; challenger now "
             f"{decision['challenger_status']} in {config.predictions.table}_models",
         ]
+    lines += ["", *interval_lines(report, decision)]
+    checked = stage.get("check_forecasts")
+    if checked:
+        lines.append(
+            f"  checked     {checked['expectations']} expectations passed on the {checked['rows']:,} forecasts; "
+            f"Data Docs: {checked['data_docs']}"
+        )
     lines += [
-        "",
         f"  Published {pub['rows']:,} forecasts to table {pub['table']} at {pub['url']}",
         f"  made by {pub['model_version']} (their model_version)",
         "",
+        *realised_accuracy_lines(month, stage.get("monitor")),
+        *drift_lines(month, stage.get("drift"), stage.get("alerts")),
     ]
 
     query = example_query(config)

@@ -6,13 +6,21 @@ of o, and the label is the target in month o + h. One model serves every horizon
 Two models come out of a run: the *holdout model*, trained without the last K target months
 (evaluate scores it on them), and the *production model*, the same recipe refit on every
 labelled month with the number of trees early stopping chose. Forecasts come from the latter.
+
+The holdout model is months stale for the holdout's later origins, so a *rolling-origin
+backtest* refits the recipe once per origin o of the last ``evaluation.backtest_origins``: on the
+fitted rows whose target month is at most o (the rows already in memory: no other retrieval),
+with the holdout model's number of trees, forecasting the holdout rows of origin o.
+
 Saved under ``data_dir/models/<M>-<fingerprint>/``: both boosters, ``metadata.json`` and the
-holdout rows with their features (``holdout.parquet``, what evaluate scores).
+holdout rows with their features and backtest forecasts (``holdout.parquet``, what evaluate
+scores).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +29,11 @@ import numpy as np
 import pandas as pd
 
 from forecasting import dataset, model, paths
+from forecasting.backtest import BACKTEST
 from forecasting.config import Config
 from forecasting.dataset import HORIZON, LABEL, ORIGIN, TARGET_MONTH, Rows, training_frame
 from forecasting.errors import DataError
-from forecasting.months import month_from_index
+from forecasting.months import month_from_index, month_index
 from forecasting.panel import build_panel
 
 log = logging.getLogger(__name__)
@@ -91,6 +100,10 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
     validation_score = float(holdout_model.best_score) if stopped_early else None
     holdout_model = holdout_model[:best_rounds]
     production_model = model.fit(X, fit_rows.label, config, num_boost_round=best_rounds, client=client)
+    holdout_X = dataset.design_matrix(holdout_frame, config, categories)
+    backtest_forecasts, backtest_fits = backtest(
+        X, fit_rows, holdout_X, holdout_rows, config, month, best_rounds, client
+    )
 
     params = {**config.model.params, "seed": config.model.seed, "num_boost_round": best_rounds}
     identity = fit_rows.frame(panel).drop(columns=dataset.TIMESTAMP)
@@ -103,6 +116,7 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
     holdout = holdout_rows.frame(panel).drop(columns=dataset.TIMESTAMP)
     holdout = pd.concat([holdout, holdout_frame.drop(columns=HORIZON)], axis=1)
     holdout[dataset.ENTITY] = holdout_rows.entity
+    holdout[BACKTEST] = backtest_forecasts
     paths.write_parquet_atomically(holdout, directory / "holdout.parquet")
     metadata: dict[str, Any] = {
         "model_version": version,
@@ -129,6 +143,11 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
         "data_fingerprint": digest,
         # Early stopping's metric on the validation months (the objective's default metric).
         "validation_score": validation_score,
+        "backtest": {
+            "trees": best_rounds,
+            "seconds": round(sum(f["seconds"] for f in backtest_fits), 3),
+            "fits": backtest_fits,
+        },
     }
     paths.write_json_atomically(metadata, directory / "metadata.json")
     log.info(
@@ -140,6 +159,63 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
         directory,
     )
     return TrainedModel(version=version, directory=directory, metadata=metadata)
+
+
+def backtest_origins(holdout_rows: Rows, config: Config, month: pd.Period) -> list[int]:
+    """The origins (month indices) the backtest refits for: the last ``evaluation.backtest_origins``
+    months before M that have holdout rows. The config keeps them within the holdout's last
+    ``holdout_months`` origins, so every target they forecast is a holdout month."""
+    last = month_index(month) - 1
+    wanted = range(last - config.evaluation.backtest_origins + 1, last + 1)
+    return [o for o in wanted if (holdout_rows.origin == o).any()]
+
+
+def backtest(
+    X: pd.DataFrame,
+    fit_rows: Rows,
+    holdout_X: pd.DataFrame,
+    holdout_rows: Rows,
+    config: Config,
+    month: pd.Period,
+    rounds: int,
+    client=None,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """The rolling-origin backtest: for each backtest origin o, the recipe fitted with ``rounds``
+    trees on the rows of ``X``/``fit_rows`` whose target month is at most o forecasts the
+    holdout rows of origin o. Returns the forecasts per holdout row (NaN outside the backtest's
+    origins) and one description per fit.
+
+    Point in time: a fitted row with target month ≤ o has its features from an origin < o; the
+    forecast rows' features are as of o; ``rounds`` comes from validation months before the
+    holdout, so at most o (see ``backtest_origins``)."""
+    forecasts = np.full(len(holdout_rows), np.nan)
+    fits: list[dict[str, Any]] = []
+    for o in backtest_origins(holdout_rows, config, month):
+        started = time.perf_counter()
+        seen = fit_rows.target <= o
+        at = holdout_rows.origin == o
+        booster = model.fit(X[seen], fit_rows.label[seen], config, num_boost_round=rounds, client=client)
+        forecasts[at] = model.predict(booster, holdout_X[at], client)
+        fits.append(
+            {
+                "origin": str(month_from_index(o)),
+                "train_rows": int(seen.sum()),
+                "last_target_month": str(month_from_index(int(fit_rows.target[seen].max()))),
+                "forecast_rows": int(at.sum()),
+                "horizons": sorted(np.unique(holdout_rows.horizon[at]).tolist()),
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+        )
+    if fits:
+        log.info(
+            "Backtest: %d origins (%s..%s), %d trees each, in %.1f s",
+            len(fits),
+            fits[0]["origin"],
+            fits[-1]["origin"],
+            rounds,
+            sum(f["seconds"] for f in fits),
+        )
+    return forecasts, fits
 
 
 # The dataset's names, where callers of the training set look for them.

@@ -82,12 +82,14 @@ class ValidationReport:
     expectations: int  # how many were evaluated
     failures: list[dict] = field(default_factory=list)
     data_docs: str | None = None  # path to the Data Docs index.html
+    subject: str = ""  # what was validated, before the month: "" (the snapshot) or "the plans of "
 
     def summary(self) -> str:
+        what = f"{self.subject}{self.month}"
         if self.success:
-            return f"Validation of {self.month} passed ({self.expectations} expectations, {self.rows} rows)."
+            return f"Validation of {what} passed ({self.expectations} expectations, {self.rows} rows)."
         failed = f"{len(self.failures)} of {self.expectations} expectations"
-        lines = [f"Validation of {self.month} failed ({failed}):"]
+        lines = [f"Validation of {what} failed ({failed}):"]
         lines += [f" - {f['label']}: {f['details']}" for f in self.failures]
         lines.append(f"Data Docs: {self.data_docs}")
         return "\n".join(lines)
@@ -295,23 +297,29 @@ def _history_expectations(keys: pd.Series, month: pd.Period, tolerance: float) -
 
 
 def _run_checkpoint(
-    batch: pd.DataFrame, expectations: list[Expectation], month: pd.Period, docs_dir: Path
+    batch: pd.DataFrame,
+    expectations: list[Expectation],
+    month: pd.Period,
+    docs_dir: Path,
+    what: str = "snapshot",
 ) -> CheckpointResult:
+    """One checkpoint of one suite over ``batch`` (``what``: "snapshot" or "forecasts", which
+    names the suite, its asset and its Data Docs pages)."""
     import great_expectations as gx
 
     context = gx.get_context(mode="ephemeral", project_config=_context_config(docs_dir))
     batch_definition = (
-        context.data_sources.add_pandas("snapshot")
-        .add_dataframe_asset(f"snapshot_{month}")
-        .add_batch_definition_whole_dataframe("whole_snapshot")
+        context.data_sources.add_pandas(what)
+        .add_dataframe_asset(f"{what}_{month}")
+        .add_batch_definition_whole_dataframe(f"whole_{what}")
     )
-    suite = context.suites.add(gx.ExpectationSuite(name=f"snapshot_{month}", expectations=expectations))
+    suite = context.suites.add(gx.ExpectationSuite(name=f"{what}_{month}", expectations=expectations))
     definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"snapshot_{month}", data=batch_definition, suite=suite)
+        gx.ValidationDefinition(name=f"{what}_{month}", data=batch_definition, suite=suite)
     )
     checkpoint = context.checkpoints.add(
         gx.Checkpoint(
-            name=f"validate_snapshot_{month}",
+            name=f"validate_{what}_{month}",
             validation_definitions=[definition],
             actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs", site_names=[DOCS_SITE])],
             result_format=RESULT_FORMAT,
@@ -376,7 +384,11 @@ def _failure(result: ExpectationValidationResult, batch: pd.DataFrame) -> dict:
     config = result.expectation_config
     assert config is not None  # a checkpoint's results always carry their expectation
     kwargs = config.kwargs
-    columns = kwargs.get("column_list") or ([kwargs["column"]] if "column" in kwargs else [])
+    columns = kwargs.get("column_list") or (
+        [kwargs["column"]]
+        if "column" in kwargs
+        else [kwargs[k] for k in ("column_A", "column_B") if k in kwargs]
+    )
     return {
         "expectation": config.type,
         "column": ", ".join(columns) or None,
@@ -390,6 +402,7 @@ def _label(expectation: str, kwargs: dict) -> str:
     parts = list(kwargs.get("column_list") or [])
     if "column" in kwargs:
         parts.append(kwargs["column"])
+    parts += [kwargs[key] for key in ("column_A", "column_B") if key in kwargs]  # a column pair
     condition = kwargs.get("row_condition")
     if isinstance(condition, dict) and "parameter" in condition:
         parts.append(f"rows of {condition['parameter']}")
@@ -419,7 +432,9 @@ def _details(result: ExpectationValidationResult, missing_columns: list[str]) ->
     meta = (config.meta if config is not None else None) or {}
     if "unexpected_count" in res:
         examples = _examples(res.get("partial_unexpected_list") or [])
-        if "wanted" in meta:  # a value extract could not read as a date or a number
+        if meta.get("unplanned"):  # forecast months without a plan (validate_plans)
+            text = f"{res['unexpected_count']} active entity-months have no plan"
+        elif "wanted" in meta:  # a value extract could not read as a date or a number
             text = f"{res['unexpected_count']} of {res.get('element_count')} rows hold a {meta['column']} that is not {meta['wanted']}"
         else:
             text = f"{res['unexpected_count']} unexpected of {res.get('element_count')} rows"
@@ -447,6 +462,10 @@ def _examples(values: list, limit: int = 3) -> str:
 def _show(value: Any) -> str:
     if isinstance(value, dict):  # a row, from the compound-uniqueness check
         return "(" + ", ".join(f"{k}={_show(v)}" for k, v in value.items()) + ")"
+    if isinstance(value, tuple | list):  # a pair of values, from a column-pair check
+        return "(" + ", ".join(_show(v) for v in value) + ")"
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, pd.Timestamp):
         return str(value.date()) if value == value.normalize() else str(value)
     return repr(value) if isinstance(value, str) else str(value)
@@ -479,3 +498,137 @@ def _quiet_gx_logging() -> Iterator[None]:
         yield
     finally:
         gx_logger.setLevel(logging.NOTSET)
+
+
+# --- the plans (config ``plans:``, forecasting.plans) -----------------------------------------
+
+# Beside the plans' rows, the batch gets one row per (active entity, forecast month) that has
+# no plan, holding "<keys> in <month>" here (null in the plans' own rows): an expectation that
+# this column is null names every one. The checks of the plans' own rows skip those rows.
+UNPLANNED = "unplanned__entity_month"
+
+
+def validate_plans(
+    plans: pd.DataFrame, snapshot: pd.DataFrame, config: Config, month: pd.Period, docs_dir: Path
+) -> ValidationReport:
+    """Validate the plans extracted for M (every revision known at the end of M) against M's
+    snapshot; build Data Docs into ``docs_dir``. Raises DataValidationError, naming each failed
+    expectation, if any fails: keys, month and planned_at present and readable, covariates
+    numbers (null only where ``plans.fill`` says what a missing plan means), one row per entity,
+    month and revision, and every entity active in M planned for M+1..M+horizon unless every
+    covariate has a fill rule.
+    """
+    month = month_of(month)
+    pl = config.plans
+    assert pl is not None
+    docs_dir = Path(docs_dir).resolve()
+    with _quiet_gx_logging(), _copy_on_write():
+        unplanned = _unplanned(plans, snapshot, config, month)
+        batch = pd.concat([plans, unplanned], ignore_index=True) if len(unplanned) else plans.copy()
+        if UNPLANNED not in batch.columns:
+            batch[UNPLANNED] = pd.Series(pd.NA, index=batch.index, dtype="string")
+        batch = _batch(batch, _month_keys(batch, pl.month_column))
+        expectations = plan_expectations(config, month, plans)
+        result = _run_checkpoint(batch, expectations, month, docs_dir, what="plans")
+        report = _report(result, batch, month, docs_dir)
+    report.subject = "the plans of "
+    for failure in report.failures:
+        failure["details"] = failure["details"].replace("missing from the snapshot", "missing from the plans")
+    report.rows = len(plans)
+    report.rows_in_month = int((batch[MONTH_KEY] == str(month + 1)).sum()) - len(unplanned)
+    log.info("Data Docs for the plans of %s: %s", report.month, report.data_docs)
+    if not report.success:
+        raise DataValidationError(report)
+    log.info(report.summary())
+    return report
+
+
+def _unplanned(plans: pd.DataFrame, snapshot: pd.DataFrame, config: Config, month: pd.Period) -> pd.DataFrame:
+    """A row per entity active in M and month M+1..M+horizon without a plan row, when some
+    covariate has no fill rule (else a missing plan is allowed: the fill says what it means)."""
+    pl, src = config.plans, config.source
+    assert pl is not None
+    if all(c in pl.fill for c in pl.covariates):
+        return pd.DataFrame(columns=[UNPLANNED])
+    needed = [*pl.entity_columns, pl.month_column]
+    if any(c not in plans.columns for c in needed) or any(
+        c not in snapshot.columns for c in [*src.entity_columns, src.time_column]
+    ):
+        return pd.DataFrame(columns=[UNPLANNED])  # the schema checks name what is missing
+    in_month = snapshot[src.time_column].dt.to_period("M") == month
+    active = snapshot.loc[in_month, src.entity_columns].astype(str).drop_duplicates()
+    forecast_months = [month + h for h in range(1, config.horizon + 1)]
+    wanted = active.merge(pd.DataFrame({"_month": [str(m) for m in forecast_months]}), how="cross")
+    from forecasting.plans import key_text
+
+    planned = plans[needed].dropna()
+    planned = pd.DataFrame(
+        {
+            **{k: key_text(planned[k]) for k in pl.entity_columns},
+            "_month": planned[pl.month_column].dt.strftime("%Y-%m").to_numpy(),
+        }
+    ).drop_duplicates()
+    missing = wanted.merge(planned, how="left", indicator=True)
+    missing = missing[missing["_merge"] == "left_only"]
+    label = missing[pl.entity_columns[0]].radd(f"{pl.entity_columns[0]}=")
+    for k in pl.entity_columns[1:]:
+        label = label + f", {k}=" + missing[k]
+    return pd.DataFrame({UNPLANNED: (label + " in " + missing["_month"]).astype("string").to_numpy()})
+
+
+def plan_expectations(config: Config, month: pd.Period, plans: pd.DataFrame) -> list[Expectation]:
+    """The plans' suite (see ``validate_plans``)."""
+    import great_expectations.expectations as gxe
+    from great_expectations.expectations.row_conditions import Column
+
+    pl = config.plans
+    assert pl is not None
+    keys = [*pl.entity_columns, pl.month_column, pl.planned_at]
+    own_rows = Column(UNPLANNED).is_null()  # the plans' rows, not the unplanned ones
+
+    def not_null(column: str) -> Expectation:
+        condition: Any = own_rows
+        if unreadable_column(column) in plans.columns:  # reported as unreadable, not as null
+            condition = own_rows & Column(unreadable_column(column)).is_null()
+        return gxe.ExpectColumnValuesToNotBeNull(column=column, row_condition=condition)
+
+    wanted = {
+        pl.month_column: "a date",
+        pl.planned_at: "a date and time",
+        **dict.fromkeys(pl.covariates, "a number"),
+    }
+    forecast_months = f"{month + 1}" + (f"..{month + config.horizon}" if config.horizon > 1 else "")
+    return [
+        *(gxe.ExpectColumnToExist(column=c) for c in [*keys, *pl.covariates]),
+        gxe.ExpectColumnValuesToBeInTypeList(column=pl.month_column, type_list=DATETIME_TYPES),
+        gxe.ExpectColumnValuesToBeInTypeList(column=pl.planned_at, type_list=DATETIME_TYPES),
+        *(gxe.ExpectColumnValuesToBeInTypeList(column=c, type_list=NUMERIC_TYPES) for c in pl.covariates),
+        *(
+            gxe.ExpectColumnValuesToBeNull(
+                column=unreadable_column(column),
+                notes=f"Every {column} value is {kind}.",
+                meta={"column": column, "wanted": kind},
+            )
+            for column, kind in wanted.items()
+            if unreadable_column(column) in plans.columns
+        ),
+        *(not_null(c) for c in keys),
+        *(not_null(c) for c in pl.covariates if c not in pl.fill),
+        *(
+            gxe.ExpectColumnValuesToBeBetween(
+                column=c, min_value=-FINITE, max_value=FINITE, row_condition=own_rows
+            )
+            for c in pl.covariates
+        ),
+        gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=keys, row_condition=own_rows, notes="One row per entity, month and revision."
+        ),
+        gxe.ExpectColumnValuesToBeNull(
+            column=UNPLANNED,
+            notes=(
+                f"Every entity with sales in {month} is planned for {forecast_months} "
+                "(or plans.fill says what a missing plan means)."
+            ),
+            meta={"unplanned": True},
+        ),
+    ]

@@ -25,6 +25,13 @@ manual's table is the one the rest of the Dominick's data (and e.g. Microsoft's 
 ``ojdata.FIRST_WEEK_START + (week - 1) * 7``) use. (Reading "week 40 = 1989-09-14" would put
 the data nine months early.)
 
+Plans (``oj_plans``, config ``plans:`` in ``config/dominicks_plans.yaml``): Dominick's did not
+publish its promotion plans, so the *realised* monthly ``deal`` and ``feat`` stand in for them
+(``monthly_plans``), each "planned" at the start of the month before the one it is for. A
+forecast from the end of month t thus reads the promotions of t + 1 as if they had been booked
+a month ahead: what a retailer's promotion calendar knows, but an upper bound on what a real,
+imperfect plan would give.
+
 CLI::
 
     python -m forecasting.datasets.dominicks --url sqlite:///data/dominicks/source.db
@@ -50,6 +57,7 @@ DEB_PACKAGE = "r-cran-bayesm"
 RDA_NAME = "orangeJuice.rda"
 DEFAULT_CACHE_DIR = REPO_ROOT / "data" / "external"
 DEFAULT_TABLE = "oj_sales"
+DEFAULT_PLANS_TABLE = "oj_plans"
 
 # Dominick's week 1 starts on this Thursday; weeks run Thursday to Wednesday.
 WEEK1_START = pd.Timestamp("1989-09-14")
@@ -305,11 +313,29 @@ def monthly_sales(weekly: pd.DataFrame, demographics: pd.DataFrame) -> pd.DataFr
     return out.sort_values(["store", "brand", "month"]).reset_index(drop=True)
 
 
+def monthly_plans(monthly: pd.DataFrame) -> pd.DataFrame:
+    """The promotion "plans" of ``monthly_sales``' rows: each store, brand and month's realised
+    ``deal`` and ``feat`` (and shelf ``price``) as if planned at the start of the month before
+    (``planned_at``), one revision each. Realised values standing in for plans (see the module
+    docstring)."""
+    plans = monthly[["store", "brand", "month", "price", "deal", "feat"]].copy()
+    months = pd.PeriodIndex([pd.Timestamp(m) for m in plans["month"]], freq="M")
+    plans["planned_at"] = (months - 1).to_timestamp().to_pydatetime()
+    return plans.reset_index(drop=True)
+
+
 # --------------------------------------------------------------------------- seed
 
 
-def seed_dominicks(url: str, table: str = DEFAULT_TABLE, cache_dir: Path = DEFAULT_CACHE_DIR) -> int:
-    """Fetch, load and aggregate the data and write it to ``table`` (replaced); return rows."""
+def seed_dominicks(
+    url: str,
+    table: str = DEFAULT_TABLE,
+    cache_dir: Path = DEFAULT_CACHE_DIR,
+    plans_table: str | None = DEFAULT_PLANS_TABLE,
+) -> int:
+    """Fetch, load and aggregate the data and write it to ``table`` (replaced), and its
+    promotions as plans (``monthly_plans``) to ``plans_table`` (replaced; None: not written);
+    return the sales rows."""
     weekly, demographics = load_orange_juice(fetch_orange_juice_rda(Path(cache_dir)))
     frame = monthly_sales(weekly, demographics)
     _ensure_sqlite_dir(url)
@@ -319,6 +345,15 @@ def seed_dominicks(url: str, table: str = DEFAULT_TABLE, cache_dir: Path = DEFAU
             frame.to_sql(
                 table, conn, if_exists="replace", index=False, chunksize=5000, dtype={"month": sa.Date()}
             )
+            if plans_table is not None:
+                monthly_plans(frame).to_sql(
+                    plans_table,
+                    conn,
+                    if_exists="replace",
+                    index=False,
+                    chunksize=5000,
+                    dtype={"month": sa.Date(), "planned_at": sa.DateTime()},
+                )
     finally:
         engine.dispose()
     return len(frame)
@@ -342,6 +377,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--table", default=DEFAULT_TABLE, help=f"table to (re)write (default {DEFAULT_TABLE})"
     )
     parser.add_argument(
+        "--plans-table",
+        default=DEFAULT_PLANS_TABLE,
+        help=f"table of the promotions as plans to (re)write (default {DEFAULT_PLANS_TABLE})",
+    )
+    parser.add_argument(
         "--cache-dir",
         type=Path,
         default=DEFAULT_CACHE_DIR,
@@ -350,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        rows = seed_dominicks(args.url, args.table, args.cache_dir)
+        rows = seed_dominicks(args.url, args.table, args.cache_dir, args.plans_table)
     except FetchError as err:
         parser.exit(1, f"error: {err}\n")
     engine = sa.create_engine(args.url, future=True)

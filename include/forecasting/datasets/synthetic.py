@@ -320,6 +320,102 @@ def seed_source_database(
     return len(rows)
 
 
+PLAN_COLUMNS = ["store_id", "item_id", "month", "price", "promo", "planned_at"]
+
+
+def generate_plans(
+    sales: pd.DataFrame, horizon: int = 3, seed: int = 7, revised_share: float = 0.3
+) -> pd.DataFrame:
+    """A plans table for ``sales`` (``generate_sales``' frame): the price and promotion planned
+    for every store, item and month it sells in, and for the ``horizon`` months after the last
+    one for every store and item selling then; one row per revision (config ``plans:``).
+
+    Every month's first plan is made at the start of the month two before it (so it is known at
+    the end of the month before that: at every origin up to horizon 3). For ``revised_share`` of
+    the months it is revised in the middle of the month before: the first plan had the promotion
+    the other way round and the price to match, the revision has what happened. Other plans come
+    true as made. A revision of a month after the last one is made after that month ended, so no
+    run of the last month knows it. Deterministic for a seed.
+    """
+    rng = np.random.default_rng(seed)
+    last = pd.Period(pd.Timestamp(max(sales["month"])), "M")
+    current = sales[pd.to_datetime(sales["month"]).dt.to_period("M") == last]
+    future = []
+    for h in range(1, horizon + 1):
+        promo = (rng.random(len(current)) < PROMO_SHARE).astype(np.int64)
+        future.append(
+            pd.DataFrame(
+                {
+                    "store_id": current["store_id"].to_numpy(),
+                    "item_id": current["item_id"].to_numpy(),
+                    "month": date((last + h).year, (last + h).month, 1),
+                    "price": np.round(current["price"].to_numpy() * np.where(promo, 0.85, 1.0), 2),
+                    "promo": promo,
+                }
+            )
+        )
+    realised = pd.concat(
+        [sales[["store_id", "item_id", "month", "price", "promo"]], *future], ignore_index=True
+    )
+    months = pd.to_datetime(realised["month"]).dt.to_period("M")
+    revised = rng.random(len(realised)) < revised_share
+    first = realised.assign(
+        planned_at=(months - 2).dt.start_time,
+        promo=np.where(revised, 1 - realised["promo"], realised["promo"]),
+        price=np.where(
+            revised,
+            np.round(realised["price"] * np.where(realised["promo"] == 1, 1 / 0.85, 0.85), 2),
+            realised["price"],
+        ),
+    )
+    revision = realised[revised].assign(
+        planned_at=(months[revised] - 1).dt.start_time + pd.Timedelta(days=14)
+    )
+    plans = pd.concat([first, revision], ignore_index=True)
+    plans["promo"] = plans["promo"].astype(np.int64)
+    return plans.sort_values(["store_id", "item_id", "month", "planned_at"]).reset_index(drop=True)[
+        PLAN_COLUMNS
+    ]
+
+
+def seed_plans_table(
+    url: str, plans: pd.DataFrame, table: str = "sales_plans", *, schema: str | None = None
+) -> int:
+    """Replace ``table`` at ``url`` with ``plans`` (``generate_plans``' frame), in one transaction."""
+    engine = _engine(url)
+    target = sa.Table(
+        table,
+        sa.MetaData(),
+        sa.Column("store_id", sa.Integer, primary_key=True),
+        sa.Column("item_id", sa.Integer, primary_key=True),
+        sa.Column("month", sa.Date, primary_key=True),
+        sa.Column("planned_at", sa.DateTime, primary_key=True),
+        sa.Column("price", sa.Float, nullable=False),
+        sa.Column("promo", sa.SmallInteger, nullable=False),
+        schema=schema,
+    )
+    rows = [
+        {
+            "store_id": int(r.store_id),
+            "item_id": int(r.item_id),
+            "month": r.month if type(r.month) is date else pd.Timestamp(r.month).date(),
+            "planned_at": pd.Timestamp(r.planned_at).to_pydatetime(),
+            "price": float(r.price),
+            "promo": int(r.promo),
+        }
+        for r in plans.itertuples(index=False)
+    ]
+    try:
+        with engine.begin() as conn:
+            target.drop(conn, checkfirst=True)
+            target.create(conn)
+            if rows:
+                conn.execute(target.insert(), rows)
+    finally:
+        engine.dispose()
+    return len(rows)
+
+
 def _latest_complete_month() -> pd.Period:
     return month_of(datetime.now(UTC)) - 1
 

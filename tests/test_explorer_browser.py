@@ -1,0 +1,225 @@
+"""The Forecasts view as a person uses it: a real `airflow api-server` with the plugin, Debian's
+Chromium driven by Playwright, no network beyond this machine.
+
+A viewer logs in, opens Browse → Forecasts, picks an entity in the explorer, and the chart's
+points are the database's rows and the snapshot's actuals; the CSV download holds the shown rows;
+a failed month's link opens its own validation page, which runs the vendored jQuery (the CDN
+would be unreachable: every request off 127.0.0.1 is aborted). No console errors in the view.
+Screenshots go to the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from conftest import REPO
+from forecasts_view_data import FAILED_VALIDATION, RUN_MONTHS, build_deployment
+
+pytestmark = pytest.mark.slow  # starts an api-server and a browser (about 30 s)
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+VIEWER, PASSWORD = "viewer", "viewer-password"
+
+
+def _browser_or_skip():
+    if not Path(CHROMIUM).is_file():
+        pytest.skip("Debian's chromium is not installed: make browser (or apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright package is not installed (it is in requirements.lock)")
+    return sync_playwright
+
+
+@pytest.fixture
+def api_server(airflow_db, tmp_path):
+    """An api-server with the plugin, for a deployment built by forecasts_view_data."""
+    from forecasting.localrun import free_port
+
+    config = build_deployment(tmp_path / "deployment")
+    passwords = tmp_path / "passwords.json"
+    passwords.write_text(json.dumps({VIEWER: PASSWORD}))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "FORECAST_CONFIG": str(config.path),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{VIEWER}:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": base,
+        "AIRFLOW__API_AUTH__JWT_SECRET": "forecasts-view-test-secret-0123456789abcdef",
+        "AIRFLOW__API__SECRET_KEY": "forecasts-view-test-key",
+    }
+    log = open(tmp_path / "api-server.log", "wb")  # noqa: SIM115 (closed below)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "airflow", "api-server", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_until_up(base, server, tmp_path / "api-server.log")
+        yield base, config, tmp_path
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+def _wait_until_up(base: str, server: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the api-server exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base}/api/v2/monitor/health", timeout=2).is_success:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"the api-server did not answer in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(api_server):
+    sync_playwright = _browser_or_skip()
+    base, config, folder = api_server
+    # Screenshots are test artifacts; FORECAST_SCREENSHOTS names another folder (the README's
+    # pictures come from `FORECAST_SCREENSHOTS=docs/images pytest tests/test_explorer_browser.py`).
+    shots = Path(os.environ.get("FORECAST_SCREENSHOTS") or folder / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    store, item = 2, 3
+    errors: list[str] = []
+    offsite: list[str] = []
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+
+            def local_only(route):
+                if route.request.url.startswith(base):
+                    route.continue_()
+                else:  # as on a machine without internet
+                    offsite.append(route.request.url)
+                    route.abort()
+
+            context.route("**/*", local_only)
+            page = context.new_page()
+            page.on(
+                "console",
+                lambda m: errors.append(f"{m.location.get('url')}: {m.text}") if m.type == "error" else None,
+            )
+            page.on("pageerror", lambda e: errors.append(str(e)))
+
+            # Log in as a viewer; the view opens where the nav link points.
+            page.goto(f"{base}/auth/login/?next={base}/plugin/forecasts")
+            page.fill("input[name=username]", VIEWER)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url("**/plugin/forecasts**", timeout=30_000)
+            view = page.frame_locator("iframe[title=Forecasts]")
+            view.locator("#month-status").wait_for(timeout=30_000)
+            assert "/forecast-quality/forecast-quality" not in page.url
+            page.screenshot(path=str(shots / "overview.png"), full_page=True)
+
+            # Explorer: search by one column, pick the entity from the list.
+            view.get_by_role("link", name="Explorer").click()
+            view.locator("input[name=item_id]").fill(str(item))
+            view.get_by_role("button", name="Find").click()
+            view.get_by_role("link", name=f"store_id {store}, item_id {item}").click()
+            view.locator("svg.chart").wait_for(timeout=15_000)
+            page.screenshot(path=str(shots / "explorer.png"), full_page=True)
+
+            drawn: dict[str, dict[str, float]] = {}
+            for series, month, value in view.locator("svg.chart circle[data-series]").evaluate_all(
+                "cs => cs.map(c => [c.dataset.series, c.dataset.month, c.dataset.value])"
+            ):
+                drawn.setdefault(series, {})[month] = float(value)
+            _assert_points_are_the_database(drawn, config, store, item)
+
+            with page.expect_download() as download:
+                view.get_by_role("link", name="Download CSV").click()
+            csv = pd.read_csv(io.StringIO(Path(download.value.path()).read_text()))
+            _assert_csv_is_what_is_shown(csv, drawn, store, item)
+
+            # A failed month: its own validation report, rendered with local assets only.
+            view.get_by_role("link", name="Overview").click()
+            failed = view.locator(f"tr[data-month='{FAILED_VALIDATION[0]}']")
+            assert "failed validation" in failed.inner_text()
+            failed.get_by_role("link", name="validation result").click()
+            view.locator("#jq").wait_for(timeout=15_000)
+            assert view.locator("h1").inner_text() == f"validation of {FAILED_VALIDATION[0]}, " + (
+                failed_attempt_name()
+            )
+            assert view.locator("#jq").inner_text() == "jQuery 3.7.1"  # the vendored copy ran
+            page.screenshot(path=str(shots / "validation.png"), full_page=True)
+        finally:
+            browser.close()
+
+    ours = [e for e in errors if "/forecast-quality/" in e or "http" not in e]
+    assert not ours, ours
+    assert not [u for u in offsite if "/forecast-quality/" in u], offsite
+
+
+def failed_attempt_name() -> str:
+    from forecasting.paths import run_key
+
+    return f"{run_key(FAILED_VALIDATION[1])}__20250203T100000000000Z"
+
+
+def _assert_points_are_the_database(drawn, config, store: int, item: int) -> None:
+    engine = sa.create_engine(config.predictions.database.url)
+    with engine.connect() as conn:
+        rows = pd.read_sql_query(
+            sa.text("SELECT * FROM forecasts WHERE store_id = :s AND item_id = :i"),
+            conn,
+            params={"s": store, "i": item},
+        )
+    engine.dispose()
+    rows["run"] = pd.to_datetime(rows["run_month"]).dt.strftime("%Y-%m")
+    rows["month"] = pd.to_datetime(rows["forecast_month"]).dt.strftime("%Y-%m")
+    latest = rows[rows["run"] == RUN_MONTHS[-1]]
+    assert drawn["latest"] == dict(zip(latest["month"], latest["prediction"], strict=True))
+    earlier = rows[(rows["run"] < RUN_MONTHS[-1]) & (rows["month"] <= RUN_MONTHS[-1])]
+    for h in (1, 2, 3):
+        at_h = earlier[earlier["horizon"] == h]
+        assert drawn.get(f"ahead{h}", {}) == dict(zip(at_h["month"], at_h["prediction"], strict=True))
+    from forecasts_view_data import snapshot
+
+    history = snapshot()
+    mine = history[(history["store_id"] == store) & (history["item_id"] == item)]
+    assert drawn["actual"] == dict(zip(mine["month"].dt.strftime("%Y-%m"), mine["units"], strict=True))
+
+
+def _assert_csv_is_what_is_shown(csv: pd.DataFrame, drawn, store: int, item: int) -> None:
+    assert (csv["store_id"] == store).all() and (csv["item_id"] == item).all()
+    for column, series in (
+        ("actual", "actual"),
+        ("latest_forecast", "latest"),
+        ("forecast_1m_ahead", "ahead1"),
+    ):
+        present = csv.dropna(subset=[column])
+        assert dict(zip(present["month"], present[column], strict=True)) == drawn[series]

@@ -499,6 +499,7 @@ def test_gate_keeps_the_champion_against_a_worse_challenger_then_falls_back_to_t
     assert row["holdout_mae"] == pytest.approx(report["model"]["mae"])
     assert row["holdout_rmse"] == pytest.approx(report["model"]["rmse"])
     assert row["holdout_bias"] == pytest.approx(report["model"]["bias"])
+    assert 0 < row["interval_coverage"] == pytest.approx(report["intervals"]["coverage"]["model"]["coverage"])
     assert json.loads(row["baseline_wapes"]) == pytest.approx(
         {n: m["wape"] for n, m in report["baselines"].items()}
     )

@@ -112,6 +112,11 @@ def registry_table(config: Config, metadata: sa.MetaData | None = None) -> sa.Ta
         sa.Column(
             "backtest_origins", sa.Text, comment="JSON: per origin, its rows and every forecaster's WAPE"
         ),
+        sa.Column(
+            "interval_coverage",
+            sa.Float,
+            comment="share of holdout actuals inside its p10-p90, on months the bands were not calibrated on",
+        ),
         sa.Column("feature_importance", sa.Text, comment="JSON: top features by share of total gain"),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("champion_since", sa.Date, comment="first month it is champion for (if promoted)"),
@@ -207,6 +212,9 @@ def model_row(metadata: dict, evaluation: dict, importance: dict[str, float], ru
         "best_baseline": best,
         "best_baseline_wape": evaluation["baselines"][best]["wape"],
         "feature_importance": _json(importance, sort_keys=False),  # largest share first
+        "interval_coverage": (
+            ((evaluation.get("intervals") or {}).get("coverage") or {}).get("model") or {}
+        ).get("coverage"),
         **backtested,
     }
 

@@ -207,29 +207,38 @@ def feast_type(kind: pa.DataType, column: str):
     raise TypeError(f"feature column {column}: parquet type {kind} has no Feast type here")
 
 
-def build_definitions(config: Config) -> Definitions:
-    from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-    from feast.data_format import ParquetFormat
-    from feast.types import Float32, String
+def parquet_source(name: str, folder: Path):
+    """A FileSource over the one-file-per-month parquet files in ``folder``, stamped
+    event_timestamp (and created).
 
-    folder = paths.feature_table(config)
+    DuckDB's offline store reads a FileSource only with an explicit ParquetFormat (or a path
+    ending in .parquet) and hands the path to read_parquet, which needs a file or a glob, not a
+    folder; dask's offline store (type: file) ignores the format and reads the same glob.
+    """
+    from feast import FileSource
+    from feast.data_format import ParquetFormat
+
     if glob.has_magic(str(folder)):  # the source's path is a glob: the folder's name must not be one
         raise ValueError(f"{folder}: data_dir must not contain *, ? or [ (Feast reads its files by a glob)")
-    keys = config.source.entity_columns
-    entities = [
-        Entity(name=key, join_keys=[key], value_type=ValueType.STRING, description=f"source column {key}")
-        for key in keys
-    ]
-    # DuckDB's offline store reads a FileSource only with an explicit ParquetFormat (or a path
-    # ending in .parquet) and hands the path to read_parquet, which needs a file or a glob, not a
-    # folder; dask's offline store (type: file) ignores the format and reads the same glob.
-    source = FileSource(
-        name=f"{FEATURE_VIEW}_source",
+    return FileSource(
+        name=name,
         path=str(folder / FEATURE_FILES),
         file_format=ParquetFormat(),
         timestamp_field=TIMESTAMP,
         created_timestamp_column=CREATED,
     )
+
+
+def build_definitions(config: Config) -> Definitions:
+    from feast import Entity, FeatureService, FeatureView, Field, ValueType
+    from feast.types import Float32, String
+
+    keys = config.source.entity_columns
+    entities = [
+        Entity(name=key, join_keys=[key], value_type=ValueType.STRING, description=f"source column {key}")
+        for key in keys
+    ]
+    source = parquet_source(f"{FEATURE_VIEW}_source", paths.feature_table(config))
     fields = [Field(name=key, dtype=String, description=f"source column {key}") for key in keys]
     attribute_types = _attribute_types(config)
     for feature in catalogue(config):
@@ -258,26 +267,16 @@ def _plan_definitions(config: Config, entities: list) -> list:
 
     Offline only: training and prediction read plans point in time from the offline table, as
     of each row's origin (the online store serves the newest sales features alone)."""
-    from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-    from feast.data_format import ParquetFormat
+    from feast import Entity, FeatureService, FeatureView, Field, ValueType
     from feast.types import Float32, String
 
-    folder = paths.plan_table(config)
-    if glob.has_magic(str(folder)):
-        raise ValueError(f"{folder}: data_dir must not contain *, ? or [ (Feast reads its files by a glob)")
     target = Entity(
         name=PLAN_MONTH,
         join_keys=[PLAN_MONTH],
         value_type=ValueType.STRING,
         description="the month a plan is for (YYYY-MM): a training row's target month",
     )
-    source = FileSource(
-        name=f"{PLAN_VIEW}_source",
-        path=str(folder / FEATURE_FILES),
-        file_format=ParquetFormat(),
-        timestamp_field=TIMESTAMP,  # planned_at: when the revision was made
-        created_timestamp_column=CREATED,
-    )
+    source = parquet_source(f"{PLAN_VIEW}_source", paths.plan_table(config))  # stamped planned_at
     keys = config.source.entity_columns
     fields = [Field(name=key, dtype=String, description=f"source column {key}") for key in keys]
     fields.append(Field(name=PLAN_MONTH, dtype=String, description="the month planned for (YYYY-MM)"))

@@ -412,9 +412,7 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
             "history_months",
         }
     )
-    table, query = src.optional("table", str), src.optional("query", str)
-    if (table is None) == (query is None):
-        raise src.error("", "set exactly one of source.table and source.query")
+    table, query = src.exactly_one("table", "query")
     entity_columns = src.identifiers("entity_columns", required=True)
     if not entity_columns:
         raise src.error("entity_columns", "must name at least one column")
@@ -675,9 +673,7 @@ def _plans(pl: _Section, source: SourceConfig, base: Path) -> PlansConfig:
             "fill",
         }
     )
-    table, query = pl.optional("table", str), pl.optional("query", str)
-    if (table is None) == (query is None):
-        raise pl.error("", "set exactly one of plans.table and plans.query")
+    table, query = pl.exactly_one("table", "query")
     if pl.raw.get("url") is None and pl.raw.get("conn_id") is None:
         # The plans live beside the sales, unless the section says where.
         database = Database(
@@ -780,9 +776,7 @@ def resolve_sqlite_url(url: str, base: Path) -> str:
 
 
 def _database(section: _Section, base: Path) -> Database:
-    url, conn_id = section.optional("url", str), section.optional("conn_id", str)
-    if (url is None) == (conn_id is None):
-        raise section.error("", f"set exactly one of {section.name}.url and {section.name}.conn_id")
+    url, conn_id = section.exactly_one("url", "conn_id")
     return Database(
         url=resolve_sqlite_url(url, base) if url else None,
         conn_id=conn_id,
@@ -859,6 +853,13 @@ class _Section:
         if key not in self.raw and required:
             raise self.error(key, "is required")
         return _Section(self.raw.get(key), ".".join(p for p in (self.name, key) if p), self.path)
+
+    def exactly_one(self, first: str, second: str) -> tuple[str | None, str | None]:
+        """The two string keys of which the section must set exactly one (e.g. table or query)."""
+        a, b = self.optional(first, str), self.optional(second, str)
+        if (a is None) == (b is None):
+            raise self.error("", f"set exactly one of {self.name}.{first} and {self.name}.{second}")
+        return a, b
 
     def optional(self, key: str, kind: type, default: Any = None, minimum: float | None = None) -> Any:
         value = self.raw.get(key, default)

@@ -1,4 +1,4 @@
-"""Feast definitions of the demand-forecast features: entities, source, feature view, service.
+"""Feast definitions of the demand-forecast features: entities, sources, feature views, services.
 
 The pipeline applies these same objects itself (``forecasting.store.apply``); this module is
 for the ``feast`` CLI. They are built from the deployment's config (``FORECAST_CONFIG``), so the
@@ -8,13 +8,14 @@ entity columns and the feature schema always match the data:
     feast -c feature_repo -f <data_dir>/feast/feature_store.yaml plan        # any deployment
 """
 
+from forecasting import paths
 from forecasting.config import load_config
 from forecasting.store import build_definitions
 
 _config = load_config()
 # Feast's file registry makes its own folder but not the folders above it: on a fresh checkout
 # (no data_dir yet) `feast plan` would stop there.
-(_config.data_dir / "feast").mkdir(parents=True, exist_ok=True)
+paths.feast_dir(_config).mkdir(parents=True, exist_ok=True)
 _definitions = build_definitions(_config)
 
 # Feast collects the Feast objects it finds at module level.
@@ -24,3 +25,7 @@ sales_history = _definitions.view  # FeatureView, TTL 40 days, one row per entit
 demand_model = _definitions.service  # FeatureService read by training and prediction
 # One Entity per configured entity column (store_id and item_id in the demo).
 globals().update({entity.name: entity for entity in _definitions.entities})
+# With a plans: section (README "Plans"): the target_month Entity, the plans' FileSource
+# (<data_dir>/features/plans/), the offline-only `plans` FeatureView stamped with planned_at,
+# and its FeatureService `demand_model_plans`. Without one, nothing.
+globals().update({plan_object.name: plan_object for plan_object in _definitions.plan_objects})

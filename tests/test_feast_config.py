@@ -211,12 +211,16 @@ def test_feature_repo_yaml_for_the_demo_passes():
     _feast_repo_config(raw, REPO / "feature_repo" / "feature_store.yaml")
 
 
-def test_feast_plan_works_before_any_data_exists(tmp_path):
+@pytest.mark.parametrize("with_plans", [False, True], ids=["sales", "sales-and-plans"])
+def test_feast_plan_works_before_any_data_exists(tmp_path, with_plans):
     """`feast plan` on a fresh checkout: no data_dir, no feature files, no registry yet. The
-    feature_repo's definitions (copied, with settings pointing into tmp_path) still load."""
+    feature_repo's definitions (copied, with settings pointing into tmp_path) still load, with
+    the plans' view and service when the config has a plans: section."""
     import shutil
 
     raw = demo_config_dict(tmp_path)
+    if with_plans:
+        raw["plans"] = {"table": "sales_plans", "covariates": ["price", "promo"]}
     config_path = write_config(tmp_path, raw)
     repo = tmp_path / "feature_repo"
     repo.mkdir()
@@ -238,6 +242,12 @@ def test_feast_plan_works_before_any_data_exists(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Created feature view sales_history" in done.stdout
     assert "shown as String until features are built" in done.stderr  # the attributes' types
+    if with_plans:
+        assert "Created feature view plans" in done.stdout
+        assert "Created feature service demand_model_plans" in done.stdout
+        assert "Created entity target_month" in done.stdout
+    else:
+        assert " plans" not in done.stdout
 
 
 def test_every_feast_field_says_what_it_is(tmp_path):

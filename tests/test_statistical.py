@@ -214,7 +214,9 @@ def test_evaluation_scores_every_forecaster_on_the_same_sampled_rows(tmp_path, m
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     holdout.to_parquet(model_dir / "holdout.parquet")
-    monkeypatch.setattr(evaluate.model, "load", lambda *a: (None, {"model_version": "v1", "categories": {}}))
+    monkeypatch.setattr(
+        evaluate.model, "load", lambda *a, **k: (None, {"model_version": "v1", "categories": {}})
+    )
     monkeypatch.setattr(evaluate.dataset, "design_matrix", lambda frame, *a: frame)
     monkeypatch.setattr(evaluate.model, "predict", lambda booster, X: X[dataset.LABEL].to_numpy() * 1.1)
 

@@ -206,7 +206,7 @@ def training_window(config: Config, month: pd.Period, published: dict) -> Window
     version = published.get("model_version") or ""
     if version.startswith(BASELINE_PREFIX):
         version = published.get("challenger") or ""
-    path = paths.models(config) / version / "metadata.json"
+    path = paths.model_metadata(paths.model_dir(config, version))
     if not version or not path.is_file():
         raise DataError(
             f"no model metadata at {path}: the training window that drift compares {month} with is unknown"

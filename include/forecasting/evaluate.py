@@ -116,8 +116,8 @@ class EvaluationReport:
 
 def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir: Path) -> EvaluationReport:
     """Score the holdout model and the baselines; write evaluation.json beside the model."""
-    booster, metadata = model.load(model_dir, "holdout_model.ubj")
-    holdout = pd.read_parquet(model_dir / "holdout.parquet")
+    booster, metadata = model.load(model_dir, holdout=True)
+    holdout = pd.read_parquet(paths.holdout_rows(model_dir))
     panel = build_panel(snapshot, config, sales_only=True)
     entity = holdout[dataset.ENTITY].to_numpy()
     if len(panel.keys) <= entity.max(initial=-1) or not (
@@ -192,7 +192,7 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
             (metadata.get("backtest") or {}).get("fits", []),
         )
     )
-    path = model_dir / "evaluation.json"
+    path = paths.evaluation(model_dir)
     report = EvaluationReport(
         path=path,
         model=overall.pop("model"),

@@ -41,11 +41,15 @@ def score_saved_model(
 ) -> dict[str, Any]:
     """A registered model's holdout model scored on ``holdout`` (the challenger's rows): its
     metrics overall and per horizon. Raises ChampionUnavailable when it cannot score them."""
-    directory = paths.models(config) / version
-    for name in ("holdout_model.ubj", "model.ubj", "metadata.json"):
-        if not (directory / name).is_file():
-            raise ChampionUnavailable(f"{directory / name} is missing")
-    booster, metadata = model.load(directory, "holdout_model.ubj")
+    directory = paths.model_dir(config, version)
+    for needed in (
+        paths.booster(directory, holdout=True),
+        paths.booster(directory),
+        paths.model_metadata(directory),
+    ):
+        if not needed.is_file():
+            raise ChampionUnavailable(f"{needed} is missing")
+    booster, metadata = model.load(directory, holdout=True)
     # Its holdout model was fitted on targets before its own first holdout month: that must not
     # be later than the challenger's, or it has seen some of the targets it would be scored on.
     own_first = pd.Period(metadata["run_month"], "M") - (int(metadata["holdout_months"]) - 1)
@@ -107,11 +111,11 @@ def run_gate(
     this holdout; None for a forced model that could not score it), ``challenger``,
     ``champion`` (compared with, or None) and ``challenger_status``.
     """
-    evaluation_path = model_dir / "evaluation.json"
+    evaluation_path = paths.evaluation(model_dir)
     evaluation = paths.read_json(evaluation_path)
-    metadata = paths.read_json(model_dir / "metadata.json")
+    metadata = paths.read_json(paths.model_metadata(model_dir))
     challenger = metadata["model_version"]
-    holdout = pd.read_parquet(model_dir / "holdout.parquet")
+    holdout = pd.read_parquet(paths.holdout_rows(model_dir))
     first_holdout = min(evaluation["holdout_target_months"])
     booster, _ = model.load(model_dir)
     row = models.model_row(metadata, evaluation, models.top_features(booster), run_id)

@@ -146,10 +146,10 @@ def fingerprint(frame: pd.DataFrame, params: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def load(directory: Path, name: str = "model.ubj"):
-    """A saved booster and its metadata.json."""
+def load(directory: Path, holdout: bool = False):
+    """A saved booster (the production model, or the holdout model) and its metadata.json."""
     import xgboost as xgb
 
     booster = xgb.Booster()
-    booster.load_model(directory / name)
-    return booster, paths.read_json(directory / "metadata.json")
+    booster.load_model(paths.booster(directory, holdout))
+    return booster, paths.read_json(paths.model_metadata(directory))

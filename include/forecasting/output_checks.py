@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from forecasting import paths
 from forecasting.config import Config
 from forecasting.months import month_index, month_of
 from forecasting.panel import build_panel
@@ -73,7 +74,7 @@ def check_forecasts(
         result = _run_checkpoint(batch, expectations, month, docs_dir, what="forecasts")
     (suite_result,) = result.run_results.values()
     (definition,) = result.checkpoint_config.validation_definitions
-    index = docs_dir / "index.html"
+    index = paths.docs_index(docs_dir)
     report = ValidationReport(
         success=bool(result.success),
         month=str(month),

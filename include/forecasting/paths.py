@@ -40,7 +40,12 @@ def run_dir(config: Config, month: pd.Period, attempt: str) -> Path:
 
 
 def snapshot(config: Config, month: pd.Period, attempt: str) -> Path:
-    return run_dir(config, month, attempt) / "raw.parquet"
+    return snapshot_in(run_dir(config, month, attempt))
+
+
+def snapshot_in(attempt_dir: Path) -> Path:
+    """``snapshot`` of the attempt whose folder is ``attempt_dir``."""
+    return attempt_dir / "raw.parquet"
 
 
 def plans(config: Config, month: pd.Period, attempt: str) -> Path:
@@ -52,19 +57,49 @@ def forecasts(config: Config, month: pd.Period, attempt: str) -> Path:
     return run_dir(config, month, attempt) / "forecasts.parquet"
 
 
+def scenario_forecasts(config: Config, month: pd.Period, attempt: str) -> Path:
+    """The what-if scenarios' forecasts (forecasting.scenarios), in M's published attempt."""
+    return run_dir(config, month, attempt) / "scenarios.parquet"
+
+
 def stage_result(config: Config, month: pd.Period, attempt: str, stage: str) -> Path:
     """What a stage returned (``<stage>.json``)."""
-    return run_dir(config, month, attempt) / f"{stage}.json"
+    return result_in(run_dir(config, month, attempt), stage)
+
+
+def result_in(attempt_dir: Path, stage: str) -> Path:
+    """``stage_result`` of the attempt whose folder is ``attempt_dir``."""
+    return attempt_dir / f"{stage}.json"
 
 
 def stage_failure(config: Config, month: pd.Period, attempt: str, stage: str) -> Path:
     """Why a stage failed (``<stage>.failed.json``)."""
-    return run_dir(config, month, attempt) / f"{stage}.failed.json"
+    return failure_in(run_dir(config, month, attempt), stage)
+
+
+def failure_in(attempt_dir: Path, stage: str) -> Path:
+    """``stage_failure`` of the attempt whose folder is ``attempt_dir``."""
+    return attempt_dir / f"{stage}.failed.json"
+
+
+def results_in(attempt_dir: Path) -> dict[str, Path]:
+    """Every stage result of the attempt: stage name to its ``result_in`` file."""
+    return {p.stem: p for p in sorted(attempt_dir.glob("*.json")) if not p.name.endswith(".failed.json")}
+
+
+def failures_in(attempt_dir: Path) -> dict[str, Path]:
+    """Every stage failure of the attempt: stage name to its ``failure_in`` file."""
+    return {p.name.removesuffix(".failed.json"): p for p in sorted(attempt_dir.glob("*.failed.json"))}
 
 
 def data_docs(config: Config, month: pd.Period, attempt: str) -> Path:
     """GX rebuilds a Data Docs site from its latest run only, so each attempt keeps its own."""
-    return run_dir(config, month, attempt) / "data_docs"
+    return data_docs_in(run_dir(config, month, attempt))
+
+
+def data_docs_in(attempt_dir: Path) -> Path:
+    """``data_docs`` of the attempt whose folder is ``attempt_dir``."""
+    return attempt_dir / "data_docs"
 
 
 def forecast_docs(config: Config, month: pd.Period, attempt: str) -> Path:
@@ -75,6 +110,16 @@ def forecast_docs(config: Config, month: pd.Period, attempt: str) -> Path:
 def plan_docs(config: Config, month: pd.Period, attempt: str) -> Path:
     """The Data Docs of the plans' checks (validate.validate_plans), beside the snapshot's."""
     return run_dir(config, month, attempt) / "plan_docs"
+
+
+def scenario_docs(config: Config, month: pd.Period, attempt: str) -> Path:
+    """The Data Docs of the scenarios' checks (forecasting.scenarios)."""
+    return run_dir(config, month, attempt) / "scenario_docs"
+
+
+def docs_index(docs_dir: Path) -> Path:
+    """The front page of a Data Docs site (``data_docs``, ``forecast_docs``, ``plan_docs``)."""
+    return docs_dir / "index.html"
 
 
 def runs_of(config: Config, month: pd.Period) -> list[Path]:
@@ -89,15 +134,15 @@ def published_attempt(config: Config, month: pd.Period, run_id: str | None = Non
     published = [
         r
         for r in runs_of(config, month)
-        if (r / "publish.json").is_file()
-        and (run_id is None or read_json(r / "publish.json").get("run_id") == run_id)
+        if result_in(r, "publish").is_file()
+        and (run_id is None or read_json(result_in(r, "publish")).get("run_id") == run_id)
     ]
     return published[-1] if published else None
 
 
 # Big files of a run: once another run of the month is published they only take space. Its
 # stage results, failures and Data Docs stay, so what happened to every attempt can be read.
-SUPERSEDED_FILES = ("raw.parquet", "plans.parquet", "forecasts.parquet")
+SUPERSEDED_FILES = ("raw.parquet", "plans.parquet", "forecasts.parquet", "scenarios.parquet")
 
 
 def prune_superseded_runs(config: Config, month: pd.Period, keep: str) -> None:
@@ -120,7 +165,45 @@ def plan_table(config: Config) -> Path:
 
 
 def models(config: Config) -> Path:
+    """The model registry's files: one folder per model version (``model_dir``)."""
     return config.data_dir / "models"
+
+
+# A trained model's folder: what train writes; evaluate, the gate, predict, publish and the
+# monitoring read it.
+def model_dir(config: Config, version: str) -> Path:
+    return models(config) / version
+
+
+def booster(model_dir: Path, holdout: bool = False) -> Path:
+    """The production model (fitted on every labelled row), or the holdout model (fitted before
+    the holdout: what evaluation scores and the backtest compares with)."""
+    return model_dir / ("holdout_model.ubj" if holdout else "model.ubj")
+
+
+def model_metadata(model_dir: Path) -> Path:
+    """What train recorded: version, params, features, training window, rows, backtest fits."""
+    return model_dir / "metadata.json"
+
+
+def holdout_rows(model_dir: Path) -> Path:
+    """The holdout's rows with their features and the backtest's forecasts."""
+    return model_dir / "holdout.parquet"
+
+
+def evaluation(model_dir: Path) -> Path:
+    """Evaluate's scores and the gate's decision."""
+    return model_dir / "evaluation.json"
+
+
+def feast_dir(config: Config) -> Path:
+    """Feast's registry and online store of the embedded profile, and its settings file."""
+    return config.data_dir / "feast"
+
+
+def feast_settings(config: Config) -> Path:
+    """The feature_store.yaml the pipeline writes for the feast CLI."""
+    return feast_dir(config) / "feature_store.yaml"
 
 
 def _atomic_target(path: Path) -> tuple[int, str]:

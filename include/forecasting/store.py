@@ -110,7 +110,7 @@ def write_feature_store_yaml(config: Config) -> Path:
     settings = config.feature_store_unexpanded
     if settings is None:  # a Config built by hand, without its unexpanded section
         settings = config.feature_store
-    path = config.data_dir / "feast" / "feature_store.yaml"
+    path = paths.feast_settings(config)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with contextlib.suppress(OSError):  # a folder set up by someone else keeps its mode
         if path.parent.stat().st_uid == os.getuid():
@@ -303,7 +303,7 @@ def _plan_definitions(config: Config, entities: list) -> list:
 def apply(config: Config) -> Definitions:
     """Register (or update) the definitions; applying twice is a no-op."""
     definitions = build_definitions(config)
-    Path(config.data_dir / "feast").mkdir(parents=True, exist_ok=True)
+    paths.feast_dir(config).mkdir(parents=True, exist_ok=True)
     feature_store(config).apply(definitions.objects())
     write_feature_store_yaml(config)
     return definitions

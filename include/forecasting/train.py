@@ -109,15 +109,15 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
     identity = fit_rows.frame(panel).drop(columns=dataset.TIMESTAMP)
     digest = model.fingerprint(pd.concat([identity, fit_frame.drop(columns=HORIZON)], axis=1), params)
     version = f"{month}-{digest[:10]}"
-    directory = paths.models(config) / version
+    directory = paths.model_dir(config, version)
     directory.mkdir(parents=True, exist_ok=True)
-    production_model.save_model(directory / "model.ubj")
-    holdout_model.save_model(directory / "holdout_model.ubj")
+    production_model.save_model(paths.booster(directory))
+    holdout_model.save_model(paths.booster(directory, holdout=True))
     holdout = holdout_rows.frame(panel).drop(columns=dataset.TIMESTAMP)
     holdout = pd.concat([holdout, holdout_frame.drop(columns=HORIZON)], axis=1)
     holdout[dataset.ENTITY] = holdout_rows.entity
     holdout[BACKTEST] = backtest_forecasts
-    paths.write_parquet_atomically(holdout, directory / "holdout.parquet")
+    paths.write_parquet_atomically(holdout, paths.holdout_rows(directory))
     metadata: dict[str, Any] = {
         "model_version": version,
         "run_month": str(month),
@@ -149,7 +149,7 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
             "fits": backtest_fits,
         },
     }
-    paths.write_json_atomically(metadata, directory / "metadata.json")
+    paths.write_json_atomically(metadata, paths.model_metadata(directory))
     log.info(
         "Trained %s on %d rows of %d entities (%d trees); saved to %s",
         version,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from forecasting import paths
 from forecasting.config import Config, SourceConfig
 from forecasting.extract import UNREADABLE_SUFFIX, unreadable_column
 from forecasting.months import month_of, month_range
@@ -362,7 +363,7 @@ def _report(
     (definition,) = result.checkpoint_config.validation_definitions
     results = _in_suite_order(suite_result.results, definition.suite)
     failures = [_failure(r, batch) for r in results if not r.success]
-    index = docs_dir / "index.html"
+    index = paths.docs_index(docs_dir)
     return ValidationReport(
         success=bool(result.success),
         month=str(month),

@@ -177,7 +177,7 @@ def retrieve(
         chunks.append(rows)
     if not chunks:
         return pd.DataFrame(columns=columns)
-    parts = map_in_order(client, _retrieve_chunk, chunks, config)
+    parts = map_in_order(client, _retrieve_chunk, chunks, config, with_feast_registry=True)
     features = pd.concat(parts, ignore_index=True)
     if len(features) != len(entity) or not (features[ROW].to_numpy() == np.arange(len(entity))).all():
         raise RuntimeError(f"Feast returned {len(features)} rows for {len(entity)} entity rows")

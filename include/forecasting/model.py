@@ -67,9 +67,10 @@ def fit(
         rounds = num_boost_round or config.model.num_boost_round
     scaled = config.model.scale_by_recent_mean
     if client is not None:
+        booster = _fit_on_cluster(client, params, X, y, validation, rounds, early, scaled)
         if scaled:
-            raise NotImplementedError("model.scale_by_recent_mean is not supported on a Dask cluster yet")
-        return _fit_on_cluster(client, params, X, y, validation, rounds, early)
+            booster.set_attr(**{SCALE_ATTRIBUTE: RECENT_MEAN})
+        return booster
 
     def margin(frame: pd.DataFrame) -> np.ndarray | None:
         return recent_mean_margin(frame) if scaled else None
@@ -94,8 +95,21 @@ def fit(
     return booster
 
 
+# The label's and the base margin's columns in the frames sent to a Dask cluster: partitioned
+# with the feature rows they belong to.
+_LABEL = "__label"
+_MARGIN = "__recent_mean_margin"
+
+
 def _fit_on_cluster(
-    client, params: dict, X: pd.DataFrame, y: np.ndarray, validation, rounds: int, early: dict
+    client,
+    params: dict,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    validation,
+    rounds: int,
+    early: dict,
+    scaled: bool,
 ):
     import dask.dataframe as dd
     from xgboost import dask as dxgb
@@ -106,9 +120,19 @@ def _fit_on_cluster(
     params = {k: v for k, v in params.items() if k != "nthread"}  # each worker uses its own threads
 
     def matrix(frame: pd.DataFrame, label: np.ndarray, ref=None):
-        data = dd.from_pandas(frame, npartitions=parts, sort=False)
-        labels = dd.from_pandas(pd.Series(label, index=frame.index), npartitions=parts, sort=False)
-        return dxgb.DaskQuantileDMatrix(client, data, labels, ref=ref, enable_categorical=True)
+        # Features, label and margin in one frame, so each partition holds a row's all three.
+        whole = frame.assign(**{_LABEL: label})
+        if scaled:
+            whole[_MARGIN] = recent_mean_margin(frame)
+        data = dd.from_pandas(whole, npartitions=parts, sort=False)
+        return dxgb.DaskQuantileDMatrix(
+            client,
+            data[list(frame.columns)],
+            data[_LABEL],
+            base_margin=data[_MARGIN] if scaled else None,
+            ref=ref,
+            enable_categorical=True,
+        )
 
     dtrain = matrix(X, y)
     evals = [] if validation is None else [(matrix(validation[0], validation[1], ref=dtrain), "validation")]
@@ -127,16 +151,21 @@ def predict(booster, X: pd.DataFrame, client=None) -> np.ndarray:
     if client is None:
         margin = recent_mean_margin(X) if scaled else None
         raw = booster.inplace_predict(X, iteration_range=rounds, base_margin=margin)
-    elif scaled:
-        raise NotImplementedError("a model fitted with model.scale_by_recent_mean cannot predict on Dask yet")
     else:
         import dask.dataframe as dd
         from xgboost import dask as dxgb
 
         from forecasting.compute import workers
 
-        data = dd.from_pandas(X, npartitions=len(workers(client)), sort=False)
-        raw = dxgb.inplace_predict(client, booster, data, iteration_range=rounds).compute()
+        whole = X.assign(**{_MARGIN: recent_mean_margin(X)}) if scaled else X
+        data = dd.from_pandas(whole, npartitions=len(workers(client)), sort=False)
+        raw = dxgb.inplace_predict(
+            client,
+            booster,
+            data[list(X.columns)],
+            iteration_range=rounds,
+            base_margin=data[_MARGIN] if scaled else None,
+        ).compute()
     return np.clip(np.asarray(raw, dtype=float), 0, None)
 
 

@@ -16,6 +16,8 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
+from forecasting.warm_up import warm_up
+
 DAG_ID = "monthly_forecast"
 
 app = FastAPI(
@@ -25,6 +27,7 @@ app = FastAPI(
     redoc_url=None,
     openapi_url=None,
     dependencies=[Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=DAG_ID))],
+    lifespan=warm_up,  # the pages' imports, when the api-server starts (forecasting.warm_up)
 )
 
 

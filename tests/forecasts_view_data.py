@@ -221,3 +221,103 @@ def _fail(config, month, attempt, stage, error, message, failures=None) -> None:
     if failures is not None:
         failure["failures"] = failures
     paths.write_json_atomically(failure, paths.stage_failure(config, pd.Period(month, "M"), attempt, stage))
+
+
+# --- what forecast_monitoring writes, for the overview's monitoring sections ------------------
+
+MAX_WAPE = 0.05  # the alert rule: both scored months' one-month-ahead forecasts are above it
+# Drift as forecast_monitoring would record it (drift.json rows): 2024-11 quiet, 2024-12 with the
+# price, the target and the vanished entities flagged.
+DRIFT = {
+    "2024-11": [
+        ("feature", "sales_lag_1", 0.04, 0.08, 0.41, None, None, False),
+        ("feature", "price", 0.02, 0.05, 0.83, None, None, False),
+        ("target", "units", 0.06, 0.09, 0.27, None, None, False),
+        ("entities", "new_entities", None, None, None, 0.0, 0, False),
+        ("entities", "vanished_entities", None, None, None, 0.0, 0, False),
+    ],
+    "2024-12": [
+        ("feature", "sales_lag_1", 0.07, 0.11, 0.12, None, None, False),
+        ("feature", "price", 0.85, 0.62, 3e-12, None, None, True),
+        ("feature", "promo", 0.0, 0.0, 1.0, None, None, False),
+        ("target", "units", 0.31, 0.44, 2e-5, None, None, True),
+        ("entities", "new_entities", None, None, None, 0.0, 0, False),
+        ("entities", "vanished_entities", None, None, None, 1 / 6, 1, True),
+    ],
+}
+TASK_FAILURE = ("monthly_forecast", FAILED_TRAIN[0], "train", FAILED_TRAIN[1])
+
+
+def drift_rows(month: str) -> list[dict]:
+    """The drift.json rows of a month (as forecasting.drift records them)."""
+    version = f"{month}-abc{RUN_MONTHS.index(month)}"
+    out = []
+    for kind, feature, psi, ks, pvalue, share, entities, drifted in DRIFT[month]:
+        out.append(
+            {
+                "run_month": month,
+                "kind": kind,
+                "feature": feature,
+                "psi": psi,
+                "ks_statistic": ks,
+                "ks_pvalue": pvalue,
+                "share": share,
+                "entities": entities,
+                "reference_rows": 6 if kind == "entities" else 72,
+                "scoring_rows": 6,
+                "reference_first_month": None if kind == "entities" else "2023-11",
+                "reference_last_month": None if kind == "entities" else str(pd.Period(month, "M") - 1),
+                "threshold": 0.1 if kind == "entities" else 0.2,
+                "drifted": drifted,
+                "model_version": version,
+            }
+        )
+    return out
+
+
+def drift_json(month: str) -> dict:
+    """The month's drift.json, as the alerts stage reads it."""
+    rows = drift_rows(month)
+    return {"month": month, "model_version": rows[0]["model_version"], "rows": rows}
+
+
+def add_monitoring(config) -> None:
+    """What forecast_monitoring writes for 2024-11 and 2024-12: the realised accuracy (scored by
+    forecasting.monitoring from the snapshot), the drift rows above, and the alerts they raise
+    (forecasting.alerts, rule MAX_WAPE), plus a task failure's alert sent by email."""
+    from dataclasses import replace
+
+    from forecasting.alerts import Alert, accuracy_alerts, drift_alerts, raise_alerts, write_alerts
+    from forecasting.config import AlertsConfig
+    from forecasting.db import make_engine
+    from forecasting.drift import drift_table
+    from forecasting.monitoring import create_missing, insert_rows, realised_accuracy
+
+    rules = replace(config, alerts=AlertsConfig(max_wape=MAX_WAPE))
+    table = drift_table(config)
+    engine = make_engine(config.predictions.database)
+    try:
+        create_missing(engine, lambda conn: table.metadata.create_all(conn, checkfirst=True))
+        for month in DRIFT:
+            realised_accuracy(snapshot(), config, pd.Period(month, "M"), run_id=f"monitor_{month}")
+            rows = pd.DataFrame(drift_rows(month))
+            for c in ("run_month", "reference_first_month", "reference_last_month"):
+                rows[c] = [None if v is None else pd.Period(v, "M").to_timestamp().date() for v in rows[c]]
+            with engine.begin() as conn:
+                insert_rows(
+                    conn,
+                    table,
+                    rows.assign(run_id=f"monitor_{month}", computed_at=datetime(2025, 1, 2, tzinfo=UTC)),
+                )
+    finally:
+        engine.dispose()
+    for day, month in enumerate(DRIFT, start=2):  # as check_month raises them, at known times
+        m, run_id = pd.Period(month, "M"), f"monitor_{month}"
+        found = accuracy_alerts(rules, m, run_id=run_id) + drift_alerts(drift_json(month), m, run_id=run_id)
+        raised = raise_alerts(rules, found, raised_at=datetime(2025, 1, day, 8, tzinfo=UTC))
+        assert raised["raised"] == len(found) > 0, raised
+    dag_id, month, task, run_id = TASK_FAILURE
+    failure = Alert(
+        dag_id, month, "task_failure", "task_state", task, None, None, "MemoryError", run_id, task
+    )
+    write_alerts(config, [failure], datetime(2025, 1, 5, 9, 30, tzinfo=UTC), "smtp:ops@example.com")

@@ -1,6 +1,7 @@
 """Alerts (forecasting.alerts) through Airflow's SMTP notifier to a real SMTP server that the test
 starts on localhost (aiosmtpd), into <table>_alerts; the accuracy rules on hand-made accuracy rows;
-a failing task of monthly_forecast, whose on_failure_callback sends the alert."""
+a month checked again sends only new or changed alerts (on SQLite and PostgreSQL); a failing task
+of monthly_forecast, whose on_failure_callback sends the alert."""
 
 from __future__ import annotations
 
@@ -149,8 +150,120 @@ def test_without_notifiers_alerts_are_logged_and_written(tmp_path, caplog):
     assert "ALERT accuracy 2024-11: wape of horizon 1 0.8 (threshold 0.5): WAPE too high" in caplog.text
     [row] = alert_rows(config)
     assert (row["metric"], row["value"], row["threshold"], row["notified"]) == ("wape", 0.8, 0.5, "log only")
-    assert raise_alerts(config, []) == {"raised": 0, "notified": [], "alerts": [], "table": None}
+    assert raise_alerts(config, []) == {
+        "raised": 0,
+        "notified": [],
+        "alerts": [],
+        "table": None,
+        "repeats": [],
+    }
     assert len(alert_rows(config)) == 1
+    # Raised again (the month checked again): logged as a repeat, not written twice.
+    with caplog.at_level("INFO", logger="forecasting.alerts"):
+        again = raise_alerts(config, [alert])
+    assert again["raised"] == 0 and [r["alert"] for r in again["repeats"]] == [alert.line()]
+    assert f"Repeat, not sent again (alert {row['alert_id']} of " in caplog.text
+    assert len(alert_rows(config)) == 1
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def predictions_url(request, tmp_path):
+    """The predictions database: SQLite under tmp_path, or a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        yield None
+        return
+    from forecasting.postgres import temporary_database
+
+    with temporary_database(request.getfixturevalue("postgres_server")) as url:
+        yield url
+
+
+def test_checking_a_month_again_sends_only_new_or_changed_alerts(tmp_path, smtp_server, predictions_url):
+    """Monitoring re-run for a month raises the same alerts: they are not sent (or written) twice;
+    a changed value, a new alert, or one whose sending failed, is sent."""
+    from forecasting.alerts import check_month
+
+    raw = demo_config_dict(tmp_path)
+    raw["alerts"] = {"notifiers": [{"type": "smtp", "to": ["planning@example.com"]}]}
+    if predictions_url:
+        raw["predictions"]["url"] = predictions_url
+    config = load_config(write_config(tmp_path, raw))
+    november = pd.Period("2024-11", "M")
+
+    first = check_month(config, november, DRIFTED, run_id="manual__1")
+    assert (first["raised"], first["repeats"]) == (2, [])
+    again = check_month(config, november, DRIFTED, run_id="manual__2")  # the same month re-run
+    assert again["raised"] == 0 and again["notified"] == []
+    assert [r["alert"] for r in again["repeats"]] == [
+        "drift 2024-11: psi of price 1.25 (threshold 0.2)",
+        "drift 2024-11: share of new_entities 0.25 (threshold 0.1)",
+    ]
+    assert len(smtp_server.messages) == 1
+    assert [(r["subject"], r["run_id"]) for r in alert_rows(config)] == [
+        ("price", "manual__1"),
+        ("new_entities", "manual__1"),
+    ]
+
+    # Price drifted further once the month's data was corrected: only that alert goes out.
+    changed = {**DRIFTED, "rows": [{**DRIFTED["rows"][0], "psi": 1.5}, *DRIFTED["rows"][1:]]}
+    third = check_month(config, november, changed, run_id="manual__3")
+    assert third["raised"] == 1 and len(third["repeats"]) == 1
+    assert len(smtp_server.messages) == 2
+    assert smtp_server.messages[1]["Subject"] == (
+        "[forecast alert] forecast_monitoring 2024-11: drift 2024-11: psi of price 1.5 (threshold 0.2)"
+    )
+    assert "new_entities" not in smtp_server.text(smtp_server.messages[1])
+    # Another month with the same numbers is another alert.
+    december = check_month(config, pd.Period("2024-12", "M"), DRIFTED, run_id="manual__4")
+    assert december["raised"] == 2 and len(smtp_server.messages) == 3
+    rows = alert_rows(config)
+    assert [(str(r["month"])[:7], r["subject"], r["value"], r["run_id"]) for r in rows] == [
+        ("2024-11", "price", 1.25, "manual__1"),
+        ("2024-11", "new_entities", 0.25, "manual__1"),
+        ("2024-11", "price", 1.5, "manual__3"),
+        ("2024-12", "price", 1.25, "manual__4"),
+        ("2024-12", "new_entities", 0.25, "manual__4"),
+    ]
+
+    # A task failure is an event: a second failure of the same task for the month is sent too.
+    failure = Alert(
+        "monthly_forecast", "2024-11", "task_failure", "task_state", "extract", None, None, "failed"
+    )
+    assert raise_alerts(config, [failure])["raised"] == raise_alerts(config, [failure])["raised"] == 1
+    assert len(smtp_server.messages) == 5
+
+
+def test_an_alert_whose_sending_failed_or_to_a_new_notifier_is_sent_again(tmp_path, smtp_server, monkeypatch):
+    import os
+
+    from forecasting.alerts import check_month
+
+    config, _ = configure(tmp_path, notifiers=[{"type": "smtp", "to": "planning@example.com"}])
+    november = pd.Period("2024-11", "M")
+    working = os.environ["AIRFLOW_CONN_SMTP_DEFAULT"]
+    monkeypatch.setenv(  # nothing listens there
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        f"smtp://127.0.0.1:{free_port()}?disable_tls=true&disable_ssl=true&retry_limit=0&timeout=5"
+        "&from_email=forecasts%40example.com",
+    )
+    down = check_month(config, november, DRIFTED)
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", working)
+    assert down["raised"] == 2 and "FAILED" in down["notified"][0] and smtp_server.messages == []
+    up = check_month(config, november, DRIFTED)  # the server is back: the alerts are not repeats
+    assert (up["raised"], up["notified"], len(smtp_server.messages)) == (2, ["smtp:planning@example.com"], 1)
+    assert check_month(config, november, DRIFTED)["raised"] == 0
+    # A notifier added since: it has not been told, so the alerts go out (to every notifier).
+    config2, _ = configure(
+        tmp_path,
+        notifiers=[
+            {"type": "smtp", "to": "planning@example.com"},
+            {"type": "smtp", "to": "ops@example.com"},
+        ],
+    )
+    assert check_month(config2, november, DRIFTED)["raised"] == 2
+    assert smtp_server.recipients[1:] == [["planning@example.com"], ["ops@example.com"]]
+    assert check_month(config2, november, DRIFTED)["raised"] == 0
+    assert len(alert_rows(config)) == 6
 
 
 def test_an_smtp_server_that_is_down_does_not_lose_the_alert(tmp_path, monkeypatch):

@@ -1,7 +1,10 @@
 """The Forecasts view as a person uses it: a real `airflow api-server` with the plugin, Debian's
 Chromium driven by Playwright, no network beyond this machine.
 
-A viewer logs in, opens Browse → Forecasts, picks an entity in the explorer, and the chart's
+A viewer logs in, opens Browse → Forecasts; the overview's monitoring sections show the
+realised-accuracy chart's lines (the model and every naive baseline) with the accuracy table's
+points, the latest drift table's flagged features highlighted, and the alerts newest first, all
+as the predictions database holds them. The viewer picks an entity in the explorer, and the chart's
 points are the database's rows and the snapshot's actuals; the CSV download holds the shown rows;
 a failed month's link opens its own validation page, which runs the vendored jQuery (the CDN
 would be unreachable: every request off 127.0.0.1 is aborted). No console errors in the view.
@@ -24,7 +27,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from conftest import REPO
-from forecasts_view_data import FAILED_VALIDATION, RUN_MONTHS, build_deployment
+from forecasts_view_data import FAILED_VALIDATION, RUN_MONTHS, add_monitoring, build_deployment
 
 pytestmark = pytest.mark.slow  # starts an api-server and a browser (about 30 s)
 
@@ -48,6 +51,7 @@ def api_server(airflow_db, tmp_path):
     from forecasting.localrun import free_port
 
     config = build_deployment(tmp_path / "deployment")
+    add_monitoring(config)  # what forecast_monitoring writes: accuracy, drift, alerts
     passwords = tmp_path / "passwords.json"
     passwords.write_text(json.dumps({VIEWER: PASSWORD}))
     port = free_port()
@@ -144,6 +148,7 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
             view.locator("#month-status").wait_for(timeout=30_000)
             assert "/forecast-quality/forecast-quality" not in page.url
             page.screenshot(path=str(shots / "overview.png"), full_page=True)
+            _assert_monitoring_is_the_database(view, config)
 
             # Explorer: search by one column, pick the entity from the list.
             view.get_by_role("link", name="Explorer").click()
@@ -176,12 +181,101 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
             )
             assert view.locator("#jq").inner_text() == "jQuery 3.7.1"  # the vendored copy ran
             page.screenshot(path=str(shots / "validation.png"), full_page=True)
+
+            # The overview on its own (as the iframe shows it, without Airflow's frame): the
+            # README's picture of the monitoring sections.
+            alone = context.new_page()
+            alone.on(
+                "console",
+                lambda m: errors.append(f"{m.location.get('url')}: {m.text}") if m.type == "error" else None,
+            )
+            alone.on("pageerror", lambda e: errors.append(str(e)))
+            alone.goto(f"{base}/forecast-quality/")
+            alone.locator("#monitoring svg.chart").first.wait_for(timeout=15_000)
+            alone.screenshot(path=str(shots / "overview-page.png"), full_page=True)
+            alone.locator("#monitoring").screenshot(path=str(shots / "monitoring.png"))
         finally:
             browser.close()
 
     ours = [e for e in errors if "/forecast-quality/" in e or "http" not in e]
     assert not ours, ours
     assert not [u for u in offsite if "/forecast-quality/" in u], offsite
+
+
+def _db(config, sql: str) -> pd.DataFrame:
+    engine = sa.create_engine(config.predictions.database.url)
+    try:
+        with engine.connect() as conn:
+            return pd.read_sql_query(sa.text(sql), conn)
+    finally:
+        engine.dispose()
+
+
+def _assert_monitoring_is_the_database(view, config) -> None:
+    """The accuracy chart's lines and points, the drift table's flags and the alerts, as shown in
+    the browser, against the monitoring tables."""
+    from forecasting.evaluate import BASELINES
+
+    # Realised accuracy: one chart per horizon, a line per forecaster, its points the table's.
+    view.locator("details.accuracy[data-horizon='1'] svg.chart").wait_for(timeout=15_000)
+    drawn: dict[tuple[int, str], dict[str, float]] = {}
+    for horizon, series, month, value in view.locator(
+        "details.accuracy svg.chart circle[data-series]"
+    ).evaluate_all(
+        "cs => cs.map(c => [c.closest('details').dataset.horizon, c.dataset.series, c.dataset.month,"
+        " c.dataset.value])"
+    ):
+        drawn.setdefault((int(horizon), series), {})[month] = float(value)
+    stored = _db(
+        config,
+        "SELECT forecast_month, horizon, wape, "
+        + ", ".join(f"{b}_wape" for b in BASELINES)
+        + " FROM forecasts_accuracy WHERE segment_column = '(all)'",
+    )
+    stored["month"] = pd.to_datetime(stored["forecast_month"]).dt.strftime("%Y-%m")
+    expected = {}
+    for horizon, rows in stored.groupby("horizon"):
+        expected[(int(horizon), "model")] = dict(zip(rows["month"], rows["wape"], strict=True))
+        for b in BASELINES:
+            expected[(int(horizon), b)] = dict(zip(rows["month"], rows[f"{b}_wape"], strict=True))
+    assert drawn == expected
+    first = view.locator("details.accuracy[data-horizon='1']")
+    assert first.locator("svg.chart polyline").count() == 1 + len(BASELINES)  # a line each
+    legend = first.locator(".legend-item").evaluate_all("items => items.map(i => i.dataset.series)")
+    assert legend == ["model", *BASELINES]
+    assert first.locator("svg.chart").is_visible() and first.locator("table.accuracy-numbers").is_visible()
+    months = first.locator("table.accuracy-numbers tbody tr").evaluate_all(
+        "rs => rs.map(r => r.dataset.month)"
+    )
+    assert months == sorted(expected[(1, "model")], reverse=True)
+
+    # Drift: the newest month's flagged rows, highlighted and named.
+    newest = _db(config, "SELECT max(run_month) AS m FROM forecasts_drift")["m"].iloc[0]
+    drift = _db(config, "SELECT feature, drifted FROM forecasts_drift")
+    latest = _db(config, f"SELECT feature, drifted FROM forecasts_drift WHERE run_month = '{newest}'")
+    flagged = sorted(latest.loc[latest["drifted"].astype(bool), "feature"])
+    assert flagged and len(drift) > len(latest)  # an earlier month is in the table, not shown
+    shown = view.locator("#drift tbody tr").evaluate_all(
+        "rs => rs.map(r => [r.dataset.feature, r.classList.contains('flagged'),"
+        " getComputedStyle(r.cells[0]).backgroundColor])"
+    )
+    assert sorted(f for f, is_flagged, _ in shown if is_flagged) == flagged
+    assert sorted(f for f, _, _ in shown) == sorted(latest["feature"])
+    highlight = {colour for _, is_flagged, colour in shown if is_flagged}
+    plain = {colour for _, is_flagged, colour in shown if not is_flagged}
+    assert len(highlight) == 1 and not highlight & plain  # the flagged rows stand out
+    named = view.locator("#drifted").inner_text()
+    assert all(f in named for f in flagged) and f"{pd.Timestamp(newest):%Y-%m}" in named
+
+    # Alerts: every row, newest first.
+    alerts = _db(
+        config,
+        "SELECT alert_id, kind, metric, subject FROM forecasts_alerts ORDER BY raised_at DESC, alert_id DESC",
+    )
+    rows = view.locator("#alerts tbody tr").evaluate_all(
+        "rs => rs.map(r => [Number(r.dataset.alert), r.dataset.kind, r.cells[3].innerText, r.cells[4].innerText])"
+    )
+    assert rows == [list(r) for r in alerts.itertuples(index=False)]
 
 
 def failed_attempt_name() -> str:

@@ -1,17 +1,21 @@
 """The Forecasts view's overview and plumbing: the library renders every month's status and the
 model against every baseline, the Airflow plugin serves the pages to readers of the DAG only (no
 /docs or /openapi.json), its Data Docs route cannot leave the Data Docs folder and serves pages
-that need no network."""
+that need no network. Its monitoring sections (realised accuracy against every naive baseline,
+the newest drift, the alerts) show what the monitoring tables hold, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import importlib.util
 import re
+from contextlib import ExitStack
 from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
 from conftest import REPO, demo_config_dict, write_config
+
+from forecasting.query import run_query
 
 
 @pytest.fixture
@@ -286,25 +290,171 @@ def test_plugin_answers_400_or_404_for_an_attempt_that_is_not_an_attempt_folder(
         plugin.app.dependency_overrides = {}
 
 
-def test_realised_accuracy_and_the_biggest_misses_once_monitoring_has_scored(tmp_path):
-    from forecasts_view_data import actual, build_deployment, prediction, snapshot
+@pytest.fixture(params=["sqlite", "postgresql"])
+def view_deployment(request, tmp_path):
+    """forecasts_view_data's deployment, its predictions on SQLite or PostgreSQL."""
+    from forecasts_view_data import build_deployment
 
-    from forecasting.monitoring import realised_accuracy
+    with ExitStack() as stack:
+        url = None
+        if request.param == "postgresql":
+            from forecasting.postgres import temporary_database
+
+            url = stack.enter_context(temporary_database(request.getfixturevalue("postgres_server")))
+        yield build_deployment(tmp_path, url)
+
+
+def section(page: str, start: str, end: str | None = None) -> str:
+    begin = page.index(start)
+    return page[begin : page.index(end, begin) if end else len(page)]
+
+
+POINT = re.compile(r'<circle [^>]*data-series="([^"]+)" data-month="([^"]+)" data-value="([^"]+)"')
+
+
+def test_no_monitoring_yet_says_so(view_deployment):
     from forecasting.report import render
 
-    config = build_deployment(tmp_path)
-    assert "Appears once <code>forecast_monitoring</code> has scored" in render(config)
-    for month in ("2024-11", "2024-12"):
-        realised_accuracy(snapshot(), config, pd.Period(month, "M"))
+    page = render(view_deployment)
+    assert "id='no-monitoring'" in page and "No monitoring yet." in page
+    assert "forecasts_accuracy" in page and "forecasts_drift" in page and "forecasts_alerts" in page
+    assert "<h3>Realised accuracy</h3>" not in page and "id='drift'" not in page
+
+
+def test_monitoring_sections_show_the_accuracy_drift_and_alerts_tables(view_deployment):
+    from forecasts_view_data import DRIFT, ITEMS, MAX_WAPE, STORES, actual, add_monitoring, prediction
+
+    from forecasting.evaluate import BASELINES
+    from forecasting.report import render
+
+    config = view_deployment
+    add_monitoring(config)
     page = render(config)
-    chart = page[page.index("<h3>Realised accuracy</h3>") : page.index("Biggest misses")]
-    points = re.findall(r'data-series="(ahead\d)" data-month="([^"]+)" data-value="([^"]+)"', chart)
-    # WAPE of 2024-12 one month ahead (run 2024-11): sum |prediction - actual| / sum actual.
-    entities = [(s, i) for s in (1, 2) for i in (1, 2, 3)]
-    errors = sum(abs(prediction(s, i, 1, "2024-11") - actual(s, i, "2024-12")) for s, i in entities)
-    wape = errors / sum(actual(s, i, "2024-12") for s, i in entities)
-    assert ("ahead1", "2024-12") in {(k, m) for k, m, _ in points}
-    assert float(next(v for k, m, v in points if (k, m) == ("ahead1", "2024-12"))) == pytest.approx(wape)
+    assert "no-monitoring" not in page
+
+    # Realised accuracy: per horizon, the model and every naive baseline, as in the table.
+    stored = run_query(
+        config,
+        "SELECT forecast_month, horizon, wape, "
+        + ", ".join(f"{b}_wape" for b in BASELINES)
+        + " FROM forecasts_accuracy WHERE segment_column = '(all)'",
+    )
+    assert sorted(stored["horizon"].unique()) == [1, 2]
+    for horizon in (1, 2):
+        block = section(page, f"<details class='accuracy' data-horizon='{horizon}'", "</details>")
+        drawn: dict[str, dict[str, float]] = {}
+        for series, month, value in POINT.findall(block):
+            drawn.setdefault(series, {})[month] = float(value)
+        mine = stored[stored["horizon"] == horizon]
+        months = [f"{pd.Timestamp(v):%Y-%m}" for v in mine["forecast_month"]]
+        assert drawn["model"] == dict(zip(months, mine["wape"], strict=True))
+        for b in BASELINES:
+            assert drawn[b] == dict(zip(months, mine[f"{b}_wape"], strict=True)), b
+        # A legend entry per line, axis labels, and the numbers in a table beside the chart.
+        assert re.findall(r'legend-item" data-series="([^"]+)"', block) == ["model", *BASELINES]
+        assert ">WAPE (lower is better)</text>" in block and ">forecast month</text>" in block
+        for month, wape in zip(months, mine["wape"], strict=True):
+            row = section(block, f"<tr data-month='{month}' data-horizon='{horizon}'>", "</tr>")
+            assert f"data-col='model'>{wape:.3f}</td>" in row
+    assert "<details class='accuracy' data-horizon='1' open>" in page
+    # 2024-12 one month ahead (the 2024-11 run) by hand: sum |forecast - actual| / sum actual.
+    entities = [(s, i) for s in STORES for i in ITEMS]
+    wape = sum(abs(prediction(s, i, 1, "2024-11") - actual(s, i, "2024-12")) for s, i in entities) / sum(
+        actual(s, i, "2024-12") for s, i in entities
+    )
+    h1 = section(page, "<details class='accuracy' data-horizon='1'", "</details>")
+    assert float(re.search(r'data-series="model" data-month="2024-12" data-value="([^"]+)"', h1)[1]) == (
+        pytest.approx(wape)
+    )
     # The biggest misses of the newest scored month link into the explorer.
-    misses = page[page.index("Biggest misses of 2024-12") :]
+    misses = section(page, "Biggest misses of 2024-12", "</table>")
     assert misses.count("href='explorer?store_id=") == 10  # 6 entities x horizons 1 and 2, top 10
+
+    # Drift: the newest month's rows, the flagged ones highlighted and named.
+    drift = section(page, "<h3>Drift of 2024-12</h3>", "<h3>Alerts</h3>")
+    flagged = [feature for _, feature, *_, drifted in DRIFT["2024-12"] if drifted]
+    assert re.findall(r"<tr data-feature='([^']+)' data-drifted='true' class=flagged>", drift) == flagged
+    assert flagged == ["price", "units", "vanished_entities"]  # features, the target, entity shares
+    assert len(re.findall(r"<tr data-feature=", drift)) == len(DRIFT["2024-12"])
+    assert (
+        "Drifted in 2024-12: <code>price</code>, <code>units</code>, <code>vanished_entities</code>." in drift
+    )
+    price = section(drift, "<tr data-feature='price'", "</tr>")
+    assert all(f">{v}</td>" in price for v in ("0.850", "0.620", "3e-12", "0.20"))
+    assert ">16.7%</td>" in section(drift, "<tr data-feature='vanished_entities'", "</tr>")
+    assert "against the training window 2023-11..2024-11 of <code>2024-12-abc2</code>" in drift
+    assert "Earlier months: 2024-11: nothing drifted." in drift
+
+    # Alerts: every row of the table, newest first.
+    alerts = run_query(
+        config,
+        "SELECT alert_id, month, kind, subject, value, threshold FROM forecasts_alerts "
+        "ORDER BY raised_at DESC, alert_id DESC",
+    )
+    shown = section(page, "<h3>Alerts</h3>", "</table>")
+    assert [int(a) for a in re.findall(r"<tr data-alert='(\d+)'", shown)] == list(alerts["alert_id"])
+    assert re.findall(r"<tr data-alert='\d+' data-kind='([^']+)'>", shown) == list(alerts["kind"])
+    assert list(alerts["kind"])[:2] == ["task_failure", "drift"] and len(alerts) == 7
+    first = section(shown, "<tr data-alert=", "</tr>")
+    assert (
+        "2025-01-05 09:30" in first and "smtp to ops@example.com" in first and "<code>train</code>" in first
+    )
+    oldest = alerts.iloc[-1]  # 2024-11's one-month-ahead WAPE above MAX_WAPE
+    assert (f"{pd.Timestamp(oldest['month']):%Y-%m}", oldest["subject"]) == ("2024-11", "horizon 1")
+    assert f"<td class='n'>{oldest['value']:.4g}</td><td class='n'>{MAX_WAPE:.4g}</td>" in shown
+    assert "logged only" in shown
+
+
+def test_alerts_before_any_month_is_scored(view_deployment):
+    from forecasting.alerts import Alert, raise_alerts
+    from forecasting.report import render
+
+    failure = Alert(
+        "monthly_forecast", "2025-01", "task_failure", "task_state", "extract", None, None, "boom"
+    )
+    raise_alerts(view_deployment, [failure])
+    page = render(view_deployment)
+    assert "id='no-accuracy'" in page and "id='no-drift'" in page and "No monitoring yet" not in page
+    assert re.findall(r"data-kind='([^']+)'", section(page, "<h3>Alerts</h3>")) == ["task_failure"]
+
+
+def test_accuracy_of_several_models_for_one_month_is_pooled_by_their_errors(tmp_path):
+    """Rows of two model versions for one forecast month and horizon (e.g. a run that published
+    a baseline for some entities): one point, their absolute errors over their actuals."""
+    from test_alerts import accuracy_row
+
+    from forecasting.config import load_config
+    from forecasting.db import make_engine
+    from forecasting.monitoring import ensure_monitoring_schema
+    from forecasting.monitoring_view import accuracy_trend
+
+    config = load_config(write_config(tmp_path, demo_config_dict(tmp_path)))
+    small = {**accuracy_row("2024-11", 1, 0.2, 0.25), "model_version": "a", "actual_sum": 100.0}
+    large = {**accuracy_row("2024-11", 1, 0.1, 0.3), "model_version": "b", "actual_sum": 300.0}
+    for row, naive in ((small, (0.25, 0.5, 0.4)), (large, (0.3, 0.2, 0.6))):
+        row.update(zip(("last_value_wape", "mean_3_wape", "seasonal_naive_wape"), naive, strict=True))
+    engine = make_engine(config.predictions.database)
+    with engine.begin() as conn:
+        accuracy, _ = ensure_monitoring_schema(conn, config, {"store_id": "int64", "item_id": "int64"})
+        later = {
+            **accuracy_row("2024-12", 1, 0.3, 0.2),
+            "last_value_wape": 0.2,
+            "mean_3_wape": None,
+            "seasonal_naive_wape": 0.25,
+        }
+        conn.execute(accuracy.insert(), [small, large, later])
+    engine.dispose()
+
+    november, december = accuracy_trend(config)
+    assert (november["month"], november["forecasts"], november["model_versions"]) == (
+        "2024-11",
+        20,
+        ["a", "b"],
+    )
+    assert november["wape"] == pytest.approx((0.2 * 100 + 0.1 * 300) / 400)
+    assert november["wape_last_value"] == pytest.approx((0.25 * 100 + 0.3 * 300) / 400)
+    assert november["wape_mean_3"] == pytest.approx((0.5 * 100 + 0.2 * 300) / 400)
+    assert (november["best_naive"], november["fva"]) == ("mean_3", pytest.approx(0.275 - 0.125))
+    # One row: its own numbers; a baseline without a WAPE (nothing sold at its origin) is left out.
+    assert december["wape"] == 0.3 and december["wape_mean_3"] is None
+    assert (december["best_naive"], december["fva"]) == ("last_value", pytest.approx(0.2 - 0.3))

@@ -16,6 +16,13 @@ check go out together, as one message per notifier of ``alerts.notifiers``: Airf
 unless ``conn_id`` says otherwise). Without notifiers, alerts are only logged and written. A
 notifier that fails is logged and recorded; it never hides the alert or fails the check.
 
+Checking a month again (monitoring re-run for M) finds the same accuracy and drift alerts: those
+are states of the month, told once. An alert whose identity (DAG, month, kind, metric, subject),
+value and threshold match a row of ``<table>_alerts`` that reached every notifier configured now
+is a *repeat*: logged, neither sent nor written again. A new alert, a changed value or threshold,
+a notifier that failed or was added since: sent and written. Task failures are events, not
+states: each one is sent.
+
 DAG files import this module when they are parsed, so it imports nothing heavy at the top.
 """
 
@@ -38,6 +45,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MONITORING_DAG = "forecast_monitoring"
+# Alerts about the state of a month's data: checking the month again raises them again, so one
+# already told is not told twice (see ``repeats``). A task failure is an event: always told.
+STATE_KINDS = ("accuracy", "drift")
+LOG_ONLY = "log only"
 
 
 @dataclass
@@ -61,6 +72,10 @@ class Alert:
             if self.threshold is not None:
                 numbers += f" (threshold {_number(self.threshold)})"
         return f"{self.kind} {self.month or '?'}: {self.metric} of {self.subject}{numbers}"
+
+    def identity(self) -> tuple[str, str | None, str, str, str]:
+        """What the alert is about, whatever its numbers: a month's check raises it again."""
+        return (self.dag_id, _month_key(self.month), self.kind, self.metric, self.subject)
 
 
 def _number(value: float) -> str:
@@ -257,26 +272,101 @@ def raise_alerts(
     raised_at: datetime | None = None,
 ) -> dict:
     """Log the alerts, send them through the config's notifiers (together, one message each) and
-    append them to ``<table>_alerts``. ``context``: the Airflow context, in a callback."""
-    for alert in alerts:
-        log.warning("ALERT %s: %s", alert.line(), alert.message)
-    if not alerts:
-        return {"raised": 0, "notified": [], "alerts": [], "table": None}
-    notified = notify(config, alerts, context) if config is not None else []
-    table = None
+    append them to ``<table>_alerts``; a repeat of an alert already told (``repeats``) is only
+    logged. ``context``: the Airflow context, in a callback."""
+    repeated = repeats(config, alerts) if config is not None else {}
+    fresh = [a for i, a in enumerate(alerts) if i not in repeated]
+    for i, alert in enumerate(alerts):
+        if i in repeated:
+            log.info("Repeat, not sent again (%s): %s", repeated[i], alert.line())
+        else:
+            log.warning("ALERT %s: %s", alert.line(), alert.message)
+    result: dict[str, Any] = {
+        "raised": len(fresh),
+        "notified": [],
+        "alerts": [asdict(a) for a in fresh],
+        "table": None,
+        "repeats": [
+            {"alert": alert.line(), "told": repeated[i]} for i, alert in enumerate(alerts) if i in repeated
+        ],
+    }
+    if not fresh:
+        return result
+    notified = notify(config, fresh, context) if config is not None else []
+    result["notified"] = notified
     if config is not None:
         try:
-            table = write_alerts(
-                config, alerts, raised_at or datetime.now(UTC), "; ".join(notified) or "log only"
+            result["table"] = write_alerts(
+                config, fresh, raised_at or datetime.now(UTC), "; ".join(notified) or LOG_ONLY
             )
         except Exception:  # the alert was logged and sent: a database that is down must not hide it
-            log.exception("Could not write %d alert(s) to %s", len(alerts), alerts_table_name(config))
-    return {
-        "raised": len(alerts),
-        "notified": notified,
-        "alerts": [asdict(a) for a in alerts],
-        "table": table,
-    }
+            log.exception("Could not write %d alert(s) to %s", len(fresh), alerts_table_name(config))
+    return result
+
+
+def repeats(config: Config, alerts: list[Alert]) -> dict[int, str]:
+    """The alerts (by position) that ``<table>_alerts`` shows were told already: a state alert
+    (STATE_KINDS) with the same identity, value and threshold as a row that reached every
+    notifier configured now (without notifiers: any such row). Says when and to whom. If the
+    table cannot be read, nothing is a repeat: better told twice than never."""
+    import sqlalchemy as sa
+
+    from forecasting.db import make_engine
+
+    states = [a for a in alerts if a.kind in STATE_KINDS]
+    if not states:
+        return {}
+    table = alerts_table(config)
+    months = {_month_date(a.month) for a in states}
+    wanted = {notifier_name(n) for n in config.alerts.notifiers}
+    engine = make_engine(config.predictions.database)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(table.name, schema=table.schema):
+                return {}
+            told = conn.execute(
+                sa.select(table).where(
+                    table.c.kind.in_(STATE_KINDS), table.c.month.in_([m for m in months if m is not None])
+                )
+            ).all()
+    except Exception:
+        log.exception("Could not read %s: every alert is sent", table.name)
+        return {}
+    finally:
+        engine.dispose()
+    found: dict[int, str] = {}
+    for i, alert in enumerate(alerts):
+        if alert.kind not in STATE_KINDS:
+            continue
+        for row in told:
+            same = (
+                (row.dag_id, _month_key(str(row.month)), row.kind, row.metric, row.subject)
+                == alert.identity()
+                and _same_number(row.value, alert.value)
+                and _same_number(row.threshold, alert.threshold)
+            )
+            if same and wanted <= delivered(row.notified):
+                found[i] = f"alert {row.alert_id} of {row.raised_at:%Y-%m-%d %H:%M}, notified: {row.notified}"
+                break
+    return found
+
+
+def delivered(notified: str) -> set[str]:
+    """The notifiers a ``notified`` cell says the alert reached (not the ones that FAILED)."""
+    parts = [p.strip() for p in (notified or "").split(";")]
+    return {p for p in parts if p and p != LOG_ONLY and " FAILED" not in p}
+
+
+def _same_number(stored: float | None, value: float | None) -> bool:
+    value = _finite(value)
+    if stored is None or value is None:
+        return stored is None and value is None
+    return math.isclose(stored, value, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _month_key(month: str | None) -> str | None:
+    found = _month_date(month)
+    return f"{found:%Y-%m}" if found else None
 
 
 def write_alerts(config: Config, alerts: list[Alert], raised_at: datetime, notified: str) -> str:
@@ -328,7 +418,7 @@ def notify(config: Config, alerts: list[Alert], context: dict | None = None) -> 
     notifier saying whom it reached or why it did not."""
     done = []
     for notifier in config.alerts.notifiers:
-        where = f"{notifier.type}:{','.join(notifier.to)}"
+        where = notifier_name(notifier)
         try:
             airflow_notifier(notifier, email_subject(alerts), email_html(config, alerts))(dict(context or {}))
         except Exception as err:
@@ -338,6 +428,11 @@ def notify(config: Config, alerts: list[Alert], context: dict | None = None) -> 
             log.info("Sent %d alert(s) to %s", len(alerts), where)
             done.append(where)
     return done
+
+
+def notifier_name(notifier: NotifierConfig) -> str:
+    """How ``notified`` names a notifier: its type and recipients."""
+    return f"{notifier.type}:{','.join(notifier.to)}"
 
 
 def airflow_notifier(notifier: NotifierConfig, subject: str, html_content: str):

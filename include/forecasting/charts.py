@@ -25,6 +25,11 @@ class Series:
     points: list[tuple[str, float]] = field(default_factory=list)
     dashed: bool = False
     line: bool = True  # False: markers only (e.g. earlier forecasts, one per month)
+    style: str | None = None  # the CSS class suffix when it is not the key (keys that are data)
+
+    @property
+    def css(self) -> str:
+        return html.escape(self.style or self.key)
 
 
 @dataclass
@@ -81,6 +86,7 @@ def line_chart(
     bands: Sequence[Band] = (),
     title: str,
     y_label: str,
+    x_label: str = "month",
     marker: tuple[str, str] | None = None,
     width: int = 820,
     height: int = 340,
@@ -110,7 +116,7 @@ def line_chart(
         f'aria-label="{html.escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{html.escape(title)}</title>",
         *_y_axis(frame, step, y_label),
-        *_x_axis(frame),
+        *_x_axis(frame, x_label),
     ]
     for band in bands:
         parts.append(_band(frame, band))
@@ -145,7 +151,7 @@ def _y_axis(frame: Frame, step: float, label: str) -> list[str]:
     return out
 
 
-def _x_axis(frame: Frame) -> list[str]:
+def _x_axis(frame: Frame, label: str) -> list[str]:
     bottom = frame.top + frame.height
     # At most about 12 labels, on months that divide the year (so Januaries line up).
     every = next(
@@ -164,7 +170,7 @@ def _x_axis(frame: Frame) -> list[str]:
         )
     out.append(
         f'<text class="axis-label" x="{frame.left + frame.width / 2}" y="{bottom + 40}" '
-        'text-anchor="middle">month</text>'
+        f'text-anchor="middle">{html.escape(label)}</text>'
     )
     return out
 
@@ -172,7 +178,7 @@ def _x_axis(frame: Frame) -> list[str]:
 def _series(frame: Frame, s: Series) -> str:
     points = sorted(s.points, key=lambda p: pd.Period(p[0], "M"))
     key = html.escape(s.key)
-    out = [f'<g class="series s-{key}" data-series="{key}">']
+    out = [f'<g class="series s-{s.css}" data-series="{key}">']
     if s.line and len(points) > 1:
         coords = " ".join(f"{frame.x(m)},{frame.y(v)}" for m, v in points)
         dash = ' stroke-dasharray="6 4"' if s.dashed else ""
@@ -204,8 +210,8 @@ def _legend(series: Sequence[Series], bands: Sequence[Band]) -> str:
         dash = ' stroke-dasharray="6 4"' if s.dashed else ""
         swatch = f'<line x1="1" x2="25" y1="5" y2="5"{dash}/>' if s.line else '<circle cx="13" cy="5" r="4"/>'
         items.append(
-            f'<span class="legend-item"><svg width="26" height="10" aria-hidden="true">'
-            f'<g class="series s-{html.escape(s.key)}">{swatch}</g></svg>{html.escape(s.label)}</span>'
+            f'<span class="legend-item" data-series="{html.escape(s.key)}"><svg width="26" height="10" aria-hidden="true">'
+            f'<g class="series s-{s.css}">{swatch}</g></svg>{html.escape(s.label)}</span>'
         )
     for b in bands:
         items.append(

@@ -173,8 +173,8 @@ def entity_forecasts(config: Config, shape: TableShape, entity: dict[str, Any]) 
     snapshot = None
     if latest_run is not None:
         attempt = paths.published_attempt(config, month_of(latest_run), runs["run_id"].iloc[0])
-        if attempt is not None and (attempt / "raw.parquet").is_file():
-            snapshot = attempt / "raw.parquet"
+        if attempt is not None and paths.snapshot_in(attempt).is_file():
+            snapshot = paths.snapshot_in(attempt)
     history = read_history(config, snapshot, entity) if snapshot else _empty_history()
     return EntityForecasts(
         entity=entity,

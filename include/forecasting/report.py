@@ -3,7 +3,9 @@
 * ``render`` (the overview): every month's status, each attempt of each month (published,
   failed validation with the failed expectations, failed elsewhere, running or stopped), linked
   to its Airflow run and its own validation page; and per published month the model against
-  every baseline (all metrics, per horizon) from its evaluation.json.
+  every baseline (all metrics, per horizon) from its evaluation.json; then what the
+  forecast_monitoring DAG found (forecasting.monitoring_view): realised accuracy against each
+  naive baseline, the latest drift and the alerts.
 * ``data_docs_file`` / ``data_docs_html``: an attempt's GX Data Docs, with the CDN links of its
   pages rewritten to the copies in ``ui_assets/`` so they render offline.
 * ``page``: the shell every page shares (Airflow-like, light and dark).
@@ -23,12 +25,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote as url_quote
 
-import pandas as pd
 import sqlalchemy as sa
 
 from forecasting import paths
 from forecasting.config import Config
 from forecasting.db import make_engine
+from forecasting.monitoring_view import render_monitoring
 from forecasting.months import month_of
 from forecasting.pipeline import STAGES
 
@@ -85,6 +87,14 @@ svg .axis-label { fill: var(--fg); font-size: 12px; } svg .marker { stroke: var(
 .s-ahead3 polyline, .s-ahead3 line { stroke: var(--a3); } .s-naive polyline, .s-naive line { stroke: var(--muted); }
 .s-naive circle { fill: var(--muted); }
 .band { fill: var(--band); opacity: .18; }
+.s-model polyline, .s-model line { stroke: var(--actual); stroke-width: 2.5; } .s-model circle { fill: var(--actual); }
+.s-base1 polyline, .s-base1 line { stroke: var(--a2); } .s-base1 circle { fill: var(--a2); }
+.s-base2 polyline, .s-base2 line { stroke: var(--a1); } .s-base2 circle { fill: var(--a1); }
+.s-base3 polyline, .s-base3 line { stroke: var(--a3); } .s-base3 circle { fill: var(--a3); }
+tr.flagged td { background: color-mix(in srgb, var(--bad) 12%, transparent); }
+td.best { font-weight: 600; } td.message { max-width: 32rem; font-size: 12px; }
+details.accuracy > summary { margin: .3rem 0; } details.accuracy .chart-box { flex: 1 1 480px; }
+details.accuracy .numbers { flex: 1 1 540px; }
 .legend { display: flex; flex-wrap: wrap; gap: .9rem; color: var(--muted); font-size: 12px; }
 .legend-item svg { vertical-align: middle; margin-right: .3rem; }
 """
@@ -147,19 +157,19 @@ def attempt_statuses(config: Config, run_states: Mapping[str, str] | None = None
 
 
 def _status(month: str, folder: Path, published: Path | None, run_states: Mapping[str, str]) -> AttemptStatus:
-    extract = _read(folder / "extract.json") or {}
+    extract = _read(paths.result_in(folder, "extract")) or {}
     run_id = extract.get("run_id")
-    failed = [_read(p) or {} for p in folder.glob("*.failed.json")]
-    done = [s for s in STAGES if (folder / f"{s}.json").is_file()]
+    failed = [_read(p) or {} for p in paths.failures_in(folder).values()]
+    done = [s for s in STAGES if paths.result_in(folder, s).is_file()]
     status = AttemptStatus(
         month=month, name=folder.name, run_id=run_id, status="", stage=done[-1] if done else None
     )
-    docs = folder / "data_docs"
-    status.data_docs = (docs / "index.html").is_file()
+    docs = paths.data_docs_in(folder)
+    status.data_docs = paths.docs_index(docs).is_file()
     pages = sorted(docs.glob("validations/**/*.html")) if docs.is_dir() else []
     status.validation_page = pages[-1].relative_to(docs).as_posix() if pages else None
-    if (folder / "publish.json").is_file():
-        status.run_id = run_id or (_read(folder / "publish.json") or {}).get("run_id")
+    if paths.result_in(folder, "publish").is_file():
+        status.run_id = run_id or (_read(paths.result_in(folder, "publish")) or {}).get("run_id")
         status.status = "published" if folder == published else "replaced"
         status.message = "" if folder == published else "a later attempt of this month was published"
     elif failed:
@@ -211,7 +221,7 @@ def quality_rows(config: Config) -> list[dict]:
         # The published attempt's own evaluation and validation, never a later failed attempt's.
         attempt = paths.published_attempt(config, month_of(month), row["run_id"])
         row["attempt"] = attempt.name if attempt else None
-        row["data_docs"] = attempt is not None and (attempt / "data_docs" / "index.html").is_file()
+        row["data_docs"] = attempt is not None and paths.docs_index(paths.data_docs_in(attempt)).is_file()
         row["evaluation"] = _evaluation(config, attempt, row["model_version"])
     return rows
 
@@ -219,9 +229,9 @@ def quality_rows(config: Config) -> list[dict]:
 def _evaluation(config: Config, attempt: Path | None, model_version: str) -> dict | None:
     """The challenger's evaluation.json of the attempt (it scores the model, the champion and every
     baseline on the same rows); else the published model's own."""
-    evaluate = _read(attempt / "evaluate.json") if attempt else None
+    evaluate = _read(paths.result_in(attempt, "evaluate")) if attempt else None
     candidates = [Path(evaluate["report"])] if evaluate and evaluate.get("report") else []
-    candidates.append(paths.models(config) / model_version / "evaluation.json")
+    candidates.append(paths.evaluation(paths.model_dir(config, model_version)))
     for path in candidates:
         found = _read(path)
         if found is not None:
@@ -280,7 +290,7 @@ def render(config: Config, run_states: Mapping[str, str] | None = None) -> str:
         body.append("<p>No month has been published yet: run <code>monthly_forecast</code>.</p>")
         return page(config, "Overview", "".join(body))
     body.append(_status_table(attempts))
-    body.append(_realised_accuracy(config))
+    body.append(render_monitoring(config))
     if rows:
         body.append(
             "<h3>Model against baselines, per published month</h3>"
@@ -292,96 +302,6 @@ def render(config: Config, run_states: Mapping[str, str] | None = None) -> str:
     else:
         body.append("<p>No month has been published yet.</p>")
     return page(config, "Overview", "".join(body))
-
-
-MISSES = 10
-
-
-def _monitoring_rows(config: Config, sql: str) -> pd.DataFrame | None:
-    """Rows of the monitoring tables (the forecast_monitoring DAG fills them), None before they exist."""
-    from forecasting.query import QueryError, run_query
-
-    try:
-        return run_query(config, sql)
-    except (QueryError, sa.exc.DBAPIError):  # no database or no such table yet
-        return None
-
-
-def _realised_accuracy(config: Config) -> str:
-    """Realised WAPE per forecast month and horizon, as a chart and a table, and the last scored
-    month's biggest misses, linked into the explorer."""
-    from urllib.parse import urlencode
-
-    from forecasting.charts import Series, line_chart
-    from forecasting.explorer import quote, relation
-
-    name = config.predictions.table
-    accuracy_table, errors_table = relation(config, f"{name}_accuracy"), relation(config, f"{name}_errors")
-    accuracy = _monitoring_rows(
-        config,
-        f"SELECT forecast_month, horizon, wape, best_naive_wape FROM {accuracy_table} "
-        "WHERE segment_column = '(all)' ORDER BY forecast_month, horizon",
-    )
-    if accuracy is None or accuracy.empty:
-        return (
-            "<h3>Realised accuracy</h3><p class='muted'>Appears once <code>forecast_monitoring</code> has "
-            "scored a month whose actuals are in.</p>"
-        )
-    accuracy["month"] = [f"{pd.Timestamp(v):%Y-%m}" for v in accuracy["forecast_month"]]
-    accuracy = accuracy.dropna(subset=["wape"])
-    series = [
-        Series(
-            f"ahead{h}",
-            f"WAPE, {h} month{'s' if h > 1 else ''} ahead",
-            list(zip(g["month"], g["wape"], strict=True)),
-        )
-        for h, g in accuracy.groupby("horizon")
-    ]
-    naive = accuracy[accuracy["horizon"] == accuracy["horizon"].min()].dropna(subset=["best_naive_wape"])
-    series.append(
-        Series(
-            "naive",
-            "best naive baseline's WAPE (shortest horizon)",
-            list(zip(naive["month"], naive["best_naive_wape"], strict=True)),
-            dashed=True,
-        )
-    )
-    wide = accuracy.pivot_table(index="month", columns="horizon", values="wape").sort_index(ascending=False)
-    table = "".join(
-        f"<tr><td>{html.escape(month)}</td>" + "".join(f'<td class="n">{_num(v)}</td>' for v in row) + "</tr>"
-        for month, row in zip(wide.index, wide.to_numpy(), strict=True)
-    )
-    keys = config.source.entity_columns
-    last = accuracy["forecast_month"].max()
-    misses = _monitoring_rows(
-        config,
-        f"SELECT {', '.join(quote(k) for k in keys)}, horizon, actual, prediction, error FROM {errors_table} "
-        f"WHERE forecast_month = (SELECT max(forecast_month) FROM {errors_table}) "
-        f"ORDER BY abs(error) DESC LIMIT {MISSES}",
-    )
-    missed = ""
-    if misses is not None and len(misses):
-        lines = "".join(
-            f"<tr><td><a href='explorer?{html.escape(urlencode({k: r[k] for k in keys}))}'>"
-            f"{html.escape(', '.join(f'{k} {r[k]}' for k in keys))}</a></td><td class='n'>{r['horizon']}</td>"
-            f"<td class='n'>{r['actual']:,.1f}</td><td class='n'>{r['prediction']:,.1f}</td>"
-            f"<td class='n'>{r['error']:+,.1f}</td></tr>"
-            for r in misses.to_dict(orient="records")
-        )
-        missed = (
-            f"<h3>Biggest misses of {pd.Timestamp(last):%Y-%m}</h3><table id='misses'><thead><tr><th>entity</th>"
-            "<th class='n'>h</th><th class='n'>actual</th><th class='n'>forecast</th><th class='n'>error</th></tr>"
-            f"</thead><tbody>{lines}</tbody></table>"
-        )
-    head = "".join(f'<th class="n">h={h}</th>' for h in wide.columns)
-    return (
-        "<h3>Realised accuracy</h3><p class='muted'>WAPE of the published forecasts once their month's "
-        "actuals were in (from <code>" + html.escape(f"{name}_accuracy") + "</code>; lower is better).</p>"
-        '<div class="explorer"><div class="chart-box">'
-        + line_chart(series, title="Realised WAPE per month", y_label="WAPE")
-        + f'</div><div class="numbers"><table><thead><tr><th>month</th>{head}</tr></thead><tbody>{table}</tbody>'
-        f"</table></div></div>{missed}"
-    )
 
 
 STATUS_CLASS = {"published": "good", "failed validation": "bad", "failed": "bad", "replaced": "muted"}
@@ -603,21 +523,34 @@ VENDORED = {
     "bootstrap-table-filter-control.min.js": "bootstrap-table-filter-control.min.js",
     "bootstrap-table-filter-control.min.css": "bootstrap-table-filter-control.min.css",
     "bootstrap-table-filter-control.css": "bootstrap-table-filter-control.min.css",
+    "vega@5": "vega.min.js",
+    "vega-lite@5": "vega-lite.min.js",
+    "vega-embed@6": "vega-embed.min.js",
+    "all.min.css": "fontawesome-all.min.css",  # font-awesome 6.6.0
+    "bootstrap-datepicker.min.js": "bootstrap-datepicker.min.js",
+    "bootstrap-datepicker.min.css": "bootstrap-datepicker.min.css",
+    "bootstrap-prefers-dark.css": "bootstrap-prefers-dark.min.css",
 }
+# Fonts the vendored stylesheets load from beside themselves (served, never linked from a page).
+FONTS = ("fa-solid-900.woff2",)
+# GX draws charts with Vega (a vegaEmbed call in the page); a page without one skips their 0.8 MB.
+CHART_SCRIPTS = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js")
 _EXTERNAL_SCRIPT = re.compile(r'<script\b[^>]*\bsrc="(https?://[^"]+)"[^>]*>\s*</script>', re.I)
 _EXTERNAL_LINK = re.compile(r'<link\b[^>]*\bhref="(https?://[^"]+)"[^>]*>', re.I)
 _GX_IMAGE = re.compile(r'https://great-expectations-web-assets\.[^"\')\s]+')
 
 
 def asset_file(name: str) -> Path | None:
-    """A vendored asset by name (only the files listed in VENDORED)."""
-    return ASSETS / name if name in set(VENDORED.values()) and (ASSETS / name).is_file() else None
+    """A vendored asset by name (only the files listed in VENDORED and FONTS)."""
+    known = name in set(VENDORED.values()) or name in FONTS
+    return ASSETS / name if known and (ASSETS / name).is_file() else None
 
 
 def data_docs_html(text: str, relative: str) -> str:
     """A Data Docs page that needs no network: CDN scripts and stylesheets point at the vendored
-    copies (served at ``<mount>/assets/``) or, where none is vendored, are dropped; GX's logos come
-    from the site's own static folder. ``relative`` is the page's path inside the Data Docs."""
+    copies (served at ``<mount>/assets/``) or, where none is vendored, are dropped; Vega's only
+    on pages that draw a chart; GX's logos come from the site's own static folder. ``relative`` is
+    the page's path inside the Data Docs."""
     depth = relative.count("/")
     to_mount = "../" * (3 + depth)  # data-docs/<month>/<attempt>/<relative>
     to_site = "../" * depth
@@ -626,8 +559,12 @@ def data_docs_html(text: str, relative: str) -> str:
         name = VENDORED.get(url.split("?")[0].rstrip("/").rsplit("/", 1)[-1])
         return f"{to_mount}assets/{name}" if name else None
 
+    charts = "vegaEmbed(" in text
+
     def script(match: re.Match) -> str:
         found = local(match.group(1))
+        if found and not charts and found.rsplit("/", 1)[-1] in CHART_SCRIPTS:
+            return "<!-- no chart on this page: Vega not loaded -->"
         return f'<script src="{found}"></script>' if found else f"<!-- offline: {match.group(1)} left out -->"
 
     def link(match: re.Match) -> str:

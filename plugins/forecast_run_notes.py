@@ -1,0 +1,85 @@
+"""The month on every run of monthly_forecast, forecast_monitoring and forecast_scenarios, as the
+run's note.
+
+An Airflow listener: when a run starts (in the scheduler) or ends (``dag.test()`` runs start
+without one), the run's note gets ``month=YYYY-MM`` as its first line, so Airflow's list of runs
+says which month each run is for. What it says is decided by forecasting.run_notes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from airflow.listeners import hookimpl
+from airflow.plugins_manager import AirflowPlugin
+
+from forecasting.run_notes import (
+    ASSET_DAG_IDS,
+    NOTED_DAG_IDS,
+    months_of_run,
+    note_with_months,
+    published_months,
+)
+
+if TYPE_CHECKING:
+    from airflow.models.dagrun import DagRun
+
+log = logging.getLogger(__name__)
+
+
+def _write_month_note(dag_run: DagRun) -> None:
+    if dag_run.dag_id not in NOTED_DAG_IDS:
+        return  # any other DAG: not ours, and nothing to import or read for it
+    from sqlalchemy.orm import object_session
+
+    if object_session(dag_run) is None:
+        # dag.test() hands over its run detached from any session: read and write it in one.
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            bound = session.get(DagRun, dag_run.id)
+            if bound is not None:
+                _note(bound)
+        return
+    _note(dag_run)
+
+
+def _note(dag_run: DagRun) -> None:
+    try:
+        events = dag_run.consumed_asset_events if dag_run.dag_id in ASSET_DAG_IDS else []
+        months = months_of_run(
+            dag_run.dag_id,
+            dag_run.conf,
+            dag_run.data_interval_start,
+            dag_run.run_after,
+            [event.extra for event in events],
+            published_months,
+        )
+        note = note_with_months(dag_run.note, months)
+    except Exception as err:  # a run without a month to name still runs (its tasks will say why)
+        log.warning("no month note for %s %s: %s", dag_run.dag_id, dag_run.run_id, err)
+        return
+    if note is not None:
+        # Written in the session it came in (the scheduler's), committed with it.
+        dag_run.note = note
+
+
+class _MonthNotes:
+    @hookimpl
+    def on_dag_run_running(self, dag_run: DagRun, msg: str) -> None:
+        _write_month_note(dag_run)
+
+    @hookimpl
+    def on_dag_run_success(self, dag_run: DagRun, msg: str) -> None:
+        _write_month_note(dag_run)
+
+    @hookimpl
+    def on_dag_run_failed(self, dag_run: DagRun, msg: str) -> None:
+        _write_month_note(dag_run)
+
+
+class ForecastRunNotesPlugin(AirflowPlugin):
+    name = "forecast_run_notes"
+    listeners = [_MonthNotes()]

@@ -31,8 +31,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
-from forecasting.alerts import on_task_failure
 from forecasting.config import predictions_asset_uri
+from forecasting.dag_defaults import default_args, month_param
 
 # The Asset that monthly_forecast's publish task updates (the same URI, from the same config).
 PREDICTIONS = Asset(predictions_asset_uri())
@@ -44,24 +44,16 @@ PREDICTIONS = Asset(predictions_asset_uri())
     start_date=pendulum.datetime(1970, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    default_args={
-        "owner": "forecasting",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=2),
-        "execution_timeout": timedelta(hours=1),
-        # A task that failed for good goes to the config's alerts.notifiers and <table>_alerts.
-        "on_failure_callback": on_task_failure,
-    },
+    default_args=default_args(execution_timeout=timedelta(hours=1)),
     tags=["forecasting", "monitoring", "assets"],
     doc_md=__doc__,
     params={
         "month": Param(
             None,
-            type=["null", "string"],
-            pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$",
-            title="Month M (YYYY-MM)",
-            description="Score the forecasts published for this month. Empty: the months of the "
-            "Asset events that triggered the run (for a manual run, the newest month published).",
+            **month_param(
+                "Score the forecasts published for this month. Empty: the months of the "
+                "Asset events that triggered the run (for a manual run, the newest month published)."
+            ),
         ),
     },
 )

@@ -39,8 +39,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 
-from forecasting.alerts import on_task_failure
 from forecasting.config import predictions_asset_uri
+from forecasting.dag_defaults import default_args, month_param
 
 # Heavy libraries (pandas, GX, Feast, XGBoost) are imported inside the tasks: the scheduler
 # parses this file often and must not pay for them.
@@ -63,27 +63,17 @@ PREDICTIONS = Asset(predictions_asset_uri())
     # is safe concurrently (tested on PostgreSQL), concurrent Feast applies and materializations
     # are not tested yet: so a backfill runs its months one at a time.
     max_active_runs=1,
-    default_args={
-        "owner": "forecasting",
-        # Only errors that may pass by themselves are retried (a dropped connection, a timeout);
-        # bad config or data fails at once (forecasting.errors).
-        "retries": 2,
-        "retry_delay": timedelta(minutes=2),
-        # No task may hang a month's run forever (a lock it waits for, a stuck database).
-        "execution_timeout": timedelta(hours=2),
-        # A task that failed for good goes to the config's alerts.notifiers and <table>_alerts.
-        "on_failure_callback": on_task_failure,
-    },
+    # Retries for errors that may pass by themselves, a 2-hour limit per task, the failure alert.
+    default_args=default_args(execution_timeout=timedelta(hours=2)),
     tags=["forecasting", "ml", "feast", "great-expectations", "xgboost"],
     doc_md=__doc__,
     params={
         "month": Param(
             None,
-            type=["null", "string"],
-            pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$",
-            title="Month M (YYYY-MM)",
-            description="The month whose data to forecast from. Empty: the run's data interval "
-            "(for a manual run without one, the month before the run).",
+            **month_param(
+                "The month whose data to forecast from. Empty: the run's data interval "
+                "(for a manual run without one, the month before the run)."
+            ),
         ),
         "force_model_version": Param(
             None,

@@ -29,7 +29,7 @@ help:
 	@echo "make test       run the test suite (needs PostgreSQL and Redis for the production-profile tests)"
 	@echo "make month MONTH=YYYY-MM [FORECAST_CONFIG=...]   run monthly_forecast for one month"
 	@echo "make ui         start Airflow (api-server, scheduler, dag-processor) at http://localhost:8080"
-	@echo "make dominicks  run the pipeline on Dominick's orange juice sales (real data)"
+	@echo "make dominicks  run the pipeline on Dominick's orange juice sales (real data), without and with plans"
 	@echo "make tourism    run the pipeline on the tourism competition's 366 monthly series (real data)"
 	@echo "make lint       ruff check (with Airflow's rules) and ruff format --check"
 	@echo "make typecheck  mypy on include/"
@@ -101,9 +101,13 @@ format: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# The same month without plans and with them (the realised promotions standing in for plans),
+# then their holdout WAPEs side by side.
 dominicks: setup
 	$(PYTHON) -m forecasting.datasets.dominicks --url "sqlite:///$(CURDIR)/data/dominicks/source.db"
 	FORECAST_CONFIG=$(CURDIR)/config/dominicks.yaml $(PYTHON) -m forecasting.localrun 1992-09
+	FORECAST_CONFIG=$(CURDIR)/config/dominicks_plans.yaml $(PYTHON) -m forecasting.localrun 1992-09
+	$(PYTHON) -m forecasting.summary 1992-09 --compare-plans config/dominicks.yaml config/dominicks_plans.yaml
 
 # Every series ends in December 2007 (forecasting.datasets.tourism aligns them there).
 tourism: setup
@@ -121,4 +125,4 @@ benchmark-scale: setup
 	$(PYTHON) benchmarks/run_stages.py --series 10000 --repeat 1 --dask 2 --no-bare
 
 clean:
-	rm -rf data/demo data/dominicks data/tourism .airflow
+	rm -rf data/demo data/demo_scenarios data/dominicks data/dominicks_plans data/tourism .airflow

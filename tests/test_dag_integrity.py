@@ -17,7 +17,7 @@ def dagbag(airflow_db):
 
 def test_dag_files_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert {"monthly_forecast", "forecast_monitoring"} <= set(dagbag.dags)
+    assert {"monthly_forecast", "forecast_monitoring", "forecast_scenarios"} <= set(dagbag.dags)
 
 
 def test_every_dag_has_tags_owner_and_docs(dagbag):
@@ -66,6 +66,29 @@ def test_publish_updates_the_asset_that_forecast_monitoring_is_scheduled_on(dagb
     assert "month" in monitoring.params
 
 
+def test_forecast_scenarios_follows_the_asset_and_reads_like_its_diagram(dagbag):
+    """months_published -> forecast_scenarios -> publish_scenarios, on every publish or by hand."""
+    from airflow.sdk import Asset
+
+    scenarios = dagbag.dags["forecast_scenarios"]
+    assert list(scenarios.timetable.asset_condition.objects) == [Asset("x-forecast://forecasts")]
+    order = ["months_published", "forecast_scenarios", "publish_scenarios"]
+    assert set(scenarios.task_ids) == set(order)
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert scenarios.get_task(upstream).downstream_task_ids == {downstream}
+    assert "month" in scenarios.params
+
+
+def test_forecast_scenarios_skips_without_a_scenarios_section(dagbag, monkeypatch):
+    """The demo config has no plans.scenarios: the first task skips (and with it the rest)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    monkeypatch.setenv("FORECAST_CONFIG", str(REPO / "config" / "demo.yaml"))
+    task = dagbag.dags["forecast_scenarios"].get_task("months_published")
+    with pytest.raises(AirflowSkipException, match="no plans.scenarios section"):
+        task.python_callable(params={"month": "2024-12"}, triggering_asset_events=None)
+
+
 def test_the_asset_is_named_after_the_configs_predictions_table(tmp_path):
     from forecasting.config import predictions_asset_uri
 
@@ -89,7 +112,7 @@ def test_parsing_the_dags_folder_is_fast(airflow_db):
     assert elapsed < 2.0, f"parsing dags/ took {elapsed:.2f}s"
 
 
-@pytest.mark.parametrize("name", ["monthly_forecast.py", "forecast_monitoring.py"])
+@pytest.mark.parametrize("name", ["monthly_forecast.py", "forecast_monitoring.py", "forecast_scenarios.py"])
 def test_dag_file_imports_no_heavy_libraries(name):
     """The scheduler parses DAG files often: pandas, GX, Feast and XGBoost stay inside tasks."""
     import subprocess

@@ -122,8 +122,30 @@ def build(backend: str, folder: Path, stack: ExitStack, request) -> SimpleNamesp
             created_at=datetime(2025, 1, 2, tzinfo=UTC),
         )
     register_models(config)
+    publish_scenarios(config)
     seed_source_database(url, sales())  # forecast_vs_actual.sql reads sales in the same database
     return SimpleNamespace(backend=backend, url=url, config=config, path=path, folder=folder)
+
+
+def publish_scenarios(config) -> None:
+    """What-if scenarios of the 2024-11 run (forecasting.scenarios): the base plan (its published
+    forecasts, no promotion planned) and promo_beverages, promoting store 1's items in February
+    (horizon 3), 15 units more each."""
+    from forecasting import scenarios
+
+    base = forecasts("2024-11").assign(scenario="base", overridden=False, plan_price=2.5, plan_promo=0.0)
+    promoted = (base["store_id"] == 1) & (base["horizon"] == 3)
+    promo = base.assign(scenario="promo_beverages", overridden=promoted)
+    promo.loc[promoted, ["prediction", "p10", "p90"]] += 15
+    promo.loc[promoted, ["plan_price", "plan_promo"]] = [2.1, 1.0]
+    scenarios.publish_scenarios(
+        pd.concat([base, promo], ignore_index=True),
+        config,
+        pd.Period("2024-11", "M"),
+        model_version="2024-11-bbbb",
+        run_id="scenarios__2024-11",
+        created_at=datetime(2025, 1, 2, tzinfo=UTC),
+    )
 
 
 def register_models(config) -> None:
@@ -260,7 +282,10 @@ def test_readme_sql_blocks_run_on_both_backends(examples_db):
 
 
 def test_readme_forecasting_query_examples_run_on_both_backends(examples_db):
-    examples = set(re.findall(r'forecasting\.query "([^"]+)"', README))
+    # "$(cat sql/<file>.sql)" runs an sql/ file: those are test_every_sql_file_runs_on_both_backends
+    examples = {
+        sql for sql in re.findall(r'forecasting\.query "([^"]+)"', README) if not sql.startswith("$(cat sql/")
+    }
     assert examples, "README shows no forecasting.query example"
     for sql in examples:
         assert run(examples_db, sql), sql
@@ -271,7 +296,11 @@ def test_summary_example_query_runs_on_both_backends(examples_db):
     rows = run(examples_db, example_query(examples_db.config))
     # The five highest rounded predictions in forecasts_latest, worked out by hand: store 3 /
     # item 4 from the newest run (343.26, 342.26, 341.26), then its November forecast, which only
-    # the 2024-10 run made (341.16), then store 3 / item 3 in February (333.26).
+    # the 2024-10 run made (341.16), then store 3 / item 3 in February (333.26). Each with its
+    # interval, rounded the same way (the rows' p10 and p90 are the prediction - 20 and + 30).
+    for r in rows:
+        assert float(r["p10"]) == pytest.approx(float(r["prediction"]) - 20, abs=0.11)
+        assert float(r["p90"]) == pytest.approx(float(r["prediction"]) + 30, abs=0.11)
     assert [
         (r["store_id"], r["item_id"], r["forecast_month"], r["horizon"], r["prediction"], r["model_version"])
         for r in rows

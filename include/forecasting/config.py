@@ -73,6 +73,24 @@ class SourceConfig:
 # What a plan of no value for a covariate means (``plans.fill``): left empty, the model sees
 # "no plan" as a missing value.
 FILL_EMPTY = "empty"
+# The scenario the base plan's forecasts are published as in <table>_scenarios (``plans.scenarios.base``).
+BASE_SCENARIO = "base"
+SCENARIO_NAME_LENGTH = 64  # <table>_scenarios.scenario is a VARCHAR(64)
+
+
+@dataclass(frozen=True)
+class ScenariosConfig:
+    """What-if scenarios: alternative plans (see forecasting.scenarios).
+
+    A table or query with one row per scenario, entity and month: the values a scenario plans
+    for some or all of the planned covariates (a null keeps the base plan's). Entity and month
+    columns are the plans'."""
+
+    database: Database
+    table: str | None
+    query: str | None
+    scenario_column: str = "scenario"
+    base: str = BASE_SCENARIO  # the name the base plan's forecasts get
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,7 @@ class PlansConfig:
     # Per covariate: what a missing plan means, a constant or FILL_EMPTY (left empty). A
     # covariate without one must be planned for every active entity and forecast month.
     fill: dict[str, float | str] = field(default_factory=dict)
+    scenarios: ScenariosConfig | None = None  # no plans.scenarios: no what-if scenarios
 
     @property
     def feature_names(self) -> list[str]:
@@ -671,6 +690,7 @@ def _plans(pl: _Section, source: SourceConfig, base: Path) -> PlansConfig:
             "covariates",
             "planned_at",
             "fill",
+            "scenarios",
         }
     )
     table, query = pl.exactly_one("table", "query")
@@ -715,6 +735,9 @@ def _plans(pl: _Section, source: SourceConfig, base: Path) -> PlansConfig:
             fill[covariate] = float(value)
         else:
             raise pl.error(f"fill.{covariate}", f"must be a number or {FILL_EMPTY!r}, got {value!r}")
+    scenarios = None
+    if pl.raw.get("scenarios") is not None:
+        scenarios = _scenarios(pl.child("scenarios"), database, [*entity_columns, month_column], base)
     return PlansConfig(
         database=database,
         table=table,
@@ -724,6 +747,31 @@ def _plans(pl: _Section, source: SourceConfig, base: Path) -> PlansConfig:
         covariates=covariates,
         planned_at=planned_at,
         fill=fill,
+        scenarios=scenarios,
+    )
+
+
+def _scenarios(sc: _Section, plans_database: Database, keys: list[str], base: Path) -> ScenariosConfig:
+    """The ``plans.scenarios`` section: where the scenarios live (the plans' database unless it
+    names one), the scenario column and the base scenario's name."""
+    sc.reject_unknown({"url", "conn_id", "schema", "table", "query", "scenario_column", "base"})
+    table, query = sc.exactly_one("table", "query")
+    if sc.raw.get("url") is None and sc.raw.get("conn_id") is None:
+        database = Database(
+            url=plans_database.url,
+            conn_id=plans_database.conn_id,
+            schema=sc.optional("schema", str, default=plans_database.schema),
+        )
+    else:
+        database = _database(sc, base)
+    scenario_column = sc.identifier("scenario_column") if "scenario_column" in sc.raw else "scenario"
+    if scenario_column in keys:
+        raise sc.error("scenario_column", f"{scenario_column!r} is already an entity or month column")
+    name = sc.optional("base", str, default=BASE_SCENARIO)
+    if not name or not name.strip() or len(name) > SCENARIO_NAME_LENGTH:
+        raise sc.error("base", f"must be a name of 1 to {SCENARIO_NAME_LENGTH} characters, got {name!r}")
+    return ScenariosConfig(
+        database=database, table=table, query=query, scenario_column=scenario_column, base=name
     )
 
 

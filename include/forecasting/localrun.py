@@ -11,6 +11,7 @@ the LocalExecutor, each in its own process, so their logs are in the UI like any
 When the month is published, the ``forecast_monitoring`` DAG runs for it too, the same way (a
 manual run with ``month``): in production the publish's Asset event starts it, but this
 scheduler makes no runs of its own, and the summary prints the realised accuracy it scored.
+So does ``forecast_scenarios`` when the config has ``plans.scenarios`` (the summary lists them).
 
 If no scheduler is running for this AIRFLOW_HOME, one is started for the length of the run,
 with an api-server (the Execution API the tasks report to), and stopped afterwards; it creates
@@ -40,6 +41,7 @@ import pandas as pd
 
 DAG_ID = "monthly_forecast"
 MONITORING_DAG_ID = "forecast_monitoring"
+SCENARIOS_DAG_ID = "forecast_scenarios"
 STARTUP_TIMEOUT = 300  # a fresh api-server and scheduler on a busy 2-core machine
 RUN_TIMEOUT = 4 * 3600
 POLL_SECONDS = 2.0
@@ -206,14 +208,30 @@ def run(api: Api, month: str, out=sys.stdout, dag_id: str = DAG_ID) -> tuple[str
             api.send("PATCH", f"/dags/{dag_id}", {"is_paused": True})
 
 
-def run_and_monitor(api: Api, month: str, out=sys.stdout) -> tuple[str, str]:
-    """The month's forecast run and, once it published, its monitoring run; returns the forecast
-    run's id and the final state of both (failed if either failed)."""
+def run_and_monitor(api: Api, month: str, out=sys.stdout, scenarios: bool = False) -> tuple[str, str]:
+    """The month's forecast run and, once it published, its monitoring run and (``scenarios``:
+    the config has ``plans.scenarios``) its what-if scenarios' run; returns the forecast run's id
+    and the final state of them all (failed if any failed)."""
     run_id, state = run(api, month, out)
     if state != "success":
         return run_id, state
     _, monitored = run(api, month, out, MONITORING_DAG_ID)
-    return run_id, monitored
+    if not scenarios:
+        return run_id, monitored
+    _, forecast = run(api, month, out, SCENARIOS_DAG_ID)
+    return run_id, monitored if monitored != "success" else forecast
+
+
+def scenarios_configured() -> bool:
+    """Whether the deployment's config has ``plans.scenarios`` (a config that cannot be read:
+    no; the forecast run says what is wrong with it)."""
+    from forecasting.config import ConfigError, load_config
+    from forecasting.scenarios import scenarios_configured as configured
+
+    try:
+        return configured(load_config())
+    except ConfigError:
+        return False
 
 
 def follow(api: Api, run_id: str, out, dag_id: str = DAG_ID) -> str:
@@ -270,14 +288,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Running {DAG_ID} for {month} (config {config}, AIRFLOW_HOME {airflow_home()})", flush=True)
 
     started = time.monotonic()
+    scenarios = scenarios_configured()
     if scheduler_running():
         print("A scheduler is running for this AIRFLOW_HOME: triggering the run through it.", flush=True)
-        run_id, state = run_and_monitor(existing_api(), month)
+        run_id, state = run_and_monitor(existing_api(), month, scenarios=scenarios)
     else:
         logs = airflow_home() / "logs" / "local-runs" / f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{month}"
         print(f"Starting an api-server and a scheduler for the run (their logs: {logs})", flush=True)
         with local_airflow(logs) as api:
-            run_id, state = run_and_monitor(api, month)
+            run_id, state = run_and_monitor(api, month, scenarios=scenarios)
     print(
         f"{state} in {time.monotonic() - started:.0f} s; task logs: `make ui`, or {airflow_home() / 'logs'}\n"
     )

@@ -13,6 +13,8 @@ returned as ``<stage>.json``, or why it failed as ``<stage>.failed.json`` (read 
 forecasts published for M against M's actuals (``forecasting.monitoring``), the second compares
 M's data with the model's training window (``forecasting.drift``), the third raises the alerts
 they call for (``forecasting.alerts``); each records its result in M's published attempt.
+``forecast_scenarios`` and ``publish_scenarios`` are ``forecast_scenarios``'s, which the same
+events start: M's what-if scenarios (``forecasting.scenarios``), recorded there too.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ STAGES = (
     "monitor",
     "drift",
     "alerts",
+    # The forecast_scenarios DAG's, after a publish (config plans.scenarios; forecasting.scenarios).
+    "forecast_scenarios",
+    "publish_scenarios",
 )
 
 
@@ -228,11 +233,11 @@ def predict(
     from forecasting.predict import baseline_forecast, forecast
 
     with _stage("predict", month, attempt, config) as (config, m):
-        decision = paths.read_json(Path(model_dir) / "evaluation.json").get("decision") or {}
+        decision = paths.read_json(paths.evaluation(Path(model_dir))).get("decision") or {}
         if forecaster is None:
             forecaster = (
                 decision.get("forecaster")
-                or paths.read_json(Path(model_dir) / "metadata.json")["model_version"]
+                or paths.read_json(paths.model_metadata(Path(model_dir)))["model_version"]
             )
         snapshot = _snapshot(config, m, attempt)
         if forecaster.startswith(BASELINE_PREFIX):
@@ -270,8 +275,8 @@ def publish(month: str, attempt: str, model_dir: str, run_id: str, config: Confi
     from forecasting.publish import publish as run
 
     with _stage("publish", month, attempt, config) as (config, m):
-        metadata = paths.read_json(Path(model_dir) / "metadata.json")
-        evaluation = paths.read_json(Path(model_dir) / "evaluation.json")
+        metadata = paths.read_json(paths.model_metadata(Path(model_dir)))
+        evaluation = paths.read_json(paths.evaluation(Path(model_dir)))
         predicted = paths.read_json(paths.stage_result(config, m, attempt, "predict"))
         forecaster = predicted.get("forecaster") or metadata["model_version"]
         frame = pd.read_parquet(paths.forecasts(config, m, attempt))
@@ -377,9 +382,63 @@ def alerts(
         return _record(config, m, attempt, "alerts", {"run_id": run_id, **found})
 
 
+def forecast_scenarios(
+    month: str, run_id: str | None = None, attempt: str | None = None, config: Config | None = None
+) -> dict:
+    """Forecast M's what-if scenarios (and the base plan) with the model M's published attempt
+    published, into that attempt's ``scenarios.parquet`` (forecasting.scenarios)."""
+    from forecasting import scenarios
+
+    config = config or load_config()
+    attempt = _published(config, month, attempt)
+    with (
+        _stage("forecast_scenarios", month, attempt, config) as (config, m),
+        client_for(config) as client,
+    ):
+        # A failed re-run leaves nothing for publish_scenarios to publish again.
+        paths.stage_result(config, m, attempt, "forecast_scenarios").unlink(missing_ok=True)
+        path = scenarios.forecasts_path(config, m, attempt)
+        path.unlink(missing_ok=True)
+        made = scenarios.forecast_scenarios(config, m, attempt, client)
+        paths.write_parquet_atomically(made.frame, path)
+        result = {"run_id": run_id, "forecasts": str(path), **made.summary()}
+        return _record(config, m, attempt, "forecast_scenarios", result)
+
+
+def publish_scenarios(
+    month: str, run_id: str | None = None, attempt: str | None = None, config: Config | None = None
+) -> dict:
+    """Replace M's rows of ``<table>_scenarios`` with what forecast_scenarios made, in one transaction."""
+    from forecasting import scenarios
+
+    config = config or load_config()
+    attempt = _published(config, month, attempt)
+    with _stage("publish_scenarios", month, attempt, config) as (config, m):
+        made = paths.read_json(paths.stage_result(config, m, attempt, "forecast_scenarios"))
+        frame = pd.read_parquet(made["forecasts"])
+        published = scenarios.publish_scenarios(
+            frame,
+            config,
+            m,
+            model_version=made["model_version"],
+            run_id=run_id or made.get("run_id") or attempt,
+        )
+        result = {
+            "run_id": run_id,
+            "table": published.table,
+            "url": published.url,
+            "rows": published.rows,
+            "replaced": published.replaced,
+            "scenarios": published.scenarios,
+            "model_version": made["model_version"],
+        }
+        return _record(config, m, attempt, "publish_scenarios", result)
+
+
 def run_month(month: str, run_id: str, config: Config | None = None) -> dict:
     """Every stage in order, as the DAGs run them (for scripts and tests without a scheduler):
-    the monthly forecast, then the monitoring that its publish starts."""
+    the monthly forecast, then the monitoring (and the scenarios, if configured) that its publish
+    starts."""
     config = config or load_config()
     results = {"extract": extract(month, run_id, config)}
     attempt = results["extract"]["attempt"]
@@ -393,4 +452,7 @@ def run_month(month: str, run_id: str, config: Config | None = None) -> dict:
     results["monitor"] = monitor(month, run_id, attempt, config)
     results["drift"] = drift(month, run_id, attempt, config)
     results["alerts"] = alerts(month, run_id, attempt, config)
+    if config.plans is not None and config.plans.scenarios is not None:
+        results["forecast_scenarios"] = forecast_scenarios(month, run_id, attempt, config)
+        results["publish_scenarios"] = publish_scenarios(month, run_id, attempt, config)
     return results

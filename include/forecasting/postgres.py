@@ -15,9 +15,9 @@
   ``PUBLISH_LOCK_TIMEOUT``) raises ``PublishLockTimeout`` naming what it waited for and who
   held it.
 * ``grant_analyst_role`` creates (or updates) a read-only role that may SELECT the
-  predictions table, its runs table, the ``_latest`` view, the model registry (``_models``)
-  and the realised accuracy (``_accuracy``, ``_errors``, the ``_tracking_signal`` view), and
-  nothing else. From a shell::
+  predictions table, its runs table, the ``_latest`` view, the model registry (``_models``),
+  the realised accuracy (``_accuracy``, ``_errors``, the ``_tracking_signal`` view), drift,
+  alerts and the what-if scenarios (``_scenarios``), and nothing else. From a shell::
 
       python -m forecasting.postgres grant-analyst --url postgresql://USER@HOST/predictions \\
           --role analyst [--table forecasts] [--schema public] [--password-env ANALYST_PASSWORD]
@@ -331,8 +331,8 @@ def grant_analyst_role(
     The role gets LOGIN with ``password`` if one is given, else NOLOGIN (grant it to people's
     own login roles). It may connect, use ``schema`` and SELECT the predictions table, its
     runs table, its ``_latest`` view, the model registry ``_models``, the realised accuracy
-    (``_accuracy``, ``_errors``, ``_tracking_signal``), ``_drift`` and ``_alerts`` (those that
-    exist yet). With ``default_privileges``,
+    (``_accuracy``, ``_errors``, ``_tracking_signal``), ``_drift``, ``_alerts`` and the what-if
+    scenarios' ``_scenarios`` (those that exist yet). With ``default_privileges``,
     tables and views that the connecting user creates in ``schema`` later are readable too,
     so a first publish after this call needs no second grant.
     """
@@ -348,6 +348,7 @@ def grant_analyst_role(
         f"{table}_tracking_signal",
         f"{table}_drift",
         f"{table}_alerts",
+        f"{table}_scenarios",
     ]
     granted: list[str] = []
     with engine.begin() as conn:

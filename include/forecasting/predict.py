@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,19 +38,34 @@ def forecast_rows(panel: Panel, entity: np.ndarray, m: int, horizon: np.ndarray)
     return out
 
 
-def forecast(
-    snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir: Path, client=None
-) -> pd.DataFrame:
-    """One row per active entity and horizon: keys (source types), forecast_month, horizon, prediction."""
-    booster, metadata = model.load(model_dir)
+@dataclass
+class ForecastInputs:
+    """What a model forecasts month M from: the active entities (rows of the panel) and their
+    point-in-time features as of the end of M, with the plans for M + 1..M + horizon as they
+    stood then (the ``plan_<covariate>__h<h>`` columns of ``dataset.retrieve``)."""
+
+    panel: Panel
+    month: pd.Period
+    active: np.ndarray
+    features: pd.DataFrame
+
+
+def check_planned_features(metadata: dict, config: Config) -> None:
+    """A model fitted on plans the config no longer reads may never forecast without them."""
     planned = [f for f in metadata["features"] if f.startswith("plan_")]
     unplanned = [f for f in planned if f not in dataset.model_features(config)]
-    if unplanned:  # a model fitted on plans the config no longer reads: never forecast without them
+    if unplanned:
         raise RuntimeError(
             f"{metadata['model_version']} reads planned covariates the config's plans section does not "
             f"provide ({', '.join(unplanned)}): configure them, or train a model without them"
         )
-    panel = build_panel(snapshot, config, sales_only=True)
+
+
+def forecast_inputs(
+    snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None, panel: Panel | None = None
+) -> ForecastInputs:
+    """``panel``: the snapshot's (sales only), if built already."""
+    panel = panel if panel is not None else build_panel(snapshot, config, sales_only=True)
     m = month_index(month)
     active = active_entities(panel, m)
     # The same point-in-time retrieval as training, so a backfill of M forecasts as M's run did;
@@ -58,18 +74,35 @@ def forecast(
     missing = features["sales_lag_1"].isna()
     if missing.any():
         raise RuntimeError(f"{int(missing.sum())} forecast rows found no features for {month} in Feast")
+    return ForecastInputs(panel, month, active, features)
+
+
+def predict_inputs(inputs: ForecastInputs, config: Config, booster, metadata: dict) -> pd.DataFrame:
+    """One row per active entity and horizon (by horizon, then entity): keys, forecast_month,
+    horizon and the model's prediction from ``inputs.features``."""
+    m, active = month_index(inputs.month), inputs.active
     parts = []
     for h in range(1, config.horizon + 1):
-        frame = dataset.with_model_columns(features, np.full(len(active), h))
-        out = forecast_rows(panel, active, m, np.full(len(active), h))
+        frame = dataset.with_model_columns(inputs.features, np.full(len(active), h))
+        out = forecast_rows(inputs.panel, active, m, np.full(len(active), h))
         out["prediction"] = model.predict(
             booster, dataset.design_matrix(frame, config, metadata["categories"], metadata["features"])
         )
         parts.append(out)
-    result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def forecast(
+    snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir: Path, client=None
+) -> pd.DataFrame:
+    """One row per active entity and horizon: keys (source types), forecast_month, horizon, prediction."""
+    booster, metadata = model.load(model_dir)
+    check_planned_features(metadata, config)
+    inputs = forecast_inputs(snapshot, config, month, client)
+    result = predict_inputs(inputs, config, booster, metadata)
     log.info(
         "Forecast %d entities x %d horizons for %s with %s",
-        len(active),
+        len(inputs.active),
         config.horizon,
         month,
         metadata["model_version"],

@@ -3,9 +3,12 @@
     python -m forecasting.summary 2026-10                 # M's published run (else its newest)
     python -m forecasting.summary 2026-10 --run-id ID     # one run, e.g. one that failed
     python -m forecasting.summary                         # the newest published month
+    python -m forecasting.summary 1992-09 --compare-plans config/dominicks.yaml config/dominicks_plans.yaml
 
 A run that failed is reported with the stage that failed and why: for a failed validation,
 every failed expectation with its counts. The exit status is 1 for a failed run.
+``--compare-plans WITHOUT WITH`` prints the holdout WAPE of M's published runs of two configs
+side by side, refusing two different holdouts (``make dominicks``: without plans and with them).
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from forecasting.query import run_query
 def example_query(config: Config) -> str:
     keys = ", ".join(config.source.entity_columns)
     return (
-        f"SELECT {keys}, forecast_month, horizon, ROUND(CAST(prediction AS NUMERIC), 1) AS prediction, "
-        "model_version\n"
+        f"SELECT {keys}, forecast_month, horizon, ROUND(CAST(prediction AS NUMERIC), 1) AS prediction,\n"
+        "       ROUND(CAST(p10 AS NUMERIC), 1) AS p10, ROUND(CAST(p90 AS NUMERIC), 1) AS p90, model_version\n"
         f"FROM {config.predictions.table}_latest\n"
         f"ORDER BY prediction DESC, {keys}, forecast_month\nLIMIT 5;"
     )
@@ -56,11 +59,66 @@ def find_run(config: Config, month: str, run_id: str | None = None) -> Path:
     return paths.published_attempt(config, m) or runs[-1]
 
 
+# The forecast_scenarios DAG's stages record into M's published attempt too; their failure is
+# reported beside the month's forecasts (which were published), not as the month's failure.
+SCENARIO_STAGES = ("forecast_scenarios", "publish_scenarios")
+
+
 def stage_results(run: Path) -> tuple[dict[str, dict], dict | None]:
-    """What each stage of the run recorded, and the failure if one stage failed."""
-    results = {p.stem: json.loads(p.read_text()) for p in run.glob("*.json") if ".failed" not in p.name}
-    failures = [json.loads(p.read_text()) for p in run.glob("*.failed.json")]
+    """What each stage of the run recorded, and the failure if one stage failed (but the
+    scenarios' stages: ``scenario_failure``)."""
+    results = {stage: json.loads(p.read_text()) for stage, p in paths.results_in(run).items()}
+    failures = [
+        json.loads(p.read_text())
+        for stage, p in paths.failures_in(run).items()
+        if stage not in SCENARIO_STAGES
+    ]
     return results, (failures[0] if failures else None)
+
+
+def scenario_failure(run: Path) -> dict | None:
+    for stage in SCENARIO_STAGES:
+        path = paths.failure_in(run, stage)
+        if path.is_file():
+            return json.loads(path.read_text())
+    return None
+
+
+def scenario_lines(config: Config, results: dict[str, dict], failure: dict | None) -> list[str]:
+    """What the forecast_scenarios DAG made of M (config ``plans.scenarios``): the scenarios
+    published, each with the forecasts it plans and those it changed; or why it failed."""
+    if failure is not None:
+        lines = [f"  Scenarios: FAILED in {failure['stage']}: {failure['message'].splitlines()[0]}"]
+        lines += [f"   - {f['label']}: {f['details']}" for f in failure.get("failures") or []]
+        retry = "fails the same way again" if failure.get("permanent") else "may pass if retried"
+        return [*lines, f"  This error {retry}.", ""]
+    made, published = results.get("forecast_scenarios"), results.get("publish_scenarios")
+    if published is None or made is None:
+        if config.plans is None or config.plans.scenarios is None:
+            return []
+        return [
+            "  Scenarios: not published yet (the forecast_scenarios DAG forecasts them after a publish)",
+            "",
+        ]
+    base = published["scenarios"][0] if published["scenarios"] else "base"
+    others = [n for n in published["scenarios"] if n != base]
+    lines = [
+        f"  Scenarios   {len(others)} and the base plan ({base!r}) forecast by {published['model_version']}: "
+        f"{published['rows']:,} rows in {published['table']}"
+        + ("" if made.get("intervals") else " (no p10/p90: the forecaster has no calibrated intervals)")
+    ]
+    for name in others:
+        lines.append(
+            f"    {name:<20} plans {made['overridden'].get(name, 0):,} forecasts, "
+            f"changes {made['changed'].get(name, 0):,} of them"
+        )
+    if made.get("base_differs_from_published"):
+        lines.append(
+            f"    The base differs from the published forecasts in {made['base_differs_from_published']:,} rows: "
+            "Feast's features or plans of the month were rewritten since they were published."
+        )
+    lines.append("    Uplift per entity and month: sql/scenario_uplift.sql")
+    return [*lines, ""]
 
 
 def describe_failure(month: str, run: Path, failure: dict, results: dict[str, dict]) -> str:
@@ -148,6 +206,10 @@ def drift_lines(month: str, drift: dict | None, alerts: dict | None) -> list[str
             lines.append(f"  Alerts: {raised} raised, sent to {where}; in {alerts.get('table')}")
         else:
             lines.append("  Alerts: none raised")
+        repeats = alerts.get("repeats") or []
+        if repeats:
+            # A re-run of M finds M's alerts again: they were told before, not sent again.
+            lines.append(f"  Alerts: {len(repeats)} already sent for this month, not sent again")
     return [*lines, ""]
 
 
@@ -244,6 +306,7 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
         "",
         *realised_accuracy_lines(month, stage.get("monitor")),
         *drift_lines(month, stage.get("drift"), stage.get("alerts")),
+        *scenario_lines(config, stage, scenario_failure(run)),
     ]
 
     query = example_query(config)
@@ -260,13 +323,86 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _published_evaluation(config: Config, month: str) -> tuple[dict, dict]:
+    """The evaluation.json and metadata.json of the model M's published run of ``config`` trained."""
+    m = pd.Period(month, "M")
+    run = paths.published_attempt(config, m)
+    if run is None:
+        raise RunNotFound(f"no published run of {month} under {paths.month_dir(config, m)} ({config.path})")
+    model_dir = Path(paths.read_json(paths.result_in(run, "evaluate"))["model_dir"])
+    return paths.read_json(paths.evaluation(model_dir)), paths.read_json(paths.model_metadata(model_dir))
+
+
+def plans_comparison(without: Config, with_plans: Config, month: str) -> str:
+    """The holdout WAPE of M's model without plans (``without``'s published run) and with them
+    (``with_plans``'s), on the same holdout, beside the best baseline: what the plans are worth.
+    Refuses two runs whose holdouts differ (other months or other rows)."""
+    rows = []
+    for config in (without, with_plans):
+        evaluation, metadata = _published_evaluation(config, month)
+        rows.append((config, evaluation, metadata))
+    holdouts = {(tuple(e["holdout_target_months"]), e["model"]["rows"]) for _, e, _ in rows}
+    if len(holdouts) != 1:
+        raise RunFailed(
+            f"the published runs of {month} were scored on different holdouts ("
+            + "; ".join(
+                f"{c.path.name}: {', '.join(e['holdout_target_months'])}, {e['model']['rows']:,} rows"
+                for c, e, _ in rows
+            )
+            + "): their WAPEs are not comparable"
+        )
+    ((months, forecasts),) = holdouts
+    lines = [
+        f"With and without plans: {month}, the same holdout ({months[0]}..{months[-1]}, {forecasts:,} forecasts)",
+        f"  {'config':<28}{'plans':<22}{'WAPE':>7}{'bias':>8}{'trees':>7}   {'best baseline':<24}published",
+    ]
+    for config, evaluation, metadata in rows:
+        model, best = evaluation["model"], evaluation["best_baseline"]
+        planned = ", ".join(config.plans.covariates) if config.plans is not None else "none"
+        published = (evaluation.get("decision") or {}).get("forecaster", "?")
+        lines.append(
+            f"  {config.path.name:<28}{planned:<22}{model['wape']:>7.3f}{100 * model['bias_pct']:>+7.1f}%"
+            f"{metadata['params'].get('num_boost_round', '?'):>7}   "
+            f"{best + ' (' + format(evaluation['baselines'][best]['wape'], '.3f') + ')':<24}{published}"
+        )
+    before, after = (e["model"]["wape"] for _, e, _ in rows)
+    change = after / before - 1 if before else float("nan")
+    baselines = min(b["wape"] for _, e, _ in rows for b in e["baselines"].values())
+    lines.append(
+        f"  With plans the model's holdout WAPE is {abs(change):.1%} {'lower' if change < 0 else 'higher'} "
+        f"({before:.3f} -> {after:.3f}); "
+        + (
+            f"it beats every baseline (best {baselines:.3f})."
+            if after < baselines
+            else f"it does NOT beat every baseline (best {baselines:.3f})."
+        )
+    )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("month", nargs="?", help="logical month YYYY-MM (default: newest published)")
     parser.add_argument("--run-id", help="one run of the month (default: its published run)")
+    parser.add_argument(
+        "--compare-plans",
+        nargs=2,
+        metavar=("WITHOUT", "WITH"),
+        help="the holdout WAPE of the month's published runs of two configs, without plans and with them",
+    )
     args = parser.parse_args(argv)
+    if args.compare_plans:
+        if args.month is None:
+            parser.error("--compare-plans needs the month")
+        try:
+            without, with_plans = (load_config(path) for path in args.compare_plans)
+            print(plans_comparison(without, with_plans, args.month))
+        except RunFailed as failed:
+            print(failed.code)
+            return 1
+        return 0
     config = load_config()
     month = args.month
     if month is None:

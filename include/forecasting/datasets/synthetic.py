@@ -416,6 +416,107 @@ def seed_plans_table(
     return len(rows)
 
 
+SCENARIO_COLUMNS = ["scenario", "store_id", "item_id", "month", "price", "promo"]
+PROMO_DISCOUNT = 0.85  # a promotion's price: the regular one less 15% (as generate_plans plans it)
+
+
+def generate_scenarios(
+    sales: pd.DataFrame, plans: pd.DataFrame, horizon: int = 3, category: str = "beverages"
+) -> pd.DataFrame:
+    """What-if scenarios (config ``plans.scenarios``) for the run of the last month of ``sales``
+    (M), against ``plans`` (``generate_plans``' frame) as they stood at the end of M:
+
+    * ``promo_<category>`` (``promo_beverages``): every store promotes every item of ``category``
+      in M + horizon (the last month forecast), at the regular price less 15% (``promo_store_1``:
+      every item of store 1, when no item is of ``category``);
+    * ``no_promo``: no promotion in M+1..M+horizon for any store and item, at the regular price.
+
+    A scenario row is what it plans, whatever the base plan says: ``promo_<category>`` also names
+    items the base plan promotes already (their forecasts stay the base's).
+    A scenario's rows for M+1..M+horizon: a run of another month reads none of them.
+    """
+    last = pd.Period(pd.Timestamp(max(sales["month"])), "M")
+    known_at = (last + 1).start_time
+    months = pd.to_datetime(plans["month"]).dt.to_period("M")
+    base = plans[
+        (months > last) & (months <= last + horizon) & (pd.to_datetime(plans["planned_at"]) <= known_at)
+    ]
+    base = base.sort_values("planned_at", kind="stable").drop_duplicates(
+        ["store_id", "item_id", "month"], keep="last"
+    )
+    regular = np.round(np.where(base["promo"] == 1, base["price"] / PROMO_DISCOUNT, base["price"]), 2)
+    base = base.assign(regular=regular, period=pd.to_datetime(base["month"]).dt.to_period("M"))
+
+    target = last + horizon
+    items = sales.loc[sales["category"] == category, "item_id"].unique()
+    chosen = base["item_id"].isin(items) if len(items) else base["store_id"] == 1
+    promoted = base[chosen.to_numpy() & (base["period"] == target).to_numpy()]
+    promo = pd.DataFrame(
+        {
+            "scenario": f"promo_{category if len(items) else 'store_1'}",
+            "store_id": promoted["store_id"].to_numpy(),
+            "item_id": promoted["item_id"].to_numpy(),
+            "month": promoted["month"].to_numpy(),
+            "price": np.round(promoted["regular"].to_numpy() * PROMO_DISCOUNT, 2),
+            "promo": 1,
+        }
+    )
+    none = pd.DataFrame(
+        {
+            "scenario": "no_promo",
+            "store_id": base["store_id"].to_numpy(),
+            "item_id": base["item_id"].to_numpy(),
+            "month": base["month"].to_numpy(),
+            "price": base["regular"].to_numpy(),
+            "promo": 0,
+        }
+    )
+    frame = pd.concat([promo, none], ignore_index=True)
+    frame["promo"] = frame["promo"].astype(np.int64)
+    frame["month"] = [m if type(m) is date else pd.Timestamp(m).date() for m in frame["month"]]
+    return frame.sort_values(["scenario", "store_id", "item_id", "month"]).reset_index(drop=True)[
+        SCENARIO_COLUMNS
+    ]
+
+
+def seed_scenarios_table(
+    url: str, scenarios: pd.DataFrame, table: str = "sales_scenarios", *, schema: str | None = None
+) -> int:
+    """Replace ``table`` at ``url`` with ``scenarios`` (``generate_scenarios``' frame), in one transaction."""
+    engine = _engine(url)
+    target = sa.Table(
+        table,
+        sa.MetaData(),
+        sa.Column("scenario", sa.String(64), primary_key=True),
+        sa.Column("store_id", sa.Integer, primary_key=True),
+        sa.Column("item_id", sa.Integer, primary_key=True),
+        sa.Column("month", sa.Date, primary_key=True),
+        sa.Column("price", sa.Float),
+        sa.Column("promo", sa.SmallInteger),
+        schema=schema,
+    )
+    rows = [
+        {
+            "scenario": str(r.scenario),
+            "store_id": int(r.store_id),
+            "item_id": int(r.item_id),
+            "month": r.month if type(r.month) is date else pd.Timestamp(r.month).date(),
+            "price": None if pd.isna(r.price) else float(r.price),
+            "promo": None if pd.isna(r.promo) else int(r.promo),
+        }
+        for r in scenarios.itertuples(index=False)
+    ]
+    try:
+        with engine.begin() as conn:
+            target.drop(conn, checkfirst=True)
+            target.create(conn)
+            if rows:
+                conn.execute(target.insert(), rows)
+    finally:
+        engine.dispose()
+    return len(rows)
+
+
 def _latest_complete_month() -> pd.Period:
     return month_of(datetime.now(UTC)) - 1
 
@@ -440,10 +541,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     url, table, schema = args.url, args.table, args.schema
+    config = None
     if url is None:
         from forecasting.config import load_config
 
-        source = load_config().source
+        config = load_config()
+        source = config.source
         if source.database.url is None:
             parser.error("the config names its source by conn_id; pass --url")
         url = source.database.url
@@ -471,7 +574,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{first_month:%Y-%m}..{last_month:%Y-%m} ({args.months} months), seed {args.seed}, "
         f"{int(frame['units'].sum()):,} units; generated in {generated:.2f}s, total {total:.2f}s"
     )
+    if config is not None and config.plans is not None:
+        seed_planned(config, frame, end, args.seed)
     return 0
+
+
+def seed_planned(config, sales: pd.DataFrame, end: pd.Period, seed: int) -> None:
+    """Seed the tables of a config's ``plans`` section (and ``plans.scenarios``) that are tables
+    at a URL: the plans of ``sales`` and the scenarios of the run of ``end``."""
+    pl = config.plans
+    if pl.table is None or pl.database.url is None:
+        print("plans: a query or an Airflow connection: not seeded")
+        return
+    plans = generate_plans(sales, horizon=config.horizon, seed=seed)
+    written = seed_plans_table(pl.database.url, plans, pl.table, schema=pl.database.schema)
+    print(f"wrote {written:,} plan revisions to table {pl.table} (each month planned two months ahead)")
+    sc = pl.scenarios
+    if sc is None:
+        return
+    if sc.table is None or sc.database.url is None or sc.scenario_column != "scenario":
+        print("plans.scenarios: a query, an Airflow connection or another scenario column: not seeded")
+        return
+    scenarios = generate_scenarios(sales, plans, horizon=config.horizon)
+    written = seed_scenarios_table(sc.database.url, scenarios, sc.table, schema=sc.database.schema)
+    names = ", ".join(f"{n} ({c} rows)" for n, c in scenarios.groupby("scenario").size().items())
+    print(f"wrote {written:,} scenario rows to table {sc.table} for the run of {end}: {names}")
 
 
 if __name__ == "__main__":

@@ -122,7 +122,8 @@ def airflow(tmp_path) -> Iterator:
     subprocess.run([BIN / "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
     processes: list[subprocess.Popen] = []
     with ExitStack() as stack:
-        stack.callback(stop, processes)
+        # the runs are marked failed while their tasks run: no need to wait 30 s for a graceful end
+        stack.callback(stop, processes, 5)
         for command in (["api-server", "--port", str(port)], ["scheduler"], ["dags", "reserialize"]):
             log = stack.enter_context(open(tmp_path / f"{command[0]}.log", "wb"))
             processes.append(

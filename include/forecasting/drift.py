@@ -239,14 +239,14 @@ def reference_features(
     """The feature rows of the window's origins, from the offline table's monthly files."""
     import pyarrow.parquet as pq
 
-    folder = paths.feature_table(config)
     files = [
-        folder / f"{month_from_index(t)}.parquet" for t in range(window.first_origin, window.last_origin + 1)
+        paths.feature_file(config, month_from_index(t))
+        for t in range(window.first_origin, window.last_origin + 1)
     ]
     missing = [f.name for f in files if not f.is_file()]
     if missing or not files:
         raise DataError(
-            f"the offline feature table {folder} lacks the training window's months "
+            f"the offline feature table {paths.feature_table(config)} lacks the training window's months "
             f"{', '.join(missing) or '(none in the window)'}: run monthly_forecast for the model's month first"
         )
     total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
@@ -263,7 +263,7 @@ def scoring_features(
     config: Config, month: pd.Period, panel: Panel, columns: list[str], rng: np.random.Generator
 ) -> pd.DataFrame:
     """The feature rows of M of the entities active in M (the rows predict scored)."""
-    path = paths.feature_table(config) / f"{month}.parquet"
+    path = paths.feature_file(config, month)
     if not path.is_file():
         raise DataError(f"no feature file {path}: run monthly_forecast for {month} first")
     keys = config.source.entity_columns

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -347,10 +347,7 @@ def typed_snapshot(frame: pd.DataFrame, config: Config) -> pd.DataFrame:
     frame = frame.copy(deep=False)  # new columns only: the caller's frame is left as it was
     time = src.time_column
     if time in frame.columns:
-        raw = frame[time]
-        months = _month_starts(raw)
-        frame[time] = months
-        frame[unreadable_column(time)] = _raw_text(raw, raw.notna().to_numpy() & months.isna().to_numpy())
+        parse_into(frame, time, month_starts)
     for column in [src.target_column, *src.covariates]:
         if column not in frame.columns:
             continue
@@ -358,18 +355,37 @@ def typed_snapshot(frame: pd.DataFrame, config: Config) -> pd.DataFrame:
         if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
             frame[unreadable_column(column)] = _raw_text(raw, None)
             continue
-        # Numbers that arrive as text ('12.5') and booleans (0/1) are numbers; anything else is reported.
-        numbers = pd.to_numeric(raw.astype(object), errors="coerce").astype(float)
-        frame[column] = numbers
-        frame[unreadable_column(column)] = _raw_text(raw, raw.notna().to_numpy() & numbers.isna().to_numpy())
-    for column in frame.select_dtypes(include="object").columns:
-        # Keys and attributes that mix numbers and text (SQLite allows it) are kept as text.
-        if pd.api.types.infer_dtype(frame[column], skipna=True).startswith("mixed"):
-            frame[column] = frame[column].where(frame[column].isna(), frame[column].astype(str))
+        parse_into(frame, column, as_numbers)
+    # Keys and attributes that mix numbers and text (SQLite allows it) are kept as text.
+    mixed_as_text(frame, frame.select_dtypes(include="object").columns)
     return frame
 
 
-def _month_starts(raw: pd.Series) -> pd.Series:
+def parse_into(frame: pd.DataFrame, column: str, parse: Callable[[pd.Series], pd.Series]) -> None:
+    """``frame[column]`` parsed by ``parse``; the raw text of each value it could not read (not
+    null before, null after) goes to ``unreadable_column(column)``, which validation requires
+    to be empty."""
+    raw = frame[column]
+    parsed = parse(raw)
+    frame[column] = parsed
+    frame[unreadable_column(column)] = _raw_text(raw, raw.notna().to_numpy() & parsed.isna().to_numpy())
+
+
+def as_numbers(raw: pd.Series) -> pd.Series:
+    """Floats: numbers that arrive as text ('12.5') and booleans (0/1) too; anything else null."""
+    return pd.to_numeric(raw.astype(object), errors="coerce").astype(float)
+
+
+def mixed_as_text(frame: pd.DataFrame, columns: Iterable[str]) -> None:
+    """Columns of ``frame`` whose values mix numbers and text, as text (nulls stay null)."""
+    for column in columns:
+        if column in frame.columns and pd.api.types.infer_dtype(frame[column], skipna=True).startswith(
+            "mixed"
+        ):
+            frame[column] = frame[column].where(frame[column].isna(), frame[column].astype(str))
+
+
+def month_starts(raw: pd.Series) -> pd.Series:
     """The first instant of each value's month (NaT where it is no date in range), parsing each
     distinct value once: a month's rows share a handful of stamps."""
     codes, uniques = pd.factorize(raw)  # nulls: code -1
@@ -496,31 +512,13 @@ def typed_plans(frame: pd.DataFrame, config: Config) -> pd.DataFrame:
     assert plans is not None
     frame = frame.copy(deep=False)
     if plans.month_column in frame.columns:
-        raw = frame[plans.month_column]
-        months = _month_starts(raw)
-        frame[plans.month_column] = months
-        frame[unreadable_column(plans.month_column)] = _raw_text(
-            raw, raw.notna().to_numpy() & months.isna().to_numpy()
-        )
+        parse_into(frame, plans.month_column, month_starts)
     if plans.planned_at in frame.columns:
-        raw = frame[plans.planned_at]
-        stamps = _timestamps(raw)
-        frame[plans.planned_at] = stamps
-        frame[unreadable_column(plans.planned_at)] = _raw_text(
-            raw, raw.notna().to_numpy() & stamps.isna().to_numpy()
-        )
+        parse_into(frame, plans.planned_at, _timestamps)
     for column in plans.covariates:
-        if column not in frame.columns:
-            continue
-        raw = frame[column]
-        numbers = pd.to_numeric(raw.astype(object), errors="coerce").astype(float)
-        frame[column] = numbers
-        frame[unreadable_column(column)] = _raw_text(raw, raw.notna().to_numpy() & numbers.isna().to_numpy())
-    for column in plans.entity_columns:
-        if column in frame.columns and pd.api.types.infer_dtype(frame[column], skipna=True).startswith(
-            "mixed"
-        ):
-            frame[column] = frame[column].where(frame[column].isna(), frame[column].astype(str))
+        if column in frame.columns:
+            parse_into(frame, column, as_numbers)
+    mixed_as_text(frame, plans.entity_columns)
     return frame
 
 

@@ -214,12 +214,11 @@ def build_features(snapshot: pd.DataFrame, config: Config, month: pd.Period, cli
     chunks = [panel.subset(rows) for rows in panel.chunks(CHUNK_ENTITIES)]
     del panel
     parts = map_in_order(client, chunk_features, chunks, config, first, last)
-    folder = paths.feature_table(config)
     months_written = sorted({m for part in parts for m in part})
     rows_written, entities = 0, 0
     for m in months_written:
         frame = pd.concat([part[m] for part in parts if m in part], ignore_index=True)
-        paths.write_parquet_atomically(frame, folder / f"{month_from_index(m)}.parquet")
+        paths.write_parquet_atomically(frame, paths.feature_file(config, month_from_index(m)))
         rows_written += len(frame)
     for part in parts:  # entities with a feature row in some month written
         keys = [frame[config.source.entity_columns] for frame in part.values()]
@@ -237,7 +236,7 @@ def build_features(snapshot: pd.DataFrame, config: Config, month: pd.Period, cli
         result.months_written,
         result.first_month,
         result.last_month,
-        folder,
+        paths.feature_table(config),
     )
     return result
 

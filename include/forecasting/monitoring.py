@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from forecasting import paths
 from forecasting.config import Config
 from forecasting.db import make_engine
 from forecasting.errors import DataError
@@ -448,4 +449,4 @@ def months_to_score(
 
 def published_months(config: Config) -> list[str]:
     """The months with a published attempt under data_dir, oldest first."""
-    return sorted({p.parent.parent.name for p in (config.data_dir / "runs").glob("*/*/publish.json")})
+    return paths.published_months(config)

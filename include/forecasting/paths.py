@@ -27,9 +27,14 @@ def new_attempt(run_id: str) -> str:
     return f"{run_key(run_id)}__{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
 
 
+def runs_root(config: Config) -> Path:
+    """One folder per month M (``month_dir``)."""
+    return config.data_dir / "runs"
+
+
 def month_dir(config: Config, month: pd.Period) -> Path:
     """Every attempt of every run of month M, one folder each."""
-    return config.data_dir / "runs" / str(month)
+    return runs_root(config) / str(month)
 
 
 def run_dir(config: Config, month: pd.Period, attempt: str) -> Path:
@@ -140,6 +145,13 @@ def published_attempt(config: Config, month: pd.Period, run_id: str | None = Non
     return published[-1] if published else None
 
 
+def published_months(config: Config) -> list[str]:
+    """The months ("YYYY-MM") with a published attempt, oldest first."""
+    return sorted(
+        {p.parent.parent.name for p in runs_root(config).glob(f"*/*/{result_in(Path(), 'publish')}")}
+    )
+
+
 # Big files of a run: once another run of the month is published they only take space. Its
 # stage results, failures and Data Docs stay, so what happened to every attempt can be read.
 SUPERSEDED_FILES = ("raw.parquet", "plans.parquet", "forecasts.parquet", "scenarios.parquet")
@@ -159,9 +171,19 @@ def feature_table(config: Config) -> Path:
     return config.data_dir / "features" / "entity_month"
 
 
+def feature_file(config: Config, month: pd.Period | str) -> Path:
+    """The offline table's file of one feature month (the features as of its end)."""
+    return feature_table(config) / f"{month}.parquet"
+
+
 def plan_table(config: Config) -> Path:
     """Feast's offline source of the plans: a folder with one parquet file per target month."""
     return config.data_dir / "features" / "plans"
+
+
+def plan_file(config: Config, target_month: pd.Period | str) -> Path:
+    """The plans' offline file of one target month (every revision of its plans)."""
+    return plan_table(config) / f"{target_month}.parquet"
 
 
 def models(config: Config) -> Path:

@@ -103,7 +103,7 @@ def write_plan_features(plans: pd.DataFrame, config: Config, month: pd.Period) -
     months = sorted(rows[PLAN_MONTH].unique())
     for target in months:
         mine = rows[rows[PLAN_MONTH] == target]
-        path = folder / f"{target}.parquet"
+        path = paths.plan_file(config, target)
         if path.is_file():
             kept = pd.read_parquet(path)
             later = kept[kept[TIMESTAMP] > known_at]

@@ -142,7 +142,7 @@ def attempt_statuses(config: Config, run_states: Mapping[str, str] | None = None
 
     ``run_states`` (Airflow run id -> state) tells a running attempt from one that stopped.
     """
-    root = config.data_dir / "runs"
+    root = paths.runs_root(config)
     months = sorted((p.name for p in root.iterdir() if p.is_dir()), reverse=True) if root.is_dir() else []
     out: list[AttemptStatus] = []
     for month in months:

@@ -125,30 +125,18 @@ def read_scenarios(config: Config, month: pd.Period) -> pd.DataFrame:
 
 
 def typed_scenarios(frame: pd.DataFrame, config: Config) -> pd.DataFrame:
-    from forecasting.extract import _month_starts, _raw_text, unreadable_column
+    from forecasting.extract import as_numbers, mixed_as_text, month_starts, parse_into
 
     pl, sc = _settings(config)
     frame = frame.copy(deep=False)
     if pl.month_column in frame.columns:
-        raw = frame[pl.month_column]
-        months = _month_starts(raw)
-        frame[pl.month_column] = months
-        frame[unreadable_column(pl.month_column)] = _raw_text(
-            raw, raw.notna().to_numpy() & months.isna().to_numpy()
-        )
+        parse_into(frame, pl.month_column, month_starts)
     for column in planned_columns(frame, config):
-        raw = frame[column]
-        numbers = pd.to_numeric(raw.astype(object), errors="coerce").astype(float)
-        frame[column] = numbers
-        frame[unreadable_column(column)] = _raw_text(raw, raw.notna().to_numpy() & numbers.isna().to_numpy())
+        parse_into(frame, column, as_numbers)
     if sc.scenario_column in frame.columns:
         names = frame[sc.scenario_column]
         frame[sc.scenario_column] = names.where(names.isna(), names.astype(str)).astype(object)
-    for column in pl.entity_columns:
-        if column in frame.columns and pd.api.types.infer_dtype(frame[column], skipna=True).startswith(
-            "mixed"
-        ):
-            frame[column] = frame[column].where(frame[column].isna(), frame[column].astype(str))
+    mixed_as_text(frame, pl.entity_columns)
     return frame
 
 

@@ -315,7 +315,6 @@ def materialize(config: Config, month: pd.Period) -> int:
     The online store serves the newest month. A backfill of an older month leaves it alone
     (Feast would overwrite newer rows with older ones).
     """
-    folder = paths.feature_table(config)
     newest = max(p.stem for p in feature_files(config))
     if newest > str(month):
         log.info("Online store left at %s: %s is older", newest, month)
@@ -331,7 +330,7 @@ def materialize(config: Config, month: pd.Period) -> int:
     plain = re.sub(r"\x1b\[[0-9;]*m", "", printed.getvalue()).strip()
     if plain:
         log.info("Feast: %s", " ".join(plain.split()))
-    return len(pd.read_parquet(folder / f"{month}.parquet", columns=config.source.entity_columns))
+    return len(pd.read_parquet(paths.feature_file(config, month), columns=config.source.entity_columns))
 
 
 def _check_timestamp_units(config: Config) -> None:

@@ -406,9 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config()
     month = args.month
     if month is None:
-        published = sorted(p.parent.parent.name for p in (config.data_dir / "runs").glob("*/*/publish.json"))
+        published = paths.published_months(config)
         if not published:
-            raise SystemExit(f"no published runs under {config.data_dir / 'runs'}")
+            raise SystemExit(f"no published runs under {paths.runs_root(config)}")
         month = published[-1]
     try:
         print(summarize(config, month, args.run_id))

@@ -4,9 +4,12 @@ in a SQLite source, and configs that put every file of a test under its own tmp 
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -124,3 +127,28 @@ def redis_client():
         pytest.skip(f"Redis not reachable at {REDIS_HOST}:{REDIS_PORT}: {err}")
     yield client
     client.close()
+
+
+@contextmanager
+def analyst_role(url: str) -> Iterator[tuple[list[str], object]]:
+    """A throwaway analyst role on the PostgreSQL predictions database at ``url``, made by
+    forecasting.postgres.grant_analyst_role: (what it was granted, an engine logged in as it).
+    Dropped afterwards, failed or not."""
+    import sqlalchemy as sa
+
+    from forecasting.postgres import grant_analyst_role
+
+    role, password = f"forecast_test_analyst_{secrets.token_hex(4)}", secrets.token_hex(8)
+    owner = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        granted = grant_analyst_role(owner, role, password=password)
+        analyst = sa.create_engine(sa.make_url(url).set(username=role, password=password))
+        try:
+            yield granted, analyst
+        finally:
+            analyst.dispose()
+    finally:
+        with owner.connect() as conn:
+            conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
+            conn.exec_driver_sql(f'DROP ROLE "{role}"')
+        owner.dispose()

@@ -5,7 +5,6 @@ compared. The whole pipeline with a shift injected: test_monitoring.py."""
 from __future__ import annotations
 
 import math
-import secrets
 from contextlib import ExitStack
 from types import SimpleNamespace
 
@@ -13,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import demo_config_dict, write_config
+from conftest import analyst_role, demo_config_dict, write_config
 
 from forecasting import paths
 from forecasting.config import ConfigError, load_config
@@ -270,7 +269,6 @@ def test_drift_needs_the_models_training_window_and_its_feature_files(tmp_path):
 @pytest.mark.parametrize("database", ["postgresql"], indirect=True)
 def test_the_analyst_role_reads_the_drift_and_alerts_tables(tmp_path, database):
     from forecasting.alerts import Alert, raise_alerts
-    from forecasting.postgres import grant_analyst_role
 
     snapshot = handmade_sales(shifted=True)
     config, published = deploy(tmp_path, database.url, snapshot)
@@ -278,27 +276,13 @@ def test_the_analyst_role_reads_the_drift_and_alerts_tables(tmp_path, database):
     raise_alerts(
         config, [Alert("forecast_monitoring", "2024-12", "drift", "psi", "price", 1.5, 0.2, "price drifted")]
     )
-    role, password = f"forecast_test_analyst_{secrets.token_hex(4)}", secrets.token_hex(8)
-    owner = sa.create_engine(database.url, isolation_level="AUTOCOMMIT")
-    try:
-        granted = grant_analyst_role(owner, role, password=password)
+    with analyst_role(database.url) as (granted, analyst):
         assert {"forecasts_drift", "forecasts_alerts"} <= set(granted)
-        analyst = sa.create_engine(sa.make_url(database.url).set(username=role, password=password))
-        try:
-            with analyst.connect() as conn:
-                assert (
-                    conn.exec_driver_sql("SELECT count(*) FROM forecasts_drift WHERE drifted").scalar() == 2
-                )
-                assert conn.exec_driver_sql("SELECT metric FROM forecasts_alerts").scalar() == "psi"
-            with analyst.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
-                conn.exec_driver_sql("DELETE FROM forecasts_alerts")
-        finally:
-            analyst.dispose()
-    finally:
-        with owner.connect() as conn:
-            conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
-            conn.exec_driver_sql(f'DROP ROLE "{role}"')
-        owner.dispose()
+        with analyst.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM forecasts_drift WHERE drifted").scalar() == 2
+            assert conn.exec_driver_sql("SELECT metric FROM forecasts_alerts").scalar() == "psi"
+        with analyst.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            conn.exec_driver_sql("DELETE FROM forecasts_alerts")
 
 
 # --- config ----------------------------------------------------------------------------------

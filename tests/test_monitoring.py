@@ -15,7 +15,6 @@ arriving at a real SMTP server, nothing flagged before the shift.
 from __future__ import annotations
 
 import email
-import secrets
 import socket
 from contextlib import ExitStack
 from datetime import UTC, date, datetime
@@ -26,7 +25,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import END_MONTH, REPO, demo_config_dict, write_config
+from conftest import END_MONTH, REPO, analyst_role, demo_config_dict, write_config
 
 from forecasting.config import load_config
 from forecasting.monitoring import ALL, months_to_score, realised_accuracy
@@ -245,28 +244,14 @@ def test_nothing_published_for_the_month_scores_nothing_and_a_month_without_actu
 
 @pytest.mark.parametrize("handmade", ["postgresql"], indirect=True)
 def test_the_analyst_role_reads_the_accuracy_tables(handmade):
-    from forecasting.postgres import grant_analyst_role
-
     realised_accuracy(sales(), handmade.config, pd.Period("2024-12", "M"))
-    role, password = f"forecast_test_analyst_{secrets.token_hex(4)}", secrets.token_hex(8)
-    owner = sa.create_engine(handmade.url, isolation_level="AUTOCOMMIT")
-    try:
-        granted = grant_analyst_role(owner, role, password=password)
+    with analyst_role(handmade.url) as (granted, analyst):
         assert {"forecasts_accuracy", "forecasts_errors", "forecasts_tracking_signal"} <= set(granted)
-        analyst = sa.create_engine(sa.make_url(handmade.url).set(username=role, password=password))
-        try:
-            with analyst.connect() as conn:
-                for relation in ("forecasts_accuracy", "forecasts_errors", "forecasts_tracking_signal"):
-                    assert conn.exec_driver_sql(f"SELECT count(*) FROM {relation}").scalar() > 0, relation
-            with analyst.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
-                conn.exec_driver_sql("DELETE FROM forecasts_accuracy")
-        finally:
-            analyst.dispose()
-    finally:
-        with owner.connect() as conn:
-            conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
-            conn.exec_driver_sql(f'DROP ROLE "{role}"')
-        owner.dispose()
+        with analyst.connect() as conn:
+            for relation in ("forecasts_accuracy", "forecasts_errors", "forecasts_tracking_signal"):
+                assert conn.exec_driver_sql(f"SELECT count(*) FROM {relation}").scalar() > 0, relation
+        with analyst.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            conn.exec_driver_sql("DELETE FROM forecasts_accuracy")
 
 
 def test_which_months_a_monitoring_run_scores():

@@ -11,7 +11,6 @@ under test.
 
 from __future__ import annotations
 
-import secrets
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,7 +20,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import END_MONTH, REPO, demo_config_dict, write_config
+from conftest import END_MONTH, REPO, analyst_role, demo_config_dict, write_config
 
 MONTH = pd.Period(END_MONTH, "M")
 KEYS = ["store_id", "item_id"]
@@ -302,28 +301,14 @@ def test_bad_scenario_rows_are_refused_with_nothing_written(deployed, backend):
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_the_analyst_reads_the_scenarios(deployed, backend):
-    from forecasting.postgres import grant_analyst_role
-
     publish_made(backend, deployed)
-    url = backend.predictions.database.url
-    role, password = f"forecast_test_analyst_{secrets.token_hex(4)}", secrets.token_hex(8)
-    owner = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        assert "forecasts_scenarios" in grant_analyst_role(owner, role, password=password)
-        analyst = sa.create_engine(sa.make_url(url).set(username=role, password=password))
-        try:
-            with analyst.connect() as conn:
-                count = conn.exec_driver_sql("SELECT count(*) FROM forecasts_scenarios").scalar()
-                assert count == len(deployed.frame)
-            with analyst.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
-                conn.exec_driver_sql("DELETE FROM forecasts_scenarios")
-        finally:
-            analyst.dispose()
-    finally:
-        with owner.connect() as conn:
-            conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
-            conn.exec_driver_sql(f'DROP ROLE "{role}"')
-        owner.dispose()
+    with analyst_role(backend.predictions.database.url) as (granted, analyst):
+        assert "forecasts_scenarios" in granted
+        with analyst.connect() as conn:
+            count = conn.exec_driver_sql("SELECT count(*) FROM forecasts_scenarios").scalar()
+            assert count == len(deployed.frame)
+        with analyst.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            conn.exec_driver_sql("DELETE FROM forecasts_scenarios")
 
 
 def test_the_uplift_query_compares_two_scenarios(deployed, backend):

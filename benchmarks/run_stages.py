@@ -233,7 +233,7 @@ def bare(config_path: str, attempt: str, model_dir: str) -> dict:
     join_seconds = time.perf_counter() - started
 
     metadata = json.loads((Path(model_dir) / "metadata.json").read_text())
-    frame = dataset.with_model_columns(features[names].take(fit_at), fit_rows.horizon)
+    frame = dataset.with_model_columns(features[names].take(fit_at), fit_rows.horizon, metadata["features"])
     X = dataset.design_matrix(frame, config, metadata["categories"])
     fit_split = dataset.split(fit_rows, config, month)
     params = model.booster_params(config)

@@ -252,7 +252,7 @@ def test_forecasts_read_the_plans_for_M_plus_h_as_they_stood_at_the_end_of_M(pla
     features = dataset.retrieve(config, panel, active, np.full(len(active), month_index(MONTH)))
     keys = pd.MultiIndex.from_frame(panel.keys.iloc[active])
     for h in range(1, config.horizon + 1):
-        frame = dataset.with_model_columns(features, np.full(len(active), h))
+        frame = dataset.with_model_columns(features, np.full(len(active), h), dataset.model_features(config))
         expected = as_of(plans, MONTH + h, month_end(MONTH)).reindex(keys)
         assert expected["promo"].notna().all()
         np.testing.assert_array_equal(frame["plan_promo"], expected["promo"].astype(np.float32))

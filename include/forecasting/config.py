@@ -131,10 +131,16 @@ class ValidationConfig:
     forecast_max_to_history_max: float = 10.0
 
 
+# Groups of features the model derives from Feast's when it assembles a row
+# (``dataset.with_model_columns``); ``features.derived`` names the ones a config turns on.
+DERIVED_FEATURE_GROUPS = ("seasonal", "relative")
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     lags: list[int] = field(default_factory=lambda: [1, 2, 3, 6, 12])
     rolling_windows: list[int] = field(default_factory=lambda: [3, 6, 12])
+    derived: list[str] = field(default_factory=list)
 
     @property
     def lookback_months(self) -> int:
@@ -467,10 +473,19 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
     )
 
     feat = section.child("features", required=False)
-    feat.reject_unknown({"lags", "rolling_windows"})
+    feat.reject_unknown({"lags", "rolling_windows", "derived"})
+    derived = feat.raw.get("derived") or []
+    if not isinstance(derived, list) or not all(
+        isinstance(name, str) and name in DERIVED_FEATURE_GROUPS for name in derived
+    ):
+        raise feat.error(
+            "derived",
+            f"must be a list of {', '.join(DERIVED_FEATURE_GROUPS)} (or [] for none), got {derived!r}",
+        )
     features = FeatureConfig(
         lags=feat.positive_ints("lags", [1, 2, 3, 6, 12]),
         rolling_windows=feat.positive_ints("rolling_windows", [3, 6, 12]),
+        derived=list(dict.fromkeys(derived)),
     )
 
     fs = section.child("feature_store")

@@ -238,15 +238,98 @@ def pairs(*row_sets: Rows) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
 
 def model_features(config: Config) -> list[str]:
     """Columns the model reads: Feast's features, the plans for the target month (``plans:``),
-    the horizon and the target's month of year."""
-    return [*feature_names(config), *plan_feature_names(config), HORIZON, "target_month_of_year"]
+    the horizon, the target's month of year and the ``features.derived`` groups."""
+    return [
+        *feature_names(config),
+        *plan_feature_names(config),
+        HORIZON,
+        "target_month_of_year",
+        *derived_feature_names(config),
+    ]
 
 
-def with_model_columns(features: pd.DataFrame, horizon: np.ndarray) -> pd.DataFrame:
+# features.derived: seasonal. The target month one and two years before, from the lag that is
+# that month at the row's horizon (lag 13 - h and 25 - h; NaN where the config has no such lag).
+YEAR_BEFORE_TARGET = "sales_year_before_target"
+TWO_YEARS_BEFORE_TARGET = "sales_two_years_before_target"
+_YEARS_BEFORE_TARGET = {YEAR_BEFORE_TARGET: 1, TWO_YEARS_BEFORE_TARGET: 2}
+# features.relative: each sales feature over the series' recent level (``recent_level``), so
+# trees split on shapes that hold for series of any size; and with both seasonal features, the
+# seasonal index: the mean of the two target months' ratios to the level.
+RELATIVE_PREFIX = "rel_"
+SEASONAL_INDEX = "seasonal_index"
+
+
+def derived_feature_names(config: Config) -> list[str]:
+    """The model columns of the config's ``features.derived`` groups, in a stable order."""
+    groups, lags = config.features.derived, set(config.features.lags)
+    seasonal = [
+        name
+        for name, years in _YEARS_BEFORE_TARGET.items()
+        if "seasonal" in groups and any(12 * years + 1 - h in lags for h in range(1, config.horizon + 1))
+    ]
+    if "relative" not in groups:
+        return seasonal
+    sales = [name for name in feature_names(config) if name.startswith("sales_")]
+    index = [SEASONAL_INDEX] if len(seasonal) == 2 else []
+    return [*seasonal, *(RELATIVE_PREFIX + name for name in [*sales, *seasonal]), *index]
+
+
+def recent_level(frame: pd.DataFrame) -> np.ndarray:
+    """The series' recent level per row: its mean over the widest rolling window the row has
+    (``sales_mean_<w>``), else its last month (``sales_lag_1``); NaN where it has neither."""
+    means = sorted(
+        (c for c in frame.columns if str(c).startswith("sales_mean_")),
+        key=lambda c: -int(str(c).rsplit("_", 1)[1]),
+    )
+    level = np.full(len(frame), np.nan)
+    for column in [*means, "sales_lag_1"]:
+        if column in frame.columns:
+            level = np.where(np.isnan(level), frame[column].to_numpy(dtype=float), level)
+    return level
+
+
+def _with_derived(frame: pd.DataFrame, horizon: np.ndarray, wanted: list[str]) -> None:
+    """Add the derived columns named in ``wanted`` (``derived_feature_names``) to ``frame``."""
+    relative = [name for name in wanted if name.startswith(RELATIVE_PREFIX)]
+    if SEASONAL_INDEX in wanted:
+        relative += [
+            RELATIVE_PREFIX + name for name in _YEARS_BEFORE_TARGET if RELATIVE_PREFIX + name not in relative
+        ]
+    needed = set(wanted) | {name.removeprefix(RELATIVE_PREFIX) for name in relative}
+    for name, years in _YEARS_BEFORE_TARGET.items():
+        if name not in needed:
+            continue
+        values = np.full(len(frame), np.nan, dtype=np.float32)
+        for h in np.unique(horizon):
+            lag = f"sales_lag_{12 * years + 1 - int(h)}"
+            if lag in frame.columns:
+                at = horizon == h
+                values[at] = frame[lag].to_numpy(dtype=np.float32)[at]
+        frame[name] = values
+    if not relative:
+        return
+    level = recent_level(frame)
+    level = np.where(level > 0, level, np.nan)  # a series with no sales yet has no shape to scale
+    for name in relative:
+        frame[name] = (frame[name.removeprefix(RELATIVE_PREFIX)].to_numpy(dtype=float) / level).astype(
+            np.float32
+        )
+    if SEASONAL_INDEX in wanted:
+        ratios = np.vstack([frame[RELATIVE_PREFIX + name].to_numpy() for name in _YEARS_BEFORE_TARGET])
+        known = np.isfinite(ratios)
+        count = known.sum(axis=0)
+        total = np.where(known, ratios, 0).sum(axis=0)
+        frame[SEASONAL_INDEX] = np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
+
+
+def with_model_columns(features: pd.DataFrame, horizon: np.ndarray, wanted: list[str]) -> pd.DataFrame:
     """Feature rows (one per labelled row) plus the horizon and the target's month of year; of
     the plans ``retrieve`` found for every horizon, each row keeps its own horizon's as
     ``plan_<covariate>``, and where the covariate is a source covariate too, what the plan
-    changes from its value at the origin as ``plan_<covariate>_change``."""
+    changes from its value at the origin as ``plan_<covariate>_change``. ``wanted``: the
+    columns the model reads (``model_features``, or a saved model's): the derived ones among
+    them are computed (``derived_feature_names``)."""
     frame = features.reset_index(drop=True)
     horizon = np.asarray(horizon)
     by_plan: dict[str, dict[int, str]] = {}
@@ -266,6 +349,7 @@ def with_model_columns(features: pd.DataFrame, horizon: np.ndarray) -> pd.DataFr
     frame = frame.drop(columns=[c for columns in by_plan.values() for c in columns.values()])
     frame[HORIZON] = horizon
     frame["target_month_of_year"] = ((frame["month_of_year"] - 1 + frame[HORIZON]) % 12 + 1).astype(float)
+    _with_derived(frame, horizon, wanted)
     return frame
 
 
@@ -301,5 +385,9 @@ def training_frame(snapshot: pd.DataFrame, config: Config, month: pd.Period) -> 
     entity, origin, (at,) = pairs(rows)
     features = retrieve(config, panel, entity, origin)
     return pd.concat(
-        [rows.frame(panel), with_model_columns(features.take(at), rows.horizon).drop(columns=HORIZON)], axis=1
+        [
+            rows.frame(panel),
+            with_model_columns(features.take(at), rows.horizon, model_features(config)).drop(columns=HORIZON),
+        ],
+        axis=1,
     )

@@ -25,18 +25,13 @@ RECENT_MEAN = "recent_mean"
 
 
 def recent_mean_margin(X: pd.DataFrame) -> np.ndarray:
-    """log(1 + the series' recent mean) per row: the mean over the widest rolling window the row
-    has (``sales_mean_<w>``), else the last month (``sales_lag_1``), else 0. With a log-link
-    objective (Tweedie, Poisson, gamma) as each row's base margin, the trees learn the target
-    relative to its own series' level: one model for series of any size."""
-    means = sorted(
-        (c for c in X.columns if c.startswith("sales_mean_")), key=lambda c: -int(c.rsplit("_", 1)[1])
-    )
-    scale = np.full(len(X), np.nan)
-    for column in [*means, "sales_lag_1"]:
-        if column in X.columns:
-            scale = np.where(np.isnan(scale), X[column].to_numpy(dtype=float), scale)
-    return np.log1p(np.clip(np.nan_to_num(scale, nan=0.0), 0, None))
+    """log(1 + the series' recent level) per row (``dataset.recent_level``: its mean over the
+    widest rolling window the row has, else its last month, else 0). With a log-link objective
+    (Tweedie, Poisson, gamma) as each row's base margin, the trees learn the target relative to
+    its own series' level: one model for series of any size."""
+    from forecasting.dataset import recent_level
+
+    return np.log1p(np.clip(np.nan_to_num(recent_level(X), nan=0.0), 0, None))
 
 
 def booster_params(config: Config) -> dict[str, Any]:

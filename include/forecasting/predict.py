@@ -83,7 +83,7 @@ def predict_inputs(inputs: ForecastInputs, config: Config, booster, metadata: di
     m, active = month_index(inputs.month), inputs.active
     parts = []
     for h in range(1, config.horizon + 1):
-        frame = dataset.with_model_columns(inputs.features, np.full(len(active), h))
+        frame = dataset.with_model_columns(inputs.features, np.full(len(active), h), metadata["features"])
         out = forecast_rows(inputs.panel, active, m, np.full(len(active), h))
         out["prediction"] = model.predict(
             booster, dataset.design_matrix(frame, config, metadata["categories"], metadata["features"])

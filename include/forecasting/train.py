@@ -81,8 +81,9 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
         raise RuntimeError(
             f"{int(features['sales_lag_1'].isna().sum())} training rows found no features in Feast"
         )
-    fit_frame = dataset.with_model_columns(features.take(fit_at), fit_rows.horizon)
-    holdout_frame = dataset.with_model_columns(features.take(holdout_at), holdout_rows.horizon)
+    wanted = dataset.model_features(config)
+    fit_frame = dataset.with_model_columns(features.take(fit_at), fit_rows.horizon, wanted)
+    holdout_frame = dataset.with_model_columns(features.take(holdout_at), holdout_rows.horizon, wanted)
     del features
 
     categories = dataset.categories_of(fit_frame, config)
@@ -122,7 +123,7 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
         "model_version": version,
         "run_month": str(month),
         "params": params,
-        "features": dataset.model_features(config),
+        "features": wanted,
         "categories": categories,
         "training_window": {
             "first_target_month": str(month_from_index(int(fit_rows.target.min()))),

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/run_stages.py --repeat 3                      # the demo: 500 series
     .venv/bin/python benchmarks/run_stages.py --series 10000 25000 50000 100000 --repeat 1
     .venv/bin/python benchmarks/run_stages.py --series 10000 --dask 2        # on a LocalCluster
+    .venv/bin/python benchmarks/run_stages.py --series 10000 --preloaded     # as the LocalExecutor forks
 
 Each repetition starts from an empty folder (fresh Feast registry, no models) with synthetic
 sales (``--series`` store × item series over ``--months`` months, 100 items per store), and runs
@@ -18,6 +19,10 @@ library calls on the same data, so the pipeline's overhead is a visible ratio:
 and what importing the libraries train uses costs a fresh process (pandas, SQLAlchemy, Feast,
 XGBoost): a fixed price every task pays before its first row, at any size, shown beside the
 ratio so that the overhead that grows with the data is visible on its own.
+
+With ``--preloaded``, the stages run instead in processes forked from one that imported
+``forecasting.warm_up.TASK_MODULES`` first: what a task costs under Airflow's LocalExecutor with
+the scheduler's preload (plugins/forecast_task_preload.py), the imports paid once per scheduler.
 
 The report (Markdown) gives medians over repetitions, the machine and its load; paste it into
 the README. Nothing here is a test: no timing is asserted anywhere.
@@ -116,7 +121,41 @@ def in_child(args: list[str], env: dict) -> tuple[dict, float, float]:
     return json.loads(out.strip().splitlines()[-1]), wall, usage.ru_maxrss / 1024
 
 
-def one_repetition(series: int, months: int, dask: int, bare: bool) -> dict:
+def stages_forked(config_path: str) -> dict:
+    """Every stage, one after the other, each in a process forked from this one once it has
+    imported the tasks' modules (the scheduler's preload): wall seconds and peak RSS of each."""
+    import traceback
+
+    from forecasting.warm_up import import_task_modules
+
+    preload = import_task_modules()
+    stages, attempt, model_dir = {}, None, None
+    for stage in STAGES:
+        read, write = os.pipe()
+        started = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:  # the task
+            os.close(read)
+            try:
+                payload, code = json.dumps(run_stage(stage, config_path, attempt, model_dir), default=str), 0
+            except BaseException:
+                payload, code = traceback.format_exc(), 1
+            with os.fdopen(write, "w") as out:
+                out.write(payload)
+            os._exit(code)
+        os.close(write)
+        with os.fdopen(read) as answer_pipe:
+            payload = answer_pipe.read()
+        _, status, usage = os.wait4(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"{stage} failed:\n{payload[-4000:]}")
+        stages[stage] = {"seconds": time.perf_counter() - started, "peak_mib": usage.ru_maxrss / 1024}
+        answer = json.loads(payload)
+        attempt, model_dir = answer.get("attempt", attempt), answer.get("model_dir", model_dir)
+    return {"preload_seconds": preload, "stages": stages, "attempt": attempt, "model_dir": model_dir}
+
+
+def one_repetition(series: int, months: int, dask: int, bare: bool, preloaded: bool = False) -> dict:
     env = {**os.environ, "GX_ANALYTICS_ENABLED": "false"}
     with tempfile.TemporaryDirectory(prefix="forecast-bench-") as name, cluster(dask, env):
         folder = Path(name)
@@ -128,7 +167,11 @@ def one_repetition(series: int, months: int, dask: int, bare: bool) -> dict:
         )
         result: dict = {"rows": rows["rows"], "series": series, "stages": {}}
         attempt = model_dir = None
-        for stage in STAGES:
+        if preloaded:
+            answer, _, _ = in_child(["--stages-forked", str(config)], env)
+            result["stages"], result["preload_seconds"] = answer["stages"], answer["preload_seconds"]
+            attempt, model_dir = answer["attempt"], answer["model_dir"]
+        for stage in [] if preloaded else STAGES:
             args = ["--stage", stage, "--config", str(config)]
             if attempt:
                 args += ["--attempt", attempt]
@@ -378,6 +421,12 @@ def main() -> None:
     parser.add_argument("--dask", type=int, default=0, metavar="WORKERS", help="run on a LocalCluster")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare library calls")
     parser.add_argument("--json", help="also write every measurement to this file")
+    parser.add_argument(
+        "--preloaded",
+        action="store_true",
+        help="fork each stage from a process that imported the tasks' modules",
+    )
+    parser.add_argument("--stages-forked", metavar="CONFIG", help=argparse.SUPPRESS)
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--bare", metavar="CONFIG", help=argparse.SUPPRESS)
     parser.add_argument("--imports", action="store_true", help=argparse.SUPPRESS)
@@ -396,13 +445,16 @@ def main() -> None:
     if args.imports:
         print(json.dumps(import_seconds()))
         return
+    if args.stages_forked:
+        print(json.dumps(stages_forked(args.stages_forked)))
+        return
     if args.bare:
         print(json.dumps(bare(args.bare, args.attempt, args.model_dir)))
         return
     runs = []
     for series in args.series:
         for _ in range(args.repeat):
-            runs.append(one_repetition(series, args.months, args.dask, not args.no_bare))
+            runs.append(one_repetition(series, args.months, args.dask, not args.no_bare, args.preloaded))
             print(
                 f"{series:,} series: {sum(s['seconds'] for s in runs[-1]['stages'].values()):.0f} s",
                 file=sys.stderr,
@@ -410,6 +462,11 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=2))
     print(report(runs, args.dask))
+    if args.preloaded:
+        preload = statistics.median(r["preload_seconds"] for r in runs)
+        print(
+            f"\nStages forked from a process that had imported the tasks' modules in {preload:.1f} s (median)."
+        )
 
 
 if __name__ == "__main__":

@@ -136,6 +136,19 @@ def test_it_is_a_manual_run_without_a_logical_date_whose_tasks_logged_like_any_o
     assert "Published" in publish_log
 
 
+def test_the_scheduler_imported_the_task_modules_once_for_every_task(local_run):
+    # forecast_task_preload: the scheduler imports them before its LocalExecutor forks the
+    # workers the tasks are forked from; a task, inheriting them, does not import them again.
+    (scheduler_log,) = (local_run["home"] / "logs" / "local-runs").glob("*/scheduler.log")
+    said = [
+        line
+        for line in scheduler_log.read_text().splitlines()
+        if "Imported the forecast tasks' modules" in line
+    ]
+    assert len(said) == 1, said
+    assert "could not import" not in scheduler_log.read_text()
+
+
 def test_unpausing_afterwards_lets_the_scheduler_create_its_own_run_for_the_month(local_run):
     home, env = local_run["home"], local_run["env"]
     db = home / "airflow.db"

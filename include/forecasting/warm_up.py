@@ -1,4 +1,7 @@
-"""The Forecasts view's modules imported when the api-server starts, not on the first page.
+"""Modules imported ahead of time: the Forecasts view's when the api-server starts, and the
+pipeline tasks' when the scheduler starts.
+
+The view:
 
 The pages import pandas, SQLAlchemy, pyarrow and our own modules: about 2 s on a busy 2-core
 machine, which the first person to open the view after a restart of the UI would wait for
@@ -12,7 +15,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -34,3 +40,62 @@ def import_pages() -> None:
 async def warm_up(app: Any) -> AsyncIterator[None]:
     threading.Thread(target=import_pages, name="forecasts-view-warm-up", daemon=True).start()
     yield
+
+
+# What the pipeline's tasks import: pandas, SQLAlchemy, Great Expectations (6 s alone), Feast and
+# its DuckDB offline store, XGBoost, statsforecast and our own modules. About 11 s of imports,
+# which every task process pays again (validate and check_forecasts GX's 6 s each).
+TASK_MODULES = (
+    "forecasting.pipeline",
+    "forecasting.extract",
+    "forecasting.validate",
+    "forecasting.features",
+    "forecasting.store",
+    "forecasting.train",
+    "forecasting.evaluate",
+    "forecasting.predict",
+    "forecasting.output_checks",
+    "forecasting.publish",
+    "forecasting.monitoring",
+    "forecasting.drift",
+    "forecasting.alerts",
+    "forecasting.scenarios",
+    "great_expectations",
+    "feast",
+    "feast.infra.offline_stores.duckdb",
+    "feast.infra.online_stores.sqlite",
+    "xgboost",
+    "statsforecast",
+    "statsforecast.models",
+)
+# FORECAST_PRELOAD_TASK_MODULES=false: the scheduler imports none of them (each task its own).
+PRELOAD_SWITCH = "FORECAST_PRELOAD_TASK_MODULES"
+
+
+def preload_wanted(executor: str, argv: list[str] | None = None) -> bool:
+    """In Airflow's scheduler process (``airflow scheduler``, which ``airflow standalone`` starts
+    too) with the LocalExecutor (``executor``: ``[core] executor``), unless switched off: its
+    worker processes are forked from the scheduler when it starts, and each task from a worker,
+    so a module imported here is imported in every task for nothing. Not with another executor
+    (a Celery worker is not forked from the scheduler), nor in the dag-processor (DAG files
+    stay light), the api-server or the triggerer."""
+    argv = sys.argv if argv is None else argv
+    if os.environ.get(PRELOAD_SWITCH, "true").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    in_scheduler = len(argv) > 1 and os.path.basename(argv[0]) == "airflow" and argv[1] == "scheduler"
+    return in_scheduler and "LocalExecutor" in executor
+
+
+def import_task_modules() -> float:
+    """Import TASK_MODULES in this thread (before any fork: never in a thread of its own, which
+    a fork could copy mid-import); returns the seconds it took. A module that fails to import is
+    logged and left to the task that needs it, which reports it where people look."""
+    started = time.perf_counter()
+    for name in TASK_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            log.exception("could not import %s ahead of the tasks", name)
+    took = time.perf_counter() - started
+    log.info("Imported the forecast tasks' modules in %.1f s: tasks forked from here start with them", took)
+    return took

@@ -96,21 +96,23 @@ def labelled(panel: Panel, config: Config, month: pd.Period) -> Rows:
         & in_span
         & ((cols >= first) & (cols < last))[None, :]
     )
-    parts = []
-    for h in range(1, config.horizon + 1):
-        if h >= panel.months:
-            break
-        # origin column o, target column o + h: both in the span, the target no later than M.
-        ok = origin_ok[:, :-h] & in_span[:, h:] & (cols[h:] <= last)[None, :]
-        entity, col = np.nonzero(ok)
-        parts.append((entity, col, np.full(len(entity), h), panel.sales[entity, col + h]))
-    if not parts:
+    # Column by column of target month, then horizon: each part's entities come out of
+    # flatnonzero in order, so the rows are born sorted (a lexsort of 11M rows took 2-3 s).
+    entity_parts, col_parts, horizon_parts = [], [], []
+    for target_col in np.flatnonzero(cols <= last):
+        for h in range(1, min(config.horizon, target_col) + 1):
+            # origin column target - h, both in the span, the target no later than M.
+            entity = np.flatnonzero(origin_ok[:, target_col - h] & in_span[:, target_col])
+            entity_parts.append(entity)
+            col_parts.append(np.full(len(entity), target_col - h))
+            horizon_parts.append(np.full(len(entity), h))
+    if not entity_parts:
         empty = np.zeros(0, dtype=np.int64)
         return Rows(empty, empty, empty, np.zeros(0))
-    entity, col, horizon, label = (np.concatenate(p) for p in zip(*parts, strict=True))
-    origin = panel.first_month + col
-    order = np.lexsort((entity, horizon, origin + horizon))  # target month, horizon, entity
-    return Rows(entity[order], origin[order], horizon[order].astype(np.int64), label[order])
+    entity = np.concatenate(entity_parts).astype(np.int64)
+    col = np.concatenate(col_parts).astype(np.int64)
+    horizon = np.concatenate(horizon_parts).astype(np.int64)
+    return Rows(entity, panel.first_month + col, horizon, panel.sales[entity, col + horizon])
 
 
 @dataclass

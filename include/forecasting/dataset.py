@@ -99,7 +99,7 @@ def labelled(panel: Panel, config: Config, month: pd.Period) -> Rows:
     # Column by column of target month, then horizon: each part's entities come out of
     # flatnonzero in order, so the rows are born sorted (a lexsort of 11M rows took 2-3 s).
     entity_parts, col_parts, horizon_parts = [], [], []
-    for target_col in np.flatnonzero(cols <= last):
+    for target_col in np.flatnonzero(cols <= last).tolist():
         for h in range(1, min(config.horizon, target_col) + 1):
             # origin column target - h, both in the span, the target no later than M.
             entity = np.flatnonzero(origin_ok[:, target_col - h] & in_span[:, target_col])

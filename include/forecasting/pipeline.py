@@ -90,6 +90,15 @@ def _snapshot(config: Config, month: pd.Period, attempt: str) -> pd.DataFrame:
     return pd.read_parquet(paths.snapshot(config, month, attempt))
 
 
+def _sales(config: Config, month: pd.Period, attempt: str) -> pd.DataFrame:
+    """The snapshot's entity, time and target columns: all that a stage building the sales-only
+    panel reads (at 100,000 series, 0.03 s instead of 1.3 s for the whole snapshot, whose text
+    columns are most of the reading)."""
+    src = config.source
+    columns = [*src.entity_columns, src.time_column, src.target_column]
+    return pd.read_parquet(paths.snapshot(config, month, attempt), columns=columns)
+
+
 def extract(month: str, run_id: str, config: Config | None = None) -> dict:
     """Start a new attempt of run ``run_id`` for M: its result names the attempt's folder."""
     from forecasting.extract import extract as run
@@ -169,7 +178,7 @@ def train(month: str, attempt: str, config: Config | None = None) -> dict:
     from forecasting.train import train as run
 
     with _stage("train", month, attempt, config) as (config, m), client_for(config) as client:
-        model = run(_snapshot(config, m, attempt), config, m, client)
+        model = run(_sales(config, m, attempt), config, m, client)
         result = {
             "model_version": model.version,
             "model_dir": str(model.directory),
@@ -193,7 +202,7 @@ def evaluate(
     from forecasting.gate import run_gate
 
     with _stage("evaluate", month, attempt, config) as (config, m):
-        report = run(_snapshot(config, m, attempt), config, m, Path(model_dir))
+        report = run(_sales(config, m, attempt), config, m, Path(model_dir))
         best = report.baselines[report.best_baseline]["wape"]
         if not report.beats_baselines:
             log.warning(
@@ -239,7 +248,7 @@ def predict(
                 decision.get("forecaster")
                 or paths.read_json(paths.model_metadata(Path(model_dir)))["model_version"]
             )
-        snapshot = _snapshot(config, m, attempt)
+        snapshot = _sales(config, m, attempt)
         if forecaster.startswith(BASELINE_PREFIX):
             frame = baseline_forecast(snapshot, config, m, forecaster.removeprefix(BASELINE_PREFIX))
         else:
@@ -265,7 +274,7 @@ def check_forecasts(month: str, attempt: str, config: Config | None = None) -> d
     with _stage("check_forecasts", month, attempt, config) as (config, m):
         forecasts = pd.read_parquet(paths.forecasts(config, m, attempt))
         docs = paths.forecast_docs(config, m, attempt)
-        report = run(forecasts, _snapshot(config, m, attempt), config, m, docs, previous_run(config, m))
+        report = run(forecasts, _sales(config, m, attempt), config, m, docs, previous_run(config, m))
         result = {"rows": report.rows, "expectations": report.expectations, "data_docs": report.data_docs}
         return _record(config, m, attempt, "check_forecasts", result)
 

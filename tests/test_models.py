@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import secrets
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import END_MONTH, demo_config_dict, write_config
+from conftest import END_MONTH, analyst_role, demo_config_dict, write_config
 
 from forecasting import models
 from forecasting.config import Config, GateConfig, load_config, parse_config
@@ -355,41 +354,29 @@ def test_analyst_role_may_read_the_registry_and_nothing_more(postgres_server, tm
 
     with temporary_database(postgres_server) as url:
         config = _config_for(url, tmp_path, monkeypatch)
-        role = f"forecast_test_analyst_{secrets.token_hex(4)}"
-        owner = sa.create_engine(url)
-        try:
-            # Granted before the registry exists: default privileges make it readable once created...
-            grant_analyst_role(owner, role, password="analyst-test-password")
+        # Granted before the registry exists: default privileges make it readable once created...
+        with analyst_role(url) as (_, analyst):
             with models.registry(config) as (conn, table):
                 models.save(conn, table, promoted("2024-11-b", "2024-11", at=1))
             # ...and granting again names it.
-            assert "forecasts_models" in grant_analyst_role(owner, role, password="analyst-test-password")
-            analyst = sa.create_engine(
-                sa.make_url(url)
-                .set(username=role, password="analyst-test-password")
-                .render_as_string(hide_password=False)
-            )
+            owner = sa.create_engine(url)
             try:
-                with analyst.connect() as conn:
-                    rows = conn.exec_driver_sql("SELECT model_version, status FROM forecasts_models").all()
-                    assert [tuple(r) for r in rows] == [("2024-11-b", models.CHAMPION)]
-                for statement in (
-                    "UPDATE forecasts_models SET status = 'rejected'",
-                    "DELETE FROM forecasts_models",
-                    "INSERT INTO forecasts_models (model_version, run_month, created_at, status) "
-                    "VALUES ('x', '2024-01-01', now(), 'champion')",
-                ):
-                    with analyst.connect() as conn, pytest.raises(sa.exc.ProgrammingError) as info:
-                        conn.exec_driver_sql(statement)
-                    assert isinstance(info.value.orig, psycopg.errors.InsufficientPrivilege), statement
+                role, password = analyst.url.username, analyst.url.password
+                assert "forecasts_models" in grant_analyst_role(owner, role, password=password)
             finally:
-                analyst.dispose()
-        finally:
-            with owner.connect() as conn:
-                conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
-                conn.exec_driver_sql(f'DROP ROLE "{role}"')
-                conn.commit()
-            owner.dispose()
+                owner.dispose()
+            with analyst.connect() as conn:
+                rows = conn.exec_driver_sql("SELECT model_version, status FROM forecasts_models").all()
+                assert [tuple(r) for r in rows] == [("2024-11-b", models.CHAMPION)]
+            for statement in (
+                "UPDATE forecasts_models SET status = 'rejected'",
+                "DELETE FROM forecasts_models",
+                "INSERT INTO forecasts_models (model_version, run_month, created_at, status) "
+                "VALUES ('x', '2024-01-01', now(), 'champion')",
+            ):
+                with analyst.connect() as conn, pytest.raises(sa.exc.ProgrammingError) as info:
+                    conn.exec_driver_sql(statement)
+                assert isinstance(info.value.orig, psycopg.errors.InsufficientPrivilege), statement
 
 
 # --- the gate in the pipeline ----------------------------------------------------------------

@@ -474,18 +474,10 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
 
     feat = section.child("features", required=False)
     feat.reject_unknown({"lags", "rolling_windows", "derived"})
-    derived = feat.raw.get("derived") or []
-    if not isinstance(derived, list) or not all(
-        isinstance(name, str) and name in DERIVED_FEATURE_GROUPS for name in derived
-    ):
-        raise feat.error(
-            "derived",
-            f"must be a list of {', '.join(DERIVED_FEATURE_GROUPS)} (or [] for none), got {derived!r}",
-        )
     features = FeatureConfig(
         lags=feat.positive_ints("lags", [1, 2, 3, 6, 12]),
         rolling_windows=feat.positive_ints("rolling_windows", [3, 6, 12]),
-        derived=list(dict.fromkeys(derived)),
+        derived=feat.choices("derived", DERIVED_FEATURE_GROUPS, default=[]),
     )
 
     fs = section.child("feature_store")
@@ -542,19 +534,11 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
             "backtest_origins",
         }
     )
-    statistical = ev.raw.get("statistical_baselines", list(STATISTICAL_BASELINES))
-    if statistical is None:
-        statistical = []
-    if not isinstance(statistical, list) or not all(
-        isinstance(name, str) and name in STATISTICAL_BASELINES for name in statistical
-    ):
-        raise ev.error(
-            "statistical_baselines",
-            f"must be a list of {', '.join(STATISTICAL_BASELINES)} (or [] for none), got {statistical!r}",
-        )
     evaluation = EvaluationConfig(
         holdout_months=ev.optional("holdout_months", int, default=6, minimum=1),
-        statistical_baselines=list(dict.fromkeys(statistical)),
+        statistical_baselines=ev.choices(
+            "statistical_baselines", STATISTICAL_BASELINES, default=list(STATISTICAL_BASELINES)
+        ),
         # null in the file: score them on every entity however many there are.
         statistical_max_series=ev.optional(
             "statistical_max_series", int, default=DEFAULT_STATISTICAL_MAX_SERIES, minimum=1
@@ -953,6 +937,15 @@ class _Section:
         if not isinstance(value, list) or not all(isinstance(v, str) and _IDENTIFIER.match(v) for v in value):
             raise self.error(key, f"must be a list of plain column names, got {value!r}")
         return value
+
+    def choices(self, key: str, allowed: tuple[str, ...], default: list[str]) -> list[str]:
+        """A list of names from ``allowed``, each once, in the file's order (null: none)."""
+        value = self.raw.get(key, default)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) and v in allowed for v in value):
+            raise self.error(key, f"must be a list of {', '.join(allowed)} (or [] for none), got {value!r}")
+        return list(dict.fromkeys(value))
 
     def positive_ints(self, key: str, default: list[int]) -> list[int]:
         value = self.raw.get(key, default)

@@ -152,3 +152,17 @@ def analyst_role(url: str) -> Iterator[tuple[list[str], object]]:
             conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
             conn.exec_driver_sql(f'DROP ROLE "{role}"')
         owner.dispose()
+
+
+def in_memory_features(config, panel, entity, origin, client=None):
+    """What Feast's point-in-time join answers for (entity, origin) rows: the features of the
+    entity's feature row at the origin month, computed from the panel (a stand-in for
+    ``dataset.retrieve`` where a test needs no Feast)."""
+    import numpy as np
+    import pandas as pd
+
+    from forecasting.features import feature_arrays, feature_names
+
+    arrays = feature_arrays(panel, config)
+    column = np.asarray(origin) - panel.first_month
+    return pd.DataFrame({name: arrays.values[name][entity, column] for name in feature_names(config)})

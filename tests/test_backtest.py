@@ -16,13 +16,12 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import demo_config_dict, write_config
+from conftest import demo_config_dict, in_memory_features, write_config
 
 from forecasting import backtest, dataset, evaluate, models, report
 from forecasting.backtest import BACKTEST
 from forecasting.config import Config, ConfigError, load_config
 from forecasting.evaluate import BASELINES, metrics
-from forecasting.features import feature_arrays, feature_names
 from forecasting.months import label_index, month_index
 from forecasting.panel import build_panel
 from forecasting.train import train
@@ -66,14 +65,6 @@ def poisoned_after(snapshot: pd.DataFrame, month: str) -> pd.DataFrame:
     out = snapshot.copy()
     out.loc[later, "units"] = out.loc[later, "units"] * 40 + 1000
     return out
-
-
-def in_memory_features(config: Config, panel, entity, origin, client=None) -> pd.DataFrame:
-    """What Feast's point-in-time join answers for (entity, origin) rows: the features of the
-    entity's feature row at the origin month, computed from the panel."""
-    arrays = feature_arrays(panel, config)
-    column = np.asarray(origin) - panel.first_month
-    return pd.DataFrame({name: arrays.values[name][entity, column] for name in feature_names(config)})
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import demo_config_dict, write_config
+from conftest import demo_config_dict, in_memory_features, write_config
 
 from forecasting import dataset, model
 from forecasting.config import ConfigError, load_config
 from forecasting.dataset import RELATIVE_PREFIX, SEASONAL_INDEX, TWO_YEARS_BEFORE_TARGET, YEAR_BEFORE_TARGET
-from forecasting.features import feature_arrays, feature_names
+from forecasting.features import feature_names
 from forecasting.months import month_index
 from forecasting.panel import build_panel
 
@@ -116,13 +116,6 @@ def seasonal_history(entities: int = 30, months: int = 48) -> pd.DataFrame:
             "units": units.ravel(),
         }
     )
-
-
-def in_memory_features(config, panel, entity, origin, client=None) -> pd.DataFrame:
-    """What Feast's point-in-time join answers: the entity's feature row at the origin month."""
-    arrays = feature_arrays(panel, config)
-    column = np.asarray(origin) - panel.first_month
-    return pd.DataFrame({name: arrays.values[name][entity, column] for name in feature_names(config)})
 
 
 def test_derived_columns_are_as_of_the_origin(tmp_path):

@@ -78,9 +78,11 @@ PREDICTIONS = Asset(predictions_asset_uri())
         "force_model_version": Param(
             None,
             type=["null", "string"],
-            pattern=r"^([0-9]{4}-[0-9]{2}-[0-9a-f]{10}|baseline:[a-z0-9_]+)$",
+            pattern=r"^([0-9]{4}-[0-9]{2}-[0-9a-f]{10}|baseline:[a-z0-9_]+"
+            r"|blend:[0-9]{4}-[0-9]{2}-[0-9a-f]{10}\+[a-z0-9_]+)$",
             title="Force a forecaster",
-            description="Publish this registered model version (or baseline:<name>) for M instead "
+            description="Publish this registered model version (or baseline:<name>, or "
+            "blend:<version>+<baseline>) for M instead "
             "of the gate's choice; recorded in the registry with who triggered the run. Empty: "
             "the gate decides.",
         ),

@@ -230,6 +230,50 @@ def test_the_backtest_is_scored_against_every_baseline_on_the_same_rows(clean):
     assert report._backtest_table(None) == "" == report._backtest_table({"origins": []})
 
 
+def test_the_blend_is_the_mean_of_the_model_and_the_best_baseline_on_every_row(clean):
+    """evaluation.json's ``blend`` (what the gate may publish when neither model beats the best
+    baseline): the holdout model's and the best baseline's forecasts averaged, scored overall and
+    per horizon, with its own p10/p90 bands; in the backtest, the refit models blended with the
+    same baseline. Recomputed here from holdout.parquet. The statistical baseline is sampled, so
+    the blend's partner is the best naive one (scored on every row)."""
+    from forecasting import model
+
+    config, snapshot, holdout = clean.config, clean.snapshot, clean.holdout
+    result = evaluate.evaluate(snapshot, config, MONTH, clean.model_dir)
+    written = json.loads(result.path.read_text())
+    blend = written["blend"]
+    partner = blend["baseline"]
+    assert partner == written["best_baseline"] and partner in BASELINES
+
+    panel = build_panel(snapshot, config, sales_only=True)
+    entity = holdout[dataset.ENTITY].to_numpy()
+    origin = label_index(holdout[dataset.ORIGIN])
+    horizon = holdout[dataset.HORIZON].to_numpy()
+    actual = holdout[dataset.LABEL].to_numpy()
+    booster, metadata = model.load(clean.model_dir, holdout=True)
+    predicted = model.predict(booster, dataset.design_matrix(holdout, config, metadata["categories"]))
+    naive = evaluate.baselines(panel, entity, origin, horizon)[partner]
+    mean = (predicted + naive) / 2
+    assert blend["metrics"] == pytest.approx(metrics(actual, mean))
+    for h in ("1", "2", "3"):
+        rows = horizon == int(h)
+        assert blend["by_horizon"][h] == pytest.approx(metrics(actual[rows], mean[rows]))
+    assert written["intervals"]["forecasters"]["blend"] is not None
+    assert "blend" in written["intervals"]["coverage"]
+
+    refit = holdout[BACKTEST].to_numpy()
+    for entry in written["backtest"]["origins"]:
+        rows = (holdout[dataset.ORIGIN] == entry["origin"]).to_numpy()
+        expected = metrics(actual[rows], (refit[rows] + naive[rows]) / 2)
+        assert entry["blend"] == pytest.approx({"baseline": partner, **expected})
+    assert "blend" in backtest.format_table(written["backtest"]).splitlines()[0]
+    # The log's table, the run summary's and the quality page's list it beside the baselines.
+    assert f"blend {partner}" in evaluate.format_table(result)
+    board = {entry["name"]: entry for entry in report.scoreboard(written)}
+    assert board["blend"]["metrics"] == blend["metrics"]
+    assert board["blend"]["wape_by_horizon"]["2"] == blend["by_horizon"]["2"]["wape"]
+
+
 def entry_horizons(holdout: pd.DataFrame, origin: str) -> list[int]:
     return sorted(holdout.loc[holdout[dataset.ORIGIN] == origin, dataset.HORIZON].unique())
 

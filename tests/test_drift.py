@@ -264,6 +264,9 @@ def test_drift_needs_the_models_training_window_and_its_feature_files(tmp_path):
     (paths.feature_table(config) / "2024-03.parquet").touch()
     with pytest.raises(DataError, match="no model metadata"):
         record_drift(snapshot, config, MONTH, {"model_version": "baseline:mean_3", "challenger": "x"})
+    # A published blend: its model's window.
+    with pytest.raises(DataError, match=r"no model metadata at \S*/2024-10-eeeeeeeeee/"):
+        record_drift(snapshot, config, MONTH, {"model_version": "blend:2024-10-eeeeeeeeee+mean_3"})
 
 
 @pytest.mark.parametrize("database", ["postgresql"], indirect=True)

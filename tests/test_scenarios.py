@@ -11,6 +11,7 @@ under test.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -335,8 +336,9 @@ def test_the_uplift_query_compares_two_scenarios(deployed, backend):
     np.testing.assert_allclose(got["compared_promo"].astype(float), both["plan_promo_base"])
 
 
-def test_a_baseline_forecaster_is_refused(deployed, tmp_path):
-    """A month whose published forecaster is a baseline: no scenario could change its forecasts."""
+def test_a_baseline_or_blend_forecaster_is_refused(deployed, tmp_path):
+    """A month whose published forecaster is a baseline: no scenario could change its forecasts;
+    or a blend: half of each forecast is a baseline's."""
     from forecasting import paths, pipeline
     from forecasting.errors import DataError, is_permanent
 
@@ -352,6 +354,14 @@ def test_a_baseline_forecaster_is_refused(deployed, tmp_path):
         pipeline.forecast_scenarios(END_MONTH, "x", None, config)
     assert is_permanent(refused.value)
     assert paths.read_json(folder / "forecast_scenarios.failed.json")["permanent"]
+    # A blend of the model with a baseline: a scenario would move its forecasts only half as far.
+    blend = f"blend:{published['model_version']}+seasonal_naive"
+    paths.write_json_atomically({**published, "model_version": blend}, folder / "publish.json")
+    with pytest.raises(
+        DataError, match=re.escape(f"made by {blend}, half of each from a baseline")
+    ) as refused:
+        pipeline.forecast_scenarios(END_MONTH, "x", None, config)
+    assert is_permanent(refused.value)
 
 
 def test_a_config_without_scenarios_has_nothing_to_forecast(deployed, tmp_path):

@@ -40,14 +40,17 @@ def score(
     on_sample: tuple[str, ...],
     sampled: np.ndarray | None,
     fits: list[dict[str, Any]],
+    blend_baseline: str | None = None,
 ) -> dict[str, Any] | None:
     """evaluation.json's ``backtest`` (None when no row has a backtest forecast).
 
     ``forecasts``: evaluate's per-row forecasts of the holdout (``model``: the holdout model, and
     every baseline, NaN where not computed); ``on_every_row``: the baselines scored on every row;
     ``sampled``: None, or the rows of the entities the statistical ones were scored on
-    (``on_sample``: every baseline); ``fits``: metadata.json's ``backtest.fits``."""
-    from forecasting.evaluate import metrics  # evaluate imports this module
+    (``on_sample``: every baseline); ``fits``: metadata.json's ``backtest.fits``;
+    ``blend_baseline``: the baseline evaluate blends the model with (the refit models are
+    blended with it too, as ``blend``)."""
+    from forecasting.evaluate import blend, metrics  # evaluate imports this module
 
     backtested = ~np.isnan(backtest_forecasts)
     if not backtested.any():
@@ -57,7 +60,7 @@ def score(
         model = metrics(actual[rows], backtest_forecasts[rows])
         baselines = {name: metrics(actual[rows], forecasts[name][rows]) for name in names}
         best = _best(baselines)
-        return {
+        out = {
             "rows": int(rows.sum()),
             "model": model,
             HOLDOUT_MODEL: metrics(actual[rows], forecasts["model"][rows]),
@@ -65,6 +68,10 @@ def score(
             "best_baseline": best,
             "beats_best_baseline": bool(model["wape"] < baselines[best]["wape"]),
         }
+        if blend_baseline in names:
+            blended = blend(backtest_forecasts[rows], forecasts[blend_baseline][rows])
+            out["blend"] = {"baseline": blend_baseline, **metrics(actual[rows], blended)}
+        return out
 
     def by_horizon(rows: np.ndarray, names: tuple[str, ...]) -> dict[str, dict[str, dict[str, float]]]:
         out = {}
@@ -148,7 +155,10 @@ def format_table(section: dict[str, Any]) -> str:
     holdout model's on the same rows, and the best baseline's (with the statistical ones on the
     sample, when they were sampled)."""
     sampled = section["overall"].get("sample") is not None
+    blended = section["overall"].get("blend") is not None
     head = f"{'origin':<9}{'rows':>9}{'model':>8}{'holdout':>9}  {'best baseline':<22}"
+    if blended:
+        head += f"{'blend':>7}"
     if sampled:
         head += f"{'sample':>8}  {'best on sample':<22}"
     lines = [head]
@@ -159,6 +169,8 @@ def format_table(section: dict[str, Any]) -> str:
             f"{name:<9}{entry['rows']:>9,}{entry['model']['wape']:>8.3f}{entry[HOLDOUT_MODEL]['wape']:>9.3f}  "
             f"{best_text:<22}"
         )
+        if blended:
+            line += f"{(entry.get('blend') or {}).get('wape', float('nan')):>7.3f}"
         sample = entry.get("sample")
         if sample:
             s_best = sample["best_baseline"]

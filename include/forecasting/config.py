@@ -198,6 +198,9 @@ class GateConfig:
 
     min_improvement: float = 0.0
     min_margin_over_baseline: float = 0.0
+    # When neither the challenger nor the champion beats the best baseline, publish the mean of the
+    # challenger's and that baseline's forecasts if it does (by the same margin).
+    blend: bool = True
 
 
 @dataclass(frozen=True)
@@ -604,7 +607,7 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
         )
 
     gt = section.child("gate", required=False)
-    gt.reject_unknown({"min_improvement", "min_margin_over_baseline"})
+    gt.reject_unknown({"min_improvement", "min_margin_over_baseline", "blend"})
     margins = {
         key: gt.optional(key, float, default=0.0, minimum=0.0)
         for key in ("min_improvement", "min_margin_over_baseline")
@@ -612,7 +615,7 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
     for key, value in margins.items():
         if value >= 1:
             raise gt.error(key, f"is a relative margin below 1 (0.02 = 2% lower WAPE), got {value!r}")
-    gate = GateConfig(**margins)
+    gate = GateConfig(**margins, blend=gt.optional("blend", bool, default=True) is not False)
 
     mon = section.child("monitoring", required=False)
     mon.reject_unknown(

@@ -201,11 +201,13 @@ class Window:
 def training_window(config: Config, month: pd.Period, published: dict) -> Window:
     """The training window of the model whose forecasts M's run published (``published``: its
     publish.json), or of the challenger it trained when a baseline was published."""
-    from forecasting.models import BASELINE_PREFIX
+    from forecasting.models import BASELINE_PREFIX, parse_blend
 
     version = published.get("model_version") or ""
     if version.startswith(BASELINE_PREFIX):
         version = published.get("challenger") or ""
+    elif (blended := parse_blend(version)) is not None:
+        version = blended[0]
     path = paths.model_metadata(paths.model_dir(config, version))
     if not version or not path.is_file():
         raise DataError(

@@ -6,7 +6,8 @@ baseline uses only what was known at the origin, as the model does. The statisti
 holdout holds more than ``evaluation.statistical_max_series`` entities: then evaluation.json's
 ``model``/``baselines``/``by_horizon`` are the naive baselines on every row, and its ``sample``
 section has the model and every baseline, statistical ones included, on the rows of a seeded
-sample of that many entities.
+sample of that many entities. Its ``blend`` is the mean of the model's and the best baseline's
+forecasts (of those scored on every row), a forecaster the gate may publish.
 
 The rolling-origin backtest (``forecasting.backtest``: a model refit per origin of the
 holdout's last ``evaluation.backtest_origins``, forecasting that origin's rows) is scored on its
@@ -46,6 +47,12 @@ def metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
         "bias_pct": float(error.sum() / total) if total else float("nan"),
         "rows": len(actual),
     }
+
+
+def blend(model_forecast: np.ndarray, baseline_forecast: np.ndarray) -> np.ndarray:
+    """The blend of a model and a baseline: the plain mean of their forecasts. Equal weights, not
+    weights fitted on the holdout that then scores them (that would flatter the blend)."""
+    return (np.asarray(model_forecast, float) + np.asarray(baseline_forecast, float)) / 2
 
 
 def baselines(
@@ -104,6 +111,9 @@ class EvaluationReport:
     sample: dict | None = None
     # The rolling-origin backtest (evaluation.json's ``backtest``; None: none was run).
     backtest: dict | None = None
+    # The model blended with the best baseline (evaluation.json's ``blend``: that baseline's name,
+    # its metrics overall and per horizon).
+    blend: dict | None = None
 
     @property
     def best_baseline(self) -> str:
@@ -152,6 +162,18 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
     every_row = np.ones(len(holdout), bool)
     overall = score(every_row, on_all)
     by_horizon = by_horizon_of(every_row, on_all)
+    # The model blended with the best baseline scored on every row: what the gate publishes when
+    # neither model beats that baseline but their mean does.
+    partner = min(on_all, key=lambda name: (np.isnan(overall[name]["wape"]), overall[name]["wape"]))
+    forecasts["blend"] = blend(forecasts["model"], forecasts[partner])
+    blend_scores = {
+        "baseline": partner,
+        "metrics": metrics(actual, forecasts["blend"]),
+        "by_horizon": {
+            str(h): metrics(actual[horizon == h], forecasts["blend"][horizon == h])
+            for h in sorted(np.unique(horizon))
+        },
+    }
     sample: dict | None = None
     if sampled is not None:
         on_sample = score(sampled, everyone)
@@ -190,6 +212,7 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
             everyone,
             sampled,
             (metadata.get("backtest") or {}).get("fits", []),
+            blend_baseline=partner,
         )
     )
     path = paths.evaluation(model_dir)
@@ -200,6 +223,7 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
         by_horizon=by_horizon,
         sample=sample,
         backtest=backtest_scores,
+        blend=blend_scores,
     )
     paths.write_json_atomically(
         {
@@ -216,6 +240,7 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
                 "scored_on": "holdout" if sample is None else "sample",
             },
             "sample": sample,
+            "blend": blend_scores,
             "intervals": {
                 "levels": [intervals.LOWER, intervals.UPPER],
                 "forecasters": interval_specs,
@@ -254,6 +279,9 @@ def format_table(report: EvaluationReport) -> str:
         return lines
 
     lines = table(report.model, report.baselines)
+    if report.blend is not None:
+        b = report.blend
+        lines += table(report.model, {f"blend {b['baseline']}": b["metrics"]})[2:]
     if report.sample is not None:
         s = report.sample
         lines += [f"On a sample of {s['entities']} of {s['of_entities']} entities:"]

@@ -9,7 +9,8 @@ their month; checked below): it has never seen the targets it is scored on here,
 challenger's holdout model has not. Its production model saw them, so it would win unfairly.
 
 ``models.decide`` then picks the forecaster of month M: the challenger (promoted), the champion,
-or the best baseline; the decision goes into the registry, into the challenger's
+the mean of the challenger's and the best baseline's forecasts (a *blend*, when neither model beats
+that baseline but the blend does; ``gate.blend``), or the best baseline; the decision goes into the registry, into the challenger's
 evaluation.json and into the evaluate stage's result, and predict forecasts with that
 forecaster. A run may force a forecaster instead (the DAG param ``force_model_version``).
 """
@@ -133,6 +134,13 @@ def run_gate(
         challenger: bands.get("model"),
         **{f"{models.BASELINE_PREFIX}{n}": bands.get(n) for n in baselines},
     }
+    # The challenger blended with the best baseline, a candidate when neither model beats it.
+    blended = evaluation.get("blend") or {}
+    blend_wape = None
+    if config.gate.blend and blended.get("baseline") == best:
+        blend_wape = blended["metrics"]["wape"]
+        wapes[models.blend_name(challenger, best)] = blend_wape
+        interval_specs[models.blend_name(challenger, best)] = bands.get("blend")
 
     with models.registry(config) as (conn, table):
         previous = models.get(conn, table, challenger)
@@ -161,6 +169,7 @@ def run_gate(
             if champion is not None and champion_wape is not None
             else None,
             champion_wape=champion_wape,
+            blend_wape=blend_wape,
         )
         if champion_report is not None and not champion_report["available"]:
             decision = models.Decision(
@@ -190,7 +199,7 @@ def run_gate(
                 status, forecaster = models.RETIRED, challenger
             else:
                 status = models.REJECTED
-                if forecaster == challenger:  # not the model a person rejected: the next in line
+                if models.model_version_of(forecaster) == challenger:  # not the model a person rejected
                     keep = champion_wape is not None and models.beats(
                         champion_wape, best_wape, config.gate.min_margin_over_baseline
                     )
@@ -206,7 +215,7 @@ def run_gate(
             if outcome not in models.MANUAL:  # the challenger stays undecided
                 status, outcome, promoted_at, champion_since = models.CHALLENGER, models.FORCED, None, None
                 decided_by, decided_at = forced_by or "dag param force_model_version", now
-            if forecaster not in wapes and not forecaster.startswith(models.BASELINE_PREFIX):
+            if forecaster not in wapes and models.model_version_of(forecaster) == forecaster:
                 try:
                     scored = score_saved_model(config, forecaster, holdout, first_holdout)
                     wapes[forecaster] = scored["metrics"]["wape"]
@@ -232,8 +241,8 @@ def run_gate(
     result = {
         "forecaster": forecaster,
         "forecaster_dir": None
-        if forecaster.startswith(models.BASELINE_PREFIX)
-        else str(paths.models(config) / forecaster),
+        if (version := models.model_version_of(forecaster)) is None
+        else str(paths.models(config) / version),
         "outcome": outcome,
         "reason": said,
         "wape": wapes.get(forecaster),
@@ -256,14 +265,15 @@ def run_gate(
 
 
 def _check_forced(conn, table, force: str, baselines: dict) -> str:
+    """The forced forecaster, if this run can publish it: a registered model, a baseline this run
+    scored, or a blend of the two."""
+    version: str | None
+    baseline: str | None
+    version, baseline = models.parse_blend(force) or (force, None)
     if force.startswith(models.BASELINE_PREFIX):
-        name = force.removeprefix(models.BASELINE_PREFIX)
-        if name not in baselines:
-            raise ConfigError(
-                f"force_model_version {force!r}: no such baseline (have: {', '.join(baselines)})"
-            )
-        return force
-    row = models.get(conn, table, force)
-    if row is None:
+        version, baseline = None, force.removeprefix(models.BASELINE_PREFIX)
+    if baseline is not None and baseline not in baselines:
+        raise ConfigError(f"force_model_version {force!r}: no such baseline (have: {', '.join(baselines)})")
+    if version is not None and models.get(conn, table, version) is None:
         raise ConfigError(f"force_model_version {force!r}: no such model in {table.name}")
     return force

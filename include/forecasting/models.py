@@ -58,12 +58,16 @@ CHAMPION, CHALLENGER, REJECTED, RETIRED = "champion", "challenger", "rejected", 
 STATUSES = (CHAMPION, CHALLENGER, REJECTED, RETIRED)
 GATE = "gate"  # decided_by of the gate's own decisions
 BASELINE_PREFIX = "baseline:"  # a published forecaster that is a baseline: "baseline:<name>"
+# A published forecaster that is the mean of a model's and a baseline's forecasts:
+# "blend:<model version>+<baseline name>" (see forecasting.evaluate.blend).
+BLEND_PREFIX = "blend:"
 TOP_FEATURES = 10
 
 # Outcomes of a decision about a model (the ``decision`` column).
 PROMOTED = "promoted"  # the gate promoted it: it published its month's forecasts
 KEPT_CHAMPION = "kept_champion"  # it lost to the champion, whose forecasts were published
 BASELINE = "baseline"  # it (and the champion) lost to the best baseline, whose forecasts were published
+BLENDED = "blended"  # both lost to the best baseline; its mean with that baseline won and was published
 FORCED = "forced"  # its run forced a forecaster (DAG param force_model_version)
 MANUAL_PROMOTE = "manual_promote"
 MANUAL_REJECT = "manual_reject"
@@ -101,6 +105,8 @@ def registry_table(config: Config, metadata: sa.MetaData | None = None) -> sa.Ta
         sa.Column("baseline_wapes", sa.Text, comment="JSON: each baseline's WAPE on the same rows"),
         sa.Column("best_baseline", sa.String(64)),
         sa.Column("best_baseline_wape", sa.Float),
+        sa.Column("blend_baseline", sa.String(64), comment="the baseline it was blended with"),
+        sa.Column("blend_wape", sa.Float, comment="WAPE of the mean of its and that baseline's forecasts"),
         sa.Column("champion_version", sa.String(64), comment="the champion it was compared with"),
         sa.Column("champion_wape", sa.Float, comment="that champion's WAPE on the same rows"),
         sa.Column("backtest_rows", sa.Integer, comment="rows its rolling-origin backtest forecast"),
@@ -211,6 +217,8 @@ def model_row(metadata: dict, evaluation: dict, importance: dict[str, float], ru
         "baseline_wapes": _json({name: m["wape"] for name, m in evaluation["baselines"].items()}),
         "best_baseline": best,
         "best_baseline_wape": evaluation["baselines"][best]["wape"],
+        "blend_baseline": (evaluation.get("blend") or {}).get("baseline"),
+        "blend_wape": ((evaluation.get("blend") or {}).get("metrics") or {}).get("wape"),
         "feature_importance": _json(importance, sort_keys=False),  # largest share first
         "interval_coverage": (
             ((evaluation.get("intervals") or {}).get("coverage") or {}).get("model") or {}
@@ -289,9 +297,32 @@ def save(conn: sa.Connection, table: sa.Table, row: dict) -> None:
 
 @dataclass(frozen=True)
 class Decision:
-    outcome: str  # PROMOTED, KEPT_CHAMPION or BASELINE
-    forecaster: str  # whose forecasts to publish: a model version or "baseline:<name>"
+    outcome: str  # PROMOTED, KEPT_CHAMPION, BLENDED or BASELINE
+    forecaster: str  # whose forecasts to publish: a model version, "baseline:<name>" or a blend
     reason: str
+
+
+def blend_name(version: str, baseline: str) -> str:
+    """The forecaster that publishes the mean of ``version``'s and the ``baseline``'s forecasts."""
+    return f"{BLEND_PREFIX}{version}+{baseline}"
+
+
+def parse_blend(forecaster: str) -> tuple[str, str] | None:
+    """(model version, baseline name) of a blend's name; None for any other forecaster."""
+    if not forecaster.startswith(BLEND_PREFIX):
+        return None
+    version, plus, baseline = forecaster.removeprefix(BLEND_PREFIX).rpartition("+")
+    if not (version and plus and baseline):
+        raise ValueError(f"{forecaster!r} is not a blend's name (blend:<model version>+<baseline>)")
+    return version, baseline
+
+
+def model_version_of(forecaster: str) -> str | None:
+    """The model whose forecasts ``forecaster`` publishes (all or half of them); None for a baseline."""
+    if forecaster.startswith(BASELINE_PREFIX):
+        return None
+    blended = parse_blend(forecaster)
+    return blended[0] if blended else forecaster
 
 
 def beats(wape: float, other: float, margin: float) -> bool:
@@ -307,12 +338,14 @@ def decide(
     gate: GateConfig,
     champion: str | None = None,
     champion_wape: float | None = None,
+    blend_wape: float | None = None,
 ) -> Decision:
     """The gate: promote the challenger if it beats the champion (by ``gate.min_improvement``)
     and the best baseline (by ``gate.min_margin_over_baseline``); else keep the champion if it
-    beats the best baseline by that margin; else publish the best baseline. All three WAPEs are
-    on the same holdout rows. No champion (or none that could score): the challenger only has
-    to beat the baseline."""
+    beats the best baseline by that margin; else publish the blend of the challenger and the best
+    baseline (``blend_wape``: its WAPE; None: not scored) if it beats the best baseline by that
+    margin; else publish the best baseline. All WAPEs are on the same holdout rows. No champion
+    (or none that could score): the challenger only has to beat the baseline."""
     base = f"{best_baseline} baseline (WAPE {best_baseline_wape:.4f})"
     margin_b, margin_c = gate.min_margin_over_baseline, gate.min_improvement
     vs_base = f" by {margin_b:.1%}" if margin_b else ""
@@ -322,10 +355,13 @@ def decide(
     if champion is None or champion_wape is None:
         if challenger_beats_baseline:
             return Decision(PROMOTED, challenger, f"no champion to beat; {ch} beats the {base}{vs_base}")
-        return Decision(
-            BASELINE,
-            f"{BASELINE_PREFIX}{best_baseline}",
+        return _blend_or_baseline(
             f"no champion; {ch} does not beat the {base}{vs_base}",
+            challenger,
+            best_baseline,
+            best_baseline_wape,
+            blend_wape,
+            margin_b,
         )
     cp = f"champion {champion} (WAPE {champion_wape:.4f} on the same rows)"
     challenger_beats_champion = beats(challenger_wape, champion_wape, margin_c)
@@ -340,11 +376,36 @@ def decide(
         return Decision(
             KEPT_CHAMPION, champion, f"{why}; the champion beats the {best_baseline} baseline{vs_base}"
         )
-    return Decision(
-        BASELINE,
-        f"{BASELINE_PREFIX}{best_baseline}",
+    return _blend_or_baseline(
         f"{why}; the champion does not beat the {base}{vs_base} either",
+        challenger,
+        best_baseline,
+        best_baseline_wape,
+        blend_wape,
+        margin_b,
     )
+
+
+def _blend_or_baseline(
+    why: str,
+    challenger: str,
+    best_baseline: str,
+    best_baseline_wape: float,
+    blend_wape: float | None,
+    margin: float,
+) -> Decision:
+    """Neither model beats the best baseline: their average may (the model and the baseline err
+    differently), else the baseline itself is published."""
+    vs_base = f" by {margin:.1%}" if margin else ""
+    if blend_wape is not None and beats(blend_wape, best_baseline_wape, margin):
+        return Decision(
+            BLENDED,
+            blend_name(challenger, best_baseline),
+            f"{why}; the mean of the challenger's and the baseline's forecasts (WAPE {blend_wape:.4f}) "
+            f"beats the baseline{vs_base}",
+        )
+    blended = "" if blend_wape is None else f"; their blend (WAPE {blend_wape:.4f}) does not beat it{vs_base}"
+    return Decision(BASELINE, f"{BASELINE_PREFIX}{best_baseline}", f"{why}{blended}")
 
 
 # --- manual decisions ------------------------------------------------------------------------

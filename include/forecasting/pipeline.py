@@ -236,10 +236,10 @@ def predict(
     month: str, attempt: str, model_dir: str, config: Config | None = None, forecaster: str | None = None
 ) -> dict:
     """Forecast M+1..M+horizon with the forecaster the gate chose (``forecaster``: a model
-    version or ``baseline:<name>``; default: the decision in ``model_dir``'s evaluation.json)."""
+    version, ``baseline:<name>`` or ``blend:<version>+<name>``; default: the decision in ``model_dir``'s evaluation.json)."""
     from forecasting import intervals
-    from forecasting.models import BASELINE_PREFIX
-    from forecasting.predict import baseline_forecast, forecast
+    from forecasting.models import BASELINE_PREFIX, parse_blend
+    from forecasting.predict import baseline_forecast, blend_forecast, forecast
 
     with _stage("predict", month, attempt, config) as (config, m):
         decision = paths.read_json(paths.evaluation(Path(model_dir))).get("decision") or {}
@@ -249,8 +249,13 @@ def predict(
                 or paths.read_json(paths.model_metadata(Path(model_dir)))["model_version"]
             )
         snapshot = _sales(config, m, attempt)
+        blended = parse_blend(forecaster)
         if forecaster.startswith(BASELINE_PREFIX):
             frame = baseline_forecast(snapshot, config, m, forecaster.removeprefix(BASELINE_PREFIX))
+        elif blended is not None:
+            version, baseline = blended
+            with client_for(config) as client:
+                frame = blend_forecast(snapshot, config, m, paths.models(config) / version, baseline, client)
         else:
             with client_for(config) as client:
                 frame = forecast(snapshot, config, m, paths.models(config) / forecaster, client)

@@ -145,3 +145,28 @@ def baseline_forecast(snapshot: pd.DataFrame, config: Config, month: pd.Period, 
         name,
     )
     return out
+
+
+def blend_forecast(
+    snapshot: pd.DataFrame,
+    config: Config,
+    month: pd.Period,
+    model_dir: Path,
+    baseline: str,
+    client=None,
+) -> pd.DataFrame:
+    """The rows of ``forecast``: the mean of the model's and the baseline's forecasts of each row
+    (forecasting.evaluate.blend, as evaluate scored it)."""
+    from forecasting.evaluate import blend
+
+    made = forecast(snapshot, config, month, model_dir, client)
+    base = baseline_forecast(snapshot, config, month, baseline)
+    identity = [c for c in made.columns if c != "prediction"]
+    # Both are by horizon, then entity, over the same active entities: the same rows in the same order.
+    if not made[identity].equals(base[identity]):
+        raise RuntimeError(
+            f"the model's and the {baseline} baseline's forecast rows differ: cannot blend them"
+        )
+    out = made.copy()
+    out["prediction"] = blend(made["prediction"].to_numpy(), base["prediction"].to_numpy())
+    return out

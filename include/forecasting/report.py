@@ -275,6 +275,16 @@ def scoreboard(evaluation: dict) -> list[dict]:
                 "wape_by_horizon": {h: (by_horizon[h].get(name) or {}).get("wape") for h in horizons},
             }
         )
+    blend = evaluation.get("blend")
+    if blend:
+        out.append(
+            {
+                "name": "blend",
+                "kind": f"mean of the model and {blend['baseline']}",
+                "metrics": blend["metrics"],
+                "wape_by_horizon": {h: (blend["by_horizon"].get(h) or {}).get("wape") for h in horizons},
+            }
+        )
     return out
 
 
@@ -405,6 +415,8 @@ def _month_quality(r: dict, open_: bool) -> str:
 def _is_published(entry: dict, published: str, decision: dict) -> bool:
     if published.startswith("baseline:"):
         return entry["name"] == published.removeprefix("baseline:")
+    if published.startswith("blend:"):
+        return entry["name"] == "blend"
     if entry["name"] == "champion":
         return decision.get("forecaster") == published and decision.get("champion") == published
     if entry["name"] == "model":

@@ -303,10 +303,16 @@ def published_forecaster(config: Config, month: pd.Period, attempt: str) -> Fore
     """The model whose forecasts M's published attempt published (the gate's choice for M, or a
     forced one), with the p10/p90 bands evaluate calibrated for it. A baseline reads no plans:
     refused, saying so."""
-    from forecasting.models import BASELINE_PREFIX
+    from forecasting.models import BASELINE_PREFIX, parse_blend
 
     published = paths.read_json(paths.stage_result(config, month, attempt, "publish"))
     version = published["model_version"]
+    if parse_blend(version) is not None:
+        raise DataError(
+            f"{month}'s published forecasts were made by {version}, half of each from a baseline that reads "
+            "no plans: a scenario would move them only half as far as the model says. What-if scenarios "
+            f"need a model's own forecasts (re-run {month} with force_model_version=<a model version>)"
+        )
     if version.startswith(BASELINE_PREFIX):
         raise DataError(
             f"{month}'s published forecasts were made by {version}, which reads no plans: every scenario "

@@ -218,9 +218,14 @@ def interval_lines(report: dict, decision: dict | None) -> list[str]:
     published forecaster's, when evaluate measured it)."""
     coverage = (report.get("intervals") or {}).get("coverage") or {}
     forecaster = (decision or {}).get("forecaster", "")
-    name = forecaster.removeprefix("baseline:") if forecaster.startswith("baseline:") else "model"
-    if forecaster and not forecaster.startswith("baseline:") and forecaster != report.get("model_version"):
+    if forecaster.startswith("baseline:"):
+        name = forecaster.removeprefix("baseline:")
+    elif forecaster.startswith("blend:"):
+        name = "blend"
+    elif forecaster and forecaster != report.get("model_version"):
         return []  # the champion's bands come from its own re-scoring: no cross-check of them
+    else:
+        name = "model"
     held = coverage.get(name)
     if not held:
         return []
@@ -261,6 +266,9 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
     if champion.get("available"):
         scored["champion"] = champion["metrics"]
     scored.update(report["baselines"])
+    blend = report.get("blend")
+    if blend:  # the model blended with the best baseline, what the gate may publish
+        scored[f"blend {blend['baseline']}"] = blend["metrics"]
     for name, m in scored.items():
         lines.append(
             f"    {name:<16}{m['wape']:>7.3f}{m['mae']:>9.2f}{m['rmse']:>9.2f}{100 * m['bias_pct']:>7.1f}%"

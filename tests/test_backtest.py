@@ -272,6 +272,18 @@ def test_the_blend_is_the_mean_of_the_model_and_the_best_baseline_on_every_row(c
     board = {entry["name"]: entry for entry in report.scoreboard(written)}
     assert board["blend"]["metrics"] == blend["metrics"]
     assert board["blend"]["wape_by_horizon"]["2"] == blend["by_horizon"]["2"]["wape"]
+    # A month that published the blend marks the blend's row as the published one.
+    month = {
+        "month": str(MONTH),
+        "model_version": f"blend:v+{partner}",
+        "forecasts": 72,
+        "holdout_wape": blend["metrics"]["wape"],
+        "best_baseline": partner,
+        "best_baseline_wape": written["baselines"][partner]["wape"],
+        "evaluation": written,
+    }
+    page = report._month_quality(month, open_=True)
+    assert page.count("<tr class=chosen>") == 1 and "<tr class=chosen><td>blend</td>" in page
 
 
 def entry_horizons(holdout: pd.DataFrame, origin: str) -> list[int]:

@@ -166,3 +166,22 @@ def in_memory_features(config, panel, entity, origin, client=None):
     arrays = feature_arrays(panel, config)
     column = np.asarray(origin) - panel.first_month
     return pd.DataFrame({name: arrays.values[name][entity, column] for name in feature_names(config)})
+
+
+def in_memory_features_unordered(config, panel, entity, origin, client=None):
+    """``dataset.retrieve_unordered``'s stand-in: ``in_memory_features`` answered in reverse
+    order (Feast's order is not the pairs'), with each pair's position in that answer."""
+    import numpy as np
+
+    features = in_memory_features(config, panel, entity, origin)
+    n = len(features)
+    return features.iloc[::-1].reset_index(drop=True), n - 1 - np.arange(n)
+
+
+def without_feast(patch) -> None:
+    """Point-in-time features computed from the panel instead of asked of Feast (``patch``: a
+    pytest MonkeyPatch), for tests that need no Feast."""
+    from forecasting import dataset
+
+    patch.setattr(dataset, "retrieve", in_memory_features)
+    patch.setattr(dataset, "retrieve_unordered", in_memory_features_unordered)

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import demo_config_dict, in_memory_features, write_config
+from conftest import demo_config_dict, without_feast, write_config
 
 from forecasting import backtest, dataset, evaluate, models, report
 from forecasting.backtest import BACKTEST
@@ -70,7 +70,7 @@ def poisoned_after(snapshot: pd.DataFrame, month: str) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def no_feast():
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(dataset, "retrieve", in_memory_features)
+        without_feast(patch)
         yield
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import demo_config_dict, in_memory_features, write_config
+from conftest import demo_config_dict, in_memory_features, without_feast, write_config
 
 from forecasting import dataset, model
 from forecasting.config import ConfigError, load_config
@@ -138,7 +138,7 @@ def test_a_model_reading_them_trains_saves_and_forecasts(tmp_path, monkeypatch):
     from forecasting.predict import ForecastInputs, predict_inputs
     from forecasting.train import train
 
-    monkeypatch.setattr(dataset, "retrieve", in_memory_features)
+    without_feast(monkeypatch)
     snapshot = seasonal_history()
     config = make_config(
         tmp_path, ["seasonal", "relative"], lags=[*range(1, 14), 24], scale_by_recent_mean=True

@@ -323,3 +323,25 @@ def test_a_plan_revised_after_the_origin_never_reaches_the_origins_row(planned):
     early = probe.assign(**{TIMESTAMP: revision[TIMESTAMP].iloc[0] - pd.Timedelta(hours=1)})
     assert (store.plan_features(config, late)["plan_price"] == SENTINEL).all()
     assert (store.plan_features(config, early)["plan_price"] != SENTINEL).all()
+
+
+def test_an_unordered_answer_is_put_back_in_order_and_a_lost_or_doubled_row_is_refused(applied, monkeypatch):
+    """``retrieve_unordered`` (what train uses: one reordering instead of two) gives exactly
+    ``retrieve``'s rows; an answer with a row missing or twice is an error, never misaligned."""
+    from forecasting import dataset, store
+    from forecasting.panel import build_panel
+
+    config, snapshot = applied
+    panel = build_panel(snapshot, config, sales_only=True)
+    rows = dataset.labelled(panel, config, MONTH)
+    entity, origin, _ = dataset.pairs(rows)
+    features, position = dataset.retrieve_unordered(config, panel, entity, origin)
+    ordered = dataset.retrieve(config, panel, entity, origin)
+    pd.testing.assert_frame_equal(features.take(position).reset_index(drop=True), ordered)
+    assert sorted(position.tolist()) == list(range(len(entity)))
+
+    answer = store.historical_features
+    for broken in (lambda f: f.iloc[1:], lambda f: pd.concat([f.iloc[:1], f.iloc[:-1]])):
+        monkeypatch.setattr(store, "historical_features", lambda c, r, b=broken: b(answer(c, r)))
+        with pytest.raises(RuntimeError, match=f"Feast returned .* rows for {len(entity)} entity rows"):
+            dataset.retrieve_unordered(config, panel, entity, origin)

@@ -165,6 +165,8 @@ def register_models(config) -> None:
                     "holdout_wape": scores["wape"],
                     "best_baseline": scores["best"],
                     "best_baseline_wape": scores["best_wape"],
+                    "blend_baseline": scores["best"],
+                    "blend_wape": scores["best_wape"] - 0.01,
                     "champion_version": champion,
                     "champion_wape": None if champion is None else 0.26,
                     "status": models.RETIRED,
@@ -391,6 +393,7 @@ def test_model_registry(examples_db):
         ("2024-10-aaaa", "2024-10-01", "retired"),
     ]
     assert [(r["holdout_wape"], r["best_baseline_wape"]) for r in rows] == [(0.25, 0.24), (0.21, 0.3)]
+    assert [r["blend_wape"] for r in rows] == [0.23, 0.29]
     assert rows[0]["champion_wape"] == 0.26 and pd.isna(rows[1]["champion_wape"])  # no champion yet
     assert [(r["champion_version"], r["published"], r["decided_by"]) for r in rows] == [
         ("2024-10-aaaa", "2024-11-bbbb", "gate"),

@@ -61,14 +61,15 @@ class Rows:
     def take(self, which: np.ndarray) -> Rows:
         return Rows(self.entity[which], self.origin[which], self.horizon[which], self.label[which])
 
-    def frame(self, panel: Panel) -> pd.DataFrame:
+    def frame(self, panel: Panel, timestamps: bool = True) -> pd.DataFrame:
         """As a DataFrame: the entity keys (strings), origin and target month ("YYYY-MM"), horizon,
-        the origin's timestamp for Feast and the label."""
+        the origin's timestamp for Feast (unless ``timestamps`` is false) and the label."""
         frame = panel.keys.iloc[self.entity].reset_index(drop=True)
         frame[ORIGIN] = month_labels(self.origin)
         frame[HORIZON] = self.horizon.astype(int)
         frame[TARGET_MONTH] = month_labels(self.target)
-        frame[TIMESTAMP] = month_stamps(self.origin)
+        if timestamps:
+            frame[TIMESTAMP] = month_stamps(self.origin)
         frame[LABEL] = self.label
         return frame
 
@@ -165,6 +166,18 @@ def retrieve(
     With ``plans:``, each pair also gets the plans for its target months o + 1..o + horizon as
     they stood at the end of o (``plan_columns``; ``plans.fill`` applied).
     """
+    features, position = retrieve_unordered(config, panel, entity, origin, client)
+    ordered = features.take(position)
+    ordered.index = pd.RangeIndex(len(ordered))
+    return ordered
+
+
+def retrieve_unordered(
+    config: Config, panel: Panel, entity: np.ndarray, origin: np.ndarray, client=None
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """``retrieve``'s rows in the order Feast answered, and the position of each pair's row
+    among them: ``features.take(position[at])`` are the rows of pairs ``at`` in one reordering
+    instead of two (at 100,000 series, 0.5 s less in train)."""
     from forecasting.compute import map_in_order
 
     columns = [*feature_names(config), *plan_columns(config)]
@@ -178,18 +191,30 @@ def retrieve(
             rows[_ORIGIN_INDEX] = np.asarray(origin[chunk], dtype=np.int64)
         chunks.append(rows)
     if not chunks:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=columns), np.zeros(0, dtype=np.int64)
     parts = map_in_order(client, _retrieve_chunk, chunks, config, with_feast_registry=True)
     features = pd.concat(parts, ignore_index=True)
-    if len(features) != len(entity) or not (features[ROW].to_numpy() == np.arange(len(entity))).all():
-        raise RuntimeError(f"Feast returned {len(features)} rows for {len(entity)} entity rows")
-    return features[columns]
+    row = features[ROW].to_numpy()
+    n = len(entity)
+    # Every pair's row exactly once: a permutation of 0..n-1.
+    if (
+        len(features) != n
+        or row.min(initial=0) < 0
+        or row.max(initial=-1) >= n
+        or (np.bincount(row, minlength=n) != 1).any()
+    ):
+        raise RuntimeError(f"Feast returned {len(features)} rows for {n} entity rows")
+    position = np.empty(n, dtype=np.int64)
+    position[row] = np.arange(n)
+    return features[columns], position
 
 
 def _retrieve_chunk(rows: pd.DataFrame, config: Config) -> pd.DataFrame:
-    features = store.historical_features(config, rows).sort_values(ROW, kind="stable")
+    features = store.historical_features(config, rows)
     if config.plans is None:
         return features
+    # The plans' columns are made in row order: the features are put in it too.
+    features = features.sort_values(ROW, kind="stable")
     planned = _plans_by_horizon(config, rows.sort_values(ROW, kind="stable").reset_index(drop=True))
     return pd.concat([features.reset_index(drop=True), planned], axis=1)
 
@@ -331,8 +356,9 @@ def with_model_columns(features: pd.DataFrame, horizon: np.ndarray, wanted: list
     ``plan_<covariate>``, and where the covariate is a source covariate too, what the plan
     changes from its value at the origin as ``plan_<covariate>_change``. ``wanted``: the
     columns the model reads (``model_features``, or a saved model's): the derived ones among
-    them are computed (``derived_feature_names``)."""
-    frame = features.reset_index(drop=True)
+    them are computed (``derived_feature_names``). ``features`` is not modified: the result
+    shares its columns (no copy of them; only new columns are added here)."""
+    frame = features.set_axis(pd.RangeIndex(len(features)), axis=0, copy=False)
     horizon = np.asarray(horizon)
     by_plan: dict[str, dict[int, str]] = {}
     for column in frame.columns:
@@ -364,12 +390,15 @@ def design_matrix(
     """Feature matrix (float32, XGBoost's own precision) with string attributes as categoricals
     of a fixed category list, so a code means the same category in every run. ``features``: the
     columns a saved model reads (its metadata's), if not those the config makes now."""
-    X = frame[features if features is not None else model_features(config)].copy()
-    for column, values in categories.items():
-        X[column] = pd.Categorical(X[column].astype("object"), categories=values)
-    numeric = X.columns.difference(list(categories))
-    X[numeric] = X[numeric].astype(np.float32)
-    return X
+    columns = features if features is not None else model_features(config)
+    # Built column by column: the float32 columns are copied once, into the matrix.
+    data = {
+        column: pd.Categorical(frame[column].astype("object"), categories=categories[column])
+        if column in categories
+        else frame[column].to_numpy(dtype=np.float32)
+        for column in columns
+    }
+    return pd.DataFrame(data, index=frame.index, columns=columns)
 
 
 def categories_of(frame: pd.DataFrame, config: Config) -> dict[str, list[str]]:

@@ -76,14 +76,16 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
     fit_rows = rows.take(dataset.sample(rows, config))  # every labelled month: the production fit
     holdout_rows = rows.take(split.holdout)
     entity, origin, (fit_at, holdout_at) = dataset.pairs(fit_rows, holdout_rows)
-    features = dataset.retrieve(config, panel, entity, origin, client)
+    features, position = dataset.retrieve_unordered(config, panel, entity, origin, client)
     if features["sales_lag_1"].isna().any():
         raise RuntimeError(
             f"{int(features['sales_lag_1'].isna().sum())} training rows found no features in Feast"
         )
     wanted = dataset.model_features(config)
-    fit_frame = dataset.with_model_columns(features.take(fit_at), fit_rows.horizon, wanted)
-    holdout_frame = dataset.with_model_columns(features.take(holdout_at), holdout_rows.horizon, wanted)
+    fit_frame = dataset.with_model_columns(features.take(position[fit_at]), fit_rows.horizon, wanted)
+    holdout_frame = dataset.with_model_columns(
+        features.take(position[holdout_at]), holdout_rows.horizon, wanted
+    )
     del features
 
     categories = dataset.categories_of(fit_frame, config)
@@ -107,14 +109,14 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
     )
 
     params = {**config.model.params, "seed": config.model.seed, "num_boost_round": best_rounds}
-    identity = fit_rows.frame(panel).drop(columns=dataset.TIMESTAMP)
+    identity = fit_rows.frame(panel, timestamps=False)
     digest = model.fingerprint(pd.concat([identity, fit_frame.drop(columns=HORIZON)], axis=1), params)
     version = f"{month}-{digest[:10]}"
     directory = paths.model_dir(config, version)
     directory.mkdir(parents=True, exist_ok=True)
     production_model.save_model(paths.booster(directory))
     holdout_model.save_model(paths.booster(directory, holdout=True))
-    holdout = holdout_rows.frame(panel).drop(columns=dataset.TIMESTAMP)
+    holdout = holdout_rows.frame(panel, timestamps=False)
     holdout = pd.concat([holdout, holdout_frame.drop(columns=HORIZON)], axis=1)
     holdout[dataset.ENTITY] = holdout_rows.entity
     holdout[BACKTEST] = backtest_forecasts

@@ -103,6 +103,28 @@ def test_labelled_rows_by_hand(tmp_path):
     assert str(got[TIMESTAMP].dt.tz) == "UTC"
 
 
+def test_rows_written_with_their_columns_read_back_as_the_frame_would_be(tmp_path):
+    """holdout.parquet's writer: the rows' identity (keys and months dictionary-encoded) beside
+    other columns reads back equal to ``Rows.frame`` beside them, text as plain str, in order."""
+    config = make_config(tmp_path)
+    panel = build_panel(small_snapshot(), config, sales_only=True)
+    rows = dataset.labelled(panel, config, pd.Period("2024-04", "M"))
+    rows = rows.take(np.arange(len(rows))[::-1])  # any order, entities repeated
+    other = pd.DataFrame(
+        {
+            HORIZON: rows.horizon,  # already in the identity: written once
+            "sales_lag_1": np.linspace(0, 1, len(rows), dtype=np.float32),
+            "region": ["north", None] * (len(rows) // 2) + ["north"] * (len(rows) % 2),
+        }
+    )
+    path = tmp_path / "rows.parquet"
+    dataset.write_rows(rows, panel, other, path)
+    expected = pd.concat([rows.frame(panel, timestamps=False), other.drop(columns=HORIZON)], axis=1)
+    got = dataset.read_rows(path)
+    pd.testing.assert_frame_equal(got, expected)
+    assert got[KEYS[0]].map(type).eq(str).all() and got[ORIGIN].map(type).eq(str).all()
+
+
 def test_labelled_rows_stop_at_m(tmp_path):
     config = make_config(tmp_path, horizon=2)
 

@@ -127,7 +127,7 @@ class EvaluationReport:
 def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir: Path) -> EvaluationReport:
     """Score the holdout model and the baselines; write evaluation.json beside the model."""
     booster, metadata = model.load(model_dir, holdout=True)
-    holdout = pd.read_parquet(paths.holdout_rows(model_dir))
+    holdout = dataset.read_rows(paths.holdout_rows(model_dir))
     panel = build_panel(snapshot, config, sales_only=True)
     entity = holdout[dataset.ENTITY].to_numpy()
     if len(panel.keys) <= entity.max(initial=-1) or not (

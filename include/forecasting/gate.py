@@ -116,7 +116,7 @@ def run_gate(
     evaluation = paths.read_json(evaluation_path)
     metadata = paths.read_json(paths.model_metadata(model_dir))
     challenger = metadata["model_version"]
-    holdout = pd.read_parquet(paths.holdout_rows(model_dir))
+    holdout = dataset.read_rows(paths.holdout_rows(model_dir))
     first_holdout = min(evaluation["holdout_target_months"])
     booster, _ = model.load(model_dir)
     row = models.model_row(metadata, evaluation, models.top_features(booster), run_id)

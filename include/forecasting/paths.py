@@ -235,12 +235,18 @@ def _atomic_target(path: Path) -> tuple[int, str]:
     return tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
 
 
-def write_parquet_atomically(frame: pd.DataFrame, path: Path) -> None:
-    """Readers see the old file or the new one, never half of one (rename is atomic)."""
+def write_parquet_atomically(frame: Any, path: Path) -> None:
+    """Readers see the old file or the new one, never half of one (rename is atomic).
+    ``frame``: a DataFrame, or an Arrow table."""
     fd, tmp = _atomic_target(path)
     os.close(fd)
     try:
-        frame.to_parquet(tmp, index=False)
+        if isinstance(frame, pd.DataFrame):
+            frame.to_parquet(tmp, index=False)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(frame, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

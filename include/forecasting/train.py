@@ -116,11 +116,9 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
     directory.mkdir(parents=True, exist_ok=True)
     production_model.save_model(paths.booster(directory))
     holdout_model.save_model(paths.booster(directory, holdout=True))
-    holdout = holdout_rows.frame(panel, timestamps=False)
-    holdout = pd.concat([holdout, holdout_frame.drop(columns=HORIZON)], axis=1)
-    holdout[dataset.ENTITY] = holdout_rows.entity
-    holdout[BACKTEST] = backtest_forecasts
-    paths.write_parquet_atomically(holdout, paths.holdout_rows(directory))
+    holdout_frame[dataset.ENTITY] = holdout_rows.entity
+    holdout_frame[BACKTEST] = backtest_forecasts
+    dataset.write_rows(holdout_rows, panel, holdout_frame, paths.holdout_rows(directory))
     metadata: dict[str, Any] = {
         "model_version": version,
         "run_month": str(month),

@@ -52,6 +52,23 @@ def test_monthly_forecast_reads_like_the_pipeline(dagbag):
     assert dag.max_active_runs >= 1
 
 
+def test_force_model_version_takes_a_model_a_baseline_or_a_blend(dagbag):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    param = dagbag.dags["monthly_forecast"].params.get_param("force_model_version")
+    for good in (None, "2024-11-0123456789", "baseline:auto_ets", "blend:2024-11-0123456789+auto_ets"):
+        assert param.resolve(good) == good
+    for bad in (
+        "latest",
+        "baseline:",
+        "blend:2024-11-0123456789",
+        "blend:x+auto_ets",
+        "2024-11-0123456789+theta",
+    ):
+        with pytest.raises(ParamValidationError):
+            param.resolve(bad)
+
+
 def test_publish_updates_the_asset_that_forecast_monitoring_is_scheduled_on(dagbag):
     """Data-aware scheduling: each publish starts the monitoring of the month it published."""
     from airflow.sdk import Asset

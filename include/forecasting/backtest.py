@@ -25,7 +25,7 @@ BACKTEST = "backtest_prediction"
 HOLDOUT_MODEL = "holdout_model"
 
 
-def _best(baselines: dict[str, dict[str, float]]) -> str:
+def lowest_wape(baselines: dict[str, dict[str, float]]) -> str:
     """The baseline with the lowest WAPE (one with no WAPE, all actuals zero, last)."""
     return min(baselines, key=lambda name: (np.isnan(baselines[name]["wape"]), baselines[name]["wape"]))
 
@@ -59,7 +59,7 @@ def score(
     def board(rows: np.ndarray, names: tuple[str, ...]) -> dict[str, Any]:
         model = metrics(actual[rows], backtest_forecasts[rows])
         baselines = {name: metrics(actual[rows], forecasts[name][rows]) for name in names}
-        best = _best(baselines)
+        best = lowest_wape(baselines)
         out = {
             "rows": int(rows.sum()),
             "model": model,

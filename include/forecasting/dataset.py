@@ -93,12 +93,12 @@ def write_rows(rows: Rows, panel: Panel, frame: pd.DataFrame, path) -> None:
     columns[HORIZON] = pa.array(rows.horizon.astype(np.int64))
     columns[LABEL] = pa.array(np.asarray(rows.label, dtype=float))
     identity = [*panel.keys.columns, ORIGIN, HORIZON, TARGET_MONTH, LABEL]
-    table = pa.table({name: columns[name] for name in identity})
     rest = pa.Table.from_pandas(
         frame, preserve_index=False, columns=[c for c in frame.columns if c not in identity]
     )
-    for name, column in zip(rest.column_names, rest.columns, strict=True):
-        table = table.append_column(name, column)
+    table = pa.Table.from_arrays(
+        [*(columns[name] for name in identity), *rest.columns], names=[*identity, *rest.column_names]
+    )
     paths.write_parquet_atomically(table, path)
 
 

@@ -201,13 +201,10 @@ class Window:
 def training_window(config: Config, month: pd.Period, published: dict) -> Window:
     """The training window of the model whose forecasts M's run published (``published``: its
     publish.json), or of the challenger it trained when a baseline was published."""
-    from forecasting.models import BASELINE_PREFIX, parse_blend
+    from forecasting.models import model_version_of
 
-    version = published.get("model_version") or ""
-    if version.startswith(BASELINE_PREFIX):
-        version = published.get("challenger") or ""
-    elif (blended := parse_blend(version)) is not None:
-        version = blended[0]
+    # A baseline's run: its challenger's window; a blend's: its model's.
+    version = model_version_of(published.get("model_version") or "") or published.get("challenger") or ""
     path = paths.model_metadata(paths.model_dir(config, version))
     if not version or not path.is_file():
         raise DataError(

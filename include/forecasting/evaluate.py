@@ -164,15 +164,12 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
     by_horizon = by_horizon_of(every_row, on_all)
     # The model blended with the best baseline scored on every row: what the gate publishes when
     # neither model beats that baseline but their mean does.
-    partner = min(on_all, key=lambda name: (np.isnan(overall[name]["wape"]), overall[name]["wape"]))
+    partner = backtest.lowest_wape({name: overall[name] for name in on_all})
     forecasts["blend"] = blend(forecasts["model"], forecasts[partner])
     blend_scores = {
         "baseline": partner,
-        "metrics": metrics(actual, forecasts["blend"]),
-        "by_horizon": {
-            str(h): metrics(actual[horizon == h], forecasts["blend"][horizon == h])
-            for h in sorted(np.unique(horizon))
-        },
+        "metrics": score(every_row, ("blend",))["blend"],
+        "by_horizon": {h: s["blend"] for h, s in by_horizon_of(every_row, ("blend",)).items()},
     }
     sample: dict | None = None
     if sampled is not None:

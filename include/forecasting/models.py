@@ -194,6 +194,7 @@ def model_row(metadata: dict, evaluation: dict, importance: dict[str, float], ru
     window = metadata.get("training_window", {})
     model = evaluation["model"]
     best = evaluation["best_baseline"]
+    blended = evaluation.get("blend") or {}
     backtested = backtest.registry_values(evaluation.get("backtest"))
     if backtested["backtest_origins"] is not None:
         backtested["backtest_origins"] = _json(backtested["backtest_origins"])
@@ -217,8 +218,8 @@ def model_row(metadata: dict, evaluation: dict, importance: dict[str, float], ru
         "baseline_wapes": _json({name: m["wape"] for name, m in evaluation["baselines"].items()}),
         "best_baseline": best,
         "best_baseline_wape": evaluation["baselines"][best]["wape"],
-        "blend_baseline": (evaluation.get("blend") or {}).get("baseline"),
-        "blend_wape": ((evaluation.get("blend") or {}).get("metrics") or {}).get("wape"),
+        "blend_baseline": blended.get("baseline"),
+        "blend_wape": (blended.get("metrics") or {}).get("wape"),
         "feature_importance": _json(importance, sort_keys=False),  # largest share first
         "interval_coverage": (
             ((evaluation.get("intervals") or {}).get("coverage") or {}).get("model") or {}

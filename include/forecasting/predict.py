@@ -93,12 +93,18 @@ def predict_inputs(inputs: ForecastInputs, config: Config, booster, metadata: di
 
 
 def forecast(
-    snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir: Path, client=None
+    snapshot: pd.DataFrame,
+    config: Config,
+    month: pd.Period,
+    model_dir: Path,
+    client=None,
+    panel: Panel | None = None,
 ) -> pd.DataFrame:
-    """One row per active entity and horizon: keys (source types), forecast_month, horizon, prediction."""
+    """One row per active entity and horizon: keys (source types), forecast_month, horizon,
+    prediction. ``panel``: the snapshot's (sales only), if built already."""
     booster, metadata = model.load(model_dir)
     check_planned_features(metadata, config)
-    inputs = forecast_inputs(snapshot, config, month, client)
+    inputs = forecast_inputs(snapshot, config, month, client, panel)
     result = predict_inputs(inputs, config, booster, metadata)
     log.info(
         "Forecast %d entities x %d horizons for %s with %s",
@@ -110,12 +116,15 @@ def forecast(
     return result
 
 
-def baseline_forecast(snapshot: pd.DataFrame, config: Config, month: pd.Period, name: str) -> pd.DataFrame:
+def baseline_forecast(
+    snapshot: pd.DataFrame, config: Config, month: pd.Period, name: str, panel: Panel | None = None
+) -> pd.DataFrame:
     """The rows of ``forecast``, made by the baseline ``name`` from each active entity's history
-    up to M, as evaluation scores it (what the gate publishes when no model beats it)."""
+    up to M, as evaluation scores it (what the gate publishes when no model beats it).
+    ``panel``: the snapshot's (sales only), if built already."""
     from forecasting.evaluate import baselines
 
-    panel = build_panel(snapshot, config, sales_only=True)
+    panel = panel if panel is not None else build_panel(snapshot, config, sales_only=True)
     m = month_index(month)
     active = active_entities(panel, m)
     horizons = np.arange(1, config.horizon + 1)
@@ -159,8 +168,9 @@ def blend_forecast(
     (forecasting.evaluate.blend, as evaluate scored it)."""
     from forecasting.evaluate import blend
 
-    made = forecast(snapshot, config, month, model_dir, client)
-    base = baseline_forecast(snapshot, config, month, baseline)
+    panel = build_panel(snapshot, config, sales_only=True)  # one panel for both
+    made = forecast(snapshot, config, month, model_dir, client, panel)
+    base = baseline_forecast(snapshot, config, month, baseline, panel)
     identity = [c for c in made.columns if c != "prediction"]
     # Both are by horizon, then entity, over the same active entities: the same rows in the same order.
     if not made[identity].equals(base[identity]):

@@ -21,6 +21,7 @@ from forecasting.dataset import (
     categories_of,
     design_matrix,
     model_features,
+    text_as_categories,
 )
 from forecasting.features import TIMESTAMP
 from forecasting.model import fingerprint
@@ -123,6 +124,11 @@ def test_rows_written_with_their_columns_read_back_as_the_frame_would_be(tmp_pat
     got = dataset.read_rows(path)
     pd.testing.assert_frame_equal(got, expected)
     assert got[KEYS[0]].map(type).eq(str).all() and got[ORIGIN].map(type).eq(str).all()
+
+    # Text that train encoded as categories reads back as the same text.
+    dataset.write_rows(rows, panel, text_as_categories(other.copy()), path)
+    got = dataset.read_rows(path)
+    pd.testing.assert_frame_equal(got.fillna({"region": "none"}), expected.fillna({"region": "none"}))
 
 
 def test_labelled_rows_stop_at_m(tmp_path):
@@ -263,6 +269,25 @@ def test_design_matrix_categoricals_with_fixed_categories(tmp_path):
     only_south = design_matrix(feature_frame(config, ["south"]), config, categories)
     assert only_south["region"].cat.categories.tolist() == ["north", "south"]
     assert only_south["region"].cat.codes.tolist() == [1]
+
+
+def test_text_encoded_once_as_categories_gives_the_same_matrix_categories_and_fingerprint(tmp_path):
+    """train encodes the retrieved text features as categoricals once (``text_as_categories``):
+    the design matrix, the category list and the data's fingerprint must not change for it."""
+    config = make_config(tmp_path, covariates=["price"], attributes=["region", "store_size"])
+    train_frame = feature_frame(config, ["south", "north", None, "north"])
+    encoded = text_as_categories(train_frame.copy())
+    assert isinstance(encoded["region"].dtype, pd.CategoricalDtype)
+    assert encoded["sales_lag_1"].dtype == train_frame["sales_lag_1"].dtype  # numbers untouched
+    categories = categories_of(encoded, config)
+    assert categories == categories_of(train_frame, config) == {"region": ["north", "south"]}
+
+    scoring = feature_frame(config, ["north", "east", None, "south"])
+    pd.testing.assert_frame_equal(
+        design_matrix(text_as_categories(scoring.copy()), config, categories),
+        design_matrix(scoring, config, categories),
+    )
+    assert fingerprint(encoded, {}) == fingerprint(train_frame, {})
 
 
 # ----------------------------------------------------------------------------------- fingerprint

@@ -87,9 +87,13 @@ def write_rows(rows: Rows, panel: Panel, frame: pd.DataFrame, path) -> None:
         text = pa.array(np.asarray(distinct, dtype=object), type=pa.string())
         columns[key] = pa.DictionaryArray.from_arrays(pa.array(codes[rows.entity], type=pa.int32()), text)
     for name, months in ((ORIGIN, rows.origin), (TARGET_MONTH, rows.target)):
-        distinct, at = np.unique(np.asarray(months, dtype=np.int64), return_inverse=True)
-        text = pa.array(month_labels(distinct), type=pa.string())
-        columns[name] = pa.DictionaryArray.from_arrays(pa.array(at.ravel(), type=pa.int32()), text)
+        months = np.asarray(months, dtype=np.int64)
+        first = int(months.min(initial=0))
+        # Every month from the first to the last in the dictionary: no sort of the rows' months.
+        text = pa.array(
+            month_labels(np.arange(first, int(months.max(initial=first - 1)) + 1)), type=pa.string()
+        )
+        columns[name] = pa.DictionaryArray.from_arrays(pa.array(months - first, type=pa.int32()), text)
     columns[HORIZON] = pa.array(rows.horizon.astype(np.int64))
     columns[LABEL] = pa.array(np.asarray(rows.label, dtype=float))
     identity = [*panel.keys.columns, ORIGIN, HORIZON, TARGET_MONTH, LABEL]
@@ -135,22 +139,28 @@ def labelled(panel: Panel, config: Config, month: pd.Period) -> Rows:
         & ((cols >= first) & (cols < last))[None, :]
     )
     # Column by column of target month, then horizon: each part's entities come out of
-    # flatnonzero in order, so the rows are born sorted (a lexsort of 11M rows took 2-3 s).
-    entity_parts, col_parts, horizon_parts = [], [], []
+    # flatnonzero in order, so the rows are born sorted (a lexsort of 11M rows took 2-3 s). The
+    # month-major copies make each column a contiguous read (11M labels gathered in 0.5 s less).
+    origin_ok, in_span, sales = (np.ascontiguousarray(a.T) for a in (origin_ok, in_span, panel.sales))
+    entity_parts, label_parts, origin_cols, horizons = [], [], [], []
     for target_col in np.flatnonzero(cols <= last).tolist():
         for h in range(1, min(config.horizon, target_col) + 1):
             # origin column target - h, both in the span, the target no later than M.
-            entity = np.flatnonzero(origin_ok[:, target_col - h] & in_span[:, target_col])
+            entity = np.flatnonzero(origin_ok[target_col - h] & in_span[target_col])
             entity_parts.append(entity)
-            col_parts.append(np.full(len(entity), target_col - h))
-            horizon_parts.append(np.full(len(entity), h))
+            label_parts.append(sales[target_col][entity])
+            origin_cols.append(target_col - h)
+            horizons.append(h)
     if not entity_parts:
         empty = np.zeros(0, dtype=np.int64)
         return Rows(empty, empty, empty, np.zeros(0))
-    entity = np.concatenate(entity_parts).astype(np.int64)
-    col = np.concatenate(col_parts).astype(np.int64)
-    horizon = np.concatenate(horizon_parts).astype(np.int64)
-    return Rows(entity, panel.first_month + col, horizon, panel.sales[entity, col + horizon])
+    counts = [len(part) for part in entity_parts]
+    return Rows(
+        np.concatenate(entity_parts).astype(np.int64, copy=False),
+        np.repeat(np.asarray(origin_cols, dtype=np.int64) + panel.first_month, counts),
+        np.repeat(np.asarray(horizons, dtype=np.int64), counts),
+        np.concatenate(label_parts),
+    )
 
 
 @dataclass
@@ -411,7 +421,8 @@ def with_model_columns(features: pd.DataFrame, horizon: np.ndarray, wanted: list
         covariate = name.removeprefix("plan_")
         if covariate in frame.columns and pd.api.types.is_numeric_dtype(frame[covariate]):
             frame[f"{name}_change"] = values - frame[covariate].to_numpy(dtype=np.float32)
-    frame = frame.drop(columns=[c for columns in by_plan.values() for c in columns.values()])
+    if by_plan:  # (a drop of nothing would still copy every column)
+        frame = frame.drop(columns=[c for columns in by_plan.values() for c in columns.values()])
     frame[HORIZON] = horizon
     frame["target_month_of_year"] = ((frame["month_of_year"] - 1 + frame[HORIZON]) % 12 + 1).astype(float)
     _with_derived(frame, horizon, wanted)
@@ -428,14 +439,35 @@ def design_matrix(
     of a fixed category list, so a code means the same category in every run. ``features``: the
     columns a saved model reads (its metadata's), if not those the config makes now."""
     columns = features if features is not None else model_features(config)
-    # Built column by column: the float32 columns are copied once, into the matrix.
+    # Column by column: float32 columns as they are, others converted once.
     data = {
-        column: pd.Categorical(frame[column].astype("object"), categories=categories[column])
+        column: as_category(frame[column], categories[column])
         if column in categories
         else frame[column].to_numpy(dtype=np.float32)
         for column in columns
     }
-    return pd.DataFrame(data, index=frame.index, columns=columns)
+    # Not consolidated into one block (XGBoost reads column by column): 0.3 s less for the
+    # 1.4M holdout rows of 100,000 series.
+    return pd.DataFrame(data, index=frame.index, columns=columns, copy=False)
+
+
+def as_category(values: pd.Series, categories: list[str]) -> pd.Categorical:
+    """``values`` as a categorical of exactly ``categories`` (any other value: missing). Values
+    that are categorical already (``text_as_categories``) are recoded, not re-read as text."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.set_categories(categories).array
+    return pd.Categorical(values.astype("object"), categories=categories)
+
+
+def text_as_categories(features: pd.DataFrame) -> pd.DataFrame:
+    """``features`` with its text columns as categoricals (the columns are replaced, the frame is
+    not copied): each distinct pair's text is encoded once, and the labelled rows that take it
+    (1.4M holdout rows at 100,000 series) then copy codes, not strings. Same values, same
+    fingerprint (pandas hashes a categorical as its values)."""
+    for column in features.columns:
+        if features[column].dtype == object or isinstance(features[column].dtype, pd.StringDtype):
+            features[column] = features[column].astype("category")
+    return features
 
 
 def categories_of(frame: pd.DataFrame, config: Config) -> dict[str, list[str]]:

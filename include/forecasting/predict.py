@@ -74,7 +74,8 @@ def forecast_inputs(
     missing = features["sales_lag_1"].isna()
     if missing.any():
         raise RuntimeError(f"{int(missing.sum())} forecast rows found no features for {month} in Feast")
-    return ForecastInputs(panel, month, active, features)
+    # Text encoded once, not once per horizon's design matrix.
+    return ForecastInputs(panel, month, active, dataset.text_as_categories(features))
 
 
 def predict_inputs(inputs: ForecastInputs, config: Config, booster, metadata: dict) -> pd.DataFrame:

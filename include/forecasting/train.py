@@ -77,6 +77,7 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
     holdout_rows = rows.take(split.holdout)
     entity, origin, (fit_at, holdout_at) = dataset.pairs(fit_rows, holdout_rows)
     features, position = dataset.retrieve_unordered(config, panel, entity, origin, client)
+    features = dataset.text_as_categories(features)
     if features["sales_lag_1"].isna().any():
         raise RuntimeError(
             f"{int(features['sales_lag_1'].isna().sum())} training rows found no features in Feast"

@@ -86,6 +86,8 @@ def test_monthly_run_publishes_one_forecast_per_active_entity_and_horizon(
     summary = summarize(deployment, END_MONTH)
     assert f"Published {len(forecasts):,} forecasts to table forecasts" in summary
     assert "The model beats the best baseline" in summary and "FROM forecasts_latest" in summary
+    blend = report["blend"]["baseline"]  # its row is explained where it is shown
+    assert f"blend {blend} = the mean of the model's and {blend}'s forecasts" in summary
     capsys.readouterr()
     query_main(["SELECT COUNT(*) AS n FROM forecasts_latest"])
     assert capsys.readouterr().out.split() == ["n", str(len(forecasts))]

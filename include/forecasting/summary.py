@@ -275,6 +275,11 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
         )
     verdict = "beats" if report["beats_best_baseline"] else "does NOT beat"
     lines.append(f"    The model {verdict} the best baseline ({report['best_baseline']}).")
+    if blend:
+        lines.append(
+            f"    blend {blend['baseline']} = the mean of the model's and {blend['baseline']}'s forecasts, "
+            "the gate's fallback when no model beats the best baseline."
+        )
     sample = report.get("sample")
     if sample:  # the statistical forecasters, scored on a sample of entities (with the model)
         lines.append(

@@ -364,6 +364,40 @@ def test_a_baseline_or_blend_forecaster_is_refused(deployed, tmp_path):
     assert is_permanent(refused.value)
 
 
+def test_a_month_republished_by_a_baseline_has_its_scenario_rows_withdrawn(deployed, backend, tmp_path):
+    """M re-run and published by a baseline: the scenario rows of the model published before no
+    longer describe M's forecasts. The refusal withdraws them (M's only), saying so."""
+    from forecasting import paths, pipeline
+    from forecasting.scenarios import NoScenariosForecaster, publish_scenarios, withdraw_scenarios
+
+    publish_made(backend, deployed)
+    version = deployed.made["model_version"]
+    publish_scenarios(deployed.frame, backend, MONTH - 1, model_version=version, run_id="earlier")
+    config = scenarios_config(tmp_path, predictions_url=backend.predictions.database.url)
+    attempt = "manual__rerun__20250101T000000000000Z"
+    folder = paths.run_dir(config, MONTH, attempt)
+    shutil.copytree(deployed.config.data_dir / "runs" / END_MONTH / deployed.attempt, folder)
+    published = paths.read_json(folder / "publish.json")
+    paths.write_json_atomically({**published, "model_version": "baseline:mean_3"}, folder / "publish.json")
+    try:
+        with pytest.raises(NoScenariosForecaster) as refused:
+            pipeline.forecast_scenarios(END_MONTH, "x", None, config)
+        message = str(refused.value)
+        assert "made by baseline:mean_3, which reads no plans" in message
+        assert f"Withdrew {END_MONTH}'s earlier scenario rows from forecasts_scenarios" in message
+        assert f"{len(deployed.frame):,} of {version}" in message
+        rows = table_rows(backend, "forecasts_scenarios")
+        months = pd.to_datetime(rows["run_month"]).dt.to_period("M")
+        assert set(months) == {MONTH - 1} and len(rows) == len(deployed.frame)  # another month's stay
+        # Nothing left to withdraw: the plain refusal.
+        with pytest.raises(NoScenariosForecaster) as again:
+            pipeline.forecast_scenarios(END_MONTH, "x", None, config)
+        assert "Withdrew" not in str(again.value)
+    finally:
+        withdraw_scenarios(backend, MONTH - 1)
+        publish_made(backend, deployed)
+
+
 def test_a_config_without_scenarios_has_nothing_to_forecast(deployed, tmp_path):
     from forecasting.config import load_config
     from forecasting.errors import DataError

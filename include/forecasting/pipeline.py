@@ -413,7 +413,19 @@ def forecast_scenarios(
         paths.stage_result(config, m, attempt, "forecast_scenarios").unlink(missing_ok=True)
         path = scenarios.forecasts_path(config, m, attempt)
         path.unlink(missing_ok=True)
-        made = scenarios.forecast_scenarios(config, m, attempt, client)
+        try:
+            made = scenarios.forecast_scenarios(config, m, attempt, client)
+        except scenarios.NoScenariosForecaster as refused:
+            # Scenario rows an earlier publish of M left would answer "what if" about forecasts
+            # that are no longer M's: withdrawn, so the table never disagrees with the forecasts.
+            withdrawn = scenarios.withdraw_scenarios(config, m)
+            if withdrawn:
+                made_by = ", ".join(f"{n:,} of {version}" for version, n in withdrawn.items())
+                raise scenarios.NoScenariosForecaster(
+                    f"{refused} Withdrew {m}'s earlier scenario rows from {scenarios.table_name(config)} "
+                    f"({made_by}): they were not of the forecasts now published."
+                ) from refused
+            raise
         paths.write_parquet_atomically(made.frame, path)
         result = {"run_id": run_id, "forecasts": str(path), **made.summary()}
         return _record(config, m, attempt, "forecast_scenarios", result)

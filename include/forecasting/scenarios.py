@@ -11,7 +11,8 @@ the scenario ``plans.scenarios.base`` (default ``base``), with the forecaster M'
 the same model, the same point-in-time features, the same p10/p90 bands (``forecasting.intervals``).
 Only the plan columns differ, so ``scenario - base`` is the model's answer to "what if", and an
 entity or month a scenario leaves alone gets the base forecast exactly. A baseline forecaster
-reads no plans: a month whose published forecaster is one has no scenarios (refused, saying so).
+reads no plans: a month whose published forecaster is one has no scenarios (refused, saying so),
+and the scenario rows an earlier publish of that month left are withdrawn.
 
 ``publish_scenarios`` replaces M's rows of ``<table>_scenarios`` in one transaction: re-running
 M replaces them, never duplicates them.
@@ -308,13 +309,13 @@ def published_forecaster(config: Config, month: pd.Period, attempt: str) -> Fore
     published = paths.read_json(paths.stage_result(config, month, attempt, "publish"))
     version = published["model_version"]
     if parse_blend(version) is not None:
-        raise DataError(
+        raise NoScenariosForecaster(
             f"{month}'s published forecasts were made by {version}, half of each from a baseline that reads "
             "no plans: a scenario would move them only half as far as the model says. What-if scenarios "
             f"need a model's own forecasts (re-run {month} with force_model_version=<a model version>)"
         )
     if version.startswith(BASELINE_PREFIX):
-        raise DataError(
+        raise NoScenariosForecaster(
             f"{month}'s published forecasts were made by {version}, which reads no plans: every scenario "
             "would forecast what the base plan does. What-if scenarios need a model that reads the plans "
             f"(re-run {month} with force_model_version=<a model version>, or wait for a month whose model "
@@ -325,6 +326,10 @@ def published_forecaster(config: Config, month: pd.Period, attempt: str) -> Fore
     # The bands predict put around the published forecasts: the decided forecaster's own.
     bands = decision.get("intervals") if decision.get("forecaster") == version else None
     return Forecaster(version=version, model_dir=paths.models(config) / version, bands=bands)
+
+
+class NoScenariosForecaster(DataError):
+    """M's published forecaster cannot forecast scenarios (a baseline or a blend)."""
 
 
 @dataclass
@@ -630,6 +635,30 @@ def publish_scenarios(
     return ScenariosPublished(
         table=table.name, url=url, rows=len(records), replaced=replaced, scenarios=names
     )
+
+
+def withdraw_scenarios(config: Config, month: pd.Period) -> dict[str, int]:
+    """Delete M's rows of ``<table>_scenarios`` (one transaction), when M's published forecasts
+    are no longer the model's whose scenarios they are: rows per model_version deleted."""
+    from forecasting.monitoring import write_transaction
+
+    engine = make_engine(config.predictions.database)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(table_name(config)):
+                return {}
+        table = sa.Table(table_name(config), sa.MetaData(), autoload_with=engine)
+        run_month = month_start(month_of(month)).date()
+        with write_transaction(engine, table) as conn:
+            by_version = conn.execute(
+                sa.select(table.c.model_version, sa.func.count())
+                .where(table.c.run_month == run_month)
+                .group_by(table.c.model_version)
+            ).all()
+            conn.execute(sa.delete(table).where(table.c.run_month == run_month))
+    finally:
+        engine.dispose()
+    return {str(version): int(count) for version, count in by_version}
 
 
 # --- which months -------------------------------------------------------------------------------

@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+import pytest
 
 # A fresh interpreter: nothing of the pages imported yet. The app starts (TestClient enters
 # its lifespan) and answers at once; the imports finish in the background.
@@ -88,3 +94,103 @@ def test_the_scheduler_imports_the_task_modules_and_a_forked_task_has_them_all()
     assert "could not import" not in done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen == {"after_task_runner": [], "missing_in_task": []}
+
+
+def test_the_celery_worker_preload_follows_the_switch(monkeypatch):
+    from forecasting import celery_worker, warm_up
+
+    called = []
+    monkeypatch.setattr(warm_up, "import_task_modules", lambda: called.append(True) or 0.0)
+    monkeypatch.delenv(warm_up.PRELOAD_SWITCH, raising=False)
+    celery_worker.preload_task_modules(sender=None)
+    assert called == [True]
+    monkeypatch.setenv(warm_up.PRELOAD_SWITCH, "off")
+    celery_worker.preload_task_modules(sender=None)
+    assert called == [True]
+    # Airflow's own settings, whole: it reads this dict instead of its default one.
+    from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
+
+    assert celery_worker.CELERY_CONFIG == DEFAULT_CELERY_CONFIG
+
+
+def pool_processes(pid: int) -> list[int]:
+    """The Celery pool processes of the worker ``pid``: its children titled ForkPoolWorker (not
+    the helper processes Airflow forks before the worker starts)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat, title = (entry / "stat").read_text(), (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            # stat's field 4, after the command in parentheses: the parent's pid.
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"ForkPoolWorker" in title:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow  # starts a real Celery worker
+def test_a_celery_worker_imports_the_task_modules_before_its_pool_forks(redis_client, tmp_path):
+    """``airflow celery worker`` with the deployment's settings (docker-compose.yml's
+    celery_config_options) imports the task modules once; its pool process, which forks every
+    task, has their native libraries mapped before it has run anything."""
+    import yaml
+    from conftest import REPO
+    from servers import REDIS_DB, REDIS_HOST, REDIS_PORT
+
+    from forecasting.warm_up import PRELOAD_SWITCH
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    options = compose["x-airflow-common"]["environment"]["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"]
+    queue = f"forecast_test_{secrets.token_hex(4)}"
+    before = set(redis_client.keys())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "AIRFLOW_HOME": str(tmp_path / "airflow"),
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path}/airflow.db",
+            "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}",
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+sqlite:///{tmp_path}/celery.db",
+            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": options,
+            "GX_ANALYTICS_ENABLED": "false",
+        }
+    )
+    env.pop(PRELOAD_SWITCH, None)
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(
+            [str(Path(sys.executable).parent / "airflow"), "celery", "worker", "--concurrency", "1"]
+            + ["--queues", queue, "--skip-serve-logs"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 240
+        while " ready." not in log.read_text(errors="replace"):
+            assert worker.poll() is None, log.read_text(errors="replace")[-4000:]
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-4000:]
+            time.sleep(1)
+        text = log.read_text(errors="replace")
+        assert "Imported the forecast tasks' modules in" in text and "could not import" not in text
+        pool = pool_processes(worker.pid)
+        assert pool, f"no pool process under the worker {worker.pid}"
+        for pid in pool:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            # XGBoost's library, DuckDB's (Feast's offline store) and statsforecast's own.
+            for library in ("libxgboost", "duckdb", "statsforecast"):
+                assert library in maps, f"{library} not loaded in pool process {pid}"
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=30)
+        made = set(redis_client.keys()) - before
+        if made:
+            redis_client.delete(*made)

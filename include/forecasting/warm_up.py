@@ -80,13 +80,19 @@ def preload_wanted(executor: str, argv: list[str] | None = None) -> bool:
     too) with the LocalExecutor (``executor``: ``[core] executor``), unless switched off: its
     worker processes are forked from the scheduler when it starts, and each task from a worker,
     so a module imported here is imported in every task for nothing. Not with another executor
-    (a Celery worker is not forked from the scheduler), nor in the dag-processor (DAG files
+    (a Celery worker is not forked from the scheduler: it preloads them itself,
+    ``forecasting.celery_worker``), nor in the dag-processor (DAG files
     stay light), the api-server or the triggerer."""
     argv = sys.argv if argv is None else argv
-    if os.environ.get(PRELOAD_SWITCH, "true").strip().lower() in ("0", "false", "no", "off"):
+    if not preload_switched_on():
         return False
     in_scheduler = len(argv) > 1 and os.path.basename(argv[0]) == "airflow" and argv[1] == "scheduler"
     return in_scheduler and "LocalExecutor" in executor
+
+
+def preload_switched_on() -> bool:
+    """Unless FORECAST_PRELOAD_TASK_MODULES says false (or 0, no, off)."""
+    return os.environ.get(PRELOAD_SWITCH, "true").strip().lower() not in ("0", "false", "no", "off")
 
 
 def import_task_modules() -> float:

@@ -121,7 +121,7 @@ benchmark: setup
 # 10k to 100k series x 60 months, each stage in its own process, with the bare library calls
 # beside train; then 10k series on a Dask LocalCluster of 2 workers (about 40 minutes in all).
 benchmark-scale: setup
-	$(PYTHON) benchmarks/run_stages.py --series 10000 25000 50000 100000 --repeat 1 --json data/benchmark-scale.json
+	$(PYTHON) benchmarks/run_stages.py --series 10000 25000 50000 100000 --repeat 1 --preloaded --json data/benchmark-scale.json
 	$(PYTHON) benchmarks/run_stages.py --series 10000 --repeat 1 --dask 2 --no-bare
 
 clean:

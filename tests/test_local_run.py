@@ -25,11 +25,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, demo_config_dict
+from airflow_env import BIN, airflow_env
+from conftest import demo_config_dict
 
 pytestmark = pytest.mark.slow
 
-BIN = Path(sys.executable).parent
 TASKS = [
     "extract",
     "validate",
@@ -65,19 +65,8 @@ def local_run(tmp_path_factory):
     seed_source_database(config.source.database.url, sales, table=config.source.table)
 
     home = folder / "airflow"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(
-        {
-            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__PARALLELISM": "2",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "GX_ANALYTICS_ENABLED": "false",
-            "FORECAST_CONFIG": str(config_path),
-        }
+    env = airflow_env(
+        home, AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True", FORECAST_CONFIG=str(config_path)
     )
     home.mkdir()
     subprocess.run([BIN / "airflow", "db", "migrate"], env=env, check=True, capture_output=True)

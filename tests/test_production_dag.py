@@ -23,9 +23,7 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -38,6 +36,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
+from airflow_env import BIN, airflow_env, api_server_settings, free_ports
 from servers import REDIS_DB, REDIS_HOST, REDIS_PORT, feast_keys, query
 
 from forecasting.months import month_of, month_start
@@ -46,7 +45,6 @@ from forecasting.postgres import temporary_database
 pytestmark = pytest.mark.slow  # runs the whole DAG
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 
 DAG_ID = "monthly_forecast"
 TASKS = {
@@ -71,18 +69,6 @@ STOP_TIMEOUT = 30
 
 
 # --- servers -------------------------------------------------------------------------------
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct ports nobody listens on now (Airflow may already be running on the defaults)."""
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def wait_for(
@@ -310,37 +296,19 @@ def production_dag(postgres_server, redis_client, tmp_path_factory) -> Iterator[
 
         home = folder / "airflow"
         home.mkdir()
-        api_port, worker_logs_port, trigger_logs_port, health_port = free_ports(4)
+        (api_port,) = free_ports(1)
         pg = sa.make_url(urls["airflow"])
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")
-        }  # nothing from the caller's Airflow
-        env.update(
-            {
-                # standalone starts the components as `airflow ...`: this venv's.
-                "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-                "AIRFLOW_HOME": str(home),
+        env = airflow_env(  # nothing from the caller's Airflow
+            home,
+            **api_server_settings(api_port),
+            **{
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 # The metadata DB through psycopg2, as in docker-compose.yml.
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.set(
                     drivername="postgresql+psycopg2"
                 ).render_as_string(False),
-                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-                "AIRFLOW__CORE__PARALLELISM": "2",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-                "AIRFLOW__API__HOST": "127.0.0.1",
-                "AIRFLOW__API__PORT": str(api_port),
-                "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
-                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
-                "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(64),
-                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_logs_port),
-                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_logs_port),
-                "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(health_port),
-                "GX_ANALYTICS_ENABLED": "false",
                 # The deployment, as docker-compose.yml gives it to every Airflow process.
                 "FORECAST_CONFIG": str(production_config(folder, project)),
                 "FORECAST_DATA_DIR": str(folder / "forecast-data"),
@@ -353,7 +321,7 @@ def production_dag(postgres_server, redis_client, tmp_path_factory) -> Iterator[
                 "AIRFLOW_CONN_PREDICTIONS_DB": sa.make_url(urls["predictions"])
                 .set(drivername="postgresql")
                 .render_as_string(False),
-            }
+            },
         )
         log = folder / "standalone.log"
         with open(log, "wb") as out:

@@ -10,23 +10,18 @@ Asset event; each run's note, read back through the REST API, names its month.
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from airflow_env import BIN, airflow_env, api_server_settings, free_ports
 from conftest import REPO, demo_config_dict, write_config
 
 from forecasting.run_notes import months_of_run, note_with_months
-
-BIN = Path(sys.executable).parent
-
 
 # --- what the note says ---------------------------------------------------------------------
 
@@ -90,34 +85,18 @@ def airflow(tmp_path) -> Iterator:
     """An api-server and a scheduler (LocalExecutor, scheduling as in production) with this
     repository's DAGs and plugins, in a fresh AIRFLOW_HOME; the source has no data, so the runs'
     tasks would fail: the test marks each run failed once its note is read."""
-    from forecasting.localrun import Api, free_port, stop
+    from forecasting.localrun import Api, stop
 
     config = write_config(tmp_path / "deployment", demo_config_dict(tmp_path / "deployment"))
-    port = free_port()
+    (port,) = free_ports(1)
     home = tmp_path / "airflow"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(
-        {
-            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__PARALLELISM": "2",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
-            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(48),
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
-            "GX_ANALYTICS_ENABLED": "false",
-            "FORECAST_CONFIG": str(config),
-        }
+    env = airflow_env(
+        home,
+        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
+        FORECAST_CONFIG=str(config),
+        **api_server_settings(port),
     )
     subprocess.run([BIN / "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
     processes: list[subprocess.Popen] = []

@@ -135,7 +135,7 @@ def test_a_celery_worker_imports_the_task_modules_before_its_pool_forks(redis_cl
     celery_config_options) imports the task modules once; its pool process, which forks every
     task, has their native libraries mapped before it has run anything."""
     import yaml
-    from conftest import REPO
+    from airflow_env import BIN, REPO, airflow_env
     from servers import REDIS_DB, REDIS_HOST, REDIS_PORT
 
     from forecasting.warm_up import PRELOAD_SWITCH
@@ -144,25 +144,19 @@ def test_a_celery_worker_imports_the_task_modules_before_its_pool_forks(redis_cl
     options = compose["x-airflow-common"]["environment"]["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"]
     queue = f"forecast_test_{secrets.token_hex(4)}"
     before = set(redis_client.keys())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(
-        {
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "AIRFLOW_HOME": str(tmp_path / "airflow"),
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path}/airflow.db",
-            "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}",
-            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+sqlite:///{tmp_path}/celery.db",
-            "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": options,
-            "GX_ANALYTICS_ENABLED": "false",
-        }
+    env = airflow_env(
+        tmp_path / "airflow",
+        AIRFLOW__CORE__EXECUTOR="CeleryExecutor",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{tmp_path}/airflow.db",
+        AIRFLOW__CELERY__BROKER_URL=f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}",
+        AIRFLOW__CELERY__RESULT_BACKEND=f"db+sqlite:///{tmp_path}/celery.db",
+        AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS=options,
     )
     env.pop(PRELOAD_SWITCH, None)
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
         worker = subprocess.Popen(
-            [str(Path(sys.executable).parent / "airflow"), "celery", "worker", "--concurrency", "1"]
+            [str(BIN / "airflow"), "celery", "worker", "--concurrency", "1"]
             + ["--queues", queue, "--skip-serve-logs"],
             env=env,
             stdout=out,

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 
 KEYS = ["store_id", "item_id", "horizon"]
 PASSWORD = "dask-test-Secret-7f3a9c"
-PLANS = {"table": "sales_plans", "covariates": ["price", "promo"]}
+PLANS = {"table": "sales_plans", "covariates": ["price", "promo"], "scenarios": {"table": "sales_scenarios"}}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,13 @@ def secret_urls(postgres_server):
 def run(folder: Path, sales: pd.DataFrame, scheduler: str | None, secret_urls: dict | None = None):
     from forecasting import pipeline
     from forecasting.config import load_config
-    from forecasting.datasets.synthetic import generate_plans, seed_plans_table, seed_source_database
+    from forecasting.datasets.synthetic import (
+        generate_plans,
+        generate_scenarios,
+        seed_plans_table,
+        seed_scenarios_table,
+        seed_source_database,
+    )
 
     raw = demo_config_dict(folder)
     raw["model"]["num_boost_round"] = 300
@@ -83,7 +89,10 @@ def run(folder: Path, sales: pd.DataFrame, scheduler: str | None, secret_urls: d
         raw["feature_store"]["registry"] = {"registry_type": "sql", "path": secret_urls["registry"]}
     config = load_config(write_config(folder, raw))
     seed_source_database(config.source.database.url, sales, table=config.source.table)
-    seed_plans_table(config.source.database.url, generate_plans(sales, horizon=config.horizon, seed=7))
+    plans = generate_plans(sales, horizon=config.horizon, seed=7)
+    seed_plans_table(config.source.database.url, plans)
+    # What-if scenarios too: run_month forecasts them after the publish (their retrieval on the cluster).
+    seed_scenarios_table(config.source.database.url, generate_scenarios(sales, plans, horizon=config.horizon))
     results = pipeline.run_month(END_MONTH, "manual__dask_test", config)
     return config, results
 
@@ -324,3 +333,24 @@ def test_both_models_read_the_plans_and_beat_the_best_baseline_with_close_holdou
     assert abs(b - a) / a <= 0.05
     # Scored on the same rows.
     assert reports["in_process"]["model"]["rows"] == reports["cluster"]["model"]["rows"]
+
+
+def test_scenarios_forecast_on_the_workers_as_in_process_with_the_same_model(both):
+    """The cluster run's scenarios (Feast's retrieval on the workers) equal the same model's
+    scenarios forecast in this process, row for row; the base is the published forecasts."""
+    from forecasting.scenarios import forecast_scenarios
+
+    config, results = both["cluster"]
+    made = results["forecast_scenarios"]
+    assert made["base_differs_from_published"] == 0
+    assert set(made["scenarios"]) == {"base", "promo_beverages", "no_promo"}
+    assert made["changed"]["promo_beverages"] > 0  # the promotion moves forecasts on the cluster too
+    on_cluster = pd.read_parquet(made["forecasts"])
+    attempt = results["extract"]["attempt"]
+    in_process = forecast_scenarios(config, pd.Period(END_MONTH, "M"), attempt)  # no client: here
+    order = ["scenario", *KEYS]
+    pd.testing.assert_frame_equal(
+        on_cluster.sort_values(order).reset_index(drop=True),
+        in_process.frame.sort_values(order).reset_index(drop=True),
+    )
+    assert results["publish_scenarios"]["rows"] == len(on_cluster)

@@ -300,6 +300,10 @@ class Forecaster:
     bands: dict | None  # its p10/p90 bands (None: not calibrated, p10 and p90 stay empty)
 
 
+class NoScenariosForecaster(DataError):
+    """M's published forecaster cannot forecast scenarios (a baseline or a blend)."""
+
+
 def published_forecaster(config: Config, month: pd.Period, attempt: str) -> Forecaster:
     """The model whose forecasts M's published attempt published (the gate's choice for M, or a
     forced one), with the p10/p90 bands evaluate calibrated for it. A baseline reads no plans:
@@ -326,10 +330,6 @@ def published_forecaster(config: Config, month: pd.Period, attempt: str) -> Fore
     # The bands predict put around the published forecasts: the decided forecaster's own.
     bands = decision.get("intervals") if decision.get("forecaster") == version else None
     return Forecaster(version=version, model_dir=paths.models(config) / version, bands=bands)
-
-
-class NoScenariosForecaster(DataError):
-    """M's published forecaster cannot forecast scenarios (a baseline or a blend)."""
 
 
 @dataclass

@@ -104,7 +104,7 @@ def pages(config) -> list[tuple[str, str, str, str]]:
 def api_server(config_path: Path, home: Path, log: Path) -> Iterator[str]:
     """An api-server with this repository's plugins for the deployment, as ``make ui`` starts it
     (everyone an admin, no login); its base URL."""
-    from forecasting.localrun import Api, free_port, stop
+    from forecasting.localrun import Api, api_server_settings, free_port, stop
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -117,9 +117,7 @@ def api_server(config_path: Path, home: Path, log: Path) -> Iterator[str]:
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": base,
+        **api_server_settings(port),
         "GX_ANALYTICS_ENABLED": "false",
     }
     with open(log, "wb") as out:

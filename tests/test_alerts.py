@@ -6,7 +6,6 @@ of monthly_forecast, whose on_failure_callback sends the alert."""
 from __future__ import annotations
 
 import email
-import socket
 from datetime import date
 from email.message import Message
 
@@ -17,13 +16,8 @@ from conftest import REPO, demo_config_dict, write_config
 
 from forecasting.alerts import Alert, accuracy_alerts, drift_alerts, raise_alerts
 from forecasting.config import load_config
+from forecasting.localrun import free_port
 from forecasting.query import run_query
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Inbox:

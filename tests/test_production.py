@@ -898,19 +898,16 @@ def test_compose_dask_profile(compose):
 def test_compose_dask_commands_run_natively_and_answer_their_healthchecks(tmp_path):
     """The scheduler and worker commands of docker-compose.yml, started here as they are there
     (host names and ports mapped to this machine), answer their healthchecks and run a task."""
-    import socket
     import urllib.request
 
     from dask.distributed import Client
 
+    from forecasting.localrun import free_ports
+
     services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
 
-    def free_port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
-    ports = {"8786": str(free_port()), ":8787": f":{free_port()}", ":8789": f":{free_port()}"}
+    scheduler, dashboard, worker_dashboard = free_ports(3)
+    ports = {"8786": str(scheduler), ":8787": f":{dashboard}", ":8789": f":{worker_dashboard}"}
     bin_dir = Path(sys.executable).parent
 
     def command(name: str) -> list[str]:

@@ -36,9 +36,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from airflow_env import BIN, airflow_env, api_server_settings, free_ports
+from airflow_env import BIN, airflow_env
 from servers import REDIS_DB, REDIS_HOST, REDIS_PORT, feast_keys, query
 
+from forecasting.localrun import api_server_settings, free_port, fresh_api_secrets
 from forecasting.months import month_of, month_start
 from forecasting.postgres import temporary_database
 
@@ -296,11 +297,12 @@ def production_dag(postgres_server, redis_client, tmp_path_factory) -> Iterator[
 
         home = folder / "airflow"
         home.mkdir()
-        (api_port,) = free_ports(1)
+        api_port = free_port()
         pg = sa.make_url(urls["airflow"])
         env = airflow_env(  # nothing from the caller's Airflow
             home,
             **api_server_settings(api_port),
+            **fresh_api_secrets(),
             **{
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 # The metadata DB through psycopg2, as in docker-compose.yml.

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 import pytest
-from airflow_env import BIN, airflow_env, api_server_settings, free_ports
+from airflow_env import BIN, airflow_env
 from conftest import REPO, demo_config_dict, write_config
 
 from forecasting.run_notes import months_of_run, note_with_months
@@ -85,10 +85,10 @@ def airflow(tmp_path) -> Iterator:
     """An api-server and a scheduler (LocalExecutor, scheduling as in production) with this
     repository's DAGs and plugins, in a fresh AIRFLOW_HOME; the source has no data, so the runs'
     tasks would fail: the test marks each run failed once its note is read."""
-    from forecasting.localrun import Api, stop
+    from forecasting.localrun import Api, api_server_settings, free_port, fresh_api_secrets, stop
 
     config = write_config(tmp_path / "deployment", demo_config_dict(tmp_path / "deployment"))
-    (port,) = free_ports(1)
+    port = free_port()
     home = tmp_path / "airflow"
     home.mkdir()
     env = airflow_env(
@@ -97,6 +97,7 @@ def airflow(tmp_path) -> Iterator:
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS="True",
         FORECAST_CONFIG=str(config),
         **api_server_settings(port),
+        **fresh_api_secrets(),
     )
     subprocess.run([BIN / "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
     processes: list[subprocess.Popen] = []

@@ -51,10 +51,43 @@ def latest_complete_month(now: datetime | None = None) -> str:
     return str(pd.Period(now or datetime.now(UTC), "M") - 1)
 
 
+def free_ports(n: int) -> list[int]:
+    """n distinct ports nobody listens on now (held together while chosen: never one twice)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def api_server_settings(port: int) -> dict[str, str]:
+    """An api-server on 127.0.0.1:``port`` whose Execution API the tasks call, and the log and
+    health servers on free ports (never another Airflow's running beside it)."""
+    worker_logs, trigger_logs, health = free_ports(3)
+    return {
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_logs),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_logs),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(health),
+    }
+
+
+def fresh_api_secrets() -> dict[str, str]:
+    """New keys for the api-server to sign the tasks' tokens with; its scheduler must share them."""
+    return {
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
+        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(48),
+    }
 
 
 def airflow_home() -> Path:
@@ -130,20 +163,14 @@ def local_airflow(log_folder: Path) -> Iterator[Api]:
     stopped (their process groups only) when the block ends."""
     port = free_port()
     env = {
+        # The api-server signs the tasks' tokens; both share the keys (the environment's, if set).
+        **fresh_api_secrets(),
         **os.environ,
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        **api_server_settings(port),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         # This scheduler runs the run it is asked for and makes none of its own.
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
     }
-    # The api-server signs the tasks' tokens; both must share the secrets (and only for this run).
-    env.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(48))
-    env.setdefault("AIRFLOW__API__SECRET_KEY", secrets.token_urlsafe(48))
     log_folder.mkdir(parents=True, exist_ok=True)
     processes: list[subprocess.Popen] = []
     with ExitStack() as stack:

@@ -21,8 +21,8 @@ from forecasting.features import (
     compute_features,
     feature_names,
 )
-from forecasting.months import month_end, month_index, month_range
-from forecasting.panel import build_panel, month_indices
+from forecasting.months import month_end, month_range
+from forecasting.panel import build_panel
 
 KEYS = ["store", "item"]
 
@@ -87,20 +87,6 @@ def test_panel_fills_gaps_with_zero_and_carries_covariates(tmp_path):
     assert panel.attribute("region", rows, cols).tolist() == ["north"] * 4 + ["south"] * 2
     assert set(panel.covariates) == {"price"} and set(panel.attributes) == {"region"}
     assert panel.key_dtypes == {"store": np.dtype("int64"), "item": np.dtype("int64")}
-
-
-def test_month_indices_match_month_index_for_any_time_in_the_month():
-    times = pd.Series(
-        pd.to_datetime(
-            ["1999-12-31 23:59:59.999", "2000-01-01", "2024-02-29 12:00", "2024-03-01", "2031-07-15"],
-            format="ISO8601",
-        )
-    )
-    expected = month_index(times.dt).to_numpy()
-    np.testing.assert_array_equal(month_indices(times), expected)
-    # Times with a time zone take the general path, to the same answer.
-    np.testing.assert_array_equal(month_indices(times.dt.tz_localize("UTC")), expected)
-    assert month_indices(times.iloc[:0]).tolist() == []
 
 
 # ------------------------------------------------------------------------------ compute_features

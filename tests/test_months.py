@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pendulum
 import pytest
 
-from forecasting.months import month_end, month_of, month_start, month_to_run
+from forecasting.months import month_end, month_index, month_indices, month_of, month_start, month_to_run
 
 
 def test_month_helpers():
@@ -41,3 +42,17 @@ def test_month_index_round_trips():
     assert month_from_index(month_index(pd.Period("1992-09", "M"))) == pd.Period("1992-09", "M")
     months = pd.period_range("2023-11", "2024-02", freq="M")
     assert month_from_index(month_index(months)).equals(months)
+
+
+def test_month_indices_match_month_index_for_any_time_in_the_month():
+    times = pd.Series(
+        pd.to_datetime(
+            ["1999-12-31 23:59:59.999", "2000-01-01", "2024-02-29 12:00", "2024-03-01", "2031-07-15"],
+            format="ISO8601",
+        )
+    )
+    expected = month_index(times.dt).to_numpy()
+    np.testing.assert_array_equal(month_indices(times), expected)
+    # Times with a time zone take the general path, to the same answer.
+    np.testing.assert_array_equal(month_indices(times.dt.tz_localize("UTC")), expected)
+    assert month_indices(times.iloc[:0]).tolist() == []

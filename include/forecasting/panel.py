@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from forecasting.config import Config
-from forecasting.months import month_index
+from forecasting.months import month_indices
 
 
 @dataclass
@@ -156,17 +156,6 @@ def build_panel(snapshot: pd.DataFrame, config: Config, sales_only: bool = False
         span_first=span_first,
         span_last=span_last,
     )
-
-
-def month_indices(times: pd.Series) -> np.ndarray:
-    """``month_index`` of each time, as int64. Plain datetime64 (what extract writes) is looked
-    up among the month starts it spans: at 6M rows, 0.15 s less than ``.dt``'s year and month."""
-    values = times.to_numpy()
-    if values.dtype.kind != "M" or len(values) == 0 or np.isnat(values).any():
-        return month_index(times.dt).to_numpy().astype(np.int64)
-    first = values.min().astype("datetime64[M]")
-    starts = np.arange(first, values.max().astype("datetime64[M]") + 1).astype(values.dtype)
-    return np.searchsorted(starts, values, side="right") - 1 + first.astype(np.int64) + 1970 * 12
 
 
 def forward_fill(values: np.ndarray) -> np.ndarray:

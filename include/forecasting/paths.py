@@ -8,11 +8,14 @@ import re
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from forecasting.config import Config
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def run_key(run_id: str) -> str:
@@ -235,9 +238,8 @@ def _atomic_target(path: Path) -> tuple[int, str]:
     return tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
 
 
-def write_parquet_atomically(frame: Any, path: Path) -> None:
-    """Readers see the old file or the new one, never half of one (rename is atomic).
-    ``frame``: a DataFrame, or an Arrow table."""
+def write_parquet_atomically(frame: pd.DataFrame | pa.Table, path: Path) -> None:
+    """Readers see the old file or the new one, never half of one (rename is atomic)."""
     fd, tmp = _atomic_target(path)
     os.close(fd)
     try:

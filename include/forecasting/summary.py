@@ -292,6 +292,10 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
             )
         verdict = "beats" if sample["beats_best_baseline"] else "does NOT beat"
         lines.append(f"    There the model {verdict} the best baseline ({sample['best_baseline']}).")
+        # The gate reads evaluation.json's baselines, scored on every row (the naive ones, above).
+        lines.append(
+            "    The gate compares the model with the forecasters scored on every row (above), not this sample."
+        )
     if champion.get("model_version"):
         lines.append(
             f"    champion = {champion['model_version']}, scored by its holdout model"

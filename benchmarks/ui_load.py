@@ -2,22 +2,31 @@
 
 Starts a real ``airflow api-server`` with this repository's plugins over a deployment (the demo
 that ``make run`` leaves by default: FORECAST_CONFIG and AIRFLOW_HOME as the Makefile sets them),
-then opens three pages of the view the way a person does, at their addresses inside the UI
-(``/plugin/forecasts/...``: Airflow's page, the view in its iframe): the overview, the explorer
-with one entity, and a validation report (GX Data Docs). Each page is loaded once (``1st``: the
-server's first request for it, right after the api-server started), then ``--loads`` times in
-that browser (``cached``: Airflow's scripts cached, as for anyone who uses the UI) and as many
-times in a fresh browser profile each (``fresh``: nothing cached). Prints, per page, the median
-and worst, in milliseconds from the start of the navigation, of:
+then opens three pages of the view the way people do: the overview, the explorer with one
+entity, and a validation report (GX Data Docs). Each page is reached
 
-* ``ui load``: Airflow's page fired its load event;
-* ``view start``: Airflow's UI made the view's iframe, which starts loading (all before this is
-  Airflow's own: its scripts, then its config, user, menus and plugins from its API);
+* ``1st``: at its address inside the UI (``/plugin/forecasts/...``: Airflow's page, the view in
+  its iframe), the server's first request for it, right after the api-server started;
+* ``same tab``: at its address again in that tab (a reload, or a bookmark opened there);
+* ``new tab``: at its address in a new tab of that browser, whose profile on disk has used the
+  UI before (Airflow's scripts in its HTTP and code caches, a new page and JavaScript heap);
+* ``fresh``: at its address in a new browser profile (nothing cached: a first visit);
+* ``in app``: by a click, Airflow's UI already open: Browse → Forecasts from the DAG list, an
+  entity's link in the explorer's search results, a month's "validation result" in the overview.
+
+``--loads`` times each (but 1st). Prints, per page, the median and worst, in milliseconds from
+the navigation's start (the click's, in app), of:
+
+* ``ui load``: Airflow's page fired its load event (not in app: Airflow's page stays);
+* ``view start``: the view's iframe starts loading the page (all before this is Airflow's own:
+  its scripts, then its config, user, menus and plugins from its API);
 * ``view load``: the view's iframe fired its load event;
 * ``visible``: the view's content is on screen (the overview's status table, the explorer's
   chart, the validation report's tables), polled every animation frame;
 
-and the view's own server time (request to first byte, inside the iframe).
+and the view's own server time (request to first byte, inside the iframe). Chromium's time spent
+running scripts on Airflow's page (``Performance.getMetrics`` ScriptDuration) is printed beside
+each kind: it is how much of a load is Airflow's own JavaScript, which no plugin can shorten.
 
     make run                                   # once: the demo, published
     .venv/bin/python benchmarks/ui_load.py     # FORECAST_CONFIG / AIRFLOW_HOME as make sets them
@@ -35,6 +44,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -44,7 +54,8 @@ IFRAME = "iframe[title=Forecasts]"
 
 # Polled every animation frame on Airflow's page: the view's iframe has loaded the page asked
 # for and ``selector`` is laid out in it. Times are from the navigation's start (the top page's
-# time origin).
+# time origin), or from the click (``clickedAt``, set by CLICK_TIMER) when there was one: then
+# only a page that the click started counts.
 READY = """([path, selector]) => {
     const frame = document.querySelector('iframe[title=Forecasts]');
     const win = frame && frame.contentWindow;
@@ -54,19 +65,40 @@ READY = """([path, selector]) => {
     if (!nav || !nav.loadEventEnd || !shown) return null;
     const top = performance.getEntriesByType("navigation")[0];
     const offset = win.performance.timeOrigin - performance.timeOrigin;
+    const clicked = window.clickedAt;
+    if (clicked !== undefined && offset < clicked) return null;
+    const from = clicked === undefined ? 0 : clicked;
     return {
-        "ui load": top.loadEventEnd || null,
-        "view start": offset,
-        "view load": offset + nav.loadEventEnd,
-        "visible": performance.now(),
+        "ui load": clicked === undefined ? top.loadEventEnd || null : null,
+        "view start": offset - from,
+        "view load": offset + nav.loadEventEnd - from,
+        "visible": performance.now() - from,
         "view server": nav.responseStart - nav.requestStart,
     };
 }"""
-MEASURES = ("ui load", "view start", "view load", "visible", "view server")
+# On the element about to be clicked: when the click happens, in Airflow's page's time.
+CLICK_TIMER = """(element) => {
+    const win = element.ownerDocument.defaultView;
+    win.addEventListener("click", () => {
+        win.top.clickedAt = win.performance.timeOrigin - win.top.performance.timeOrigin + win.performance.now();
+    }, {capture: true, once: true});
+}"""
+MEASURES = ("ui load", "view start", "view load", "visible", "view server", "ui scripts")
+VIEWPORT = {"width": 1400, "height": 900}
 
 
-def pages(config) -> list[tuple[str, str, str, str]]:
-    """(name, address inside the UI, the view's own path to wait for, what shows it is there)."""
+@dataclass(frozen=True)
+class ViewPage:
+    name: str
+    address: str  # inside the UI
+    path: str  # the view's own path, to wait for
+    shows: str  # what shows it is on screen
+    comes_from: str  # the address inside the UI a person clicks from
+    clicks: tuple[str, ...]  # what they click, in order
+    in_view: bool  # the clicks are inside the view's iframe (else on Airflow's page)
+
+
+def pages(config) -> list[ViewPage]:
     from forecasting.explorer import find_entities
     from forecasting.report import MONTH_PATTERN
 
@@ -74,6 +106,7 @@ def pages(config) -> list[tuple[str, str, str, str]]:
     if not entities:
         raise SystemExit("nothing is published: run `make run` first")
     entity = urlencode(entities[0])
+    first_column, first_value = next(iter(entities[0].items()))
     runs = config.data_dir / "runs"
     reports = sorted(
         (
@@ -89,14 +122,34 @@ def pages(config) -> list[tuple[str, str, str, str]]:
     report = reports[-1].relative_to(runs / month / attempt / "data_docs").as_posix()
     docs = f"forecast-quality/data-docs/{month}/{attempt}/{report}"
     return [
-        ("overview", "/plugin/forecasts", "/forecast-quality/", "#month-status"),
-        (
+        ViewPage(
+            "overview",
+            "/plugin/forecasts",
+            "/forecast-quality/",
+            "#month-status",
+            comes_from="/dags",
+            clicks=("role=button[name='Browse']", "role=menuitem[name='Forecasts']"),
+            in_view=False,
+        ),
+        ViewPage(
             "explorer (one entity)",
             f"/plugin/forecasts/forecast-quality/explorer?{entity}",
             "/forecast-quality/explorer",
             "svg.chart",
+            comes_from="/plugin/forecasts/forecast-quality/explorer?"
+            + urlencode({first_column: first_value}),
+            clicks=(f'a[href="explorer?{entity}"]',),
+            in_view=True,
         ),
-        ("validation report", f"/plugin/forecasts/{docs}", "/data-docs/", "table"),
+        ViewPage(
+            "validation report",
+            f"/plugin/forecasts/{docs}",
+            "/data-docs/",
+            "table",
+            comes_from="/plugin/forecasts",
+            clicks=(f"tr[data-month='{month}'] >> role=link[name='validation result']",),
+            in_view=True,
+        ),
     ]
 
 
@@ -140,10 +193,61 @@ def api_server(config_path: Path, home: Path, log: Path) -> Iterator[str]:
             stop([server])
 
 
-def load(page, url: str, path: str, selector: str) -> dict[str, float]:
+def script_ms(cdp) -> float:
+    """Chromium's time running scripts on the page (since its navigation), in milliseconds."""
+    metrics = cdp.send("Performance.getMetrics")["metrics"]
+    return 1000 * next(m["value"] for m in metrics if m["name"] == "ScriptDuration")
+
+
+def load(page, url: str, view: ViewPage) -> dict[str, float]:
+    """Opens ``url`` in ``page``; the times once the view's page is on screen."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Performance.enable")
     page.goto(url, wait_until="commit")
-    handle = page.wait_for_function(READY, arg=[path, selector], polling="raf", timeout=60_000)
-    return handle.json_value()
+    handle = page.wait_for_function(READY, arg=[view.path, view.shows], polling="raf", timeout=60_000)
+    times = handle.json_value()
+    times["ui scripts"] = script_ms(cdp)
+    cdp.detach()
+    return times
+
+
+def click_through(page, base: str, view: ViewPage) -> dict[str, float]:
+    """Opens where a person comes from, waits until it has settled, then clicks to the view's
+    page; the times from the last click."""
+    page.goto(base + view.comes_from)
+    page.wait_for_load_state("networkidle")
+    where = page.frame_locator(IFRAME) if view.in_view else page
+    for step in view.clicks[:-1]:
+        where.locator(step).click()
+    target = where.locator(view.clicks[-1])
+    target.wait_for()
+    target.evaluate(CLICK_TIMER)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Performance.enable")
+    before = script_ms(cdp)
+    target.click()
+    handle = page.wait_for_function(READY, arg=[view.path, view.shows], polling="raf", timeout=60_000)
+    times = handle.json_value()
+    times["ui scripts"] = script_ms(cdp) - before
+    cdp.detach()
+    return times
+
+
+@contextmanager
+def browser_profile(playwright, folder: Path | None = None) -> Iterator:
+    """Chromium with a profile on disk (its caches as a person's browser keeps them): ``folder``,
+    or a new one, removed after."""
+    made = folder is None
+    folder = Path(tempfile.mkdtemp(prefix="ui-load-profile-")) if folder is None else folder
+    context = playwright.chromium.launch_persistent_context(
+        str(folder), executable_path=CHROMIUM, args=["--no-sandbox"], viewport=VIEWPORT
+    )
+    try:
+        yield context
+    finally:
+        context.close()
+        if made:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def summary(name: str, kind: str, samples: list[dict[str, float]]) -> str:
@@ -177,31 +281,30 @@ def main(argv: list[str] | None = None) -> int:
     print(f"deployment {config_path}, AIRFLOW_HOME {args.airflow_home}; api-server log {log}")
     print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     print(f"{args.loads} loads per page and kind; milliseconds from the navigation's start, median and worst")
-    print(f"{'page':<22} {'browser':<9} " + " ".join(f"{m:>15}" for m in MEASURES))
+    print(f"{'page':<22} {'reached':<9} " + " ".join(f"{m:>15}" for m in MEASURES))
     with api_server(config_path, Path(args.airflow_home), log) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            seen = browser.new_context(viewport={"width": 1400, "height": 900})
-            page = seen.new_page()
-            for name, address, path, selector in to_load:
-                url = base + address
-                first = load(page, url, path, selector)  # the server's first request for it
-                print(summary(name, "1st", [first]))
-                warm = [load(page, url, path, selector) for _ in range(args.loads)]
-                print(summary(name, "cached", warm))
+        with browser_profile(p) as used:  # the browser a person uses Airflow in
+            page = used.new_page()
+            for view in to_load:
+                url = base + view.address
+                print(summary(view.name, "1st", [load(page, url, view)]))
+                print(summary(view.name, "same tab", [load(page, url, view) for _ in range(args.loads)]))
                 if args.screenshots:
                     Path(args.screenshots).mkdir(parents=True, exist_ok=True)
-                    page.screenshot(path=str(Path(args.screenshots) / f"{name.split()[0]}.png"))
-                cold = []
+                    page.screenshot(path=str(Path(args.screenshots) / f"{view.name.split()[0]}.png"))
+                new_tab = []
                 for _ in range(args.loads):
-                    fresh = browser.new_context(viewport={"width": 1400, "height": 900})
-                    try:
-                        cold.append(load(fresh.new_page(), url, path, selector))
-                    finally:
-                        fresh.close()
-                print(summary(name, "fresh", cold), flush=True)
-        finally:
-            browser.close()
+                    tab = used.new_page()
+                    new_tab.append(load(tab, url, view))
+                    tab.close()
+                print(summary(view.name, "new tab", new_tab))
+                fresh = []
+                for _ in range(args.loads):
+                    with browser_profile(p) as first_visit:
+                        fresh.append(load(first_visit.new_page(), url, view))
+                print(summary(view.name, "fresh", fresh))
+                in_app = [click_through(page, base, view) for _ in range(args.loads)]
+                print(summary(view.name, "in app", in_app), flush=True)
     return 0
 
 

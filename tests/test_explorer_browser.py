@@ -121,7 +121,8 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+            laptop = {"width": 1280, "height": 800}
+            context = browser.new_context(viewport=laptop, accept_downloads=True)
 
             def local_only(route):
                 if route.request.url.startswith(base):
@@ -149,6 +150,7 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
             assert "/forecast-quality/forecast-quality" not in page.url
             page.screenshot(path=str(shots / "overview.png"), full_page=True)
             _assert_monitoring_is_the_database(view, config)
+            _assert_no_column_cut_off(view)
 
             # Explorer: search by one column, pick the entity from the list.
             view.get_by_role("link", name="Explorer").click()
@@ -157,6 +159,7 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
             view.get_by_role("link", name=f"store_id {store}, item_id {item}").click()
             view.locator("svg.chart").wait_for(timeout=15_000)
             page.screenshot(path=str(shots / "explorer.png"), full_page=True)
+            _assert_no_column_cut_off(view)
 
             drawn: dict[str, dict[str, float]] = {}
             for series, month, value in view.locator("svg.chart circle[data-series]").evaluate_all(
@@ -209,6 +212,16 @@ def _db(config, sql: str) -> pd.DataFrame:
             return pd.read_sql_query(sa.text(sql), conn)
     finally:
         engine.dispose()
+
+
+def _assert_no_column_cut_off(view) -> None:
+    """Every table of numbers beside a chart shows all its columns in a laptop-sized window (the
+    chart gives way, or goes above the table), not some of them behind a scroll bar."""
+    cut = view.locator(".numbers").evaluate_all(
+        "boxes => boxes.filter(b => b.scrollWidth > b.clientWidth)"
+        ".map(b => `${b.className}: ${b.scrollWidth} px in ${b.clientWidth}`)"
+    )
+    assert not cut, cut
 
 
 def _assert_monitoring_is_the_database(view, config) -> None:

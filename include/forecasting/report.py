@@ -73,8 +73,12 @@ input, button, .button { font: inherit; padding: .25rem .5rem; border: 1px solid
   background: var(--accent); color: var(--bg); border-color: var(--accent); }
 ul.entities { columns: 4 12rem; padding-left: 1.1rem; }
 .explorer { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
-.chart-box { flex: 3 1 560px; min-width: 0; } .numbers { flex: 2 1 380px; max-height: 560px; overflow: auto; }
-.numbers table { margin: 0; } .numbers th { position: sticky; top: 0; white-space: normal; max-width: 4.5rem; }
+/* The numbers keep their own width (cut, they would hide columns on a laptop); the chart takes the
+   rest, and goes above them when both do not fit side by side. */
+.chart-box { flex: 1 1 560px; min-width: 0; }
+.numbers { flex: 0 0 auto; max-width: 100%; max-height: 560px; overflow: auto; scrollbar-gutter: stable; }
+.numbers table { margin: 0; } #shown-rows { width: min-content; }  /* headers wrap, numbers don't */
+.numbers th { position: sticky; top: 0; white-space: normal; max-width: 4.5rem; }
 .numbers td, .numbers th { padding: .25rem .45rem; } .button { display: inline-block; margin: .2rem 0; }
 svg.chart { max-width: 100%; height: auto; font-size: 11px; }
 svg .grid { stroke: var(--line); } svg .axis { stroke: var(--muted); } svg text { fill: var(--muted); }

@@ -353,7 +353,8 @@ def _status_table(attempts: list[AttemptStatus]) -> str:
         )
     return (
         "<h3>Every month's runs</h3><table id='month-status'><thead><tr><th>month</th><th>status</th>"
-        "<th>run</th><th>stage</th><th>what happened</th><th>links</th></tr></thead>"
+        "<th>run</th><th title='the stage that failed, or the last one done (monitoring comes after publish)'>"
+        "last stage</th><th>what happened</th><th>links</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 

@@ -150,7 +150,7 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
             assert "/forecast-quality/forecast-quality" not in page.url
             page.screenshot(path=str(shots / "overview.png"), full_page=True)
             _assert_monitoring_is_the_database(view, config)
-            _assert_no_column_cut_off(view)
+            _assert_readable_on_a_laptop(view)
 
             # Explorer: search by one column, pick the entity from the list.
             view.get_by_role("link", name="Explorer").click()
@@ -159,7 +159,7 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
             view.get_by_role("link", name=f"store_id {store}, item_id {item}").click()
             view.locator("svg.chart").wait_for(timeout=15_000)
             page.screenshot(path=str(shots / "explorer.png"), full_page=True)
-            _assert_no_column_cut_off(view)
+            _assert_readable_on_a_laptop(view)
 
             drawn: dict[str, dict[str, float]] = {}
             for series, month, value in view.locator("svg.chart circle[data-series]").evaluate_all(
@@ -214,14 +214,29 @@ def _db(config, sql: str) -> pd.DataFrame:
         engine.dispose()
 
 
-def _assert_no_column_cut_off(view) -> None:
-    """Every table of numbers beside a chart shows all its columns in a laptop-sized window (the
-    chart gives way, or goes above the table), not some of them behind a scroll bar."""
+def _assert_readable_on_a_laptop(view) -> None:
+    """In a laptop-sized window, every table of numbers beside a chart shows all its columns (the
+    chart gives way, or goes above the table), not some of them behind a scroll bar; and every
+    chart's text is at least 9 px on screen, its month labels apart."""
     cut = view.locator(".numbers").evaluate_all(
         "boxes => boxes.filter(b => b.scrollWidth > b.clientWidth)"
         ".map(b => `${b.className}: ${b.scrollWidth} px in ${b.clientWidth}`)"
     )
     assert not cut, cut
+    charts = view.locator("svg.chart").evaluate_all(
+        """svgs => svgs.filter(s => s.getBoundingClientRect().width > 0).map(s => {
+            const scale = s.getBoundingClientRect().width / s.viewBox.baseVal.width;
+            const sizes = [...s.querySelectorAll('text')].map(t => parseFloat(getComputedStyle(t).fontSize));
+            const months = [...s.querySelectorAll('text.month')].map(t => t.getBoundingClientRect());
+            return {
+                chart: s.getAttribute('aria-label'),
+                smallest_px: Math.min(...sizes) * scale,
+                overlapping: months.slice(1).filter((r, i) => r.left < months[i].right).length,
+            };
+        })"""
+    )
+    assert charts
+    assert not [c for c in charts if c["smallest_px"] < 9 or c["overlapping"]], charts
 
 
 def _assert_monitoring_is_the_database(view, config) -> None:

@@ -112,7 +112,9 @@ def line_chart(
         height=height - 24 - 56,
     )
     parts = [
+        # Its text scales with it: no more than 1.3 times its own size on a wide screen.
         f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" role="img" '
+        f'style="max-width: min(100%, {round(width * 1.3)}px)" '
         f'aria-label="{html.escape(title)}" xmlns="http://www.w3.org/2000/svg">',
         f"<title>{html.escape(title)}</title>",
         *_y_axis(frame, step, y_label),
@@ -153,9 +155,12 @@ def _y_axis(frame: Frame, step: float, label: str) -> list[str]:
 
 def _x_axis(frame: Frame, label: str) -> list[str]:
     bottom = frame.top + frame.height
-    # At most about 12 labels, on months that divide the year (so Januaries line up).
+    # Labels on months that divide the year (so Januaries line up), at least 64 units apart: a
+    # label ("2026-01") is about 54 units wide in the view's 13px font.
+    most = max(2, int(frame.width // 64))
     every = next(
-        (e for e in (1, 2, 3, 4, 6, 12) if frame.months / e <= 12), 12 * math.ceil(frame.months / 144)
+        (e for e in (1, 2, 3, 4, 6, 12) if frame.months / e <= most),
+        12 * math.ceil(frame.months / (12 * most)),
     )
     offset = (1 - frame.first.month) % every if every <= 12 else 0
     out = [
@@ -166,7 +171,7 @@ def _x_axis(frame: Frame, label: str) -> list[str]:
         x = frame.x(month)
         out.append(
             f'<line class="axis" x1="{x}" x2="{x}" y1="{bottom}" y2="{bottom + 4}"/>'
-            f'<text class="tick" x="{x}" y="{bottom + 18}" text-anchor="middle">{month}</text>'
+            f'<text class="tick month" x="{x}" y="{bottom + 18}" text-anchor="middle">{month}</text>'
         )
     out.append(
         f'<text class="axis-label" x="{frame.left + frame.width / 2}" y="{bottom + 40}" '

@@ -310,6 +310,7 @@ def _horizon_block(horizon: int, rows: list[dict], open_: bool) -> str:
         title=f"Realised WAPE, forecasts {_ahead(horizon)}, against the naive baselines",
         y_label="WAPE (lower is better)",
         x_label="forecast month",
+        width=600,  # drawn beside its table: about its own size on a laptop
         height=300,
     )
     head = (

@@ -80,9 +80,11 @@ ul.entities { columns: 4 12rem; padding-left: 1.1rem; }
 .numbers table { margin: 0; } #shown-rows { width: min-content; }  /* headers wrap, numbers don't */
 .numbers th { position: sticky; top: 0; white-space: normal; max-width: 4.5rem; }
 .numbers td, .numbers th { padding: .25rem .45rem; } .button { display: inline-block; margin: .2rem 0; }
-svg.chart { max-width: 100%; height: auto; font-size: 11px; }
+/* A chart's text is in its viewBox units and scales with it (forecasting.charts caps the growth):
+   13px stays readable at the 0.75x that a laptop shows a chart at beside its table. */
+svg.chart { height: auto; font-size: 13px; }
 svg .grid { stroke: var(--line); } svg .axis { stroke: var(--muted); } svg text { fill: var(--muted); }
-svg .axis-label { fill: var(--fg); font-size: 12px; } svg .marker { stroke: var(--muted); stroke-dasharray: 2 3; }
+svg .axis-label { fill: var(--fg); font-size: 14px; } svg .marker { stroke: var(--muted); stroke-dasharray: 2 3; }
 .series polyline, .series line { stroke-width: 2; fill: none; } .series circle { stroke: var(--bg); stroke-width: 1; }
 .s-actual polyline, .s-actual line { stroke: var(--actual); } .s-actual circle { fill: var(--actual); }
 .s-latest polyline, .s-latest line { stroke: var(--latest); } .s-latest circle { fill: var(--latest); }

@@ -179,6 +179,17 @@ def test_a_validation_report_renders_offline_from_the_vendored_assets(api_server
             assert versions == ["5.33.1", "5.23.0", "6.29.0"]
             page.screenshot(path=str(shots / "data-docs-chart.png"), full_page=True)
             charted = page.content()
+
+            # The report inside Airflow's UI, where the overview's "validation result" link opens
+            # it (Airflow's own console is not this test's business: a page of its own).
+            inside = context.new_page()
+            inside.set_viewport_size({"width": 1280, "height": 800})
+            inside.goto(
+                f"{base}/plugin/forecasts/forecast-quality/data-docs/{MONTH}/{attempt}/{validation_page}"
+            )
+            report = inside.frame_locator("iframe[title=Forecasts]")
+            report.locator(".fas.fa-times").first.wait_for(timeout=30_000)  # a failed expectation
+            inside.screenshot(path=str(shots / "validation-in-airflow.png"))
         finally:
             browser.close()
 

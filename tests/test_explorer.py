@@ -239,3 +239,21 @@ def test_line_chart_places_points_by_month_and_value():
     )
     assert ">150<" in svg and ">200<" not in svg  # the y axis reaches just past the band's top (120)
     assert line_chart([], title="t", y_label="u").startswith("<p")
+
+
+@pytest.mark.parametrize("width", [600, 820])
+@pytest.mark.parametrize("months", [1, 2, 7, 13, 24, 37, 60, 100, 131, 240])
+def test_month_labels_are_apart_and_on_months_that_divide_the_year(width, months):
+    """Month labels (about 54 units wide in the charts' 13px font) at least 64 units apart, at
+    least two of them on a span of two months or more, and on months that divide the year."""
+    first = pd.Period("2019-03", "M")
+    points = [(str(first + i), float(i)) for i in range(months)]
+    svg = line_chart([Series("a", "A", points)], title="t", y_label="u", width=width)
+    labels = re.findall(r'<text class="tick month" x="([\d.]+)"[^>]*>(\d{4}-\d{2})<', svg)
+    xs = [float(x) for x, _ in labels]
+    assert all(b - a >= 64 for a, b in zip(xs, xs[1:], strict=False)), (width, months, xs)
+    assert len(labels) >= min(months, 2)
+    steps = {
+        (pd.Period(b, "M") - pd.Period(a, "M")).n for (_, a), (_, b) in zip(labels, labels[1:], strict=False)
+    }
+    assert len(steps) <= 1 and all(12 % s == 0 or s % 12 == 0 for s in steps), steps

@@ -110,10 +110,12 @@ def _wait_until_up(base: str, server: subprocess.Popen, log: Path, timeout: floa
 def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(api_server):
     sync_playwright = _browser_or_skip()
     base, config, folder = api_server
-    # Screenshots are test artifacts; FORECAST_SCREENSHOTS names another folder (the README's
-    # pictures come from `FORECAST_SCREENSHOTS=docs/images pytest tests/test_explorer_browser.py`).
-    shots = Path(os.environ.get("FORECAST_SCREENSHOTS") or folder / "screenshots")
-    shots.mkdir(parents=True, exist_ok=True)
+    # Screenshots are test artifacts. The README's pictures go to FORECAST_SCREENSHOTS instead,
+    # when it is set (`FORECAST_SCREENSHOTS=docs/images pytest tests/test_explorer_browser.py`).
+    shots = folder / "screenshots"
+    pictures = Path(os.environ.get("FORECAST_SCREENSHOTS") or shots)
+    for made in (shots, pictures):
+        made.mkdir(parents=True, exist_ok=True)
     store, item = 2, 3
     errors: list[str] = []
     offsite: list[str] = []
@@ -148,7 +150,7 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
             view = page.frame_locator("iframe[title=Forecasts]")
             view.locator("#month-status").wait_for(timeout=30_000)
             assert "/forecast-quality/forecast-quality" not in page.url
-            page.screenshot(path=str(shots / "overview.png"), full_page=True)
+            page.screenshot(path=str(pictures / "overview.png"), full_page=True)
             _assert_monitoring_is_the_database(view, config)
             _assert_readable_on_a_laptop(view)
 
@@ -158,7 +160,7 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
             view.get_by_role("button", name="Find").click()
             view.get_by_role("link", name=f"store_id {store}, item_id {item}").click()
             view.locator("svg.chart").wait_for(timeout=15_000)
-            page.screenshot(path=str(shots / "explorer.png"), full_page=True)
+            page.screenshot(path=str(pictures / "explorer.png"), full_page=True)
             _assert_readable_on_a_laptop(view)
 
             drawn: dict[str, dict[str, float]] = {}
@@ -183,7 +185,7 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
                 failed_attempt_name()
             )
             assert view.locator("#jq").inner_text() == "jQuery 3.7.1"  # the vendored copy ran
-            page.screenshot(path=str(shots / "validation.png"), full_page=True)
+            page.screenshot(path=str(shots / "failed-validation-link.png"), full_page=True)  # a stand-in page
 
             # The overview on its own (as the iframe shows it, without Airflow's frame): the
             # README's picture of the monitoring sections.
@@ -196,7 +198,7 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
             alone.goto(f"{base}/forecast-quality/")
             alone.locator("#monitoring svg.chart").first.wait_for(timeout=15_000)
             alone.screenshot(path=str(shots / "overview-page.png"), full_page=True)
-            alone.locator("#monitoring").screenshot(path=str(shots / "monitoring.png"))
+            alone.locator("#monitoring").screenshot(path=str(pictures / "monitoring.png"))
         finally:
             browser.close()
 

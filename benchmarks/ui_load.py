@@ -42,7 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +99,7 @@ class ViewPage:
 
 
 def pages(config) -> list[ViewPage]:
+    """The three pages of the deployment's view, and how a person reaches each by a click."""
     from forecasting.explorer import find_entities
     from forecasting.report import MONTH_PATTERN
 
@@ -199,16 +200,24 @@ def script_ms(cdp) -> float:
     return 1000 * next(m["value"] for m in metrics if m["name"] == "ScriptDuration")
 
 
-def load(page, url: str, view: ViewPage) -> dict[str, float]:
-    """Opens ``url`` in ``page``; the times once the view's page is on screen."""
+def timed(page, view: ViewPage, act: Callable[[], object], navigates: bool) -> dict[str, float]:
+    """Does ``act`` in ``page``, a navigation or a click; the times once the view's page is on
+    screen, and Chromium's script time on the page since (a navigation starts the page's count
+    afresh, a click adds to the count so far)."""
     cdp = page.context.new_cdp_session(page)
     cdp.send("Performance.enable")
-    page.goto(url, wait_until="commit")
+    before = 0.0 if navigates else script_ms(cdp)
+    act()
     handle = page.wait_for_function(READY, arg=[view.path, view.shows], polling="raf", timeout=60_000)
     times = handle.json_value()
-    times["ui scripts"] = script_ms(cdp)
+    times["ui scripts"] = script_ms(cdp) - before
     cdp.detach()
     return times
+
+
+def load(page, url: str, view: ViewPage) -> dict[str, float]:
+    """Opens ``url`` in ``page``; the times once the view's page is on screen."""
+    return timed(page, view, lambda: page.goto(url, wait_until="commit"), navigates=True)
 
 
 def click_through(page, base: str, view: ViewPage) -> dict[str, float]:
@@ -222,23 +231,14 @@ def click_through(page, base: str, view: ViewPage) -> dict[str, float]:
     target = where.locator(view.clicks[-1])
     target.wait_for()
     target.evaluate(CLICK_TIMER)
-    cdp = page.context.new_cdp_session(page)
-    cdp.send("Performance.enable")
-    before = script_ms(cdp)
-    target.click()
-    handle = page.wait_for_function(READY, arg=[view.path, view.shows], polling="raf", timeout=60_000)
-    times = handle.json_value()
-    times["ui scripts"] = script_ms(cdp) - before
-    cdp.detach()
-    return times
+    return timed(page, view, target.click, navigates=False)
 
 
 @contextmanager
-def browser_profile(playwright, folder: Path | None = None) -> Iterator:
-    """Chromium with a profile on disk (its caches as a person's browser keeps them): ``folder``,
-    or a new one, removed after."""
-    made = folder is None
-    folder = Path(tempfile.mkdtemp(prefix="ui-load-profile-")) if folder is None else folder
+def browser_profile(playwright) -> Iterator:
+    """Chromium with a new profile on disk (its caches kept as a person's browser keeps them),
+    removed after."""
+    folder = Path(tempfile.mkdtemp(prefix="ui-load-profile-"))
     context = playwright.chromium.launch_persistent_context(
         str(folder), executable_path=CHROMIUM, args=["--no-sandbox"], viewport=VIEWPORT
     )
@@ -246,8 +246,7 @@ def browser_profile(playwright, folder: Path | None = None) -> Iterator:
         yield context
     finally:
         context.close()
-        if made:
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def summary(name: str, kind: str, samples: list[dict[str, float]]) -> str:

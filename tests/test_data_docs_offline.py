@@ -13,16 +13,20 @@ a page GX renders with one (its page view, from an Altair chart as GX makes them
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from forecasts_view_data import snapshot
 
 # The browser test's api-server (a viewer's login, the plugin, a deployment built in a second).
-from test_explorer_browser import PASSWORD, VIEWER, _browser_or_skip, api_server  # noqa: F401
+from test_explorer_browser import (  # noqa: F401
+    PASSWORD,
+    VIEWER,
+    _browser_or_skip,
+    api_server,
+    readme_pictures,
+)
 
 pytestmark = pytest.mark.slow  # starts an api-server and a browser
 
@@ -191,9 +195,7 @@ def test_a_validation_report_renders_offline_from_the_vendored_assets(api_server
             )
             report = inside.frame_locator("iframe[title=Forecasts]")
             report.locator(".fas.fa-times").first.wait_for(timeout=30_000)  # a failed expectation
-            # The README's picture when FORECAST_SCREENSHOTS names its folder (docs/images).
-            pictures = Path(os.environ.get("FORECAST_SCREENSHOTS") or shots)
-            inside.screenshot(path=str(pictures / "validation.png"))
+            inside.screenshot(path=str(readme_pictures(shots) / "validation.png"))
         finally:
             browser.close()
 

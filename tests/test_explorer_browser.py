@@ -35,6 +35,16 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 VIEWER, PASSWORD = "viewer", "viewer-password"
 
 
+def readme_pictures(shots: Path) -> Path:
+    """Where the README's pictures go: FORECAST_SCREENSHOTS when it is set (the README regenerates
+    them with `FORECAST_SCREENSHOTS=docs/images pytest tests/test_explorer_browser.py
+    tests/test_data_docs_offline.py`), else the test's own screenshots folder; the other
+    screenshots are test artifacts only."""
+    folder = Path(os.environ.get("FORECAST_SCREENSHOTS") or shots)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _browser_or_skip():
     if not Path(CHROMIUM).is_file():
         pytest.skip("Debian's chromium is not installed: make browser (or apt-get install -y chromium)")
@@ -110,12 +120,9 @@ def _wait_until_up(base: str, server: subprocess.Popen, log: Path, timeout: floa
 def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(api_server):
     sync_playwright = _browser_or_skip()
     base, config, folder = api_server
-    # Screenshots are test artifacts. The README's pictures go to FORECAST_SCREENSHOTS instead,
-    # when it is set (`FORECAST_SCREENSHOTS=docs/images pytest tests/test_explorer_browser.py`).
     shots = folder / "screenshots"
-    pictures = Path(os.environ.get("FORECAST_SCREENSHOTS") or shots)
-    for made in (shots, pictures):
-        made.mkdir(parents=True, exist_ok=True)
+    shots.mkdir(parents=True, exist_ok=True)
+    pictures = readme_pictures(shots)
     store, item = 2, 3
     errors: list[str] = []
     offsite: list[str] = []

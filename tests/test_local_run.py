@@ -85,6 +85,7 @@ def test_the_local_run_publishes_the_month_and_prints_its_summary(local_run):
     assert f"Running monthly_forecast for {local_run['month']}" in result.stdout
     assert f"Monthly forecast for {local_run['month']}" in result.stdout
     assert "Published" in result.stdout and "The model beats the best baseline" in result.stdout
+    assert "In Airflow: `make ui`, then Browse > Forecasts" in result.stdout  # where to look next
     for task in TASKS:
         assert f"  {task:<18} success" in result.stdout
     # Then the month's monitoring (forecast_monitoring, which publish's Asset event starts when a

@@ -3,16 +3,20 @@
 Starts a real ``airflow api-server`` with this repository's plugins over a deployment (the demo
 that ``make run`` leaves by default: FORECAST_CONFIG and AIRFLOW_HOME as the Makefile sets them),
 then opens three pages of the view the way people do: the overview, the explorer with one
-entity, and a validation report (GX Data Docs). Each page is reached
+entity, and a validation report (GX Data Docs); then, as the floor of any page inside Airflow's
+UI, Airflow's own DAG list (on screen once its link to ``monthly_forecast`` is). Each page is
+reached
 
 * ``1st``: at its address inside the UI (``/plugin/forecasts/...``: Airflow's page, the view in
-  its iframe), the server's first request for it, right after the api-server started;
+  its iframe), the server's first request for it (the overview's: right after the api-server
+  started);
 * ``same tab``: at its address again in that tab (a reload, or a bookmark opened there);
 * ``new tab``: at its address in a new tab of that browser, whose profile on disk has used the
   UI before (Airflow's scripts in its HTTP and code caches, a new page and JavaScript heap);
 * ``fresh``: at its address in a new browser profile (nothing cached: a first visit);
 * ``in app``: by a click, Airflow's UI already open: Browse → Forecasts from the DAG list, an
-  entity's link in the explorer's search results, a month's "validation result" in the overview.
+  entity's link in the explorer's search results, a month's "validation result" in the overview;
+  Dags in Airflow's navigation from the overview.
 
 ``--loads`` times each (but 1st). Prints, per page, the median and worst, in milliseconds from
 the navigation's start (the click's, in app), of:
@@ -22,7 +26,8 @@ the navigation's start (the click's, in app), of:
   its scripts, then its config, user, menus and plugins from its API);
 * ``view load``: the view's iframe fired its load event;
 * ``visible``: the view's content is on screen (the overview's status table, the explorer's
-  chart, the validation report's tables), polled every animation frame;
+  chart, the validation report's tables; Airflow's DAG list, which has no view, its link to
+  ``monthly_forecast``), polled every animation frame;
 
 and the view's own server time (request to first byte, inside the iframe). Chromium's time spent
 running scripts on Airflow's page (``Performance.getMetrics`` ScriptDuration) is printed beside
@@ -53,23 +58,28 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 IFRAME = "iframe[title=Forecasts]"
 
 # Polled every animation frame on Airflow's page: the view's iframe has loaded the page asked
-# for and ``selector`` is laid out in it. Times are from the navigation's start (the top page's
-# time origin), or from the click (``clickedAt``, set by CLICK_TIMER) when there was one: then
-# only a page that the click started counts.
+# for and ``selector`` is laid out in it (no ``path``: Airflow's own page shows ``selector``).
+# Times are from the navigation's start (the top page's time origin), or from the click
+# (``clickedAt``, set by CLICK_TIMER) when there was one: then only a page that the click started
+# counts.
 READY = """([path, selector]) => {
+    const shown = (doc) => [...doc.querySelectorAll(selector)].some(e => e.getBoundingClientRect().height > 0);
+    const top = performance.getEntriesByType("navigation")[0];
+    const clicked = window.clickedAt;
+    const from = clicked === undefined ? 0 : clicked;
+    const uiLoad = clicked === undefined ? top.loadEventEnd || null : null;
+    if (path === null) {
+        return shown(document) ? {"ui load": uiLoad, "visible": performance.now() - from} : null;
+    }
     const frame = document.querySelector('iframe[title=Forecasts]');
     const win = frame && frame.contentWindow;
     if (!win || !win.location.pathname.includes(path)) return null;
     const nav = win.performance.getEntriesByType("navigation")[0];
-    const shown = [...win.document.querySelectorAll(selector)].some(e => e.getBoundingClientRect().height > 0);
-    if (!nav || !nav.loadEventEnd || !shown) return null;
-    const top = performance.getEntriesByType("navigation")[0];
+    if (!nav || !nav.loadEventEnd || !shown(win.document)) return null;
     const offset = win.performance.timeOrigin - performance.timeOrigin;
-    const clicked = window.clickedAt;
     if (clicked !== undefined && offset < clicked) return null;
-    const from = clicked === undefined ? 0 : clicked;
     return {
-        "ui load": clicked === undefined ? top.loadEventEnd || null : null,
+        "ui load": uiLoad,
         "view start": offset - from,
         "view load": offset + nav.loadEventEnd - from,
         "visible": performance.now() - from,
@@ -91,7 +101,7 @@ VIEWPORT = {"width": 1400, "height": 900}
 class ViewPage:
     name: str
     address: str  # inside the UI
-    path: str  # the view's own path, to wait for
+    path: str | None  # the view's own path, to wait for (None: a page of Airflow's own)
     shows: str  # what shows it is on screen
     comes_from: str  # the address inside the UI a person clicks from
     clicks: tuple[str, ...]  # what they click, in order
@@ -99,7 +109,9 @@ class ViewPage:
 
 
 def pages(config) -> list[ViewPage]:
-    """The three pages of the deployment's view, and how a person reaches each by a click."""
+    """The three pages of the deployment's view, and how a person reaches each by a click; then
+    Airflow's own DAG list, the same way, as the floor: what any page inside Airflow's UI takes
+    before a plugin's part starts."""
     from forecasting.explorer import find_entities
     from forecasting.report import MONTH_PATTERN
 
@@ -150,6 +162,15 @@ def pages(config) -> list[ViewPage]:
             comes_from="/plugin/forecasts",
             clicks=(f"tr[data-month='{month}'] >> role=link[name='validation result']",),
             in_view=True,
+        ),
+        ViewPage(
+            "Airflow's DAG list",
+            "/dags",
+            None,
+            'a[href="/dags/monthly_forecast"]',
+            comes_from="/plugin/forecasts",
+            clicks=("role=link[name='Dags']",),
+            in_view=False,
         ),
     ]
 

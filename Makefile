@@ -122,7 +122,7 @@ benchmark: setup
 # beside train; then 10k series on a Dask LocalCluster of 2 workers (about 40 minutes in all).
 benchmark-scale: setup
 	$(PYTHON) benchmarks/run_stages.py --series 10000 25000 50000 100000 --repeat 1 --preloaded --json data/benchmark-scale.json
-	$(PYTHON) benchmarks/run_stages.py --series 10000 --repeat 1 --dask 2 --no-bare
+	$(PYTHON) benchmarks/run_stages.py --series 10000 --repeat 1 --dask 2 --no-bare --preloaded
 
 clean:
 	rm -rf data/demo data/demo_scenarios data/dominicks data/dominicks_plans data/tourism .airflow

@@ -211,7 +211,12 @@ class cluster:
         if self.workers:
             from dask.distributed import LocalCluster
 
-            self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True)
+            self.cluster = LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=1,
+                processes=True,
+                preload=["forecasting.dask_worker"],
+            )
             self.env["DASK_SCHEDULER"] = self.cluster.scheduler_address
         return self
 

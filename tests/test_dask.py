@@ -41,7 +41,14 @@ PLANS = {"table": "sales_plans", "covariates": ["price", "promo"], "scenarios": 
 def cluster():
     from dask.distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as local:
+    # Workers as docker-compose.yml starts them: with the stages' modules preloaded.
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        preload=["forecasting.dask_worker"],
+    ) as local:
         yield local
 
 

@@ -884,6 +884,7 @@ def test_compose_dask_profile(compose):
     assert scheduler["command"][:2] == ["dask", "scheduler"] and "8786" in scheduler["command"]
     command = [interpolate(str(part), {}) for part in worker["command"]]
     assert command[:3] == ["dask", "worker", "tcp://dask-scheduler:8786"]
+    assert command[command.index("--preload") + 1] == "forecasting.dask_worker"
     assert worker["depends_on"] == {"dask-scheduler": {"condition": "service_healthy"}}
     assert "container_name" not in worker and "ports" not in worker  # --scale dask-worker=N
     # Workers see what the tasks see: the forecast settings and the shared files.
@@ -902,6 +903,7 @@ def test_compose_dask_commands_run_natively_and_answer_their_healthchecks(tmp_pa
 
     from dask.distributed import Client
 
+    from forecasting.dask_worker import WORKER_MODULES
     from forecasting.localrun import free_ports
 
     services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
@@ -942,6 +944,10 @@ def test_compose_dask_commands_run_natively_and_answer_their_healthchecks(tmp_pa
             ]
             time.sleep(1)
         with Client(f"tcp://127.0.0.1:{ports['8786']}", timeout="30s") as client:
+            # The worker joined with the stages' modules imported (its --preload), before any task.
+            names = WORKER_MODULES
+            not_loaded = client.run(lambda: [name for name in names if name not in sys.modules])
+            assert list(not_loaded.values()) == [[]]
             assert client.submit(sum, [1, 2, 3]).result(timeout=60) == 6
             assert len(client.scheduler_info()["workers"]) == 1
     finally:

@@ -113,6 +113,28 @@ def test_the_celery_worker_preload_follows_the_switch(monkeypatch):
     assert celery_worker.CELERY_CONFIG == DEFAULT_CELERY_CONFIG
 
 
+def test_the_dask_worker_preload_follows_the_switch(monkeypatch):
+    from forecasting import dask_worker, warm_up
+
+    imported = []
+    monkeypatch.setattr(warm_up, "import_ahead", lambda names, ahead_of: imported.append(names) or 0.0)
+    monkeypatch.delenv(warm_up.PRELOAD_SWITCH, raising=False)
+    dask_worker.dask_setup(worker=None)
+    assert imported == [dask_worker.WORKER_MODULES]
+    monkeypatch.setenv(warm_up.PRELOAD_SWITCH, "false")
+    dask_worker.dask_setup(worker=None)
+    assert imported == [dask_worker.WORKER_MODULES]
+
+
+def test_the_dask_worker_modules_import():
+    """Every module a Dask worker preloads exists (a misspelt one would only be logged there)."""
+    import importlib.util
+
+    from forecasting.dask_worker import WORKER_MODULES
+
+    assert [name for name in WORKER_MODULES if importlib.util.find_spec(name) is None] == []
+
+
 def pool_processes(pid: int) -> list[int]:
     """The Celery pool processes of the worker ``pid``: its children titled ForkPoolWorker (not
     the helper processes Airflow forks before the worker starts)."""

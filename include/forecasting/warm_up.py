@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -95,16 +95,21 @@ def preload_switched_on() -> bool:
     return os.environ.get(PRELOAD_SWITCH, "true").strip().lower() not in ("0", "false", "no", "off")
 
 
-def import_task_modules() -> float:
-    """Import TASK_MODULES in this thread (before any fork: never in a thread of its own, which
-    a fork could copy mid-import); returns the seconds it took. A module that fails to import is
-    logged and left to the task that needs it, which reports it where people look."""
+def import_ahead(names: Sequence[str], ahead_of: str) -> float:
+    """Import ``names`` in this thread; returns the seconds it took. A module that fails to
+    import is logged and left to the work that needs it, which reports it where people look."""
     started = time.perf_counter()
-    for name in TASK_MODULES:
+    for name in names:
         try:
             importlib.import_module(name)
         except Exception:
-            log.exception("could not import %s ahead of the tasks", name)
-    took = time.perf_counter() - started
+            log.exception("could not import %s ahead of %s", name, ahead_of)
+    return time.perf_counter() - started
+
+
+def import_task_modules() -> float:
+    """Import TASK_MODULES in this thread (before any fork: never in a thread of its own, which
+    a fork could copy mid-import); returns the seconds it took."""
+    took = import_ahead(TASK_MODULES, "the tasks")
     log.info("Imported the forecast tasks' modules in %.1f s: tasks forked from here start with them", took)
     return took

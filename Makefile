@@ -25,10 +25,11 @@ DEMO_SIZE ?= --stores 10 --items 50 --months 60 --seed 7
 .PHONY: help setup run month ui test lint format typecheck browser dominicks tourism benchmark benchmark-scale clean
 
 help:
+	@echo "make setup      .venv with the pinned dependencies, and Airflow's metadata DB in .airflow"
 	@echo "make run        set up .venv and Airflow, seed the demo data, run monthly_forecast, print a summary"
 	@echo "make test       run the test suite (needs PostgreSQL and Redis for the production-profile tests)"
 	@echo "make month MONTH=YYYY-MM [FORECAST_CONFIG=...]   run monthly_forecast for one month"
-	@echo "make ui         start Airflow (api-server, scheduler, dag-processor) at http://localhost:8080"
+	@echo "make ui         start Airflow (api-server, scheduler, dag-processor, triggerer) at http://localhost:8080"
 	@echo "make dominicks  run the pipeline on Dominick's orange juice sales (real data), without and with plans"
 	@echo "make tourism    run the pipeline on the tourism competition's 366 monthly series (real data)"
 	@echo "make lint       ruff check (with Airflow's rules) and ruff format --check"
@@ -36,6 +37,8 @@ help:
 	@echo "make format     reformat with ruff"
 	@echo "make benchmark  time the pipeline's stages (SQLite) and publishing to PostgreSQL"
 	@echo "make benchmark-scale   the stages at 10k..100k series, beside bare XGBoost and DuckDB"
+	@echo "make browser    install Debian's chromium for the browser tests (they skip without it)"
+	@echo "make clean      remove the data sets' outputs and .airflow (not .venv)"
 
 setup: $(VENV)/.installed $(AIRFLOW_HOME)/airflow.db
 

@@ -16,7 +16,7 @@ whose forecasts were published (PSI and a Kolmogorov-Smirnov test per feature an
 and the shares of new and vanished entities: `<table>_drift`. Then **check_alerts** raises the
 alerts they call for (realised WAPE above `alerts.max_wape` or worse than the best naive
 forecast N months in a row, drift above the thresholds) through the config's notifiers, into
-`<table>_alerts`. A task that fails for good raises an alert too (both DAGs).
+`<table>_alerts`. A task that fails for good raises an alert too (in all three DAGs).
 
 A backfill of M also re-scores the months up to M+horizon that are published already (their
 actuals are in, and M's forecasts for them changed). Re-running a month replaces its rows.

@@ -19,7 +19,8 @@ months_published → forecast_scenarios → publish_scenarios
 A deployment without `plans.scenarios` skips every task (months_published raises
 AirflowSkipException, which skips the rest): nothing to forecast, and the run says so. A month
 whose published forecaster is a baseline fails forecast_scenarios at once: a baseline reads no
-plans, so no scenario could change its forecasts.
+plans, so no scenario could change its forecasts; so does a blend, half of whose forecast is a
+baseline's.
 """
 
 from __future__ import annotations

@@ -16,9 +16,10 @@ M can also be given when triggering (the `month` param, YYYY-MM), e.g. to re-run
    materializes M into the online store.
 4. **train** XGBoost on a point-in-time-correct training set retrieved from Feast: the
    *challenger*.
-5. **evaluate** it on the last held-out months against naive baselines and the *champion*
-   (scored on the same rows), and decide who forecasts M: the challenger (promoted), the
-   champion, or the best baseline. The decision goes into the model registry
+5. **evaluate** it on the last held-out months against the naive baselines, AutoETS and Theta
+   and the *champion* (scored on the same rows), and decide who forecasts M: the challenger
+   (promoted), the champion, the blend of the challenger and the best baseline (when only the
+   blend beats that baseline), or the best baseline. The decision goes into the model registry
    (`<table>_models`; override with `python -m forecasting.models promote|reject`).
 6. **predict** M+1..M+horizon for every active entity with that forecaster, with p10/p90;
    **check_forecasts** with Great Expectations (finite, ≥ 0, one row per active entity and

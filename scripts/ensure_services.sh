@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start the local PostgreSQL and Redis that the production-profile tests talk to, if they are down.
-# (On a machine with Docker, `docker compose up postgres redis` gives the same services.)
+# (docker-compose.yml's PostgreSQL and Redis are the production profile's, not these: its
+# superuser is `airflow` with a password and its Redis has no port on the host.)
 set -uo pipefail
 
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then

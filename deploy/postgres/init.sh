@@ -2,7 +2,8 @@
 # Creates the predictions and Feast registry databases and the forecast and analyst roles
 # (init.sql). The postgres image runs this once, when its data volume is first initialised
 # (mounted into /docker-entrypoint-initdb.d); run it by hand against an existing server with
-# PGHOST/PGPORT/PGUSER set, e.g.
+# PGHOST/PGPORT set and the superuser to log in as in POSTGRES_USER (default postgres: it is
+# passed as --username, so PGUSER is not read), e.g.
 #   POSTGRES_USER=postgres POSTGRES_DB=postgres FORECAST_DB_PASSWORD=... bash deploy/postgres/init.sh
 # It also takes CONNECT on the server's other databases from PUBLIC, so that only their owners
 # and superusers may connect there: PRIVATE_DBS, comma-separated, default

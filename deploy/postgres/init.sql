@@ -8,7 +8,9 @@
 --                                      predictions database (the forecasts table, its _runs
 --                                      table, its _latest view, the model registry _models,
 --                                      the realised accuracy _accuracy, _errors and the
---                                      _tracking_signal view); LOGIN only with a password
+--                                      _tracking_signal view, the drift _drift, the alerts
+--                                      _alerts, the what-if _scenarios); LOGIN only with a
+--                                      password
 --   predictions_db, registry_db        database names
 --   private_dbs                        comma-separated: the server's other databases (Airflow's
 --                                      metadata DB, postgres, template1); only their owners and

@@ -1,4 +1,5 @@
-"""Monthly demand forecasting: the library behind the ``monthly_forecast`` DAG, one module per stage."""
+"""Monthly demand forecasting: the library behind the three DAGs (``monthly_forecast``,
+``forecast_monitoring``, ``forecast_scenarios``) and the plugins, one module per stage."""
 
 from __future__ import annotations
 

@@ -2,8 +2,9 @@
 
 What raises one:
 
-* ``task_failure``: any task of ``monthly_forecast`` or ``forecast_monitoring`` that failed for
-  good (``on_task_failure``, both DAGs' ``on_failure_callback``; not a try that will be retried);
+* ``task_failure``: any task of ``monthly_forecast``, ``forecast_monitoring`` or
+  ``forecast_scenarios`` that failed for good (``on_task_failure``, the three DAGs'
+  ``on_failure_callback``; not a try that will be retried);
 * ``accuracy``: the realised WAPE of a horizon's forecasts for M above ``alerts.max_wape``, or
   worse than the best naive forecast's in each of the last ``alerts.worse_than_naive_months``
   months up to M (from ``<table>_accuracy``);
@@ -495,7 +496,7 @@ def email_html(config: Config, alerts: list[Alert]) -> str:
     )
 
 
-# --- task failures (both DAGs' on_failure_callback) ----------------------------------------------
+# --- task failures (the three DAGs' on_failure_callback) -----------------------------------------
 
 
 def on_task_failure(context: dict) -> None:

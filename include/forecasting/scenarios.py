@@ -11,8 +11,9 @@ the scenario ``plans.scenarios.base`` (default ``base``), with the forecaster M'
 the same model, the same point-in-time features, the same p10/p90 bands (``forecasting.intervals``).
 Only the plan columns differ, so ``scenario - base`` is the model's answer to "what if", and an
 entity or month a scenario leaves alone gets the base forecast exactly. A baseline forecaster
-reads no plans: a month whose published forecaster is one has no scenarios (refused, saying so),
-and the scenario rows an earlier publish of that month left are withdrawn.
+reads no plans, and a blend is half a baseline's: a month whose published forecaster is either
+has no scenarios (refused, saying so), and the scenario rows an earlier publish of that month
+left are withdrawn.
 
 ``publish_scenarios`` replaces M's rows of ``<table>_scenarios`` in one transaction: re-running
 M replaces them, never duplicates them.

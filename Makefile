@@ -77,11 +77,11 @@ $(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
 run: setup
 	@start=$$(date +%s); \
 	$(PYTHON) -m forecasting.datasets.synthetic $(DEMO_SIZE) && \
-	$(PYTHON) -m forecasting.localrun && \
+	$(PYTHON) -m forecasting.orchestration.localrun && \
 	echo "make run took $$(( $$(date +%s) - start )) s"
 
 month: setup
-	$(PYTHON) -m forecasting.localrun $(MONTH)
+	$(PYTHON) -m forecasting.orchestration.localrun $(MONTH)
 
 ui: setup
 	airflow standalone
@@ -108,14 +108,14 @@ typecheck: setup
 # then their holdout WAPEs side by side.
 dominicks: setup
 	$(PYTHON) -m forecasting.datasets.dominicks --url "sqlite:///$(CURDIR)/data/dominicks/source.db"
-	FORECAST_CONFIG=$(CURDIR)/config/dominicks.yaml $(PYTHON) -m forecasting.localrun 1992-09
-	FORECAST_CONFIG=$(CURDIR)/config/dominicks_plans.yaml $(PYTHON) -m forecasting.localrun 1992-09
-	$(PYTHON) -m forecasting.summary 1992-09 --compare-plans config/dominicks.yaml config/dominicks_plans.yaml
+	FORECAST_CONFIG=$(CURDIR)/config/dominicks.yaml $(PYTHON) -m forecasting.orchestration.localrun 1992-09
+	FORECAST_CONFIG=$(CURDIR)/config/dominicks_plans.yaml $(PYTHON) -m forecasting.orchestration.localrun 1992-09
+	$(PYTHON) -m forecasting.orchestration.summary 1992-09 --compare-plans config/dominicks.yaml config/dominicks_plans.yaml
 
 # Every series ends in December 2007 (forecasting.datasets.tourism aligns them there).
 tourism: setup
 	$(PYTHON) -m forecasting.datasets.tourism --url "sqlite:///$(CURDIR)/data/tourism/source.db"
-	FORECAST_CONFIG=$(CURDIR)/config/tourism.yaml $(PYTHON) -m forecasting.localrun 2007-12
+	FORECAST_CONFIG=$(CURDIR)/config/tourism.yaml $(PYTHON) -m forecasting.orchestration.localrun 2007-12
 
 benchmark: setup
 	$(PYTHON) benchmarks/run_stages.py --repeat 3

@@ -27,10 +27,11 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from forecasting import explorer, paths
-from forecasting.config import Config, parse_config
-from forecasting.postgres import temporary_database
-from forecasting.publish import publish
+from forecasting.core import paths
+from forecasting.core.config import Config, parse_config
+from forecasting.publishing.postgres import temporary_database
+from forecasting.publishing.publish import publish
+from forecasting.ui import explorer
 
 KEYS = ["store_id", "item_id"]
 STORES = 100

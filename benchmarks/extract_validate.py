@@ -9,7 +9,7 @@ PostgreSQL database (COPY; dropped at the end; server from FORECAST_TEST_POSTGRE
 postgresql+psycopg://postgres@127.0.0.1:5432/postgres). Every measurement then runs in a fresh
 Python process, as an Airflow task does:
 
-* extract: ``forecasting.extract.extract`` (read the 60-month window, type it, write the parquet
+* extract: ``forecasting.data.extract.extract`` (read the 60-month window, type it, write the parquet
   snapshot), once per backend;
 * validate: ``pd.read_parquet`` of the SQLite extract's snapshot + ``validate_snapshot`` (the GX
   checkpoint and its Data Docs), as the pipeline's validate stage does.
@@ -141,12 +141,12 @@ def child(stage: str, config_path: str, snapshot: str, docs: str) -> None:
     started = time.perf_counter()
     import pandas as pd
 
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
 
     config = load_config(Path(config_path))
     month = pd.Period(END_MONTH, "M")
     if stage == "extract":
-        from forecasting.extract import extract
+        from forecasting.data.extract import extract
 
         imported = time.perf_counter()
         snap = extract(config, month, Path(snapshot))
@@ -154,7 +154,7 @@ def child(stage: str, config_path: str, snapshot: str, docs: str) -> None:
     else:
         import great_expectations  # noqa: F401  (imports are reported apart)
 
-        from forecasting.validate import DataValidationError, validate_snapshot
+        from forecasting.data.validate import DataValidationError, validate_snapshot
 
         imported = time.perf_counter()
         try:
@@ -205,7 +205,7 @@ def summarise(runs: list[dict]) -> dict:
 
 @contextlib.contextmanager
 def postgres_source(frame_for, series: int):
-    from forecasting.postgres import temporary_database
+    from forecasting.publishing.postgres import temporary_database
 
     with temporary_database(ADMIN_URL, prefix="forecast_bench") as url:
         started = time.perf_counter()

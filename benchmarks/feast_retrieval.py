@@ -81,7 +81,7 @@ def config_dict(folder: Path, offline: str, online: dict | None = None, project:
 
 
 def load(folder: Path, offline: str, **kwargs):
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
 
     path = folder / f"forecast-{offline}-{kwargs.get('project', 'bench')}.yaml"
     path.write_text(yaml.safe_dump(config_dict(folder, offline, **kwargs), sort_keys=False))
@@ -107,9 +107,10 @@ def months(count: int) -> pd.PeriodIndex:
 
 def generate(folder: Path, entities: int, month_count: int, seed: int = 7) -> None:
     """One parquet file per month, every entity in every month (as features.build_features)."""
-    from forecasting import paths, store
-    from forecasting.features import CREATED, TIMESTAMP, feature_names
-    from forecasting.months import month_end
+    from forecasting.core import paths
+    from forecasting.core.months import month_end
+    from forecasting.features import store
+    from forecasting.features.catalogue import CREATED, TIMESTAMP, feature_names
 
     config = load(folder, "duckdb")
     out = paths.feature_table(config)
@@ -145,8 +146,8 @@ def generate(folder: Path, entities: int, month_count: int, seed: int = 7) -> No
 def entity_rows(entities: int, month_count: int, rows: int, seed: int = 11) -> pd.DataFrame:
     """``rows`` entity rows: every entity at each of ceil(rows / entities) origins spread evenly
     over the months (the last origin the newest month), shuffled, numbered by ``_row``."""
-    from forecasting.features import TIMESTAMP
-    from forecasting.months import month_end
+    from forecasting.core.months import month_end
+    from forecasting.features.catalogue import TIMESTAMP
 
     keys = entity_keys(entities)
     per = math.ceil(rows / entities)
@@ -176,8 +177,9 @@ def bare_point_in_time(config, rows: pd.DataFrame, threads: int | None = None) -
     one entity and timestamp by ``created``; the synthetic table has no such ties.)"""
     import duckdb
 
-    from forecasting import paths, store
-    from forecasting.features import TIMESTAMP, feature_names
+    from forecasting.core import paths
+    from forecasting.features import store
+    from forecasting.features.catalogue import TIMESTAMP, feature_names
 
     glob = str(paths.feature_table(config) / store.FEATURE_FILES).replace("'", "''")
     ttl_seconds = int(store.FEATURE_TTL.total_seconds())
@@ -221,7 +223,7 @@ def peak_mib() -> float:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """One measurement (run by ``--one`` in a fresh process); prints a JSON line."""
-    from forecasting import store
+    from forecasting.features import store
 
     folder = Path(args.folder)
     if args.what == "materialize":
@@ -270,7 +272,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def measure_materialize(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from forecasting import store
+    from forecasting.features import store
 
     project = f"bench_{secrets.token_hex(4)}"
     if args.online == "redis":
@@ -334,8 +336,8 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def check(args: argparse.Namespace) -> None:
     """Feast on DuckDB, Feast on dask and the bare join: the same value in every cell?"""
-    from forecasting import store
-    from forecasting.features import TIMESTAMP, feature_names
+    from forecasting.features import store
+    from forecasting.features.catalogue import TIMESTAMP, feature_names
 
     folder = Path(args.folder)
     rows = entity_rows(args.entities, args.months, args.check)

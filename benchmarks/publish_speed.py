@@ -4,7 +4,7 @@ Makes a fresh database on the server (dropped afterwards), creates the predictio
 publish does (primary key and indexes included), and for each method replaces one month's
 N rows in one transaction (DELETE the month, write the rows, COMMIT), several times:
 
-* ``copy``: our PostgreSQL path (forecasting.postgres.copy_rows: COPY into a TEMP staging
+* ``copy``: our PostgreSQL path (forecasting.publishing.postgres.copy_rows: COPY into a TEMP staging
   table, then INSERT ... SELECT), from the same list of dicts publish builds;
 * ``sqlalchemy``: the generic path (``conn.execute(table.insert(), records)``, which
   SQLAlchemy batches into multi-row INSERTs) — what other databases get;
@@ -35,10 +35,10 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from forecasting.config import Config, parse_config
-from forecasting.months import month_start
-from forecasting.postgres import copy_rows, temporary_database
-from forecasting.publish import ensure_schema, publish
+from forecasting.core.config import Config, parse_config
+from forecasting.core.months import month_start
+from forecasting.publishing.postgres import copy_rows, temporary_database
+from forecasting.publishing.publish import ensure_schema, publish
 
 MONTH = pd.Period("2024-12", "M")
 KEYS = ["store_id", "item_id"]

@@ -21,7 +21,7 @@ XGBoost): a fixed price every task pays before its first row, at any size, shown
 ratio so that the overhead that grows with the data is visible on its own.
 
 With ``--preloaded``, the stages run instead in processes forked from one that imported
-``forecasting.warm_up.TASK_MODULES`` first: what a task costs under Airflow's LocalExecutor with
+``forecasting.orchestration.warm_up.TASK_MODULES`` first: what a task costs under Airflow's LocalExecutor with
 the scheduler's preload (plugins/forecast_task_preload.py), the imports paid once per scheduler.
 
 The report (Markdown) gives medians over repetitions, the machine and its load; paste it into
@@ -45,7 +45,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-# forecasting.pipeline.STAGES, spelled out: importing it would load pandas into this process,
+# forecasting.orchestration.pipeline.STAGES, spelled out: importing it would load pandas into this process,
 # whose memory every stage process would then start from (see one_repetition).
 STAGES = [
     "extract",
@@ -126,7 +126,7 @@ def stages_forked(config_path: str) -> dict:
     imported the tasks' modules (the scheduler's preload): wall seconds and peak RSS of each."""
     import traceback
 
-    from forecasting.warm_up import import_task_modules
+    from forecasting.orchestration.warm_up import import_task_modules
 
     preload = import_task_modules()
     stages, attempt, model_dir = {}, None, None
@@ -215,7 +215,7 @@ class cluster:
                 n_workers=self.workers,
                 threads_per_worker=1,
                 processes=True,
-                preload=["forecasting.dask_worker"],
+                preload=["forecasting.orchestration.dask_worker"],
             )
             self.env["DASK_SCHEDULER"] = self.cluster.scheduler_address
         return self
@@ -226,8 +226,8 @@ class cluster:
 
 
 def run_stage(stage: str, config_path: str, attempt: str | None, model_dir: str | None) -> dict:
-    from forecasting import pipeline
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
+    from forecasting.orchestration import pipeline
 
     config = load_config(config_path)
     if stage == "extract":
@@ -247,11 +247,13 @@ def bare(config_path: str, attempt: str, model_dir: str) -> dict:
     import pandas as pd
     import xgboost as xgb
 
-    from forecasting import dataset, model, paths
-    from forecasting.config import load_config
-    from forecasting.features import TIMESTAMP, feature_names
-    from forecasting.panel import build_panel
-    from forecasting.store import FEATURE_TTL
+    from forecasting.core import paths
+    from forecasting.core.config import load_config
+    from forecasting.data.panel import build_panel
+    from forecasting.features import dataset
+    from forecasting.features.catalogue import TIMESTAMP, feature_names
+    from forecasting.features.store import FEATURE_TTL
+    from forecasting.modeling import booster as model
 
     config = load_config(config_path)
     month = pd.Period(MONTH, "M")

@@ -112,8 +112,8 @@ def pages(config) -> list[ViewPage]:
     """The three pages of the deployment's view, and how a person reaches each by a click; then
     Airflow's own DAG list, the same way, as the floor: what any page inside Airflow's UI takes
     before a plugin's part starts."""
-    from forecasting.explorer import find_entities
-    from forecasting.report import MONTH_PATTERN
+    from forecasting.ui.explorer import find_entities
+    from forecasting.ui.overview import MONTH_PATTERN
 
     entities = find_entities(config, {})  # the newest run's, in order
     if not entities:
@@ -179,7 +179,7 @@ def pages(config) -> list[ViewPage]:
 def api_server(config_path: Path, home: Path, log: Path) -> Iterator[str]:
     """An api-server with this repository's plugins for the deployment, as ``make ui`` starts it
     (everyone an admin, no login); its base URL."""
-    from forecasting.localrun import Api, api_server_settings, free_port, stop
+    from forecasting.orchestration.localrun import Api, api_server_settings, free_port, stop
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from playwright.sync_api import sync_playwright
 
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
 
     if not Path(CHROMIUM).is_file():
         raise SystemExit("no Chromium: make browser (or apt-get install -y chromium)")

@@ -31,8 +31,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
-from forecasting.config import predictions_asset_uri
-from forecasting.dag_defaults import default_args, month_param
+from forecasting.core.config import predictions_asset_uri
+from forecasting.orchestration.dag_defaults import default_args, month_param
 
 # The Asset that monthly_forecast's publish task updates (the same URI, from the same config).
 PREDICTIONS = Asset(predictions_asset_uri())
@@ -60,8 +60,8 @@ PREDICTIONS = Asset(predictions_asset_uri())
 def forecast_monitoring():
     @task
     def months_published(params=None, triggering_asset_events=None) -> list[dict]:
-        from forecasting.config import load_config
-        from forecasting.monitoring import months_to_score, published_months
+        from forecasting.core.config import load_config
+        from forecasting.monitoring.accuracy import months_to_score, published_months
 
         config = load_config()
         extras = [event.extra for events in (triggering_asset_events or {}).values() for event in events]
@@ -69,19 +69,19 @@ def forecast_monitoring():
 
     @task
     def realised_accuracy(job: dict, run_id=None) -> dict:
-        from forecasting.tasks import run_stage
+        from forecasting.orchestration.tasks import run_stage
 
         return run_stage("monitor", job["month"], run_id, job["attempt"])
 
     @task
     def drift(job: dict, run_id=None) -> dict:
-        from forecasting.tasks import run_stage
+        from forecasting.orchestration.tasks import run_stage
 
         return run_stage("drift", job["month"], run_id, job["attempt"])
 
     @task
     def check_alerts(job: dict, run_id=None, dag=None) -> dict:
-        from forecasting.tasks import run_stage
+        from forecasting.orchestration.tasks import run_stage
 
         return run_stage("alerts", job["month"], run_id, job["attempt"], dag_id=dag.dag_id)
 

@@ -30,8 +30,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
-from forecasting.config import predictions_asset_uri
-from forecasting.dag_defaults import default_args, month_param
+from forecasting.core.config import predictions_asset_uri
+from forecasting.orchestration.dag_defaults import default_args, month_param
 
 # The Asset that monthly_forecast's publish task updates (the same URI, from the same config).
 PREDICTIONS = Asset(predictions_asset_uri())
@@ -61,8 +61,8 @@ def what_if_scenarios():
     def months_published(params=None, triggering_asset_events=None) -> list[dict]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from forecasting.config import load_config
-        from forecasting.scenarios import months_to_forecast, scenarios_configured
+        from forecasting.core.config import load_config
+        from forecasting.scenarios.scenarios import months_to_forecast, scenarios_configured
 
         config = load_config()
         if not scenarios_configured(config):
@@ -74,13 +74,13 @@ def what_if_scenarios():
 
     @task
     def forecast_scenarios(job: dict, run_id=None) -> dict:
-        from forecasting.tasks import run_stage
+        from forecasting.orchestration.tasks import run_stage
 
         return run_stage("forecast_scenarios", job["month"], run_id, job["attempt"])
 
     @task
     def publish_scenarios(forecasts: dict, run_id=None) -> dict:
-        from forecasting.tasks import run_stage
+        from forecasting.orchestration.tasks import run_stage
 
         return run_stage("publish_scenarios", forecasts["month"], run_id, forecasts["attempt"])
 

@@ -20,7 +20,7 @@ M can also be given when triggering (the `month` param, YYYY-MM), e.g. to re-run
    and the *champion* (scored on the same rows), and decide who forecasts M: the challenger
    (promoted), the champion, the blend of the challenger and the best baseline (when only the
    blend beats that baseline), or the best baseline. The decision goes into the model registry
-   (`<table>_models`; override with `python -m forecasting.models promote|reject`).
+   (`<table>_models`; override with `python -m forecasting.registry.models promote|reject`).
 6. **predict** M+1..M+horizon for every active entity with that forecaster, with p10/p90;
    **check_forecasts** with Great Expectations (finite, ≥ 0, one row per active entity and
    horizon, none far above the entity's history, row count near the last run's; fails closed);
@@ -40,8 +40,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
 
-from forecasting.config import predictions_asset_uri
-from forecasting.dag_defaults import default_args, month_param
+from forecasting.core.config import predictions_asset_uri
+from forecasting.orchestration.dag_defaults import default_args, month_param
 
 # Heavy libraries (pandas, GX, Feast, XGBoost) are imported inside the tasks: the scheduler
 # parses this file often and must not pay for them.
@@ -90,14 +90,14 @@ PREDICTIONS = Asset(predictions_asset_uri())
     },
 )
 def monthly_forecast():
-    # Each task runs one stage of forecasting.pipeline (see forecasting.tasks.run_stage: errors
+    # Each task runs one stage of forecasting.orchestration.pipeline (see forecasting.orchestration.tasks.run_stage: errors
     # that a retry cannot heal fail the task at once). extract starts an attempt, a folder of its
     # own that every later stage is handed, so no attempt overwrites another's files.
 
     @task
     def extract(params=None, data_interval_start=None, dag_run=None, run_id=None) -> dict:
-        from forecasting.months import month_to_run
-        from forecasting.tasks import run_stage
+        from forecasting.core.months import month_to_run
+        from forecasting.orchestration.tasks import run_stage
 
         # M comes from the run (its month param or data interval), never from the wall clock;
         # every later task takes it from here.
@@ -106,31 +106,31 @@ def monthly_forecast():
 
     @task
     def validate(snapshot: dict) -> dict:
-        from forecasting.tasks import run_stage
+        from forecasting.orchestration.tasks import run_stage
 
         return run_stage("validate", snapshot["month"], snapshot["attempt"])
 
     @task
     def build_features(validation: dict) -> dict:
-        from forecasting.tasks import run_stage
+        from forecasting.orchestration.tasks import run_stage
 
         return run_stage("build_features", validation["month"], validation["attempt"])
 
     @task
     def register_features(features: dict) -> dict:
-        from forecasting.tasks import run_stage
+        from forecasting.orchestration.tasks import run_stage
 
         return run_stage("register_features", features["month"], features["attempt"])
 
     @task
     def train(registered: dict) -> dict:
-        from forecasting.tasks import run_stage
+        from forecasting.orchestration.tasks import run_stage
 
         return run_stage("train", registered["month"], registered["attempt"])
 
     @task
     def evaluate(model: dict, params=None, dag_run=None) -> dict:
-        from forecasting.tasks import run_stage
+        from forecasting.orchestration.tasks import run_stage
 
         # The gate: the result names the forecaster of M (challenger, champion or baseline).
         return run_stage(
@@ -144,7 +144,7 @@ def monthly_forecast():
 
     @task
     def predict(evaluation: dict) -> dict:
-        from forecasting.tasks import run_stage
+        from forecasting.orchestration.tasks import run_stage
 
         return run_stage(
             "predict",
@@ -156,14 +156,14 @@ def monthly_forecast():
 
     @task
     def check_forecasts(forecasts: dict) -> dict:
-        from forecasting.tasks import run_stage
+        from forecasting.orchestration.tasks import run_stage
 
         # Fails closed, naming each failed check: publish does not run, the table keeps its rows.
         return run_stage("check_forecasts", forecasts["month"], forecasts["attempt"])
 
     @task(outlets=[PREDICTIONS])
     def publish(model: dict, forecasts: dict, run_id=None, outlet_events=None) -> dict:
-        from forecasting.tasks import run_stage
+        from forecasting.orchestration.tasks import run_stage
 
         published = run_stage("publish", forecasts["month"], forecasts["attempt"], model["model_dir"], run_id)
         # The month goes with the Asset event: forecast_monitoring scores what M's actuals settle.

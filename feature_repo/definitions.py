@@ -1,6 +1,6 @@
 """Feast definitions of the demand-forecast features: entities, sources, feature views, services.
 
-The pipeline applies these same objects itself (``forecasting.store.apply``); this module is
+The pipeline applies these same objects itself (``forecasting.features.store.apply``); this module is
 for the ``feast`` CLI. They are built from the deployment's config (``FORECAST_CONFIG``), so the
 entity columns and the feature schema always match the data:
 
@@ -8,9 +8,9 @@ entity columns and the feature schema always match the data:
     feast -c feature_repo -f <data_dir>/feast/feature_store.yaml plan        # any deployment
 """
 
-from forecasting import paths
-from forecasting.config import load_config
-from forecasting.store import build_definitions
+from forecasting.core import paths
+from forecasting.core.config import load_config
+from forecasting.features.store import build_definitions
 
 _config = load_config()
 # Feast's file registry makes its own folder but not the folders above it: on a fresh checkout

@@ -4,8 +4,8 @@ Adds "Forecasts" to Browse: an overview (every month's runs and status, the mode
 baseline) and an explorer (one entity's history, forecasts and earlier forecasts vs actuals, as
 a chart, a table and a CSV), plus each attempt's Great Expectations Data Docs served offline. A
 FastAPI app mounted by the api-server at /forecast-quality; only users who may read
-monthly_forecast's runs can open it. The pages are rendered by forecasting.report and
-forecasting.explorer.
+monthly_forecast's runs can open it. The pages are rendered by forecasting.ui.overview and
+forecasting.ui.explorer.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from forecasting.warm_up import warm_up
+from forecasting.orchestration.warm_up import warm_up
 
 DAG_ID = "monthly_forecast"
 
@@ -27,7 +27,7 @@ app = FastAPI(
     redoc_url=None,
     openapi_url=None,
     dependencies=[Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=DAG_ID))],
-    lifespan=warm_up,  # the pages' imports, when the api-server starts (forecasting.warm_up)
+    lifespan=warm_up,  # the pages' imports, when the api-server starts (forecasting.orchestration.warm_up)
 )
 
 
@@ -44,24 +44,24 @@ def _run_states() -> dict[str, str]:
 
 @app.get("/", response_class=HTMLResponse)
 def overview() -> str:
-    from forecasting.config import load_config
-    from forecasting.report import render
+    from forecasting.core.config import load_config
+    from forecasting.ui.overview import render
 
     return render(load_config(), _run_states())
 
 
 @app.get("/explorer", response_class=HTMLResponse)
 def explorer(request: Request) -> str:
-    from forecasting.config import load_config
-    from forecasting.explorer import render_explorer
+    from forecasting.core.config import load_config
+    from forecasting.ui.explorer import render_explorer
 
     return render_explorer(load_config(), dict(request.query_params))
 
 
 @app.get("/explorer.csv")
 def explorer_csv(request: Request) -> Response:
-    from forecasting.config import load_config
-    from forecasting.explorer import BadEntity, entity_csv
+    from forecasting.core.config import load_config
+    from forecasting.ui.explorer import BadEntity, entity_csv
 
     try:
         found = entity_csv(load_config(), dict(request.query_params))
@@ -77,7 +77,7 @@ def explorer_csv(request: Request) -> Response:
 
 @app.get("/assets/{name}")
 def asset(name: str) -> FileResponse:
-    from forecasting.report import asset_file
+    from forecasting.ui.overview import asset_file
 
     found = asset_file(name)
     if found is None:
@@ -87,8 +87,8 @@ def asset(name: str) -> FileResponse:
 
 @app.get("/data-docs/{month}/{attempt}/{path:path}")
 def data_docs(month: str, attempt: str, path: str) -> Response:
-    from forecasting.config import load_config
-    from forecasting.report import BadRequest, data_docs_file, data_docs_html
+    from forecasting.core.config import load_config
+    from forecasting.ui.overview import BadRequest, data_docs_file, data_docs_html
 
     try:
         found = data_docs_file(load_config(), month, attempt, path)

@@ -3,7 +3,7 @@ run's note.
 
 An Airflow listener: when a run starts (in the scheduler) or ends (``dag.test()`` runs start
 without one), the run's note gets ``month=YYYY-MM`` as its first line, so Airflow's list of runs
-says which month each run is for. What it says is decided by forecasting.run_notes.
+says which month each run is for. What it says is decided by forecasting.orchestration.run_notes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 
-from forecasting.run_notes import (
+from forecasting.orchestration.run_notes import (
     ASSET_DAG_IDS,
     NOTED_DAG_IDS,
     months_of_run,

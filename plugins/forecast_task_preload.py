@@ -4,7 +4,7 @@ Airflow's LocalExecutor forks its workers from the scheduler when it starts, and
 process from a worker (Linux: a bare ``os.fork``). A task then inherits the scheduler's imported
 modules: Great Expectations, Feast, XGBoost, statsforecast and pandas cost a task nothing instead
 of 2 to 11 s each. An Airflow listener's ``on_starting`` runs in the scheduler before the
-executor starts its workers (``forecasting.warm_up`` decides where and what; switch it off with
+executor starts its workers (``forecasting.orchestration.warm_up`` decides where and what; switch it off with
 FORECAST_PRELOAD_TASK_MODULES=false).
 """
 
@@ -22,7 +22,7 @@ class _PreloadTaskModules:
             return
         from airflow.configuration import conf
 
-        from forecasting.warm_up import import_task_modules, preload_wanted
+        from forecasting.orchestration.warm_up import import_task_modules, preload_wanted
 
         if preload_wanted(conf.get("core", "executor")):
             import_task_modules()

@@ -1,7 +1,7 @@
 -- Realised accuracy over time: for each month whose actuals are in, how the published forecasts
 -- did at each horizon, against the best naive baseline made as of the same origin (lower WAPE
 -- is better; fva, the forecast value added, > 0 means the forecasts beat every naive one).
--- Filled by the forecast_monitoring DAG (forecasting.monitoring) after each publish.
+-- Filled by the forecast_monitoring DAG (forecasting.monitoring.accuracy) after each publish.
 SELECT a.forecast_month,
        a.horizon,
        a.run_month,

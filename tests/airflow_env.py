@@ -1,6 +1,6 @@
 """The environment of an Airflow of a test's own: its processes started with it see nothing of
 the caller's Airflow settings, only this repository's DAGs and plugins (an api-server's own
-settings: ``forecasting.localrun.api_server_settings``, as make run's local Airflow uses them)."""
+settings: ``forecasting.orchestration.localrun.api_server_settings``, as make run's local Airflow uses them)."""
 
 from __future__ import annotations
 

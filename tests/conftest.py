@@ -87,7 +87,7 @@ def write_config(folder: Path, raw: dict) -> Path:
 @pytest.fixture
 def deployment(tmp_path, synthetic_sales, monkeypatch):
     """A seeded SQLite source and a config for it, selected through FORECAST_CONFIG."""
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
     from forecasting.datasets.synthetic import seed_source_database
 
     path = write_config(tmp_path, demo_config_dict(tmp_path))
@@ -132,11 +132,11 @@ def redis_client():
 @contextmanager
 def analyst_role(url: str) -> Iterator[tuple[list[str], object]]:
     """A throwaway analyst role on the PostgreSQL predictions database at ``url``, made by
-    forecasting.postgres.grant_analyst_role: (what it was granted, an engine logged in as it).
+    forecasting.publishing.postgres.grant_analyst_role: (what it was granted, an engine logged in as it).
     Dropped afterwards, failed or not."""
     import sqlalchemy as sa
 
-    from forecasting.postgres import grant_analyst_role
+    from forecasting.publishing.postgres import grant_analyst_role
 
     role, password = f"forecast_test_analyst_{secrets.token_hex(4)}", secrets.token_hex(8)
     owner = sa.create_engine(url, isolation_level="AUTOCOMMIT")
@@ -161,7 +161,7 @@ def in_memory_features(config, panel, entity, origin, client=None):
     import numpy as np
     import pandas as pd
 
-    from forecasting.features import feature_arrays, feature_names
+    from forecasting.features.catalogue import feature_arrays, feature_names
 
     arrays = feature_arrays(panel, config)
     column = np.asarray(origin) - panel.first_month
@@ -181,7 +181,7 @@ def in_memory_features_unordered(config, panel, entity, origin, client=None):
 def without_feast(patch) -> None:
     """Point-in-time features computed from the panel instead of asked of Feast (``patch``: a
     pytest MonkeyPatch), for tests that need no Feast."""
-    from forecasting import dataset
+    from forecasting.features import dataset
 
     patch.setattr(dataset, "retrieve", in_memory_features)
     patch.setattr(dataset, "retrieve_unordered", in_memory_features_unordered)

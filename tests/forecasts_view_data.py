@@ -123,9 +123,9 @@ def evaluation(run: str, version: str) -> dict:
 
 def build_deployment(folder: Path, url: str | None = None):
     """The deployment's config (SQLite predictions under ``folder`` unless ``url``)."""
-    from forecasting import paths
-    from forecasting.config import load_config
-    from forecasting.publish import publish
+    from forecasting.core import paths
+    from forecasting.core.config import load_config
+    from forecasting.publishing.publish import publish
 
     raw = demo_config_dict(folder)
     raw["horizon"] = HORIZON
@@ -187,7 +187,7 @@ def build_deployment(folder: Path, url: str | None = None):
 def _attempt(
     config, month: str, attempt: str, run_id: str, stages: tuple[str, ...], docs: bool = True
 ) -> str:
-    from forecasting import paths
+    from forecasting.core import paths
 
     m = pd.Period(month, "M")
     for stage in stages:
@@ -208,7 +208,7 @@ def _attempt(
 
 
 def _fail(config, month, attempt, stage, error, message, failures=None) -> None:
-    from forecasting import paths
+    from forecasting.core import paths
 
     failure = {
         "stage": stage,
@@ -249,7 +249,7 @@ TASK_FAILURE = ("monthly_forecast", FAILED_TRAIN[0], "train", FAILED_TRAIN[1])
 
 
 def drift_rows(month: str) -> list[dict]:
-    """The drift.json rows of a month (as forecasting.drift records them)."""
+    """The drift.json rows of a month (as forecasting.monitoring.drift records them)."""
     version = f"{month}-abc{RUN_MONTHS.index(month)}"
     out = []
     for kind, feature, psi, ks, pvalue, share, entities, drifted in DRIFT[month]:
@@ -283,15 +283,15 @@ def drift_json(month: str) -> dict:
 
 def add_monitoring(config) -> None:
     """What forecast_monitoring writes for 2024-11 and 2024-12: the realised accuracy (scored by
-    forecasting.monitoring from the snapshot), the drift rows above, and the alerts they raise
-    (forecasting.alerts, rule MAX_WAPE), plus a task failure's alert sent by email."""
+    forecasting.monitoring.accuracy from the snapshot), the drift rows above, and the alerts they raise
+    (forecasting.monitoring.alerts, rule MAX_WAPE), plus a task failure's alert sent by email."""
     from dataclasses import replace
 
-    from forecasting.alerts import Alert, accuracy_alerts, drift_alerts, raise_alerts, write_alerts
-    from forecasting.config import AlertsConfig
-    from forecasting.db import make_engine
-    from forecasting.drift import drift_table
-    from forecasting.monitoring import create_missing, insert_rows, realised_accuracy
+    from forecasting.core.config import AlertsConfig
+    from forecasting.core.db import make_engine
+    from forecasting.monitoring.accuracy import create_missing, insert_rows, realised_accuracy
+    from forecasting.monitoring.alerts import Alert, accuracy_alerts, drift_alerts, raise_alerts, write_alerts
+    from forecasting.monitoring.drift import drift_table
 
     rules = replace(config, alerts=AlertsConfig(max_wape=MAX_WAPE))
     table = drift_table(config)

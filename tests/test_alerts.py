@@ -1,4 +1,4 @@
-"""Alerts (forecasting.alerts) through Airflow's SMTP notifier to a real SMTP server that the test
+"""Alerts (forecasting.monitoring.alerts) through Airflow's SMTP notifier to a real SMTP server that the test
 starts on localhost (aiosmtpd), into <table>_alerts; the accuracy rules on hand-made accuracy rows;
 a month checked again sends only new or changed alerts (on SQLite and PostgreSQL); a failing task
 of monthly_forecast, whose on_failure_callback sends the alert."""
@@ -14,10 +14,10 @@ import pytest
 import sqlalchemy as sa
 from conftest import REPO, demo_config_dict, write_config
 
-from forecasting.alerts import Alert, accuracy_alerts, drift_alerts, raise_alerts
-from forecasting.config import load_config
-from forecasting.localrun import free_port
-from forecasting.query import run_query
+from forecasting.core.config import load_config
+from forecasting.monitoring.alerts import Alert, accuracy_alerts, drift_alerts, raise_alerts
+from forecasting.orchestration.localrun import free_port
+from forecasting.publishing.query import run_query
 
 
 class Inbox:
@@ -138,7 +138,7 @@ def test_without_notifiers_alerts_are_logged_and_written(tmp_path, caplog):
     alert = Alert(
         "forecast_monitoring", "2024-11", "accuracy", "wape", "horizon 1", 0.8, 0.5, "WAPE too high"
     )
-    with caplog.at_level("WARNING", logger="forecasting.alerts"):
+    with caplog.at_level("WARNING", logger="forecasting.monitoring.alerts"):
         raised = raise_alerts(config, [alert])
     assert raised["notified"] == []
     assert "ALERT accuracy 2024-11: wape of horizon 1 0.8 (threshold 0.5): WAPE too high" in caplog.text
@@ -153,7 +153,7 @@ def test_without_notifiers_alerts_are_logged_and_written(tmp_path, caplog):
     }
     assert len(alert_rows(config)) == 1
     # Raised again (the month checked again): logged as a repeat, not written twice.
-    with caplog.at_level("INFO", logger="forecasting.alerts"):
+    with caplog.at_level("INFO", logger="forecasting.monitoring.alerts"):
         again = raise_alerts(config, [alert])
     assert again["raised"] == 0 and [r["alert"] for r in again["repeats"]] == [alert.line()]
     assert f"Repeat, not sent again (alert {row['alert_id']} of " in caplog.text
@@ -166,7 +166,7 @@ def predictions_url(request, tmp_path):
     if request.param == "sqlite":
         yield None
         return
-    from forecasting.postgres import temporary_database
+    from forecasting.publishing.postgres import temporary_database
 
     with temporary_database(request.getfixturevalue("postgres_server")) as url:
         yield url
@@ -175,7 +175,7 @@ def predictions_url(request, tmp_path):
 def test_checking_a_month_again_sends_only_new_or_changed_alerts(tmp_path, smtp_server, predictions_url):
     """Monitoring re-run for a month raises the same alerts: they are not sent (or written) twice;
     a changed value, a new alert, or one whose sending failed, is sent."""
-    from forecasting.alerts import check_month
+    from forecasting.monitoring.alerts import check_month
 
     raw = demo_config_dict(tmp_path)
     raw["alerts"] = {"notifiers": [{"type": "smtp", "to": ["planning@example.com"]}]}
@@ -230,7 +230,7 @@ def test_checking_a_month_again_sends_only_new_or_changed_alerts(tmp_path, smtp_
 def test_an_alert_whose_sending_failed_or_to_a_new_notifier_is_sent_again(tmp_path, smtp_server, monkeypatch):
     import os
 
-    from forecasting.alerts import check_month
+    from forecasting.monitoring.alerts import check_month
 
     config, _ = configure(tmp_path, notifiers=[{"type": "smtp", "to": "planning@example.com"}])
     november = pd.Period("2024-11", "M")
@@ -295,8 +295,8 @@ def accuracy_row(month: str, horizon: int, wape: float, naive: float) -> dict:
 
 
 def test_accuracy_alerts_above_the_threshold_or_worse_than_naive_for_n_months(tmp_path):
-    from forecasting.db import make_engine
-    from forecasting.monitoring import ensure_monitoring_schema
+    from forecasting.core.db import make_engine
+    from forecasting.monitoring.accuracy import ensure_monitoring_schema
 
     config, _ = configure(tmp_path, max_wape=0.5, worse_than_naive_months=3)
     rows = [

@@ -18,13 +18,16 @@ import pandas as pd
 import pytest
 from conftest import demo_config_dict, without_feast, write_config
 
-from forecasting import backtest, dataset, evaluate, models, report
-from forecasting.backtest import BACKTEST
-from forecasting.config import Config, ConfigError, load_config
-from forecasting.evaluate import BASELINES, metrics
-from forecasting.months import label_index, month_index
-from forecasting.panel import build_panel
-from forecasting.train import train
+from forecasting.core.config import Config, ConfigError, load_config
+from forecasting.core.months import label_index, month_index
+from forecasting.data.panel import build_panel
+from forecasting.features import dataset
+from forecasting.modeling import backtest, evaluate
+from forecasting.modeling.backtest import BACKTEST
+from forecasting.modeling.evaluate import BASELINES, metrics
+from forecasting.modeling.train import train
+from forecasting.registry import models
+from forecasting.ui import overview as report
 
 KEYS = ["store", "item"]
 MONTH = pd.Period("2024-12", "M")
@@ -236,7 +239,7 @@ def test_the_blend_is_the_mean_of_the_model_and_the_best_baseline_on_every_row(c
     per horizon, with its own p10/p90 bands; in the backtest, the refit models blended with the
     same baseline. Recomputed here from holdout.parquet. The statistical baseline is sampled, so
     the blend's partner is the best naive one (scored on every row)."""
-    from forecasting import model
+    from forecasting.modeling import booster as model
 
     config, snapshot, holdout = clean.config, clean.snapshot, clean.holdout
     result = evaluate.evaluate(snapshot, config, MONTH, clean.model_dir)

@@ -25,7 +25,7 @@ DOWNSTREAM = [
 @pytest.fixture(scope="module")
 def published(airflow_db, tmp_path_factory, synthetic_sales):
     """A deployment whose month has already been published once with good data."""
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
     from forecasting.datasets.synthetic import seed_source_database
 
     folder = tmp_path_factory.mktemp("bad-input")
@@ -157,17 +157,17 @@ def _replace_source(config, frame: pd.DataFrame, types: dict[str, str]) -> None:
 
 
 def test_bad_forecasts_fail_their_checks_and_publish_nothing(published, capfd, monkeypatch):
-    import forecasting.predict
+    import forecasting.modeling.predict
 
     config, before = published
     monkeypatch.setenv("FORECAST_CONFIG", str(config.path))
-    honest = forecasting.predict.forecast
+    honest = forecasting.modeling.predict.forecast
 
     def runaway(*args, **kwargs):  # a model gone wrong: forecasts 1,000 times too high
         frame = honest(*args, **kwargs)
         return frame.assign(prediction=frame["prediction"] * 1000)
 
-    monkeypatch.setattr(forecasting.predict, "forecast", runaway)
+    monkeypatch.setattr(forecasting.modeling.predict, "forecast", runaway)
     capfd.readouterr()
     dag_run = run_dag()
     output = "".join(capfd.readouterr())

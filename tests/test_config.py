@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import REPO, demo_config_dict, write_config
 
-from forecasting.config import DEFAULT_CONFIG, DEFAULT_MODEL_PARAMS, ConfigError, load_config
+from forecasting.core.config import DEFAULT_CONFIG, DEFAULT_MODEL_PARAMS, ConfigError, load_config
 
 
 def test_demo_config_loads():
@@ -316,9 +316,7 @@ def test_feature_store_keeps_its_variables_beside_their_values(tmp_path, monkeyp
 
 def test_loading_a_config_does_not_import_feast():
     """Feast takes seconds to import: load_config leaves its check to the Feast users."""
-    code = (
-        "import sys; from forecasting.config import load_config; load_config(); print('feast' in sys.modules)"
-    )
+    code = "import sys; from forecasting.core.config import load_config; load_config(); print('feast' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"

@@ -7,10 +7,10 @@ from conftest import demo_config_dict, write_config
 
 
 def test_source_and_predictions_through_airflow_connections(tmp_path, monkeypatch, synthetic_sales):
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
+    from forecasting.core.db import make_engine
+    from forecasting.data.extract import read_window
     from forecasting.datasets.synthetic import seed_source_database
-    from forecasting.db import make_engine
-    from forecasting.extract import read_window
 
     seed_source_database(f"sqlite:///{tmp_path}/sales.db", synthetic_sales)
     monkeypatch.setenv("AIRFLOW_CONN_SALES_WAREHOUSE", f"sqlite:///{tmp_path}/sales.db")

@@ -107,7 +107,7 @@ def test_forecast_scenarios_skips_without_a_scenarios_section(dagbag, monkeypatc
 
 
 def test_the_asset_is_named_after_the_configs_predictions_table(tmp_path):
-    from forecasting.config import predictions_asset_uri
+    from forecasting.core.config import predictions_asset_uri
 
     config = tmp_path / "forecast.yaml"
     config.write_text("predictions: {url: 'sqlite:///${NOT_SET}', table: demand_forecasts}\n")

@@ -47,7 +47,7 @@ def cluster():
         threads_per_worker=1,
         processes=True,
         dashboard_address=None,
-        preload=["forecasting.dask_worker"],
+        preload=["forecasting.orchestration.dask_worker"],
     ) as local:
         yield local
 
@@ -58,7 +58,7 @@ def secret_urls(postgres_server):
     password (the test server trusts local connections, so any password is accepted)."""
     import sqlalchemy as sa
 
-    from forecasting.postgres import temporary_database
+    from forecasting.publishing.postgres import temporary_database
 
     def with_password(url: str) -> str:
         return sa.make_url(url).set(password=PASSWORD).render_as_string(hide_password=False)
@@ -71,8 +71,7 @@ def secret_urls(postgres_server):
 
 
 def run(folder: Path, sales: pd.DataFrame, scheduler: str | None, secret_urls: dict | None = None):
-    from forecasting import pipeline
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
     from forecasting.datasets.synthetic import (
         generate_plans,
         generate_scenarios,
@@ -80,6 +79,7 @@ def run(folder: Path, sales: pd.DataFrame, scheduler: str | None, secret_urls: d
         seed_scenarios_table,
         seed_source_database,
     )
+    from forecasting.orchestration import pipeline
 
     raw = demo_config_dict(folder)
     raw["model"]["num_boost_round"] = 300
@@ -149,7 +149,7 @@ def test_no_secret_is_sent_to_the_workers(both):
     sent = both["wire"]
     # ...the capture saw the work go out (the tasks' settings, the training rows' columns)...
     assert sum(map(len, sent)) > 100_000
-    assert any(b"forecasting.config" in m and b"entity_columns" in m for m in sent)
+    assert any(b"forecasting.core.config" in m and b"entity_columns" in m for m in sent)
     assert any(b"plan_promo" in m for m in sent) and any(b"sales_lag_1" in m for m in sent)
     # ...and never the password, in any message of the run.
     assert not [m for m in sent if PASSWORD.encode() in m]
@@ -160,8 +160,8 @@ def test_a_worker_config_holds_no_database_and_no_secret(tmp_path):
     and no database at all."""
     from dataclasses import fields, is_dataclass
 
-    from forecasting.compute import WorkerConfig
-    from forecasting.config import Database, load_config
+    from forecasting.core.compute import WorkerConfig
+    from forecasting.core.config import Database, load_config
 
     def postgres(name: str) -> str:
         return f"postgresql+psycopg://forecast:{PASSWORD}@db:5432/{name}"
@@ -211,8 +211,8 @@ def test_a_worker_config_holds_no_database_and_no_secret(tmp_path):
 
 def test_a_worker_config_opens_with_a_snapshot_of_feasts_registry(both):
     """The cluster run's registry is a PostgreSQL database: the worker reads a copy of it."""
-    from forecasting import store
-    from forecasting.compute import WorkerConfig
+    from forecasting.core.compute import WorkerConfig
+    from forecasting.features import store
 
     config, _ = both["cluster"]
     sent = WorkerConfig.of(config, with_feast_registry=True)
@@ -228,8 +228,8 @@ def test_a_worker_config_opens_with_a_snapshot_of_feasts_registry(both):
 
 def test_a_workers_offline_store_settings_come_from_its_environment(tmp_path, monkeypatch):
     """The offline store's section goes as the file writes it: a ${VAR} is the worker's to fill in."""
-    from forecasting.compute import WorkerConfig
-    from forecasting.config import load_config
+    from forecasting.core.compute import WorkerConfig
+    from forecasting.core.config import load_config
 
     monkeypatch.setenv("FC_TEST_OFFLINE_STORE", "duckdb")
     raw = demo_config_dict(tmp_path)
@@ -245,7 +245,7 @@ def test_a_workers_offline_store_settings_come_from_its_environment(tmp_path, mo
 
 
 def test_feature_and_plan_files_are_identical(both):
-    from forecasting import paths
+    from forecasting.core import paths
 
     for table in (paths.feature_table, paths.plan_table):
         files = {}
@@ -257,8 +257,8 @@ def test_feature_and_plan_files_are_identical(both):
 def test_feasts_retrieval_on_the_workers_equals_in_process(both, cluster):
     from dask.distributed import Client
 
-    from forecasting import dataset
-    from forecasting.panel import build_panel
+    from forecasting.data.panel import build_panel
+    from forecasting.features import dataset
 
     config, results = both["cluster"]
     snapshot = pd.read_parquet(results["extract"]["snapshot"])
@@ -278,7 +278,8 @@ def test_feasts_retrieval_on_the_workers_equals_in_process(both, cluster):
 def test_prediction_on_the_workers_equals_in_process(both, cluster):
     from dask.distributed import Client
 
-    from forecasting import dataset, model
+    from forecasting.features import dataset
+    from forecasting.modeling import booster as model
 
     config, results = both["cluster"]
     booster, metadata = model.load(Path(results["train"]["model_dir"]))
@@ -297,7 +298,8 @@ def test_an_unscaled_model_fitted_on_the_workers_forecasts_like_one_fitted_in_pr
     """The default (``scale_by_recent_mean: false``) fit, on the holdout rows: same tolerance."""
     from dask.distributed import Client
 
-    from forecasting import dataset, model
+    from forecasting.features import dataset
+    from forecasting.modeling import booster as model
 
     config, results = both["cluster"]
     plain = replace(config, model=replace(config.model, scale_by_recent_mean=False))
@@ -326,7 +328,7 @@ def test_forecasts_agree_within_the_stated_tolerance(both):
 
 
 def test_both_models_read_the_plans_and_beat_the_best_baseline_with_close_holdout_wapes(both):
-    from forecasting import model
+    from forecasting.modeling import booster as model
 
     for name, (_, results) in runs(both).items():
         booster, metadata = model.load(Path(results["train"]["model_dir"]))
@@ -345,7 +347,7 @@ def test_both_models_read_the_plans_and_beat_the_best_baseline_with_close_holdou
 def test_scenarios_forecast_on_the_workers_as_in_process_with_the_same_model(both):
     """The cluster run's scenarios (Feast's retrieval on the workers) equal the same model's
     scenarios forecast in this process, row for row; the base is the published forecasts."""
-    from forecasting.scenarios import forecast_scenarios
+    from forecasting.scenarios.scenarios import forecast_scenarios
 
     config, results = both["cluster"]
     made = results["forecast_scenarios"]

@@ -37,8 +37,8 @@ RUN_ID = "manual__2025-01-07T00:00:00+00:00"
 def real_data_docs(config) -> tuple[str, str]:
     """GX's Data Docs of a failed validation of MONTH, as the validate stage builds them, in an
     attempt of their own: (attempt, the validation page's path inside the site)."""
-    from forecasting import paths
-    from forecasting.validate import DataValidationError, validate_snapshot
+    from forecasting.core import paths
+    from forecasting.data.validate import DataValidationError, validate_snapshot
 
     month = pd.Period(MONTH, "M")
     attempt = f"{paths.run_key(RUN_ID)}__20250107T000000000000Z"
@@ -92,7 +92,7 @@ def test_a_validation_report_renders_offline_from_the_vendored_assets(api_server
     sync_playwright = _browser_or_skip()
     from test_explorer_browser import CHROMIUM
 
-    from forecasting import paths
+    from forecasting.core import paths
 
     base, config, folder = api_server
     attempt, validation_page = real_data_docs(config)

@@ -9,12 +9,18 @@ import pandas as pd
 import pytest
 from conftest import demo_config_dict, in_memory_features, without_feast, write_config
 
-from forecasting import dataset, model
-from forecasting.config import ConfigError, load_config
-from forecasting.dataset import RELATIVE_PREFIX, SEASONAL_INDEX, TWO_YEARS_BEFORE_TARGET, YEAR_BEFORE_TARGET
-from forecasting.features import feature_names
-from forecasting.months import month_index
-from forecasting.panel import build_panel
+from forecasting.core.config import ConfigError, load_config
+from forecasting.core.months import month_index
+from forecasting.data.panel import build_panel
+from forecasting.features import dataset
+from forecasting.features.catalogue import feature_names
+from forecasting.features.dataset import (
+    RELATIVE_PREFIX,
+    SEASONAL_INDEX,
+    TWO_YEARS_BEFORE_TARGET,
+    YEAR_BEFORE_TARGET,
+)
+from forecasting.modeling import booster as model
 
 MONTH = pd.Period("2024-12", "M")
 
@@ -135,8 +141,8 @@ def test_derived_columns_are_as_of_the_origin(tmp_path):
 
 
 def test_a_model_reading_them_trains_saves_and_forecasts(tmp_path, monkeypatch):
-    from forecasting.predict import ForecastInputs, predict_inputs
-    from forecasting.train import train
+    from forecasting.modeling.predict import ForecastInputs, predict_inputs
+    from forecasting.modeling.train import train
 
     without_feast(monkeypatch)
     snapshot = seasonal_history()

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow  # runs the whole DAG
 
 @pytest.fixture
 def dominicks(tmp_path, monkeypatch):
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
     from forecasting.datasets import dominicks as dom
 
     raw = yaml.safe_load((REPO / "config" / "dominicks.yaml").read_text())

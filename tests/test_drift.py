@@ -1,4 +1,4 @@
-"""Drift (forecasting.drift): PSI and the KS test worked out by hand, entity shares, and the drift
+"""Drift (forecasting.monitoring.drift): PSI and the KS test worked out by hand, entity shares, and the drift
 table on SQLite and PostgreSQL from a hand-made deployment whose price doubles in the month
 compared. The whole pipeline with a shift injected: test_monitoring.py."""
 
@@ -14,9 +14,10 @@ import pytest
 import sqlalchemy as sa
 from conftest import analyst_role, demo_config_dict, write_config
 
-from forecasting import paths
-from forecasting.config import ConfigError, load_config
-from forecasting.drift import (
+from forecasting.core import paths
+from forecasting.core.config import ConfigError, load_config
+from forecasting.data.panel import build_panel
+from forecasting.monitoring.drift import (
     EMPTY_SHARE,
     NEW_ENTITIES,
     VANISHED_ENTITIES,
@@ -26,8 +27,7 @@ from forecasting.drift import (
     psi_numeric,
     record_drift,
 )
-from forecasting.panel import build_panel
-from forecasting.query import run_query
+from forecasting.publishing.query import run_query
 
 
 def test_psi_of_quantile_bins_with_a_bin_for_missing_values():
@@ -143,7 +143,7 @@ def handmade_sales(shifted: bool) -> pd.DataFrame:
 def deploy(tmp_path, url: str, snapshot: pd.DataFrame):
     """A config, the offline feature files of the snapshot, and the metadata of a model trained
     in November 2024 on targets 2022-02..2024-11 (origins from 2022-01)."""
-    from forecasting.features import build_features
+    from forecasting.features.catalogue import build_features
 
     raw = demo_config_dict(tmp_path)
     raw["predictions"] = {"url": url, "table": "forecasts"}
@@ -163,7 +163,7 @@ def deploy(tmp_path, url: str, snapshot: pd.DataFrame):
 def database(request, tmp_path):
     with ExitStack() as stack:
         if request.param == "postgresql":
-            from forecasting.postgres import temporary_database
+            from forecasting.publishing.postgres import temporary_database
 
             url = stack.enter_context(temporary_database(request.getfixturevalue("postgres_server")))
         else:
@@ -245,13 +245,13 @@ def test_the_drift_table_flags_the_shifted_features_and_is_replaced_per_month(tm
 
 
 def build_features_again(config, snapshot: pd.DataFrame) -> None:
-    from forecasting.features import build_features
+    from forecasting.features.catalogue import build_features
 
     build_features(snapshot, config, MONTH)
 
 
 def test_drift_needs_the_models_training_window_and_its_feature_files(tmp_path):
-    from forecasting.errors import DataError
+    from forecasting.core.errors import DataError
 
     snapshot = handmade_sales(shifted=False)
     config, published = deploy(tmp_path, f"sqlite:///{tmp_path}/p.db", snapshot)
@@ -271,7 +271,7 @@ def test_drift_needs_the_models_training_window_and_its_feature_files(tmp_path):
 
 @pytest.mark.parametrize("database", ["postgresql"], indirect=True)
 def test_the_analyst_role_reads_the_drift_and_alerts_tables(tmp_path, database):
-    from forecasting.alerts import Alert, raise_alerts
+    from forecasting.monitoring.alerts import Alert, raise_alerts
 
     snapshot = handmade_sales(shifted=True)
     config, published = deploy(tmp_path, database.url, snapshot)

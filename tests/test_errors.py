@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import demo_config_dict, write_config
 
-from forecasting.errors import DataError, is_permanent
+from forecasting.core.errors import DataError, is_permanent
 
 
 def raised(call) -> BaseException:
@@ -39,8 +39,8 @@ def closed_port() -> int:
 
 
 def test_config_data_and_validation_errors_are_permanent(tmp_path):
-    from forecasting.config import ConfigError, load_config
-    from forecasting.validate import DataValidationError, ValidationReport
+    from forecasting.core.config import ConfigError, load_config
+    from forecasting.data.validate import DataValidationError, ValidationReport
 
     assert is_permanent(raised(lambda: load_config(tmp_path / "missing.yaml")))
     assert is_permanent(ConfigError("x"))
@@ -129,7 +129,7 @@ def test_an_unreachable_source_fails_the_run_at_once_without_retries(tmp_path, m
 def test_the_dag_turns_permanent_errors_into_failures_without_retry(tmp_path, monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from forecasting.tasks import run_stage
+    from forecasting.orchestration.tasks import run_stage
 
     raw = demo_config_dict(tmp_path)
     raw["source"]["url"] = f"sqlite:///{tmp_path}/missing/source.db"

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from conftest import demo_config_dict, write_config
 
-from forecasting import dataset
-from forecasting.config import Config, load_config
-from forecasting.evaluate import BASELINES, baseline_forecasts, metrics
+from forecasting.core.config import Config, load_config
+from forecasting.features import dataset
+from forecasting.modeling.evaluate import BASELINES, baseline_forecasts, metrics
 
 KEYS = ["store", "item"]
 

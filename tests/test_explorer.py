@@ -23,8 +23,8 @@ from forecasts_view_data import (
     prediction,
 )
 
-from forecasting import explorer
-from forecasting.charts import Band, Series, line_chart, nice_step
+from forecasting.ui import explorer
+from forecasting.ui.charts import Band, Series, line_chart, nice_step
 
 POINT = re.compile(r'<circle [^>]*data-series="([^"]+)" data-month="([^"]+)" data-value="([^"]+)"')
 
@@ -41,7 +41,7 @@ def deployment(request, tmp_path):
     with ExitStack() as stack:
         url = None
         if request.param == "postgresql":
-            from forecasting.postgres import temporary_database
+            from forecasting.publishing.postgres import temporary_database
 
             url = stack.enter_context(temporary_database(request.getfixturevalue("postgres_server")))
         yield build_deployment(tmp_path, url)
@@ -168,7 +168,7 @@ def test_explorer_page_lists_matches_and_opens_an_entity(sqlite_deployment):
 def test_explorer_before_anything_was_published(tmp_path):
     from conftest import demo_config_dict, write_config
 
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
 
     config = load_config(write_config(tmp_path, demo_config_dict(tmp_path)))
     assert "No month has been published yet" in explorer.render_explorer(config, {})
@@ -197,7 +197,7 @@ def test_prediction_interval_becomes_a_band_once_the_table_has_p10_and_p90(sqlit
 
 
 def test_postgres_serves_one_entity_from_the_tables_index(postgres_server, tmp_path):
-    from forecasting.postgres import temporary_database
+    from forecasting.publishing.postgres import temporary_database
 
     with temporary_database(postgres_server) as url:
         config = build_deployment(tmp_path, url)

@@ -58,7 +58,7 @@ def _browser_or_skip():
 @pytest.fixture
 def api_server(airflow_db, tmp_path):
     """An api-server with the plugin, for a deployment built by forecasts_view_data."""
-    from forecasting.localrun import free_port
+    from forecasting.orchestration.localrun import free_port
 
     config = build_deployment(tmp_path / "deployment")
     add_monitoring(config)  # what forecast_monitoring writes: accuracy, drift, alerts
@@ -251,7 +251,7 @@ def _assert_readable_on_a_laptop(view) -> None:
 def _assert_monitoring_is_the_database(view, config) -> None:
     """The accuracy chart's lines and points, the drift table's flags and the alerts, as shown in
     the browser, against the monitoring tables."""
-    from forecasting.evaluate import BASELINES
+    from forecasting.modeling.evaluate import BASELINES
 
     # Realised accuracy: one chart per horizon, a line per forecaster, its points the table's.
     view.locator("details.accuracy[data-horizon='1'] svg.chart").wait_for(timeout=15_000)
@@ -316,7 +316,7 @@ def _assert_monitoring_is_the_database(view, config) -> None:
 
 
 def failed_attempt_name() -> str:
-    from forecasting.paths import run_key
+    from forecasting.core.paths import run_key
 
     return f"{run_key(FAILED_VALIDATION[1])}__20250203T100000000000Z"
 

@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 from conftest import demo_config_dict, write_config
 
-from forecasting import paths
-from forecasting.config import Config, load_config
-from forecasting.extract import extract, read_window, window_query, window_start
+from forecasting.core import paths
+from forecasting.core.config import Config, load_config
+from forecasting.data.extract import extract, read_window, window_query, window_start
 
 M = pd.Period("2024-06", "M")  # with history_months 13 the window is 2023-06 .. 2024-06
 DROP = object()  # make_config(key=DROP) removes the key from the source section
@@ -320,7 +320,7 @@ def test_rows_without_a_time_reach_validation(tmp_path):
 def test_reading_in_chunks_types_columns_as_one_read_would(tmp_path, monkeypatch):
     """A chunk boundary must not change a column's type: SQLite lets one column hold ints in
     one chunk, floats or text in the next."""
-    import forecasting.extract as extract_module
+    import forecasting.data.extract as extract_module
 
     config = make_config(tmp_path, table="sales", covariates=["price"], attributes=["attr"])
     create_table(
@@ -344,7 +344,7 @@ def test_reading_in_chunks_types_columns_as_one_read_would(tmp_path, monkeypatch
 
 
 def test_typed_snapshot_leaves_the_callers_frame_alone(tmp_path):
-    from forecasting.extract import typed_snapshot
+    from forecasting.data.extract import typed_snapshot
 
     config = make_config(tmp_path, table="sales")
     frame = pd.DataFrame({"k": ["a", "b"], "month": ["2024-02-01", "nope"], "units": ["1", "x"]})
@@ -376,7 +376,7 @@ PG_ROWS = [
 @pytest.fixture
 def postgres_source(postgres_server, tmp_path):
     """A PostgreSQL source table with most column types, and a config reading it."""
-    from forecasting.postgres import temporary_database
+    from forecasting.publishing.postgres import temporary_database
 
     with temporary_database(postgres_server, prefix="forecast_extract") as url:
         engine = sa.create_engine(url)
@@ -401,7 +401,7 @@ def test_postgres_times_no_date_can_hold_are_read_as_unreadable(postgres_source)
 
 
 def test_postgres_copy_and_row_reader_agree_on_every_type(postgres_source, monkeypatch):
-    import forecasting.extract as extract_module
+    import forecasting.data.extract as extract_module
 
     engine = sa.create_engine(postgres_source.source.database.url)
     with engine.begin() as conn:

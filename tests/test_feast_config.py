@@ -1,7 +1,7 @@
 """The feature_store section is checked against Feast's own settings models: a typo or a bad
 value anywhere in it (top level, online/offline store, registry, ...) is a ConfigError naming
 the key path, wherever Feast is used (store.repo_config) and at deploy time
-(``python -m forecasting.config``, which deploy/airflow/init.sh runs). Feast alone accepts
+(``python -m forecasting.core.config``, which deploy/airflow/init.sh runs). Feast alone accepts
 unknown top-level keys (``onlin_store:`` silently meant a SQLite file under feature_repo/) and
 some unknown nested ones (a registry mapping's)."""
 
@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import REPO, demo_config_dict, write_config
 
-from forecasting.config import ConfigError, load_config
+from forecasting.core.config import ConfigError, load_config
 
 SQL_REGISTRY = {"registry_type": "sql", "path": "postgresql+psycopg://forecast:pw@db:5432/feast_registry"}
 REDIS = {"type": "redis", "connection_string": "redis:6379,db=1"}
@@ -119,7 +119,7 @@ def config_with(tmp_path, changes: dict, drop: tuple[str, ...] = ()):
 
 @pytest.mark.parametrize("changes, key, says", TYPOS.values(), ids=TYPOS.keys())
 def test_feast_refuses_a_bad_feature_store_section_naming_the_key(tmp_path, changes, key, says):
-    from forecasting import store
+    from forecasting.features import store
 
     config = config_with(tmp_path, changes)  # load_config alone does not import Feast
     with pytest.raises(ConfigError) as info:
@@ -135,7 +135,7 @@ def test_feast_refuses_a_bad_feature_store_section_naming_the_key(tmp_path, chan
 
 
 def test_a_missing_registry_is_named(tmp_path):
-    from forecasting import store
+    from forecasting.features import store
 
     with pytest.raises(ConfigError, match=r"forecast\.yaml: feature_store\.registry: is required"):
         store.repo_config(config_with(tmp_path, {}, drop=("registry",)))
@@ -146,7 +146,7 @@ def test_the_shipped_configs_pass(monkeypatch, tmp_path):
     from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
     from feast.infra.registry.sql import SqlRegistryConfig
 
-    from forecasting import store
+    from forecasting.features import store
 
     for name in ("demo", "dominicks"):
         repo = store.repo_config(load_config(REPO / "config" / f"{name}.yaml", check_feast=True))
@@ -168,7 +168,7 @@ def test_the_shipped_configs_pass(monkeypatch, tmp_path):
 
 
 def test_cli_says_ok_for_a_good_config(monkeypatch, capsys):
-    from forecasting.config import main
+    from forecasting.core.config import main
 
     monkeypatch.setenv("FORECAST_CONFIG", str(REPO / "config" / "dominicks.yaml"))
     assert main([]) == 0
@@ -178,12 +178,12 @@ def test_cli_says_ok_for_a_good_config(monkeypatch, capsys):
 
 
 def test_cli_refuses_a_typo_with_exit_code_1(tmp_path):
-    """As deploy/airflow/init.sh runs it: python -m forecasting.config, FORECAST_CONFIG set."""
+    """As deploy/airflow/init.sh runs it: python -m forecasting.core.config, FORECAST_CONFIG set."""
     raw = demo_config_dict(tmp_path)
     raw["feature_store"]["online_store"] = {"type": "sqlite", "pathh": "online.db"}
     path = write_config(tmp_path, raw)
     done = subprocess.run(
-        [sys.executable, "-m", "forecasting.config"],
+        [sys.executable, "-m", "forecasting.core.config"],
         env={**os.environ, "FORECAST_CONFIG": str(path)},
         capture_output=True,
         text=True,
@@ -199,13 +199,13 @@ def test_init_script_checks_the_config_with_feast():
     commands = [
         line.strip() for line in script.splitlines() if line.strip() and not line.lstrip().startswith("#")
     ]
-    assert "python -m forecasting.config" in commands
+    assert "python -m forecasting.core.config" in commands
     assert "set -euo pipefail" in commands  # so its exit code 1 stops airflow-init
 
 
 def test_feature_repo_yaml_for_the_demo_passes():
     """feature_repo/feature_store.yaml (the demo's settings for the feast CLI) is a valid section too."""
-    from forecasting.config import _feast_repo_config
+    from forecasting.core.config import _feast_repo_config
 
     raw = yaml.safe_load((REPO / "feature_repo" / "feature_store.yaml").read_text())
     _feast_repo_config(raw, REPO / "feature_repo" / "feature_store.yaml")
@@ -253,8 +253,8 @@ def test_feast_plan_works_before_any_data_exists(tmp_path, with_plans):
 def test_every_feast_field_says_what_it_is(tmp_path):
     """Each feature is described once (features.catalogue): its name, its Feast field's
     description and the lookback all come from there."""
-    from forecasting.features import catalogue, feature_names
-    from forecasting.store import build_definitions
+    from forecasting.features.catalogue import catalogue, feature_names
+    from forecasting.features.store import build_definitions
 
     config = load_config(write_config(tmp_path, demo_config_dict(tmp_path)))
     view = build_definitions(config).view

@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 from conftest import demo_config_dict, write_config
 
-from forecasting import paths
-from forecasting.config import Config, load_config
-from forecasting.features import (
+from forecasting.core import paths
+from forecasting.core.config import Config, load_config
+from forecasting.core.months import month_end, month_range
+from forecasting.data.panel import build_panel
+from forecasting.features.catalogue import (
     CREATED,
     TIMESTAMP,
     active_entities,
@@ -21,8 +23,6 @@ from forecasting.features import (
     compute_features,
     feature_names,
 )
-from forecasting.months import month_end, month_range
-from forecasting.panel import build_panel
 
 KEYS = ["store", "item"]
 
@@ -340,7 +340,7 @@ def test_active_entities_are_those_with_a_row_in_m(tmp_path):
 def test_chunks_of_entities_write_the_same_files_as_one_chunk(tmp_path, monkeypatch):
     """Feature work goes chunk by chunk of entities (each a task on a Dask cluster): the files are
     byte for byte those of one chunk, whatever the chunk size."""
-    from forecasting import features
+    from forecasting.features import catalogue as features
 
     snapshot = window(history(), make_config(tmp_path / "x"), M)
     files = {}

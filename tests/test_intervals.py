@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import demo_config_dict, write_config
 
-from forecasting import intervals
+from forecasting.modeling import intervals
 
 
 def draw(rng, rows: int, horizons=(1, 2, 3)):
@@ -102,7 +102,7 @@ def test_coverage_is_measured_on_months_the_bands_did_not_see():
 
 @pytest.fixture
 def config(tmp_path):
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
 
     return load_config(write_config(tmp_path, demo_config_dict(tmp_path)))
 
@@ -122,7 +122,7 @@ def frame(p10=(8.0, np.nan), p90=(13.0, np.nan)) -> pd.DataFrame:
 
 
 def publish(config, rows: pd.DataFrame, month: str = "2023-12"):
-    from forecasting.publish import publish as run
+    from forecasting.publishing.publish import publish as run
 
     return run(
         rows,
@@ -157,9 +157,9 @@ def test_published_bounds_and_null_where_there_is_none(config):
 def older_release(request, tmp_path):
     """A config whose predictions database holds the table and view as the release before
     intervals made them, with one month in them (PostgreSQL: with a login analyst role)."""
-    from forecasting.config import load_config
-    from forecasting.postgres import grant_analyst_role, temporary_database
-    from forecasting.publish import latest_view_sql, predictions_tables
+    from forecasting.core.config import load_config
+    from forecasting.publishing.postgres import grant_analyst_role, temporary_database
+    from forecasting.publishing.publish import latest_view_sql, predictions_tables
 
     raw = demo_config_dict(tmp_path)
     with contextlib.ExitStack() as stack:

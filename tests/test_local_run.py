@@ -1,4 +1,4 @@
-"""`make run` / `make month` (python -m forecasting.localrun) make a real run that leaves the
+"""`make run` / `make month` (python -m forecasting.orchestration.localrun) make a real run that leaves the
 scheduler's slots alone.
 
 Before, they ran `airflow dags test` with the logical date of the scheduler's own run for the next
@@ -50,9 +50,9 @@ def rows(db: Path, sql: str, *params) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
     from forecasting.datasets.synthetic import generate_sales, seed_source_database
-    from forecasting.localrun import latest_complete_month
+    from forecasting.orchestration.localrun import latest_complete_month
 
     folder = tmp_path_factory.mktemp("local-run")
     month = latest_complete_month()
@@ -72,7 +72,11 @@ def local_run(tmp_path_factory):
     subprocess.run([BIN / "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "forecasting.localrun"], env=env, capture_output=True, text=True, timeout=1200
+        [sys.executable, "-m", "forecasting.orchestration.localrun"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     took = time.monotonic() - started
     print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")

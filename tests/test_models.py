@@ -23,9 +23,9 @@ import pytest
 import sqlalchemy as sa
 from conftest import END_MONTH, analyst_role, demo_config_dict, write_config
 
-from forecasting import models
-from forecasting.config import Config, GateConfig, load_config, parse_config
-from forecasting.postgres import grant_analyst_role, temporary_database
+from forecasting.core.config import Config, GateConfig, load_config, parse_config
+from forecasting.publishing.postgres import grant_analyst_role, temporary_database
+from forecasting.registry import models
 
 M = pd.Period(END_MONTH, "M")
 BACKENDS = ["sqlite", "postgresql"]
@@ -102,7 +102,7 @@ def test_decide_applies_the_relative_margins():
 
 
 def test_gate_margins_are_checked_in_the_config(tmp_path):
-    from forecasting.config import ConfigError
+    from forecasting.core.config import ConfigError
 
     raw = demo_config_dict(tmp_path)
     raw["gate"] = {"min_improvement": 0.02, "min_margin_over_baseline": 0.05}
@@ -178,7 +178,7 @@ def promoted(version: str, run_month: str, at: int) -> dict:
 
 
 def read_registry(config: Config) -> pd.DataFrame:
-    from forecasting.db import make_engine
+    from forecasting.core.db import make_engine
 
     engine = make_engine(config.predictions.database)
     try:
@@ -303,7 +303,7 @@ def test_cli_promote_and_reject_record_who_and_why(registry_db, capsys):
 
 
 def test_an_older_registry_gets_the_new_columns(registry_db):
-    from forecasting.db import make_engine
+    from forecasting.core.db import make_engine
 
     config = registry_db
     engine = make_engine(config.predictions.database)
@@ -328,7 +328,7 @@ def test_an_older_registry_gets_the_new_columns(registry_db):
 def test_a_registry_from_before_backtests_gains_the_backtest_columns(registry_db):
     """A registry with every column but the backtest's (and a row) gets them, NULL for the old
     row; a new model's backtest scores go into them."""
-    from forecasting.db import make_engine
+    from forecasting.core.db import make_engine
 
     config = registry_db
     table = models.registry_table(config)
@@ -421,9 +421,9 @@ def test_analyst_role_may_read_the_registry_and_nothing_more(postgres_server, tm
 def trained(tmp_path_factory, synthetic_sales):
     """M's data extracted, validated and in Feast once; four models trained on it: a good one,
     two crippled ones (2 and 3 trees) and an undertrained one (27 trees), each a real challenger."""
-    from forecasting import pipeline
-    from forecasting.config import EvaluationConfig
+    from forecasting.core.config import EvaluationConfig
     from forecasting.datasets.synthetic import seed_source_database
+    from forecasting.orchestration import pipeline
 
     folder = tmp_path_factory.mktemp("gate")
     raw = demo_config_dict(folder)
@@ -476,7 +476,7 @@ def gate_db(trained, tmp_path, monkeypatch, request):
 
 def run_gate(config: Config, trained, model, force: str | None = None, by: str | None = None):
     """evaluate (with the gate) -> predict -> publish of an already trained challenger."""
-    from forecasting import pipeline
+    from forecasting.orchestration import pipeline
 
     evaluation = pipeline.evaluate(
         str(M), trained.attempt, model.dir, config, force_model_version=force, forced_by=by
@@ -487,7 +487,7 @@ def run_gate(config: Config, trained, model, force: str | None = None, by: str |
 
 
 def published(config: Config) -> pd.DataFrame:
-    from forecasting.db import make_engine
+    from forecasting.core.db import make_engine
 
     engine = make_engine(config.predictions.database)
     try:
@@ -631,7 +631,7 @@ def test_gate_keeps_the_champion_against_a_worse_challenger_then_falls_back_to_t
     assert (row["status"], row["published"]) == (models.REJECTED, f"baseline:{best}")
 
     # The run summary says what the gate decided and who made the published rows.
-    from forecasting.summary import summarize
+    from forecasting.orchestration.summary import summarize
 
     summary = summarize(config, str(M))
     assert f"Gate        {models.BASELINE}: " in summary
@@ -657,10 +657,10 @@ def test_gate_keeps_the_champion_against_a_worse_challenger_then_falls_back_to_t
 
 @pytest.mark.slow
 def test_gate_publishes_the_blend_when_neither_model_beats_the_baseline_but_their_mean_does(trained, gate_db):
-    from forecasting import paths
-    from forecasting.config import ConfigError
-    from forecasting.predict import forecast
-    from forecasting.summary import summarize
+    from forecasting.core import paths
+    from forecasting.core.config import ConfigError
+    from forecasting.modeling.predict import forecast
+    from forecasting.orchestration.summary import summarize
 
     config, weak = gate_db, trained.undertrained
     result = run_gate(config, trained, weak)
@@ -711,8 +711,8 @@ def test_gate_publishes_the_blend_when_neither_model_beats_the_baseline_but_thei
 
 def expected_baseline(config: Config, trained, rows: pd.DataFrame, name: str) -> np.ndarray:
     """The baseline's forecasts of M+h worked out by evaluation's own code, row by row."""
-    from forecasting import paths
-    from forecasting.evaluate import baseline_forecasts
+    from forecasting.core import paths
+    from forecasting.modeling.evaluate import baseline_forecasts
 
     snapshot = pd.read_parquet(paths.snapshot(config, M, trained.attempt))
     asked = rows[["store_id", "item_id", "horizon"]].assign(origin_month=str(M))
@@ -746,7 +746,7 @@ def test_a_champion_that_cannot_read_the_features_is_left_out_and_a_run_may_forc
 ):
     import shutil
 
-    from forecasting import paths
+    from forecasting.core import paths
 
     config, good, bad = gate_db, trained.good, trained.crippled
     # A champion whose model reads a feature this run does not make (another feature config).
@@ -779,7 +779,7 @@ def test_a_champion_that_cannot_read_the_features_is_left_out_and_a_run_may_forc
     # ...or a baseline.
     run_gate(config, trained, bad, force="baseline:last_value", by="dave")
     assert set(published(config)["model_version"]) == {"baseline:last_value"}
-    from forecasting.config import ConfigError
+    from forecasting.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="no such model"):
         run_gate(config, trained, bad, force="2001-01-0123456789", by="dave")

@@ -1,4 +1,4 @@
-"""Realised accuracy (forecasting.monitoring), on SQLite and PostgreSQL.
+"""Realised accuracy (forecasting.monitoring.accuracy), on SQLite and PostgreSQL.
 
 Hand-made data first, every number worked out below: stores 1-2 x items 1-3 (items 1 and 2 are
 snacks, 3 drinks) sell 10 * store + item + k units in month k (k = 0 in 2023-01 ... 23 in
@@ -27,10 +27,10 @@ import sqlalchemy as sa
 import yaml
 from conftest import END_MONTH, REPO, analyst_role, demo_config_dict, write_config
 
-from forecasting.config import load_config
-from forecasting.monitoring import ALL, months_to_score, realised_accuracy
-from forecasting.publish import publish
-from forecasting.query import run_query
+from forecasting.core.config import load_config
+from forecasting.monitoring.accuracy import ALL, months_to_score, realised_accuracy
+from forecasting.publishing.publish import publish
+from forecasting.publishing.query import run_query
 
 STORES, ITEMS = (1, 2), (1, 2, 3)
 CATEGORY = {1: "snacks", 2: "snacks", 3: "drinks"}
@@ -92,7 +92,7 @@ def publish_run(config, run: str, offset: float) -> None:
 def handmade(request, tmp_path):
     with ExitStack() as stack:
         if request.param == "postgresql":
-            from forecasting.postgres import temporary_database
+            from forecasting.publishing.postgres import temporary_database
 
             url = stack.enter_context(temporary_database(request.getfixturevalue("postgres_server")))
         else:
@@ -229,7 +229,7 @@ def test_realised_accuracy_scores_each_published_run_against_the_actuals_and_the
 
 
 def test_nothing_published_for_the_month_scores_nothing_and_a_month_without_actuals_is_refused(handmade):
-    from forecasting.errors import DataError, is_permanent
+    from forecasting.core.errors import DataError, is_permanent
 
     config = handmade.config
     early = realised_accuracy(sales(), config, pd.Period("2024-06", "M"))  # no run before 2024-10
@@ -362,9 +362,9 @@ def test_four_months_with_a_shift_in_the_third_through_both_dags(tmp_path, synth
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
 
-    from forecasting import pipeline
     from forecasting.datasets.synthetic import seed_source_database
-    from forecasting.summary import summarize
+    from forecasting.orchestration import pipeline
+    from forecasting.orchestration.summary import summarize
 
     september, october, november, december = (pd.Period(END_MONTH, "M") - 3 + k for k in range(4))
     sales_frame = with_shift(synthetic_sales, november)
@@ -527,7 +527,7 @@ def test_the_example_queries_of_the_realised_accuracy(handmade):
 
 
 def test_the_segment_must_be_an_entity_column_or_attribute(tmp_path):
-    from forecasting.config import ConfigError
+    from forecasting.core.config import ConfigError
 
     raw = demo_config_dict(tmp_path)
     raw["monitoring"] = {"segment": "units"}

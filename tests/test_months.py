@@ -7,7 +7,7 @@ import pandas as pd
 import pendulum
 import pytest
 
-from forecasting.months import month_end, month_index, month_indices, month_of, month_start, month_to_run
+from forecasting.core.months import month_end, month_index, month_indices, month_of, month_start, month_to_run
 
 
 def test_month_helpers():
@@ -36,7 +36,7 @@ def test_month_to_run(requested, interval_start, run_after, expected):
 
 
 def test_month_index_round_trips():
-    from forecasting.months import month_from_index, month_index
+    from forecasting.core.months import month_from_index, month_index
 
     assert month_index(pd.Period("2024-01", "M")) + 11 == month_index(pd.Period("2024-12", "M"))
     assert month_from_index(month_index(pd.Period("1992-09", "M"))) == pd.Period("1992-09", "M")

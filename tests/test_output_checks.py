@@ -1,4 +1,4 @@
-"""The forecasts' checks before publish (forecasting.output_checks): good forecasts pass with
+"""The forecasts' checks before publish (forecasting.publishing.checks): good forecasts pass with
 their Data Docs beside the snapshot's; every kind of bad forecast is named; and in the DAG a
 failed check stops publish, leaving the predictions table as it was."""
 
@@ -9,15 +9,15 @@ import pandas as pd
 import pytest
 from conftest import demo_config_dict, write_config
 
-from forecasting.output_checks import check_forecasts, previous_run
-from forecasting.validate import DataValidationError
+from forecasting.data.validate import DataValidationError
+from forecasting.publishing.checks import check_forecasts, previous_run
 
 MONTH = pd.Period("2024-12", "M")
 
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
 
     folder = tmp_path_factory.mktemp("output-checks")
     return load_config(write_config(folder, demo_config_dict(folder)))
@@ -127,7 +127,7 @@ def test_row_count_far_from_the_previous_run_is_named(config, tmp_path):
 def test_previous_run_comes_from_the_runs_table(config):
     from datetime import UTC, datetime
 
-    from forecasting.publish import publish
+    from forecasting.publishing.publish import publish
 
     assert previous_run(config, MONTH) is None  # no table yet
     for month, rows in (("2024-10", 12), ("2024-11", 15), ("2024-12", 6)):
@@ -145,7 +145,7 @@ def test_previous_run_comes_from_the_runs_table(config):
 
 
 def test_config_bound(tmp_path):
-    from forecasting.config import ConfigError, load_config
+    from forecasting.core.config import ConfigError, load_config
 
     raw = demo_config_dict(tmp_path)
     assert load_config(write_config(tmp_path, raw)).validation.forecast_max_to_history_max == 10.0

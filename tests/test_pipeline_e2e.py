@@ -80,8 +80,8 @@ def test_monthly_run_publishes_one_forecast_per_active_entity_and_horizon(
     assert len(latest) == len(forecasts)
 
     # What make run prints, and the SQL helper it points to.
-    from forecasting.query import main as query_main
-    from forecasting.summary import summarize
+    from forecasting.orchestration.summary import summarize
+    from forecasting.publishing.query import main as query_main
 
     summary = summarize(deployment, END_MONTH)
     assert f"Published {len(forecasts):,} forecasts to table forecasts" in summary
@@ -125,7 +125,7 @@ def test_a_run_can_be_asked_for_another_month(deployment, synthetic_sales):
 def test_backfilling_an_older_month_keeps_the_newer_one(deployment, synthetic_sales):
     """A backfill of October after November adds October's forecasts and changes nothing else:
     November's rows, the latest view's choice and the online store (which serves the newest month)."""
-    from forecasting import store
+    from forecasting.features import store
 
     assert str(run_dag(conf={"month": "2024-11"}).state) == "success"
     november = read_table(deployment)
@@ -153,7 +153,7 @@ def test_backfilling_an_older_month_keeps_the_newer_one(deployment, synthetic_sa
 
     # The model registry: the backfill compared October's model with the champion as of October
     # (none yet) and never demoted November's, which stays the champion for new months.
-    from forecasting import models
+    from forecasting.registry import models
 
     registry = read_table(deployment, f"{deployment.predictions.table}_models").set_index("model_version")
     assert len(registry) == 2

@@ -1,4 +1,4 @@
-"""Planned covariates (config ``plans:``, forecasting.plans): the config section, extract (SQLite
+"""Planned covariates (config ``plans:``, forecasting.data.plans): the config section, extract (SQLite
 and PostgreSQL), the Great Expectations suite, Feast's point-in-time join of the plans into the
 training rows and the forecasts, and a revision made after an origin leaving that origin's
 backtest forecasts alone.
@@ -22,7 +22,7 @@ PLANS = {"table": "sales_plans", "covariates": ["price", "promo"]}
 
 
 def plans_config(folder, **plans):
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
 
     raw = demo_config_dict(folder)
     raw["plans"] = {**PLANS, **plans}
@@ -40,8 +40,8 @@ def as_of(plans: pd.DataFrame, month: pd.Period, stamp: pd.Timestamp) -> pd.Seri
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory, synthetic_sales):
     """A demo deployment with plans, extracted, validated and registered for M (no model)."""
-    from forecasting import pipeline
     from forecasting.datasets.synthetic import generate_plans, seed_plans_table, seed_source_database
+    from forecasting.orchestration import pipeline
 
     folder = tmp_path_factory.mktemp("plans")
     config = plans_config(folder)
@@ -58,9 +58,9 @@ def planned(tmp_path_factory, synthetic_sales):
 
 
 def test_config_plans_section(tmp_path):
-    from forecasting.config import ConfigError, load_config
-    from forecasting.dataset import model_features
-    from forecasting.features import plan_feature_names
+    from forecasting.core.config import ConfigError, load_config
+    from forecasting.features.catalogue import plan_feature_names
+    from forecasting.features.dataset import model_features
 
     config = plans_config(tmp_path, fill={"promo": 0, "price": "empty"})
     pl = config.plans
@@ -121,7 +121,7 @@ def test_synthetic_plans_have_revisions_and_come_true(synthetic_sales):
 
 
 def test_extract_takes_every_revision_known_at_the_end_of_M(planned):
-    from forecasting import paths
+    from forecasting.core import paths
 
     config, attempt, plans = planned
     got = pd.read_parquet(paths.plans(config, MONTH, attempt))
@@ -146,9 +146,9 @@ def test_extract_takes_every_revision_known_at_the_end_of_M(planned):
 
 def test_extract_reads_the_plans_from_postgresql_as_from_sqlite(planned, postgres_server, tmp_path):
     """Plans in a database of their own (plans.url), on PostgreSQL: the same revisions."""
+    from forecasting.data.extract import read_plans
     from forecasting.datasets.synthetic import seed_plans_table
-    from forecasting.extract import read_plans
-    from forecasting.postgres import temporary_database
+    from forecasting.publishing.postgres import temporary_database
 
     config, _, plans = planned
     with temporary_database(postgres_server, prefix="forecast_plans") as url:
@@ -169,8 +169,8 @@ def test_extract_reads_the_plans_from_postgresql_as_from_sqlite(planned, postgre
 
 
 def test_bad_plans_fail_validation_naming_each_problem(planned, tmp_path):
-    from forecasting import paths
-    from forecasting.validate import DataValidationError, validate_plans
+    from forecasting.core import paths
+    from forecasting.data.validate import DataValidationError, validate_plans
 
     config, attempt, _ = planned
     good = pd.read_parquet(paths.plans(config, MONTH, attempt))
@@ -215,8 +215,9 @@ def test_bad_plans_fail_validation_naming_each_problem(planned, tmp_path):
 
 
 def test_training_rows_get_the_plan_of_their_target_month_as_it_stood_at_the_origin(planned):
-    from forecasting import dataset, paths
-    from forecasting.months import month_end
+    from forecasting.core import paths
+    from forecasting.core.months import month_end
+    from forecasting.features import dataset
 
     config, attempt, plans = planned
     snapshot = pd.read_parquet(paths.snapshot(config, MONTH, attempt))
@@ -241,10 +242,11 @@ def test_training_rows_get_the_plan_of_their_target_month_as_it_stood_at_the_ori
 
 
 def test_forecasts_read_the_plans_for_M_plus_h_as_they_stood_at_the_end_of_M(planned):
-    from forecasting import dataset, paths
-    from forecasting.months import month_end, month_index
-    from forecasting.panel import build_panel
-    from forecasting.predict import active_entities
+    from forecasting.core import paths
+    from forecasting.core.months import month_end, month_index
+    from forecasting.data.panel import build_panel
+    from forecasting.features import dataset
+    from forecasting.modeling.predict import active_entities
 
     config, attempt, plans = planned
     panel = build_panel(pd.read_parquet(paths.snapshot(config, MONTH, attempt)), config, sales_only=True)
@@ -262,8 +264,8 @@ def test_forecasts_read_the_plans_for_M_plus_h_as_they_stood_at_the_end_of_M(pla
 def test_a_backfill_keeps_the_revisions_a_later_run_wrote(planned):
     """write_plan_features: revisions stamped after the end of M stay in the files a run of an
     earlier month rewrites, and running M again writes the same files."""
-    from forecasting import paths
-    from forecasting.plans import write_plan_features
+    from forecasting.core import paths
+    from forecasting.data.plans import write_plan_features
 
     config, attempt, _ = planned
     known = pd.read_parquet(paths.plans(config, MONTH, attempt))
@@ -286,11 +288,13 @@ def test_a_revision_after_the_origin_cannot_change_its_backtest_forecast(planned
     the backtest forecasts of origins up to M-3 stay exactly the same, those of M-2 change."""
     import shutil
 
-    from forecasting import paths, store, train
-    from forecasting.backtest import BACKTEST
-    from forecasting.config import load_config
-    from forecasting.features import CREATED, TIMESTAMP
-    from forecasting.predict import forecast
+    from forecasting.core import paths
+    from forecasting.core.config import load_config
+    from forecasting.features import store
+    from forecasting.features.catalogue import CREATED, TIMESTAMP
+    from forecasting.modeling import train
+    from forecasting.modeling.backtest import BACKTEST
+    from forecasting.modeling.predict import forecast
 
     config, attempt, _ = planned
     # A copy of the deployment, with a cheaper model and 3 backtest origins (M-3, M-2, M-1).

@@ -45,7 +45,7 @@ def as_float32(folder: Path) -> None:
 @pytest.fixture(params=OFFLINE_STORES)
 def deployment(request, tmp_path, synthetic_sales, monkeypatch):
     """conftest's deployment, with Feast's offline store set to each store in turn."""
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
     from forecasting.datasets.synthetic import seed_source_database
 
     raw = demo_config_dict(tmp_path)
@@ -59,7 +59,10 @@ def deployment(request, tmp_path, synthetic_sales, monkeypatch):
 
 @pytest.fixture
 def applied(deployment):
-    from forecasting import extract, features, paths, store
+    from forecasting.core import paths
+    from forecasting.data import extract
+    from forecasting.features import catalogue as features
+    from forecasting.features import store
 
     snapshot = extract.read_window(deployment, MONTH)
     features.build_features(snapshot, deployment, MONTH)
@@ -70,7 +73,7 @@ def applied(deployment):
 
 
 def test_training_rows_carry_the_features_of_their_origin(applied):
-    from forecasting import train
+    from forecasting.modeling import train
 
     config, snapshot = applied
     frame = train.training_set(snapshot, config, MONTH)
@@ -93,8 +96,10 @@ def test_training_rows_carry_the_features_of_their_origin(applied):
 
 
 def test_a_feature_stamped_after_the_origin_never_reaches_a_training_row(applied):
-    from forecasting import paths, store, train
-    from forecasting.features import CREATED, TIMESTAMP
+    from forecasting.core import paths
+    from forecasting.features import store
+    from forecasting.features.catalogue import CREATED, TIMESTAMP
+    from forecasting.modeling import train
 
     config, snapshot = applied
     folder = paths.feature_table(config)
@@ -117,7 +122,7 @@ def test_a_feature_stamped_after_the_origin_never_reaches_a_training_row(applied
 
 
 def offline_table(config) -> pd.DataFrame:
-    from forecasting import store
+    from forecasting.features import store
 
     return pd.concat([pd.read_parquet(p) for p in store.feature_files(config)], ignore_index=True)
 
@@ -125,8 +130,8 @@ def offline_table(config) -> pd.DataFrame:
 def expected_features(rows: pd.DataFrame, table: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """The point-in-time join by hand: per row, the entity's latest feature row stamped at or
     before the row's timestamp and no more than the TTL before it (else nulls)."""
-    from forecasting.features import TIMESTAMP
-    from forecasting.store import FEATURE_TTL
+    from forecasting.features.catalogue import TIMESTAMP
+    from forecasting.features.store import FEATURE_TTL
 
     right = table[[*KEYS, TIMESTAMP, *names]].rename(columns={TIMESTAMP: "_stamp"})
     right["_stamp"] = right["_stamp"].astype(rows[TIMESTAMP].dtype)  # µs or ns: merge_asof wants one
@@ -143,9 +148,10 @@ def expected_features(rows: pd.DataFrame, table: pd.DataFrame, names: list[str])
 
 
 def test_extra_columns_come_back_unchanged_and_every_row_exactly_once(applied):
-    from forecasting import paths, store
-    from forecasting.features import TIMESTAMP, feature_names
-    from forecasting.months import month_end
+    from forecasting.core import paths
+    from forecasting.core.months import month_end
+    from forecasting.features import store
+    from forecasting.features.catalogue import TIMESTAMP, feature_names
 
     config, _ = applied
     table = offline_table(config)
@@ -210,9 +216,10 @@ def test_extra_columns_come_back_unchanged_and_every_row_exactly_once(applied):
 def test_materialized_online_features_equal_the_offline_ones(applied, online, request, tmp_path):
     """apply + materialize + online_features on each offline store, into SQLite and Redis: the
     newest month's float32 values arrive unchanged."""
-    from forecasting import paths, store
-    from forecasting.config import load_config
-    from forecasting.features import feature_names
+    from forecasting.core import paths
+    from forecasting.core.config import load_config
+    from forecasting.features import store
+    from forecasting.features.catalogue import feature_names
 
     config, _ = applied
     if online == "redis":
@@ -246,8 +253,8 @@ def test_materialized_online_features_equal_the_offline_ones(applied, online, re
 def test_nanosecond_timestamps_are_refused_by_name_where_duckdb_cannot_materialize_them(applied):
     """Feast's DuckDB store casts the stamps to a naive TIMESTAMP to materialize, which DuckDB
     cannot do from nanoseconds (pandas' default unit); the dask store can."""
-    from forecasting import store
-    from forecasting.features import CREATED, TIMESTAMP
+    from forecasting.features import store
+    from forecasting.features.catalogue import CREATED, TIMESTAMP
 
     config, _ = applied
     first = store.feature_files(config)[0]
@@ -270,9 +277,12 @@ def test_nanosecond_timestamps_are_refused_by_name_where_duckdb_cannot_materiali
 def planned(request, tmp_path, synthetic_sales):
     """A deployment with plans (``plans:``) on each offline store: the sales features and the
     plans known at the end of M in the offline tables, the definitions applied."""
-    from forecasting import extract, features, paths, plans, store
-    from forecasting.config import load_config
+    from forecasting.core import paths
+    from forecasting.core.config import load_config
+    from forecasting.data import extract, plans
     from forecasting.datasets.synthetic import generate_plans, seed_plans_table, seed_source_database
+    from forecasting.features import catalogue as features
+    from forecasting.features import store
 
     raw = demo_config_dict(tmp_path)
     raw["feature_store"]["offline_store"] = {"type": request.param}
@@ -292,9 +302,12 @@ def test_a_plan_revised_after_the_origin_never_reaches_the_origins_row(planned):
     """A revision of the plan for month o + 2, made in the middle of o + 1: the rows of origin o
     (horizon 2) keep the plan as it stood at the end of o; those of origin o + 1 (horizon 1)
     get the revision."""
-    from forecasting import dataset, paths, plans, store, train
-    from forecasting.features import CREATED, TIMESTAMP
-    from forecasting.months import month_end
+    from forecasting.core import paths
+    from forecasting.core.months import month_end
+    from forecasting.data import plans
+    from forecasting.features import dataset, store
+    from forecasting.features.catalogue import CREATED, TIMESTAMP
+    from forecasting.modeling import train
 
     config, snapshot = planned
     origin = MONTH - 6
@@ -329,9 +342,9 @@ def test_an_unordered_answer_is_put_back_in_order_and_a_lost_or_doubled_row_is_r
     """``retrieve_unordered`` (what train uses: one reordering instead of two): taken by its
     positions, Feast's answer is each pair's own features (as computed from the panel); an answer
     with a row missing or twice is an error, never a misalignment. One real retrieval."""
-    from forecasting import dataset, store
-    from forecasting.features import feature_arrays
-    from forecasting.panel import build_panel
+    from forecasting.data.panel import build_panel
+    from forecasting.features import dataset, store
+    from forecasting.features.catalogue import feature_arrays
 
     config, snapshot = applied
     panel = build_panel(snapshot, config, sales_only=True)

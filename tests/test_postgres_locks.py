@@ -32,8 +32,8 @@ import sqlalchemy as sa
 from servers import query
 from test_production import EVALUATION, MONTH, forecast_frame, predictions_config, read_month
 
-from forecasting.postgres import grant_analyst_role, temporary_database
-from forecasting.publish import publish
+from forecasting.publishing.postgres import grant_analyst_role, temporary_database
+from forecasting.publishing.publish import publish
 
 LOCK_TIMEOUT_ENV = "FORECAST_PUBLISH_LOCK_TIMEOUT"
 FAST = 10.0  # seconds: a publish of a few thousand rows takes well under one
@@ -108,7 +108,7 @@ def stack(request, postgres_server):
 
 def old_advisory_keys(table: str, schema: str | None, months: list[pd.Period]) -> list[tuple[int, int]]:
     """The (class, object) keys of the advisory locks that publish took before the lock table."""
-    key = zlib.crc32(f"forecasting.publish:{schema or ''}.{table}".encode())
+    key = zlib.crc32(f"forecasting.publishing.publish:{schema or ''}.{table}".encode())
     key = key - 2**32 if key >= 2**31 else key
     return [(key, 0)] + [(key, m.year * 12 + m.month) for m in months]
 
@@ -312,7 +312,7 @@ def test_a_hostile_analyst_cannot_hold_up_publishing(stack, tmp_path, monkeypatc
 
 
 def test_publish_gives_up_after_its_lock_timeout_naming_the_holder(stack, tmp_path, monkeypatch):
-    from forecasting import postgres
+    from forecasting.publishing import postgres
 
     config = predictions_config(stack.pipeline_url, tmp_path)
     frames = {v: forecast_frame(MONTH, stores=5, items=10, value=x) for v, x in (("v1", 1.0), ("v2", 2.0))}
@@ -369,7 +369,7 @@ def test_publish_gives_up_after_its_lock_timeout_naming_the_holder(stack, tmp_pa
 
 @pytest.mark.parametrize("value", ["0", "-3", "soon"])
 def test_a_lock_timeout_that_would_wait_for_ever_or_is_no_number_is_refused(value, monkeypatch):
-    from forecasting import postgres
+    from forecasting.publishing import postgres
 
     monkeypatch.setenv(LOCK_TIMEOUT_ENV, value)
     with pytest.raises(ValueError, match=LOCK_TIMEOUT_ENV):

@@ -35,12 +35,12 @@ import sqlalchemy as sa
 import yaml
 from servers import REDIS_DB, REDIS_HOST, REDIS_PORT, feast_keys, query
 
-from forecasting.config import Config, ConfigError, load_config, parse_config
-from forecasting.db import make_engine
-from forecasting.months import month_start
-from forecasting.postgres import grant_analyst_role, temporary_database
-from forecasting.postgres import main as postgres_cli
-from forecasting.publish import publish
+from forecasting.core.config import Config, ConfigError, load_config, parse_config
+from forecasting.core.db import make_engine
+from forecasting.core.months import month_start
+from forecasting.publishing.postgres import grant_analyst_role, temporary_database
+from forecasting.publishing.postgres import main as postgres_cli
+from forecasting.publishing.publish import publish
 
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="forecast-tests-airflow-"))
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -549,7 +549,7 @@ def test_production_config_loads_with_its_environment(monkeypatch, tmp_path):
     from feast.infra.online_stores.redis import RedisOnlineStoreConfig
     from feast.infra.registry.sql import SqlRegistryConfig
 
-    from forecasting import store
+    from forecasting.features import store
 
     registry = "postgresql+psycopg://forecast:secret@db:5432/feast_registry"
     for key, value in production_env(
@@ -583,8 +583,8 @@ def production_run(postgres_server, redis_client, tmp_path_factory):
     """config/production.yaml driving pipeline.run_month: sales and predictions in one PostgreSQL
     database (the predictions one reached through the Airflow connection predictions_db),
     Feast's SQL registry in another, the online store in Redis."""
-    from forecasting import pipeline
     from forecasting.datasets.synthetic import generate_sales, seed_source_database
+    from forecasting.orchestration import pipeline
 
     folder = tmp_path_factory.mktemp("production")
     project = f"forecast_test_{secrets.token_hex(4)}"
@@ -615,8 +615,8 @@ def production_run(postgres_server, redis_client, tmp_path_factory):
         config = parse_config(raw, path)
         results = pipeline.run_month(str(MONTH), "manual__production_test", config)
         # The October run's forecasts for November and December, scored with their actuals.
-        from forecasting.extract import read_window
-        from forecasting.monitoring import realised_accuracy
+        from forecasting.data.extract import read_window
+        from forecasting.monitoring.accuracy import realised_accuracy
 
         for later in (MONTH + 1, MONTH + 2):
             realised_accuracy(read_window(config, later), config, later, run_id="manual__monitoring_test")
@@ -647,8 +647,9 @@ def test_pipeline_publishes_through_the_airflow_connection(production_run):
 
 @pytest.mark.slow
 def test_online_features_in_redis_equal_the_offline_features_of_the_month(production_run, redis_client):
-    from forecasting import paths, store
-    from forecasting.features import feature_names
+    from forecasting.core import paths
+    from forecasting.features import store
+    from forecasting.features.catalogue import feature_names
 
     run = production_run
     offline = pd.read_parquet(paths.feature_table(run.config) / f"{MONTH}.parquet")
@@ -672,7 +673,7 @@ def test_online_features_in_redis_equal_the_offline_features_of_the_month(produc
 
 @pytest.mark.slow
 def test_sql_registry_in_postgres_lists_the_feature_view_and_service(production_run):
-    from forecasting import store
+    from forecasting.features import store
 
     run = production_run
     engine = engine_for(run.registry_url)
@@ -884,7 +885,7 @@ def test_compose_dask_profile(compose):
     assert scheduler["command"][:2] == ["dask", "scheduler"] and "8786" in scheduler["command"]
     command = [interpolate(str(part), {}) for part in worker["command"]]
     assert command[:3] == ["dask", "worker", "tcp://dask-scheduler:8786"]
-    assert command[command.index("--preload") + 1] == "forecasting.dask_worker"
+    assert command[command.index("--preload") + 1] == "forecasting.orchestration.dask_worker"
     assert worker["depends_on"] == {"dask-scheduler": {"condition": "service_healthy"}}
     assert "container_name" not in worker and "ports" not in worker  # --scale dask-worker=N
     # Workers see what the tasks see: the forecast settings and the shared files.
@@ -903,8 +904,8 @@ def test_compose_dask_commands_run_natively_and_answer_their_healthchecks(tmp_pa
 
     from dask.distributed import Client
 
-    from forecasting.dask_worker import WORKER_MODULES
-    from forecasting.localrun import free_ports
+    from forecasting.orchestration.dask_worker import WORKER_MODULES
+    from forecasting.orchestration.localrun import free_ports
 
     services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
 

@@ -39,9 +39,9 @@ import yaml
 from airflow_env import BIN, airflow_env
 from servers import REDIS_DB, REDIS_HOST, REDIS_PORT, feast_keys, query
 
-from forecasting.localrun import api_server_settings, free_port, fresh_api_secrets
-from forecasting.months import month_of, month_start
-from forecasting.postgres import temporary_database
+from forecasting.core.months import month_of, month_start
+from forecasting.orchestration.localrun import api_server_settings, free_port, fresh_api_secrets
+from forecasting.publishing.postgres import temporary_database
 
 pytestmark = pytest.mark.slow  # runs the whole DAG
 
@@ -410,7 +410,7 @@ def production_dag(postgres_server, redis_client, tmp_path_factory) -> Iterator[
 @pytest.fixture
 def config(production_dag, monkeypatch):
     """The deployment's config as the Airflow processes load it (same file, same environment)."""
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
 
     for key in (
         "FORECAST_DATA_DIR",
@@ -495,7 +495,7 @@ def test_rerunning_the_month_by_hand_leaves_identical_predictions(production_dag
 
 
 def test_feast_registry_in_postgres_lists_the_feature_view(production_dag, config):
-    from forecasting import store
+    from forecasting.features import store
 
     run = production_dag
     views = query(
@@ -516,8 +516,9 @@ def test_feast_registry_in_postgres_lists_the_feature_view(production_dag, confi
 def test_online_features_in_redis_equal_the_offline_features_of_the_month(
     production_dag, config, redis_client
 ):
-    from forecasting import paths, store
-    from forecasting.features import feature_names
+    from forecasting.core import paths
+    from forecasting.features import store
+    from forecasting.features.catalogue import feature_names
 
     run = production_dag
     offline = pd.read_parquet(paths.feature_table(config) / f"{run.month}.parquet")

@@ -12,7 +12,7 @@ from conftest import demo_config_dict, write_config
 
 @pytest.fixture
 def config(tmp_path):
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
 
     return load_config(write_config(tmp_path, demo_config_dict(tmp_path)))
 
@@ -36,7 +36,7 @@ def forecasts_for(
 
 
 def publish(config, month, frame, version="v1", run_id="run-1"):
-    from forecasting.publish import publish as run
+    from forecasting.publishing.publish import publish as run
 
     return run(
         frame,

@@ -15,14 +15,14 @@ import pandas as pd
 import pytest
 from conftest import REPO, demo_config_dict, write_config
 
-from forecasting.query import run_query
+from forecasting.publishing.query import run_query
 
 
 @pytest.fixture
 def published(tmp_path, monkeypatch):
-    from forecasting import paths
-    from forecasting.config import load_config
-    from forecasting.publish import publish
+    from forecasting.core import paths
+    from forecasting.core.config import load_config
+    from forecasting.publishing.publish import publish
 
     path = write_config(tmp_path, demo_config_dict(tmp_path))
     monkeypatch.setenv("FORECAST_CONFIG", str(path))
@@ -70,7 +70,7 @@ def published(tmp_path, monkeypatch):
 
 
 def test_page_lists_each_month_against_its_baseline(published):
-    from forecasting.report import render
+    from forecasting.ui.overview import render
 
     page = render(published)
     assert page.index("<b>2024-06</b>") < page.index("<b>2024-05</b>")  # newest first
@@ -86,7 +86,7 @@ def test_page_lists_each_month_against_its_baseline(published):
 def test_every_attempt_of_every_month_has_its_status_and_links(tmp_path):
     from forecasts_view_data import FAILED_TRAIN, FAILED_VALIDATION, RUN_IDS, STOPPED, build_deployment
 
-    from forecasting.report import attempt_statuses, render
+    from forecasting.ui.overview import attempt_statuses, render
 
     config = build_deployment(tmp_path)
     statuses = attempt_statuses(config, {STOPPED[1]: "failed"})
@@ -137,8 +137,8 @@ def test_every_attempt_of_every_month_has_its_status_and_links(tmp_path):
 
 
 def test_page_before_any_run(tmp_path):
-    from forecasting.config import load_config
-    from forecasting.report import render
+    from forecasting.core.config import load_config
+    from forecasting.ui.overview import render
 
     config = load_config(write_config(tmp_path, demo_config_dict(tmp_path)))
     assert "No month has been published yet" in render(config)
@@ -298,7 +298,7 @@ def view_deployment(request, tmp_path):
     with ExitStack() as stack:
         url = None
         if request.param == "postgresql":
-            from forecasting.postgres import temporary_database
+            from forecasting.publishing.postgres import temporary_database
 
             url = stack.enter_context(temporary_database(request.getfixturevalue("postgres_server")))
         yield build_deployment(tmp_path, url)
@@ -313,7 +313,7 @@ POINT = re.compile(r'<circle [^>]*data-series="([^"]+)" data-month="([^"]+)" dat
 
 
 def test_no_monitoring_yet_says_so(view_deployment):
-    from forecasting.report import render
+    from forecasting.ui.overview import render
 
     page = render(view_deployment)
     assert "id='no-monitoring'" in page and "No monitoring yet." in page
@@ -324,8 +324,8 @@ def test_no_monitoring_yet_says_so(view_deployment):
 def test_monitoring_sections_show_the_accuracy_drift_and_alerts_tables(view_deployment):
     from forecasts_view_data import DRIFT, ITEMS, MAX_WAPE, STORES, actual, add_monitoring, prediction
 
-    from forecasting.evaluate import BASELINES
-    from forecasting.report import render
+    from forecasting.modeling.evaluate import BASELINES
+    from forecasting.ui.overview import render
 
     config = view_deployment
     add_monitoring(config)
@@ -406,8 +406,8 @@ def test_monitoring_sections_show_the_accuracy_drift_and_alerts_tables(view_depl
 
 
 def test_alerts_before_any_month_is_scored(view_deployment):
-    from forecasting.alerts import Alert, raise_alerts
-    from forecasting.report import render
+    from forecasting.monitoring.alerts import Alert, raise_alerts
+    from forecasting.ui.overview import render
 
     failure = Alert(
         "monthly_forecast", "2025-01", "task_failure", "task_state", "extract", None, None, "boom"
@@ -423,10 +423,10 @@ def test_accuracy_of_several_models_for_one_month_is_pooled_by_their_errors(tmp_
     a baseline for some entities): one point, their absolute errors over their actuals."""
     from test_alerts import accuracy_row
 
-    from forecasting.config import load_config
-    from forecasting.db import make_engine
-    from forecasting.monitoring import ensure_monitoring_schema
-    from forecasting.monitoring_view import accuracy_trend
+    from forecasting.core.config import load_config
+    from forecasting.core.db import make_engine
+    from forecasting.monitoring.accuracy import ensure_monitoring_schema
+    from forecasting.ui.monitoring import accuracy_trend
 
     config = load_config(write_config(tmp_path, demo_config_dict(tmp_path)))
     small = {**accuracy_row("2024-11", 1, 0.2, 0.25), "model_version": "a", "actual_sum": 100.0}

@@ -1,11 +1,11 @@
 """SQL that analysts get from us, on SQLite and on PostgreSQL.
 
-* ``python -m forecasting.query`` is read-only by construction: every write, DDL statement,
+* ``python -m forecasting.publishing.query`` is read-only by construction: every write, DDL statement,
   multi-statement string and transaction trick below is refused with a one-line reason and exit
   status 2, and afterwards the tables hold the same rows and the view still exists.
 * Every query we print or ship runs on both backends and returns the rows worked out by hand
   below: the ```sql blocks and the "Try it" query of README.md (parsed from the README), the
-  ``forecasting.query "..."`` examples in it, every file in sql/ and the summary's example query.
+  ``forecasting.publishing.query "..."`` examples in it, every file in sql/ and the summary's example query.
 
 The data: two published runs (2024-10 and 2024-11, horizons 1-3) for stores 1-3 x items 1-4,
 with prediction = 100 * store + 10 * item + horizon + 0.16 (run 2024-10) or + 0.26 (run 2024-11),
@@ -30,12 +30,12 @@ import pytest
 import sqlalchemy as sa
 from conftest import demo_config_dict, write_config
 
-from forecasting import query
-from forecasting.config import load_config
+from forecasting.core.config import load_config
 from forecasting.datasets.synthetic import seed_source_database
-from forecasting.postgres import temporary_database
-from forecasting.publish import publish
-from forecasting.summary import example_query
+from forecasting.orchestration.summary import example_query
+from forecasting.publishing import query
+from forecasting.publishing.postgres import temporary_database
+from forecasting.publishing.publish import publish
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -128,10 +128,10 @@ def build(backend: str, folder: Path, stack: ExitStack, request) -> SimpleNamesp
 
 
 def publish_scenarios(config) -> None:
-    """What-if scenarios of the 2024-11 run (forecasting.scenarios): the base plan (its published
+    """What-if scenarios of the 2024-11 run (forecasting.scenarios.scenarios): the base plan (its published
     forecasts, no promotion planned) and promo_beverages, promoting store 1's items in February
     (horizon 3), 15 units more each."""
-    from forecasting import scenarios
+    from forecasting.scenarios import scenarios
 
     base = forecasts("2024-11").assign(scenario="base", overridden=False, plan_price=2.5, plan_promo=0.0)
     promoted = (base["store_id"] == 1) & (base["horizon"] == 3)
@@ -150,7 +150,7 @@ def publish_scenarios(config) -> None:
 
 def register_models(config) -> None:
     """The registry rows of the two runs: October's model promoted first, November's beat it."""
-    from forecasting import models
+    from forecasting.registry import models
 
     with models.registry(config) as (conn, table):
         for (run, (version, _, scores)), champion in zip(RUNS.items(), (None, "2024-10-aaaa"), strict=True):
@@ -181,8 +181,8 @@ def register_models(config) -> None:
 
 
 def score_realised_accuracy(config) -> None:
-    """The realised accuracy of both runs' forecasts for November and December (forecasting.monitoring)."""
-    from forecasting.monitoring import realised_accuracy
+    """The realised accuracy of both runs' forecasts for November and December (forecasting.monitoring.accuracy)."""
+    from forecasting.monitoring.accuracy import realised_accuracy
 
     snapshot = sales().assign(month=lambda frame: pd.to_datetime(frame["month"]))
     for month in ("2024-11", "2024-12"):
@@ -286,9 +286,9 @@ def test_readme_sql_blocks_run_on_both_backends(examples_db):
 def test_readme_forecasting_query_examples_run_on_both_backends(examples_db):
     # "$(cat sql/<file>.sql)" runs an sql/ file: those are test_every_sql_file_runs_on_both_backends
     examples = {
-        sql for sql in re.findall(r'forecasting\.query "([^"]+)"', README) if not sql.startswith("$(cat sql/")
+        sql for sql in re.findall(r'forecasting\.publishing\.query "([^"]+)"', README) if not sql.startswith("$(cat sql/")
     }
-    assert examples, "README shows no forecasting.query example"
+    assert examples, "README shows no forecasting.publishing.query example"
     for sql in examples:
         assert run(examples_db, sql), sql
     assert len(run(examples_db, "SELECT * FROM forecasts_runs")) == len(RUNS)
@@ -439,7 +439,7 @@ def test_forecast_vs_actual(examples_db):
     assert [r["bias"] for r in rows] == [0.005, 0.155, 0.150]
 
 
-# --- forecasting.query is read-only -------------------------------------------------------------
+# --- forecasting.publishing.query is read-only -------------------------------------------------------------
 
 READ_ONLY, ONE_STATEMENT, NO_ROWS = "is read-only", "exactly one SQL statement", "returns rows"
 INSERT_RUN = (
@@ -553,7 +553,7 @@ def test_query_refuses_sql_that_could_write(guarded_db, before, sql, why, capsys
 def test_the_command_refuses_without_a_traceback(guarded_db, before):
     env = {**os.environ, "FORECAST_CONFIG": str(guarded_db.path)}
     done = subprocess.run(
-        [sys.executable, "-m", "forecasting.query", "DELETE FROM forecasts; COMMIT; SELECT 1"],
+        [sys.executable, "-m", "forecasting.publishing.query", "DELETE FROM forecasts; COMMIT; SELECT 1"],
         env=env,
         capture_output=True,
         text=True,
@@ -562,7 +562,7 @@ def test_the_command_refuses_without_a_traceback(guarded_db, before):
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     assert done.stderr == (
-        "refused: forecasting.query runs exactly one SQL statement: "
+        "refused: forecasting.publishing.query runs exactly one SQL statement: "
         + (
             "cannot insert multiple commands into a prepared statement\n"
             if guarded_db.backend == "postgresql"

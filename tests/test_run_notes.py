@@ -1,4 +1,4 @@
-"""The month on every run (forecasting.run_notes and the forecast_run_notes plugin).
+"""The month on every run (forecasting.orchestration.run_notes and the forecast_run_notes plugin).
 
 What the note says, worked out by hand for each way a run gets its month; then a real Airflow
 (api-server and scheduler with the plugins folder, in a fresh AIRFLOW_HOME): the scheduler's
@@ -21,7 +21,7 @@ import pytest
 from airflow_env import BIN, airflow_env
 from conftest import REPO, demo_config_dict, write_config
 
-from forecasting.run_notes import months_of_run, note_with_months
+from forecasting.orchestration.run_notes import months_of_run, note_with_months
 
 # --- what the note says ---------------------------------------------------------------------
 
@@ -85,7 +85,13 @@ def airflow(tmp_path) -> Iterator:
     """An api-server and a scheduler (LocalExecutor, scheduling as in production) with this
     repository's DAGs and plugins, in a fresh AIRFLOW_HOME; the source has no data, so the runs'
     tasks would fail: the test marks each run failed once its note is read."""
-    from forecasting.localrun import Api, api_server_settings, free_port, fresh_api_secrets, stop
+    from forecasting.orchestration.localrun import (
+        Api,
+        api_server_settings,
+        free_port,
+        fresh_api_secrets,
+        stop,
+    )
 
     config = write_config(tmp_path / "deployment", demo_config_dict(tmp_path / "deployment"))
     port = free_port()
@@ -151,7 +157,7 @@ def _notes_once_started(api, alive, dag_id: str, expected: int, timeout: float =
 
 @pytest.mark.slow
 def test_every_run_names_its_month_in_its_note(airflow):
-    from forecasting.localrun import latest_complete_month
+    from forecasting.orchestration.localrun import latest_complete_month
 
     api, alive = airflow
     manual = api.send(

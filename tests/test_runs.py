@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 def seeded(folder, sales, **changes):
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
     from forecasting.datasets.synthetic import seed_source_database
 
     raw = demo_config_dict(folder)
@@ -42,8 +42,8 @@ def seeded(folder, sales, **changes):
 def forecasts_of(config, results) -> pd.DataFrame:
     """The forecasts of the month's own model (the challenger), whichever forecaster the gate
     chose to publish: that choice depends on the registry, i.e. on what ran before, by design."""
-    from forecasting import paths
-    from forecasting.predict import forecast
+    from forecasting.core import paths
+    from forecasting.modeling.predict import forecast
 
     month = pd.Period(results["extract"]["month"], "M")
     snapshot = pd.read_parquet(paths.snapshot(config, month, results["extract"]["attempt"]))
@@ -51,7 +51,7 @@ def forecasts_of(config, results) -> pd.DataFrame:
 
 
 def test_a_month_gives_the_same_model_whatever_ran_before_it(tmp_path, synthetic_sales):
-    from forecasting import pipeline
+    from forecasting.orchestration import pipeline
 
     fresh = seeded(tmp_path / "fresh", synthetic_sales)
     alone = pipeline.run_month("2024-06", "alone", fresh)
@@ -82,11 +82,12 @@ def _digests(folder) -> dict[str, str]:
 
 
 def test_a_failed_attempt_leaves_the_published_attempts_files_alone(tmp_path, synthetic_sales):
-    from forecasting import paths, pipeline
+    from forecasting.core import paths
+    from forecasting.data.validate import DataValidationError
     from forecasting.datasets.synthetic import seed_source_database
-    from forecasting.report import attempt_statuses, render
-    from forecasting.summary import RunFailed, summarize
-    from forecasting.validate import DataValidationError
+    from forecasting.orchestration import pipeline
+    from forecasting.orchestration.summary import RunFailed, summarize
+    from forecasting.ui.overview import attempt_statuses, render
 
     config = seeded(tmp_path, synthetic_sales)
     month = pd.Period("2024-12", "M")
@@ -128,9 +129,9 @@ def test_a_failed_attempt_leaves_the_published_attempts_files_alone(tmp_path, sy
 
 def test_the_summary_of_a_failed_validation_lists_every_failed_expectation(tmp_path, synthetic_sales):
     """make month used to print the failure's first line only."""
-    from forecasting import pipeline
-    from forecasting.summary import main
-    from forecasting.validate import DataValidationError
+    from forecasting.data.validate import DataValidationError
+    from forecasting.orchestration import pipeline
+    from forecasting.orchestration.summary import main
 
     bad = synthetic_sales.copy()
     bad.loc[bad.index[:3], "units"] = -2.0
@@ -163,9 +164,9 @@ def test_a_horizon_the_data_cannot_label_is_refused_at_train(tmp_path):
     """The config allows horizon 4 with 60 months of history, but the source holds only 12:
     with 6 months held out and 3 for validation, training targets end in month 3 of 12, so no
     origin in the data is more than 2 months before one."""
-    from forecasting import pipeline
+    from forecasting.core.errors import DataError, is_permanent
     from forecasting.datasets.synthetic import generate_sales
-    from forecasting.errors import DataError, is_permanent
+    from forecasting.orchestration import pipeline
 
     sales = generate_sales(stores=3, items=8, months=12, end_month="2024-12", seed=3)
     config = seeded(tmp_path, sales, horizon=4)

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from conftest import demo_config_dict, write_config
 
-from forecasting import model
-from forecasting.config import ConfigError, load_config
+from forecasting.core.config import ConfigError, load_config
+from forecasting.modeling import booster as model
 
 
 def config(folder, **model_keys):

@@ -1,4 +1,4 @@
-"""What-if scenarios (config ``plans.scenarios``, forecasting.scenarios, the forecast_scenarios
+"""What-if scenarios (config ``plans.scenarios``, forecasting.scenarios.scenarios, the forecast_scenarios
 DAG's stages): alternative plans forecast by the model M's run published, into
 ``<table>_scenarios`` on SQLite and PostgreSQL.
 
@@ -30,7 +30,7 @@ PLANS = {"table": "sales_plans", "covariates": ["price", "promo"], "scenarios": 
 
 
 def scenarios_config(folder, predictions_url: str | None = None, **scenarios):
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
 
     raw = demo_config_dict(folder)
     raw["plans"] = {**PLANS, "scenarios": {**PLANS["scenarios"], **scenarios}}
@@ -43,7 +43,7 @@ def scenarios_config(folder, predictions_url: str | None = None, **scenarios):
 
 
 def table_rows(config, table: str) -> pd.DataFrame:
-    from forecasting.db import make_engine
+    from forecasting.core.db import make_engine
 
     engine = make_engine(config.predictions.database)
     try:
@@ -58,7 +58,6 @@ def table_rows(config, table: str) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory, synthetic_sales):
     """M's monthly stages run once on SQLite (the model published), and its scenarios seeded."""
-    from forecasting import pipeline
     from forecasting.datasets.synthetic import (
         generate_plans,
         generate_scenarios,
@@ -66,6 +65,7 @@ def deployed(tmp_path_factory, synthetic_sales):
         seed_scenarios_table,
         seed_source_database,
     )
+    from forecasting.orchestration import pipeline
 
     folder = tmp_path_factory.mktemp("scenarios")
     config = scenarios_config(folder)
@@ -101,13 +101,13 @@ def deployed(tmp_path_factory, synthetic_sales):
 def backend(request, deployed, tmp_path_factory):
     """The deployment's config publishing to SQLite, or to a throwaway PostgreSQL database that
     holds M's published forecasts too (published there the way publish does)."""
-    from forecasting.publish import publish
+    from forecasting.publishing.publish import publish
 
     if request.param == "sqlite":
         yield deployed.config
         return
-    from forecasting.config import load_config
-    from forecasting.postgres import temporary_database
+    from forecasting.core.config import load_config
+    from forecasting.publishing.postgres import temporary_database
 
     with temporary_database(request.getfixturevalue("postgres_server"), prefix="forecast_scenarios") as url:
         raw = yaml.safe_load(deployed.config.path.read_text())  # the same data_dir and Feast
@@ -118,7 +118,7 @@ def backend(request, deployed, tmp_path_factory):
 
 
 def publish_made(config, deployed, run_id: str = "scenarios__1"):
-    from forecasting.scenarios import publish_scenarios
+    from forecasting.scenarios.scenarios import publish_scenarios
 
     return publish_scenarios(
         deployed.frame, config, MONTH, model_version=deployed.made["model_version"], run_id=run_id
@@ -129,7 +129,7 @@ def publish_made(config, deployed, run_id: str = "scenarios__1"):
 
 
 def test_config_scenarios_section(tmp_path):
-    from forecasting.config import ConfigError, load_config
+    from forecasting.core.config import ConfigError, load_config
 
     config = scenarios_config(tmp_path)
     sc = config.plans.scenarios
@@ -241,7 +241,7 @@ def test_rerunning_replaces_the_months_rows(deployed, backend):
     assert not rows.duplicated(["run_month", "scenario", *ROW]).any()
     # Fewer scenarios the second time: the dropped one's rows go too.
     only_base = deployed.frame[deployed.frame["scenario"] == "base"]
-    from forecasting.scenarios import publish_scenarios
+    from forecasting.scenarios.scenarios import publish_scenarios
 
     publish_scenarios(only_base, backend, MONTH, model_version=deployed.made["model_version"], run_id="r3")
     assert set(table_rows(backend, "forecasts_scenarios")["scenario"]) == {"base"}
@@ -249,9 +249,9 @@ def test_rerunning_replaces_the_months_rows(deployed, backend):
 
 
 def test_bad_scenario_rows_are_refused_with_nothing_written(deployed, backend):
-    from forecasting import pipeline
-    from forecasting.scenarios import forecasts_path
-    from forecasting.validate import DataValidationError
+    from forecasting.data.validate import DataValidationError
+    from forecasting.orchestration import pipeline
+    from forecasting.scenarios.scenarios import forecasts_path
 
     publish_made(backend, deployed)
     before = table_rows(backend, "forecasts_scenarios")
@@ -315,7 +315,7 @@ def test_the_analyst_reads_the_scenarios(deployed, backend):
 def test_the_uplift_query_compares_two_scenarios(deployed, backend):
     """sql/scenario_uplift.sql, as shipped (promo_beverages against base), against the uplift
     worked out from the published frame."""
-    from forecasting.query import run_query
+    from forecasting.publishing.query import run_query
 
     publish_made(backend, deployed)
     got = run_query(backend, (REPO / "sql" / "scenario_uplift.sql").read_text())
@@ -339,8 +339,9 @@ def test_the_uplift_query_compares_two_scenarios(deployed, backend):
 def test_a_baseline_or_blend_forecaster_is_refused(deployed, tmp_path):
     """A month whose published forecaster is a baseline: no scenario could change its forecasts;
     or a blend: half of each forecast is a baseline's."""
-    from forecasting import paths, pipeline
-    from forecasting.errors import DataError, is_permanent
+    from forecasting.core import paths
+    from forecasting.core.errors import DataError, is_permanent
+    from forecasting.orchestration import pipeline
 
     config = scenarios_config(tmp_path)
     attempt = "manual__baseline__20250101T000000000000Z"
@@ -367,8 +368,9 @@ def test_a_baseline_or_blend_forecaster_is_refused(deployed, tmp_path):
 def test_a_month_republished_by_a_baseline_has_its_scenario_rows_withdrawn(deployed, backend, tmp_path):
     """M re-run and published by a baseline: the scenario rows of the model published before no
     longer describe M's forecasts. The refusal withdraws them (M's only), saying so."""
-    from forecasting import paths, pipeline
-    from forecasting.scenarios import NoScenariosForecaster, publish_scenarios, withdraw_scenarios
+    from forecasting.core import paths
+    from forecasting.orchestration import pipeline
+    from forecasting.scenarios.scenarios import NoScenariosForecaster, publish_scenarios, withdraw_scenarios
 
     publish_made(backend, deployed)
     version = deployed.made["model_version"]
@@ -399,9 +401,9 @@ def test_a_month_republished_by_a_baseline_has_its_scenario_rows_withdrawn(deplo
 
 
 def test_a_config_without_scenarios_has_nothing_to_forecast(deployed, tmp_path):
-    from forecasting.config import load_config
-    from forecasting.errors import DataError
-    from forecasting.scenarios import forecast_scenarios, scenarios_configured
+    from forecasting.core.config import load_config
+    from forecasting.core.errors import DataError
+    from forecasting.scenarios.scenarios import forecast_scenarios, scenarios_configured
 
     raw = demo_config_dict(tmp_path)
     raw["plans"] = {k: v for k, v in PLANS.items() if k != "scenarios"}
@@ -425,7 +427,7 @@ def run_scenarios_dag(month: str | None):
 @pytest.mark.slow  # runs the DAG under dag.test()
 @pytest.mark.usefixtures("airflow_db")
 def test_the_dag_forecasts_and_publishes_the_months_scenarios(deployed, monkeypatch, capsys):
-    from forecasting.summary import summarize
+    from forecasting.orchestration.summary import summarize
 
     monkeypatch.setenv("FORECAST_CONFIG", str(deployed.config.path))
     dag_run, states = run_scenarios_dag(END_MONTH)
@@ -457,9 +459,10 @@ def test_the_plans_comparison_reads_both_evaluations(deployed, synthetic_sales, 
     from each config's published run of M, on the same holdout."""
     import yaml
 
-    from forecasting import paths, pipeline
-    from forecasting.config import load_config
-    from forecasting.summary import RunFailed, main, plans_comparison
+    from forecasting.core import paths
+    from forecasting.core.config import load_config
+    from forecasting.orchestration import pipeline
+    from forecasting.orchestration.summary import RunFailed, main, plans_comparison
 
     raw = yaml.safe_load(deployed.config.path.read_text())
     raw.pop("plans")
@@ -519,8 +522,8 @@ def test_scenarios_are_read_for_Ms_months_from_a_query_or_postgresql_alike(
     deployed, postgres_server, tmp_path
 ):
     from forecasting.datasets.synthetic import seed_scenarios_table
-    from forecasting.postgres import temporary_database
-    from forecasting.scenarios import read_scenarios
+    from forecasting.publishing.postgres import temporary_database
+    from forecasting.scenarios.scenarios import read_scenarios
 
     key = ["scenario", *KEYS, "month"]
     from_sqlite = read_scenarios(deployed.config, MONTH).sort_values(key).reset_index(drop=True)

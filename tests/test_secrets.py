@@ -32,7 +32,7 @@ from conftest import REPO
 from servers import REDIS_DB, REDIS_HOST, REDIS_PORT, feast_keys
 from test_local_run import TASKS
 
-from forecasting.postgres import temporary_database
+from forecasting.publishing.postgres import temporary_database
 
 PASSWORD = f"Pw{secrets.token_hex(10)}Leak"  # URL-safe, and nothing else on disk looks like it
 LOGICAL_DATE = pendulum.datetime(2025, 1, 1, tz="UTC")  # M = 2024-12, the synthetic sales' last month
@@ -125,7 +125,7 @@ def registry_rows_holding(url: str, secret: str) -> list[str]:
 def test_a_production_run_writes_and_logs_no_password(secret_deployment, capfd, caplog):
     from feast.repo_config import load_repo_config
 
-    from forecasting import store
+    from forecasting.features import store
 
     caplog.set_level(logging.INFO)
     data_dir = secret_deployment["data_dir"]
@@ -200,8 +200,8 @@ def test_feature_store_yaml_is_private_and_keeps_variables(tmp_path, monkeypatch
     0700 folder, ${VAR}s kept, paths resolved against the config's folder."""
     from feast.repo_config import load_repo_config
 
-    from forecasting import store
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
+    from forecasting.features import store
 
     monkeypatch.setenv("FC_TEST_FEAST_DIR", str(tmp_path / "feast-files"))
     monkeypatch.setenv("FC_TEST_REDIS", f"localhost:6379,db=3,password={PASSWORD}")
@@ -239,7 +239,7 @@ def test_feature_store_yaml_is_private_and_keeps_variables(tmp_path, monkeypatch
 
 
 def test_a_relative_path_with_a_variable_starts_at_the_config_folder(tmp_path, monkeypatch):
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
 
     monkeypatch.setenv("FC_TEST_FEAST_SUBDIR", "feast-files")
     raw = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
@@ -258,8 +258,8 @@ def test_a_relative_path_with_a_variable_starts_at_the_config_folder(tmp_path, m
 
 
 def test_a_config_error_from_feast_does_not_quote_the_registry_url(tmp_path):
-    from forecasting import store
-    from forecasting.config import ConfigError, parse_config
+    from forecasting.core.config import ConfigError, parse_config
+    from forecasting.features import store
 
     raw = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
     raw["feature_store"]["registry"] = {
@@ -275,8 +275,8 @@ def test_a_config_error_from_feast_does_not_quote_the_registry_url(tmp_path):
 def test_a_variable_feast_would_read_otherwise_is_reported_without_its_value(tmp_path, monkeypatch, caplog):
     """Feast substitutes ${VAR} into the text of feature_store.yaml before parsing it: a value
     that is YAML syntax there does not read back as the pipeline's setting. Said, not quoted."""
-    from forecasting import store
-    from forecasting.config import load_config
+    from forecasting.core.config import load_config
+    from forecasting.features import store
 
     monkeypatch.setenv("FC_TEST_DESCRIPTION", f"odd: {PASSWORD}")
     raw = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
@@ -285,7 +285,7 @@ def test_a_variable_feast_would_read_otherwise_is_reported_without_its_value(tmp
     path = tmp_path / "forecast.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     config = load_config(path)
-    with caplog.at_level(logging.WARNING, logger="forecasting.store"):
+    with caplog.at_level(logging.WARNING, logger="forecasting.features.store"):
         written = store.write_feature_store_yaml(config)
     assert "Feast reads settings other than the pipeline's" in caplog.text
     assert PASSWORD not in caplog.text and PASSWORD.encode() not in written.read_bytes()

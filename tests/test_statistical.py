@@ -11,10 +11,11 @@ import pytest
 import yaml
 from conftest import demo_config_dict, write_config
 
-from forecasting import dataset, evaluate, statistical
-from forecasting.config import Config, ConfigError, load_config
-from forecasting.months import month_index
-from forecasting.panel import build_panel
+from forecasting.core.config import Config, ConfigError, load_config
+from forecasting.core.months import month_index
+from forecasting.data.panel import build_panel
+from forecasting.features import dataset
+from forecasting.modeling import evaluate, statistical
 
 KEYS = ["store", "item"]
 NAMES = ["auto_ets", "theta"]

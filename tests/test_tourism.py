@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import REPO
 
-from forecasting.config import load_config
+from forecasting.core.config import load_config
 from forecasting.datasets import tourism
 
 

@@ -10,9 +10,12 @@ import pandas as pd
 import pytest
 from conftest import demo_config_dict, write_config
 
-from forecasting import dataset
-from forecasting.config import Config, ConfigError, load_config
-from forecasting.dataset import (
+from forecasting.core.config import Config, ConfigError, load_config
+from forecasting.core.months import month_end, month_index
+from forecasting.data.panel import build_panel
+from forecasting.features import dataset
+from forecasting.features.catalogue import TIMESTAMP
+from forecasting.features.dataset import (
     HORIZON,
     LABEL,
     ORIGIN,
@@ -23,10 +26,7 @@ from forecasting.dataset import (
     model_features,
     text_as_categories,
 )
-from forecasting.features import TIMESTAMP
-from forecasting.model import fingerprint
-from forecasting.months import month_end, month_index
-from forecasting.panel import build_panel
+from forecasting.modeling.booster import fingerprint
 
 KEYS = ["store", "item"]
 

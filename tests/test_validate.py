@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.config import Config, parse_config
-from forecasting.extract import typed_snapshot
-from forecasting.validate import DataValidationError, ValidationReport
-from forecasting.validate import validate_snapshot as validate_typed
+from forecasting.core.config import Config, parse_config
+from forecasting.data.extract import typed_snapshot
+from forecasting.data.validate import DataValidationError, ValidationReport
+from forecasting.data.validate import validate_snapshot as validate_typed
 
 
 def validate_snapshot(frame: pd.DataFrame, config: Config, month: pd.Period, docs_dir: Path):
@@ -224,7 +224,7 @@ def test_row_count_collapse_fails(snapshot, config, docs_dir):
     ids=["naive", "tz-aware", "text", "empty", "all-missing"],
 )
 def test_month_keys_are_the_months_strftime_would_print(times):
-    from forecasting.validate import _month_keys
+    from forecasting.data.validate import _month_keys
 
     keys = _month_keys(pd.DataFrame({"month": times}), "month")
 

@@ -21,7 +21,7 @@ STARTS = """
 import json, sys, threading, time
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from forecasting.warm_up import PAGE_MODULES, warm_up
+from forecasting.orchestration.warm_up import PAGE_MODULES, warm_up
 
 app = FastAPI(lifespan=warm_up)
 before = [m for m in PAGE_MODULES if m in sys.modules]
@@ -34,7 +34,7 @@ with TestClient(app) as client:
 
 
 def test_the_pages_are_imported_when_the_app_starts_not_on_the_first_request():
-    from forecasting.warm_up import PAGE_MODULES
+    from forecasting.orchestration.warm_up import PAGE_MODULES
 
     done = subprocess.run([sys.executable, "-c", STARTS], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -49,7 +49,7 @@ import json, os, sys
 sys.argv = [os.path.join(sys.prefix, "bin", "airflow"), "scheduler"]
 sys.path.insert(0, {plugins!r})
 from forecast_task_preload import _PreloadTaskModules
-from forecasting.warm_up import TASK_MODULES
+from forecasting.orchestration.warm_up import TASK_MODULES
 
 class Job: ...
 class TaskRunnerMarker: ...
@@ -69,7 +69,7 @@ print(json.dumps({{"after_task_runner": after_task_runner, "missing_in_task": js
 
 
 def test_preload_is_wanted_in_the_scheduler_with_the_local_executor_only(monkeypatch):
-    from forecasting.warm_up import PRELOAD_SWITCH, preload_wanted
+    from forecasting.orchestration.warm_up import PRELOAD_SWITCH, preload_wanted
 
     airflow = "/opt/venv/bin/airflow"
     monkeypatch.delenv(PRELOAD_SWITCH, raising=False)
@@ -97,7 +97,7 @@ def test_the_scheduler_imports_the_task_modules_and_a_forked_task_has_them_all()
 
 
 def test_the_celery_worker_preload_follows_the_switch(monkeypatch):
-    from forecasting import celery_worker, warm_up
+    from forecasting.orchestration import celery_worker, warm_up
 
     called = []
     monkeypatch.setattr(warm_up, "import_task_modules", lambda: called.append(True) or 0.0)
@@ -114,7 +114,7 @@ def test_the_celery_worker_preload_follows_the_switch(monkeypatch):
 
 
 def test_the_dask_worker_preload_follows_the_switch(monkeypatch):
-    from forecasting import dask_worker, warm_up
+    from forecasting.orchestration import dask_worker, warm_up
 
     imported = []
     monkeypatch.setattr(warm_up, "import_ahead", lambda names, ahead_of: imported.append(names) or 0.0)
@@ -130,7 +130,7 @@ def test_the_dask_worker_modules_import():
     """Every module a Dask worker preloads exists (a misspelt one would only be logged there)."""
     import importlib.util
 
-    from forecasting.dask_worker import WORKER_MODULES
+    from forecasting.orchestration.dask_worker import WORKER_MODULES
 
     assert [name for name in WORKER_MODULES if importlib.util.find_spec(name) is None] == []
 
@@ -160,7 +160,7 @@ def test_a_celery_worker_imports_the_task_modules_before_its_pool_forks(redis_cl
     from airflow_env import BIN, REPO, airflow_env
     from servers import REDIS_DB, REDIS_HOST, REDIS_PORT
 
-    from forecasting.warm_up import PRELOAD_SWITCH
+    from forecasting.orchestration.warm_up import PRELOAD_SWITCH
 
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     options = compose["x-airflow-common"]["environment"]["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"]

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from forecasting.config import REPO_ROOT
+from forecasting.core.config import REPO_ROOT
 
 DEB_PACKAGE = "r-cran-bayesm"
 RDA_NAME = "orangeJuice.rda"

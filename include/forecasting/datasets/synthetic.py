@@ -42,9 +42,9 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from forecasting.config import Database
-from forecasting.db import make_engine
-from forecasting.months import month_of, month_range
+from forecasting.core.config import Database
+from forecasting.core.db import make_engine
+from forecasting.core.months import month_of, month_range
 
 COLUMNS = ["store_id", "item_id", "month", "units", "price", "promo", "store_size", "region", "category"]
 
@@ -543,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     url, table, schema = args.url, args.table, args.schema
     config = None
     if url is None:
-        from forecasting.config import load_config
+        from forecasting.core.config import load_config
 
         config = load_config()
         source = config.source

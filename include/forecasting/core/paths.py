@@ -1,0 +1,270 @@
+"""Where each stage keeps its files under the config's data_dir: one folder per month M and run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from forecasting.core.config import Config
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def run_key(run_id: str) -> str:
+    """A folder name for a run id: Airflow's ``manual__2026-11-01T00:00:00+00:00`` becomes
+    ``manual__2026-11-01T00-00-00-00-00``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", run_id).strip("-.") or "run"
+
+
+def new_attempt(run_id: str) -> str:
+    """A fresh folder name for one attempt of a run: Airflow keeps a run's id when it is cleared
+    and run again, and a failed attempt must not overwrite what the published one left."""
+    return f"{run_key(run_id)}__{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
+
+
+def runs_root(config: Config) -> Path:
+    """One folder per month M (``month_dir``)."""
+    return config.data_dir / "runs"
+
+
+def month_dir(config: Config, month: pd.Period) -> Path:
+    """Every attempt of every run of month M, one folder each."""
+    return runs_root(config) / str(month)
+
+
+def run_dir(config: Config, month: pd.Period, attempt: str) -> Path:
+    """One attempt's own files (see ``new_attempt``)."""
+    if run_key(attempt) != attempt:
+        raise ValueError(f"not an attempt folder name: {attempt!r}")
+    return month_dir(config, month) / attempt
+
+
+def snapshot(config: Config, month: pd.Period, attempt: str) -> Path:
+    return snapshot_in(run_dir(config, month, attempt))
+
+
+def snapshot_in(attempt_dir: Path) -> Path:
+    """``snapshot`` of the attempt whose folder is ``attempt_dir``."""
+    return attempt_dir / "raw.parquet"
+
+
+def plans(config: Config, month: pd.Period, attempt: str) -> Path:
+    """The plans as they stood at the end of M (every revision known then), beside the snapshot."""
+    return run_dir(config, month, attempt) / "plans.parquet"
+
+
+def forecasts(config: Config, month: pd.Period, attempt: str) -> Path:
+    return run_dir(config, month, attempt) / "forecasts.parquet"
+
+
+def scenario_forecasts(config: Config, month: pd.Period, attempt: str) -> Path:
+    """The what-if scenarios' forecasts (forecasting.scenarios.scenarios), in M's published attempt."""
+    return run_dir(config, month, attempt) / "scenarios.parquet"
+
+
+def stage_result(config: Config, month: pd.Period, attempt: str, stage: str) -> Path:
+    """What a stage returned (``<stage>.json``)."""
+    return result_in(run_dir(config, month, attempt), stage)
+
+
+def result_in(attempt_dir: Path, stage: str) -> Path:
+    """``stage_result`` of the attempt whose folder is ``attempt_dir``."""
+    return attempt_dir / f"{stage}.json"
+
+
+def stage_failure(config: Config, month: pd.Period, attempt: str, stage: str) -> Path:
+    """Why a stage failed (``<stage>.failed.json``)."""
+    return failure_in(run_dir(config, month, attempt), stage)
+
+
+def failure_in(attempt_dir: Path, stage: str) -> Path:
+    """``stage_failure`` of the attempt whose folder is ``attempt_dir``."""
+    return attempt_dir / f"{stage}.failed.json"
+
+
+def results_in(attempt_dir: Path) -> dict[str, Path]:
+    """Every stage result of the attempt: stage name to its ``result_in`` file."""
+    return {p.stem: p for p in sorted(attempt_dir.glob("*.json")) if not p.name.endswith(".failed.json")}
+
+
+def failures_in(attempt_dir: Path) -> dict[str, Path]:
+    """Every stage failure of the attempt: stage name to its ``failure_in`` file."""
+    return {p.name.removesuffix(".failed.json"): p for p in sorted(attempt_dir.glob("*.failed.json"))}
+
+
+def data_docs(config: Config, month: pd.Period, attempt: str) -> Path:
+    """GX rebuilds a Data Docs site from its latest run only, so each attempt keeps its own."""
+    return data_docs_in(run_dir(config, month, attempt))
+
+
+def data_docs_in(attempt_dir: Path) -> Path:
+    """``data_docs`` of the attempt whose folder is ``attempt_dir``."""
+    return attempt_dir / "data_docs"
+
+
+def forecast_docs(config: Config, month: pd.Period, attempt: str) -> Path:
+    """The Data Docs of the forecasts' checks (forecasting.publishing.checks), beside the snapshot's."""
+    return run_dir(config, month, attempt) / "forecast_docs"
+
+
+def plan_docs(config: Config, month: pd.Period, attempt: str) -> Path:
+    """The Data Docs of the plans' checks (validate.validate_plans), beside the snapshot's."""
+    return run_dir(config, month, attempt) / "plan_docs"
+
+
+def scenario_docs(config: Config, month: pd.Period, attempt: str) -> Path:
+    """The Data Docs of the scenarios' checks (forecasting.scenarios.scenarios)."""
+    return run_dir(config, month, attempt) / "scenario_docs"
+
+
+def docs_index(docs_dir: Path) -> Path:
+    """The front page of a Data Docs site (``data_docs``, ``forecast_docs``, ``plan_docs``)."""
+    return docs_dir / "index.html"
+
+
+def runs_of(config: Config, month: pd.Period) -> list[Path]:
+    """The attempt folders of month M, oldest first (their names end with when they began)."""
+    folder = month_dir(config, month)
+    runs = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+    return sorted(runs, key=lambda p: (p.name.rpartition("__")[2], p.name))
+
+
+def published_attempt(config: Config, month: pd.Period, run_id: str | None = None) -> Path | None:
+    """M's newest attempt that published (of run ``run_id`` if given), or None."""
+    published = [
+        r
+        for r in runs_of(config, month)
+        if result_in(r, "publish").is_file()
+        and (run_id is None or read_json(result_in(r, "publish")).get("run_id") == run_id)
+    ]
+    return published[-1] if published else None
+
+
+def published_months(config: Config) -> list[str]:
+    """The months ("YYYY-MM") with a published attempt, oldest first."""
+    return sorted(
+        {p.parent.parent.name for p in runs_root(config).glob(f"*/*/{result_in(Path(), 'publish')}")}
+    )
+
+
+# Big files of a run: once another run of the month is published they only take space. Its
+# stage results, failures and Data Docs stay, so what happened to every attempt can be read.
+SUPERSEDED_FILES = ("raw.parquet", "plans.parquet", "forecasts.parquet", "scenarios.parquet")
+
+
+def prune_superseded_runs(config: Config, month: pd.Period, keep: str) -> None:
+    """Delete the big files of M's other attempts, after attempt ``keep`` was published."""
+    kept = run_dir(config, month, keep)
+    for folder in runs_of(config, month):
+        if folder != kept:
+            for name in SUPERSEDED_FILES:
+                (folder / name).unlink(missing_ok=True)
+
+
+def feature_table(config: Config) -> Path:
+    """Feast's offline source: a folder with one parquet file per feature month."""
+    return config.data_dir / "features" / "entity_month"
+
+
+def feature_file(config: Config, month: pd.Period | str) -> Path:
+    """The offline table's file of one feature month (the features as of its end)."""
+    return feature_table(config) / f"{month}.parquet"
+
+
+def plan_table(config: Config) -> Path:
+    """Feast's offline source of the plans: a folder with one parquet file per target month."""
+    return config.data_dir / "features" / "plans"
+
+
+def plan_file(config: Config, target_month: pd.Period | str) -> Path:
+    """The plans' offline file of one target month (every revision of its plans)."""
+    return plan_table(config) / f"{target_month}.parquet"
+
+
+def models(config: Config) -> Path:
+    """The model registry's files: one folder per model version (``model_dir``)."""
+    return config.data_dir / "models"
+
+
+# A trained model's folder: what train writes; evaluate, the gate, predict, publish and the
+# monitoring read it.
+def model_dir(config: Config, version: str) -> Path:
+    return models(config) / version
+
+
+def booster(model_dir: Path, holdout: bool = False) -> Path:
+    """The production model (fitted on every labelled row), or the holdout model (fitted before
+    the holdout: what evaluation scores and the backtest compares with)."""
+    return model_dir / ("holdout_model.ubj" if holdout else "model.ubj")
+
+
+def model_metadata(model_dir: Path) -> Path:
+    """What train recorded: version, params, features, training window, rows, backtest fits."""
+    return model_dir / "metadata.json"
+
+
+def holdout_rows(model_dir: Path) -> Path:
+    """The holdout's rows with their features and the backtest's forecasts."""
+    return model_dir / "holdout.parquet"
+
+
+def evaluation(model_dir: Path) -> Path:
+    """Evaluate's scores and the gate's decision."""
+    return model_dir / "evaluation.json"
+
+
+def feast_dir(config: Config) -> Path:
+    """Feast's registry and online store of the embedded profile, and its settings file."""
+    return config.data_dir / "feast"
+
+
+def feast_settings(config: Config) -> Path:
+    """The feature_store.yaml the pipeline writes for the feast CLI."""
+    return feast_dir(config) / "feature_store.yaml"
+
+
+def _atomic_target(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The temp file sits beside the target (same filesystem) and is hidden from readers of
+    # the folder (Feast/dask skip names starting with "_" or ".").
+    return tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+
+
+def write_parquet_atomically(frame: pd.DataFrame | pa.Table, path: Path) -> None:
+    """Readers see the old file or the new one, never half of one (rename is atomic)."""
+    fd, tmp = _atomic_target(path)
+    os.close(fd)
+    try:
+        if isinstance(frame, pd.DataFrame):
+            frame.to_parquet(tmp, index=False)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(frame, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomically(data: Any, path: Path) -> None:
+    fd, tmp = _atomic_target(path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())

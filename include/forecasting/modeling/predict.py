@@ -1,0 +1,184 @@
+"""Predict: forecasts for months M+1..M+horizon for every entity active in month M."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from forecasting.core.config import Config
+from forecasting.core.months import month_from_index, month_index
+from forecasting.data.panel import Panel, build_panel
+from forecasting.features import dataset
+from forecasting.modeling import booster as model
+
+log = logging.getLogger(__name__)
+
+
+def active_entities(panel: Panel, m: int) -> np.ndarray:
+    """The panel rows of the entities with a row in month index ``m`` (those that get forecasts)."""
+    col = panel.column(m)
+    if not 0 <= col < panel.months:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(panel.observed[:, col])
+
+
+def forecast_rows(panel: Panel, entity: np.ndarray, m: int, horizon: np.ndarray) -> pd.DataFrame:
+    """The identity of forecast rows: entity keys back in the source's types (so analysts join on
+    them as they are), forecast_month (M + horizon) and horizon."""
+    out = panel.keys.iloc[entity].reset_index(drop=True)
+    for key, dtype in panel.key_dtypes.items():
+        out[key] = out[key].astype(dtype)
+    horizon = np.asarray(horizon)
+    months = {int(h): month_from_index(m + int(h)).to_timestamp().date() for h in np.unique(horizon)}
+    out["forecast_month"] = pd.Series(horizon).map(months).to_numpy()
+    out["horizon"] = horizon
+    return out
+
+
+@dataclass
+class ForecastInputs:
+    """What a model forecasts month M from: the active entities (rows of the panel) and their
+    point-in-time features as of the end of M, with the plans for M + 1..M + horizon as they
+    stood then (the ``plan_<covariate>__h<h>`` columns of ``dataset.retrieve``)."""
+
+    panel: Panel
+    month: pd.Period
+    active: np.ndarray
+    features: pd.DataFrame
+
+
+def check_planned_features(metadata: dict, config: Config) -> None:
+    """A model fitted on plans the config no longer reads may never forecast without them."""
+    planned = [f for f in metadata["features"] if f.startswith("plan_")]
+    unplanned = [f for f in planned if f not in dataset.model_features(config)]
+    if unplanned:
+        raise RuntimeError(
+            f"{metadata['model_version']} reads planned covariates the config's plans section does not "
+            f"provide ({', '.join(unplanned)}): configure them, or train a model without them"
+        )
+
+
+def forecast_inputs(
+    snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None, panel: Panel | None = None
+) -> ForecastInputs:
+    """``panel``: the snapshot's (sales only), if built already."""
+    panel = panel if panel is not None else build_panel(snapshot, config, sales_only=True)
+    m = month_index(month)
+    active = active_entities(panel, m)
+    # The same point-in-time retrieval as training, so a backfill of M forecasts as M's run did;
+    # with plans, each horizon h gets the plan for M + h as it stood at the end of M.
+    features = dataset.retrieve(config, panel, active, np.full(len(active), m), client)
+    missing = features["sales_lag_1"].isna()
+    if missing.any():
+        raise RuntimeError(f"{int(missing.sum())} forecast rows found no features for {month} in Feast")
+    # Text encoded once, not once per horizon's design matrix.
+    return ForecastInputs(panel, month, active, dataset.text_as_categories(features))
+
+
+def predict_inputs(inputs: ForecastInputs, config: Config, booster, metadata: dict) -> pd.DataFrame:
+    """One row per active entity and horizon (by horizon, then entity): keys, forecast_month,
+    horizon and the model's prediction from ``inputs.features``."""
+    m, active = month_index(inputs.month), inputs.active
+    parts = []
+    for h in range(1, config.horizon + 1):
+        frame = dataset.with_model_columns(inputs.features, np.full(len(active), h), metadata["features"])
+        out = forecast_rows(inputs.panel, active, m, np.full(len(active), h))
+        out["prediction"] = model.predict(
+            booster, dataset.design_matrix(frame, config, metadata["categories"], metadata["features"])
+        )
+        parts.append(out)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def forecast(
+    snapshot: pd.DataFrame,
+    config: Config,
+    month: pd.Period,
+    model_dir: Path,
+    client=None,
+    panel: Panel | None = None,
+) -> pd.DataFrame:
+    """One row per active entity and horizon: keys (source types), forecast_month, horizon,
+    prediction. ``panel``: the snapshot's (sales only), if built already."""
+    booster, metadata = model.load(model_dir)
+    check_planned_features(metadata, config)
+    inputs = forecast_inputs(snapshot, config, month, client, panel)
+    result = predict_inputs(inputs, config, booster, metadata)
+    log.info(
+        "Forecast %d entities x %d horizons for %s with %s",
+        len(inputs.active),
+        config.horizon,
+        month,
+        metadata["model_version"],
+    )
+    return result
+
+
+def baseline_forecast(
+    snapshot: pd.DataFrame, config: Config, month: pd.Period, name: str, panel: Panel | None = None
+) -> pd.DataFrame:
+    """The rows of ``forecast``, made by the baseline ``name`` from each active entity's history
+    up to M, as evaluation scores it (what the gate publishes when no model beats it).
+    ``panel``: the snapshot's (sales only), if built already."""
+    from forecasting.modeling.evaluate import baselines
+
+    panel = panel if panel is not None else build_panel(snapshot, config, sales_only=True)
+    m = month_index(month)
+    active = active_entities(panel, m)
+    horizons = np.arange(1, config.horizon + 1)
+    entity, horizon = np.repeat(active, len(horizons)), np.tile(horizons, len(active))
+    origin = np.full(len(entity), m)
+    got = baselines(panel, entity, origin, horizon)
+    if name in got:
+        values = np.asarray(got[name], dtype=float)
+    else:  # a statistical forecaster scored beside the naive ones (forecasting.modeling.statistical)
+        from forecasting.modeling import statistical
+
+        if name not in statistical.STATISTICAL_BASELINES:
+            raise ValueError(f"no baseline {name!r} (have: {', '.join(got)})")
+        jobs = config.evaluation.statistical_jobs
+        got = statistical.forecasts(panel, entity, origin, horizon, [name], jobs)
+        values = np.asarray(got[name], dtype=float)
+    if np.isnan(values).any():  # an entity with a row in M always has a history: never publish NaN
+        raise RuntimeError(f"the {name} baseline has no forecast for {int(np.isnan(values).sum())} rows")
+    out = forecast_rows(panel, entity, m, horizon)
+    out["prediction"] = np.clip(values, 0, None)
+    out = out.sort_values(["horizon"], kind="stable").reset_index(drop=True)  # as forecast(): by horizon
+    log.info(
+        "Forecast %d entities x %d horizons for %s with the %s baseline",
+        len(active),
+        len(horizons),
+        month,
+        name,
+    )
+    return out
+
+
+def blend_forecast(
+    snapshot: pd.DataFrame,
+    config: Config,
+    month: pd.Period,
+    model_dir: Path,
+    baseline: str,
+    client=None,
+) -> pd.DataFrame:
+    """The rows of ``forecast``: the mean of the model's and the baseline's forecasts of each row
+    (forecasting.modeling.evaluate.blend, as evaluate scored it)."""
+    from forecasting.modeling.evaluate import blend
+
+    panel = build_panel(snapshot, config, sales_only=True)  # one panel for both
+    made = forecast(snapshot, config, month, model_dir, client, panel)
+    base = baseline_forecast(snapshot, config, month, baseline, panel)
+    identity = [c for c in made.columns if c != "prediction"]
+    # Both are by horizon, then entity, over the same active entities: the same rows in the same order.
+    if not made[identity].equals(base[identity]):
+        raise RuntimeError(
+            f"the model's and the {baseline} baseline's forecast rows differ: cannot blend them"
+        )
+    out = made.copy()
+    out["prediction"] = blend(made["prediction"].to_numpy(), base["prediction"].to_numpy())
+    return out

@@ -1,0 +1,1 @@
+"""After publishing: realised accuracy, drift, and alerts with their notifiers."""

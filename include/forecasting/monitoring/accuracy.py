@@ -1,0 +1,452 @@
+"""Realised accuracy: how good the published forecasts were, once their month's actuals are in.
+
+The run of month M extracts M's actuals. ``realised_accuracy`` then scores every forecast
+published for ``forecast_month = M`` (made by the runs of M-1 ... M-horizon) against them:
+
+* ``<table>_errors``: per entity, forecast_month and horizon, the run and model that made the
+  forecast, the actual, the prediction and the error (prediction - actual: > 0 is over-forecast).
+* ``<table>_accuracy``: per forecast_month, run_month, horizon and model_version, over all
+  entities (``segment_column`` and ``segment`` are ``'(all)'``) and per value of the config's
+  ``monitoring.segment`` column: the number of forecasts, the actual and predicted sums, WAPE,
+  MAE and bias of the published forecasts, and the same for each naive baseline of
+  ``forecasting.modeling.evaluate``, made as of the same origin from the snapshot's history up to that
+  origin; the best of those baselines and the forecast value added over it
+  (``fva`` = best naive WAPE - WAPE: > 0 when the published forecasts beat every naive one).
+* ``<table>_tracking_signal`` (view): per entity and horizon, over its last 12 scored months,
+  the cumulative error over the mean absolute error (persistently > 0: over-forecast).
+
+An entity-month without a row in the snapshot sold nothing (0), as everywhere in the pipeline.
+Scoring M again replaces M's rows of both tables in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from forecasting.core import paths
+from forecasting.core.config import Config
+from forecasting.core.db import make_engine
+from forecasting.core.errors import DataError
+from forecasting.core.months import month_index, month_start
+from forecasting.data.panel import build_panel
+from forecasting.modeling.evaluate import BASELINES, baselines, metrics
+from forecasting.publishing.publish import predictions_tables, sql_type
+
+log = logging.getLogger(__name__)
+
+ALL = "(all)"  # segment_column and segment of the rows over every entity
+TRACKING_MONTHS = 12
+_ENTITY = "_entity"
+GROUP_COLUMNS = ["forecast_month", "run_month", "horizon", "model_version", "segment_column", "segment"]
+METRIC_COLUMNS = [
+    "forecasts",
+    "actual_sum",
+    "prediction_sum",
+    "wape",
+    "mae",
+    "bias",
+    "bias_pct",
+    *(f"{name}_{metric}" for name in BASELINES for metric in ("wape", "mae", "bias")),
+    "best_naive",
+    "best_naive_wape",
+    "fva",
+]
+ACCURACY_COLUMNS = [*GROUP_COLUMNS, *METRIC_COLUMNS]  # what score() computes of each accuracy row
+_CREATE_RACE = {"23505", "42P07", "42710"}  # unique_violation, duplicate_table, duplicate_object
+T = TypeVar("T")
+
+
+def accuracy_table_name(config: Config) -> str:
+    return f"{config.predictions.table}_accuracy"
+
+
+def errors_table_name(config: Config) -> str:
+    return f"{config.predictions.table}_errors"
+
+
+def tracking_view_name(config: Config) -> str:
+    return f"{config.predictions.table}_tracking_signal"
+
+
+def monitoring_tables(config: Config, key_dtypes: dict[str, object]) -> tuple[sa.Table, sa.Table]:
+    """The accuracy and errors tables, the entity columns typed as in the predictions table."""
+    metadata = sa.MetaData(schema=config.predictions.database.schema)
+    keys = config.source.entity_columns
+    accuracy_name, errors_name = accuracy_table_name(config), errors_table_name(config)
+    naive = [
+        sa.Column(f"{name}_{metric}", sa.Float, comment=f"the {name} baseline's {metric}")
+        for name in BASELINES
+        for metric in ("wape", "mae", "bias")
+    ]
+    accuracy = sa.Table(
+        accuracy_name,
+        metadata,
+        sa.Column(
+            "forecast_month", sa.Date, nullable=False, comment="the month forecast, whose actuals are in"
+        ),
+        sa.Column("run_month", sa.Date, nullable=False, comment="the month whose run made the forecasts"),
+        sa.Column("horizon", sa.Integer, nullable=False),
+        sa.Column("model_version", sa.String(64), nullable=False),
+        sa.Column("segment_column", sa.String(64), nullable=False, comment="'(all)': every entity"),
+        sa.Column("segment", sa.String(255), nullable=False, comment="the segment's value, or '(all)'"),
+        sa.Column("forecasts", sa.Integer, nullable=False),
+        sa.Column("actual_sum", sa.Float, nullable=False),
+        sa.Column("prediction_sum", sa.Float, nullable=False),
+        sa.Column("wape", sa.Float, comment="sum |prediction - actual| / sum actual (null: nothing sold)"),
+        sa.Column("mae", sa.Float),
+        sa.Column("bias", sa.Float, comment="mean of prediction - actual"),
+        sa.Column("bias_pct", sa.Float, comment="sum of prediction - actual over sum of actual"),
+        *naive,
+        sa.Column("best_naive", sa.String(64), comment="the naive baseline with the lowest WAPE here"),
+        sa.Column("best_naive_wape", sa.Float),
+        sa.Column("fva", sa.Float, comment="forecast value added: best_naive_wape - wape"),
+        sa.Column("run_id", sa.String(250), comment="the run that scored them"),
+        sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "forecast_month",
+            "run_month",
+            "horizon",
+            "model_version",
+            "segment_column",
+            "segment",
+            name=f"{accuracy_name}_pkey",
+        ),
+    )
+    errors = sa.Table(
+        errors_name,
+        metadata,
+        *(sa.Column(k, sql_type(key_dtypes[k]), nullable=False) for k in keys),
+        sa.Column("forecast_month", sa.Date, nullable=False),
+        sa.Column("horizon", sa.Integer, nullable=False),
+        sa.Column("run_month", sa.Date, nullable=False),
+        sa.Column("model_version", sa.String(64), nullable=False),
+        sa.Column("actual", sa.Float, nullable=False, comment="0 when the month has no row for the entity"),
+        sa.Column("prediction", sa.Float, nullable=False),
+        sa.Column("error", sa.Float, nullable=False, comment="prediction - actual"),
+        sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint(*keys, "forecast_month", "horizon", name=f"{errors_name}_pkey"),
+        sa.Index(f"{errors_name}_forecast_month_idx", "forecast_month"),
+    )
+    return accuracy, errors
+
+
+def tracking_signal_sql(config: Config, errors: sa.Table, dialect: sa.Dialect) -> tuple[str, str]:
+    """(view name, SELECT): per entity and horizon, over its last TRACKING_MONTHS scored months,
+    the cumulative error over the mean absolute error."""
+    quote = dialect.identifier_preparer.quote
+    keys = ", ".join(quote(k) for k in config.source.entity_columns)
+    relation = dialect.identifier_preparer.format_table(errors)
+    view = tracking_view_name(config)
+    view_ref = quote(view) if errors.schema is None else f"{quote(errors.schema)}.{quote(view)}"
+    select = (
+        f"SELECT {keys}, horizon, COUNT(*) AS months, MIN(forecast_month) AS first_month, "
+        "MAX(forecast_month) AS last_month, SUM(error) AS cumulative_error, "
+        "AVG(ABS(error)) AS mean_absolute_error, "
+        "CASE WHEN AVG(ABS(error)) > 0 THEN SUM(error) / AVG(ABS(error)) END AS tracking_signal "
+        f"FROM (SELECT {keys}, horizon, forecast_month, error, ROW_NUMBER() OVER ("
+        f"PARTITION BY {keys}, horizon ORDER BY forecast_month DESC) AS recency FROM {relation}) recent "
+        f"WHERE recency <= {TRACKING_MONTHS} GROUP BY {keys}, horizon"
+    )
+    return view_ref, select
+
+
+def ensure_monitoring_schema(
+    conn: sa.Connection, config: Config, key_dtypes: dict[str, object]
+) -> tuple[sa.Table, sa.Table]:
+    """Create the accuracy and errors tables and the tracking-signal view if missing."""
+    accuracy, errors = monitoring_tables(config, key_dtypes)
+    accuracy.metadata.create_all(conn, checkfirst=True)
+    view_ref, select = tracking_signal_sql(config, errors, conn.dialect)
+    if tracking_view_name(config) not in sa.inspect(conn).get_view_names(schema=errors.schema):
+        conn.execute(sa.text(f"CREATE VIEW {view_ref} AS {select}"))
+    return accuracy, errors
+
+
+@dataclass
+class Scores:
+    """What scoring M found: one row per published forecast, and the accuracy rows."""
+
+    month: pd.Period
+    errors: pd.DataFrame
+    accuracy: pd.DataFrame
+    segment_column: str | None = None
+    key_dtypes: dict[str, object] = field(default_factory=dict)
+
+    def overall(self) -> list[dict]:
+        """The accuracy rows over every entity, by horizon (JSON-ready, for the run summary)."""
+        rows = self.accuracy[self.accuracy["segment_column"] == ALL].sort_values("horizon")
+        columns = ["run_month", "horizon", "model_version", "forecasts", "actual_sum", "wape", "bias_pct"]
+        columns += ["best_naive", "best_naive_wape", "fva"]
+        return [
+            {c: (str(v)[:7] if c == "run_month" else plain(v)) for c, v in row.items()}
+            for row in rows[columns].to_dict(orient="records")
+        ]
+
+
+def plain(value):
+    """A NumPy or pandas scalar as the Python value a database driver and JSON take (NaN: None)."""
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def score(forecasts: pd.DataFrame, snapshot: pd.DataFrame, config: Config, month: pd.Period) -> Scores:
+    """Score the published ``forecasts`` for M (rows of the predictions table with
+    forecast_month = M) against the actuals of M in ``snapshot``, a validated snapshot whose
+    history ends with M; the naive baselines use only the history up to each row's run month."""
+    keys = config.source.entity_columns
+    panel = build_panel(snapshot, config, sales_only=True)
+    m = month_index(month)
+    col = panel.column(m)
+    if not (0 <= col < panel.months and panel.observed[:, col].any()):
+        raise DataError(
+            f"the snapshot has no rows in {month}: its actuals are not in, so nothing can be scored"
+        )
+    origin = month_index(pd.PeriodIndex(pd.to_datetime(forecasts["run_month"]), freq="M")).to_numpy()
+    horizon = forecasts["horizon"].to_numpy(dtype=np.int64)
+    if len(forecasts) and not (origin + horizon == m).all():
+        raise ValueError(f"forecasts given for scoring {month} are not all for {month}")
+
+    index = panel.keys.reset_index().rename(columns={"index": _ENTITY})
+    entity = forecasts[keys].astype(str).merge(index, on=keys, how="left")[_ENTITY].to_numpy()
+    known = ~pd.isna(entity)
+    entity = np.where(known, entity, 0).astype(np.int64)
+    actual = np.zeros(len(forecasts))
+    actual[known] = np.nan_to_num(panel.sales[entity[known], col], nan=0.0)
+    naive = {name: np.zeros(len(forecasts)) for name in BASELINES}
+    for name, values in baselines(panel, entity[known], origin[known], horizon[known]).items():
+        naive[name][known] = np.nan_to_num(values, nan=0.0)  # no history at the origin: nothing known sold
+
+    errors = forecasts[[*keys, "forecast_month", "horizon", "run_month", "model_version"]].reset_index(
+        drop=True
+    )
+    errors["actual"] = actual
+    errors["prediction"] = forecasts["prediction"].to_numpy(dtype=float)
+    errors["error"] = errors["prediction"] - errors["actual"]
+
+    segment = config.monitoring.segment
+    frame = errors.assign(**{f"_naive_{name}": values for name, values in naive.items()})
+    frame["segment_column"], frame["segment"] = ALL, ALL
+    parts = [frame]
+    if segment is not None:
+        parts.append(frame.assign(segment_column=segment, segment=_segments(snapshot, config, forecasts)))
+    rows = [
+        _accuracy_row(dict(zip(GROUP_COLUMNS, group, strict=True)), rows_of_group)
+        for part in parts
+        for group, rows_of_group in part.groupby(GROUP_COLUMNS, sort=True)
+    ]
+    accuracy = pd.DataFrame(rows, columns=ACCURACY_COLUMNS)
+    return Scores(month, errors, accuracy, segment, _dtypes(snapshot, keys))
+
+
+def _dtypes(snapshot: pd.DataFrame, keys: list[str]) -> dict[str, object]:
+    return {k: snapshot[k].dtype for k in keys}
+
+
+def _segments(snapshot: pd.DataFrame, config: Config, forecasts: pd.DataFrame) -> np.ndarray:
+    """Each forecast's entity's value of the segment column, as of its latest row in the snapshot."""
+    keys, segment = config.source.entity_columns, config.monitoring.segment
+    assert segment is not None
+    if segment in keys:
+        return forecasts[segment].astype(str).to_numpy()
+    latest = (
+        snapshot.sort_values(config.source.time_column, kind="stable")
+        .drop_duplicates(keys, keep="last")[[*keys, segment]]
+        .astype({k: str for k in keys})
+    )
+    values = forecasts[keys].astype(str).merge(latest, on=keys, how="left")[segment]
+    return values.map(lambda v: "(none)" if pd.isna(v) else str(v)).to_numpy()
+
+
+def _accuracy_row(identity: dict, rows: pd.DataFrame) -> dict:
+    actual = rows["actual"].to_numpy()
+    scored = metrics(actual, rows["prediction"].to_numpy())
+    row = {
+        **identity,
+        "forecasts": len(rows),
+        "actual_sum": float(actual.sum()),
+        "prediction_sum": float(rows["prediction"].sum()),
+        "wape": scored["wape"],
+        "mae": scored["mae"],
+        "bias": scored["bias"],
+        "bias_pct": scored["bias_pct"],
+    }
+    for name in BASELINES:
+        naive = metrics(actual, rows[f"_naive_{name}"].to_numpy())
+        row.update({f"{name}_{m}": naive[m] for m in ("wape", "mae", "bias")})
+    defined = {name: row[f"{name}_wape"] for name in BASELINES if not math.isnan(row[f"{name}_wape"])}
+    best = min(defined, key=lambda name: defined[name]) if defined else None
+    row["best_naive"] = best
+    row["best_naive_wape"] = defined[best] if best else float("nan")
+    row["fva"] = row["best_naive_wape"] - row["wape"]
+    return row
+
+
+def published_forecasts(
+    conn: sa.Connection, config: Config, month: pd.Period, key_dtypes: dict
+) -> pd.DataFrame:
+    """The rows of the predictions table for forecast_month = M (none if it does not exist yet)."""
+    table, _ = predictions_tables(config, key_dtypes)
+    columns = [
+        *config.source.entity_columns,
+        "run_month",
+        "forecast_month",
+        "horizon",
+        "prediction",
+        "model_version",
+    ]
+    if not sa.inspect(conn).has_table(table.name, schema=table.schema):
+        return pd.DataFrame(columns=columns)
+    query = (
+        sa.select(*(table.c[c] for c in columns))
+        .where(table.c.forecast_month == month_start(month).date())
+        .order_by(table.c.run_month, *(table.c[k] for k in config.source.entity_columns))
+    )
+    result = conn.execute(query)
+    return pd.DataFrame(result.all(), columns=columns)
+
+
+@dataclass
+class AccuracyResult:
+    month: str
+    forecasts: int  # published forecasts for M that were scored
+    accuracy_rows: int
+    scores: Scores
+    tables: tuple[str, str, str]  # accuracy, errors, tracking-signal view
+
+
+def realised_accuracy(
+    snapshot: pd.DataFrame,
+    config: Config,
+    month: pd.Period,
+    *,
+    run_id: str | None = None,
+    scored_at: datetime | None = None,
+) -> AccuracyResult:
+    """Score the forecasts published for M against M's actuals in ``snapshot`` and replace M's
+    rows of ``<table>_errors`` and ``<table>_accuracy`` with the result, in one transaction."""
+    scored_at = scored_at or datetime.now(UTC)
+    keys = config.source.entity_columns
+    engine = make_engine(config.predictions.database)
+    try:
+        with engine.connect() as conn:
+            forecasts = published_forecasts(conn, config, month, _dtypes(snapshot, keys))
+        scores = score(forecasts, snapshot, config, month)
+        accuracy, errors = _create_tables(engine, config, scores.key_dtypes)
+        with write_transaction(engine, accuracy, errors) as conn:
+            first = month_start(month).date()
+            conn.execute(sa.delete(errors).where(errors.c.forecast_month == first))
+            conn.execute(sa.delete(accuracy).where(accuracy.c.forecast_month == first))
+            insert_rows(conn, errors, scores.errors.assign(scored_at=scored_at))
+            insert_rows(conn, accuracy, scores.accuracy.assign(run_id=run_id, scored_at=scored_at))
+    finally:
+        engine.dispose()
+    log.info(
+        "Scored %d published forecasts for %s (%d accuracy rows): %s",
+        len(forecasts),
+        month,
+        len(scores.accuracy),
+        "; ".join(
+            f"run {r['run_month']} horizon {r['horizon']}: WAPE {r['wape']}, best naive {r['best_naive']} "
+            f"{r['best_naive_wape']}"
+            for r in scores.overall()
+        )
+        or "nothing was published for it",
+    )
+    return AccuracyResult(
+        month=str(month),
+        forecasts=len(forecasts),
+        accuracy_rows=len(scores.accuracy),
+        scores=scores,
+        tables=(accuracy.name, errors.name, tracking_view_name(config)),
+    )
+
+
+def _create_tables(engine: sa.Engine, config: Config, key_dtypes: dict) -> tuple[sa.Table, sa.Table]:
+    return create_missing(engine, lambda conn: ensure_monitoring_schema(conn, config, key_dtypes))
+
+
+def create_missing(engine: sa.Engine, create: Callable[[sa.Connection], T]) -> T:
+    """``create(conn)`` (tables that are missing) in a short transaction of its own; of two runs
+    that create the same tables at once on PostgreSQL, the loser rolls back and finds them on its
+    next try."""
+    for attempt in range(1, 6):
+        try:
+            with engine.begin() as conn:
+                return create(conn)
+        except sa.exc.DBAPIError as err:
+            if getattr(err.orig, "sqlstate", None) not in _CREATE_RACE or attempt == 5:
+                raise
+            log.info("Another run created the monitoring tables meanwhile; trying again")
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def write_transaction(engine: sa.Engine, *tables: sa.Table) -> Iterator[sa.Connection]:
+    """``engine.begin()``; on PostgreSQL with the tables locked against other writers (never
+    against readers), so two scorings of a month never interleave, waiting at most the publish
+    lock timeout (FORECAST_PUBLISH_LOCK_TIMEOUT) for them."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            from forecasting.publishing.postgres import publish_lock_timeout
+
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, round(publish_lock_timeout() * 1000))}")
+            names = ", ".join(conn.dialect.identifier_preparer.format_table(t) for t in tables)
+            conn.exec_driver_sql(f"LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE")
+        yield conn
+
+
+def insert_rows(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame) -> None:
+    """Insert the frame's rows (its columns that the table has), as plain Python values."""
+    if frame.empty:
+        return
+    records = [
+        {c: plain(v) for c, v in record.items() if c in table.c} for record in frame.to_dict(orient="records")
+    ]
+    conn.execute(table.insert(), records)
+
+
+def months_to_score(
+    requested: str | None, event_extras: list[dict], published: list[str], horizon: int
+) -> list[dict]:
+    """What a forecast_monitoring run scores: [{"month": "YYYY-MM", "attempt": ... or None}, ...].
+
+    The month asked for (the ``month`` param of a manual run) if any. Else the months of the
+    Asset events that triggered the run (several when publishes came faster than the runs, e.g.
+    a backfill), each with the attempt that published it, and with each, the ``published``
+    months up to ``horizon`` after it: a backfill of M changed the forecasts for months whose
+    actuals are already in, so their scores are redone (with their own published attempt).
+    Else, for a manual run without either, the newest month published. Oldest first.
+    """
+    if requested:
+        return [{"month": str(pd.Period(requested, "M")), "attempt": None}]
+    jobs: dict[str, str | None] = {}
+    for extra in event_extras:
+        if extra.get("month"):
+            month = pd.Period(extra["month"], "M")
+            jobs[str(month)] = extra.get("attempt")  # the newest publish of a month wins
+            for later in published:
+                if month < pd.Period(later, "M") <= month + horizon:
+                    jobs.setdefault(later, None)
+    if not jobs and published:
+        jobs[published[-1]] = None
+    if not jobs:
+        raise DataError("nothing to score: no month given, no Asset event named one and nothing is published")
+    return [{"month": month, "attempt": jobs[month]} for month in sorted(jobs)]
+
+
+def published_months(config: Config) -> list[str]:
+    """The months with a published attempt under data_dir, oldest first."""
+    return paths.published_months(config)

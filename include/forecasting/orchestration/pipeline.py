@@ -1,0 +1,484 @@
+"""The monthly pipeline as stage functions with plain inputs and JSON-ready outputs.
+
+Each Airflow task calls one of these with the logical month ("YYYY-MM") and what upstream
+tasks returned; each loads the deployment's config itself (``FORECAST_CONFIG``), so a task can
+run on any worker. ``extract`` starts a new *attempt* (``paths.new_attempt``: a folder of its
+own, passed on to every later stage), so a later or failed attempt never overwrites the
+snapshot, Data Docs or results of the one that was published. Each stage records what it
+returned as ``<stage>.json``, or why it failed as ``<stage>.failed.json`` (read by
+``forecasting.orchestration.summary`` and the UI). ``run_month`` runs them in order without Airflow.
+
+``monitor``, ``drift`` and ``alerts`` are not stages of the monthly DAG but of
+``forecast_monitoring``, which an Airflow Asset event of each publish starts: the first scores the
+forecasts published for M against M's actuals (``forecasting.monitoring.accuracy``), the second compares
+M's data with the model's training window (``forecasting.monitoring.drift``), the third raises the alerts
+they call for (``forecasting.monitoring.alerts``); each records its result in M's published attempt.
+``forecast_scenarios`` and ``publish_scenarios`` are ``forecast_scenarios``'s, which the same
+events start: M's what-if scenarios (``forecasting.scenarios.scenarios``), recorded there too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from forecasting.core import paths
+from forecasting.core.compute import client_for
+from forecasting.core.config import Config, load_config
+from forecasting.core.months import month_of
+
+log = logging.getLogger(__name__)
+
+STAGES = (
+    "extract",
+    "validate",
+    "build_features",
+    "register_features",
+    "train",
+    "evaluate",
+    "predict",
+    "check_forecasts",
+    "publish",
+    # The forecast_monitoring DAG's, after a publish: realised accuracy, drift, then alerts.
+    "monitor",
+    "drift",
+    "alerts",
+    # The forecast_scenarios DAG's, after a publish (config plans.scenarios; forecasting.scenarios.scenarios).
+    "forecast_scenarios",
+    "publish_scenarios",
+)
+
+
+@contextmanager
+def _stage(name: str, month: str, attempt: str, config: Config | None) -> Iterator[tuple[Config, pd.Period]]:
+    """Load the config and M; if the stage fails, record why beside the attempt's files."""
+    config = config or load_config()
+    m = month_of(month)
+    paths.stage_failure(config, m, attempt, name).unlink(missing_ok=True)
+    try:
+        yield config, m
+    except Exception as err:
+        from forecasting.core.errors import is_permanent
+
+        failure = {
+            "stage": name,
+            "month": str(m),
+            "attempt": attempt,
+            "error": type(err).__name__,
+            "message": str(err),
+            "permanent": is_permanent(err),
+        }
+        report = getattr(err, "report", None)  # a failed validation names every expectation
+        if report is not None:
+            failure["failures"] = report.failures
+            failure["data_docs"] = report.data_docs
+        paths.write_json_atomically(failure, paths.stage_failure(config, m, attempt, name))
+        raise
+
+
+def _record(config: Config, month: pd.Period, attempt: str, stage: str, result: dict) -> dict:
+    result = {"month": str(month), "attempt": attempt, **result}
+    paths.write_json_atomically(result, paths.stage_result(config, month, attempt, stage))
+    return result
+
+
+def _snapshot(config: Config, month: pd.Period, attempt: str) -> pd.DataFrame:
+    return pd.read_parquet(paths.snapshot(config, month, attempt))
+
+
+def _sales(config: Config, month: pd.Period, attempt: str) -> pd.DataFrame:
+    """The snapshot's entity, time and target columns: all that a stage building the sales-only
+    panel reads (at 100,000 series, 0.03 s instead of 1.3 s for the whole snapshot, whose text
+    columns are most of the reading)."""
+    src = config.source
+    columns = [*src.entity_columns, src.time_column, src.target_column]
+    return pd.read_parquet(paths.snapshot(config, month, attempt), columns=columns)
+
+
+def extract(month: str, run_id: str, config: Config | None = None) -> dict:
+    """Start a new attempt of run ``run_id`` for M: its result names the attempt's folder."""
+    from forecasting.data.extract import extract as run
+
+    attempt = paths.new_attempt(run_id)
+    with _stage("extract", month, attempt, config) as (config, m):
+        snap = run(config, m, paths.snapshot(config, m, attempt))
+        result = {
+            "run_id": run_id,
+            "snapshot": str(snap.path),
+            "rows": snap.rows,
+            "first_month": snap.first_month,
+            "last_month": snap.last_month,
+        }
+        if config.plans is not None:  # the plans as they stood at the end of M (forecasting.data.plans)
+            from forecasting.data.extract import extract_plans
+
+            planned = extract_plans(config, m, paths.plans(config, m, attempt))
+            plans = {"path": str(planned.path), "rows": planned.rows, "known_at": planned.known_at}
+            return _record(config, m, attempt, "extract", {**result, "plans": plans})
+        return _record(config, m, attempt, "extract", result)
+
+
+def validate(month: str, attempt: str, config: Config | None = None) -> dict:
+    """Raises validate.DataValidationError, naming each failed expectation, on bad data."""
+    from forecasting.data.validate import validate_snapshot
+
+    with _stage("validate", month, attempt, config) as (config, m):
+        docs = paths.data_docs(config, m, attempt)
+        report = validate_snapshot(_snapshot(config, m, attempt), config, m, docs)
+        result = {
+            "rows": report.rows,
+            "rows_in_month": report.rows_in_month,
+            "expectations": report.expectations,
+            "data_docs": report.data_docs,
+        }
+        if config.plans is not None:  # validated plans go to Feast's offline table (forecasting.data.plans)
+            from forecasting.data.plans import validate_and_store
+
+            plans = pd.read_parquet(paths.plans(config, m, attempt))
+            checked = validate_and_store(plans, _snapshot(config, m, attempt), config, m, attempt)
+            return _record(config, m, attempt, "validate", {**result, "plans": checked})
+        return _record(config, m, attempt, "validate", result)
+
+
+def build_features(month: str, attempt: str, config: Config | None = None) -> dict:
+    from forecasting.features.catalogue import build_features as run
+
+    with _stage("build_features", month, attempt, config) as (config, m), client_for(config) as client:
+        built = run(_snapshot(config, m, attempt), config, m, client)
+        result = {
+            "rows": built.rows_written,
+            "months": built.months_written,
+            "entities": built.entities,
+            "first_month": built.first_month,
+            "last_month": built.last_month,
+        }
+        return _record(config, m, attempt, "build_features", result)
+
+
+def register_features(month: str, attempt: str, config: Config | None = None) -> dict:
+    """Apply the Feast definitions and materialize month M into the online store."""
+    from forecasting.features import store
+
+    with _stage("register_features", month, attempt, config) as (config, m):
+        definitions = store.apply(config)
+        materialized = store.materialize(config, m)
+        result = {
+            "feature_view": definitions.view.name,
+            "feature_service": definitions.service.name,
+            "materialized_entities": materialized,
+        }
+        return _record(config, m, attempt, "register_features", result)
+
+
+def train(month: str, attempt: str, config: Config | None = None) -> dict:
+    from forecasting.modeling.train import train as run
+
+    with _stage("train", month, attempt, config) as (config, m), client_for(config) as client:
+        model = run(_sales(config, m, attempt), config, m, client)
+        result = {
+            "model_version": model.version,
+            "model_dir": str(model.directory),
+            "rows": model.metadata["rows"],
+            "trees": model.metadata["params"]["num_boost_round"],
+        }
+        return _record(config, m, attempt, "train", result)
+
+
+def evaluate(
+    month: str,
+    attempt: str,
+    model_dir: str,
+    config: Config | None = None,
+    force_model_version: str | None = None,
+    forced_by: str | None = None,
+) -> dict:
+    """Score the challenger and the baselines on the holdout, then the gate (forecasting.registry.gate):
+    the champion scores the same rows, and the result names the forecaster predict uses."""
+    from forecasting.modeling.evaluate import evaluate as run
+    from forecasting.registry.gate import run_gate
+
+    with _stage("evaluate", month, attempt, config) as (config, m):
+        report = run(_sales(config, m, attempt), config, m, Path(model_dir))
+        best = report.baselines[report.best_baseline]["wape"]
+        if not report.beats_baselines:
+            log.warning(
+                "The model (WAPE %.3f) does not beat the %s baseline (WAPE %.3f) on the holdout",
+                report.model["wape"],
+                report.best_baseline,
+                best,
+            )
+        run_id = paths.read_json(paths.stage_result(config, m, attempt, "extract")).get("run_id")
+        decision = run_gate(
+            config, m, Path(model_dir), run_id=run_id, force=force_model_version, forced_by=forced_by
+        )
+        result = {
+            "report": str(report.path),
+            "model_dir": model_dir,
+            "model_wape": report.model["wape"],
+            "best_baseline": report.best_baseline,
+            "best_baseline_wape": best,
+            "beats_best_baseline": report.beats_baselines,
+            "champion": decision["champion"],
+            "champion_wape": decision["champion_wape"],
+            "decision": decision["outcome"],
+            "reason": decision["reason"],
+            "forecaster": decision["forecaster"],
+            "forecaster_wape": decision["wape"],
+        }
+        return _record(config, m, attempt, "evaluate", result)
+
+
+def predict(
+    month: str, attempt: str, model_dir: str, config: Config | None = None, forecaster: str | None = None
+) -> dict:
+    """Forecast M+1..M+horizon with the forecaster the gate chose (``forecaster``: a model
+    version, ``baseline:<name>`` or ``blend:<version>+<name>``; default: the decision in ``model_dir``'s evaluation.json)."""
+    from forecasting.modeling import intervals
+    from forecasting.modeling.predict import baseline_forecast, blend_forecast, forecast
+    from forecasting.registry.models import BASELINE_PREFIX, parse_blend
+
+    with _stage("predict", month, attempt, config) as (config, m):
+        decision = paths.read_json(paths.evaluation(Path(model_dir))).get("decision") or {}
+        if forecaster is None:
+            forecaster = (
+                decision.get("forecaster")
+                or paths.read_json(paths.model_metadata(Path(model_dir)))["model_version"]
+            )
+        snapshot = _sales(config, m, attempt)
+        blended = parse_blend(forecaster)
+        if forecaster.startswith(BASELINE_PREFIX):
+            frame = baseline_forecast(snapshot, config, m, forecaster.removeprefix(BASELINE_PREFIX))
+        elif blended is not None:
+            version, baseline = blended
+            with client_for(config) as client:
+                frame = blend_forecast(snapshot, config, m, paths.models(config) / version, baseline, client)
+        else:
+            with client_for(config) as client:
+                frame = forecast(snapshot, config, m, paths.models(config) / forecaster, client)
+        # The forecaster's own p10/p90 bands, calibrated on this run's holdout by evaluate.
+        bands = decision.get("intervals") if decision.get("forecaster") == forecaster else None
+        if bands is None:
+            log.warning("No prediction intervals for %s: p10 and p90 are left empty", forecaster)
+        frame["p10"], frame["p90"] = intervals.apply(bands, frame["prediction"], frame["horizon"])
+        path = paths.forecasts(config, m, attempt)
+        paths.write_parquet_atomically(frame, path)
+        result = {"forecasts": str(path), "rows": len(frame), "forecaster": forecaster}
+        return _record(config, m, attempt, "predict", result)
+
+
+def check_forecasts(month: str, attempt: str, config: Config | None = None) -> dict:
+    """Great Expectations over predict's forecasts (forecasting.publishing.checks): raises
+    validate.DataValidationError, naming each failed check, and publish does not run."""
+    from forecasting.publishing.checks import check_forecasts as run
+    from forecasting.publishing.checks import previous_run
+
+    with _stage("check_forecasts", month, attempt, config) as (config, m):
+        forecasts = pd.read_parquet(paths.forecasts(config, m, attempt))
+        docs = paths.forecast_docs(config, m, attempt)
+        report = run(forecasts, _sales(config, m, attempt), config, m, docs, previous_run(config, m))
+        result = {"rows": report.rows, "expectations": report.expectations, "data_docs": report.data_docs}
+        return _record(config, m, attempt, "check_forecasts", result)
+
+
+def publish(month: str, attempt: str, model_dir: str, run_id: str, config: Config | None = None) -> dict:
+    """Write the forecasts predict made; their ``model_version`` is the forecaster that made them."""
+    from forecasting.publishing.publish import publish as run
+
+    with _stage("publish", month, attempt, config) as (config, m):
+        metadata = paths.read_json(paths.model_metadata(Path(model_dir)))
+        evaluation = paths.read_json(paths.evaluation(Path(model_dir)))
+        predicted = paths.read_json(paths.stage_result(config, m, attempt, "predict"))
+        forecaster = predicted.get("forecaster") or metadata["model_version"]
+        frame = pd.read_parquet(paths.forecasts(config, m, attempt))
+        published = run(frame, config, m, model_version=forecaster, run_id=run_id, evaluation=evaluation)
+        result = {
+            "table": published.table,
+            "url": published.url,
+            "rows": published.rows,
+            "replaced": published.replaced,
+            "model_version": forecaster,
+            "challenger": metadata["model_version"],
+            "run_id": run_id,
+        }
+        _record(config, m, attempt, "publish", result)
+        paths.prune_superseded_runs(config, m, keep=attempt)
+        return result
+
+
+def monitor(
+    month: str, run_id: str | None = None, attempt: str | None = None, config: Config | None = None
+) -> dict:
+    """Score every forecast published for M against M's actuals (realised accuracy), from the
+    snapshot of ``attempt`` (default: M's published attempt, whose folder gets ``monitor.json``)."""
+    from forecasting.monitoring.accuracy import realised_accuracy
+
+    config = config or load_config()
+    attempt = _published(config, month, attempt)
+    with _stage("monitor", month, attempt, config) as (config, m):
+        scored = realised_accuracy(_snapshot(config, m, attempt), config, m, run_id=run_id)
+        accuracy, errors, tracking = scored.tables
+        result = {
+            "run_id": run_id,
+            "forecasts_scored": scored.forecasts,
+            "accuracy_rows": scored.accuracy_rows,
+            "segment_column": scored.scores.segment_column,
+            "overall": scored.scores.overall(),
+            "tables": {"accuracy": accuracy, "errors": errors, "tracking_signal": tracking},
+        }
+        return _record(config, m, attempt, "monitor", result)
+
+
+def _published(config: Config, month: str, attempt: str | None) -> str:
+    """``attempt``, else M's published attempt (the monitoring's stages read its snapshot)."""
+    from forecasting.core.errors import DataError
+
+    if attempt is not None:
+        return attempt
+    published = paths.published_attempt(config, month_of(month))
+    if published is None:
+        raise DataError(
+            f"no published run of {month_of(month)} under {paths.month_dir(config, month_of(month))}: "
+            f"run monthly_forecast for {month_of(month)} first, its actuals come with it"
+        )
+    return published.name
+
+
+def drift(
+    month: str, run_id: str | None = None, attempt: str | None = None, config: Config | None = None
+) -> dict:
+    """Compare M's feature rows and actuals with the training window of the model whose forecasts
+    M's run published, and M's entities with M-1's, into ``<table>_drift``."""
+    from forecasting.monitoring.drift import record_drift
+
+    config = config or load_config()
+    attempt = _published(config, month, attempt)
+    with _stage("drift", month, attempt, config) as (config, m):
+        published = paths.read_json(paths.stage_result(config, m, attempt, "publish"))
+        report = record_drift(_snapshot(config, m, attempt), config, m, published, run_id=run_id)
+        rows = report.records()
+        result = {
+            "run_id": run_id,
+            "model_version": report.model_version,
+            "table": report.table,
+            "drifted": report.drifted,
+            "rows": rows,
+        }
+        return _record(config, m, attempt, "drift", result)
+
+
+def alerts(
+    month: str,
+    run_id: str | None = None,
+    attempt: str | None = None,
+    config: Config | None = None,
+    dag_id: str = "forecast_monitoring",
+) -> dict:
+    """Raise the alerts M's realised accuracy (``<table>_accuracy``) and drift (this attempt's
+    drift.json) call for: logged, written to ``<table>_alerts`` and sent by the config's
+    notifiers."""
+    from forecasting.monitoring.alerts import check_month
+
+    config = config or load_config()
+    attempt = _published(config, month, attempt)
+    with _stage("alerts", month, attempt, config) as (config, m):
+        drifted = paths.stage_result(config, m, attempt, "drift")
+        found = check_month(
+            config,
+            m,
+            paths.read_json(drifted) if drifted.is_file() else None,
+            dag_id=dag_id,
+            run_id=run_id,
+        )
+        return _record(config, m, attempt, "alerts", {"run_id": run_id, **found})
+
+
+def forecast_scenarios(
+    month: str, run_id: str | None = None, attempt: str | None = None, config: Config | None = None
+) -> dict:
+    """Forecast M's what-if scenarios (and the base plan) with the model M's published attempt
+    published, into that attempt's ``scenarios.parquet`` (forecasting.scenarios.scenarios)."""
+    from forecasting.scenarios import scenarios
+
+    config = config or load_config()
+    attempt = _published(config, month, attempt)
+    with (
+        _stage("forecast_scenarios", month, attempt, config) as (config, m),
+        client_for(config) as client,
+    ):
+        # A failed re-run leaves nothing for publish_scenarios to publish again.
+        paths.stage_result(config, m, attempt, "forecast_scenarios").unlink(missing_ok=True)
+        path = scenarios.forecasts_path(config, m, attempt)
+        path.unlink(missing_ok=True)
+        try:
+            made = scenarios.forecast_scenarios(config, m, attempt, client)
+        except scenarios.NoScenariosForecaster as refused:
+            # Scenario rows an earlier publish of M left would answer "what if" about forecasts
+            # that are no longer M's: withdrawn, so the table never disagrees with the forecasts.
+            withdrawn = scenarios.withdraw_scenarios(config, m)
+            if withdrawn:
+                made_by = ", ".join(f"{n:,} of {version}" for version, n in withdrawn.items())
+                raise scenarios.NoScenariosForecaster(
+                    f"{refused} Withdrew {m}'s earlier scenario rows from {scenarios.table_name(config)} "
+                    f"({made_by}): they were not of the forecasts now published."
+                ) from refused
+            raise
+        paths.write_parquet_atomically(made.frame, path)
+        result = {"run_id": run_id, "forecasts": str(path), **made.summary()}
+        return _record(config, m, attempt, "forecast_scenarios", result)
+
+
+def publish_scenarios(
+    month: str, run_id: str | None = None, attempt: str | None = None, config: Config | None = None
+) -> dict:
+    """Replace M's rows of ``<table>_scenarios`` with what forecast_scenarios made, in one transaction."""
+    from forecasting.scenarios import scenarios
+
+    config = config or load_config()
+    attempt = _published(config, month, attempt)
+    with _stage("publish_scenarios", month, attempt, config) as (config, m):
+        made = paths.read_json(paths.stage_result(config, m, attempt, "forecast_scenarios"))
+        frame = pd.read_parquet(made["forecasts"])
+        published = scenarios.publish_scenarios(
+            frame,
+            config,
+            m,
+            model_version=made["model_version"],
+            run_id=run_id or made.get("run_id") or attempt,
+        )
+        result = {
+            "run_id": run_id,
+            "table": published.table,
+            "url": published.url,
+            "rows": published.rows,
+            "replaced": published.replaced,
+            "scenarios": published.scenarios,
+            "model_version": made["model_version"],
+        }
+        return _record(config, m, attempt, "publish_scenarios", result)
+
+
+def run_month(month: str, run_id: str, config: Config | None = None) -> dict:
+    """Every stage in order, as the DAGs run them (for scripts and tests without a scheduler):
+    the monthly forecast, then the monitoring (and the scenarios, if configured) that its publish
+    starts."""
+    config = config or load_config()
+    results = {"extract": extract(month, run_id, config)}
+    attempt = results["extract"]["attempt"]
+    for stage in ("validate", "build_features", "register_features", "train"):
+        results[stage] = globals()[stage](month, attempt, config)
+    model_dir = results["train"]["model_dir"]
+    results["evaluate"] = evaluate(month, attempt, model_dir, config)
+    results["predict"] = predict(month, attempt, model_dir, config, results["evaluate"]["forecaster"])
+    results["check_forecasts"] = check_forecasts(month, attempt, config)
+    results["publish"] = publish(month, attempt, model_dir, run_id, config)
+    results["monitor"] = monitor(month, run_id, attempt, config)
+    results["drift"] = drift(month, run_id, attempt, config)
+    results["alerts"] = alerts(month, run_id, attempt, config)
+    if config.plans is not None and config.plans.scenarios is not None:
+        results["forecast_scenarios"] = forecast_scenarios(month, run_id, attempt, config)
+        results["publish_scenarios"] = publish_scenarios(month, run_id, attempt, config)
+    return results

@@ -1,0 +1,1 @@
+"""The model registry and the champion/challenger gate that decides what is published."""

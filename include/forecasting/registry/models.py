@@ -1,0 +1,569 @@
+"""The model registry: one row per trained model in ``<predictions.table>_models``.
+
+It lives in the predictions database beside the forecasts (analysts read it with SQL; the
+analyst role may SELECT it) and is created, and migrated by adding missing columns, by the
+pipeline's evaluate stage, which registers each run's model and the gate's decision about it
+(``forecasting.registry.gate``). A person overrides the gate from the command line, with who and why
+recorded in the row::
+
+    python -m forecasting.registry.models list
+    python -m forecasting.registry.models show 2026-10-1a2b3c4d5e
+    python -m forecasting.registry.models promote 2026-10-1a2b3c4d5e --reason "..." [--by alice]
+    python -m forecasting.registry.models reject 2026-10-1a2b3c4d5e --reason "..." [--by alice]
+
+(for the deployment that ``FORECAST_CONFIG`` names).
+
+Statuses:
+
+* ``champion``: the model in effect for new months: the newest promotion that is not rejected.
+* ``retired``: promoted once, superseded by a newer champion. It stays the champion *as of* the
+  months it was promoted for, so a backfill of such a month compares with it.
+* ``rejected``: lost the gate (``decided_by`` = ``gate``) or was rejected by a person. Never
+  chosen by the gate again; a person may still promote it.
+* ``challenger``: trained and registered, not decided (its run forced another forecaster).
+
+Every promotion has a ``champion_since`` month: the gate's promotion of month M's model is in
+effect from M; a person's promotion from the newest month in the registry. The champion *as of*
+month M is the promoted, not rejected model with the latest ``champion_since`` ≤ M (ties: the
+latest ``promoted_at``). So a backfill of an older month compares with the champion of that
+time and never demotes a champion chosen at a newer month: if its model wins, it is promoted
+for its own month and is ``retired`` at once (the newer champion stays). Rejecting the champion
+hands the title back to the previous promotion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from forecasting.core.config import Config, GateConfig, load_config
+from forecasting.core.db import make_engine
+from forecasting.modeling import backtest
+from forecasting.publishing.publish import add_missing_columns
+
+log = logging.getLogger(__name__)
+
+CHAMPION, CHALLENGER, REJECTED, RETIRED = "champion", "challenger", "rejected", "retired"
+STATUSES = (CHAMPION, CHALLENGER, REJECTED, RETIRED)
+GATE = "gate"  # decided_by of the gate's own decisions
+BASELINE_PREFIX = "baseline:"  # a published forecaster that is a baseline: "baseline:<name>"
+# A published forecaster that is the mean of a model's and a baseline's forecasts:
+# "blend:<model version>+<baseline name>" (see forecasting.modeling.evaluate.blend).
+BLEND_PREFIX = "blend:"
+TOP_FEATURES = 10
+
+# Outcomes of a decision about a model (the ``decision`` column).
+PROMOTED = "promoted"  # the gate promoted it: it published its month's forecasts
+KEPT_CHAMPION = "kept_champion"  # it lost to the champion, whose forecasts were published
+BASELINE = "baseline"  # it (and the champion) lost to the best baseline, whose forecasts were published
+BLENDED = "blended"  # both lost to the best baseline; its mean with that baseline won and was published
+FORCED = "forced"  # its run forced a forecaster (DAG param force_model_version)
+MANUAL_PROMOTE = "manual_promote"
+MANUAL_REJECT = "manual_reject"
+MANUAL = (MANUAL_PROMOTE, MANUAL_REJECT)
+
+
+def table_name(config: Config) -> str:
+    return f"{config.predictions.table}_models"
+
+
+def registry_table(config: Config, metadata: sa.MetaData | None = None) -> sa.Table:
+    name = table_name(config)
+    metadata = metadata or sa.MetaData(schema=config.predictions.database.schema)
+    utc = sa.DateTime(timezone=True)
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("model_version", sa.String(64), primary_key=True),
+        sa.Column("run_month", sa.Date, nullable=False, comment="logical month M whose run trained it"),
+        sa.Column("run_id", sa.String(250)),
+        sa.Column("created_at", utc, nullable=False),
+        sa.Column("params", sa.Text, comment="JSON: booster parameters and number of trees"),
+        sa.Column("features", sa.Text, comment="JSON: the columns the model reads"),
+        sa.Column("train_first_month", sa.Date, comment="first target month it was fitted on"),
+        sa.Column("train_last_month", sa.Date, comment="last target month it was fitted on"),
+        sa.Column("holdout_first_month", sa.Date, comment="first target month of its holdout"),
+        sa.Column("holdout_last_month", sa.Date, comment="last target month of its holdout"),
+        sa.Column("data_fingerprint", sa.String(64)),
+        sa.Column("holdout_rows", sa.Integer),
+        sa.Column("holdout_wape", sa.Float),
+        sa.Column("holdout_mae", sa.Float),
+        sa.Column("holdout_rmse", sa.Float),
+        sa.Column("holdout_bias", sa.Float, comment="mean of prediction - actual"),
+        sa.Column("holdout_bias_pct", sa.Float, comment="sum of prediction - actual over sum of actual"),
+        sa.Column("baseline_wapes", sa.Text, comment="JSON: each baseline's WAPE on the same rows"),
+        sa.Column("best_baseline", sa.String(64)),
+        sa.Column("best_baseline_wape", sa.Float),
+        sa.Column("blend_baseline", sa.String(64), comment="the baseline it was blended with"),
+        sa.Column("blend_wape", sa.Float, comment="WAPE of the mean of its and that baseline's forecasts"),
+        sa.Column("champion_version", sa.String(64), comment="the champion it was compared with"),
+        sa.Column("champion_wape", sa.Float, comment="that champion's WAPE on the same rows"),
+        sa.Column("backtest_rows", sa.Integer, comment="rows its rolling-origin backtest forecast"),
+        sa.Column("backtest_wape", sa.Float, comment="WAPE of the backtest's models, refit at each origin"),
+        sa.Column("backtest_best_baseline", sa.String(64)),
+        sa.Column(
+            "backtest_best_baseline_wape", sa.Float, comment="the best baseline's WAPE on the same rows"
+        ),
+        sa.Column(
+            "backtest_origins", sa.Text, comment="JSON: per origin, its rows and every forecaster's WAPE"
+        ),
+        sa.Column(
+            "interval_coverage",
+            sa.Float,
+            comment="share of holdout actuals inside its p10-p90, on months the bands were not calibrated on",
+        ),
+        sa.Column("feature_importance", sa.Text, comment="JSON: top features by share of total gain"),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("champion_since", sa.Date, comment="first month it is champion for (if promoted)"),
+        sa.Column("promoted_at", utc),
+        sa.Column("published", sa.String(80), comment="forecaster whose forecasts its run published"),
+        sa.Column("decision", sa.String(32)),
+        sa.Column("reason", sa.Text),
+        sa.Column("decided_by", sa.String(250)),
+        sa.Column("decided_at", utc),
+        sa.Index(f"{name}_status_idx", "status"),
+        sa.Index(f"{name}_run_month_idx", "run_month"),
+    )
+
+
+def ensure_registry(conn: sa.Connection, config: Config) -> sa.Table:
+    """Create the registry table if missing, and add the columns an older version lacked (every
+    column added since the first release is nullable)."""
+    table = registry_table(config)
+    table.metadata.create_all(conn, checkfirst=True)
+    add_missing_columns(conn, table, list(table.columns))
+    return table
+
+
+_CREATE_RACE = {"23505", "42P07", "42710"}  # unique_violation, duplicate_table, duplicate_object
+
+
+@contextmanager
+def registry(config: Config, engine: sa.Engine | None = None) -> Iterator[tuple[sa.Connection, sa.Table]]:
+    """A transaction on the registry (created if missing). On PostgreSQL the table is locked
+    against other writers for the transaction, so two decisions never interleave; readers
+    are not blocked."""
+    own = engine is None
+    engine = engine or make_engine(config.predictions.database)
+    try:
+        for attempt in range(1, 6):
+            try:
+                with engine.begin() as conn:
+                    table = ensure_registry(conn, config)
+                break
+            except sa.exc.DBAPIError as err:  # two first runs creating it at once: the loser retries
+                state = getattr(err.orig, "sqlstate", None)
+                if state not in _CREATE_RACE or attempt == 5:
+                    raise
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                preparer = conn.dialect.identifier_preparer
+                conn.exec_driver_sql(f"LOCK TABLE {preparer.format_table(table)} IN SHARE ROW EXCLUSIVE MODE")
+            yield conn, table
+    finally:
+        if own:
+            engine.dispose()
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+
+def _month(value: str | None) -> date | None:
+    return None if value is None else date.fromisoformat(f"{str(value)[:7]}-01")
+
+
+def _json(value: Any, sort_keys: bool = True) -> str:
+    return json.dumps(value, sort_keys=sort_keys, default=str)
+
+
+def model_row(metadata: dict, evaluation: dict, importance: dict[str, float], run_id: str | None) -> dict:
+    """The registry's description of a trained model (no decision yet) from its metadata.json,
+    evaluation.json and feature importance."""
+    holdout = sorted(evaluation.get("holdout_target_months") or [])
+    window = metadata.get("training_window", {})
+    model = evaluation["model"]
+    best = evaluation["best_baseline"]
+    blended = evaluation.get("blend") or {}
+    backtested = backtest.registry_values(evaluation.get("backtest"))
+    if backtested["backtest_origins"] is not None:
+        backtested["backtest_origins"] = _json(backtested["backtest_origins"])
+    return {
+        "model_version": metadata["model_version"],
+        "run_month": _month(metadata["run_month"]),
+        "run_id": run_id,
+        "params": _json(metadata.get("params")),
+        "features": _json(metadata.get("features")),
+        "train_first_month": _month(window.get("first_target_month")),
+        "train_last_month": _month(window.get("last_target_month")),
+        "holdout_first_month": _month(holdout[0]) if holdout else None,
+        "holdout_last_month": _month(holdout[-1]) if holdout else None,
+        "data_fingerprint": metadata.get("data_fingerprint"),
+        "holdout_rows": model.get("rows"),
+        "holdout_wape": model["wape"],
+        "holdout_mae": model.get("mae"),
+        "holdout_rmse": model.get("rmse"),
+        "holdout_bias": model.get("bias"),
+        "holdout_bias_pct": model.get("bias_pct"),
+        "baseline_wapes": _json({name: m["wape"] for name, m in evaluation["baselines"].items()}),
+        "best_baseline": best,
+        "best_baseline_wape": evaluation["baselines"][best]["wape"],
+        "blend_baseline": blended.get("baseline"),
+        "blend_wape": (blended.get("metrics") or {}).get("wape"),
+        "feature_importance": _json(importance, sort_keys=False),  # largest share first
+        "interval_coverage": (
+            ((evaluation.get("intervals") or {}).get("coverage") or {}).get("model") or {}
+        ).get("coverage"),
+        **backtested,
+    }
+
+
+def top_features(booster, n: int = TOP_FEATURES) -> dict[str, float]:
+    """The ``n`` features with the largest share of the booster's total gain (shares of all gain)."""
+    gain = booster.get_score(importance_type="total_gain")
+    total = sum(gain.values()) or 1.0
+    top = sorted(gain.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return {name: round(value / total, 6) for name, value in top}
+
+
+def get(conn: sa.Connection, table: sa.Table, version: str) -> dict | None:
+    row = conn.execute(sa.select(table).where(table.c.model_version == version)).mappings().first()
+    return None if row is None else dict(row)
+
+
+def champion_as_of(
+    conn: sa.Connection, table: sa.Table, month: date, exclude: str | None = None
+) -> dict | None:
+    """The champion in effect for month ``month`` (see the module's docstring), leaving out
+    ``exclude`` (the challenger itself, when its month is run again)."""
+    query = (
+        sa.select(table)
+        .where(
+            table.c.promoted_at.is_not(None),
+            table.c.status != REJECTED,
+            table.c.champion_since <= month,
+        )
+        .order_by(table.c.champion_since.desc(), table.c.promoted_at.desc(), table.c.model_version.desc())
+        .limit(1)
+    )
+    if exclude is not None:
+        query = query.where(table.c.model_version != exclude)
+    row = conn.execute(query).mappings().first()
+    return None if row is None else dict(row)
+
+
+def current_champion(config: Config) -> dict | None:
+    """The champion for new months (None before the first promotion)."""
+    engine = make_engine(config.predictions.database)
+    try:
+        table = registry_table(config)
+        if not sa.inspect(engine).has_table(table.name, schema=table.schema):
+            return None
+        with engine.connect() as conn:
+            return champion_as_of(conn, table, date.max)
+    finally:
+        engine.dispose()
+
+
+def normalise_statuses(conn: sa.Connection, table: sa.Table) -> None:
+    """Exactly one champion (the newest promotion not rejected), the other promotions retired."""
+    champion = champion_as_of(conn, table, date.max)
+    promoted = sa.and_(table.c.promoted_at.is_not(None), table.c.status != REJECTED)
+    conn.execute(sa.update(table).where(promoted).values(status=RETIRED))
+    if champion is not None:
+        conn.execute(
+            sa.update(table).where(table.c.model_version == champion["model_version"]).values(status=CHAMPION)
+        )
+
+
+def save(conn: sa.Connection, table: sa.Table, row: dict) -> None:
+    """Insert or replace a model's row (one row per version, however often its month runs)."""
+    conn.execute(sa.delete(table).where(table.c.model_version == row["model_version"]))
+    conn.execute(sa.insert(table).values(**{c.name: row.get(c.name) for c in table.columns}))
+    normalise_statuses(conn, table)
+
+
+# --- the gate's rule -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str  # PROMOTED, KEPT_CHAMPION, BLENDED or BASELINE
+    forecaster: str  # whose forecasts to publish: a model version, "baseline:<name>" or a blend
+    reason: str
+
+
+def blend_name(version: str, baseline: str) -> str:
+    """The forecaster that publishes the mean of ``version``'s and the ``baseline``'s forecasts."""
+    return f"{BLEND_PREFIX}{version}+{baseline}"
+
+
+def parse_blend(forecaster: str) -> tuple[str, str] | None:
+    """(model version, baseline name) of a blend's name; None for any other forecaster."""
+    if not forecaster.startswith(BLEND_PREFIX):
+        return None
+    version, plus, baseline = forecaster.removeprefix(BLEND_PREFIX).rpartition("+")
+    if not (version and plus and baseline):
+        raise ValueError(f"{forecaster!r} is not a blend's name (blend:<model version>+<baseline>)")
+    return version, baseline
+
+
+def model_version_of(forecaster: str) -> str | None:
+    """The model whose forecasts ``forecaster`` publishes (all or half of them); None for a baseline."""
+    if forecaster.startswith(BASELINE_PREFIX):
+        return None
+    blended = parse_blend(forecaster)
+    return blended[0] if blended else forecaster
+
+
+def beats(wape: float, other: float, margin: float) -> bool:
+    """``wape`` is lower than ``other`` by at least the relative ``margin`` (NaN never beats)."""
+    return bool(wape < other * (1 - margin))
+
+
+def decide(
+    challenger: str,
+    challenger_wape: float,
+    best_baseline: str,
+    best_baseline_wape: float,
+    gate: GateConfig,
+    champion: str | None = None,
+    champion_wape: float | None = None,
+    blend_wape: float | None = None,
+) -> Decision:
+    """The gate: promote the challenger if it beats the champion (by ``gate.min_improvement``)
+    and the best baseline (by ``gate.min_margin_over_baseline``); else keep the champion if it
+    beats the best baseline by that margin; else publish the blend of the challenger and the best
+    baseline (``blend_wape``: its WAPE; None: not scored) if it beats the best baseline by that
+    margin; else publish the best baseline. All WAPEs are on the same holdout rows. No champion
+    (or none that could score): the challenger only has to beat the baseline."""
+    base = f"{best_baseline} baseline (WAPE {best_baseline_wape:.4f})"
+    margin_b, margin_c = gate.min_margin_over_baseline, gate.min_improvement
+    vs_base = f" by {margin_b:.1%}" if margin_b else ""
+    vs_champ = f" by {margin_c:.1%}" if margin_c else ""
+    ch = f"challenger {challenger} (WAPE {challenger_wape:.4f})"
+    challenger_beats_baseline = beats(challenger_wape, best_baseline_wape, margin_b)
+    if champion is None or champion_wape is None:
+        if challenger_beats_baseline:
+            return Decision(PROMOTED, challenger, f"no champion to beat; {ch} beats the {base}{vs_base}")
+        return _blend_or_baseline(
+            f"no champion; {ch} does not beat the {base}{vs_base}",
+            challenger,
+            best_baseline,
+            best_baseline_wape,
+            blend_wape,
+            margin_b,
+        )
+    cp = f"champion {champion} (WAPE {champion_wape:.4f} on the same rows)"
+    challenger_beats_champion = beats(challenger_wape, champion_wape, margin_c)
+    if challenger_beats_baseline and challenger_beats_champion:
+        return Decision(PROMOTED, challenger, f"{ch} beats the {cp}{vs_champ} and the {base}{vs_base}")
+    lost = [
+        *([] if challenger_beats_champion else [f"the {cp}{vs_champ}"]),
+        *([] if challenger_beats_baseline else [f"the {base}{vs_base}"]),
+    ]
+    why = f"{ch} does not beat {' nor '.join(lost)}"
+    if beats(champion_wape, best_baseline_wape, margin_b):
+        return Decision(
+            KEPT_CHAMPION, champion, f"{why}; the champion beats the {best_baseline} baseline{vs_base}"
+        )
+    return _blend_or_baseline(
+        f"{why}; the champion does not beat the {base}{vs_base} either",
+        challenger,
+        best_baseline,
+        best_baseline_wape,
+        blend_wape,
+        margin_b,
+    )
+
+
+def _blend_or_baseline(
+    why: str,
+    challenger: str,
+    best_baseline: str,
+    best_baseline_wape: float,
+    blend_wape: float | None,
+    margin: float,
+) -> Decision:
+    """Neither model beats the best baseline: their average may (the model and the baseline err
+    differently), else the baseline itself is published."""
+    vs_base = f" by {margin:.1%}" if margin else ""
+    if blend_wape is not None and beats(blend_wape, best_baseline_wape, margin):
+        return Decision(
+            BLENDED,
+            blend_name(challenger, best_baseline),
+            f"{why}; the mean of the challenger's and the baseline's forecasts (WAPE {blend_wape:.4f}) "
+            f"beats the baseline{vs_base}",
+        )
+    blended = "" if blend_wape is None else f"; their blend (WAPE {blend_wape:.4f}) does not beat it{vs_base}"
+    return Decision(BASELINE, f"{BASELINE_PREFIX}{best_baseline}", f"{why}{blended}")
+
+
+# --- manual decisions ------------------------------------------------------------------------
+
+
+class UnknownModel(LookupError):
+    """No such model version in the registry."""
+
+
+def _decide_manually(config: Config, version: str, promote: bool, reason: str, by: str) -> dict:
+    if not reason.strip():
+        raise ValueError("a manual decision needs a reason")
+    now = datetime.now(UTC)
+    with registry(config) as (conn, table):
+        row = get(conn, table, version)
+        if row is None:
+            raise UnknownModel(f"no model {version} in {table.name}")
+        values: dict[str, Any] = {
+            "decision": MANUAL_PROMOTE if promote else MANUAL_REJECT,
+            "reason": reason,
+            "decided_by": by,
+            "decided_at": now,
+        }
+        if promote:
+            # In effect from the newest month in the registry on: the next run compares with it.
+            newest = conn.execute(sa.select(sa.func.max(table.c.run_month))).scalar()
+            newest = date.fromisoformat(str(newest)[:10]) if newest is not None else row["run_month"]
+            values.update(
+                status=RETIRED, promoted_at=now, champion_since=max(newest, _as_date(row["run_month"]))
+            )
+        else:
+            values.update(status=REJECTED)
+        conn.execute(sa.update(table).where(table.c.model_version == version).values(**values))
+        normalise_statuses(conn, table)
+        result = get(conn, table, version)
+        assert result is not None
+    log.info("%s %s (by %s): %s", "Promoted" if promote else "Rejected", version, by, reason)
+    return result
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def promote(config: Config, version: str, reason: str, by: str | None = None) -> dict:
+    """Make ``version`` the champion for the next runs (recorded with who and why)."""
+    return _decide_manually(config, version, True, reason, by or default_user())
+
+
+def reject(config: Config, version: str, reason: str, by: str | None = None) -> dict:
+    """Take ``version`` out of the running for good (recorded with who and why); rejecting the
+    champion makes the previous promotion the champion again."""
+    return _decide_manually(config, version, False, reason, by or default_user())
+
+
+def default_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in a container without one
+        return os.environ.get("USER") or "unknown"
+
+
+def list_models(config: Config) -> list[dict]:
+    """Every registered model, newest run month first."""
+    engine = make_engine(config.predictions.database)
+    try:
+        table = registry_table(config)
+        if not sa.inspect(engine).has_table(table.name, schema=table.schema):
+            return []
+        with engine.connect() as conn:
+            query = sa.select(table).order_by(table.c.run_month.desc(), table.c.created_at.desc())
+            return [dict(r) for r in conn.execute(query).mappings()]
+    finally:
+        engine.dispose()
+
+
+def show(config: Config, version: str) -> dict:
+    for row in list_models(config):
+        if row["model_version"] == version:
+            return row
+    raise UnknownModel(f"no model {version} in {table_name(config)}")
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def _num(value: Any) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def format_list(rows: list[dict]) -> str:
+    head = (
+        f"{'model_version':<22}{'run_month':<11}{'status':<11}{'WAPE':>7}{'champ':>7}"
+        f"{'baseline':>9}{'backtest':>9}  {'decision':<15}{'published':<26}decided_by"
+    )
+    lines = [head]
+    for r in rows:
+        lines.append(
+            f"{r['model_version']:<22}{str(r['run_month'])[:7]:<11}{r['status']:<11}"
+            f"{_num(r['holdout_wape']):>7}{_num(r['champion_wape']):>7}{_num(r['best_baseline_wape']):>9}"
+            f"{_num(r.get('backtest_wape')):>9}  "
+            f"{(r['decision'] or ''):<15}{(r['published'] or ''):<26}{r['decided_by'] or ''}"
+        )
+    return "\n".join(lines)
+
+
+def format_row(row: dict) -> str:
+    out = []
+    for key, value in row.items():
+        if (
+            key in ("params", "features", "baseline_wapes", "feature_importance", "backtest_origins")
+            and value
+        ):
+            value = json.dumps(json.loads(value), indent=2, sort_keys=True).replace("\n", "\n  ")
+        out.append(f"{key}: {value}")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m forecasting.registry.models",
+        description="The model registry of the deployment that FORECAST_CONFIG names.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="every registered model, newest first")
+    shown = commands.add_parser("show", help="one model's row")
+    shown.add_argument("version")
+    for name, text in (
+        ("promote", "make a version the champion for the next runs"),
+        ("reject", "take a version out of the running"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("version")
+        sub.add_argument("--reason", required=True, help="why (recorded in the registry)")
+        sub.add_argument("--by", help="who decides (default: the login name)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    config = load_config()
+    try:
+        if args.command == "list":
+            rows = list_models(config)
+            print(format_list(rows) if rows else f"no models in {table_name(config)} yet")
+        elif args.command == "show":
+            print(format_row(show(config, args.version)))
+        else:
+            decide_ = promote if args.command == "promote" else reject
+            row = decide_(config, args.version, args.reason, args.by)
+            champion = current_champion(config)
+            print(
+                f"{row['model_version']}: {row['status']} ({row['decision']} by {row['decided_by']}: "
+                f"{row['reason']}); champion now: {champion['model_version'] if champion else 'none'}"
+            )
+    except (UnknownModel, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""What-if scenarios: alternative plans forecast by the published model."""

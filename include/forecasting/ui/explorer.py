@@ -1,0 +1,434 @@
+"""The explorer of the Forecasts view: one entity's history, forecasts and earlier forecasts vs actuals.
+
+Predictions are read through the read-only query layer (``forecasting.publishing.query``) with bound
+parameters, by the entity columns, which lead the table's ``<table>_entity_month_idx`` index
+(entity columns, forecast_month): one entity costs an index range scan whatever the table's size.
+Actuals come from the newest published attempt's source snapshot (``raw.parquet``), read with
+a filter on the entity columns. Everything shown is one table (``shown_rows``): the chart, the
+numbers beside it and the CSV download are all drawn from it, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pandas as pd
+import sqlalchemy as sa
+
+from forecasting.core import paths
+from forecasting.core.config import Config
+from forecasting.core.months import month_of
+from forecasting.publishing.query import QueryError, run_query
+from forecasting.ui.charts import Band, Series, line_chart
+
+SEARCH_LIMIT = 50
+INTERVAL_COLUMNS = ("p10", "p90")  # a prediction interval, once the predictions table has one
+
+
+class BadEntity(ValueError):
+    """Search values that cannot be values of their entity columns (the page says which)."""
+
+
+def quote(name: str) -> str:
+    """An SQL identifier, quoted the ANSI way (PostgreSQL and SQLite both read it)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def relation(config: Config, name: str) -> str:
+    schema = config.predictions.database.schema
+    return quote(name) if schema is None else f"{quote(schema)}.{quote(name)}"
+
+
+@dataclass
+class TableShape:
+    """What the predictions table looks like: its columns and its entity columns' pandas dtypes."""
+
+    columns: list[str]
+    key_dtypes: dict[str, Any]
+
+    @property
+    def has_interval(self) -> bool:
+        return all(c in self.columns for c in INTERVAL_COLUMNS)
+
+
+def table_shape(config: Config) -> TableShape | None:
+    """None when nothing was published yet (no table, or an empty one)."""
+    try:
+        row = run_query(config, f"SELECT * FROM {relation(config, config.predictions.table)} LIMIT 1")
+    except QueryError as err:  # no SQLite file yet
+        if "no SQLite database" in str(err):
+            return None
+        raise
+    except sa.exc.DBAPIError as err:  # no table yet (PostgreSQL: undefined_table)
+        if "no such table" in str(err) or getattr(err.orig, "sqlstate", None) == "42P01":
+            return None
+        raise
+    if row.empty:
+        return None
+    return TableShape(
+        columns=list(row.columns), key_dtypes={k: row[k].dtype for k in config.source.entity_columns}
+    )
+
+
+def parse_entity(config: Config, shape: TableShape, given: dict[str, str]) -> dict[str, Any]:
+    """The non-empty search values, typed like their columns; raises BadEntity for e.g. 'abc'
+    given for an integer column."""
+    typed: dict[str, Any] = {}
+    for column in config.source.entity_columns:
+        text = (given.get(column) or "").strip()
+        if not text:
+            continue
+        dtype = shape.key_dtypes[column]
+        try:
+            if pd.api.types.is_integer_dtype(dtype):
+                typed[column] = int(text)
+            elif pd.api.types.is_float_dtype(dtype):
+                typed[column] = float(text)
+            else:
+                typed[column] = text
+        except ValueError:
+            raise BadEntity(f"{column} is a number column: {text!r} is not a number") from None
+    return typed
+
+
+def _where(values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    conditions = [f"{quote(k)} = :k{i}" for i, k in enumerate(values)]
+    return " AND ".join(conditions) or "1 = 1", {f"k{i}": v for i, v in enumerate(values.values())}
+
+
+def find_entities(config: Config, values: dict[str, Any], limit: int = SEARCH_LIMIT) -> list[dict[str, Any]]:
+    """Entities of the newest run matching ``values`` (exact, on any subset of entity columns),
+    ordered by their keys, at most ``limit`` + 1 (so the caller can tell there are more).
+
+    The primary key (run_month, entity columns..., horizon) serves it: one month's horizon-1 rows.
+    """
+    keys = config.source.entity_columns
+    where, params = _where(values)
+    table = relation(config, config.predictions.table)
+    runs = relation(config, f"{config.predictions.table}_runs")
+    sql = (
+        f"SELECT {', '.join(quote(k) for k in keys)} FROM {table} "
+        f"WHERE run_month = (SELECT max(run_month) FROM {runs}) AND horizon = 1 AND {where} "
+        f"ORDER BY {', '.join(quote(k) for k in keys)} LIMIT {int(limit) + 1}"
+    )
+    found = run_query(config, sql, params=params)
+    return [{k: _plain(v) for k, v in row.items()} for row in found.to_dict(orient="records")]
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python ones (for URLs, JSON and parquet filters)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _month(value: Any) -> str:
+    return f"{pd.Timestamp(value):%Y-%m}"
+
+
+@dataclass
+class EntityForecasts:
+    """Everything the explorer shows for one entity."""
+
+    entity: dict[str, Any]
+    predictions: pd.DataFrame  # every run's rows of the entity, months as "YYYY-MM"
+    history: pd.DataFrame  # month ("YYYY-MM"), actual
+    latest_run: str | None  # the newest run month ("YYYY-MM") that published
+    history_source: Path | None  # the snapshot the actuals come from
+    horizon: int
+    has_interval: bool
+    seconds: dict[str, float] = field(default_factory=dict)  # server time per step
+
+
+def entity_query(config: Config, shape: TableShape, entity: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(SQL, parameters) of every run's rows of one entity. The index on (entity columns,
+    forecast_month) serves it: a range scan of this entity's rows only."""
+    where, params = _where({k: entity[k] for k in config.source.entity_columns})
+    extra = list(INTERVAL_COLUMNS) if shape.has_interval else []
+    columns = ["run_month", "forecast_month", "horizon", "prediction", "model_version", "run_id", *extra]
+    sql = (
+        f"SELECT {', '.join(quote(c) for c in columns)} FROM {relation(config, config.predictions.table)} "
+        f"WHERE {where} ORDER BY forecast_month, run_month"
+    )
+    return sql, params
+
+
+def entity_forecasts(config: Config, shape: TableShape, entity: dict[str, Any]) -> EntityForecasts:
+    """One entity's prediction rows (every run) and actuals. ``entity`` gives every entity column."""
+    started = time.perf_counter()
+    sql, params = entity_query(config, shape, entity)
+    rows = run_query(config, sql, params=params)
+    for column in ("run_month", "forecast_month"):
+        rows[column] = [_month(v) for v in rows[column]]
+    runs = run_query(
+        config,
+        f"SELECT run_month, run_id FROM {relation(config, f'{config.predictions.table}_runs')} "
+        "ORDER BY run_month DESC LIMIT 1",
+    )
+    queried = time.perf_counter()
+    latest_run = _month(runs["run_month"].iloc[0]) if len(runs) else None
+    snapshot = None
+    if latest_run is not None:
+        attempt = paths.published_attempt(config, month_of(latest_run), runs["run_id"].iloc[0])
+        if attempt is not None and paths.snapshot_in(attempt).is_file():
+            snapshot = paths.snapshot_in(attempt)
+    history = read_history(config, snapshot, entity) if snapshot else _empty_history()
+    return EntityForecasts(
+        entity=entity,
+        predictions=rows,
+        history=history,
+        latest_run=latest_run,
+        history_source=snapshot,
+        horizon=config.horizon,
+        has_interval=shape.has_interval,
+        seconds={"predictions": queried - started, "history": time.perf_counter() - queried},
+    )
+
+
+def _empty_history() -> pd.DataFrame:
+    return pd.DataFrame({"month": pd.Series(dtype=str), "actual": pd.Series(dtype=float)})
+
+
+def read_history(config: Config, snapshot: Path, entity: dict[str, Any]) -> pd.DataFrame:
+    """The entity's monthly target from a snapshot: parquet's filter skips other entities' rows."""
+    keys, time_column, target = (
+        config.source.entity_columns,
+        config.source.time_column,
+        config.source.target_column,
+    )
+    frame = pd.read_parquet(
+        snapshot,
+        columns=[*keys, time_column, target],
+        filters=[(k, "==", entity[k]) for k in keys],
+    )
+    frame = frame.dropna(subset=[time_column, target])
+    frame = frame.groupby(frame[time_column].dt.to_period("M"))[target].sum().sort_index()
+    return pd.DataFrame({"month": [str(p) for p in frame.index], "actual": frame.to_numpy(dtype=float)})
+
+
+def shown_rows(found: EntityForecasts) -> pd.DataFrame:
+    """One row per month: the actual, the earlier runs' forecasts of it made h months ahead (months
+    up to the newest run month only: what can be compared with actuals), and the newest run's
+    forecast (with its interval, if the table has one). This is the numbers table and the CSV."""
+    columns = ["month", "actual"]
+    table = found.history.set_index("month")[["actual"]]
+    rows = found.predictions
+    if found.latest_run is not None and len(rows):
+        earlier = rows[(rows["run_month"] < found.latest_run) & (rows["forecast_month"] <= found.latest_run)]
+        for h in range(1, found.horizon + 1):
+            column = f"forecast_{h}m_ahead"
+            columns.append(column)
+            at_h = earlier[earlier["horizon"] == h].set_index("forecast_month")["prediction"]
+            table = table.join(at_h.rename(column), how="outer")
+        latest = rows[rows["run_month"] == found.latest_run].set_index("forecast_month")
+        kept = [
+            "prediction",
+            "horizon",
+            *([*INTERVAL_COLUMNS] if found.has_interval else []),
+            "model_version",
+        ]
+        renamed = latest[kept].rename(
+            columns={
+                "prediction": "latest_forecast",
+                "horizon": "latest_horizon",
+                "model_version": "latest_model",
+            }
+        )
+        columns += list(renamed.columns)
+        table = table.join(renamed, how="outer")
+    table = table.reindex(columns=columns[1:]).sort_index(ascending=False)  # newest month first
+    table.index.name = "month"
+    out = table.reset_index()
+    if "latest_horizon" in out.columns:
+        out["latest_horizon"] = out["latest_horizon"].astype("Int64")
+    return out
+
+
+def chart(found: EntityForecasts, shown: pd.DataFrame, config: Config) -> str:
+    def points(column: str) -> list[tuple[str, float]]:
+        if column not in shown.columns:
+            return []
+        present = shown[shown[column].notna()]
+        return list(zip(present["month"], present[column].astype(float), strict=True))
+
+    series = [Series("actual", "actual", points("actual"))]
+    for h in range(1, found.horizon + 1):
+        label = f"earlier forecast, {h} month{'s' if h > 1 else ''} ahead"
+        series.append(Series(f"ahead{h}", label, points(f"forecast_{h}m_ahead"), line=False))
+    series.append(
+        Series("latest", f"forecast of run {found.latest_run}", points("latest_forecast"), dashed=True)
+    )
+    bands = []
+    if found.has_interval and "p10" in shown.columns:
+        present = shown[shown["p10"].notna() & shown["p90"].notna()]
+        bands.append(
+            Band(
+                "interval",
+                "p10–p90",
+                list(
+                    zip(
+                        present["month"],
+                        present["p10"].astype(float),
+                        present["p90"].astype(float),
+                        strict=True,
+                    )
+                ),
+            )
+        )
+    name = ", ".join(f"{k} {v}" for k, v in found.entity.items())
+    marker = (found.latest_run, f"run {found.latest_run}") if found.latest_run else None
+    return line_chart(
+        series,
+        bands=bands,
+        title=f"{name}: {config.source.target_column} per month",
+        y_label=config.source.target_column,
+        marker=marker,
+    )
+
+
+def csv_text(found: EntityForecasts, shown: pd.DataFrame) -> str:
+    """The shown rows with the entity's columns first."""
+    frame = shown.copy()
+    for i, (k, v) in enumerate(found.entity.items()):
+        frame.insert(i, k, v)
+    return frame.to_csv(index=False)
+
+
+def csv_filename(found: EntityForecasts) -> str:
+    parts = "_".join(f"{k}-{v}" for k, v in found.entity.items())
+    return "forecasts_" + "".join(c if c.isalnum() or c in "-_." else "-" for c in parts) + ".csv"
+
+
+def entity_csv(config: Config, given: dict[str, str]) -> tuple[str, str] | None:
+    """(file name, CSV text) of the rows the explorer shows for the entity ``given`` names in
+    full; None when it has no forecasts. Raises BadEntity for values of the wrong type or an
+    entity column left out."""
+    shape = table_shape(config)
+    if shape is None:
+        return None
+    values = parse_entity(config, shape, given)
+    missing = [k for k in config.source.entity_columns if k not in values]
+    if missing:
+        raise BadEntity(f"name the entity in full: {', '.join(missing)} missing")
+    found = entity_forecasts(config, shape, values)
+    if found.predictions.empty:
+        return None
+    return csv_filename(found), csv_text(found, shown_rows(found))
+
+
+# --- the page --------------------------------------------------------------------------------
+
+
+def render_explorer(config: Config, given: dict[str, str]) -> str:
+    """The explorer page for the query string ``given`` (entity column -> text)."""
+    from forecasting.ui.overview import page
+
+    started = time.perf_counter()
+    keys = config.source.entity_columns
+    shape = table_shape(config)
+    if shape is None:
+        return page(
+            config, "Explorer", "<p>No month has been published yet: run <code>monthly_forecast</code>.</p>"
+        )
+    form = _search_form(keys, given)
+    try:
+        values = parse_entity(config, shape, given)
+    except BadEntity as err:
+        return page(config, "Explorer", form + f'<p class="bad">{html.escape(str(err))}</p>')
+    if len(values) == len(keys):
+        found = entity_forecasts(config, shape, values)
+        if found.predictions.empty:
+            body = form + f"<p>No forecasts for {html.escape(_entity_name(values))}.</p>"
+        else:
+            body = form + _entity_section(config, found, time.perf_counter() - started)
+        return page(config, "Explorer", body)
+    matches = find_entities(config, values)
+    more = len(matches) > SEARCH_LIMIT
+    items = "".join(
+        f'<li><a href="explorer?{html.escape(urlencode(m))}">{html.escape(_entity_name(m))}</a></li>'
+        for m in matches[:SEARCH_LIMIT]
+    )
+    note = (
+        f"<p class='muted'>The first {SEARCH_LIMIT} matches; give more columns to narrow it down.</p>"
+        if more
+        else ""
+    )
+    listed = f'<ul class="entities">{items}</ul>{note}' if items else "<p>No entity matches.</p>"
+    heading = "Entities of the newest run" + (
+        " matching " + html.escape(_entity_name(values)) if values else ""
+    )
+    return page(config, "Explorer", form + f"<h3>{heading}</h3>{listed}")
+
+
+def _entity_name(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in values.items())
+
+
+def _search_form(keys: list[str], given: dict[str, str]) -> str:
+    fields = "".join(
+        f'<label>{html.escape(k)} <input name="{html.escape(k)}" value="{html.escape(given.get(k) or "")}" '
+        'size="10" autocomplete="off"></label>'
+        for k in keys
+    )
+    return (
+        f'<form class="search" method="get" action="explorer">{fields}<button type="submit">Find</button>'
+        "<span class='muted'>Fill every column to open an entity, or some to list matching ones.</span></form>"
+    )
+
+
+def _entity_section(config: Config, found: EntityForecasts, seconds: float) -> str:
+    shown = shown_rows(found)
+    query = urlencode(found.entity)
+    source = (
+        f"actuals from the snapshot of run {found.latest_run}"
+        if found.history_source
+        else "no snapshot of the newest run is left, so no actuals"
+    )
+    if not found.has_interval:
+        interval = " The table has no prediction interval (p10/p90) yet."
+    elif "p10" not in shown.columns or shown["p10"].isna().all():
+        interval = f" Run {found.latest_run}'s forecasts have no prediction interval (p10/p90)."
+    else:
+        interval = " The band is the p10–p90 prediction interval."
+    displayed = [c for c in shown.columns if c != "latest_model"]  # one model: said above the table
+    head = "".join(
+        f'<th class="n" data-column="{c}" title="{html.escape(c)}">{html.escape(_header(c))}</th>'
+        for c in displayed
+    )
+    body_rows = []
+    for row in shown[displayed].itertuples(index=False):
+        cells = [f'<td class="n">{_cell(value)}</td>' for value in row]
+        body_rows.append("<tr>" + "".join(cells) + "</tr>")
+    models = sorted(set(shown["latest_model"].dropna())) if "latest_model" in shown.columns else []
+    made_by = (
+        f" Run {found.latest_run}'s forecast made by <code>{html.escape(', '.join(models))}</code>."
+        if models
+        else ""
+    )
+    return (
+        f"<h3>{html.escape(_entity_name(found.entity))}</h3>"
+        f'<p class="muted">{source}; forecasts of every run from <code>{html.escape(config.predictions.table)}</code>.'
+        f"{made_by}{interval} "
+        f'<a class="button" href="explorer.csv?{html.escape(query)}" download>Download CSV</a> '
+        f"<span data-server-ms>served in {1000 * seconds:.0f} ms</span></p>"
+        f'<div class="explorer"><div class="chart-box">{chart(found, shown, config)}</div>'
+        f'<div class="numbers"><table id="shown-rows"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body_rows)}</tbody></table></div></div>"
+    )
+
+
+def _header(column: str) -> str:
+    if column.startswith("forecast_") and column.endswith("m_ahead"):
+        return f"{column.split('_')[1].removesuffix('m')} mo ahead"
+    return {"latest_forecast": "newest run", "latest_horizon": "h"}.get(column, column)
+
+
+def _cell(value: Any) -> str:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    if isinstance(value, float):  # as many decimals as a person compares
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
+    return html.escape(str(value))

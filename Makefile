@@ -32,7 +32,7 @@ help:
 	@echo "make ui         start Airflow (api-server, scheduler, dag-processor, triggerer) at http://localhost:8080"
 	@echo "make dominicks  run the pipeline on Dominick's orange juice sales (real data), without and with plans"
 	@echo "make tourism    run the pipeline on the tourism competition's 366 monthly series (real data)"
-	@echo "make lint       ruff check (with Airflow's rules) and ruff format --check"
+	@echo "make lint       ruff check (with Airflow's rules), ruff format --check and lint-imports (the layers)"
 	@echo "make typecheck  mypy on include/"
 	@echo "make format     reformat with ruff"
 	@echo "make benchmark  time the pipeline's stages (SQLite) and publishing to PostgreSQL"
@@ -96,6 +96,7 @@ browser:
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff format .

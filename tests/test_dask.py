@@ -215,7 +215,7 @@ def test_a_worker_config_opens_with_a_snapshot_of_feasts_registry(both):
     from forecasting.features import store
 
     config, _ = both["cluster"]
-    sent = WorkerConfig.of(config, with_feast_registry=True)
+    sent = WorkerConfig.of(config, feast_registry=store.registry_snapshot(config))
     assert sent.registry and PASSWORD.encode() not in pickle.dumps(sent)
     with sent.opened() as opened:
         assert opened.data_dir == config.data_dir

@@ -1,4 +1,4 @@
-"""Planned covariates (config ``plans:``, forecasting.data.plans): the config section, extract (SQLite
+"""Planned covariates (config ``plans:``, forecasting.features.plans): the config section, extract (SQLite
 and PostgreSQL), the Great Expectations suite, Feast's point-in-time join of the plans into the
 training rows and the forecasts, and a revision made after an origin leaving that origin's
 backtest forecasts alone.
@@ -265,7 +265,7 @@ def test_a_backfill_keeps_the_revisions_a_later_run_wrote(planned):
     """write_plan_features: revisions stamped after the end of M stay in the files a run of an
     earlier month rewrites, and running M again writes the same files."""
     from forecasting.core import paths
-    from forecasting.data.plans import write_plan_features
+    from forecasting.features.plans import write_plan_features
 
     config, attempt, _ = planned
     known = pd.read_parquet(paths.plans(config, MONTH, attempt))

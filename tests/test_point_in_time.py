@@ -279,10 +279,10 @@ def planned(request, tmp_path, synthetic_sales):
     plans known at the end of M in the offline tables, the definitions applied."""
     from forecasting.core import paths
     from forecasting.core.config import load_config
-    from forecasting.data import extract, plans
+    from forecasting.data import extract
     from forecasting.datasets.synthetic import generate_plans, seed_plans_table, seed_source_database
     from forecasting.features import catalogue as features
-    from forecasting.features import store
+    from forecasting.features import plans, store
 
     raw = demo_config_dict(tmp_path)
     raw["feature_store"]["offline_store"] = {"type": request.param}
@@ -304,8 +304,7 @@ def test_a_plan_revised_after_the_origin_never_reaches_the_origins_row(planned):
     get the revision."""
     from forecasting.core import paths
     from forecasting.core.months import month_end
-    from forecasting.data import plans
-    from forecasting.features import dataset, store
+    from forecasting.features import dataset, plans, store
     from forecasting.features.catalogue import CREATED, TIMESTAMP
     from forecasting.modeling import train
 

@@ -91,7 +91,7 @@ class WorkerConfig:
     registry: bytes | None
 
     @classmethod
-    def of(cls, config: Config, *, with_feast_registry: bool = False) -> WorkerConfig:
+    def of(cls, config: Config, *, feast_registry: bytes | None = None) -> WorkerConfig:
         source = config.source
         plans = config.plans
         # Built field by field rather than copied: a setting added to Config later (a database
@@ -129,7 +129,7 @@ class WorkerConfig:
             config=safe,
             feast={k: config.feature_store[k] for k in _FEAST_KEYS if k in config.feature_store},
             offline_store=written.get("offline_store"),
-            registry=_registry_snapshot(config) if with_feast_registry else None,
+            registry=feast_registry,
         )
 
     @contextmanager
@@ -176,14 +176,6 @@ def _plans_without_databases(plans: PlansConfig) -> PlansConfig:
     )
 
 
-def _registry_snapshot(config: Config) -> bytes:
-    """Feast's registry as it stands now, serialized: the definitions the workers join with,
-    read once here, so no worker needs the registry's URL (and its password)."""
-    from forecasting.features import store
-
-    return bytes(store.feature_store(config).registry.proto().SerializeToString())
-
-
 def _run_with(item: Any, function: Callable, args: tuple) -> Any:
     """On a worker: ``function(item, *args)``, each WorkerConfig of ``args`` opened as a Config."""
     with ExitStack() as stack:
@@ -192,17 +184,17 @@ def _run_with(item: Any, function: Callable, args: tuple) -> Any:
 
 
 def map_in_order(
-    client: Any, function: Callable, items: Sequence, *args: Any, with_feast_registry: bool = False
+    client: Any, function: Callable, items: Sequence, *args: Any, feast_registry: bytes | None = None
 ) -> list:
     """``[function(item, *args) for item in items]``, on the cluster's workers if there is a client.
 
-    A Config among ``args`` goes to the workers as a ``WorkerConfig`` (no secret in it), with a
-    snapshot of Feast's registry if ``with_feast_registry`` (for work that asks Feast)."""
+    A Config among ``args`` goes to the workers as a ``WorkerConfig`` (no secret in it), with
+    ``feast_registry``, a snapshot of Feast's registry (``store.registry_snapshot``), for work
+    that asks Feast."""
     if client is None:
         return [function(item, *args) for item in items]
     sent = tuple(
-        WorkerConfig.of(a, with_feast_registry=with_feast_registry) if isinstance(a, Config) else a
-        for a in args
+        WorkerConfig.of(a, feast_registry=feast_registry) if isinstance(a, Config) else a for a in args
     )
     futures = client.map(_run_with, items, function=function, args=sent, pure=False)
     try:

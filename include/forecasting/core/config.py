@@ -98,7 +98,7 @@ class PlansConfig:
     """Planned covariates (prices, promotions...) of future months: known-future features.
 
     A table or query with one row per entity, target month and revision: the month's planned
-    values as they stood from ``planned_at`` on (see forecasting.data.plans)."""
+    values as they stood from ``planned_at`` on (see forecasting.features.plans)."""
 
     database: Database
     table: str | None

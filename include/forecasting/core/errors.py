@@ -55,10 +55,8 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
 
 def is_permanent(error: BaseException) -> bool:
     """True when retrying cannot help; False for anything that might pass by itself."""
-    from forecasting.data.validate import DataValidationError
-
     for cause in _chain(error):
-        if isinstance(cause, ConfigError | DataError | DataValidationError):
+        if isinstance(cause, ConfigError | DataError):  # a failed validation is a DataError
             return True
         sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
         if isinstance(sqlstate, str) and sqlstate:

@@ -429,7 +429,7 @@ def extract(config: Config, month: pd.Period, path: Path) -> Snapshot:
     return snapshot
 
 
-# --- plans: planned covariates of future months (forecasting.data.plans) ---------------------------
+# --- plans: planned covariates of future months (forecasting.features.plans) ---------------------------
 
 
 @dataclass

@@ -204,3 +204,12 @@ def lagged(values: np.ndarray, by: int) -> np.ndarray:
     if by < values.shape[1]:
         out[:, by:] = values[:, : values.shape[1] - by]
     return out
+
+def key_text(values: pd.Series) -> np.ndarray:
+    """Entity keys as text, as the panel and Feast have them ("7", never "7.0": a key column
+    read with a null in it arrives as floats)."""
+    if pd.api.types.is_float_dtype(values):
+        present = values.dropna()
+        if (present == np.floor(present)).all():
+            return values.astype("Int64").astype(str).to_numpy(dtype=object)
+    return values.astype(str).to_numpy(dtype=object)

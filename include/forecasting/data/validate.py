@@ -25,6 +25,8 @@ import pandas as pd
 
 from forecasting.core import paths
 from forecasting.core.config import Config, SourceConfig
+from forecasting.core.errors import DataError
+from forecasting.data.panel import key_text
 from forecasting.data.extract import UNREADABLE_SUFFIX, unreadable_column
 from forecasting.core.months import month_of, month_range
 
@@ -96,8 +98,9 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-class DataValidationError(Exception):
-    """Raised when the snapshot fails; str() names every failed expectation with its counts."""
+class DataValidationError(DataError):
+    """Raised when the snapshot fails; str() names every failed expectation with its counts.
+    Bad data fails the same way on every retry: a DataError."""
 
     def __init__(self, report: ValidationReport):
         super().__init__(report.summary())
@@ -501,7 +504,7 @@ def _quiet_gx_logging() -> Iterator[None]:
         gx_logger.setLevel(logging.NOTSET)
 
 
-# --- the plans (config ``plans:``, forecasting.data.plans) -----------------------------------------
+# --- the plans (config ``plans:``, forecasting.features.plans) -----------------------------------------
 
 # Beside the plans' rows, the batch gets one row per (active entity, forecast month) that has
 # no plan, holding "<keys> in <month>" here (null in the plans' own rows): an expectation that
@@ -560,8 +563,6 @@ def _unplanned(plans: pd.DataFrame, snapshot: pd.DataFrame, config: Config, mont
     active = snapshot.loc[in_month, src.entity_columns].astype(str).drop_duplicates()
     forecast_months = [month + h for h in range(1, config.horizon + 1)]
     wanted = active.merge(pd.DataFrame({"_month": [str(m) for m in forecast_months]}), how="cross")
-    from forecasting.data.plans import key_text
-
     planned = plans[needed].dropna()
     planned = pd.DataFrame(
         {

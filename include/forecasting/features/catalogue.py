@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from forecasting.core import paths
+from forecasting.core.compute import map_in_order
 from forecasting.core.config import Config
 from forecasting.core.months import month_from_index, month_index
 from forecasting.data.extract import window_start
@@ -72,7 +73,7 @@ def feature_names(config: Config) -> list[str]:
 
 def plan_catalogue(config: Config) -> list[Feature]:
     """The planned covariates (``plans:``), one feature each, in the config's order: the value
-    planned for the *target* month as the plan stood at the origin (forecasting.data.plans). They
+    planned for the *target* month as the plan stood at the origin (forecasting.features.plans). They
     live in a Feast view of their own, keyed by entity and target month."""
     if config.plans is None:
         return []
@@ -207,7 +208,6 @@ def build_features(snapshot: pd.DataFrame, config: Config, month: pd.Period, cli
     goes chunk by chunk of entities (on the Dask cluster's workers if ``client`` is one); the
     chunks' rows are put back in entity order, so the files are the same either way.
     """
-    from forecasting.core.compute import map_in_order
 
     panel = build_panel(snapshot, config)
     first, last = feature_months(config, month, panel.first_month if panel.entities else None)

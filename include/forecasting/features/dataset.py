@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 
 from forecasting.core import paths
+from forecasting.core.compute import map_in_order
 from forecasting.core.config import Config
 from forecasting.core.months import month_from_index, month_index, month_labels
-from forecasting.data.panel import Panel, months_known
+from forecasting.data.panel import Panel, build_panel, months_known
 from forecasting.features import store
 from forecasting.features.catalogue import TIMESTAMP, feature_months, feature_names, plan_feature_names
 
@@ -226,8 +227,6 @@ def retrieve_unordered(
     """``retrieve``'s rows in the order Feast answered, and the position of each pair's row
     among them: ``features.take(position[at])`` are the rows of pairs ``at`` in one reordering
     instead of two (at 100,000 series, 0.5 s less in train)."""
-    from forecasting.core.compute import map_in_order
-
     columns = [*feature_names(config), *plan_columns(config)]
     chunks = []
     for start in range(0, len(entity), RETRIEVAL_CHUNK_ROWS):
@@ -240,7 +239,8 @@ def retrieve_unordered(
         chunks.append(rows)
     if not chunks:
         return pd.DataFrame(columns=columns), np.zeros(0, dtype=np.int64)
-    parts = map_in_order(client, _retrieve_chunk, chunks, config, with_feast_registry=True)
+    registry = store.registry_snapshot(config) if client is not None else None
+    parts = map_in_order(client, _retrieve_chunk, chunks, config, feast_registry=registry)
     features = pd.concat(parts, ignore_index=True)
     row = features[ROW].to_numpy()
     n = len(entity)
@@ -271,7 +271,7 @@ def _plans_by_horizon(config: Config, rows: pd.DataFrame) -> pd.DataFrame:
     """For each row (an entity and origin o, in order), the plan of each horizon h's target
     month o + h as it stood at the end of o: Feast's point-in-time join of the plans' view,
     asked with the origin's timestamp. Columns ``plan_columns(config)``."""
-    from forecasting.data import plans
+    from forecasting.features import plans
 
     assert config.plans is not None
     keys, horizon, n = config.source.entity_columns, config.horizon, len(rows)
@@ -479,8 +479,6 @@ def categories_of(frame: pd.DataFrame, config: Config) -> dict[str, list[str]]:
 def training_frame(snapshot: pd.DataFrame, config: Config, month: pd.Period) -> pd.DataFrame:
     """Every labelled row of M with its point-in-time features, as one DataFrame (unsampled: for
     tests and inspection on small data; train works on the arrays)."""
-    from forecasting.data.panel import build_panel
-
     panel = build_panel(snapshot, config, sales_only=True)
     rows = labelled(panel, config, month)
     entity, origin, (at,) = pairs(rows)

@@ -29,8 +29,8 @@ import yaml
 from forecasting.core import paths
 from forecasting.core.config import REPO_ROOT, Config, feast_repo_config
 from forecasting.core.months import month_end
-from forecasting.data.plans import PLAN_MONTH
 from forecasting.features.catalogue import CREATED, TIMESTAMP, catalogue, plan_catalogue
+from forecasting.features.plans import PLAN_MONTH
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,12 @@ def feature_store(config: Config):
     from feast import FeatureStore
 
     return FeatureStore(config=repo_config(config))
+
+
+def registry_snapshot(config: Config) -> bytes:
+    """Feast's registry as it stands now, serialized: the definitions Dask workers join with,
+    read once here, so no worker needs the registry's URL (and its password)."""
+    return bytes(feature_store(config).registry.proto().SerializeToString())
 
 
 def write_feature_store_yaml(config: Config) -> Path:
@@ -263,7 +269,7 @@ def build_definitions(config: Config) -> Definitions:
 
 
 def _plan_definitions(config: Config, entities: list) -> list:
-    """The target-month entity, the plans' source, view and service (see forecasting.data.plans).
+    """The target-month entity, the plans' source, view and service (see forecasting.features.plans).
 
     Offline only: training and prediction read plans point in time from the offline table, as
     of each row's origin (the online store serves the newest sales features alone)."""

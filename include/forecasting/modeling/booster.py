@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 
 from forecasting.core import paths
+from forecasting.core.compute import workers
 from forecasting.core.config import Config
+from forecasting.features.dataset import recent_level
 
 # A booster fitted on targets scaled per series carries this attribute (saved in its .ubj), so
 # whoever loads it later predicts with the same scale, whatever the config says then.
@@ -29,7 +31,6 @@ def recent_mean_margin(X: pd.DataFrame) -> np.ndarray:
     widest rolling window the row has, else its last month, else 0). With a log-link objective
     (Tweedie, Poisson, gamma) as each row's base margin, the trees learn the target relative to
     its own series' level: one model for series of any size."""
-    from forecasting.features.dataset import recent_level
 
     return np.log1p(np.clip(np.nan_to_num(recent_level(X), nan=0.0), 0, None))
 
@@ -109,8 +110,6 @@ def _fit_on_cluster(
     import dask.dataframe as dd
     from xgboost import dask as dxgb
 
-    from forecasting.core.compute import workers
-
     parts = len(workers(client))
     params = {k: v for k, v in params.items() if k != "nthread"}  # each worker uses its own threads
 
@@ -149,8 +148,6 @@ def predict(booster, X: pd.DataFrame, client=None) -> np.ndarray:
     else:
         import dask.dataframe as dd
         from xgboost import dask as dxgb
-
-        from forecasting.core.compute import workers
 
         whole = X.assign(**{_MARGIN: recent_mean_margin(X)}) if scaled else X
         data = dd.from_pandas(whole, npartitions=len(workers(client)), sort=False)

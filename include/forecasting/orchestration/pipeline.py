@@ -113,7 +113,7 @@ def extract(month: str, run_id: str, config: Config | None = None) -> dict:
             "first_month": snap.first_month,
             "last_month": snap.last_month,
         }
-        if config.plans is not None:  # the plans as they stood at the end of M (forecasting.data.plans)
+        if config.plans is not None:  # the plans as they stood at the end of M (forecasting.features.plans)
             from forecasting.data.extract import extract_plans
 
             planned = extract_plans(config, m, paths.plans(config, m, attempt))
@@ -135,13 +135,30 @@ def validate(month: str, attempt: str, config: Config | None = None) -> dict:
             "expectations": report.expectations,
             "data_docs": report.data_docs,
         }
-        if config.plans is not None:  # validated plans go to Feast's offline table (forecasting.data.plans)
-            from forecasting.data.plans import validate_and_store
-
-            plans = pd.read_parquet(paths.plans(config, m, attempt))
-            checked = validate_and_store(plans, _snapshot(config, m, attempt), config, m, attempt)
+        if config.plans is not None:
+            checked = _validate_and_store_plans(config, m, attempt)
             return _record(config, m, attempt, "validate", {**result, "plans": checked})
         return _record(config, m, attempt, "validate", result)
+
+
+def _validate_and_store_plans(config: Config, m: pd.Period, attempt: str) -> dict:
+    """The validate stage's part for the plans: Great Expectations over them (fails closed,
+    raising DataValidationError), then the plans' offline table; what to record."""
+    from forecasting.data.validate import validate_plans
+    from forecasting.features.plans import write_plan_features
+
+    plans = pd.read_parquet(paths.plans(config, m, attempt))
+    docs = paths.plan_docs(config, m, attempt)
+    report = validate_plans(plans, _snapshot(config, m, attempt), config, m, docs)
+    built = write_plan_features(plans, config, m)
+    return {
+        "rows": report.rows,
+        "expectations": report.expectations,
+        "data_docs": report.data_docs,
+        "target_months": built.files,
+        "first_month": built.first_month,
+        "last_month": built.last_month,
+    }
 
 
 def build_features(month: str, attempt: str, config: Config | None = None) -> dict:

@@ -152,7 +152,7 @@ def planned_columns(frame: pd.DataFrame, config: Config) -> list[str]:
 
 
 def _entity_labels(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
-    from forecasting.data.plans import key_text
+    from forecasting.data.panel import key_text
 
     label = pd.Series(key_text(frame[keys[0]]), index=frame.index).radd(f"{keys[0]}=")
     for k in keys[1:]:
@@ -175,7 +175,7 @@ def validate_scenarios(
     from great_expectations.expectations.row_conditions import Column
 
     from forecasting.data.extract import unreadable_column
-    from forecasting.data.plans import key_text
+    from forecasting.data.panel import key_text
     from forecasting.data.validate import (
         DATETIME_TYPES,
         FINITE,
@@ -466,7 +466,7 @@ def override(
     """The features of ``inputs`` with one scenario's ``rows`` in place of the base plan, and
     which (entity, horizon) cells they plan (entities x horizons, in ``inputs.active``'s order).
     A covariate a row leaves null keeps the base plan's value."""
-    from forecasting.data.plans import key_text
+    from forecasting.data.panel import key_text
 
     assert config.plans is not None
     keys = config.plans.entity_columns

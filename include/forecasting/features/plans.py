@@ -29,23 +29,14 @@ import pandas as pd
 
 from forecasting.core import paths
 from forecasting.core.config import FILL_EMPTY, Config
-from forecasting.features.catalogue import CREATED, TIMESTAMP
 from forecasting.core.months import month_end
+from forecasting.data.panel import key_text
+from forecasting.features.catalogue import CREATED, TIMESTAMP
 
 log = logging.getLogger(__name__)
 
 # Feast's join key of the plans: the month a plan is for, "YYYY-MM".
 PLAN_MONTH = "target_month"
-
-
-def key_text(values: pd.Series) -> np.ndarray:
-    """Entity keys as text, as the panel and Feast have them ("7", never "7.0": a key column
-    read with a null in it arrives as floats)."""
-    if pd.api.types.is_float_dtype(values):
-        present = values.dropna()
-        if (present == np.floor(present)).all():
-            return values.astype("Int64").astype(str).to_numpy(dtype=object)
-    return values.astype(str).to_numpy(dtype=object)
 
 
 def latest_plans(plans: pd.DataFrame, config: Config, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -142,22 +133,3 @@ def fill(values: pd.DataFrame, config: Config, columns: dict[str, list[str]]) ->
         for column in columns.get(covariate, []):
             values[column] = values[column].fillna(np.float32(rule))
     return values
-
-
-def validate_and_store(
-    plans: pd.DataFrame, snapshot: pd.DataFrame, config: Config, month: pd.Period, attempt: str
-) -> dict:
-    """The validate stage's part for the plans: Great Expectations over them (fails closed,
-    raising validate.DataValidationError), then the plans' offline table; what to record."""
-    from forecasting.data.validate import validate_plans
-
-    report = validate_plans(plans, snapshot, config, month, paths.plan_docs(config, month, attempt))
-    built = write_plan_features(plans, config, month)
-    return {
-        "rows": report.rows,
-        "expectations": report.expectations,
-        "data_docs": report.data_docs,
-        "target_months": built.files,
-        "first_month": built.first_month,
-        "last_month": built.last_month,
-    }

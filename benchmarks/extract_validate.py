@@ -154,7 +154,8 @@ def child(stage: str, config_path: str, snapshot: str, docs: str) -> None:
     else:
         import great_expectations  # noqa: F401  (imports are reported apart)
 
-        from forecasting.data.validate import DataValidationError, validate_snapshot
+        from forecasting.data.checkpoint import DataValidationError
+        from forecasting.data.validate import validate_snapshot
 
         imported = time.perf_counter()
         try:

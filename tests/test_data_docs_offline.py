@@ -38,7 +38,8 @@ def real_data_docs(config) -> tuple[str, str]:
     """GX's Data Docs of a failed validation of MONTH, as the validate stage builds them, in an
     attempt of their own: (attempt, the validation page's path inside the site)."""
     from forecasting.core import paths
-    from forecasting.data.validate import DataValidationError, validate_snapshot
+    from forecasting.data.checkpoint import DataValidationError
+    from forecasting.data.validate import validate_snapshot
 
     month = pd.Period(MONTH, "M")
     attempt = f"{paths.run_key(RUN_ID)}__20250107T000000000000Z"

@@ -40,7 +40,7 @@ def closed_port() -> int:
 
 def test_config_data_and_validation_errors_are_permanent(tmp_path):
     from forecasting.core.config import ConfigError, load_config
-    from forecasting.data.validate import DataValidationError, ValidationReport
+    from forecasting.data.checkpoint import DataValidationError, ValidationReport
 
     assert is_permanent(raised(lambda: load_config(tmp_path / "missing.yaml")))
     assert is_permanent(ConfigError("x"))

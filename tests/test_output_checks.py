@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import demo_config_dict, write_config
 
-from forecasting.data.validate import DataValidationError
+from forecasting.data.checkpoint import DataValidationError
 from forecasting.publishing.checks import check_forecasts, previous_run
 
 MONTH = pd.Period("2024-12", "M")

@@ -170,7 +170,8 @@ def test_extract_reads_the_plans_from_postgresql_as_from_sqlite(planned, postgre
 
 def test_bad_plans_fail_validation_naming_each_problem(planned, tmp_path):
     from forecasting.core import paths
-    from forecasting.data.validate import DataValidationError, validate_plans
+    from forecasting.data.checkpoint import DataValidationError
+    from forecasting.data.validate import validate_plans
 
     config, attempt, _ = planned
     good = pd.read_parquet(paths.plans(config, MONTH, attempt))

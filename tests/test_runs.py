@@ -83,7 +83,7 @@ def _digests(folder) -> dict[str, str]:
 
 def test_a_failed_attempt_leaves_the_published_attempts_files_alone(tmp_path, synthetic_sales):
     from forecasting.core import paths
-    from forecasting.data.validate import DataValidationError
+    from forecasting.data.checkpoint import DataValidationError
     from forecasting.datasets.synthetic import seed_source_database
     from forecasting.orchestration import pipeline
     from forecasting.orchestration.summary import RunFailed, summarize
@@ -129,7 +129,7 @@ def test_a_failed_attempt_leaves_the_published_attempts_files_alone(tmp_path, sy
 
 def test_the_summary_of_a_failed_validation_lists_every_failed_expectation(tmp_path, synthetic_sales):
     """make month used to print the failure's first line only."""
-    from forecasting.data.validate import DataValidationError
+    from forecasting.data.checkpoint import DataValidationError
     from forecasting.orchestration import pipeline
     from forecasting.orchestration.summary import main
 

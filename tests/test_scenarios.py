@@ -249,7 +249,7 @@ def test_rerunning_replaces_the_months_rows(deployed, backend):
 
 
 def test_bad_scenario_rows_are_refused_with_nothing_written(deployed, backend):
-    from forecasting.data.validate import DataValidationError
+    from forecasting.data.checkpoint import DataValidationError
     from forecasting.orchestration import pipeline
     from forecasting.scenarios.scenarios import forecasts_path
 

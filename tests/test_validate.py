@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from forecasting.core.config import Config, parse_config
+from forecasting.data.checkpoint import DataValidationError, ValidationReport
 from forecasting.data.extract import typed_snapshot
-from forecasting.data.validate import DataValidationError, ValidationReport
 from forecasting.data.validate import validate_snapshot as validate_typed
 
 
@@ -224,9 +224,9 @@ def test_row_count_collapse_fails(snapshot, config, docs_dir):
     ids=["naive", "tz-aware", "text", "empty", "all-missing"],
 )
 def test_month_keys_are_the_months_strftime_would_print(times):
-    from forecasting.data.validate import _month_keys
+    from forecasting.data.validate import month_keys
 
-    keys = _month_keys(pd.DataFrame({"month": times}), "month")
+    keys = month_keys(pd.DataFrame({"month": times}), "month")
 
     parsed = pd.to_datetime(times, errors="coerce")
     expected = parsed.dt.strftime("%Y-%m").astype(object).where(parsed.notna(), None)

@@ -1,12 +1,7 @@
-"""Gate a month's raw snapshot with Great Expectations before anything downstream reads it.
-
-One call builds an ephemeral GX context, registers the snapshot as a pandas dataframe batch,
-runs one Checkpoint over one suite, and renders the results as static Data Docs into a folder
-of our choosing. A failed expectation raises ``DataValidationError`` with a message meant for
-an Airflow log; the Data Docs hold the full detail.
-
-Great Expectations is imported lazily: it takes seconds to import, and Airflow parses the DAG
-files that import this module far more often than it runs the validation task.
+"""Gate a month's raw snapshot, and its plans, with Great Expectations before anything
+downstream reads them: the suites of expectations, run through ``forecasting.data.checkpoint``
+(one ephemeral GX context, one Checkpoint, static Data Docs in a folder of ours). A failed
+expectation raises ``DataValidationError`` with a message meant for an Airflow log.
 """
 
 from __future__ import annotations
@@ -25,7 +20,18 @@ import pandas as pd
 
 from forecasting.core import paths
 from forecasting.core.config import Config, SourceConfig
-from forecasting.core.errors import DataError
+from forecasting.data.checkpoint import (
+    DATETIME_TYPES,
+    FINITE,
+    MONTH_KEY,
+    NUMERIC_TYPES,
+    DataValidationError,
+    ValidationReport,
+    checkpoint_report,
+    copy_on_write,
+    quiet_gx_logging,
+    run_checkpoint,
+)
 from forecasting.data.panel import key_text
 from forecasting.data.extract import UNREADABLE_SUFFIX, unreadable_column
 from forecasting.core.months import month_of, month_range
@@ -37,77 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# A "YYYY-MM" copy of the time column, added to the validated batch only. Month coverage and
-# the month-M row count are checked on it because GX value sets and row conditions compare
-# plain strings reliably, where datetime64 values against a set are fiddly. It is a categorical
-# (one small code per row, the strings once per month): see _month_keys.
-MONTH_KEY = "month__yyyy_mm"
-
-# Numeric means a numeric dtype. A column the database handed over as text arrives as
-# object dtype; GX then checks each value's type, so strings (even "12.5") fail.
-NUMERIC_TYPES = [
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "uint8",
-    "uint16",
-    "uint32",
-    "uint64",
-    "float32",
-    "float64",
-    "Int8Dtype",
-    "Int16Dtype",
-    "Int32Dtype",
-    "Int64Dtype",
-    "Float32Dtype",
-    "Float64Dtype",
-]
-DATETIME_TYPES = ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]"]
-
-DOCS_SITE = "forecast_validation"
-
-# GX's default (SUMMARY: counts, and up to 20 example values and row indices per failed
-# expectation), without the query that lists every unexpected row's index: GX leaves it out of
-# SUMMARY results anyway, but on pandas still builds it, a string as long as the bad rows.
-RESULT_FORMAT = {"result_format": "SUMMARY", "return_unexpected_index_query": False}
-
-# The largest finite float: values must lie within [-FINITE, FINITE], which rules out +-inf.
-FINITE = sys.float_info.max
-
-
-@dataclass
-class ValidationReport:
-    success: bool
-    month: str  # "YYYY-MM"
-    rows: int
-    rows_in_month: int
-    expectations: int  # how many were evaluated
-    failures: list[dict] = field(default_factory=list)
-    data_docs: str | None = None  # path to the Data Docs index.html
-    subject: str = ""  # what was validated, before the month: "" (the snapshot) or "the plans of "
-
-    def summary(self) -> str:
-        what = f"{self.subject}{self.month}"
-        if self.success:
-            return f"Validation of {what} passed ({self.expectations} expectations, {self.rows} rows)."
-        failed = f"{len(self.failures)} of {self.expectations} expectations"
-        lines = [f"Validation of {what} failed ({failed}):"]
-        lines += [f" - {f['label']}: {f['details']}" for f in self.failures]
-        lines.append(f"Data Docs: {self.data_docs}")
-        return "\n".join(lines)
-
-
-class DataValidationError(DataError):
-    """Raised when the snapshot fails; str() names every failed expectation with its counts.
-    Bad data fails the same way on every retry: a DataError."""
-
-    def __init__(self, report: ValidationReport):
-        super().__init__(report.summary())
-        self.report = report
-        # One per failed expectation: {"expectation", "column", "details", "label"}.
-        self.failures: list[dict] = report.failures
-
 
 def validate_snapshot(
     snapshot: pd.DataFrame, config: Config, month: pd.Period, docs_dir: Path
@@ -118,12 +53,12 @@ def validate_snapshot(
     """
     month = month_of(month)
     docs_dir = Path(docs_dir).resolve()  # GX's filesystem store wants an absolute folder
-    with _quiet_gx_logging(), _copy_on_write():
-        keys = _month_keys(snapshot, config.source.time_column)
-        batch = _batch(snapshot, keys)
-        expectations = build_suite_expectations(config, month, snapshot, month_keys=keys)
-        result = _run_checkpoint(batch, expectations, month, docs_dir)
-        report = _report(result, batch, month, docs_dir)
+    with quiet_gx_logging(), copy_on_write():
+        keys = month_keys(snapshot, config.source.time_column)
+        batch = snapshot_batch(snapshot, keys)
+        expectations = build_suite_expectations(config, month, snapshot, keys=keys)
+        result = run_checkpoint(batch, expectations, month, docs_dir)
+        report = checkpoint_report(result, batch, month, docs_dir)
     log.info("Data Docs for %s: %s", report.month, report.data_docs)
     if not report.success:
         raise DataValidationError(report)
@@ -131,21 +66,7 @@ def validate_snapshot(
     return report
 
 
-@contextmanager
-def _copy_on_write() -> Iterator[None]:
-    """Run GX with pandas' copy-on-write, the default from pandas 3.
-
-    GX's pandas engine filters the whole batch for every metric of an expectation with a
-    row_condition (and for ignore_row_if), and a filter that keeps every row (the usual case)
-    copies every column unless copy-on-write makes that copy lazy: at 5M rows the copies took
-    most of the checkpoint's time and doubled its memory. GX only reads its batch, so the
-    results are the same.
-    """
-    with pd.option_context("mode.copy_on_write", True):
-        yield
-
-
-def _batch(snapshot: pd.DataFrame, keys: pd.Series) -> pd.DataFrame:
+def snapshot_batch(snapshot: pd.DataFrame, keys: pd.Series) -> pd.DataFrame:
     """What GX validates: the snapshot's columns (not copied) and the month key.
 
     The ``__unreadable`` columns, null but for the rare bad value, become categoricals: GX
@@ -170,7 +91,7 @@ def _categorical(values: pd.Series) -> pd.Series:
     return pd.Series(data, index=values.index, name=values.name)
 
 
-def _month_keys(snapshot: pd.DataFrame, time_column: str) -> pd.Series:
+def month_keys(snapshot: pd.DataFrame, time_column: str) -> pd.Series:
     """The "YYYY-MM" of each row (null where the time is missing or unparseable), as a
     categorical whose categories are the months present, in order.
 
@@ -192,12 +113,12 @@ def _month_keys(snapshot: pd.DataFrame, time_column: str) -> pd.Series:
 
 
 def build_suite_expectations(
-    config: Config, month: pd.Period, snapshot: pd.DataFrame, *, month_keys: pd.Series | None = None
+    config: Config, month: pd.Period, snapshot: pd.DataFrame, *, keys: pd.Series | None = None
 ) -> list[Expectation]:
     """The expectations for month ``month``; the history ones depend on what the snapshot holds
-    (``month_keys``: ``_month_keys`` of the snapshot, if the caller has them already)."""
+    (``keys``: ``month_keys`` of the snapshot, if the caller has them already)."""
     src = config.source
-    keys = _month_keys(snapshot, src.time_column) if month_keys is None else month_keys
+    keys = month_keys(snapshot, src.time_column) if keys is None else keys
     return [
         *_schema_expectations(src),
         *_readable_expectations(src, snapshot),
@@ -300,210 +221,6 @@ def _history_expectations(keys: pd.Series, month: pd.Period, tolerance: float) -
     return expectations
 
 
-def _run_checkpoint(
-    batch: pd.DataFrame,
-    expectations: list[Expectation],
-    month: pd.Period,
-    docs_dir: Path,
-    what: str = "snapshot",
-) -> CheckpointResult:
-    """One checkpoint of one suite over ``batch`` (``what``: "snapshot" or "forecasts", which
-    names the suite, its asset and its Data Docs pages)."""
-    import great_expectations as gx
-
-    context = gx.get_context(mode="ephemeral", project_config=_context_config(docs_dir))
-    batch_definition = (
-        context.data_sources.add_pandas(what)
-        .add_dataframe_asset(f"{what}_{month}")
-        .add_batch_definition_whole_dataframe(f"whole_{what}")
-    )
-    suite = context.suites.add(gx.ExpectationSuite(name=f"{what}_{month}", expectations=expectations))
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{what}_{month}", data=batch_definition, suite=suite)
-    )
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name=f"validate_{what}_{month}",
-            validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs", site_names=[DOCS_SITE])],
-            result_format=RESULT_FORMAT,
-        )
-    )
-    return checkpoint.run(batch_parameters={"dataframe": batch})
-
-
-def _context_config(docs_dir: Path) -> Any:
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
-
-    # The default ephemeral context adds a docs site in a temp folder; ours replaces it so
-    # the only thing written to disk is the Data Docs in docs_dir.
-    return DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
-        data_docs_sites={
-            DOCS_SITE: {
-                "class_name": "SiteBuilder",
-                "show_how_to_buttons": False,
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(docs_dir),
-                },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            }
-        },
-        analytics_enabled=False,
-        progress_bars=ProgressBarsConfig(globally=False),  # tqdm bars garble task logs
-    )
-
-
-def _report(
-    result: CheckpointResult, batch: pd.DataFrame, month: pd.Period, docs_dir: Path
-) -> ValidationReport:
-    (suite_result,) = result.run_results.values()
-    (definition,) = result.checkpoint_config.validation_definitions
-    results = _in_suite_order(suite_result.results, definition.suite)
-    failures = [_failure(r, batch) for r in results if not r.success]
-    index = paths.docs_index(docs_dir)
-    return ValidationReport(
-        success=bool(result.success),
-        month=str(month),
-        rows=len(batch),
-        rows_in_month=int((batch[MONTH_KEY] == str(month)).sum()),
-        expectations=int(suite_result.statistics["evaluated_expectations"]),
-        failures=failures,
-        data_docs=str(index) if index.is_file() else None,
-    )
-
-
-def _in_suite_order(results: list[ExpectationValidationResult], suite: ExpectationSuite) -> list:
-    """GX returns results grouped by how it computed them; report them in the suite's order."""
-    order = {e.id: i for i, e in enumerate(suite.expectations)}
-    return sorted(results, key=lambda r: order.get(r.expectation_config.id, len(order)))
-
-
-def _failure(result: ExpectationValidationResult, batch: pd.DataFrame) -> dict:
-    config = result.expectation_config
-    assert config is not None  # a checkpoint's results always carry their expectation
-    kwargs = config.kwargs
-    columns = kwargs.get("column_list") or (
-        [kwargs["column"]]
-        if "column" in kwargs
-        else [kwargs[k] for k in ("column_A", "column_B") if k in kwargs]
-    )
-    return {
-        "expectation": config.type,
-        "column": ", ".join(columns) or None,
-        "details": _details(result, [c for c in columns if c not in batch.columns]),
-        "label": _label(config.type, kwargs),
-    }
-
-
-def _label(expectation: str, kwargs: dict) -> str:
-    """E.g. ``expect_column_values_to_be_between(units, min 0)``."""
-    parts = list(kwargs.get("column_list") or [])
-    if "column" in kwargs:
-        parts.append(kwargs["column"])
-    parts += [kwargs[key] for key in ("column_A", "column_B") if key in kwargs]  # a column pair
-    condition = kwargs.get("row_condition")
-    if isinstance(condition, dict) and "parameter" in condition:
-        parts.append(f"rows of {condition['parameter']}")
-    for bound in ("min", "max"):
-        if kwargs.get(f"{bound}_value") is not None:
-            value = kwargs[f"{bound}_value"]
-            if abs(value) == FINITE:  # the bound that rules out infinities
-                if bound == "max":
-                    parts.append("finite")
-                continue
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)  # GX stores a bound of 0 as 0.0; print it as configured
-            parts.append(f"{bound} {value}")
-    return f"{expectation}({', '.join(map(str, parts))})"
-
-
-def _details(result: ExpectationValidationResult, missing_columns: list[str]) -> str:
-    if missing_columns:
-        return f"column {', '.join(repr(c) for c in missing_columns)} is missing from the snapshot"
-    errors = _exception_messages(result.exception_info or {})
-    if errors:
-        return f"could not be evaluated: {errors[0]}"
-    res = result.result or {}
-    if "partial_missing_list" in res:
-        return f"missing {', '.join(map(str, res['partial_missing_list']))}"
-    config = result.expectation_config
-    meta = (config.meta if config is not None else None) or {}
-    if "unexpected_count" in res:
-        examples = _examples(res.get("partial_unexpected_list") or [])
-        if meta.get("unplanned"):  # forecast months without a plan (validate_plans)
-            text = f"{res['unexpected_count']} active entity-months have no plan"
-        elif "wanted" in meta:  # a value extract could not read as a date or a number
-            text = f"{res['unexpected_count']} of {res.get('element_count')} rows hold a {meta['column']} that is not {meta['wanted']}"
-        else:
-            text = f"{res['unexpected_count']} unexpected of {res.get('element_count')} rows"
-        return f"{text} (e.g. {examples})" if examples else text
-    if config is not None and config.type == "expect_table_row_count_to_be_between":
-        return (
-            f"observed {res.get('observed_value')} rows; "
-            f"{meta.get('previous_month')} had {meta.get('previous_rows')}"
-        )
-    if "observed_value" in res:
-        return f"observed {res['observed_value']}"
-    return "failed"
-
-
-def _examples(values: list, limit: int = 3) -> str:
-    """A few distinct offending values; nulls say nothing the count does not."""
-    shown: list[str] = []
-    for value in values:
-        text = _show(value)
-        if not _is_null(value) and text not in shown:
-            shown.append(text)
-    return ", ".join(shown[:limit])
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, dict):  # a row, from the compound-uniqueness check
-        return "(" + ", ".join(f"{k}={_show(v)}" for k, v in value.items()) + ")"
-    if isinstance(value, tuple | list):  # a pair of values, from a column-pair check
-        return "(" + ", ".join(_show(v) for v in value) + ")"
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, pd.Timestamp):
-        return str(value.date()) if value == value.normalize() else str(value)
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _is_null(value: Any) -> bool:
-    return not isinstance(value, dict | list) and bool(pd.isna(value))
-
-
-def _exception_messages(info: dict) -> list[str]:
-    """GX nests exception info per metric when a metric failed, flat when the expectation did."""
-    if "exception_message" in info:
-        return [info["exception_message"]] if info.get("raised_exception") else []
-    nested = [v for v in info.values() if isinstance(v, dict)]
-    return [v["exception_message"] for v in nested if v.get("raised_exception")]
-
-
-@contextmanager
-def _quiet_gx_logging() -> Iterator[None]:
-    """GX logs chatter at INFO (a line per API it registers at import); keep task logs readable.
-
-    Only touches the great_expectations logger, and only if nobody set its level on purpose.
-    """
-    gx_logger = logging.getLogger("great_expectations")
-    if gx_logger.level != logging.NOTSET:
-        yield
-        return
-    gx_logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        gx_logger.setLevel(logging.NOTSET)
-
-
 # --- the plans (config ``plans:``, forecasting.features.plans) -----------------------------------------
 
 # Beside the plans' rows, the batch gets one row per (active entity, forecast month) that has
@@ -526,15 +243,15 @@ def validate_plans(
     pl = config.plans
     assert pl is not None
     docs_dir = Path(docs_dir).resolve()
-    with _quiet_gx_logging(), _copy_on_write():
+    with quiet_gx_logging(), copy_on_write():
         unplanned = _unplanned(plans, snapshot, config, month)
         batch = pd.concat([plans, unplanned], ignore_index=True) if len(unplanned) else plans.copy()
         if UNPLANNED not in batch.columns:
             batch[UNPLANNED] = pd.Series(pd.NA, index=batch.index, dtype="string")
-        batch = _batch(batch, _month_keys(batch, pl.month_column))
+        batch = snapshot_batch(batch, month_keys(batch, pl.month_column))
         expectations = plan_expectations(config, month, plans)
-        result = _run_checkpoint(batch, expectations, month, docs_dir, what="plans")
-        report = _report(result, batch, month, docs_dir)
+        result = run_checkpoint(batch, expectations, month, docs_dir, what="plans")
+        report = checkpoint_report(result, batch, month, docs_dir)
     report.subject = "the plans of "
     for failure in report.failures:
         failure["details"] = failure["details"].replace("missing from the snapshot", "missing from the plans")

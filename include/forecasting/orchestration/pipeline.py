@@ -123,7 +123,7 @@ def extract(month: str, run_id: str, config: Config | None = None) -> dict:
 
 
 def validate(month: str, attempt: str, config: Config | None = None) -> dict:
-    """Raises validate.DataValidationError, naming each failed expectation, on bad data."""
+    """Raises DataValidationError, naming each failed expectation, on bad data."""
     from forecasting.data.validate import validate_snapshot
 
     with _stage("validate", month, attempt, config) as (config, m):
@@ -289,7 +289,7 @@ def predict(
 
 def check_forecasts(month: str, attempt: str, config: Config | None = None) -> dict:
     """Great Expectations over predict's forecasts (forecasting.publishing.checks): raises
-    validate.DataValidationError, naming each failed check, and publish does not run."""
+    DataValidationError, naming each failed check, and publish does not run."""
     from forecasting.publishing.checks import check_forecasts as run
     from forecasting.publishing.checks import previous_run
 

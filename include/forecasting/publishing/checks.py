@@ -13,7 +13,7 @@ baseline). One suite over the forecasts of M:
   sold is a bug, not a plan;
 * as many rows as the previous published run, within ``validation.row_count_tolerance``.
 
-A failure raises ``validate.DataValidationError`` naming each failed expectation, after the Data
+A failure raises ``DataValidationError`` naming each failed expectation, after the Data
 Docs are built into the attempt's ``forecast_docs/`` (beside the snapshot's ``data_docs/``), and
 the publish task does not run: the table keeps what it had.
 """
@@ -31,17 +31,17 @@ import pandas as pd
 from forecasting.core import paths
 from forecasting.core.config import Config
 from forecasting.core.months import month_index, month_of
-from forecasting.data.panel import build_panel
-from forecasting.data.validate import (
+from forecasting.data.checkpoint import (
     FINITE,
     DataValidationError,
     ValidationReport,
-    _copy_on_write,
-    _failure,
-    _in_suite_order,
-    _quiet_gx_logging,
-    _run_checkpoint,
+    copy_on_write,
+    failure_of,
+    in_suite_order,
+    quiet_gx_logging,
+    run_checkpoint,
 )
+from forecasting.data.panel import build_panel
 from forecasting.modeling.predict import active_entities
 
 if TYPE_CHECKING:
@@ -69,9 +69,9 @@ def check_forecasts(
     active = len(active_entities(panel, month_index(month)))
     batch = forecasts.copy(deep=False)
     batch[TO_HISTORY_MAX] = batch["prediction"] / _history_max(batch, panel, config)
-    with _quiet_gx_logging(), _copy_on_write():
+    with quiet_gx_logging(), copy_on_write():
         expectations = build_expectations(config, month, active, previous)
-        result = _run_checkpoint(batch, expectations, month, docs_dir, what="forecasts")
+        result = run_checkpoint(batch, expectations, month, docs_dir, what="forecasts")
     (suite_result,) = result.run_results.values()
     (definition,) = result.checkpoint_config.validation_definitions
     index = paths.docs_index(docs_dir)
@@ -82,8 +82,8 @@ def check_forecasts(
         rows_in_month=len(batch),
         expectations=int(suite_result.statistics["evaluated_expectations"]),
         failures=[
-            _failure(r, batch)
-            for r in _in_suite_order(suite_result.results, definition.suite)
+            failure_of(r, batch)
+            for r in in_suite_order(suite_result.results, definition.suite)
             if not r.success
         ],
         data_docs=str(index) if index.is_file() else None,

@@ -164,7 +164,7 @@ def validate_scenarios(
     scenarios: pd.DataFrame, forecast_keys: pd.DataFrame, config: Config, month: pd.Period, docs_dir: Path
 ):
     """Great Expectations over the scenarios' rows for M; Data Docs into ``docs_dir``. Raises
-    validate.DataValidationError naming each failed expectation (fails closed): the scenario,
+    DataValidationError naming each failed expectation (fails closed): the scenario,
     entity and month columns and at least one planned covariate exist; the scenario, entity and
     month are not null; the month is a date and the covariates numbers (their unreadable text
     named), finite; one row per scenario, entity and month; no scenario takes the base's name or
@@ -174,21 +174,20 @@ def validate_scenarios(
     import great_expectations.expectations as gxe
     from great_expectations.expectations.row_conditions import Column
 
-    from forecasting.data.extract import unreadable_column
-    from forecasting.data.panel import key_text
-    from forecasting.data.validate import (
+    from forecasting.data.checkpoint import (
         DATETIME_TYPES,
         FINITE,
         MONTH_KEY,
         NUMERIC_TYPES,
         DataValidationError,
-        _batch,
-        _copy_on_write,
-        _month_keys,
-        _quiet_gx_logging,
-        _report,
-        _run_checkpoint,
+        checkpoint_report,
+        copy_on_write,
+        quiet_gx_logging,
+        run_checkpoint,
     )
+    from forecasting.data.extract import unreadable_column
+    from forecasting.data.panel import key_text
+    from forecasting.data.validate import month_keys, snapshot_batch
 
     pl, sc = _settings(config)
     keys = pl.entity_columns
@@ -251,10 +250,10 @@ def validate_scenarios(
             meta={"unknown_entities": True},
         ),
     ]
-    with _quiet_gx_logging(), _copy_on_write():
-        batch = _batch(batch, _month_keys(batch, pl.month_column))
-        result = _run_checkpoint(batch, expectations, month, docs_dir, what="scenarios")
-        report = _report(result, batch, month, docs_dir)
+    with quiet_gx_logging(), copy_on_write():
+        batch = snapshot_batch(batch, month_keys(batch, pl.month_column))
+        result = run_checkpoint(batch, expectations, month, docs_dir, what="scenarios")
+        report = checkpoint_report(result, batch, month, docs_dir)
     report.subject = "the scenarios of "
     report.rows = len(scenarios)
     report.rows_in_month = int((batch[MONTH_KEY] == str(month + 1)).sum())

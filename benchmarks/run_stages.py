@@ -25,7 +25,7 @@ With ``--preloaded``, the stages run instead in processes forked from one that i
 the scheduler's preload (plugins/forecast_task_preload.py), the imports paid once per scheduler.
 
 The report (Markdown) gives medians over repetitions, the machine and its load; paste it into
-the README. Nothing here is a test: no timing is asserted anywhere.
+docs/benchmarks.md. Nothing here is a test: no timing is asserted anywhere.
 """
 
 from __future__ import annotations

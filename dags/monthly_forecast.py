@@ -29,7 +29,7 @@ M can also be given when triggering (the `month` param, YYYY-MM), e.g. to re-run
    event's extra), which starts the `forecast_monitoring` DAG: the realised accuracy of the
    forecasts that M's actuals settle.
 
-The deployment is chosen by the `FORECAST_CONFIG` environment variable (see the README).
+The deployment is chosen by the `FORECAST_CONFIG` environment variable (docs/configuration.md).
 Backfill with `airflow backfill create --dag-id monthly_forecast --from-date ... --to-date ...`.
 """
 

@@ -25,7 +25,7 @@ sales_history = _definitions.view  # FeatureView, TTL 40 days, one row per entit
 demand_model = _definitions.service  # FeatureService read by training and prediction
 # One Entity per configured entity column (store_id and item_id in the demo).
 globals().update({entity.name: entity for entity in _definitions.entities})
-# With a plans: section (README "Plans"): the target_month Entity, the plans' FileSource
+# With a plans: section (docs/data.md, Plans): the target_month Entity, the plans' FileSource
 # (<data_dir>/features/plans/), the offline-only `plans` FeatureView stamped with planned_at,
 # and its FeatureService `demand_model_plans`. Without one, nothing.
 globals().update({plan_object.name: plan_object for plan_object in _definitions.plan_objects})

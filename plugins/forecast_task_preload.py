@@ -3,7 +3,7 @@
 Airflow's LocalExecutor forks its workers from the scheduler when it starts, and every task
 process from a worker (Linux: a bare ``os.fork``). A task then inherits the scheduler's imported
 modules: Great Expectations, Feast, XGBoost, statsforecast and pandas cost a task nothing instead
-of 2 to 11 s each. An Airflow listener's ``on_starting`` runs in the scheduler before the
+of seconds each (docs/benchmarks.md). An Airflow listener's ``on_starting`` runs in the scheduler before the
 executor starts its workers (``forecasting.orchestration.warm_up`` decides where and what; switch it off with
 FORECAST_PRELOAD_TASK_MODULES=false).
 """

@@ -36,8 +36,8 @@ VIEWER, PASSWORD = "viewer", "viewer-password"
 
 
 def readme_pictures(shots: Path) -> Path:
-    """Where the README's pictures go: FORECAST_SCREENSHOTS when it is set (the README regenerates
-    them with `FORECAST_SCREENSHOTS=docs/images pytest tests/test_explorer_browser.py
+    """Where the pictures of README.md and docs/ go: FORECAST_SCREENSHOTS when it is set (docs/testing.md
+    regenerates them with `FORECAST_SCREENSHOTS=docs/images pytest tests/test_explorer_browser.py
     tests/test_data_docs_offline.py`), else the test's own screenshots folder; the other
     screenshots are test artifacts only."""
     folder = Path(os.environ.get("FORECAST_SCREENSHOTS") or shots)
@@ -195,7 +195,7 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
             page.screenshot(path=str(shots / "failed-validation-link.png"), full_page=True)  # a stand-in page
 
             # The overview on its own (as the iframe shows it, without Airflow's frame): the
-            # README's picture of the monitoring sections.
+            # docs' picture of the monitoring sections (docs/ui.md).
             alone = context.new_page()
             alone.on(
                 "console",

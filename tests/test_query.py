@@ -4,8 +4,9 @@
   multi-statement string and transaction trick below is refused with a one-line reason and exit
   status 2, and afterwards the tables hold the same rows and the view still exists.
 * Every query we print or ship runs on both backends and returns the rows worked out by hand
-  below: the ```sql blocks and the "Try it" query of README.md (parsed from the README), the
-  ``forecasting.publishing.query "..."`` examples in it, every file in sql/ and the summary's example query.
+  below: the ```sql blocks of README.md and of every page in docs/ (parsed from them), the "Try it"
+  query of docs/index.md, the ``forecasting.publishing.query "..."`` examples in all of them, every
+  file in sql/ and the summary's example query.
 
 The data: two published runs (2024-10 and 2024-11, horizons 1-3) for stores 1-3 x items 1-4,
 with prediction = 100 * store + 10 * item + horizon + 0.16 (run 2024-10) or + 0.26 (run 2024-11),
@@ -38,7 +39,11 @@ from forecasting.publishing.postgres import temporary_database
 from forecasting.publishing.publish import publish
 
 REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text()
+# The README and every docs page; docs/tables.md is generated from the table schemas (its
+# statements describe tables, they are not an analyst's queries), so its generator checks it.
+DOC_PAGES = [REPO / "README.md", *sorted(p for p in (REPO / "docs").glob("*.md") if p.name != "tables.md")]
+HOME_PAGE = REPO / "docs" / "index.md"  # "What make run prints", with its "Try it:" query
+PUBLISHING_PAGE = REPO / "docs" / "publishing.md"  # the predictions table's example queries
 SQL_FILES = sorted((REPO / "sql").glob("*.sql"))
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -230,34 +235,40 @@ def is_rounded(value: float, digits: int) -> bool:
 # --- every query we print or ship, on both backends ------------------------------------------
 
 
-def readme_sql_statements() -> list[str]:
-    """The statements of README.md's ```sql blocks: each ends with ';' at the end of a line."""
+def sql_statements(page: Path) -> list[str]:
+    """The statements of a page's ```sql blocks: each ends with ';' at the end of a line."""
     statements = []
-    for block in re.findall(r"^```sql\n(.*?)^```", README, flags=re.S | re.M):
+    for block in re.findall(r"^```sql\n(.*?)^```", page.read_text(), flags=re.S | re.M):
         current: list[str] = []
         for line in block.splitlines():
             current.append(line)
             if line.rstrip().endswith(";"):
                 statements.append("\n".join(current))
                 current = []
-        assert not "".join(current).strip(), f"README SQL without a closing ';': {current}"
+        assert not "".join(current).strip(), f"{page.name}: SQL without a closing ';': {current}"
     return statements
 
 
-def readme_try_it() -> str:
-    """The example query in README's "What make run prints" block, as the summary prints it."""
-    block = re.search(r"^  Try it:\n(.*?)^    …", README, flags=re.S | re.M)
-    assert block, "README has no 'Try it:' block"
+def docs_try_it() -> str:
+    """The example query in the home page's "What make run prints" block, as the summary prints it."""
+    block = re.search(r"^  Try it:\n(.*?)^    …", HOME_PAGE.read_text(), flags=re.S | re.M)
+    assert block, f"{HOME_PAGE.name} has no 'Try it:' block"
     return "\n".join(line.removeprefix("    ") for line in block.group(1).rstrip("\n").splitlines())
 
 
-def test_readme_shows_the_summarys_example_query_exactly():
+def test_docs_show_the_summarys_example_query_exactly():
     demo = load_config(REPO / "config" / "demo.yaml")
-    assert readme_try_it() == example_query(demo)
+    assert docs_try_it() == example_query(demo)
 
 
-def test_readme_sql_blocks_run_on_both_backends(examples_db):
-    statements = readme_sql_statements()
+def test_readme_and_docs_sql_blocks_run_on_both_backends(examples_db):
+    every = {page.name: sql_statements(page) for page in DOC_PAGES}
+    assert every["README.md"], "README.md shows no ```sql block"
+    for name, page_statements in every.items():
+        for sql in page_statements:
+            assert run(examples_db, sql), f"{name}: returned no rows:\n{sql}"
+    # The predictions table's examples, in the order the page shows them.
+    statements = every[PUBLISHING_PAGE.name]
     assert len(statements) >= 2
     results = [run(examples_db, sql) for sql in statements]
     for sql, rows in zip(statements, results, strict=True):
@@ -283,14 +294,14 @@ def test_readme_sql_blocks_run_on_both_backends(examples_db):
     assert [r["best_baseline_wape"] for r in runs] == [0.30, 0.24]
 
 
-def test_readme_forecasting_query_examples_run_on_both_backends(examples_db):
+def test_readme_and_docs_forecasting_query_examples_run_on_both_backends(examples_db):
     # "$(cat sql/<file>.sql)" runs an sql/ file: those are test_every_sql_file_runs_on_both_backends
-    examples = {
-        sql
-        for sql in re.findall(r'forecasting\.publishing\.query "([^"]+)"', README)
-        if not sql.startswith("$(cat sql/")
+    shown = {
+        page.name: re.findall(r'forecasting\.publishing\.query "([^"]+)"', page.read_text())
+        for page in DOC_PAGES
     }
-    assert examples, "README shows no forecasting.publishing.query example"
+    assert shown["README.md"], "README shows no forecasting.publishing.query example"
+    examples = {sql for found in shown.values() for sql in found if not sql.startswith("$(cat sql/")}
     for sql in examples:
         assert run(examples_db, sql), sql
     assert len(run(examples_db, "SELECT * FROM forecasts_runs")) == len(RUNS)
@@ -495,7 +506,7 @@ CASES = [(backend, sql, why) for backend in BACKENDS for sql, why in BAD_SQL["bo
 
 
 def test_how_many_bad_inputs_are_tried():
-    """For the README: 27 statements tried on PostgreSQL, 21 on SQLite."""
+    """For docs/faults.md: 27 statements tried on PostgreSQL, 21 on SQLite."""
     assert {b: sum(1 for c in CASES if c[0] == b) for b in BACKENDS} == {"postgresql": 27, "sqlite": 21}
 
 

@@ -14,11 +14,11 @@ def _unchecked(target: Any = None, **_options: Any) -> Any:
 
 class _FeastWithoutTypeguard:
     """Feast decorates its classes with typeguard's ``@typechecked``, which recompiles every
-    method when Feast is imported: 2.4 s of Feast's 5 s import, paid by every task that touches
+    method when Feast is imported: about half of Feast's import time, paid by every task that touches
     Feast. typeguard itself skips this under ``python -O`` ("meant for selectively introducing
     type checking [...] where the checks aren't meant to be run in production"); so do we,
     just before the first ``import feast`` of the process (nothing else here uses typeguard).
-    Importing typeguard up front would cost the DAG files' parse 0.15 s, hence the import hook.
+    Importing typeguard up front would slow the DAG files' parse, hence the import hook.
     """
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:

@@ -19,7 +19,7 @@ environment). So the workers need only ``data_dir`` (a shared filesystem) and th
 Features and Feast's answers are the same either way; a model trained on the cluster differs
 slightly from one trained in-process (XGBoost sums its histograms across workers and merges
 their quantile sketches, so the trees' split points and floating-point sums can differ): see
-the README's Scaling section for the measured gap.
+docs/deploy.md (Scaling) for the measured gap.
 """
 
 from __future__ import annotations

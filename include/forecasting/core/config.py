@@ -176,11 +176,11 @@ class EvaluationConfig:
     statistical_baselines: list[str] = field(default_factory=lambda: list(STATISTICAL_BASELINES))
     # More entities than this in the holdout: the statistical baselines (and, on the same rows,
     # the model and the naive ones) are scored on a seeded sample of this many (None: all).
-    # An AutoETS and a Theta fit per entity and holdout origin cost about 35 ms: 100 entities x 8
-    # origins keep that under half a minute at any scale.
+    # An AutoETS and a Theta fit per entity and holdout origin: a sample of entities keeps that
+    # bounded at any scale (docs/benchmarks.md).
     statistical_max_series: int | None = DEFAULT_STATISTICAL_MAX_SERIES
     # Processes statsforecast fits them in (None: one per core). Each is a fresh interpreter
-    # importing statsforecast (about 2 s), so it pays from a few hundred series on.
+    # importing statsforecast, so it pays from a few hundred series on.
     statistical_jobs: int | None = None
     # Rolling-origin backtest: each of the last this many origins of the holdout gets a model
     # fitted on the targets up to it (0: none). At most holdout_months: an earlier origin's fit

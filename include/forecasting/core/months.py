@@ -42,7 +42,7 @@ def month_index(month):
 
 def month_indices(times: pd.Series) -> np.ndarray:
     """``month_index`` of each time, as int64. Plain datetime64 (what extract writes) is looked
-    up among the month starts it spans: at 6M rows, 0.15 s less than ``.dt``'s year and month."""
+    up among the month starts it spans, cheaper than ``.dt``'s year and month."""
     values = times.to_numpy()
     if values.dtype.kind != "M" or len(values) == 0 or np.isnat(values).any():
         return month_index(times.dt).to_numpy().astype(np.int64)

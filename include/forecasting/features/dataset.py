@@ -79,8 +79,8 @@ class Rows:
 def write_rows(rows: Rows, panel: Panel, frame: pd.DataFrame, path) -> None:
     """``rows.frame(panel, timestamps=False)`` beside ``frame``'s other columns (one per row), as a
     parquet file, written from Arrow: the keys and months dictionary-encoded from the panel's
-    keys and the distinct months (no text column built row by row, no joined copy: 0.5 s less
-    for the 1.4M holdout rows of 100,000 series). ``read_rows`` reads it back as plain text."""
+    keys and the distinct months (no text column built row by row, no joined copy).
+    ``read_rows`` reads it back as plain text."""
     import pyarrow as pa
 
     columns: dict[str, pa.Array] = {}
@@ -141,8 +141,8 @@ def labelled(panel: Panel, config: Config, month: pd.Period) -> Rows:
         & ((cols >= first) & (cols < last))[None, :]
     )
     # Column by column of target month, then horizon: each part's entities come out of
-    # flatnonzero in order, so the rows are born sorted (a lexsort of 11M rows took 2-3 s). The
-    # month-major copies make each column a contiguous read (11M labels gathered in 0.5 s less).
+    # flatnonzero in order, so the rows are born sorted (no lexsort of all of them). The
+    # month-major copies make each column a contiguous read.
     origin_ok, in_span, sales = (np.ascontiguousarray(a.T) for a in (origin_ok, in_span, panel.sales))
     entity_parts, label_parts, origin_cols, horizons = [], [], [], []
     for target_col in np.flatnonzero(cols <= last).tolist():
@@ -226,7 +226,7 @@ def retrieve_unordered(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """``retrieve``'s rows in the order Feast answered, and the position of each pair's row
     among them: ``features.take(position[at])`` are the rows of pairs ``at`` in one reordering
-    instead of two (at 100,000 series, 0.5 s less in train)."""
+    instead of two."""
     columns = [*feature_names(config), *plan_columns(config)]
     chunks = []
     for start in range(0, len(entity), RETRIEVAL_CHUNK_ROWS):
@@ -447,8 +447,7 @@ def design_matrix(
         else frame[column].to_numpy(dtype=np.float32)
         for column in columns
     }
-    # Not consolidated into one block (XGBoost reads column by column): 0.3 s less for the
-    # 1.4M holdout rows of 100,000 series.
+    # Not consolidated into one block: XGBoost reads column by column, so that copy is wasted.
     return pd.DataFrame(data, index=frame.index, columns=columns, copy=False)
 
 

@@ -18,8 +18,8 @@ every origin goes to statsforecast in one vectorised call per model group.
   value (``Naive``).
 * A series with no negative value gets no negative forecast (clipped at 0: sales).
 
-The forecasters are the names in ``evaluation.statistical_baselines``. To bound the cost (an
-AutoETS fit takes 10–200 ms depending on the series' length), evaluation scores them on at most
+The forecasters are the names in ``evaluation.statistical_baselines``. To bound the cost (a fit
+per entity and origin, longer the longer the series), evaluation scores them on at most
 ``evaluation.statistical_max_series`` entities: above that, on a seeded sample of entities
 (:func:`sample_entities`), with the model and every baseline scored on the same rows.
 """

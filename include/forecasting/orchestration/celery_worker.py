@@ -4,8 +4,8 @@ modules imported once per worker instead of once per task.
 ``airflow celery worker`` starts its pool processes by forking the worker process, and each
 task process by forking a pool process (Airflow's supervisor), as the LocalExecutor forks its
 tasks from the scheduler. So a module the worker imported before its pool started is imported
-in every task for nothing: Great Expectations, Feast, XGBoost, statsforecast and pandas (about
-11 s per task otherwise; validate and check_forecasts each pay GX's 6 s).
+in every task for nothing: Great Expectations, Feast, XGBoost, statsforecast and pandas (seconds
+per task otherwise, docs/benchmarks.md; validate and check_forecasts each pay GX's).
 
 Deployments point ``[celery] celery_config_options`` here (docker-compose.yml does):
 

@@ -5,7 +5,7 @@ worker starts instead of by the first tasks it runs.
 
 (docker-compose.yml's dask-worker does, and benchmarks/run_stages.py's LocalCluster). A worker
 process serves every task it is given, so without this only its first tasks pay the imports:
-Feast and its offline store, XGBoost's Dask module and our own (about 8 s on a 2-core machine),
+Feast and its offline store, XGBoost's Dask module and our own (docs/benchmarks.md has the time),
 but they pay them in the middle of a month's run, in every new worker (one added by scaling up
 during the run too). Dask calls ``dask_setup`` before the worker joins its scheduler, so no task
 is sent to a worker that is still importing. FORECAST_PRELOAD_TASK_MODULES=false switches it

@@ -3,9 +3,9 @@ pipeline tasks' when the scheduler starts.
 
 The view:
 
-The pages import pandas, SQLAlchemy, pyarrow and our own modules: about 2 s on a busy 2-core
-machine, which the first person to open the view after a restart of the UI would wait for
-(5 s instead of under 1 s: benchmarks/ui_load.py). The plugin's FastAPI app runs this as its
+The pages import pandas, SQLAlchemy, pyarrow and our own modules: seconds, which the first
+person to open the view after a restart of the UI would wait for (measured with
+benchmarks/ui_load.py: docs/benchmarks.md). The plugin's FastAPI app runs this as its
 lifespan (Airflow's api-server enters its mounted apps' lifespans), in a thread of its own, so
 the server starts answering at once; a page asked for meanwhile waits for the imports it needs
 (Python's import locks), never imports twice.
@@ -47,9 +47,9 @@ async def warm_up(app: Any) -> AsyncIterator[None]:
     yield
 
 
-# What the pipeline's tasks import: pandas, SQLAlchemy, Great Expectations (6 s alone), Feast and
-# its DuckDB offline store, XGBoost, statsforecast and our own modules. About 11 s of imports,
-# which every task process pays again (validate and check_forecasts GX's 6 s each).
+# What the pipeline's tasks import: pandas, SQLAlchemy, Great Expectations (the slowest), Feast and
+# its DuckDB offline store, XGBoost, statsforecast and our own modules: seconds of imports
+# (docs/benchmarks.md), which every task process pays again (validate and check_forecasts GX's).
 TASK_MODULES = (
     "forecasting.orchestration.pipeline",
     "forecasting.data.extract",
@@ -69,7 +69,7 @@ TASK_MODULES = (
     "feast",
     "feast.infra.offline_stores.duckdb",
     # The DuckDB store's queries run on ibis's DuckDB backend, which ibis imports on first use
-    # (0.7 s: every retrieval's task would pay it).
+    # (every retrieval's task would pay it).
     "ibis.backends.duckdb",
     "feast.infra.online_stores.sqlite",
     "xgboost",

@@ -1,6 +1,6 @@
 """Publish: write a run's forecasts to the predictions table in one transaction.
 
-The table is the product's public interface (see the README). Its key is
+The table is the product's public interface (docs/publishing.md). Its key is
 (run_month, entity columns..., horizon): re-publishing month M deletes M's rows and inserts the
 new ones in the same transaction, so readers see the old month or the new one, never a mix and
 never duplicates. ``<table>_latest`` shows, per entity and forecast month, the forecast made

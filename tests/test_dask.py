@@ -72,12 +72,12 @@ def secret_urls(postgres_server):
 
 def run(folder: Path, sales: pd.DataFrame, scheduler: str | None, secret_urls: dict | None = None):
     from forecasting.core.config import load_config
-    from forecasting.datasets.synthetic import (
+    from forecasting.datasets.synthetic import seed_source_database
+    from forecasting.datasets.synthetic_plans import (
         generate_plans,
         generate_scenarios,
         seed_plans_table,
         seed_scenarios_table,
-        seed_source_database,
     )
     from forecasting.orchestration import pipeline
 

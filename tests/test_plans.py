@@ -3,7 +3,7 @@ and PostgreSQL), the Great Expectations suite, Feast's point-in-time join of the
 training rows and the forecasts, and a revision made after an origin leaving that origin's
 backtest forecasts alone.
 
-The plans are ``datasets.synthetic.generate_plans``': every month planned at the start of the
+The plans are ``datasets.synthetic_plans.generate_plans``': every month planned at the start of the
 month two before it, a share of them revised in the middle of the month before (the first plan
 had the promotion the other way round). The expected values are computed by hand here from that
 frame (``as_of``), never by the code under test.
@@ -40,7 +40,8 @@ def as_of(plans: pd.DataFrame, month: pd.Period, stamp: pd.Timestamp) -> pd.Seri
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory, synthetic_sales):
     """A demo deployment with plans, extracted, validated and registered for M (no model)."""
-    from forecasting.datasets.synthetic import generate_plans, seed_plans_table, seed_source_database
+    from forecasting.datasets.synthetic import seed_source_database
+    from forecasting.datasets.synthetic_plans import generate_plans, seed_plans_table
     from forecasting.orchestration import pipeline
 
     folder = tmp_path_factory.mktemp("plans")
@@ -93,7 +94,7 @@ def test_config_plans_section(tmp_path):
 
 
 def test_synthetic_plans_have_revisions_and_come_true(synthetic_sales):
-    from forecasting.datasets.synthetic import generate_plans
+    from forecasting.datasets.synthetic_plans import generate_plans
 
     plans = generate_plans(synthetic_sales, horizon=3, seed=7)
     pd.testing.assert_frame_equal(plans, generate_plans(synthetic_sales, horizon=3, seed=7))
@@ -147,7 +148,7 @@ def test_extract_takes_every_revision_known_at_the_end_of_M(planned):
 def test_extract_reads_the_plans_from_postgresql_as_from_sqlite(planned, postgres_server, tmp_path):
     """Plans in a database of their own (plans.url), on PostgreSQL: the same revisions."""
     from forecasting.data.extract import read_plans
-    from forecasting.datasets.synthetic import seed_plans_table
+    from forecasting.datasets.synthetic_plans import seed_plans_table
     from forecasting.publishing.postgres import temporary_database
 
     config, _, plans = planned

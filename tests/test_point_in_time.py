@@ -280,7 +280,8 @@ def planned(request, tmp_path, synthetic_sales):
     from forecasting.core import paths
     from forecasting.core.config import load_config
     from forecasting.data import extract
-    from forecasting.datasets.synthetic import generate_plans, seed_plans_table, seed_source_database
+    from forecasting.datasets.synthetic import seed_source_database
+    from forecasting.datasets.synthetic_plans import generate_plans, seed_plans_table
     from forecasting.features import catalogue as features
     from forecasting.features import plans, store
 

@@ -2,7 +2,7 @@
 DAG's stages): alternative plans forecast by the model M's run published, into
 ``<table>_scenarios`` on SQLite and PostgreSQL.
 
-One small demo deployment with plans and ``datasets.synthetic.generate_scenarios``' scenarios
+One small demo deployment with plans and ``datasets.synthetic_plans.generate_scenarios``' scenarios
 (``promo_beverages``: every beverage promoted in M+3; ``no_promo``: no promotion at all) runs
 M's monthly stages once (a cheap model); the tests forecast and publish its scenarios. The
 expected values come from the published forecasts and the scenario rows, never from the code
@@ -58,12 +58,12 @@ def table_rows(config, table: str) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory, synthetic_sales):
     """M's monthly stages run once on SQLite (the model published), and its scenarios seeded."""
-    from forecasting.datasets.synthetic import (
+    from forecasting.datasets.synthetic import seed_source_database
+    from forecasting.datasets.synthetic_plans import (
         generate_plans,
         generate_scenarios,
         seed_plans_table,
         seed_scenarios_table,
-        seed_source_database,
     )
     from forecasting.orchestration import pipeline
 
@@ -162,7 +162,7 @@ def test_config_scenarios_section(tmp_path):
 
 
 def test_synthetic_scenarios_promote_beverages_in_the_last_month_or_nothing(synthetic_sales):
-    from forecasting.datasets.synthetic import PROMO_DISCOUNT, generate_plans, generate_scenarios
+    from forecasting.datasets.synthetic_plans import PROMO_DISCOUNT, generate_plans, generate_scenarios
 
     plans = generate_plans(synthetic_sales, horizon=3, seed=7)
     scenarios = generate_scenarios(synthetic_sales, plans, horizon=3)
@@ -269,7 +269,7 @@ def test_bad_scenario_rows_are_refused_with_nothing_written(deployed, backend):
         with pytest.raises(DataValidationError) as failed:
             pipeline.forecast_scenarios(END_MONTH, "bad", deployed.attempt, backend)
     finally:
-        from forecasting.datasets.synthetic import seed_scenarios_table
+        from forecasting.datasets.synthetic_plans import seed_scenarios_table
 
         seed_scenarios_table(deployed.config.source.database.url, good)
         engine.dispose()
@@ -521,7 +521,7 @@ def test_the_plans_comparison_reads_both_evaluations(deployed, synthetic_sales, 
 def test_scenarios_are_read_for_Ms_months_from_a_query_or_postgresql_alike(
     deployed, postgres_server, tmp_path
 ):
-    from forecasting.datasets.synthetic import seed_scenarios_table
+    from forecasting.datasets.synthetic_plans import seed_scenarios_table
     from forecasting.publishing.postgres import temporary_database
     from forecasting.scenarios.scenarios import read_scenarios
 
@@ -546,7 +546,7 @@ def test_scenarios_are_read_for_Ms_months_from_a_query_or_postgresql_alike(
 
 
 def test_the_synthetic_script_seeds_a_configs_plans_and_scenarios(tmp_path, monkeypatch, capsys):
-    from forecasting.datasets import synthetic
+    from forecasting.datasets import synthetic, synthetic_plans
 
     config = scenarios_config(tmp_path)
     monkeypatch.setenv("FORECAST_CONFIG", str(config.path))
@@ -558,7 +558,7 @@ def test_the_synthetic_script_seeds_a_configs_plans_and_scenarios(tmp_path, monk
         and "scenario rows to table sales_scenarios" in printed
     )
     sales = synthetic.generate_sales(3, 8, 30, END_MONTH, 3)
-    plans = synthetic.generate_plans(sales, horizon=config.horizon, seed=3)
+    plans = synthetic_plans.generate_plans(sales, horizon=config.horizon, seed=3)
     engine = sa.create_engine(config.source.database.url)
     try:
         with engine.connect() as conn:
@@ -568,5 +568,5 @@ def test_the_synthetic_script_seeds_a_configs_plans_and_scenarios(tmp_path, monk
             }
     finally:
         engine.dispose()
-    scenarios = synthetic.generate_scenarios(sales, plans, horizon=config.horizon)
+    scenarios = synthetic_plans.generate_scenarios(sales, plans, horizon=config.horizon)
     assert counts == {"sales": len(sales), "sales_plans": len(plans), "sales_scenarios": len(scenarios)}

@@ -36,15 +36,19 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from forecasting.core.config import Database
-from forecasting.core.db import make_engine
 from forecasting.core.months import month_of, month_range
+from forecasting.datasets.seeding import replacing_engine
+from forecasting.datasets.synthetic_plans import (
+    generate_plans,
+    generate_scenarios,
+    seed_plans_table,
+    seed_scenarios_table,
+)
 
 COLUMNS = ["store_id", "item_id", "month", "units", "price", "promo", "store_size", "region", "category"]
 
@@ -65,8 +69,6 @@ _CATEGORY_SUMMER = np.array([0.30, 0.06, -0.05, 0.28, 0.00])
 _CATEGORY_DECEMBER = np.array([0.10, 0.32, 0.14, 0.04, 0.08])
 _CATEGORY_SPRING = np.array([0.00, 0.00, 0.00, 0.00, 0.14])
 _CATEGORY_PANTRY = np.array([1.0, 1.0, 0.3, 0.6, 1.2])  # how much demand a promo pulls forward
-
-PROMO_SHARE = 0.15
 
 
 def generate_sales(
@@ -91,88 +93,13 @@ def generate_sales(
     periods = month_range(last - (T - 1), last)
     moy = np.asarray(periods.month) - 1  # 0 = January
     t = np.arange(T, dtype=float)
+    # One generator, drawn from in a fixed order by the steps below: a seed fixes the frame.
     rng = np.random.default_rng(seed)
 
-    # --- stores and items -------------------------------------------------------------------
-    size = rng.choice(3, size=S, p=_SIZE_SHARE)
-    region = rng.integers(0, len(REGIONS), size=S)
-    store_effect = rng.lognormal(0.0, 0.25, size=S) * _SIZE_MULTIPLIER[size]
-    category = rng.choice(len(CATEGORIES), size=N, p=_CATEGORY_SHARE)
-    item_level = rng.lognormal(np.log(15.0), 1.1, size=N)
-    affinity = rng.lognormal(0.0, 0.35, size=(S, N))
-    base = item_level[None, :] * store_effect[:, None] * affinity  # (S, N) units / month
-
-    # --- listing: assortment, launches, discontinuations -------------------------------------
-    carried = rng.random((S, N)) < _SIZE_ASSORTMENT[size][:, None]
-    carried[rng.integers(0, S, size=N), np.arange(N)] = True  # every item in some store
-    carried[np.arange(S), rng.integers(0, N, size=S)] = True  # every store carries something
-    first = np.zeros((S, N), dtype=int)
-    final = np.full((S, N), T - 1, dtype=int)
-    order = rng.permutation(N)
-    n_launch = round(0.15 * N) if T >= 8 else 0
-    n_stop = round(0.10 * N) if T >= 8 else 0
-    launched, stopped = order[:n_launch], order[n_launch : n_launch + n_stop]
-    launch_month = rng.integers(2, T - 5, size=n_launch) if n_launch else np.zeros(0, int)
-    rollout = rng.integers(0, 3, size=(S, n_launch))
-    first[:, launched] = np.minimum(launch_month[None, :] + rollout, T - 1)
-    stop_month = rng.integers(T // 3, T - 1, size=n_stop) if n_stop else np.zeros(0, int)
-    stop_spread = rng.integers(0, 2, size=(S, n_stop))
-    final[:, stopped] = stop_month[None, :] - stop_spread
-    tt = np.arange(T)[None, None, :]
-    listed = carried[:, :, None] & (tt >= first[:, :, None]) & (tt <= final[:, :, None])
-
-    since = tt - first[:, :, None]  # months since the store listed the item
-    ramp_tau = rng.uniform(1.0, 2.5, size=N)
-    ramp = np.where(
-        np.isin(np.arange(N), launched)[None, :, None],
-        1.0 - np.exp(-(np.maximum(since, 0) + 1) / ramp_tau[None, :, None]),
-        1.0,
-    )
-    until = final[:, :, None] - tt  # months until the store delists the item
-    rundown = np.where(
-        np.isin(np.arange(N), stopped)[None, :, None], 1.0 - 0.45 * np.exp(-np.maximum(until, 0) / 1.2), 1.0
-    )
-
-    # --- trend and seasonality ---------------------------------------------------------------
-    growth = rng.normal(0.02, 0.14, size=N)[None, :] + rng.normal(0.0, 0.04, size=(S, N))  # per year
-    trend = np.clip(growth[:, :, None] * (t - (T - 1) / 2)[None, None, :] / 12.0, -1.2, 1.2)
-
-    summer = np.cos(2 * np.pi * (np.arange(12) - 6.5) / 12)  # peaks July/August
-    december = np.zeros(12)
-    december[[10, 11]] = [0.35, 1.0]
-    spring = np.cos(2 * np.pi * (np.arange(12) - 3.5) / 12)  # peaks April/May
-    strength = rng.lognormal(0.0, 0.25, size=N)
-    quirk_amp = rng.uniform(0.0, 0.06, size=N)
-    quirk_phase = rng.uniform(0.0, 2 * np.pi, size=N)
-    quirk = quirk_amp[:, None] * np.cos(2 * np.pi * np.arange(12)[None, :] / 12 + quirk_phase[:, None])
-    season12 = (
-        strength[None, :, None]
-        * (
-            (_CATEGORY_SUMMER[category][None, :, None] * _REGION_SUMMER[region][:, None, None]) * summer
-            + (_CATEGORY_DECEMBER[category][:, None] * december)[None]
-            + (_CATEGORY_SPRING[category][:, None] * spring)[None]
-        )
-        + quirk[None]
-    )
-    season = season12[:, :, moy]  # (S, N, T)
-
-    # --- promotions and price ----------------------------------------------------------------
-    campaign = rng.random((N, T)) < 0.13
-    joins = rng.random((S, N, T)) < 0.85
-    local = rng.random((S, N, T)) < 0.04
-    promo = (campaign[None] & joins) | local
-    depth = rng.uniform(0.08, 0.25, size=(S, N, T))
-
-    inflation = rng.normal(0.025, 0.01)  # per year, the general price level
-    base_price = rng.lognormal(np.log(_CATEGORY_PRICE[category]), 0.35)
-    steps = np.where(rng.random((N, T)) < 0.05, rng.normal(0.03, 0.05, size=(N, T)), 0.0)
-    steps[:, 0] = 0.0
-    relative = np.cumsum(steps, axis=1) + rng.normal(0.0, 0.01, size=(N, T))  # vs. general level
-    store_price = _REGION_PRICE[region][:, None] * rng.lognormal(0.0, 0.02, size=(S, N))
-    level = np.exp(inflation * t / 12)
-    regular = base_price[None, :, None] * store_price[:, :, None] * np.exp(relative)[None] * level
-    price = regular * np.where(promo, 1.0 - depth, 1.0)
-    real_ratio = price / (base_price[None, :, None] * store_price[:, :, None] * level)
+    size, region, category, base = _stores_and_items(rng, S, N)
+    listed, ramp, rundown = _listing(rng, size, S, N, T)
+    trend, season = _trend_and_season(rng, category, region, S, N, T, t, moy)
+    promo, price, real_ratio = _promotions_and_price(rng, category, region, S, N, T, t)
 
     elasticity = rng.uniform(1.5, 2.5, size=N)
     lift = rng.uniform(0.05, 0.30, size=N)
@@ -217,6 +144,113 @@ def generate_sales(
         }
     )
     return frame[COLUMNS]
+
+
+def _stores_and_items(rng: np.random.Generator, S: int, N: int) -> tuple:
+    """Each store's size and region, each item's category, and each store-item's base level
+    (units a month): item level x store effect x store size x affinity."""
+    size = rng.choice(3, size=S, p=_SIZE_SHARE)
+    region = rng.integers(0, len(REGIONS), size=S)
+    store_effect = rng.lognormal(0.0, 0.25, size=S) * _SIZE_MULTIPLIER[size]
+    category = rng.choice(len(CATEGORIES), size=N, p=_CATEGORY_SHARE)
+    item_level = rng.lognormal(np.log(15.0), 1.1, size=N)
+    affinity = rng.lognormal(0.0, 0.35, size=(S, N))
+    base = item_level[None, :] * store_effect[:, None] * affinity  # (S, N) units / month
+    return size, region, category, base
+
+
+def _listing(rng: np.random.Generator, size: np.ndarray, S: int, N: int, T: int) -> tuple:
+    """Which store lists which item in which month (assortment, launches, discontinuations),
+    and the launched items' ramp-up and the discontinued ones' run-down, each (S, N, T)."""
+    carried = rng.random((S, N)) < _SIZE_ASSORTMENT[size][:, None]
+    carried[rng.integers(0, S, size=N), np.arange(N)] = True  # every item in some store
+    carried[np.arange(S), rng.integers(0, N, size=S)] = True  # every store carries something
+    first = np.zeros((S, N), dtype=int)
+    final = np.full((S, N), T - 1, dtype=int)
+    order = rng.permutation(N)
+    n_launch = round(0.15 * N) if T >= 8 else 0
+    n_stop = round(0.10 * N) if T >= 8 else 0
+    launched, stopped = order[:n_launch], order[n_launch : n_launch + n_stop]
+    launch_month = rng.integers(2, T - 5, size=n_launch) if n_launch else np.zeros(0, int)
+    rollout = rng.integers(0, 3, size=(S, n_launch))
+    first[:, launched] = np.minimum(launch_month[None, :] + rollout, T - 1)
+    stop_month = rng.integers(T // 3, T - 1, size=n_stop) if n_stop else np.zeros(0, int)
+    stop_spread = rng.integers(0, 2, size=(S, n_stop))
+    final[:, stopped] = stop_month[None, :] - stop_spread
+    tt = np.arange(T)[None, None, :]
+    listed = carried[:, :, None] & (tt >= first[:, :, None]) & (tt <= final[:, :, None])
+
+    since = tt - first[:, :, None]  # months since the store listed the item
+    ramp_tau = rng.uniform(1.0, 2.5, size=N)
+    ramp = np.where(
+        np.isin(np.arange(N), launched)[None, :, None],
+        1.0 - np.exp(-(np.maximum(since, 0) + 1) / ramp_tau[None, :, None]),
+        1.0,
+    )
+    until = final[:, :, None] - tt  # months until the store delists the item
+    rundown = np.where(
+        np.isin(np.arange(N), stopped)[None, :, None], 1.0 - 0.45 * np.exp(-np.maximum(until, 0) / 1.2), 1.0
+    )
+    return listed, ramp, rundown
+
+
+def _trend_and_season(
+    rng: np.random.Generator,
+    category: np.ndarray,
+    region: np.ndarray,
+    S: int,
+    N: int,
+    T: int,
+    t: np.ndarray,
+    moy: np.ndarray,
+) -> tuple:
+    """The log-scale trend and yearly seasonality of every store-item-month, each (S, N, T)."""
+    growth = rng.normal(0.02, 0.14, size=N)[None, :] + rng.normal(0.0, 0.04, size=(S, N))  # per year
+    trend = np.clip(growth[:, :, None] * (t - (T - 1) / 2)[None, None, :] / 12.0, -1.2, 1.2)
+
+    summer = np.cos(2 * np.pi * (np.arange(12) - 6.5) / 12)  # peaks July/August
+    december = np.zeros(12)
+    december[[10, 11]] = [0.35, 1.0]
+    spring = np.cos(2 * np.pi * (np.arange(12) - 3.5) / 12)  # peaks April/May
+    strength = rng.lognormal(0.0, 0.25, size=N)
+    quirk_amp = rng.uniform(0.0, 0.06, size=N)
+    quirk_phase = rng.uniform(0.0, 2 * np.pi, size=N)
+    quirk = quirk_amp[:, None] * np.cos(2 * np.pi * np.arange(12)[None, :] / 12 + quirk_phase[:, None])
+    season12 = (
+        strength[None, :, None]
+        * (
+            (_CATEGORY_SUMMER[category][None, :, None] * _REGION_SUMMER[region][:, None, None]) * summer
+            + (_CATEGORY_DECEMBER[category][:, None] * december)[None]
+            + (_CATEGORY_SPRING[category][:, None] * spring)[None]
+        )
+        + quirk[None]
+    )
+    return trend, season12[:, :, moy]
+
+
+def _promotions_and_price(
+    rng: np.random.Generator, category: np.ndarray, region: np.ndarray, S: int, N: int, T: int, t: np.ndarray
+) -> tuple:
+    """Promotion months (chain campaigns most stores join, plus local ones), the shelf price
+    (regular price after inflation and steps, less a promotion's discount) and the price
+    relative to the item's inflation-adjusted base, each (S, N, T)."""
+    campaign = rng.random((N, T)) < 0.13
+    joins = rng.random((S, N, T)) < 0.85
+    local = rng.random((S, N, T)) < 0.04
+    promo = (campaign[None] & joins) | local
+    depth = rng.uniform(0.08, 0.25, size=(S, N, T))
+
+    inflation = rng.normal(0.025, 0.01)  # per year, the general price level
+    base_price = rng.lognormal(np.log(_CATEGORY_PRICE[category]), 0.35)
+    steps = np.where(rng.random((N, T)) < 0.05, rng.normal(0.03, 0.05, size=(N, T)), 0.0)
+    steps[:, 0] = 0.0
+    relative = np.cumsum(steps, axis=1) + rng.normal(0.0, 0.01, size=(N, T))  # vs. general level
+    store_price = _REGION_PRICE[region][:, None] * rng.lognormal(0.0, 0.02, size=(S, N))
+    level = np.exp(inflation * t / 12)
+    regular = base_price[None, :, None] * store_price[:, :, None] * np.exp(relative)[None] * level
+    price = regular * np.where(promo, 1.0 - depth, 1.0)
+    real_ratio = price / (base_price[None, :, None] * store_price[:, :, None] * level)
+    return promo, price, real_ratio
 
 
 def _ar1(rng: np.random.Generator, shape: tuple[int, ...], T: int, phi, sd: float) -> np.ndarray:
@@ -268,27 +302,6 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     ]
 
 
-def _engine(url: str) -> sa.Engine:
-    engine = make_engine(Database(url=url))
-    if engine.dialect.name != "sqlite":
-        return engine
-    path = engine.url.database
-    if path and path != ":memory:" and not path.startswith("file:"):
-        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-
-    # pysqlite starts transactions lazily and not before DDL, so DROP/CREATE would commit on
-    # their own; take over BEGIN so the whole replacement is one transaction.
-    @sa.event.listens_for(engine, "connect")
-    def _no_pysqlite_transactions(dbapi_connection, _record):
-        dbapi_connection.isolation_level = None
-
-    @sa.event.listens_for(engine, "begin")
-    def _begin(conn):
-        conn.exec_driver_sql("BEGIN")
-
-    return engine
-
-
 def seed_source_database(
     url: str,
     frame: pd.DataFrame,
@@ -306,7 +319,7 @@ def seed_source_database(
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"frame lacks columns: {', '.join(missing)}")
-    engine = _engine(url)
+    engine = replacing_engine(url)
     target = _table(table, sa.MetaData(), schema)
     rows = _records(frame)
     try:
@@ -315,203 +328,6 @@ def seed_source_database(
             target.create(conn)
             for start in range(0, len(rows), chunk_rows):
                 conn.execute(target.insert(), rows[start : start + chunk_rows])
-    finally:
-        engine.dispose()
-    return len(rows)
-
-
-PLAN_COLUMNS = ["store_id", "item_id", "month", "price", "promo", "planned_at"]
-
-
-def generate_plans(
-    sales: pd.DataFrame, horizon: int = 3, seed: int = 7, revised_share: float = 0.3
-) -> pd.DataFrame:
-    """A plans table for ``sales`` (``generate_sales``' frame): the price and promotion planned
-    for every store, item and month it sells in, and for the ``horizon`` months after the last
-    one for every store and item selling then; one row per revision (config ``plans:``).
-
-    Every month's first plan is made at the start of the month two before it (so it is known at
-    the end of the month before that: at every origin up to horizon 3). For ``revised_share`` of
-    the months it is revised in the middle of the month before: the first plan had the promotion
-    the other way round and the price to match, the revision has what happened. Other plans come
-    true as made. A revision of a month after the last one is made after that month ended, so no
-    run of the last month knows it. Deterministic for a seed.
-    """
-    rng = np.random.default_rng(seed)
-    last = pd.Period(pd.Timestamp(max(sales["month"])), "M")
-    current = sales[pd.to_datetime(sales["month"]).dt.to_period("M") == last]
-    future = []
-    for h in range(1, horizon + 1):
-        promo = (rng.random(len(current)) < PROMO_SHARE).astype(np.int64)
-        future.append(
-            pd.DataFrame(
-                {
-                    "store_id": current["store_id"].to_numpy(),
-                    "item_id": current["item_id"].to_numpy(),
-                    "month": date((last + h).year, (last + h).month, 1),
-                    "price": np.round(current["price"].to_numpy() * np.where(promo, 0.85, 1.0), 2),
-                    "promo": promo,
-                }
-            )
-        )
-    realised = pd.concat(
-        [sales[["store_id", "item_id", "month", "price", "promo"]], *future], ignore_index=True
-    )
-    months = pd.to_datetime(realised["month"]).dt.to_period("M")
-    revised = rng.random(len(realised)) < revised_share
-    first = realised.assign(
-        planned_at=(months - 2).dt.start_time,
-        promo=np.where(revised, 1 - realised["promo"], realised["promo"]),
-        price=np.where(
-            revised,
-            np.round(realised["price"] * np.where(realised["promo"] == 1, 1 / 0.85, 0.85), 2),
-            realised["price"],
-        ),
-    )
-    revision = realised[revised].assign(
-        planned_at=(months[revised] - 1).dt.start_time + pd.Timedelta(days=14)
-    )
-    plans = pd.concat([first, revision], ignore_index=True)
-    plans["promo"] = plans["promo"].astype(np.int64)
-    return plans.sort_values(["store_id", "item_id", "month", "planned_at"]).reset_index(drop=True)[
-        PLAN_COLUMNS
-    ]
-
-
-def seed_plans_table(
-    url: str, plans: pd.DataFrame, table: str = "sales_plans", *, schema: str | None = None
-) -> int:
-    """Replace ``table`` at ``url`` with ``plans`` (``generate_plans``' frame), in one transaction."""
-    engine = _engine(url)
-    target = sa.Table(
-        table,
-        sa.MetaData(),
-        sa.Column("store_id", sa.Integer, primary_key=True),
-        sa.Column("item_id", sa.Integer, primary_key=True),
-        sa.Column("month", sa.Date, primary_key=True),
-        sa.Column("planned_at", sa.DateTime, primary_key=True),
-        sa.Column("price", sa.Float, nullable=False),
-        sa.Column("promo", sa.SmallInteger, nullable=False),
-        schema=schema,
-    )
-    rows = [
-        {
-            "store_id": int(r.store_id),
-            "item_id": int(r.item_id),
-            "month": r.month if type(r.month) is date else pd.Timestamp(r.month).date(),
-            "planned_at": pd.Timestamp(r.planned_at).to_pydatetime(),
-            "price": float(r.price),
-            "promo": int(r.promo),
-        }
-        for r in plans.itertuples(index=False)
-    ]
-    try:
-        with engine.begin() as conn:
-            target.drop(conn, checkfirst=True)
-            target.create(conn)
-            if rows:
-                conn.execute(target.insert(), rows)
-    finally:
-        engine.dispose()
-    return len(rows)
-
-
-SCENARIO_COLUMNS = ["scenario", "store_id", "item_id", "month", "price", "promo"]
-PROMO_DISCOUNT = 0.85  # a promotion's price: the regular one less 15% (as generate_plans plans it)
-
-
-def generate_scenarios(
-    sales: pd.DataFrame, plans: pd.DataFrame, horizon: int = 3, category: str = "beverages"
-) -> pd.DataFrame:
-    """What-if scenarios (config ``plans.scenarios``) for the run of the last month of ``sales``
-    (M), against ``plans`` (``generate_plans``' frame) as they stood at the end of M:
-
-    * ``promo_<category>`` (``promo_beverages``): every store promotes every item of ``category``
-      in M + horizon (the last month forecast), at the regular price less 15% (``promo_store_1``:
-      every item of store 1, when no item is of ``category``);
-    * ``no_promo``: no promotion in M+1..M+horizon for any store and item, at the regular price.
-
-    A scenario row is what it plans, whatever the base plan says: ``promo_<category>`` also names
-    items the base plan promotes already (their forecasts stay the base's).
-    A scenario's rows for M+1..M+horizon: a run of another month reads none of them.
-    """
-    last = pd.Period(pd.Timestamp(max(sales["month"])), "M")
-    known_at = (last + 1).start_time
-    months = pd.to_datetime(plans["month"]).dt.to_period("M")
-    base = plans[
-        (months > last) & (months <= last + horizon) & (pd.to_datetime(plans["planned_at"]) <= known_at)
-    ]
-    base = base.sort_values("planned_at", kind="stable").drop_duplicates(
-        ["store_id", "item_id", "month"], keep="last"
-    )
-    regular = np.round(np.where(base["promo"] == 1, base["price"] / PROMO_DISCOUNT, base["price"]), 2)
-    base = base.assign(regular=regular, period=pd.to_datetime(base["month"]).dt.to_period("M"))
-
-    target = last + horizon
-    items = sales.loc[sales["category"] == category, "item_id"].unique()
-    chosen = base["item_id"].isin(items) if len(items) else base["store_id"] == 1
-    promoted = base[chosen.to_numpy() & (base["period"] == target).to_numpy()]
-    promo = pd.DataFrame(
-        {
-            "scenario": f"promo_{category if len(items) else 'store_1'}",
-            "store_id": promoted["store_id"].to_numpy(),
-            "item_id": promoted["item_id"].to_numpy(),
-            "month": promoted["month"].to_numpy(),
-            "price": np.round(promoted["regular"].to_numpy() * PROMO_DISCOUNT, 2),
-            "promo": 1,
-        }
-    )
-    none = pd.DataFrame(
-        {
-            "scenario": "no_promo",
-            "store_id": base["store_id"].to_numpy(),
-            "item_id": base["item_id"].to_numpy(),
-            "month": base["month"].to_numpy(),
-            "price": base["regular"].to_numpy(),
-            "promo": 0,
-        }
-    )
-    frame = pd.concat([promo, none], ignore_index=True)
-    frame["promo"] = frame["promo"].astype(np.int64)
-    frame["month"] = [m if type(m) is date else pd.Timestamp(m).date() for m in frame["month"]]
-    return frame.sort_values(["scenario", "store_id", "item_id", "month"]).reset_index(drop=True)[
-        SCENARIO_COLUMNS
-    ]
-
-
-def seed_scenarios_table(
-    url: str, scenarios: pd.DataFrame, table: str = "sales_scenarios", *, schema: str | None = None
-) -> int:
-    """Replace ``table`` at ``url`` with ``scenarios`` (``generate_scenarios``' frame), in one transaction."""
-    engine = _engine(url)
-    target = sa.Table(
-        table,
-        sa.MetaData(),
-        sa.Column("scenario", sa.String(64), primary_key=True),
-        sa.Column("store_id", sa.Integer, primary_key=True),
-        sa.Column("item_id", sa.Integer, primary_key=True),
-        sa.Column("month", sa.Date, primary_key=True),
-        sa.Column("price", sa.Float),
-        sa.Column("promo", sa.SmallInteger),
-        schema=schema,
-    )
-    rows = [
-        {
-            "scenario": str(r.scenario),
-            "store_id": int(r.store_id),
-            "item_id": int(r.item_id),
-            "month": r.month if type(r.month) is date else pd.Timestamp(r.month).date(),
-            "price": None if pd.isna(r.price) else float(r.price),
-            "promo": None if pd.isna(r.promo) else int(r.promo),
-        }
-        for r in scenarios.itertuples(index=False)
-    ]
-    try:
-        with engine.begin() as conn:
-            target.drop(conn, checkfirst=True)
-            target.create(conn)
-            if rows:
-                conn.execute(target.insert(), rows)
     finally:
         engine.dispose()
     return len(rows)

@@ -101,7 +101,7 @@ def test_decide_applies_the_relative_margins():
     )
     # 0.28 beats the baseline's 0.30, but not by 10%: neither model is published.
     d = decide("new", 0.28, "last_value", 0.30, gate, champion="old", champion_wape=0.285)
-    assert d.forecaster == "baseline:last_value"
+    assert str(d.forecaster) == "baseline:last_value"
 
 
 def test_gate_margins_are_checked_in_the_config(tmp_path):

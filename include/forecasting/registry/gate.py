@@ -261,6 +261,41 @@ def score_champion(
     return {"model_version": version, "available": True, **scored}, scored["metrics"]["wape"]
 
 
+def rule_decision(
+    config: Config,
+    evaluation: dict,
+    challenger: str,
+    champion: str | None,
+    holdout: pd.DataFrame,
+    first_holdout: str,
+    found: Candidates,
+) -> tuple[Decision, dict[str, Any] | None, float | None]:
+    """The rule's decision, the champion (if any) scored first on the challenger's rows: the
+    decision, evaluation.json's ``champion`` (None: no champion) and its WAPE (None: it could
+    not score them, and the decision says why)."""
+    report: dict[str, Any] | None = None
+    wape = None
+    if champion is not None:
+        report, wape = score_champion(config, champion, holdout, first_holdout, found)
+    best = evaluation["best_baseline"]
+    decision = decide(
+        challenger,
+        evaluation["model"]["wape"],
+        best,
+        evaluation["baselines"][best]["wape"],
+        config.gate,
+        champion=champion if wape is not None else None,
+        champion_wape=wape,
+        blend_wape=found.blend_wape,
+    )
+    if report is not None and not report["available"]:
+        decision = replace(
+            decision,
+            reason=f"champion {champion} could not score this holdout ({report['why']}); {decision.reason}",
+        )
+    return decision, report, wape
+
+
 @dataclass
 class Verdict:
     """What the registry records about the challenger, and what the run publishes."""
@@ -328,28 +363,9 @@ def run_gate(
         previous = models.get(conn, table, challenger)
         champion = models.champion_as_of(conn, table, month_start(month).date(), exclude=challenger)
         champion_version = None if champion is None else champion["model_version"]
-        champion_report: dict[str, Any] | None = None
-        champion_wape = None
-        if champion_version is not None:
-            champion_report, champion_wape = score_champion(
-                config, champion_version, holdout, first_holdout, found
-            )
-        decision = decide(
-            challenger,
-            evaluation["model"]["wape"],
-            best,
-            best_wape,
-            config.gate,
-            champion=champion_version if champion_wape is not None else None,
-            champion_wape=champion_wape,
-            blend_wape=found.blend_wape,
+        decision, champion_report, champion_wape = rule_decision(
+            config, evaluation, challenger, champion_version, holdout, first_holdout, found
         )
-        if champion_report is not None and not champion_report["available"]:
-            decision = replace(
-                decision,
-                reason=f"champion {champion_version} could not score this holdout "
-                f"({champion_report['why']}); {decision.reason}",
-            )
         verdict = gate_verdict(decision, month, previous, now)
         if previous is not None and previous["decision"] in models.MANUAL:
             champion_keeps = champion_wape is not None and beats(

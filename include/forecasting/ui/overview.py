@@ -421,11 +421,9 @@ def _month_quality(r: dict, open_: bool) -> str:
 
 
 def _is_published(entry: dict, published: str, decision: dict) -> bool:
-    match parse(published) if published else None:
-        case Baseline(name):
-            return entry["name"] == name
-        case Blend():
-            return entry["name"] == "blend"
+    forecaster = parse(published) if published else None
+    if isinstance(forecaster, Baseline | Blend):  # the baseline's own line, or the blend's
+        return entry["name"] == (forecaster.name if isinstance(forecaster, Baseline) else "blend")
     if entry["name"] == "champion":
         return decision.get("forecaster") == published and decision.get("champion") == published
     if entry["name"] == "model":

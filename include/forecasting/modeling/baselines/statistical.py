@@ -19,8 +19,8 @@ every origin goes to statsforecast in one vectorised call per model group.
 * A series with no negative value gets no negative forecast (clipped at 0: sales).
 
 The forecasters are the names in ``evaluation.statistical_baselines``, each a
-:class:`StatisticalBaseline` in ``forecasting.modeling.baselines``' registry. To bound the cost (an
-AutoETS fit takes 10–200 ms depending on the series' length), evaluation scores them on at most
+:class:`StatisticalBaseline` in ``forecasting.modeling.baselines``' registry. To bound the cost (a
+fit per series, growing with the series' length), evaluation scores them on at most
 ``evaluation.statistical_max_series`` entities: above that, on a seeded sample of entities
 (:func:`sample_entities`), with the model and every baseline scored on the same rows.
 """
@@ -74,9 +74,9 @@ class AutoETS(StatisticalBaseline):
     name = "auto_ets"
 
     def model(self, season_length: int):
-        from statsforecast.models import AutoETS  # statsforecast imports numba: only when fitted
+        from statsforecast import models  # statsforecast imports numba: only when fitted
 
-        return AutoETS(season_length=season_length, alias=self.name)
+        return models.AutoETS(season_length=season_length, alias=self.name)
 
 
 class Theta(StatisticalBaseline):
@@ -85,9 +85,9 @@ class Theta(StatisticalBaseline):
     name = "theta"
 
     def model(self, season_length: int):
-        from statsforecast.models import Theta
+        from statsforecast import models
 
-        return Theta(season_length=season_length, alias=self.name)
+        return models.Theta(season_length=season_length, alias=self.name)
 
 
 def forecasts(

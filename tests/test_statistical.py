@@ -11,12 +11,12 @@ import pytest
 import yaml
 from conftest import demo_config_dict, write_config
 
-from forecasting.core.config import Config, ConfigError, load_config
+from forecasting.core.config import STATISTICAL_BASELINES, Config, ConfigError, load_config
 from forecasting.core.months import month_index
 from forecasting.data.panel import build_panel
 from forecasting.features import dataset
 from forecasting.modeling import evaluate
-from forecasting.modeling.baselines import NAIVE_BASELINES, statistical, statistical_forecasts
+from forecasting.modeling.baselines import NAIVE_BASELINES, STATISTICAL, statistical, statistical_forecasts
 
 KEYS = ["store", "item"]
 NAMES = ["auto_ets", "theta"]
@@ -258,6 +258,11 @@ def test_config_defaults(tmp_path):
     assert config.evaluation.statistical_max_series == 100
     assert config.evaluation.statistical_jobs is None  # one process per core
     assert make_config(tmp_path / "two", statistical_jobs=2).evaluation.statistical_jobs == 2
+
+
+def test_the_config_accepts_exactly_the_registered_statistical_baselines():
+    # core cannot import the registry (it sits below modeling): the two lists must agree.
+    assert list(STATISTICAL) == list(STATISTICAL_BASELINES)
 
 
 @pytest.mark.parametrize(

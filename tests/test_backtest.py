@@ -24,7 +24,8 @@ from forecasting.data.panel import build_panel
 from forecasting.features import dataset
 from forecasting.modeling import backtest, evaluate
 from forecasting.modeling.backtest import BACKTEST
-from forecasting.modeling.evaluate import BASELINES, metrics
+from forecasting.modeling.baselines import NAIVE_BASELINES, naive_forecasts
+from forecasting.modeling.scoring import metrics
 from forecasting.modeling.train import train
 from forecasting.registry import models
 from forecasting.ui import overview as report
@@ -175,22 +176,22 @@ def test_the_backtest_is_scored_against_every_baseline_on_the_same_rows(clean):
     horizon = holdout[dataset.HORIZON].to_numpy()
     actual = holdout[dataset.LABEL].to_numpy()
     refit = holdout[BACKTEST].to_numpy()
-    naive = evaluate.baselines(panel, entity, origin, horizon)
+    naive = naive_forecasts(panel, entity, origin, horizon)
 
     assert [o["origin"] for o in written["origins"]] == ORIGINS
     for entry in written["origins"]:
         rows = (holdout[dataset.ORIGIN] == entry["origin"]).to_numpy()
         assert entry["rows"] == rows.sum()
         assert entry["model"] == pytest.approx(metrics(actual[rows], refit[rows]), nan_ok=True)
-        assert set(entry["baselines"]) == set(BASELINES)  # every row: the naive ones
-        for name in BASELINES:
+        assert set(entry["baselines"]) == set(NAIVE_BASELINES)  # every row: the naive ones
+        for name in NAIVE_BASELINES:
             assert entry["baselines"][name] == pytest.approx(metrics(actual[rows], naive[name][rows]))
-        best = min(BASELINES, key=lambda n: entry["baselines"][n]["wape"])
+        best = min(NAIVE_BASELINES, key=lambda n: entry["baselines"][n]["wape"])
         assert entry["best_baseline"] == best
         assert entry["beats_best_baseline"] == (entry["model"]["wape"] < entry["baselines"][best]["wape"])
         # The sample: 3 entities' rows of this origin, every forecaster on them.
         sample = entry["sample"]
-        assert set(sample["baselines"]) == {*BASELINES, "theta"}
+        assert set(sample["baselines"]) == {*NAIVE_BASELINES, "theta"}
         assert {m["rows"] for m in [sample["model"], *sample["baselines"].values()]} == {sample["rows"]}
         assert sample["rows"] == 3 * len(entry_horizons(holdout, entry["origin"]))
         assert entry["train_rows"] > 0 and entry["last_target_month"] == entry["origin"]
@@ -202,9 +203,14 @@ def test_the_backtest_is_scored_against_every_baseline_on_the_same_rows(clean):
     assert sorted(written["by_horizon"], key=int) == ["1", "2", "3"]
     assert sum(h["model"]["rows"] for h in written["by_horizon"].values()) == overall["rows"]
     for by_h in written["by_horizon"].values():
-        assert set(by_h) == {"model", backtest.HOLDOUT_MODEL, *BASELINES}
+        assert set(by_h) == {"model", backtest.HOLDOUT_MODEL, *NAIVE_BASELINES}
         assert len({m["rows"] for m in by_h.values()}) == 1
-    assert set(overall["sample"]["by_horizon"]["1"]) == {"model", backtest.HOLDOUT_MODEL, *BASELINES, "theta"}
+    assert set(overall["sample"]["by_horizon"]["1"]) == {
+        "model",
+        backtest.HOLDOUT_MODEL,
+        *NAIVE_BASELINES,
+        "theta",
+    }
     assert written["statistical_baselines_scored_on"] == "sample"
 
     # The registry's columns and the quality page's table come from this section.
@@ -212,7 +218,7 @@ def test_the_backtest_is_scored_against_every_baseline_on_the_same_rows(clean):
     assert values["backtest_wape"] == overall["model"]["wape"]
     assert values["backtest_best_baseline"] == overall["best_baseline"]
     assert [o["origin"] for o in values["backtest_origins"]] == ORIGINS
-    assert values["backtest_origins"][0]["sample"]["baseline_wapes"].keys() == {*BASELINES, "theta"}
+    assert values["backtest_origins"][0]["sample"]["baseline_wapes"].keys() == {*NAIVE_BASELINES, "theta"}
     page = report._backtest_table(written)
     for entry in [*written["origins"], overall]:
         assert f"{entry['model']['wape']:.3f}" in page
@@ -246,7 +252,7 @@ def test_the_blend_is_the_mean_of_the_model_and_the_best_baseline_on_every_row(c
     written = json.loads(result.path.read_text())
     blend = written["blend"]
     partner = blend["baseline"]
-    assert partner == written["best_baseline"] and partner in BASELINES
+    assert partner == written["best_baseline"] and partner in NAIVE_BASELINES
 
     panel = build_panel(snapshot, config, sales_only=True)
     entity = holdout[dataset.ENTITY].to_numpy()
@@ -255,7 +261,7 @@ def test_the_blend_is_the_mean_of_the_model_and_the_best_baseline_on_every_row(c
     actual = holdout[dataset.LABEL].to_numpy()
     booster, metadata = model.load(clean.model_dir, holdout=True)
     predicted = model.predict(booster, dataset.design_matrix(holdout, config, metadata["categories"]))
-    naive = evaluate.baselines(panel, entity, origin, horizon)[partner]
+    naive = naive_forecasts(panel, entity, origin, horizon)[partner]
     mean = (predicted + naive) / 2
     assert blend["metrics"] == pytest.approx(metrics(actual, mean))
     for h in ("1", "2", "3"):

@@ -13,7 +13,9 @@ from conftest import demo_config_dict, write_config
 
 from forecasting.core.config import Config, load_config
 from forecasting.features import dataset
-from forecasting.modeling.evaluate import BASELINES, baseline_forecasts, metrics
+from forecasting.modeling.baselines import NAIVE_BASELINES
+from forecasting.modeling.evaluate import baseline_forecasts
+from forecasting.modeling.scoring import metrics
 
 KEYS = ["store", "item"]
 
@@ -114,7 +116,7 @@ def test_baselines_by_hand(tmp_path):
 
     got = baseline_forecasts(cases, snapshot(), config)
 
-    assert list(got.columns) == list(BASELINES)
+    assert list(got.columns) == list(NAIVE_BASELINES)
     assert got.index.tolist() == cases.index.tolist()
     last = value("2024-03")
     assert got["last_value"].tolist() == [last, last, last, last, value("2023-01")]

@@ -251,7 +251,7 @@ def _assert_readable_on_a_laptop(view) -> None:
 def _assert_monitoring_is_the_database(view, config) -> None:
     """The accuracy chart's lines and points, the drift table's flags and the alerts, as shown in
     the browser, against the monitoring tables."""
-    from forecasting.modeling.evaluate import BASELINES
+    from forecasting.modeling.baselines import NAIVE_BASELINES as BASELINES
 
     # Realised accuracy: one chart per horizon, a line per forecaster, its points the table's.
     view.locator("details.accuracy[data-horizon='1'] svg.chart").wait_for(timeout=15_000)

@@ -24,8 +24,10 @@ import sqlalchemy as sa
 from conftest import END_MONTH, analyst_role, demo_config_dict, write_config
 
 from forecasting.core.config import Config, GateConfig, load_config, parse_config
+from forecasting.modeling.forecaster import Baseline, Blend, Model, model_version, parse
 from forecasting.publishing.postgres import grant_analyst_role, temporary_database
 from forecasting.registry import models
+from forecasting.registry.gate import decide
 
 M = pd.Period(END_MONTH, "M")
 BACKENDS = ["sqlite", "postgresql"]
@@ -36,69 +38,70 @@ BACKENDS = ["sqlite", "postgresql"]
 
 def test_decide_promotes_only_a_challenger_that_beats_champion_and_baseline():
     gate = GateConfig()
-    d = models.decide("new", 0.20, "mean_3", 0.30, gate, champion="old", champion_wape=0.25)
-    assert (d.outcome, d.forecaster) == (models.PROMOTED, "new")
+    d = decide("new", 0.20, "mean_3", 0.30, gate, champion="old", champion_wape=0.25)
+    assert (d.outcome, str(d.forecaster)) == (models.PROMOTED, "new")
     assert "beats the champion old" in d.reason
 
-    d = models.decide("new", 0.27, "mean_3", 0.30, gate, champion="old", champion_wape=0.25)
-    assert (d.outcome, d.forecaster) == (models.KEPT_CHAMPION, "old")
+    d = decide("new", 0.27, "mean_3", 0.30, gate, champion="old", champion_wape=0.25)
+    assert (d.outcome, str(d.forecaster)) == (models.KEPT_CHAMPION, "old")
     assert "does not beat the champion old" in d.reason
 
     # Both lose to the baseline: the baseline's forecasts, named as such.
-    d = models.decide("new", 0.40, "mean_3", 0.30, gate, champion="old", champion_wape=0.35)
-    assert (d.outcome, d.forecaster) == (models.BASELINE, "baseline:mean_3")
+    d = decide("new", 0.40, "mean_3", 0.30, gate, champion="old", champion_wape=0.35)
+    assert (d.outcome, str(d.forecaster)) == (models.BASELINE, "baseline:mean_3")
     assert "does not beat the champion old (WAPE 0.3500 on the same rows) nor the mean_3 baseline" in d.reason
     assert d.reason.endswith("the champion does not beat the mean_3 baseline (WAPE 0.3000) either")
 
     # No champion: the challenger only has to beat the baseline.
-    assert models.decide("new", 0.29, "mean_3", 0.30, gate).forecaster == "new"
-    assert models.decide("new", 0.31, "mean_3", 0.30, gate).forecaster == "baseline:mean_3"
+    assert str(decide("new", 0.29, "mean_3", 0.30, gate).forecaster) == "new"
+    assert str(decide("new", 0.31, "mean_3", 0.30, gate).forecaster) == "baseline:mean_3"
     # A tie is not a win.
-    assert models.decide("new", 0.30, "mean_3", 0.30, gate).outcome == models.BASELINE
+    assert decide("new", 0.30, "mean_3", 0.30, gate).outcome == models.BASELINE
 
 
 def test_decide_publishes_the_blend_only_when_no_model_beats_the_baseline_but_it_does():
     gate = GateConfig()
     blend = "blend:new+auto_ets"
     # Both models lose to the baseline; the mean of the challenger's and its forecasts wins.
-    d = models.decide(
-        "new", 0.40, "auto_ets", 0.30, gate, champion="old", champion_wape=0.35, blend_wape=0.28
-    )
-    assert (d.outcome, d.forecaster) == (models.BLENDED, blend)
+    d = decide("new", 0.40, "auto_ets", 0.30, gate, champion="old", champion_wape=0.35, blend_wape=0.28)
+    assert (d.outcome, str(d.forecaster)) == (models.BLENDED, blend)
     assert "does not beat the auto_ets baseline (WAPE 0.3000) either" in d.reason
     assert d.reason.endswith(
         "the mean of the challenger's and the baseline's forecasts (WAPE 0.2800) beats the baseline"
     )
-    d = models.decide("new", 0.40, "auto_ets", 0.30, gate, blend_wape=0.28)  # no champion
-    assert (d.outcome, d.forecaster) == (models.BLENDED, blend)
+    d = decide("new", 0.40, "auto_ets", 0.30, gate, blend_wape=0.28)  # no champion
+    assert (d.outcome, str(d.forecaster)) == (models.BLENDED, blend)
     # A blend that does not beat the baseline (a tie neither) leaves the baseline, saying so.
-    d = models.decide("new", 0.40, "auto_ets", 0.30, gate, blend_wape=0.30)
-    assert (d.outcome, d.forecaster) == (models.BASELINE, "baseline:auto_ets")
+    d = decide("new", 0.40, "auto_ets", 0.30, gate, blend_wape=0.30)
+    assert (d.outcome, str(d.forecaster)) == (models.BASELINE, "baseline:auto_ets")
     assert d.reason.endswith("their blend (WAPE 0.3000) does not beat it")
     # A model that wins is never replaced by a blend, however good the blend.
-    assert models.decide("new", 0.29, "auto_ets", 0.30, gate, blend_wape=0.10).forecaster == "new"
-    d = models.decide("new", 0.31, "auto_ets", 0.30, gate, champion="old", champion_wape=0.29, blend_wape=0.1)
+    assert str(decide("new", 0.29, "auto_ets", 0.30, gate, blend_wape=0.10).forecaster) == "new"
+    d = decide("new", 0.31, "auto_ets", 0.30, gate, champion="old", champion_wape=0.29, blend_wape=0.1)
     assert d.outcome == models.KEPT_CHAMPION
     # The baseline margin applies to the blend too: 0.28 is not 10% below 0.30.
-    d = models.decide("n", 0.4, "auto_ets", 0.30, GateConfig(min_margin_over_baseline=0.1), blend_wape=0.28)
+    d = decide("n", 0.4, "auto_ets", 0.30, GateConfig(min_margin_over_baseline=0.1), blend_wape=0.28)
     assert d.outcome == models.BASELINE
-    assert models.parse_blend(blend) == ("new", "auto_ets") and models.parse_blend("new") is None
-    assert [models.model_version_of(f) for f in ("v1", "baseline:x", "blend:v1+x")] == ["v1", None, "v1"]
+    assert parse(blend) == Blend("new", "auto_ets") and parse("new") == Model("new")
+    assert parse("baseline:x") == Baseline("x") and all(
+        str(parse(f)) == f for f in (blend, "new", "baseline:x")
+    )
+    assert [model_version(parse(f)) for f in ("v1", "baseline:x", "blend:v1+x")] == ["v1", None, "v1"]
     with pytest.raises(ValueError, match="not a blend's name"):
-        models.parse_blend("blend:v1")
+        parse("blend:v1")
 
 
 def test_decide_applies_the_relative_margins():
     gate = GateConfig(min_improvement=0.05, min_margin_over_baseline=0.10)
     # 4% better than the champion is not the 5% asked for: the champion stays.
-    d = models.decide("new", 0.24, "last_value", 0.30, gate, champion="old", champion_wape=0.25)
+    d = decide("new", 0.24, "last_value", 0.30, gate, champion="old", champion_wape=0.25)
     assert d.outcome == models.KEPT_CHAMPION and "by 5.0%" in d.reason
-    assert models.decide(
-        "new", 0.237, "last_value", 0.30, gate, champion="old", champion_wape=0.25
-    ).outcome == (models.PROMOTED)
+    assert decide("new", 0.237, "last_value", 0.30, gate, champion="old", champion_wape=0.25).outcome == (
+        models.PROMOTED
+    )
     # 0.28 beats the baseline's 0.30, but not by 10%: neither model is published.
-    d = models.decide("new", 0.28, "last_value", 0.30, gate, champion="old", champion_wape=0.285)
-    assert d.forecaster == "baseline:last_value"
+    d = decide("new", 0.28, "last_value", 0.30, gate, champion="old", champion_wape=0.285)
+    assert str(d.forecaster) == "baseline:last_value"
 
 
 def test_gate_margins_are_checked_in_the_config(tmp_path):

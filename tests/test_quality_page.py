@@ -324,7 +324,7 @@ def test_no_monitoring_yet_says_so(view_deployment):
 def test_monitoring_sections_show_the_accuracy_drift_and_alerts_tables(view_deployment):
     from forecasts_view_data import DRIFT, ITEMS, MAX_WAPE, STORES, actual, add_monitoring, prediction
 
-    from forecasting.modeling.evaluate import BASELINES
+    from forecasting.modeling.baselines import NAIVE_BASELINES as BASELINES
     from forecasting.ui.overview import render
 
     config = view_deployment

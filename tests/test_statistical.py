@@ -11,11 +11,12 @@ import pytest
 import yaml
 from conftest import demo_config_dict, write_config
 
-from forecasting.core.config import Config, ConfigError, load_config
+from forecasting.core.config import STATISTICAL_BASELINES, Config, ConfigError, load_config
 from forecasting.core.months import month_index
 from forecasting.data.panel import build_panel
 from forecasting.features import dataset
-from forecasting.modeling import evaluate, statistical
+from forecasting.modeling import evaluate
+from forecasting.modeling.baselines import NAIVE_BASELINES, STATISTICAL, statistical, statistical_forecasts
 
 KEYS = ["store", "item"]
 NAMES = ["auto_ets", "theta"]
@@ -72,7 +73,7 @@ def snapshot() -> pd.DataFrame:
 
 
 def rows(panel, cases: list[tuple[int, int, str, int]]):
-    """(store, item, origin, horizon) -> the arrays statistical.forecasts takes."""
+    """(store, item, origin, horizon) -> the arrays statistical_forecasts takes."""
     index = {tuple(map(int, k)): i for i, k in enumerate(panel.keys[KEYS].to_numpy())}
     entity = np.array([index[(s, i)] for s, i, _, _ in cases])
     origin = month_index(pd.PeriodIndex([o for _, _, o, _ in cases], freq="M")).to_numpy()
@@ -99,14 +100,14 @@ def test_one_finite_forecast_per_row_and_rows_are_independent(config):
     panel = build_panel(snapshot(), config, sales_only=True)
     entity, origin, horizon = rows(panel, CASES)
 
-    got = statistical.forecasts(panel, entity, origin, horizon, NAMES)
+    got = statistical_forecasts(panel, entity, origin, horizon, NAMES)
 
     assert set(got) == set(NAMES)
     for name in NAMES:
         assert got[name].shape == (len(CASES),)
         assert np.isfinite(got[name]).all() and (got[name] >= 0).all()
     # A row's forecast does not depend on which other rows are asked for.
-    alone = statistical.forecasts(panel, entity[[2]], origin[[2]], horizon[[2]], NAMES)
+    alone = statistical_forecasts(panel, entity[[2]], origin[[2]], horizon[[2]], NAMES)
     for name in NAMES:
         assert alone[name][0] == pytest.approx(got[name][2])
     # The 2-month series is too short for ETS and Theta: its last value.
@@ -124,7 +125,7 @@ def test_forecasts_use_only_data_up_to_the_origin(config):
 
     def run(frame):
         panel = build_panel(frame, config, sales_only=True)
-        return statistical.forecasts(panel, *rows(panel, cases), NAMES)
+        return statistical_forecasts(panel, *rows(panel, cases), NAMES)
 
     honest, cheating_bait = run(history), run(changed)
     for name in NAMES:
@@ -142,8 +143,8 @@ def test_fits_in_several_processes_give_the_same_forecasts(config, monkeypatch):
     entity, origin, horizon = rows(panel, cases)
     assert statistical._jobs(2, len(cases)) == 2
 
-    one = statistical.forecasts(panel, entity, origin, horizon, NAMES, jobs=1)
-    two = statistical.forecasts(panel, entity, origin, horizon, NAMES, jobs=2)
+    one = statistical_forecasts(panel, entity, origin, horizon, NAMES, jobs=1)
+    two = statistical_forecasts(panel, entity, origin, horizon, NAMES, jobs=2)
 
     for name in NAMES:
         assert np.isfinite(one[name]).all()
@@ -167,9 +168,9 @@ def test_jobs_are_bounded_by_series_and_cores(monkeypatch):
 def test_no_forecasters_and_no_rows(config):
     panel = build_panel(snapshot(), config, sales_only=True)
     entity, origin, horizon = rows(panel, CASES)
-    assert statistical.forecasts(panel, entity, origin, horizon, []) == {}
+    assert statistical_forecasts(panel, entity, origin, horizon, []) == {}
     empty = np.zeros(0, dtype=np.int64)
-    assert statistical.forecasts(panel, empty, empty, empty, NAMES)["theta"].shape == (0,)
+    assert statistical_forecasts(panel, empty, empty, empty, NAMES)["theta"].shape == (0,)
 
 
 def test_sample_of_entities_is_seeded_and_takes_whole_entities(tmp_path):
@@ -224,11 +225,11 @@ def test_evaluation_scores_every_forecaster_on_the_same_sampled_rows(tmp_path, m
     report = evaluate.evaluate(history, config, pd.Period("2024-12", "M"), model_dir)
     written = json.loads(report.path.read_text())
 
-    assert set(written["baselines"]) == set(evaluate.BASELINES)  # every row: the naive ones only
+    assert set(written["baselines"]) == set(NAIVE_BASELINES)  # every row: the naive ones only
     assert written["model"]["rows"] == len(cases)
     sample = written["sample"]
     assert (sample["entities"], sample["of_entities"], sample["seed"]) == (2, 5, config.model.seed)
-    assert set(sample["baselines"]) == {*evaluate.BASELINES, *NAMES}
+    assert set(sample["baselines"]) == {*NAIVE_BASELINES, *NAMES}
     counts = {m["rows"] for m in [sample["model"], *sample["baselines"].values()]}
     assert counts == {6}  # 2 entities x 3 rows, for every forecaster
     assert sample["model"]["wape"] == pytest.approx(0.1)
@@ -243,9 +244,9 @@ def test_evaluation_scores_every_forecaster_on_the_same_sampled_rows(tmp_path, m
     everyone = make_config(tmp_path / "all", holdout_months=2)
     report = evaluate.evaluate(history, everyone, pd.Period("2024-12", "M"), model_dir)
     assert report.sample is None
-    assert set(report.baselines) == {*evaluate.BASELINES, *NAMES}
+    assert set(report.baselines) == {*NAIVE_BASELINES, *NAMES}
     assert {m["rows"] for m in report.baselines.values()} == {len(cases)}
-    assert set(report.by_horizon["2"]) == {"model", *evaluate.BASELINES, *NAMES}
+    assert set(report.by_horizon["2"]) == {"model", *NAIVE_BASELINES, *NAMES}
 
 
 # ------------------------------------------------------------------------------------- config
@@ -257,6 +258,11 @@ def test_config_defaults(tmp_path):
     assert config.evaluation.statistical_max_series == 100
     assert config.evaluation.statistical_jobs is None  # one process per core
     assert make_config(tmp_path / "two", statistical_jobs=2).evaluation.statistical_jobs == 2
+
+
+def test_the_config_accepts_exactly_the_registered_statistical_baselines():
+    # core cannot import the registry (it sits below modeling): the two lists must agree.
+    assert list(STATISTICAL) == list(STATISTICAL_BASELINES)
 
 
 @pytest.mark.parametrize(

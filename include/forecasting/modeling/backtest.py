@@ -18,16 +18,12 @@ from typing import Any
 import numpy as np
 
 from forecasting.core.months import month_from_index
+from forecasting.modeling.scoring import blend, lowest_wape, metrics
 
 # holdout.parquet's column of the backtest's forecasts.
 BACKTEST = "backtest_prediction"
 # The same rows scored with the holdout model (fitted before the holdout): what refitting gains.
 HOLDOUT_MODEL = "holdout_model"
-
-
-def lowest_wape(baselines: dict[str, dict[str, float]]) -> str:
-    """The baseline with the lowest WAPE (one with no WAPE, all actuals zero, last)."""
-    return min(baselines, key=lambda name: (np.isnan(baselines[name]["wape"]), baselines[name]["wape"]))
 
 
 def score(
@@ -50,8 +46,6 @@ def score(
     (``on_sample``: every baseline); ``fits``: metadata.json's ``backtest.fits``;
     ``blend_baseline``: the baseline evaluate blends the model with (the refit models are
     blended with it too, as ``blend``)."""
-    from forecasting.modeling.evaluate import blend, metrics  # evaluate imports this module
-
     backtested = ~np.isnan(backtest_forecasts)
     if not backtested.any():
         return None

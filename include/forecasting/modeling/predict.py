@@ -13,7 +13,9 @@ from forecasting.core.config import Config
 from forecasting.core.months import month_from_index, month_index
 from forecasting.data.panel import Panel, build_panel
 from forecasting.features import dataset
+from forecasting.modeling import baselines
 from forecasting.modeling import booster as model
+from forecasting.modeling.scoring import blend
 
 log = logging.getLogger(__name__)
 
@@ -124,25 +126,13 @@ def baseline_forecast(
     """The rows of ``forecast``, made by the baseline ``name`` from each active entity's history
     up to M, as evaluation scores it (what the gate publishes when no model beats it).
     ``panel``: the snapshot's (sales only), if built already."""
-    from forecasting.modeling.evaluate import baselines
-
     panel = panel if panel is not None else build_panel(snapshot, config, sales_only=True)
     m = month_index(month)
     active = active_entities(panel, m)
     horizons = np.arange(1, config.horizon + 1)
     entity, horizon = np.repeat(active, len(horizons)), np.tile(horizons, len(active))
     origin = np.full(len(entity), m)
-    got = baselines(panel, entity, origin, horizon)
-    if name in got:
-        values = np.asarray(got[name], dtype=float)
-    else:  # a statistical forecaster scored beside the naive ones (forecasting.modeling.statistical)
-        from forecasting.modeling import statistical
-
-        if name not in statistical.STATISTICAL_BASELINES:
-            raise ValueError(f"no baseline {name!r} (have: {', '.join(got)})")
-        jobs = config.evaluation.statistical_jobs
-        got = statistical.forecasts(panel, entity, origin, horizon, [name], jobs)
-        values = np.asarray(got[name], dtype=float)
+    values = baselines.forecast(name, panel, entity, origin, horizon, config.evaluation.statistical_jobs)
     if np.isnan(values).any():  # an entity with a row in M always has a history: never publish NaN
         raise RuntimeError(f"the {name} baseline has no forecast for {int(np.isnan(values).sum())} rows")
     out = forecast_rows(panel, entity, m, horizon)
@@ -167,9 +157,7 @@ def blend_forecast(
     client=None,
 ) -> pd.DataFrame:
     """The rows of ``forecast``: the mean of the model's and the baseline's forecasts of each row
-    (forecasting.modeling.evaluate.blend, as evaluate scored it)."""
-    from forecasting.modeling.evaluate import blend
-
+    (forecasting.modeling.scoring.blend, as evaluate scored it)."""
     panel = build_panel(snapshot, config, sales_only=True)  # one panel for both
     made = forecast(snapshot, config, month, model_dir, client, panel)
     base = baseline_forecast(snapshot, config, month, baseline, panel)

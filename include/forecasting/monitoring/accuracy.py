@@ -39,7 +39,9 @@ from forecasting.core.db import make_engine
 from forecasting.core.errors import DataError
 from forecasting.core.months import month_index, month_start
 from forecasting.data.panel import build_panel
-from forecasting.modeling.evaluate import BASELINES, baselines, metrics
+from forecasting.modeling.baselines import NAIVE_BASELINES as BASELINES
+from forecasting.modeling.baselines import naive_forecasts
+from forecasting.modeling.scoring import metrics
 from forecasting.publishing.publish import predictions_tables, sql_type
 
 log = logging.getLogger(__name__)
@@ -226,7 +228,7 @@ def score(forecasts: pd.DataFrame, snapshot: pd.DataFrame, config: Config, month
     actual = np.zeros(len(forecasts))
     actual[known] = np.nan_to_num(panel.sales[entity[known], col], nan=0.0)
     naive = {name: np.zeros(len(forecasts)) for name in BASELINES}
-    for name, values in baselines(panel, entity[known], origin[known], horizon[known]).items():
+    for name, values in naive_forecasts(panel, entity[known], origin[known], horizon[known]).items():
         naive[name][known] = np.nan_to_num(values, nan=0.0)  # no history at the origin: nothing known sold
 
     errors = forecasts[[*keys, "forecast_month", "horizon", "run_month", "model_version"]].reset_index(

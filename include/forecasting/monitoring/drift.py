@@ -45,6 +45,7 @@ from forecasting.core.errors import DataError
 from forecasting.core.months import label_index, month_from_index, month_index, month_start
 from forecasting.data.panel import Panel, build_panel
 from forecasting.features.catalogue import feature_names
+from forecasting.modeling.forecaster import model_version, parse
 from forecasting.monitoring.accuracy import create_missing, insert_rows, plain, write_transaction
 
 log = logging.getLogger(__name__)
@@ -201,10 +202,9 @@ class Window:
 def training_window(config: Config, month: pd.Period, published: dict) -> Window:
     """The training window of the model whose forecasts M's run published (``published``: its
     publish.json), or of the challenger it trained when a baseline was published."""
-    from forecasting.registry.models import model_version_of
-
     # A baseline's run: its challenger's window; a blend's: its model's.
-    version = model_version_of(published.get("model_version") or "") or published.get("challenger") or ""
+    text = published.get("model_version")
+    version = (model_version(parse(text)) if text else None) or published.get("challenger") or ""
     path = paths.model_metadata(paths.model_dir(config, version))
     if not version or not path.is_file():
         raise DataError(

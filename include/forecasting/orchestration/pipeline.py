@@ -28,7 +28,7 @@ import pandas as pd
 
 from forecasting.core import paths
 from forecasting.core.compute import client_for
-from forecasting.core.config import Config, load_config
+from forecasting.core.config import Config, ConfigError, load_config
 from forecasting.core.months import month_of
 
 log = logging.getLogger(__name__)
@@ -215,6 +215,7 @@ def evaluate(
     """Score the challenger and the baselines on the holdout, then the gate (forecasting.registry.gate):
     the champion scores the same rows, and the result names the forecaster predict uses."""
     from forecasting.modeling.evaluate import evaluate as run
+    from forecasting.modeling.forecaster import parse
     from forecasting.registry.gate import run_gate
 
     with _stage("evaluate", month, attempt, config) as (config, m):
@@ -228,9 +229,11 @@ def evaluate(
                 best,
             )
         run_id = paths.read_json(paths.stage_result(config, m, attempt, "extract")).get("run_id")
-        decision = run_gate(
-            config, m, Path(model_dir), run_id=run_id, force=force_model_version, forced_by=forced_by
-        )
+        try:
+            force = parse(force_model_version) if force_model_version else None
+        except ValueError as err:
+            raise ConfigError(f"force_model_version {force_model_version!r}: {err}") from err
+        decision = run_gate(config, m, Path(model_dir), run_id=run_id, force=force, forced_by=forced_by)
         result = {
             "report": str(report.path),
             "model_dir": model_dir,
@@ -254,8 +257,8 @@ def predict(
     """Forecast M+1..M+horizon with the forecaster the gate chose (``forecaster``: a model
     version, ``baseline:<name>`` or ``blend:<version>+<name>``; default: the decision in ``model_dir``'s evaluation.json)."""
     from forecasting.modeling import intervals
+    from forecasting.modeling.forecaster import Baseline, Blend, Model, parse
     from forecasting.modeling.predict import baseline_forecast, blend_forecast, forecast
-    from forecasting.registry.models import BASELINE_PREFIX, parse_blend
 
     with _stage("predict", month, attempt, config) as (config, m):
         decision = paths.read_json(paths.evaluation(Path(model_dir))).get("decision") or {}
@@ -265,16 +268,17 @@ def predict(
                 or paths.read_json(paths.model_metadata(Path(model_dir)))["model_version"]
             )
         snapshot = _sales(config, m, attempt)
-        blended = parse_blend(forecaster)
-        if forecaster.startswith(BASELINE_PREFIX):
-            frame = baseline_forecast(snapshot, config, m, forecaster.removeprefix(BASELINE_PREFIX))
-        elif blended is not None:
-            version, baseline = blended
-            with client_for(config) as client:
-                frame = blend_forecast(snapshot, config, m, paths.models(config) / version, baseline, client)
-        else:
-            with client_for(config) as client:
-                frame = forecast(snapshot, config, m, paths.models(config) / forecaster, client)
+        match parse(forecaster):
+            case Baseline(name):
+                frame = baseline_forecast(snapshot, config, m, name)
+            case Blend(version, baseline):
+                with client_for(config) as client:
+                    frame = blend_forecast(
+                        snapshot, config, m, paths.models(config) / version, baseline, client
+                    )
+            case Model(version):
+                with client_for(config) as client:
+                    frame = forecast(snapshot, config, m, paths.models(config) / version, client)
         # The forecaster's own p10/p90 bands, calibrated on this run's holdout by evaluate.
         bands = decision.get("intervals") if decision.get("forecaster") == forecaster else None
         if bands is None:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from forecasting.core import paths
 from forecasting.core.config import Config, load_config
+from forecasting.modeling.forecaster import Baseline, Blend, Model, parse
 from forecasting.orchestration.pipeline import STAGES
 from forecasting.publishing.query import run_query
 
@@ -217,15 +218,16 @@ def interval_lines(report: dict, decision: dict | None) -> list[str]:
     """How often the p10-p90 intervals held on holdout months they were not calibrated on (the
     published forecaster's, when evaluate measured it)."""
     coverage = (report.get("intervals") or {}).get("coverage") or {}
-    forecaster = (decision or {}).get("forecaster", "")
-    if forecaster.startswith("baseline:"):
-        name = forecaster.removeprefix("baseline:")
-    elif forecaster.startswith("blend:"):
-        name = "blend"
-    elif forecaster and forecaster != report.get("model_version"):
-        return []  # the champion's bands come from its own re-scoring: no cross-check of them
-    else:
-        name = "model"
+    text = (decision or {}).get("forecaster", "")
+    match parse(text) if text else None:
+        case Baseline(baseline):
+            name = baseline
+        case Blend():
+            name = "blend"
+        case Model(version) if version != report.get("model_version"):
+            return []  # the champion's bands come from its own re-scoring: no cross-check of them
+        case _:
+            name = "model"
     held = coverage.get(name)
     if not held:
         return []

@@ -8,30 +8,34 @@ than the challenger's (the champion's month is ≤ M and both hold out the last 
 their month; checked below): it has never seen the targets it is scored on here, just as the
 challenger's holdout model has not. Its production model saw them, so it would win unfairly.
 
-``models.decide`` then picks the forecaster of month M: the challenger (promoted), the champion,
-the mean of the challenger's and the best baseline's forecasts (a *blend*, when neither model beats
-that baseline but the blend does; ``gate.blend``), or the best baseline; the decision goes into the registry, into the challenger's
-evaluation.json and into the evaluate stage's result, and predict forecasts with that
-forecaster. A run may force a forecaster instead (the DAG param ``force_model_version``).
+The rule (:func:`decide`) then picks the forecaster of month M: the challenger (promoted), the
+champion, the mean of the challenger's and the best baseline's forecasts (a *blend*, when neither
+model beats that baseline but the blend does; ``gate.blend``), or the best baseline; the decision
+goes into the registry, into the challenger's evaluation.json and into the evaluate stage's
+result, and predict forecasts with that forecaster. The overrides come after the rule: a person's
+earlier decision about this very model is kept (``python -m forecasting.registry.models
+promote|reject``), and a run may force a forecaster instead (the DAG param ``force_model_version``).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from forecasting.core import paths
-from forecasting.core.config import Config, ConfigError
+from forecasting.core.config import Config, ConfigError, GateConfig
 from forecasting.core.months import month_start
 from forecasting.features import dataset
 from forecasting.features.dataset import HORIZON, LABEL
 from forecasting.modeling import booster as model
 from forecasting.modeling import intervals
-from forecasting.modeling.evaluate import metrics
+from forecasting.modeling.forecaster import Baseline, Blend, Forecaster, Model, model_version
+from forecasting.modeling.scoring import metrics
 from forecasting.registry import models
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,109 @@ log = logging.getLogger(__name__)
 
 class ChampionUnavailable(Exception):
     """The champion cannot score the challenger's holdout rows; the message says why."""
+
+
+# --- the rule --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str  # models.PROMOTED, KEPT_CHAMPION, BLENDED or BASELINE
+    forecaster: Forecaster  # whose forecasts to publish
+    reason: str
+
+
+def beats(wape: float, other: float, margin: float) -> bool:
+    """``wape`` is lower than ``other`` by at least the relative ``margin`` (NaN never beats)."""
+    return bool(wape < other * (1 - margin))
+
+
+def decide(
+    challenger: str,
+    challenger_wape: float,
+    best_baseline: str,
+    best_baseline_wape: float,
+    gate: GateConfig,
+    champion: str | None = None,
+    champion_wape: float | None = None,
+    blend_wape: float | None = None,
+) -> Decision:
+    """The gate: promote the challenger if it beats the champion (by ``gate.min_improvement``)
+    and the best baseline (by ``gate.min_margin_over_baseline``); else keep the champion if it
+    beats the best baseline by that margin; else publish the blend of the challenger and the best
+    baseline (``blend_wape``: its WAPE; None: not scored) if it beats the best baseline by that
+    margin; else publish the best baseline. All WAPEs are on the same holdout rows. No champion
+    (or none that could score): the challenger only has to beat the baseline. ``challenger`` and
+    ``champion`` are model versions, ``best_baseline`` a baseline's name."""
+    base = f"{best_baseline} baseline (WAPE {best_baseline_wape:.4f})"
+    margin_b, margin_c = gate.min_margin_over_baseline, gate.min_improvement
+    vs_base = f" by {margin_b:.1%}" if margin_b else ""
+    vs_champ = f" by {margin_c:.1%}" if margin_c else ""
+    ch = f"challenger {challenger} (WAPE {challenger_wape:.4f})"
+    challenger_beats_baseline = beats(challenger_wape, best_baseline_wape, margin_b)
+    if champion is None or champion_wape is None:
+        if challenger_beats_baseline:
+            return Decision(
+                models.PROMOTED, Model(challenger), f"no champion to beat; {ch} beats the {base}{vs_base}"
+            )
+        return _blend_or_baseline(
+            f"no champion; {ch} does not beat the {base}{vs_base}",
+            challenger,
+            best_baseline,
+            best_baseline_wape,
+            blend_wape,
+            margin_b,
+        )
+    cp = f"champion {champion} (WAPE {champion_wape:.4f} on the same rows)"
+    challenger_beats_champion = beats(challenger_wape, champion_wape, margin_c)
+    if challenger_beats_baseline and challenger_beats_champion:
+        return Decision(
+            models.PROMOTED, Model(challenger), f"{ch} beats the {cp}{vs_champ} and the {base}{vs_base}"
+        )
+    lost = [
+        *([] if challenger_beats_champion else [f"the {cp}{vs_champ}"]),
+        *([] if challenger_beats_baseline else [f"the {base}{vs_base}"]),
+    ]
+    why = f"{ch} does not beat {' nor '.join(lost)}"
+    if beats(champion_wape, best_baseline_wape, margin_b):
+        return Decision(
+            models.KEPT_CHAMPION,
+            Model(champion),
+            f"{why}; the champion beats the {best_baseline} baseline{vs_base}",
+        )
+    return _blend_or_baseline(
+        f"{why}; the champion does not beat the {base}{vs_base} either",
+        challenger,
+        best_baseline,
+        best_baseline_wape,
+        blend_wape,
+        margin_b,
+    )
+
+
+def _blend_or_baseline(
+    why: str,
+    challenger: str,
+    best_baseline: str,
+    best_baseline_wape: float,
+    blend_wape: float | None,
+    margin: float,
+) -> Decision:
+    """Neither model beats the best baseline: their average may (the model and the baseline err
+    differently), else the baseline itself is published."""
+    vs_base = f" by {margin:.1%}" if margin else ""
+    if blend_wape is not None and beats(blend_wape, best_baseline_wape, margin):
+        return Decision(
+            models.BLENDED,
+            Blend(challenger, best_baseline),
+            f"{why}; the mean of the challenger's and the baseline's forecasts (WAPE {blend_wape:.4f}) "
+            f"beats the baseline{vs_base}",
+        )
+    blended = "" if blend_wape is None else f"; their blend (WAPE {blend_wape:.4f}) does not beat it{vs_base}"
+    return Decision(models.BASELINE, Baseline(best_baseline), f"{why}{blended}")
+
+
+# --- the champion on the challenger's rows ---------------------------------------------------
 
 
 def score_saved_model(
@@ -100,21 +207,144 @@ def score_saved_model(
     return result
 
 
+# --- one run's gate --------------------------------------------------------------------------
+
+
+@dataclass
+class Candidates:
+    """What this run could publish: each candidate's WAPE on the challenger's holdout rows and
+    its p10/p90 bands (forecasting.modeling.intervals; None: not calibrated)."""
+
+    wapes: dict[Forecaster, float]
+    intervals: dict[Forecaster, dict | None]
+    blend_wape: float | None  # the challenger blended with the best baseline (None: not a candidate)
+
+    def add_scored(self, version: str, scored: dict[str, Any]) -> None:
+        """A registered model scored on these rows (score_saved_model)."""
+        self.wapes[Model(version)] = scored["metrics"]["wape"]
+        self.intervals[Model(version)] = scored["intervals"]
+
+
+def candidates(config: Config, evaluation: dict, challenger: str) -> Candidates:
+    """The challenger, every baseline and, when neither model beats the best baseline, the
+    challenger blended with it, as evaluate scored them."""
+    best, baselines = evaluation["best_baseline"], evaluation["baselines"]
+    bands = (evaluation.get("intervals") or {}).get("forecasters", {})
+    wapes: dict[Forecaster, float] = {
+        Model(challenger): evaluation["model"]["wape"],
+        **{Baseline(n): m["wape"] for n, m in baselines.items()},
+    }
+    interval_specs: dict[Forecaster, dict | None] = {
+        Model(challenger): bands.get("model"),
+        **{Baseline(n): bands.get(n) for n in baselines},
+    }
+    blended = evaluation.get("blend") or {}
+    blend_wape = None
+    if config.gate.blend and blended.get("baseline") == best:
+        blend_wape = blended["metrics"]["wape"]
+        wapes[Blend(challenger, best)] = blend_wape
+        interval_specs[Blend(challenger, best)] = bands.get("blend")
+    return Candidates(wapes, interval_specs, blend_wape)
+
+
+def score_champion(
+    config: Config, version: str, holdout: pd.DataFrame, first_holdout: str, found: Candidates
+) -> tuple[dict[str, Any], float | None]:
+    """evaluation.json's ``champion`` (its scores, or why it could not score) and its WAPE (None:
+    it could not score these rows); a champion that scored joins the candidates."""
+    try:
+        scored = score_saved_model(config, version, holdout, first_holdout)
+    except ChampionUnavailable as err:
+        log.warning("The champion %s cannot score this holdout: %s", version, err)
+        return {"model_version": version, "available": False, "why": str(err)}, None
+    found.add_scored(version, scored)
+    return {"model_version": version, "available": True, **scored}, scored["metrics"]["wape"]
+
+
+def rule_decision(
+    config: Config,
+    evaluation: dict,
+    challenger: str,
+    champion: str | None,
+    holdout: pd.DataFrame,
+    first_holdout: str,
+    found: Candidates,
+) -> tuple[Decision, dict[str, Any] | None, float | None]:
+    """The rule's decision, the champion (if any) scored first on the challenger's rows: the
+    decision, evaluation.json's ``champion`` (None: no champion) and its WAPE (None: it could
+    not score them, and the decision says why)."""
+    report: dict[str, Any] | None = None
+    wape = None
+    if champion is not None:
+        report, wape = score_champion(config, champion, holdout, first_holdout, found)
+    best = evaluation["best_baseline"]
+    decision = decide(
+        challenger,
+        evaluation["model"]["wape"],
+        best,
+        evaluation["baselines"][best]["wape"],
+        config.gate,
+        champion=champion if wape is not None else None,
+        champion_wape=wape,
+        blend_wape=found.blend_wape,
+    )
+    if report is not None and not report["available"]:
+        decision = replace(
+            decision,
+            reason=f"champion {champion} could not score this holdout ({report['why']}); {decision.reason}",
+        )
+    return decision, report, wape
+
+
+@dataclass
+class Verdict:
+    """What the registry records about the challenger, and what the run publishes."""
+
+    forecaster: Forecaster
+    outcome: str
+    status: str
+    reason: str  # into the registry
+    said: str  # the decision's reason, as the run reports it
+    decided_by: str
+    decided_at: datetime
+    promoted_at: datetime | None
+    champion_since: date | None
+
+
+def gate_verdict(decision: Decision, month: pd.Period, previous: dict | None, now: datetime) -> Verdict:
+    """The rule's decision as the registry records it: a promoted challenger is champion from M."""
+    promoted = decision.outcome == models.PROMOTED
+    promoted_at = now if promoted else None
+    if promoted and previous is not None and previous["decision"] == models.PROMOTED:
+        promoted_at = previous["promoted_at"]  # the same decision again: the same row
+    return Verdict(
+        forecaster=decision.forecaster,
+        outcome=decision.outcome,
+        status=models.RETIRED if promoted else models.REJECTED,  # save() crowns the champion
+        reason=decision.reason,
+        said=decision.reason,
+        decided_by=models.GATE,
+        decided_at=now,
+        promoted_at=promoted_at,
+        champion_since=month_start(month).date() if promoted else None,
+    )
+
+
 def run_gate(
     config: Config,
     month: pd.Period,
     model_dir: Path,
     run_id: str | None = None,
-    force: str | None = None,
+    force: Forecaster | None = None,
     forced_by: str | None = None,
 ) -> dict[str, Any]:
     """Score the champion on the challenger's holdout, decide, record; returns the decision.
 
     The decision (also written into evaluation.json as ``champion`` and ``decision``):
-    ``forecaster`` (model version or ``baseline:<name>``), ``forecaster_dir`` (the model's
-    folder, None for a baseline), ``outcome``, ``reason``, ``wape`` (the forecaster's WAPE on
-    this holdout; None for a forced model that could not score it), ``challenger``,
-    ``champion`` (compared with, or None) and ``challenger_status``.
+    ``forecaster`` (model version, ``baseline:<name>`` or a blend's name), ``forecaster_dir``
+    (the model's folder, None for a baseline), ``outcome``, ``reason``, ``wape`` (the
+    forecaster's WAPE on this holdout; None for a forced model that could not score it),
+    ``challenger``, ``champion`` (compared with, or None) and ``challenger_status``.
     """
     evaluation_path = paths.evaluation(model_dir)
     evaluation = paths.read_json(evaluation_path)
@@ -124,160 +354,155 @@ def run_gate(
     first_holdout = min(evaluation["holdout_target_months"])
     booster, _ = model.load(model_dir)
     row = models.model_row(metadata, evaluation, models.top_features(booster), run_id)
-    challenger_wape = evaluation["model"]["wape"]
-    best, baselines = evaluation["best_baseline"], evaluation["baselines"]
-    best_wape = baselines[best]["wape"]
+    best = evaluation["best_baseline"]
+    best_wape = evaluation["baselines"][best]["wape"]
     now = datetime.now(UTC)
-    wapes = {
-        challenger: challenger_wape,
-        **{f"{models.BASELINE_PREFIX}{n}": m["wape"] for n, m in baselines.items()},
-    }
-    # Each candidate's p10/p90 bands (forecasting.modeling.intervals), for whichever is published.
-    bands = (evaluation.get("intervals") or {}).get("forecasters", {})
-    interval_specs = {
-        challenger: bands.get("model"),
-        **{f"{models.BASELINE_PREFIX}{n}": bands.get(n) for n in baselines},
-    }
-    # The challenger blended with the best baseline, a candidate when neither model beats it.
-    blended = evaluation.get("blend") or {}
-    blend_wape = None
-    if config.gate.blend and blended.get("baseline") == best:
-        blend_wape = blended["metrics"]["wape"]
-        wapes[models.blend_name(challenger, best)] = blend_wape
-        interval_specs[models.blend_name(challenger, best)] = bands.get("blend")
+    found = candidates(config, evaluation, challenger)
 
     with models.registry(config) as (conn, table):
         previous = models.get(conn, table, challenger)
         champion = models.champion_as_of(conn, table, month_start(month).date(), exclude=challenger)
-        champion_report: dict[str, Any] | None = None
-        champion_wape = None
-        if champion is not None:
-            version = champion["model_version"]
-            try:
-                scored = score_saved_model(config, version, holdout, first_holdout)
-            except ChampionUnavailable as err:
-                log.warning("The champion %s cannot score this holdout: %s", version, err)
-                champion_report = {"model_version": version, "available": False, "why": str(err)}
-            else:
-                champion_wape = scored["metrics"]["wape"]
-                wapes[version] = champion_wape
-                interval_specs[version] = scored["intervals"]
-                champion_report = {"model_version": version, "available": True, **scored}
-        decision = models.decide(
-            challenger,
-            challenger_wape,
-            best,
-            best_wape,
-            config.gate,
-            champion=champion["model_version"]
-            if champion is not None and champion_wape is not None
-            else None,
-            champion_wape=champion_wape,
-            blend_wape=blend_wape,
+        champion_version = None if champion is None else champion["model_version"]
+        decision, champion_report, champion_wape = rule_decision(
+            config, evaluation, challenger, champion_version, holdout, first_holdout, found
         )
-        if champion_report is not None and not champion_report["available"]:
-            decision = models.Decision(
-                decision.outcome,
-                decision.forecaster,
-                f"champion {champion_report['model_version']} could not score this holdout "
-                f"({champion_report['why']}); {decision.reason}",
-            )
-        outcome, reason, forecaster = decision.outcome, decision.reason, decision.forecaster
-        said = reason  # the decision's reason, as the run reports it
-        decided_by, decided_at = models.GATE, now
-        promoted = outcome == models.PROMOTED
-        status = models.RETIRED if promoted else models.REJECTED  # save() crowns the champion
-        promoted_at = now if promoted else None
-        champion_since = month_start(month).date() if promoted else None
-        if promoted and previous is not None and previous["decision"] == models.PROMOTED:
-            promoted_at = previous["promoted_at"]  # the same decision again: the same row
+        verdict = gate_verdict(decision, month, previous, now)
         if previous is not None and previous["decision"] in models.MANUAL:
-            # A person decided about this very model: running its month again keeps that.
-            outcome, decided_by, decided_at = (
-                previous["decision"],
-                previous["decided_by"],
-                previous["decided_at"],
+            champion_keeps = champion_wape is not None and beats(
+                champion_wape, best_wape, config.gate.min_margin_over_baseline
             )
-            promoted_at, champion_since = previous["promoted_at"], previous["champion_since"]
-            if outcome == models.MANUAL_PROMOTE:
-                status, forecaster = models.RETIRED, challenger
-            else:
-                status = models.REJECTED
-                if models.model_version_of(forecaster) == challenger:  # not the model a person rejected
-                    keep = champion_wape is not None and models.beats(
-                        champion_wape, best_wape, config.gate.min_margin_over_baseline
-                    )
-                    forecaster = (
-                        champion["model_version"] if keep and champion else f"{models.BASELINE_PREFIX}{best}"
-                    )
-            reason = previous["reason"]  # the person's own words stay in the registry
-            said = f"manual decision by {decided_by} kept: {reason}; the gate said: {decision.reason}"
-        if force:
-            forecaster = _check_forced(conn, table, force, baselines)
-            said = f"run {run_id} forced {forecaster} (by {forced_by or 'unknown'}); the gate said: {decision.reason}"
-            reason = said if outcome not in models.MANUAL else reason
-            if outcome not in models.MANUAL:  # the challenger stays undecided
-                status, outcome, promoted_at, champion_since = models.CHALLENGER, models.FORCED, None, None
-                decided_by, decided_at = forced_by or "dag param force_model_version", now
-            if forecaster not in wapes and models.model_version_of(forecaster) == forecaster:
+            verdict = keep_manual_decision(
+                verdict, previous, challenger, champion_version, champion_keeps, best
+            )
+        if force is not None:
+            check_forced(conn, table, force, evaluation["baselines"])
+            verdict = force_forecaster(verdict, force, decision.reason, run_id, forced_by, now)
+            if isinstance(force, Model) and force not in found.wapes:
                 try:
-                    scored = score_saved_model(config, forecaster, holdout, first_holdout)
-                    wapes[forecaster] = scored["metrics"]["wape"]
-                    interval_specs[forecaster] = scored["intervals"]
+                    found.add_scored(
+                        force.version, score_saved_model(config, force.version, holdout, first_holdout)
+                    )
                 except ChampionUnavailable as err:
-                    log.warning("The forced model %s cannot score this holdout: %s", forecaster, err)
+                    log.warning("The forced model %s cannot score this holdout: %s", force, err)
         row.update(
-            status=status,
+            status=verdict.status,
             created_at=previous["created_at"] if previous is not None else now,
-            champion_version=champion["model_version"] if champion is not None else None,
+            champion_version=champion_version,
             champion_wape=champion_wape,
-            champion_since=champion_since,
-            promoted_at=promoted_at,
-            published=forecaster,
-            decision=outcome,
-            reason=reason,
-            decided_by=decided_by,
-            decided_at=decided_at,
+            champion_since=verdict.champion_since,
+            promoted_at=verdict.promoted_at,
+            published=str(verdict.forecaster),
+            decision=verdict.outcome,
+            reason=verdict.reason,
+            decided_by=verdict.decided_by,
+            decided_at=verdict.decided_at,
         )
         models.save(conn, table, row)
         saved = models.get(conn, table, challenger)
         assert saved is not None
+    forecaster = verdict.forecaster
+    version = model_version(forecaster)
     result = {
-        "forecaster": forecaster,
-        "forecaster_dir": None
-        if (version := models.model_version_of(forecaster)) is None
-        else str(paths.models(config) / version),
-        "outcome": outcome,
-        "reason": said,
-        "wape": wapes.get(forecaster),
+        "forecaster": str(forecaster),
+        "forecaster_dir": None if version is None else str(paths.models(config) / version),
+        "outcome": verdict.outcome,
+        "reason": verdict.said,
+        "wape": found.wapes.get(forecaster),
         "challenger": challenger,
-        "challenger_wape": challenger_wape,
-        "champion": champion["model_version"] if champion is not None else None,
+        "challenger_wape": evaluation["model"]["wape"],
+        "champion": champion_version,
         "champion_wape": champion_wape,
         "best_baseline": best,
         "best_baseline_wape": best_wape,
         "challenger_status": saved["status"],
-        "decided_by": decided_by,
+        "decided_by": verdict.decided_by,
         # p10/p90 bands predict puts around the forecaster's forecasts (None: not calibrated).
-        "intervals": interval_specs.get(forecaster),
+        "intervals": found.intervals.get(forecaster),
     }
     paths.write_json_atomically(
         {**evaluation, "champion": champion_report, "decision": result}, evaluation_path
     )
-    log.info("Gate for %s: %s -> publishing %s. %s", month, outcome, forecaster, said)
+    log.info("Gate for %s: %s -> publishing %s. %s", month, verdict.outcome, forecaster, verdict.said)
     return result
 
 
-def _check_forced(conn, table, force: str, baselines: dict) -> str:
-    """The forced forecaster, if this run can publish it: a registered model, a baseline this run
-    scored, or a blend of the two."""
+# --- the overrides ---------------------------------------------------------------------------
+
+
+def keep_manual_decision(
+    verdict: Verdict,
+    previous: dict,
+    challenger: str,
+    champion: str | None,
+    champion_keeps: bool,
+    best_baseline: str,
+) -> Verdict:
+    """A person decided about this very model (``previous``: its row): running its month again
+    keeps that decision. A rejected challenger is never published: the champion is instead
+    (``champion_keeps``: it beats the best baseline), else the best baseline."""
+    forecaster = verdict.forecaster
+    if previous["decision"] == models.MANUAL_PROMOTE:
+        status, forecaster = models.RETIRED, Model(challenger)
+    else:
+        status = models.REJECTED
+        if model_version(forecaster) == challenger:  # not the model a person rejected
+            forecaster = Model(champion) if champion_keeps and champion else Baseline(best_baseline)
+    decided_by = previous["decided_by"]
+    return Verdict(
+        forecaster=forecaster,
+        outcome=previous["decision"],
+        status=status,
+        reason=previous["reason"],  # the person's own words stay in the registry
+        said=f"manual decision by {decided_by} kept: {previous['reason']}; the gate said: {verdict.said}",
+        decided_by=decided_by,
+        decided_at=previous["decided_at"],
+        promoted_at=previous["promoted_at"],
+        champion_since=previous["champion_since"],
+    )
+
+
+def force_forecaster(
+    verdict: Verdict,
+    force: Forecaster,
+    gate_said: str,
+    run_id: str | None,
+    forced_by: str | None,
+    now: datetime,
+) -> Verdict:
+    """The run forced ``force`` (checked by check_forced): it is published, and the challenger
+    stays undecided unless a person decided about it (``gate_said``: the rule's reason)."""
+    said = f"run {run_id} forced {force} (by {forced_by or 'unknown'}); the gate said: {gate_said}"
+    if verdict.outcome in models.MANUAL:
+        return replace(verdict, forecaster=force, said=said)
+    return replace(
+        verdict,
+        forecaster=force,
+        said=said,
+        reason=said,
+        status=models.CHALLENGER,
+        outcome=models.FORCED,
+        promoted_at=None,
+        champion_since=None,
+        decided_by=forced_by or "dag param force_model_version",
+        decided_at=now,
+    )
+
+
+def check_forced(conn, table, force: Forecaster, baselines: dict) -> None:
+    """Refuse a forced forecaster this run cannot publish: it must be a registered model, a
+    baseline this run scored, or a blend of the two."""
     version: str | None
     baseline: str | None
-    version, baseline = models.parse_blend(force) or (force, None)
-    if force.startswith(models.BASELINE_PREFIX):
-        version, baseline = None, force.removeprefix(models.BASELINE_PREFIX)
+    match force:
+        case Model(version):
+            baseline = None
+        case Baseline(name):
+            version, baseline = None, name
+        case Blend(version, baseline):
+            pass
     if baseline is not None and baseline not in baselines:
-        raise ConfigError(f"force_model_version {force!r}: no such baseline (have: {', '.join(baselines)})")
+        raise ConfigError(
+            f"force_model_version {str(force)!r}: no such baseline (have: {', '.join(baselines)})"
+        )
     if version is not None and models.get(conn, table, version) is None:
-        raise ConfigError(f"force_model_version {force!r}: no such model in {table.name}")
-    return force
+        raise ConfigError(f"force_model_version {str(force)!r}: no such model in {table.name}")

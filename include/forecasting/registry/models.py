@@ -3,7 +3,7 @@
 It lives in the predictions database beside the forecasts (analysts read it with SQL; the
 analyst role may SELECT it) and is created, and migrated by adding missing columns, by the
 pipeline's evaluate stage, which registers each run's model and the gate's decision about it
-(``forecasting.registry.gate``). A person overrides the gate from the command line, with who and why
+(``forecasting.registry.gate``, the rule and its overrides). A person overrides the gate from the command line, with who and why
 recorded in the row::
 
     python -m forecasting.registry.models list
@@ -41,13 +41,12 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from forecasting.core.config import Config, GateConfig, load_config
+from forecasting.core.config import Config, load_config
 from forecasting.core.db import make_engine
 from forecasting.modeling import backtest
 from forecasting.publishing.publish import add_missing_columns
@@ -57,13 +56,9 @@ log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER, REJECTED, RETIRED = "champion", "challenger", "rejected", "retired"
 STATUSES = (CHAMPION, CHALLENGER, REJECTED, RETIRED)
 GATE = "gate"  # decided_by of the gate's own decisions
-BASELINE_PREFIX = "baseline:"  # a published forecaster that is a baseline: "baseline:<name>"
-# A published forecaster that is the mean of a model's and a baseline's forecasts:
-# "blend:<model version>+<baseline name>" (see forecasting.modeling.evaluate.blend).
-BLEND_PREFIX = "blend:"
 TOP_FEATURES = 10
 
-# Outcomes of a decision about a model (the ``decision`` column).
+# Outcomes of a decision about a model (the ``decision`` column; the rule is forecasting.registry.gate).
 PROMOTED = "promoted"  # the gate promoted it: it published its month's forecasts
 KEPT_CHAMPION = "kept_champion"  # it lost to the champion, whose forecasts were published
 BASELINE = "baseline"  # it (and the champion) lost to the best baseline, whose forecasts were published
@@ -291,122 +286,6 @@ def save(conn: sa.Connection, table: sa.Table, row: dict) -> None:
     conn.execute(sa.delete(table).where(table.c.model_version == row["model_version"]))
     conn.execute(sa.insert(table).values(**{c.name: row.get(c.name) for c in table.columns}))
     normalise_statuses(conn, table)
-
-
-# --- the gate's rule -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Decision:
-    outcome: str  # PROMOTED, KEPT_CHAMPION, BLENDED or BASELINE
-    forecaster: str  # whose forecasts to publish: a model version, "baseline:<name>" or a blend
-    reason: str
-
-
-def blend_name(version: str, baseline: str) -> str:
-    """The forecaster that publishes the mean of ``version``'s and the ``baseline``'s forecasts."""
-    return f"{BLEND_PREFIX}{version}+{baseline}"
-
-
-def parse_blend(forecaster: str) -> tuple[str, str] | None:
-    """(model version, baseline name) of a blend's name; None for any other forecaster."""
-    if not forecaster.startswith(BLEND_PREFIX):
-        return None
-    version, plus, baseline = forecaster.removeprefix(BLEND_PREFIX).rpartition("+")
-    if not (version and plus and baseline):
-        raise ValueError(f"{forecaster!r} is not a blend's name (blend:<model version>+<baseline>)")
-    return version, baseline
-
-
-def model_version_of(forecaster: str) -> str | None:
-    """The model whose forecasts ``forecaster`` publishes (all or half of them); None for a baseline."""
-    if forecaster.startswith(BASELINE_PREFIX):
-        return None
-    blended = parse_blend(forecaster)
-    return blended[0] if blended else forecaster
-
-
-def beats(wape: float, other: float, margin: float) -> bool:
-    """``wape`` is lower than ``other`` by at least the relative ``margin`` (NaN never beats)."""
-    return bool(wape < other * (1 - margin))
-
-
-def decide(
-    challenger: str,
-    challenger_wape: float,
-    best_baseline: str,
-    best_baseline_wape: float,
-    gate: GateConfig,
-    champion: str | None = None,
-    champion_wape: float | None = None,
-    blend_wape: float | None = None,
-) -> Decision:
-    """The gate: promote the challenger if it beats the champion (by ``gate.min_improvement``)
-    and the best baseline (by ``gate.min_margin_over_baseline``); else keep the champion if it
-    beats the best baseline by that margin; else publish the blend of the challenger and the best
-    baseline (``blend_wape``: its WAPE; None: not scored) if it beats the best baseline by that
-    margin; else publish the best baseline. All WAPEs are on the same holdout rows. No champion
-    (or none that could score): the challenger only has to beat the baseline."""
-    base = f"{best_baseline} baseline (WAPE {best_baseline_wape:.4f})"
-    margin_b, margin_c = gate.min_margin_over_baseline, gate.min_improvement
-    vs_base = f" by {margin_b:.1%}" if margin_b else ""
-    vs_champ = f" by {margin_c:.1%}" if margin_c else ""
-    ch = f"challenger {challenger} (WAPE {challenger_wape:.4f})"
-    challenger_beats_baseline = beats(challenger_wape, best_baseline_wape, margin_b)
-    if champion is None or champion_wape is None:
-        if challenger_beats_baseline:
-            return Decision(PROMOTED, challenger, f"no champion to beat; {ch} beats the {base}{vs_base}")
-        return _blend_or_baseline(
-            f"no champion; {ch} does not beat the {base}{vs_base}",
-            challenger,
-            best_baseline,
-            best_baseline_wape,
-            blend_wape,
-            margin_b,
-        )
-    cp = f"champion {champion} (WAPE {champion_wape:.4f} on the same rows)"
-    challenger_beats_champion = beats(challenger_wape, champion_wape, margin_c)
-    if challenger_beats_baseline and challenger_beats_champion:
-        return Decision(PROMOTED, challenger, f"{ch} beats the {cp}{vs_champ} and the {base}{vs_base}")
-    lost = [
-        *([] if challenger_beats_champion else [f"the {cp}{vs_champ}"]),
-        *([] if challenger_beats_baseline else [f"the {base}{vs_base}"]),
-    ]
-    why = f"{ch} does not beat {' nor '.join(lost)}"
-    if beats(champion_wape, best_baseline_wape, margin_b):
-        return Decision(
-            KEPT_CHAMPION, champion, f"{why}; the champion beats the {best_baseline} baseline{vs_base}"
-        )
-    return _blend_or_baseline(
-        f"{why}; the champion does not beat the {base}{vs_base} either",
-        challenger,
-        best_baseline,
-        best_baseline_wape,
-        blend_wape,
-        margin_b,
-    )
-
-
-def _blend_or_baseline(
-    why: str,
-    challenger: str,
-    best_baseline: str,
-    best_baseline_wape: float,
-    blend_wape: float | None,
-    margin: float,
-) -> Decision:
-    """Neither model beats the best baseline: their average may (the model and the baseline err
-    differently), else the baseline itself is published."""
-    vs_base = f" by {margin:.1%}" if margin else ""
-    if blend_wape is not None and beats(blend_wape, best_baseline_wape, margin):
-        return Decision(
-            BLENDED,
-            blend_name(challenger, best_baseline),
-            f"{why}; the mean of the challenger's and the baseline's forecasts (WAPE {blend_wape:.4f}) "
-            f"beats the baseline{vs_base}",
-        )
-    blended = "" if blend_wape is None else f"; their blend (WAPE {blend_wape:.4f}) does not beat it{vs_base}"
-    return Decision(BASELINE, f"{BASELINE_PREFIX}{best_baseline}", f"{why}{blended}")
 
 
 # --- manual decisions ------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from forecasting.core.db import make_engine
 from forecasting.core.errors import DataError
 from forecasting.core.months import month_end, month_index, month_of, month_start
 from forecasting.features.dataset import PLAN_HORIZON_SEP
+from forecasting.modeling.forecaster import Baseline, Blend, parse
 
 if TYPE_CHECKING:
     from great_expectations.expectations import Expectation
@@ -308,17 +309,16 @@ def published_forecaster(config: Config, month: pd.Period, attempt: str) -> Fore
     """The model whose forecasts M's published attempt published (the gate's choice for M, or a
     forced one), with the p10/p90 bands evaluate calibrated for it. A baseline reads no plans:
     refused, saying so."""
-    from forecasting.registry.models import BASELINE_PREFIX, parse_blend
-
     published = paths.read_json(paths.stage_result(config, month, attempt, "publish"))
     version = published["model_version"]
-    if parse_blend(version) is not None:
+    forecaster = parse(version)
+    if isinstance(forecaster, Blend):
         raise NoScenariosForecaster(
             f"{month}'s published forecasts were made by {version}, half of each from a baseline that reads "
             "no plans: a scenario would move them only half as far as the model says. What-if scenarios "
             f"need a model's own forecasts (re-run {month} with force_model_version=<a model version>)"
         )
-    if version.startswith(BASELINE_PREFIX):
+    if isinstance(forecaster, Baseline):
         raise NoScenariosForecaster(
             f"{month}'s published forecasts were made by {version}, which reads no plans: every scenario "
             "would forecast what the base plan does. What-if scenarios need a model that reads the plans "

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from forecasting.core.config import Config
 from forecasting.core.db import make_engine
-from forecasting.modeling.evaluate import BASELINES
+from forecasting.modeling.baselines import NAIVE_BASELINES as BASELINES
 from forecasting.monitoring import drift
 from forecasting.publishing.query import run_query
 from forecasting.ui.charts import Series, line_chart

@@ -31,6 +31,7 @@ from forecasting.core import paths
 from forecasting.core.config import Config
 from forecasting.core.db import make_engine
 from forecasting.core.months import month_of
+from forecasting.modeling.forecaster import Baseline, Blend, parse
 from forecasting.orchestration.pipeline import STAGES
 from forecasting.ui.monitoring import render_monitoring
 
@@ -420,10 +421,9 @@ def _month_quality(r: dict, open_: bool) -> str:
 
 
 def _is_published(entry: dict, published: str, decision: dict) -> bool:
-    if published.startswith("baseline:"):
-        return entry["name"] == published.removeprefix("baseline:")
-    if published.startswith("blend:"):
-        return entry["name"] == "blend"
+    forecaster = parse(published) if published else None
+    if isinstance(forecaster, Baseline | Blend):  # the baseline's own line, or the blend's
+        return entry["name"] == (forecaster.name if isinstance(forecaster, Baseline) else "blend")
     if entry["name"] == "champion":
         return decision.get("forecaster") == published and decision.get("champion") == published
     if entry["name"] == "model":

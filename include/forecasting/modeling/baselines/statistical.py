@@ -18,8 +18,9 @@ every origin goes to statsforecast in one vectorised call per model group.
   value (``Naive``).
 * A series with no negative value gets no negative forecast (clipped at 0: sales).
 
-The forecasters are the names in ``evaluation.statistical_baselines``. To bound the cost (a fit
-per entity and origin, longer the longer the series), evaluation scores them on at most
+The forecasters are the names in ``evaluation.statistical_baselines``, each a
+:class:`StatisticalBaseline` in ``forecasting.modeling.baselines``' registry. To bound the cost (a
+fit per series, growing with the series' length), evaluation scores them on at most
 ``evaluation.statistical_max_series`` entities: above that, on a seeded sample of entities
 (:func:`sample_entities`), with the model and every baseline scored on the same rows.
 """
@@ -30,11 +31,13 @@ import logging
 import multiprocessing
 import os
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from forecasting.core.config import STATISTICAL_BASELINES, Config
+from forecasting.core.config import Config
 from forecasting.data.panel import Panel
 
 log = logging.getLogger(__name__)
@@ -43,17 +46,48 @@ SEASON_LENGTH = 12
 # Fewer months than this: the non-seasonal forms (see the module docstring).
 MIN_SEASONAL_MONTHS = 2 * SEASON_LENGTH
 
-__all__ = ["MIN_SEASONAL_MONTHS", "SEASON_LENGTH", "STATISTICAL_BASELINES", "forecasts", "sample_entities"]
+
+class StatisticalBaseline(ABC):
+    """A baseline fitted per series by statsforecast (a model with the baseline's name as alias);
+    the statistical baselines of a call are fitted together, in one vectorised call per group."""
+
+    name: str
+
+    @abstractmethod
+    def model(self, season_length: int):
+        """The statsforecast model, aliased ``self.name``, for series of this season length."""
+
+    def forecast(
+        self,
+        panel: Panel,
+        entity: np.ndarray,
+        origin: np.ndarray,
+        horizon: np.ndarray,
+        jobs: int | None = None,
+    ) -> np.ndarray:
+        return forecasts(panel, entity, origin, horizon, [self], jobs)[self.name]
 
 
-def _models(names: list[str], season_length: int) -> list:
-    from statsforecast.models import AutoETS, Theta
+class AutoETS(StatisticalBaseline):
+    """Exponential smoothing, error, trend, damping and season chosen by AICc."""
 
-    make = {
-        "auto_ets": lambda: AutoETS(season_length=season_length, alias="auto_ets"),
-        "theta": lambda: Theta(season_length=season_length, alias="theta"),
-    }
-    return [make[name]() for name in names]
+    name = "auto_ets"
+
+    def model(self, season_length: int):
+        from statsforecast import models  # statsforecast imports numba: only when fitted
+
+        return models.AutoETS(season_length=season_length, alias=self.name)
+
+
+class Theta(StatisticalBaseline):
+    """The Theta method (with seasonal decomposition when seasonal)."""
+
+    name = "theta"
+
+    def model(self, season_length: int):
+        from statsforecast import models
+
+        return models.Theta(season_length=season_length, alias=self.name)
 
 
 def forecasts(
@@ -61,19 +95,17 @@ def forecasts(
     entity: np.ndarray,
     origin: np.ndarray,
     horizon: np.ndarray,
-    names: list[str],
+    baselines: Sequence[StatisticalBaseline],
     jobs: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Each named forecaster's forecast of every row (entity: panel rows, origin: month indices,
     horizon: months ahead), from the entity's history up to its origin; NaN where the entity has
     no history at its origin. Fitted in ``jobs`` processes (None: one per core)."""
     entity, origin, horizon = (np.asarray(a, dtype=np.int64) for a in (entity, origin, horizon))
+    names = [b.name for b in baselines]
     out = {name: np.full(len(entity), np.nan) for name in names}
     if not names or not len(entity):
         return out
-    unknown = sorted(set(names) - set(STATISTICAL_BASELINES))
-    if unknown:
-        raise ValueError(f"unknown statistical forecasters {unknown} (known: {list(STATISTICAL_BASELINES)})")
 
     # One series per distinct (entity, origin) pair.
     pair_key = np.stack([entity, origin], axis=1)
@@ -100,7 +132,7 @@ def forecasts(
             start[group],
             length[group],
             steps,
-            names,
+            baselines,
             seasonal,
             _jobs(jobs, len(group)),
         )
@@ -126,7 +158,7 @@ def _fit_forecast(
     start: np.ndarray,
     length: np.ndarray,
     steps: int,
-    names: list[str],
+    baselines: Sequence[StatisticalBaseline],
     seasonal: bool,
     jobs: int,
 ) -> dict[str, np.ndarray]:
@@ -139,8 +171,9 @@ def _fit_forecast(
     offset = np.arange(total) - np.repeat(np.cumsum(length) - length, length)
     y = panel.sales[np.repeat(entity, length), np.repeat(start, length) + offset]
     frame = pd.DataFrame({"unique_id": series, "ds": offset, "y": y})
+    season_length = SEASON_LENGTH if seasonal else 1
     engine = StatsForecast(
-        models=_models(names, SEASON_LENGTH if seasonal else 1), freq=1, n_jobs=jobs, fallback_model=Naive()
+        models=[b.model(season_length) for b in baselines], freq=1, n_jobs=jobs, fallback_model=Naive()
     )
     result = engine.forecast(df=frame, h=steps)
     row = result["unique_id"].to_numpy().astype(np.int64)
@@ -148,7 +181,7 @@ def _fit_forecast(
     nonnegative = np.ones(len(entity), dtype=bool)
     np.logical_and.at(nonnegative, series, y >= 0)
     out = {}
-    for name in names:
+    for name in (b.name for b in baselines):
         grid = np.full((len(entity), steps), np.nan)
         grid[row, step] = result[name].to_numpy(dtype=float)
         out[name] = np.where(nonnegative[:, None], np.maximum(grid, 0.0), grid)

@@ -8,9 +8,10 @@ import difflib
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, get_args, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -219,9 +220,42 @@ def dotted(name: str, loc: Iterable[Any]) -> str:
     return out
 
 
-def refused(err: ValidationError, path: Path, name: str) -> ConfigError:
-    """The first of pydantic's errors of section ``name`` as a ConfigError naming the key."""
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field's annotation holds (``X``, ``X | None``, ``list[X]``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _field_at(model: type[BaseModel], loc: Iterable[Any]) -> FieldInfo | None:
+    """The field of ``model`` (or of a section in it) at pydantic's error location ``loc``."""
+    info, current = None, _model_in(model)
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if current is None or part not in current.model_fields:
+            return None
+        info = current.model_fields[part]
+        current = _model_in(info.annotation)
+    return info
+
+
+def _what_it_is(info: FieldInfo | None) -> str:
+    """`` (<the field's description>)``, for "is required"."""
+    if info is None or not info.description:
+        return ""
+    return f" ({info.description[:1].lower()}{info.description[1:].rstrip('.')})"
+
+
+def refused(err: ValidationError, path: Path, name: str, model: type[BaseModel]) -> ConfigError:
+    """The first of pydantic's errors validating ``model``, section ``name`` of the file, as a
+    ConfigError naming the key."""
     first = err.errors(include_url=False)[0]
+    info = _field_at(model, first["loc"])
     ctx = first.get("ctx") or {}
     section = dotted(name, first["loc"])
     where = dotted(section, [ctx.get("key", "")])
@@ -238,10 +272,14 @@ def refused(err: ValidationError, path: Path, name: str) -> ConfigError:
     elif kind == "exactly_one":
         message = f"set exactly one of {section}.{ctx['first']} and {section}.{ctx['second']}"
     elif kind == "missing":
-        message = "is required"
+        message = "is required" + _what_it_is(info)
     elif kind in _KINDS:
         message = f"must be {_KINDS[kind]}, got {value!r}"
+        if value is None and info is not None and not info.is_required():
+            message += f" (leave it out for the default, {info.get_default(call_default_factory=True)!r})"
     elif kind == "greater_than_equal":
+        if isinstance(ctx["ge"], float) and isinstance(value, int):
+            value = float(value)  # as the field holds it
         message = f"must be at least {ctx['ge']}, got {value!r}"
     else:
         message = first["msg"][:1].lower() + first["msg"][1:]

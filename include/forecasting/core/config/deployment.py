@@ -138,7 +138,7 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
             path=path, data_dir=resolve_path(data_dir, base), horizon=raw.get("horizon", 1), **sections
         )
     except ValidationError as err:
-        raise refused(err, path, "") from None
+        raise refused(err, path, "", Config) from None
     _check_history(config)
     _check_segment(config)
     return config
@@ -155,7 +155,7 @@ def _section(model: type[Section], raw: dict[str, Any], key: str, path: Path, co
     try:
         return model.model_validate(raw.get(key), context=context)
     except ValidationError as err:
-        raise refused(err, path, key) from None
+        raise refused(err, path, key, model) from None
 
 
 def _check_history(config: Config) -> None:

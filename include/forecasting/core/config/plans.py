@@ -114,7 +114,6 @@ class PlansConfig(ReadsTable):
 
     @model_validator(mode="after")
     def _roles(self, info: ValidationInfo) -> PlansConfig:
-
         if not self.covariates:
             raise fail("must name at least one planned column", "covariates")
         roles = [*self.entity_columns, self.month_column, self.planned_at, *self.covariates]
@@ -127,13 +126,12 @@ class PlansConfig(ReadsTable):
         ):
             column = self.scenarios.scenario_column
             raise fail(f"{column!r} is already an entity or month column", "scenarios.scenario_column")
+        if info.context is not None:
+            self._check_against(info.context["source"])
         return self
 
-    def check_against(self, source: SourceConfig) -> None:
+    def _check_against(self, source: SourceConfig) -> None:
         """Refuse a plan feature that would take the name of a source column."""
-
-        if self.entity_columns != source.entity_columns:
-            raise _source_columns(source, self.entity_columns)
         taken = {*source.covariates, *source.attributes, *source.entity_columns}
         clashing = [plan_feature(c) for c in self.covariates if plan_feature(c) in taken]
         if clashing:

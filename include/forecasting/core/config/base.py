@@ -173,10 +173,7 @@ def with_database(data: dict[str, Any], base: Path, inherited: Database | None =
         schema = written["schema"] if "schema" in written else inherited.schema
         data["database"] = Database(url=inherited.url, conn_id=inherited.conn_id, schema=schema)
         return data
-    if (url is None) == (conn_id is None):
-        raise PydanticCustomError(
-            "exactly_one", "set exactly one of {first} and {second}", {"first": "url", "second": "conn_id"}
-        )
+    exactly_one("url", "conn_id", (url, conn_id))
     url = resolve_sqlite_url(url, base) if url else None
     data["database"] = Database(url=url, conn_id=conn_id, schema=written.get("schema"))
     return data

@@ -364,6 +364,11 @@ class NotifierConfig(Section):
         default=None, description="The sender (null: the connection's from_email)."
     )
 
+    @classmethod
+    def from_file(cls, data: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        # Left out, type and to are refused like a bad value: the message shows what they take.
+        return {"type": None, "to": None, **data}
+
     @field_validator("conn_id")
     @classmethod
     def _named(cls, value: str) -> str:

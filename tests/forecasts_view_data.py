@@ -285,7 +285,6 @@ def add_monitoring(config) -> None:
     """What forecast_monitoring writes for 2024-11 and 2024-12: the realised accuracy (scored by
     forecasting.monitoring.accuracy from the snapshot), the drift rows above, and the alerts they raise
     (forecasting.monitoring.alerts, rule MAX_WAPE), plus a task failure's alert sent by email."""
-    from dataclasses import replace
 
     from forecasting.core.config import AlertsConfig
     from forecasting.core.db import make_engine
@@ -293,7 +292,7 @@ def add_monitoring(config) -> None:
     from forecasting.monitoring.alerts import Alert, accuracy_alerts, drift_alerts, raise_alerts, write_alerts
     from forecasting.monitoring.drift import drift_table
 
-    rules = replace(config, alerts=AlertsConfig(max_wape=MAX_WAPE))
+    rules = config.model_copy(update={"alerts": AlertsConfig(max_wape=MAX_WAPE)})
     table = drift_table(config)
     engine = make_engine(config.predictions.database)
     try:

@@ -331,3 +331,50 @@ def test_a_printed_config_never_shows_a_password(tmp_path):
     assert "Pa55" not in printed
     assert "reader:***@db:5432/sales" in printed and "predictions?password=***" in printed
     assert config.source.database.url.endswith("reader:Pa55-source@db:5432/sales")  # the value is kept
+
+
+def test_a_typo_is_refused_with_its_dotted_path_and_the_key_meant(tmp_path):
+    raw = demo_config_dict(tmp_path)
+    raw["model"]["num_boost_rounds"] = 100
+    with pytest.raises(
+        ConfigError, match=r"model\.num_boost_rounds: unknown key \(did you mean num_boost_round\?\)"
+    ):
+        load_config(write_config(tmp_path, raw))
+    raw = demo_config_dict(tmp_path)
+    raw["alerts"] = {"notifiers": [{"type": "smtp", "to": "planner@example.com", "conn": "smtp_ops"}]}
+    with pytest.raises(
+        ConfigError, match=r"alerts\.notifiers\[0\]\.conn: unknown key \(did you mean conn_id\?\)"
+    ):
+        load_config(write_config(tmp_path, raw))
+
+
+def test_null_for_a_setting_with_a_default_names_the_default(tmp_path):
+    raw = demo_config_dict(tmp_path)
+    raw["gate"] = {"blend": None}
+    with pytest.raises(
+        ConfigError, match=r"gate\.blend: must be bool, got None \(leave it out for the default, True\)"
+    ):
+        load_config(write_config(tmp_path, raw))
+
+
+def test_every_setting_says_what_it_is():
+    """Each section's fields carry their default and a description, once."""
+    from pydantic import BaseModel
+
+    from forecasting.core.config import Config
+
+    def models(model: type[BaseModel]) -> set[type[BaseModel]]:
+        found = {model}
+        for info in model.model_fields.values():
+            for arg in (info.annotation, *getattr(info.annotation, "__args__", ())):
+                for inner in (arg, *getattr(arg, "__args__", ())):
+                    if isinstance(inner, type) and issubclass(inner, BaseModel) and inner not in found:
+                        found |= models(inner)
+        return found
+
+    sections = models(Config)
+    assert len(sections) >= 15
+    undescribed = [
+        f"{m.__name__}.{n}" for m in sections for n, i in m.model_fields.items() if not i.description
+    ]
+    assert undescribed == []

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import pickle
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -158,7 +157,7 @@ def test_no_secret_is_sent_to_the_workers(both):
 def test_a_worker_config_holds_no_database_and_no_secret(tmp_path):
     """Every place a config can hold a password holds one; the worker's copy holds none of them,
     and no database at all."""
-    from dataclasses import fields, is_dataclass
+    from pydantic import BaseModel
 
     from forecasting.core.compute import WorkerConfig
     from forecasting.core.config import Database, load_config
@@ -192,8 +191,8 @@ def test_a_worker_config_holds_no_database_and_no_secret(tmp_path):
     def databases(value) -> list:
         if isinstance(value, Database):
             return [value]
-        if is_dataclass(value):
-            return [d for f in fields(value) for d in databases(getattr(value, f.name))]
+        if isinstance(value, BaseModel):
+            return [d for name in type(value).model_fields for d in databases(getattr(value, name))]
         return []
 
     found = databases(sent.config)
@@ -266,7 +265,7 @@ def test_feasts_retrieval_on_the_workers_equals_in_process(both, cluster):
     rows = dataset.labelled(panel, config, pd.Period(END_MONTH, "M"))
     entity, origin, _ = dataset.pairs(rows)
     # With the plans (one column per covariate and horizon) and without.
-    for case in (config, replace(config, plans=None)):
+    for case in (config, config.model_copy(update={"plans": None})):
         local = dataset.retrieve(case, panel, entity, origin)
         with Client(cluster.scheduler_address) as client:
             remote = dataset.retrieve(case, panel, entity, origin, client)
@@ -302,7 +301,9 @@ def test_an_unscaled_model_fitted_on_the_workers_forecasts_like_one_fitted_in_pr
     from forecasting.modeling import booster as model
 
     config, results = both["cluster"]
-    plain = replace(config, model=replace(config.model, scale_by_recent_mean=False))
+    plain = config.model_copy(
+        update={"model": config.model.model_copy(update={"scale_by_recent_mean": False})}
+    )
     _, metadata = model.load(Path(results["train"]["model_dir"]))
     holdout = pd.read_parquet(Path(results["train"]["model_dir"]) / "holdout.parquet")
     X = dataset.design_matrix(holdout, plain, metadata["categories"])

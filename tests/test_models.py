@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -430,7 +429,7 @@ def trained(tmp_path_factory, synthetic_sales):
 
     folder = tmp_path_factory.mktemp("gate")
     raw = demo_config_dict(folder)
-    if "statistical_baselines" in {f.name for f in dataclasses.fields(EvaluationConfig)}:
+    if "statistical_baselines" in EvaluationConfig.model_fields:
         raw["evaluation"]["statistical_baselines"] = []  # the naive baselines are enough here
     base = load_config(write_config(folder, raw))
     seed_source_database(base.source.database.url, synthetic_sales, table=base.source.table)
@@ -442,7 +441,7 @@ def trained(tmp_path_factory, synthetic_sales):
         config = (
             base
             if rounds is None
-            else dataclasses.replace(base, model=dataclasses.replace(base.model, num_boost_round=rounds))
+            else base.model_copy(update={"model": base.model.model_copy(update={"num_boost_round": rounds})})
         )
         result = pipeline.train(str(M), attempt, config)
         return SimpleNamespace(version=result["model_version"], dir=result["model_dir"])
@@ -701,7 +700,7 @@ def test_gate_publishes_the_blend_when_neither_model_beats_the_baseline_but_thei
     assert f"{'blend ' + best:<16}{blend_wape:>7.3f}" in summary
 
     # gate.blend: false publishes the baseline instead.
-    unblended = dataclasses.replace(config, gate=dataclasses.replace(config.gate, blend=False))
+    unblended = config.model_copy(update={"gate": config.gate.model_copy(update={"blend": False})})
     assert run_gate(unblended, trained, weak).evaluation["forecaster"] == f"baseline:{best}"
 
     # A run may force a blend; one of an unknown model or baseline is refused.

@@ -28,7 +28,7 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,8 @@ from forecasting.core.config import (
     PredictionsConfig,
     ScenariosConfig,
     SourceConfig,
-    _expand_variables,
-    _unset_variables,
+    expand_variables,
+    unset_variables,
 )
 
 log = logging.getLogger(__name__)
@@ -136,8 +136,8 @@ class WorkerConfig:
     def opened(self) -> Iterator[Config]:
         """The Config a worker's task works with; Feast's registry a file in a folder of the
         task's own, removed afterwards."""
-        offline_store = _expand_variables(self.offline_store)
-        unset = sorted(_unset_variables(offline_store))
+        offline_store = expand_variables(self.offline_store)
+        unset = sorted(unset_variables(offline_store))
         if unset:
             raise RuntimeError(
                 f"feature_store.offline_store: environment variables not set on this worker: {', '.join(unset)}"
@@ -150,7 +150,7 @@ class WorkerConfig:
                 registry = Path(folder) / "registry.db"
                 registry.write_bytes(self.registry)
                 settings["registry"] = {"registry_type": "file", "path": str(registry)}
-            yield replace(self.config, feature_store=settings)
+            yield self.config.model_copy(update={"feature_store": settings})
 
 
 def _plans_without_databases(plans: PlansConfig) -> PlansConfig:

@@ -1,7 +1,7 @@
 """The feature_store section is checked against Feast's own settings models: a typo or a bad
 value anywhere in it (top level, online/offline store, registry, ...) is a ConfigError naming
 the key path, wherever Feast is used (store.repo_config) and at deploy time
-(``python -m forecasting.core.config``, which deploy/airflow/init.sh runs). Feast alone accepts
+(``python -m forecasting.orchestration.check_config``, which deploy/airflow/init.sh runs). Feast alone accepts
 unknown top-level keys (``onlin_store:`` silently meant a SQLite file under feature_repo/) and
 some unknown nested ones (a registry mapping's)."""
 
@@ -17,6 +17,7 @@ import yaml
 from conftest import REPO, demo_config_dict, write_config
 
 from forecasting.core.config import ConfigError, load_config
+from forecasting.features.feast_config import feast_repo_config
 
 SQL_REGISTRY = {"registry_type": "sql", "path": "postgresql+psycopg://forecast:pw@db:5432/feast_registry"}
 REDIS = {"type": "redis", "connection_string": "redis:6379,db=1"}
@@ -129,9 +130,9 @@ def test_feast_refuses_a_bad_feature_store_section_naming_the_key(tmp_path, chan
     assert says in message, message
     assert "pw@" not in message  # no value is quoted (a registry URL may hold a password)
 
-    # The same at load time, when asked for.
+    # The same in the deploy-time check (python -m forecasting.orchestration.check_config).
     with pytest.raises(ConfigError, match=re.escape(f": {key}: ")):
-        load_config(config.path, check_feast=True)
+        feast_repo_config(load_config(config.path))
 
 
 def test_a_missing_registry_is_named(tmp_path):
@@ -149,7 +150,7 @@ def test_the_shipped_configs_pass(monkeypatch, tmp_path):
     from forecasting.features import store
 
     for name in ("demo", "dominicks"):
-        repo = store.repo_config(load_config(REPO / "config" / f"{name}.yaml", check_feast=True))
+        repo = store.repo_config(load_config(REPO / "config" / f"{name}.yaml"))
         assert isinstance(repo.online_store, SqliteOnlineStoreConfig), name
     for key, value in {
         "FORECAST_DATA_DIR": str(tmp_path / "data"),
@@ -161,14 +162,14 @@ def test_the_shipped_configs_pass(monkeypatch, tmp_path):
         "DASK_SCHEDULER": "",
     }.items():
         monkeypatch.setenv(key, value)
-    repo = store.repo_config(load_config(REPO / "config" / "production.yaml", check_feast=True))
+    repo = store.repo_config(load_config(REPO / "config" / "production.yaml"))
     assert isinstance(repo.registry, SqlRegistryConfig) and repo.registry.cache_ttl_seconds == 60
     assert isinstance(repo.online_store, RedisOnlineStoreConfig)
     assert repo.repo_path == store.FEATURE_REPO
 
 
 def test_cli_says_ok_for_a_good_config(monkeypatch, capsys):
-    from forecasting.core.config import main
+    from forecasting.orchestration.check_config import main
 
     monkeypatch.setenv("FORECAST_CONFIG", str(REPO / "config" / "dominicks.yaml"))
     assert main([]) == 0
@@ -178,12 +179,12 @@ def test_cli_says_ok_for_a_good_config(monkeypatch, capsys):
 
 
 def test_cli_refuses_a_typo_with_exit_code_1(tmp_path):
-    """As deploy/airflow/init.sh runs it: python -m forecasting.core.config, FORECAST_CONFIG set."""
+    """As deploy/airflow/init.sh runs it: python -m forecasting.orchestration.check_config, FORECAST_CONFIG set."""
     raw = demo_config_dict(tmp_path)
     raw["feature_store"]["online_store"] = {"type": "sqlite", "pathh": "online.db"}
     path = write_config(tmp_path, raw)
     done = subprocess.run(
-        [sys.executable, "-m", "forecasting.core.config"],
+        [sys.executable, "-m", "forecasting.orchestration.check_config"],
         env={**os.environ, "FORECAST_CONFIG": str(path)},
         capture_output=True,
         text=True,
@@ -199,13 +200,13 @@ def test_init_script_checks_the_config_with_feast():
     commands = [
         line.strip() for line in script.splitlines() if line.strip() and not line.lstrip().startswith("#")
     ]
-    assert "python -m forecasting.core.config" in commands
+    assert "python -m forecasting.orchestration.check_config" in commands
     assert "set -euo pipefail" in commands  # so its exit code 1 stops airflow-init
 
 
 def test_feature_repo_yaml_for_the_demo_passes():
     """feature_repo/feature_store.yaml (the demo's settings for the feast CLI) is a valid section too."""
-    from forecasting.core.config import _feast_repo_config
+    from forecasting.features.feast_config import _feast_repo_config
 
     raw = yaml.safe_load((REPO / "feature_repo" / "feature_store.yaml").read_text())
     _feast_repo_config(raw, REPO / "feature_repo" / "feature_store.yaml")

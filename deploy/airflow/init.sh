@@ -29,4 +29,4 @@ PY
 mkdir -p "${FORECAST_DATA_DIR}"
 # The forecast config (FORECAST_CONFIG), its feature_store section checked against Feast's own
 # settings models: a typo or a bad value stops the deployment here, naming the key.
-python -m forecasting.core.config
+python -m forecasting.orchestration.check_config

@@ -27,9 +27,10 @@ import pyarrow.parquet as pq
 import yaml
 
 from forecasting.core import paths
-from forecasting.core.config import REPO_ROOT, Config, feast_repo_config
+from forecasting.core.config import REPO_ROOT, Config
 from forecasting.core.months import month_end
 from forecasting.features.catalogue import CREATED, TIMESTAMP, catalogue, plan_catalogue
+from forecasting.features.feast_config import feast_repo_config
 from forecasting.features.plans import PLAN_MONTH
 
 log = logging.getLogger(__name__)

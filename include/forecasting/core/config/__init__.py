@@ -11,9 +11,9 @@ shipped in ``config/demo.yaml``). ``${VAR}`` in the file is replaced from the en
 secrets stay out of it. Relative paths, including those in ``sqlite:///`` URLs, resolve
 against the folder that holds the config file (``loading.py``).
 
-The ``feature_store`` section is Feast's own settings. ``feast_repo_config`` checks it with
-Feast's models (Feast is imported only there: it takes seconds), and
-``python -m forecasting.core.config`` loads a deployment's config with that check, for deploy time.
+The ``feature_store`` section is Feast's own settings: Feast's models check it
+(``forecasting.features.feast_config``), and ``python -m forecasting.orchestration.check_config``
+loads a deployment's config with that check, for deploy time.
 """
 
 from forecasting.core.config.base import (
@@ -24,9 +24,7 @@ from forecasting.core.config.base import (
     resolve_path,
     resolve_sqlite_url,
 )
-from forecasting.core.config.cli import main
 from forecasting.core.config.deployment import Config, parse_config
-from forecasting.core.config.feast_check import FEAST_DEFAULTS, _feast_repo_config, feast_repo_config
 from forecasting.core.config.loading import (
     DEFAULT_CONFIG,
     PREDICTIONS_ASSET_SCHEME,
@@ -71,7 +69,6 @@ __all__ = [
     "DEFAULT_MODEL_PARAMS",
     "DEFAULT_STATISTICAL_MAX_SERIES",
     "DERIVED_FEATURE_GROUPS",
-    "FEAST_DEFAULTS",
     "FILL_EMPTY",
     "IDENTIFIER",
     "NOTIFIER_TYPES",
@@ -95,12 +92,9 @@ __all__ = [
     "ScenariosConfig",
     "SourceConfig",
     "ValidationConfig",
-    "_feast_repo_config",
     "expand_variables",
-    "feast_repo_config",
     "hide_password",
     "load_config",
-    "main",
     "parse_config",
     "plan_feature",
     "predictions_asset_uri",

@@ -12,18 +12,17 @@ import yaml
 
 from forecasting.core.config.base import IDENTIFIER, ConfigError
 from forecasting.core.config.deployment import Config, parse_config
-from forecasting.core.config.feast_check import feast_repo_config
 from forecasting.core.config.sections import PredictionsConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 DEFAULT_CONFIG = REPO_ROOT / "config" / "demo.yaml"
 
 
-def load_config(path: str | os.PathLike | None = None, *, check_feast: bool = False) -> Config:
+def load_config(path: str | os.PathLike | None = None) -> Config:
     """Load and check the config at ``path``, else ``$FORECAST_CONFIG``, else the demo config.
 
-    ``check_feast`` also checks the ``feature_store`` section with Feast's own models
-    (``feast_repo_config``), which imports Feast (seconds); every Feast use checks it anyway.
+    The ``feature_store`` section is checked by Feast's own models where Feast is used
+    (``forecasting.features.feast_config``): importing Feast takes seconds.
     """
     path = Path(path or os.environ.get("FORECAST_CONFIG") or DEFAULT_CONFIG).resolve()
     if not path.is_file():
@@ -37,10 +36,7 @@ def load_config(path: str | os.PathLike | None = None, *, check_feast: bool = Fa
     unset = sorted(unset_variables(expanded))
     if unset:
         raise ConfigError(f"{path}: environment variables not set: {', '.join(unset)}")
-    config = parse_config(expanded, path, unexpanded=raw)
-    if check_feast:
-        feast_repo_config(config)
-    return config
+    return parse_config(expanded, path, unexpanded=raw)
 
 
 # Airflow skips the semantic checks of URI schemes that start with "x-" (the custom ones).

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from forecasting.core.config.base import ConfigError, config_error
-from forecasting.core.config.deployment import Config
+from forecasting.core.config import Config, ConfigError
+from forecasting.core.config.base import config_error
 
 
 class _Where:

@@ -1042,8 +1042,11 @@ def test_compose_takes_credentials_only_from_the_environment(compose):
 
 def test_dockerfile_builds_one_image_from_the_repo():
     text = (REPO / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
+    # python:3.11-slim by default; the base is a build argument (a mirror, a pinned digest).
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim\b", text, re.M)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M)
     assert "requirements.lock" in text and re.search(r"pip install --no-deps -e \.", text)
+    assert "requirements-dev" not in text  # no test or dev tools in the production image
     for folder in ("dags", "include", "plugins", "feature_repo", "config"):
         assert re.search(rf"^COPY {folder}/ {folder}/$", text, re.M), folder
         assert (REPO / folder).is_dir() and any((REPO / folder).iterdir()), f"{folder}/ is empty: COPY fails"

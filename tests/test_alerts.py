@@ -12,12 +12,13 @@ from email.message import Message
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import REPO, demo_config_dict, write_config
 
 from forecasting.core.config import load_config
 from forecasting.monitoring.alerts import Alert, accuracy_alerts, drift_alerts, raise_alerts
 from forecasting.orchestration.localrun import free_port
 from forecasting.publishing.query import run_query
+from tests.helpers.config import demo_config_dict, write_config
+from tests.helpers.paths import REPO
 
 
 class Inbox:

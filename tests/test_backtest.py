@@ -16,7 +16,6 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import demo_config_dict, without_feast, write_config
 
 from forecasting.core.config import Config, ConfigError, load_config
 from forecasting.core.months import label_index, month_index
@@ -28,6 +27,8 @@ from forecasting.modeling.evaluate import BASELINES, metrics
 from forecasting.modeling.train import train
 from forecasting.registry import models
 from forecasting.ui import overview as report
+from tests.helpers.config import demo_config_dict, write_config
+from tests.helpers.features import without_feast
 
 KEYS = ["store", "item"]
 MONTH = pd.Period("2024-12", "M")

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, demo_config_dict, write_config
 
 from forecasting.core.config import DEFAULT_CONFIG, DEFAULT_MODEL_PARAMS, ConfigError, load_config
+from tests.helpers.config import demo_config_dict, write_config
+from tests.helpers.paths import REPO
 
 
 def test_demo_config_loads():

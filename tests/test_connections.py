@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pandas as pd
-from conftest import demo_config_dict, write_config
+
+from tests.helpers.config import demo_config_dict, write_config
 
 
 def test_source_and_predictions_through_airflow_connections(tmp_path, monkeypatch, synthetic_sales):

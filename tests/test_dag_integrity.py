@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import REPO
+
+from tests.helpers.paths import REPO
 
 
 @pytest.fixture(scope="module")

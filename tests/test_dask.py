@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import END_MONTH, demo_config_dict, write_config
+
+from tests.helpers.config import END_MONTH, demo_config_dict, write_config
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import demo_config_dict, in_memory_features, without_feast, write_config
 
 from forecasting.core.config import ConfigError, load_config
 from forecasting.core.months import month_index
@@ -21,6 +20,8 @@ from forecasting.features.dataset import (
     YEAR_BEFORE_TARGET,
 )
 from forecasting.modeling import booster as model
+from tests.helpers.config import demo_config_dict, write_config
+from tests.helpers.features import in_memory_features, without_feast
 
 MONTH = pd.Period("2024-12", "M")
 

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import analyst_role, demo_config_dict, write_config
 
 from forecasting.core import paths
 from forecasting.core.config import ConfigError, load_config
@@ -28,6 +27,8 @@ from forecasting.monitoring.drift import (
     record_drift,
 )
 from forecasting.publishing.query import run_query
+from tests.helpers.config import demo_config_dict, write_config
+from tests.helpers.servers import analyst_role
 
 
 def test_psi_of_quantile_bins_with_a_bin_for_missing_values():

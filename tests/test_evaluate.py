@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import demo_config_dict, write_config
 
 from forecasting.core.config import Config, load_config
 from forecasting.features import dataset
 from forecasting.modeling.evaluate import BASELINES, baseline_forecasts, metrics
+from tests.helpers.config import demo_config_dict, write_config
 
 KEYS = ["store", "item"]
 

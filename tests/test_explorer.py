@@ -12,7 +12,10 @@ from contextlib import ExitStack
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from forecasts_view_data import (
+
+from forecasting.ui import explorer
+from forecasting.ui.charts import Band, Series, line_chart, nice_step
+from tests.helpers.forecasts_view_data import (
     HORIZON,
     ITEMS,
     MISSING_ACTUAL,
@@ -22,9 +25,6 @@ from forecasts_view_data import (
     build_deployment,
     prediction,
 )
-
-from forecasting.ui import explorer
-from forecasting.ui.charts import Band, Series, line_chart, nice_step
 
 POINT = re.compile(r'<circle [^>]*data-series="([^"]+)" data-month="([^"]+)" data-value="([^"]+)"')
 
@@ -166,9 +166,8 @@ def test_explorer_page_lists_matches_and_opens_an_entity(sqlite_deployment):
 
 
 def test_explorer_before_anything_was_published(tmp_path):
-    from conftest import demo_config_dict, write_config
-
     from forecasting.core.config import load_config
+    from tests.helpers.config import demo_config_dict, write_config
 
     config = load_config(write_config(tmp_path, demo_config_dict(tmp_path)))
     assert "No month has been published yet" in explorer.render_explorer(config, {})

@@ -26,8 +26,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import REPO
-from forecasts_view_data import FAILED_VALIDATION, RUN_MONTHS, add_monitoring, build_deployment
+
+from tests.helpers.forecasts_view_data import FAILED_VALIDATION, RUN_MONTHS, add_monitoring, build_deployment
+from tests.helpers.paths import REPO
 
 pytestmark = pytest.mark.slow  # starts an api-server and a browser (about 30 s)
 
@@ -338,7 +339,7 @@ def _assert_points_are_the_database(drawn, config, store: int, item: int) -> Non
     for h in (1, 2, 3):
         at_h = earlier[earlier["horizon"] == h]
         assert drawn.get(f"ahead{h}", {}) == dict(zip(at_h["month"], at_h["prediction"], strict=True))
-    from forecasts_view_data import snapshot
+    from tests.helpers.forecasts_view_data import snapshot
 
     history = snapshot()
     mine = history[(history["store_id"] == store) & (history["item_id"] == item)]

@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import demo_config_dict, write_config
 
 from forecasting.core import paths
 from forecasting.core.config import Config, load_config
 from forecasting.data.extract import extract, read_window, window_query, window_start
+from tests.helpers.config import demo_config_dict, write_config
 
 M = pd.Period("2024-06", "M")  # with history_months 13 the window is 2023-06 .. 2024-06
 DROP = object()  # make_config(key=DROP) removes the key from the source section

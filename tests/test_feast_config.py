@@ -14,9 +14,10 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO, demo_config_dict, write_config
 
 from forecasting.core.config import ConfigError, load_config
+from tests.helpers.config import demo_config_dict, write_config
+from tests.helpers.paths import REPO
 
 SQL_REGISTRY = {"registry_type": "sql", "path": "postgresql+psycopg://forecast:pw@db:5432/feast_registry"}
 REDIS = {"type": "redis", "connection_string": "redis:6379,db=1"}

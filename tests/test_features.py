@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import demo_config_dict, write_config
 
 from forecasting.core import paths
 from forecasting.core.config import Config, load_config
@@ -23,6 +22,7 @@ from forecasting.features.catalogue import (
     compute_features,
     feature_names,
 )
+from tests.helpers.config import demo_config_dict, write_config
 
 KEYS = ["store", "item"]
 

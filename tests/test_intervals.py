@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import demo_config_dict, write_config
 
 from forecasting.modeling import intervals
+from tests.helpers.config import demo_config_dict, write_config
 
 
 def draw(rng, rows: int, horizons=(1, 2, 3)):

@@ -25,8 +25,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from airflow_env import BIN, airflow_env
-from conftest import demo_config_dict
+
+from tests.helpers.airflow_env import BIN, airflow_env
+from tests.helpers.config import demo_config_dict
 
 pytestmark = pytest.mark.slow
 

@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import END_MONTH, analyst_role, demo_config_dict, write_config
 
 from forecasting.core.config import Config, GateConfig, load_config, parse_config
 from forecasting.publishing.postgres import grant_analyst_role, temporary_database
 from forecasting.registry import models
+from tests.helpers.config import END_MONTH, demo_config_dict, write_config
+from tests.helpers.servers import analyst_role
 
 M = pd.Period(END_MONTH, "M")
 BACKENDS = ["sqlite", "postgresql"]

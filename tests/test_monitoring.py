@@ -25,12 +25,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import END_MONTH, REPO, analyst_role, demo_config_dict, write_config
 
 from forecasting.core.config import load_config
 from forecasting.monitoring.accuracy import ALL, months_to_score, realised_accuracy
 from forecasting.publishing.publish import publish
 from forecasting.publishing.query import run_query
+from tests.helpers.config import END_MONTH, demo_config_dict, write_config
+from tests.helpers.paths import REPO
+from tests.helpers.servers import analyst_role
 
 STORES, ITEMS = (1, 2), (1, 2, 3)
 CATEGORY = {1: "snacks", 2: "snacks", 3: "drinks"}

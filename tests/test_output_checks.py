@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import demo_config_dict, write_config
 
 from forecasting.data.validate import DataValidationError
 from forecasting.publishing.checks import check_forecasts, previous_run
+from tests.helpers.config import demo_config_dict, write_config
 
 MONTH = pd.Period("2024-12", "M")
 

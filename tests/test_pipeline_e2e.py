@@ -8,7 +8,9 @@ import pandas as pd
 import pendulum
 import pytest
 import sqlalchemy as sa
-from conftest import END_MONTH, REPO
+
+from tests.helpers.config import END_MONTH
+from tests.helpers.paths import REPO
 
 pytestmark = pytest.mark.slow  # runs the whole DAG
 

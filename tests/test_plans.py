@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import END_MONTH, demo_config_dict, write_config
+
+from tests.helpers.config import END_MONTH, demo_config_dict, write_config
 
 MONTH = pd.Period(END_MONTH, "M")
 KEYS = ["store_id", "item_id"]

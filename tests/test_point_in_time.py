@@ -16,7 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import END_MONTH, REPO, demo_config_dict, write_config
+
+from tests.helpers.config import END_MONTH, demo_config_dict, write_config
+from tests.helpers.paths import REPO
 
 MONTH = pd.Period(END_MONTH, "M")
 SENTINEL = -999.0
@@ -223,7 +225,7 @@ def test_materialized_online_features_equal_the_offline_ones(applied, online, re
 
     config, _ = applied
     if online == "redis":
-        from servers import REDIS_DB, REDIS_HOST, REDIS_PORT, feast_keys
+        from tests.helpers.servers import REDIS_DB, REDIS_HOST, REDIS_PORT, feast_keys
 
         client = request.getfixturevalue("redis_client")  # skips when Redis does not answer
         project = f"pit_test_{secrets.token_hex(4)}"

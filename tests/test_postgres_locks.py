@@ -29,11 +29,11 @@ import pandas as pd
 import psycopg
 import pytest
 import sqlalchemy as sa
-from servers import query
-from test_production import EVALUATION, MONTH, forecast_frame, predictions_config, read_month
 
 from forecasting.publishing.postgres import grant_analyst_role, temporary_database
 from forecasting.publishing.publish import publish
+from tests.helpers.servers import query
+from tests.test_production import EVALUATION, MONTH, forecast_frame, predictions_config, read_month
 
 LOCK_TIMEOUT_ENV = "FORECAST_PUBLISH_LOCK_TIMEOUT"
 FAST = 10.0  # seconds: a publish of a few thousand rows takes well under one

@@ -33,7 +33,6 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from servers import REDIS_DB, REDIS_HOST, REDIS_PORT, feast_keys, query
 
 from forecasting.core.config import Config, ConfigError, load_config, parse_config
 from forecasting.core.db import make_engine
@@ -41,6 +40,7 @@ from forecasting.core.months import month_start
 from forecasting.publishing.postgres import grant_analyst_role, temporary_database
 from forecasting.publishing.postgres import main as postgres_cli
 from forecasting.publishing.publish import publish
+from tests.helpers.servers import REDIS_DB, REDIS_HOST, REDIS_PORT, feast_keys, query
 
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="forecast-tests-airflow-"))
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import demo_config_dict, write_config
+
+from tests.helpers.config import demo_config_dict, write_config
 
 
 @pytest.fixture

@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
-from conftest import REPO, demo_config_dict, write_config
 
 from forecasting.publishing.query import run_query
+from tests.helpers.config import demo_config_dict, write_config
+from tests.helpers.paths import REPO
 
 
 @pytest.fixture
@@ -84,9 +85,14 @@ def test_page_lists_each_month_against_its_baseline(published):
 
 
 def test_every_attempt_of_every_month_has_its_status_and_links(tmp_path):
-    from forecasts_view_data import FAILED_TRAIN, FAILED_VALIDATION, RUN_IDS, STOPPED, build_deployment
-
     from forecasting.ui.overview import attempt_statuses, render
+    from tests.helpers.forecasts_view_data import (
+        FAILED_TRAIN,
+        FAILED_VALIDATION,
+        RUN_IDS,
+        STOPPED,
+        build_deployment,
+    )
 
     config = build_deployment(tmp_path)
     statuses = attempt_statuses(config, {STOPPED[1]: "failed"})
@@ -189,7 +195,8 @@ def test_plugin_does_not_expose_its_api_docs(plugin, published, path):
 
 def test_data_docs_pages_are_served_without_cdn_links(plugin, tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
-    from forecasts_view_data import build_deployment
+
+    from tests.helpers.forecasts_view_data import build_deployment
 
     config = build_deployment(tmp_path)
     monkeypatch.setenv("FORECAST_CONFIG", str(config.path))
@@ -293,7 +300,7 @@ def test_plugin_answers_400_or_404_for_an_attempt_that_is_not_an_attempt_folder(
 @pytest.fixture(params=["sqlite", "postgresql"])
 def view_deployment(request, tmp_path):
     """forecasts_view_data's deployment, its predictions on SQLite or PostgreSQL."""
-    from forecasts_view_data import build_deployment
+    from tests.helpers.forecasts_view_data import build_deployment
 
     with ExitStack() as stack:
         url = None
@@ -322,10 +329,17 @@ def test_no_monitoring_yet_says_so(view_deployment):
 
 
 def test_monitoring_sections_show_the_accuracy_drift_and_alerts_tables(view_deployment):
-    from forecasts_view_data import DRIFT, ITEMS, MAX_WAPE, STORES, actual, add_monitoring, prediction
-
     from forecasting.modeling.evaluate import BASELINES
     from forecasting.ui.overview import render
+    from tests.helpers.forecasts_view_data import (
+        DRIFT,
+        ITEMS,
+        MAX_WAPE,
+        STORES,
+        actual,
+        add_monitoring,
+        prediction,
+    )
 
     config = view_deployment
     add_monitoring(config)
@@ -421,12 +435,11 @@ def test_alerts_before_any_month_is_scored(view_deployment):
 def test_accuracy_of_several_models_for_one_month_is_pooled_by_their_errors(tmp_path):
     """Rows of two model versions for one forecast month and horizon (e.g. a run that published
     a baseline for some entities): one point, their absolute errors over their actuals."""
-    from test_alerts import accuracy_row
-
     from forecasting.core.config import load_config
     from forecasting.core.db import make_engine
     from forecasting.monitoring.accuracy import ensure_monitoring_schema
     from forecasting.ui.monitoring import accuracy_trend
+    from tests.test_alerts import accuracy_row
 
     config = load_config(write_config(tmp_path, demo_config_dict(tmp_path)))
     small = {**accuracy_row("2024-11", 1, 0.2, 0.25), "model_version": "a", "actual_sum": 100.0}

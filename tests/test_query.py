@@ -28,7 +28,6 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import demo_config_dict, write_config
 
 from forecasting.core.config import load_config
 from forecasting.datasets.synthetic import seed_source_database
@@ -36,8 +35,9 @@ from forecasting.orchestration.summary import example_query
 from forecasting.publishing import query
 from forecasting.publishing.postgres import temporary_database
 from forecasting.publishing.publish import publish
+from tests.helpers.config import demo_config_dict, write_config
+from tests.helpers.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 SQL_FILES = sorted((REPO / "sql").glob("*.sql"))
 BACKENDS = ["sqlite", "postgresql"]

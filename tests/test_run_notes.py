@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 import pytest
-from airflow_env import BIN, airflow_env
-from conftest import REPO, demo_config_dict, write_config
 
 from forecasting.orchestration.run_notes import months_of_run, note_with_months
+from tests.helpers.airflow_env import BIN, airflow_env
+from tests.helpers.config import demo_config_dict, write_config
+from tests.helpers.paths import REPO
 
 # --- what the note says ---------------------------------------------------------------------
 
@@ -202,7 +203,7 @@ def test_a_dag_test_run_gets_its_note_when_it_ends(airflow_db, tmp_path):
     when the run ends, through a session of its own (dag.test's run is not bound to one)."""
     import sqlite3
 
-    from forecasts_view_data import RUN_MONTHS, build_deployment
+    from tests.helpers.forecasts_view_data import RUN_MONTHS, build_deployment
 
     config = build_deployment(tmp_path / "deployment")  # published months to score
     env = {

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import demo_config_dict, write_config
+
+from tests.helpers.config import demo_config_dict, write_config
 
 pytestmark = pytest.mark.slow
 

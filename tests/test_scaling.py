@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import demo_config_dict, write_config
 
 from forecasting.core.config import ConfigError, load_config
 from forecasting.modeling import booster as model
+from tests.helpers.config import demo_config_dict, write_config
 
 
 def config(folder, **model_keys):

@@ -21,7 +21,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import END_MONTH, REPO, analyst_role, demo_config_dict, write_config
+
+from tests.helpers.config import END_MONTH, demo_config_dict, write_config
+from tests.helpers.paths import REPO
+from tests.helpers.servers import analyst_role
 
 MONTH = pd.Period(END_MONTH, "M")
 KEYS = ["store_id", "item_id"]

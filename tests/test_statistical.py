@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import demo_config_dict, write_config
 
 from forecasting.core.config import Config, ConfigError, load_config
 from forecasting.core.months import month_index
 from forecasting.data.panel import build_panel
 from forecasting.features import dataset
 from forecasting.modeling import evaluate, statistical
+from tests.helpers.config import demo_config_dict, write_config
 
 KEYS = ["store", "item"]
 NAMES = ["auto_ets", "theta"]
@@ -296,7 +296,7 @@ def test_config_refuses(tmp_path, evaluation, message):
 
 
 def test_shipped_configs_parse_the_new_keys():
-    from conftest import REPO
+    from tests.helpers.paths import REPO
 
     for name in ("demo", "dominicks", "tourism"):
         raw = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())

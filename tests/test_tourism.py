@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import REPO
 
 from forecasting.core.config import load_config
 from forecasting.datasets import tourism
+from tests.helpers.paths import REPO
 
 
 def test_alignment_on_hand_made_series():

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import demo_config_dict, write_config
 
 from forecasting.core.config import Config, ConfigError, load_config
 from forecasting.core.months import month_end, month_index
@@ -27,6 +26,7 @@ from forecasting.features.dataset import (
     text_as_categories,
 )
 from forecasting.modeling.booster import fingerprint
+from tests.helpers.config import demo_config_dict, write_config
 
 KEYS = ["store", "item"]
 

@@ -84,7 +84,7 @@ def test_preload_is_wanted_in_the_scheduler_with_the_local_executor_only(monkeyp
 
 
 def test_the_scheduler_imports_the_task_modules_and_a_forked_task_has_them_all():
-    from conftest import REPO
+    from tests.helpers.paths import REPO
 
     code = SCHEDULER_STARTS.format(plugins=str(REPO / "plugins"))
     env = {**os.environ, "GX_ANALYTICS_ENABLED": "false", "AIRFLOW__CORE__EXECUTOR": "LocalExecutor"}
@@ -157,10 +157,11 @@ def test_a_celery_worker_imports_the_task_modules_before_its_pool_forks(redis_cl
     celery_config_options) imports the task modules once; its pool process, which forks every
     task, has their native libraries mapped before it has run anything."""
     import yaml
-    from airflow_env import BIN, REPO, airflow_env
-    from servers import REDIS_DB, REDIS_HOST, REDIS_PORT
 
     from forecasting.orchestration.warm_up import PRELOAD_SWITCH
+    from tests.helpers.airflow_env import BIN, airflow_env
+    from tests.helpers.paths import REPO
+    from tests.helpers.servers import REDIS_DB, REDIS_HOST, REDIS_PORT
 
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     options = compose["x-airflow-common"]["environment"]["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"]

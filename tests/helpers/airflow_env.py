@@ -8,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers.paths import REPO
+
 BIN = Path(sys.executable).parent  # this venv's: `airflow standalone` starts its parts by name
 
 

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-from conftest import demo_config_dict, write_config
+
+from tests.helpers.config import demo_config_dict, write_config
 
 STORES, ITEMS, HORIZON = (1, 2), (1, 2, 3), 3
 RUN_MONTHS = ("2024-10", "2024-11", "2024-12")

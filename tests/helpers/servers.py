@@ -8,6 +8,9 @@ in db FORECAST_TEST_REDIS_DB (default 15). The fixtures that check they answer a
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pandas as pd
 import sqlalchemy as sa
@@ -32,3 +35,26 @@ def query(url: str, sql: str, **params) -> pd.DataFrame:
             return pd.read_sql_query(sa.text(sql), conn, params=params)
     finally:
         engine.dispose()
+
+
+@contextmanager
+def analyst_role(url: str) -> Iterator[tuple[list[str], object]]:
+    """A throwaway analyst role on the PostgreSQL predictions database at ``url``, made by
+    forecasting.publishing.postgres.grant_analyst_role: (what it was granted, an engine logged in as it).
+    Dropped afterwards, failed or not."""
+    from forecasting.publishing.postgres import grant_analyst_role
+
+    role, password = f"forecast_test_analyst_{secrets.token_hex(4)}", secrets.token_hex(8)
+    owner = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        granted = grant_analyst_role(owner, role, password=password)
+        analyst = sa.create_engine(sa.make_url(url).set(username=role, password=password))
+        try:
+            yield granted, analyst
+        finally:
+            analyst.dispose()
+    finally:
+        with owner.connect() as conn:
+            conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
+            conn.exec_driver_sql(f'DROP ROLE "{role}"')
+        owner.dispose()

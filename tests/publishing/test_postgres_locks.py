@@ -32,8 +32,8 @@ import sqlalchemy as sa
 
 from forecasting.publishing.postgres import grant_analyst_role, temporary_database
 from forecasting.publishing.publish import publish
+from tests.e2e.test_production import EVALUATION, MONTH, forecast_frame, predictions_config, read_month
 from tests.helpers.servers import query
-from tests.test_production import EVALUATION, MONTH, forecast_frame, predictions_config, read_month
 
 LOCK_TIMEOUT_ENV = "FORECAST_PUBLISH_LOCK_TIMEOUT"
 FAST = 10.0  # seconds: a publish of a few thousand rows takes well under one

@@ -107,7 +107,7 @@ def test_postgres_errors_that_may_pass_are_retried(postgres_server):
 @pytest.mark.usefixtures("airflow_db")
 def test_an_unreachable_source_fails_the_run_at_once_without_retries(tmp_path, monkeypatch):
     """Before, the task was retried twice, 2 minutes apart: `make month` took 4.5 minutes to say so."""
-    from tests.test_pipeline_e2e import run_dag, task_states
+    from tests.e2e.test_pipeline_e2e import run_dag, task_states
 
     raw = demo_config_dict(tmp_path)
     raw["source"]["url"] = f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/sales"

@@ -30,9 +30,9 @@ import sqlalchemy as sa
 import yaml
 
 from forecasting.publishing.postgres import temporary_database
+from tests.e2e.test_local_run import TASKS
 from tests.helpers.paths import REPO
 from tests.helpers.servers import REDIS_DB, REDIS_HOST, REDIS_PORT, feast_keys
-from tests.test_local_run import TASKS
 
 PASSWORD = f"Pw{secrets.token_hex(10)}Leak"  # URL-safe, and nothing else on disk looks like it
 LOGICAL_DATE = pendulum.datetime(2025, 1, 1, tz="UTC")  # M = 2024-12, the synthetic sales' last month

@@ -439,7 +439,7 @@ def test_accuracy_of_several_models_for_one_month_is_pooled_by_their_errors(tmp_
     from forecasting.core.db import make_engine
     from forecasting.monitoring.accuracy import ensure_monitoring_schema
     from forecasting.ui.monitoring import accuracy_trend
-    from tests.test_alerts import accuracy_row
+    from tests.monitoring.test_alerts import accuracy_row
 
     config = load_config(write_config(tmp_path, demo_config_dict(tmp_path)))
     small = {**accuracy_row("2024-11", 1, 0.2, 0.25), "model_version": "a", "actual_sum": 100.0}

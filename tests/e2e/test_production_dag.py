@@ -41,11 +41,10 @@ from forecasting.core.months import month_of, month_start
 from forecasting.orchestration.localrun import api_server_settings, free_port, fresh_api_secrets
 from forecasting.publishing.postgres import temporary_database
 from tests.helpers.airflow_env import BIN, airflow_env
+from tests.helpers.paths import REPO
 from tests.helpers.servers import REDIS_DB, REDIS_HOST, REDIS_PORT, feast_keys, query
 
 pytestmark = pytest.mark.slow  # runs the whole DAG
-
-REPO = Path(__file__).resolve().parents[1]
 
 DAG_ID = "monthly_forecast"
 TASKS = {

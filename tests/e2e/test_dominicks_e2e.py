@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from tests.e2e.test_pipeline_e2e import read_table, run_dag, task_states
 from tests.helpers.config import write_config
 from tests.helpers.paths import REPO
-from tests.test_pipeline_e2e import read_table, run_dag, task_states
 
 pytestmark = pytest.mark.slow  # runs the whole DAG
 

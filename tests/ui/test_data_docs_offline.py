@@ -21,7 +21,7 @@ import pytest
 from tests.helpers.forecasts_view_data import snapshot
 
 # The browser test's api-server (a viewer's login, the plugin, a deployment built in a second).
-from tests.test_explorer_browser import (  # noqa: F401
+from tests.ui.test_explorer_browser import (  # noqa: F401
     PASSWORD,
     VIEWER,
     _browser_or_skip,
@@ -92,7 +92,7 @@ def gx_chart_page(site, beside: str) -> str:
 def test_a_validation_report_renders_offline_from_the_vendored_assets(api_server):  # noqa: F811
     sync_playwright = _browser_or_skip()
     from forecasting.core import paths
-    from tests.test_explorer_browser import CHROMIUM
+    from tests.ui.test_explorer_browser import CHROMIUM
 
     base, config, folder = api_server
     attempt, validation_page = real_data_docs(config)

@@ -38,8 +38,8 @@ VIEWER, PASSWORD = "viewer", "viewer-password"
 
 def readme_pictures(shots: Path) -> Path:
     """Where the README's pictures go: FORECAST_SCREENSHOTS when it is set (the README regenerates
-    them with `FORECAST_SCREENSHOTS=docs/images pytest tests/test_explorer_browser.py
-    tests/test_data_docs_offline.py`), else the test's own screenshots folder; the other
+    them with `FORECAST_SCREENSHOTS=docs/images pytest tests/ui/test_explorer_browser.py
+    tests/ui/test_data_docs_offline.py`), else the test's own screenshots folder; the other
     screenshots are test artifacts only."""
     folder = Path(os.environ.get("FORECAST_SCREENSHOTS") or shots)
     folder.mkdir(parents=True, exist_ok=True)

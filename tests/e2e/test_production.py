@@ -40,12 +40,11 @@ from forecasting.core.months import month_start
 from forecasting.publishing.postgres import grant_analyst_role, temporary_database
 from forecasting.publishing.postgres import main as postgres_cli
 from forecasting.publishing.publish import publish
+from tests.helpers.paths import REPO
 from tests.helpers.servers import REDIS_DB, REDIS_HOST, REDIS_PORT, feast_keys, query
 
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="forecast-tests-airflow-"))
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-
-REPO = Path(__file__).resolve().parents[1]
 
 KEYS = ["store_id", "item_id"]
 MONTH = pd.Period("2024-10", "M")  # the production run's month; sales go on to 2024-12

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from tests.e2e.test_pipeline_e2e import read_table, run_dag, task_states
 from tests.helpers.config import END_MONTH, demo_config_dict, write_config
-from tests.test_pipeline_e2e import read_table, run_dag, task_states
 
 pytestmark = pytest.mark.slow  # runs the whole DAG
 

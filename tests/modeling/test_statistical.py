@@ -26,7 +26,7 @@ def make_config(folder, **evaluation) -> Config:
     raw["source"].update(
         entity_columns=KEYS, time_column="month", target_column="units", covariates=[], attributes=[]
     )
-    raw["evaluation"].pop("statistical_baselines", None)  # the defaults, not conftest's Theta alone
+    raw["evaluation"].pop("statistical_baselines", None)  # the defaults, not demo_config_dict's Theta alone
     raw["evaluation"].update(evaluation)
     return load_config(write_config(folder, raw))
 

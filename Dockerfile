@@ -1,6 +1,9 @@
 # The one image of the production profile (docker-compose.yml): Airflow 3.3 with the Celery
 # executor, the forecasting library and the DAG bundle. Build: docker compose build
-FROM python:3.11-slim
+# The base is an argument so a mirror or a pinned digest can stand in:
+#   docker build --build-arg BASE_IMAGE=registry.example/python:3.11-slim .
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 ARG AIRFLOW_UID=50000
 ENV AIRFLOW_HOME=/opt/airflow \
@@ -14,7 +17,8 @@ ENV AIRFLOW_HOME=/opt/airflow \
 RUN useradd --uid "${AIRFLOW_UID}" --gid 0 --home-dir /opt/airflow --create-home --shell /bin/bash airflow
 WORKDIR /opt/airflow
 
-# Exact pins first, so code changes do not reinstall the dependencies.
+# Exact pins first, so code changes do not reinstall the dependencies. Only the runtime lock:
+# pytest, ruff, mypy, playwright and the other dev tools stay out of the image.
 COPY requirements.lock ./
 RUN pip install "uv==0.13.9" \
  && uv pip install --system -r requirements.lock

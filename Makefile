@@ -25,7 +25,7 @@ DEMO_SIZE ?= --stores 10 --items 50 --months 60 --seed 7
 .PHONY: help setup run month ui test lint format typecheck docs browser dominicks tourism benchmark benchmark-scale clean
 
 help:
-	@echo "make setup      .venv with the pinned dependencies, and Airflow's metadata DB in .airflow"
+	@echo "make setup      .venv with the pinned dependencies and dev tools, and Airflow's metadata DB in .airflow"
 	@echo "make run        set up .venv and Airflow, seed the demo data, run monthly_forecast, print a summary"
 	@echo "make test       run the test suite (needs PostgreSQL and Redis for the production-profile tests)"
 	@echo "make month MONTH=YYYY-MM [FORECAST_CONFIG=...]   run monthly_forecast for one month"
@@ -52,20 +52,22 @@ $(TOOLS)/bin/uv:
 	$$py -m pip install --quiet --disable-pip-version-check --target $(TOOLS) uv >/dev/null 2>&1 \
 		|| echo "(could not install uv into .tools/: falling back to pip)"
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+# A developer and CI get requirements-dev.lock: the runtime pins of requirements.lock (the
+# production image's, kept identical by a constraint) plus the test, lint and docs tools.
+$(VENV)/.installed: requirements.lock requirements-dev.lock pyproject.toml
 	@if ! command -v uv >/dev/null 2>&1; then $(MAKE) --no-print-directory $(TOOLS)/bin/uv; fi
-	@echo "Installing the pinned dependencies (requirements.lock) into $(VENV) ..."
+	@echo "Installing the pinned dependencies (requirements-dev.lock) into $(VENV) ..."
 	@uv=$$(command -v uv || { test -x $(TOOLS)/bin/uv && echo $(TOOLS)/bin/uv; }); \
 	if [ -n "$$uv" ]; then \
 		$$uv venv --quiet --allow-existing --python 3.11 $(VENV) && \
-		VIRTUAL_ENV=$(CURDIR)/$(VENV) $$uv pip install --quiet -r requirements.lock && \
+		VIRTUAL_ENV=$(CURDIR)/$(VENV) $$uv pip install --quiet -r requirements-dev.lock && \
 		VIRTUAL_ENV=$(CURDIR)/$(VENV) $$uv pip install --quiet --no-deps -e . ; \
 	else \
 		py=$$(command -v python3.11 || command -v python3) && \
 		$$py -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"' && \
 		echo "(no uv: pip takes a few minutes)" && \
 		$$py -m venv $(VENV) && \
-		$(PYTHON) -m pip install --quiet -r requirements.lock && \
+		$(PYTHON) -m pip install --quiet -r requirements-dev.lock && \
 		$(PYTHON) -m pip install --quiet --no-deps -e . ; \
 	fi
 	@touch $@

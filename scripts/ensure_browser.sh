@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The browser test (tests/test_explorer_browser.py) drives Debian's Chromium with Playwright (which
+# The browser test (tests/ui/test_explorer_browser.py) drives Debian's Chromium with Playwright (which
 # cannot download browsers here). Install it where it is missing and this user may (root, apt);
 # otherwise say so: that test then skips with the same message. Never fails the caller.
 set -uo pipefail

@@ -1,0 +1,60 @@
+"""The PostgreSQL and Redis servers that the production-profile tests talk to.
+
+PostgreSQL at FORECAST_TEST_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres,
+a user that may create databases and roles); Redis at FORECAST_TEST_REDIS (default 127.0.0.1:6379)
+in db FORECAST_TEST_REDIS_DB (default 15). The fixtures that check they answer are in conftest.py.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pandas as pd
+import sqlalchemy as sa
+
+ADMIN_URL = os.environ.get(
+    "FORECAST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_HOST, _, REDIS_PORT = os.environ.get("FORECAST_TEST_REDIS", "127.0.0.1:6379").partition(":")
+REDIS_PORT = REDIS_PORT or "6379"
+REDIS_DB = int(os.environ.get("FORECAST_TEST_REDIS_DB", "15"))
+
+
+def feast_keys(client, project: str) -> list[bytes]:
+    """Feast's Redis keys end with the project name."""
+    return list(client.scan_iter(match=b"*" + project.encode(), count=1000))
+
+
+def query(url: str, sql: str, **params) -> pd.DataFrame:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return pd.read_sql_query(sa.text(sql), conn, params=params)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def analyst_role(url: str) -> Iterator[tuple[list[str], object]]:
+    """A throwaway analyst role on the PostgreSQL predictions database at ``url``, made by
+    forecasting.publishing.postgres.grant_analyst_role: (what it was granted, an engine logged in as it).
+    Dropped afterwards, failed or not."""
+    from forecasting.publishing.postgres import grant_analyst_role
+
+    role, password = f"forecast_test_analyst_{secrets.token_hex(4)}", secrets.token_hex(8)
+    owner = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        granted = grant_analyst_role(owner, role, password=password)
+        analyst = sa.create_engine(sa.make_url(url).set(username=role, password=password))
+        try:
+            yield granted, analyst
+        finally:
+            analyst.dispose()
+    finally:
+        with owner.connect() as conn:
+            conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
+            conn.exec_driver_sql(f'DROP ROLE "{role}"')
+        owner.dispose()

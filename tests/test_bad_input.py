@@ -9,17 +9,11 @@ import pytest
 from conftest import END_MONTH, demo_config_dict, write_config
 from test_pipeline_e2e import read_table, run_dag, task_states
 
+from forecasting.core.names import FORECAST_STAGES
+
 pytestmark = pytest.mark.slow  # runs the whole DAG
 
-DOWNSTREAM = [
-    "build_features",
-    "register_features",
-    "train",
-    "evaluate",
-    "predict",
-    "check_forecasts",
-    "publish",
-]
+DOWNSTREAM = list(FORECAST_STAGES[FORECAST_STAGES.index("build_features") :])
 
 
 @pytest.fixture(scope="module")

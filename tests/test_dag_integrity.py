@@ -7,6 +7,8 @@ import time
 import pytest
 from conftest import REPO
 
+from forecasting.core.names import DAG_IDS, FORECAST_STAGES, SCENARIO_STAGES, STAGES
+
 
 @pytest.fixture(scope="module")
 def dagbag(airflow_db):
@@ -17,7 +19,8 @@ def dagbag(airflow_db):
 
 def test_dag_files_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert {"monthly_forecast", "forecast_monitoring", "forecast_scenarios"} <= set(dagbag.dags)
+    assert {"monthly_forecast", "forecast_monitoring", "forecast_scenarios"} == set(DAG_IDS)
+    assert set(DAG_IDS) <= set(dagbag.dags)
 
 
 def test_every_dag_has_tags_owner_and_docs(dagbag):
@@ -35,17 +38,8 @@ def test_every_task_retries_at_least_twice(dagbag):
 
 def test_monthly_forecast_reads_like_the_pipeline(dagbag):
     dag = dagbag.dags["monthly_forecast"]
-    order = [
-        "extract",
-        "validate",
-        "build_features",
-        "register_features",
-        "train",
-        "evaluate",
-        "predict",
-        "check_forecasts",
-        "publish",
-    ]
+    order = list(FORECAST_STAGES)
+    assert order[0] == "extract" and order[-1] == "publish"
     assert set(dag.task_ids) == set(order)
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
@@ -89,7 +83,7 @@ def test_forecast_scenarios_follows_the_asset_and_reads_like_its_diagram(dagbag)
 
     scenarios = dagbag.dags["forecast_scenarios"]
     assert list(scenarios.timetable.asset_condition.objects) == [Asset("x-forecast://forecasts")]
-    order = ["months_published", "forecast_scenarios", "publish_scenarios"]
+    order = ["months_published", *SCENARIO_STAGES]
     assert set(scenarios.task_ids) == set(order)
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert scenarios.get_task(upstream).downstream_task_ids == {downstream}
@@ -147,3 +141,25 @@ def test_dag_file_imports_no_heavy_libraries(name):
         check=True,
     )
     assert out.stdout.strip() == "", f"heavy imports at parse time: {out.stdout.strip()}"
+
+
+def test_every_stage_name_is_a_pipeline_stage_function():
+    """forecasting.core.names lists the stages that forecasting.orchestration.pipeline defines."""
+    from forecasting.orchestration import pipeline
+
+    assert pipeline.STAGES == STAGES
+    assert all(callable(getattr(pipeline, stage, None)) for stage in STAGES)
+
+
+def test_names_module_imports_nothing_heavy():
+    """DAG files, plugins and benchmark drivers import forecasting.core.names at no cost."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, forecasting.core.names; "
+        "heavy = [m for m in ('pandas', 'numpy', 'sqlalchemy', 'feast', 'xgboost', 'airflow', 'yaml') "
+        "if m in sys.modules]; print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"forecasting.core.names imports {out.stdout.strip()}"

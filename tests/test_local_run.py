@@ -28,19 +28,11 @@ import yaml
 from airflow_env import BIN, airflow_env
 from conftest import demo_config_dict
 
+from forecasting.core.names import FORECAST_STAGES
+
 pytestmark = pytest.mark.slow
 
-TASKS = [
-    "extract",
-    "validate",
-    "build_features",
-    "register_features",
-    "train",
-    "evaluate",
-    "predict",
-    "check_forecasts",
-    "publish",
-]
+TASKS = list(FORECAST_STAGES)
 
 
 def rows(db: Path, sql: str, *params) -> list[tuple]:

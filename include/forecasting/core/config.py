@@ -24,6 +24,8 @@ from typing import Any, overload
 
 import yaml
 
+from forecasting.core.names import predictions_asset_uri_for
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG = REPO_ROOT / "config" / "demo.yaml"
 
@@ -348,10 +350,6 @@ def load_config(path: str | os.PathLike | None = None, *, check_feast: bool = Fa
     return config
 
 
-# Airflow skips the semantic checks of URI schemes that start with "x-" (the custom ones).
-PREDICTIONS_ASSET_SCHEME = "x-forecast"
-
-
 def predictions_asset_uri(path: str | os.PathLike | None = None) -> str:
     """The Airflow Asset URI of the deployment's predictions table: ``x-forecast://<table>``.
 
@@ -368,7 +366,7 @@ def predictions_asset_uri(path: str | os.PathLike | None = None) -> str:
         written = table
     if isinstance(written, str) and _IDENTIFIER.match(written):
         table = written
-    return f"{PREDICTIONS_ASSET_SCHEME}://{table}"
+    return predictions_asset_uri_for(table)
 
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -38,6 +38,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from forecasting.core.config import Config, NotifierConfig
+from forecasting.core.names import MONITORING_DAG
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MONITORING_DAG = "forecast_monitoring"
 # Alerts about the state of a month's data: checking the month again raises them again, so one
 # already told is not told twice (see ``repeats``). A task failure is an event: always told.
 STATE_KINDS = ("accuracy", "drift")

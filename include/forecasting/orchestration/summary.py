@@ -22,7 +22,7 @@ import pandas as pd
 
 from forecasting.core import paths
 from forecasting.core.config import Config, load_config
-from forecasting.orchestration.pipeline import STAGES
+from forecasting.core.names import SCENARIO_STAGES, STAGES
 from forecasting.publishing.query import run_query
 
 
@@ -59,14 +59,13 @@ def find_run(config: Config, month: str, run_id: str | None = None) -> Path:
     return paths.published_attempt(config, m) or runs[-1]
 
 
-# The forecast_scenarios DAG's stages record into M's published attempt too; their failure is
-# reported beside the month's forecasts (which were published), not as the month's failure.
-SCENARIO_STAGES = ("forecast_scenarios", "publish_scenarios")
-
-
 def stage_results(run: Path) -> tuple[dict[str, dict], dict | None]:
     """What each stage of the run recorded, and the failure if one stage failed (but the
-    scenarios' stages: ``scenario_failure``)."""
+    scenarios' stages: ``scenario_failure``).
+
+    The forecast_scenarios DAG's stages record into M's published attempt too; their failure is
+    reported beside the month's forecasts (which were published), not as the month's failure.
+    """
     results = {stage: json.loads(p.read_text()) for stage, p in paths.results_in(run).items()}
     failures = [
         json.loads(p.read_text())

@@ -286,9 +286,7 @@ def test_readme_sql_blocks_run_on_both_backends(examples_db):
 def test_readme_forecasting_query_examples_run_on_both_backends(examples_db):
     # "$(cat sql/<file>.sql)" runs an sql/ file: those are test_every_sql_file_runs_on_both_backends
     examples = {
-        sql
-        for sql in re.findall(r'forecasting\.publishing\.query "([^"]+)"', README)
-        if not sql.startswith("$(cat sql/")
+        sql for sql in re.findall(r'forecasting\.publishing\.query "([^"]+)"', README) if not sql.startswith("$(cat sql/")
     }
     assert examples, "README shows no forecasting.publishing.query example"
     for sql in examples:

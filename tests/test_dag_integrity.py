@@ -7,7 +7,15 @@ import time
 import pytest
 from conftest import REPO
 
-from forecasting.core.names import DAG_IDS, FORECAST_STAGES, SCENARIO_STAGES, STAGES
+from forecasting.core.names import (
+    DAG_IDS,
+    FORECAST_DAG,
+    FORECAST_STAGES,
+    MONITORING_DAG,
+    SCENARIO_STAGES,
+    SCENARIOS_DAG,
+    STAGES,
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +45,7 @@ def test_every_task_retries_at_least_twice(dagbag):
 
 
 def test_monthly_forecast_reads_like_the_pipeline(dagbag):
-    dag = dagbag.dags["monthly_forecast"]
+    dag = dagbag.dags[FORECAST_DAG]
     order = list(FORECAST_STAGES)
     assert order[0] == "extract" and order[-1] == "publish"
     assert set(dag.task_ids) == set(order)
@@ -49,7 +57,7 @@ def test_monthly_forecast_reads_like_the_pipeline(dagbag):
 def test_force_model_version_takes_a_model_a_baseline_or_a_blend(dagbag):
     from airflow.sdk.definitions.param import ParamValidationError
 
-    param = dagbag.dags["monthly_forecast"].params.get_param("force_model_version")
+    param = dagbag.dags[FORECAST_DAG].params.get_param("force_model_version")
     for good in (None, "2024-11-0123456789", "baseline:auto_ets", "blend:2024-11-0123456789+auto_ets"):
         assert param.resolve(good) == good
     for bad in (
@@ -67,9 +75,9 @@ def test_publish_updates_the_asset_that_forecast_monitoring_is_scheduled_on(dagb
     """Data-aware scheduling: each publish starts the monitoring of the month it published."""
     from airflow.sdk import Asset
 
-    publish = dagbag.dags["monthly_forecast"].get_task("publish")
+    publish = dagbag.dags[FORECAST_DAG].get_task("publish")
     assert [outlet.uri for outlet in publish.outlets] == ["x-forecast://forecasts"]  # the demo's table
-    monitoring = dagbag.dags["forecast_monitoring"]
+    monitoring = dagbag.dags[MONITORING_DAG]
     assert list(monitoring.timetable.asset_condition.objects) == [Asset("x-forecast://forecasts")]
     assert set(monitoring.task_ids) == {"months_published", "realised_accuracy", "drift", "check_alerts"}
     assert "realised_accuracy" in monitoring.get_task("months_published").downstream_task_ids
@@ -81,7 +89,7 @@ def test_forecast_scenarios_follows_the_asset_and_reads_like_its_diagram(dagbag)
     """months_published -> forecast_scenarios -> publish_scenarios, on every publish or by hand."""
     from airflow.sdk import Asset
 
-    scenarios = dagbag.dags["forecast_scenarios"]
+    scenarios = dagbag.dags[SCENARIOS_DAG]
     assert list(scenarios.timetable.asset_condition.objects) == [Asset("x-forecast://forecasts")]
     order = ["months_published", *SCENARIO_STAGES]
     assert set(scenarios.task_ids) == set(order)
@@ -95,7 +103,7 @@ def test_forecast_scenarios_skips_without_a_scenarios_section(dagbag, monkeypatc
     from airflow.sdk.exceptions import AirflowSkipException
 
     monkeypatch.setenv("FORECAST_CONFIG", str(REPO / "config" / "demo.yaml"))
-    task = dagbag.dags["forecast_scenarios"].get_task("months_published")
+    task = dagbag.dags[SCENARIOS_DAG].get_task("months_published")
     with pytest.raises(AirflowSkipException, match="no plans.scenarios section"):
         task.python_callable(params={"month": "2024-12"}, triggering_asset_events=None)
 

@@ -1,4 +1,5 @@
-"""The names the DAGs, plugins, run notes, tests and benchmarks share: DAG ids, stages and the Asset.
+"""The names the DAGs, plugins, run notes, tests and benchmarks share: DAG ids, stages, the Asset
+and the names of the predictions database's tables.
 
 Pure constants and string rules, with no imports beyond the standard library, so that DAG files,
 Airflow plugins and benchmark drivers can read them without loading pandas or the library.
@@ -40,3 +41,22 @@ PREDICTIONS_ASSET_SCHEME = "x-forecast"
 def predictions_asset_uri_for(table: str) -> str:
     """The Airflow Asset URI of a predictions table: ``x-forecast://<table>``."""
     return f"{PREDICTIONS_ASSET_SCHEME}://{table}"
+
+
+# The suffixes of the tables and views beside the predictions table (config predictions.table):
+# <table>_<suffix>. Their columns: forecasting.publishing.tables.
+RUNS = "runs"
+LATEST = "latest"  # a view
+MODELS = "models"
+ACCURACY = "accuracy"
+ERRORS = "errors"
+TRACKING_SIGNAL = "tracking_signal"  # a view
+DRIFT = "drift"
+ALERTS = "alerts"
+SCENARIOS = "scenarios"
+PUBLISH_LOCK = "publish_lock"  # PostgreSQL only: publish's row locks, the pipeline's alone
+
+
+def relation_name(table: str, suffix: str = "") -> str:
+    """``<table>_<suffix>``, or the predictions table itself for no suffix."""
+    return f"{table}_{suffix}" if suffix else table

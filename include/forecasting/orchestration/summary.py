@@ -22,7 +22,7 @@ import pandas as pd
 
 from forecasting.core import paths
 from forecasting.core.config import Config, load_config
-from forecasting.core.names import SCENARIO_STAGES, STAGES
+from forecasting.core.names import LATEST, MODELS, RUNS, SCENARIO_STAGES, STAGES, relation_name
 from forecasting.publishing.query import run_query
 
 
@@ -31,7 +31,7 @@ def example_query(config: Config) -> str:
     return (
         f"SELECT {keys}, forecast_month, horizon, ROUND(CAST(prediction AS NUMERIC), 1) AS prediction,\n"
         "       ROUND(CAST(p10 AS NUMERIC), 1) AS p10, ROUND(CAST(p90 AS NUMERIC), 1) AS p90, model_version\n"
-        f"FROM {config.predictions.table}_latest\n"
+        f"FROM {relation_name(config.predictions.table, LATEST)}\n"
         f"ORDER BY prediction DESC, {keys}, forecast_month\nLIMIT 5;"
     )
 
@@ -307,7 +307,7 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
             "",
             f"  Gate        {decision['outcome']}: {decision['reason']}",
             f"              published forecaster: {decision['forecaster']}; challenger now "
-            f"{decision['challenger_status']} in {config.predictions.table}_models",
+            f"{decision['challenger_status']} in {relation_name(config.predictions.table, MODELS)}",
         ]
     lines += ["", *interval_lines(report, decision)]
     checked = stage.get("check_forecasts")
@@ -334,7 +334,7 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
         *(f"    {line}" for line in sample.to_string(index=False).splitlines()),
         "",
         '  Your own SQL: .venv/bin/python -m forecasting.publishing.query "SELECT * FROM '
-        f'{config.predictions.table}_runs"',
+        f'{relation_name(config.predictions.table, RUNS)}"',
     ]
     return "\n".join(lines)
 

@@ -22,7 +22,7 @@ export FORECAST_CONFIG := $(abspath $(FORECAST_CONFIG))
 # Demo data: 10 stores x 50 items over the 60 months ending with the latest complete month.
 DEMO_SIZE ?= --stores 10 --items 50 --months 60 --seed 7
 
-.PHONY: help setup run month ui test lint format typecheck docs browser dominicks tourism benchmark benchmark-scale clean
+.PHONY: help setup run month ui test lint format typecheck docs tables-doc browser dominicks tourism benchmark benchmark-scale clean
 
 help:
 	@echo "make setup      .venv with the pinned dependencies and dev tools, and Airflow's metadata DB in .airflow"
@@ -36,6 +36,7 @@ help:
 	@echo "make typecheck  mypy on include/"
 	@echo "make format     reformat with ruff"
 	@echo "make docs       build the docs site (mkdocs build --strict) into site/"
+	@echo "make tables-doc regenerate docs/tables.md from forecasting/publishing/tables.py"
 	@echo "make benchmark  time the pipeline's stages (SQLite) and publishing to PostgreSQL"
 	@echo "make benchmark-scale   the stages at 10k..100k series, beside bare XGBoost and DuckDB"
 	@echo "make browser    install Debian's chromium for the browser tests (they skip without it)"
@@ -111,6 +112,10 @@ typecheck: setup
 # The docs site (docs/, mkdocs.yml): --strict fails on a broken link, heading or nav entry.
 docs: setup
 	$(BIN)/mkdocs build --strict --site-dir site
+
+# Every table's columns, types and keys, from their one declaration (tests/test_tables.py checks it).
+tables-doc: setup
+	$(PYTHON) -m forecasting.publishing.tables > docs/tables.md
 
 # The same month without plans and with them (the realised promotions standing in for plans),
 # then their holdout WAPEs side by side.

@@ -44,20 +44,13 @@ from pathlib import Path
 
 import yaml
 
+from forecasting.core.names import FORECAST_STAGES
+
 REPO = Path(__file__).resolve().parents[1]
-# forecasting.orchestration.pipeline.STAGES, spelled out: importing it would load pandas into this process,
-# whose memory every stage process would then start from (see one_repetition).
-STAGES = [
-    "extract",
-    "validate",
-    "build_features",
-    "register_features",
-    "train",
-    "evaluate",
-    "predict",
-    "check_forecasts",
-    "publish",
-]
+# monthly_forecast's stages, from the pandas-free forecasting.core.names: importing the pipeline
+# would load pandas into this process, whose memory every stage process would then start from
+# (see one_repetition).
+STAGES = list(FORECAST_STAGES)
 MONTH = "2024-12"
 RUN_ID = "benchmark"
 

@@ -28,17 +28,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Param, dag, task
 
-from forecasting.core.config import predictions_asset_uri
-from forecasting.orchestration.dag_defaults import default_args, month_param
+from forecasting.core.names import SCENARIOS_DAG
+from forecasting.orchestration.dag_defaults import default_args, month_param, predictions_asset
 
 # The Asset that monthly_forecast's publish task updates (the same URI, from the same config).
-PREDICTIONS = Asset(predictions_asset_uri())
+PREDICTIONS = predictions_asset()
 
 
 @dag(
-    dag_id="forecast_scenarios",
+    dag_id=SCENARIOS_DAG,
     schedule=[PREDICTIONS],
     start_date=pendulum.datetime(1970, 1, 1, tz="UTC"),
     catchup=False,

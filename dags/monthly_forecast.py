@@ -38,20 +38,20 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from forecasting.core.config import predictions_asset_uri
-from forecasting.orchestration.dag_defaults import default_args, month_param
+from forecasting.core.names import FORECAST_DAG
+from forecasting.orchestration.dag_defaults import default_args, month_param, predictions_asset
 
 # Heavy libraries (pandas, GX, Feast, XGBoost) are imported inside the tasks: the scheduler
 # parses this file often and must not pay for them.
 
 # The predictions table, as the Asset that publish updates and forecast_monitoring follows.
-PREDICTIONS = Asset(predictions_asset_uri())
+PREDICTIONS = predictions_asset()
 
 
 @dag(
-    dag_id="monthly_forecast",
+    dag_id=FORECAST_DAG,
     # Runs at midnight UTC on the 1st, for the month that just ended: the run of
     # 2025-01-01 has the data interval [2024-12-01, 2025-01-01), so M = 2024-12.
     schedule=CronDataIntervalTimetable("0 0 1 * *", timezone="UTC"),

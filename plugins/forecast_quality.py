@@ -16,9 +16,8 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
+from forecasting.core.names import FORECAST_DAG as DAG_ID
 from forecasting.orchestration.warm_up import warm_up
-
-DAG_ID = "monthly_forecast"
 
 app = FastAPI(
     title="Forecasts",

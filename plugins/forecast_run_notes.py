@@ -14,13 +14,8 @@ from typing import TYPE_CHECKING
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 
-from forecasting.orchestration.run_notes import (
-    ASSET_DAG_IDS,
-    NOTED_DAG_IDS,
-    months_of_run,
-    note_with_months,
-    published_months,
-)
+from forecasting.core.names import ASSET_DAGS, DAG_IDS
+from forecasting.orchestration.run_notes import months_of_run, note_with_months, published_months
 
 if TYPE_CHECKING:
     from airflow.models.dagrun import DagRun
@@ -29,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def _write_month_note(dag_run: DagRun) -> None:
-    if dag_run.dag_id not in NOTED_DAG_IDS:
+    if dag_run.dag_id not in DAG_IDS:
         return  # any other DAG: not ours, and nothing to import or read for it
     from sqlalchemy.orm import object_session
 
@@ -48,7 +43,7 @@ def _write_month_note(dag_run: DagRun) -> None:
 
 def _note(dag_run: DagRun) -> None:
     try:
-        events = dag_run.consumed_asset_events if dag_run.dag_id in ASSET_DAG_IDS else []
+        events = dag_run.consumed_asset_events if dag_run.dag_id in ASSET_DAGS else []
         months = months_of_run(
             dag_run.dag_id,
             dag_run.conf,

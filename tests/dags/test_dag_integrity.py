@@ -6,6 +6,15 @@ import time
 
 import pytest
 
+from forecasting.core.names import (
+    DAG_IDS,
+    FORECAST_DAG,
+    FORECAST_STAGES,
+    MONITORING_DAG,
+    SCENARIO_STAGES,
+    SCENARIOS_DAG,
+    STAGES,
+)
 from tests.helpers.paths import REPO
 
 
@@ -18,7 +27,8 @@ def dagbag(airflow_db):
 
 def test_dag_files_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert {"monthly_forecast", "forecast_monitoring", "forecast_scenarios"} <= set(dagbag.dags)
+    assert {"monthly_forecast", "forecast_monitoring", "forecast_scenarios"} == set(DAG_IDS)
+    assert set(DAG_IDS) <= set(dagbag.dags)
 
 
 def test_every_dag_has_tags_owner_and_docs(dagbag):
@@ -35,18 +45,9 @@ def test_every_task_retries_at_least_twice(dagbag):
 
 
 def test_monthly_forecast_reads_like_the_pipeline(dagbag):
-    dag = dagbag.dags["monthly_forecast"]
-    order = [
-        "extract",
-        "validate",
-        "build_features",
-        "register_features",
-        "train",
-        "evaluate",
-        "predict",
-        "check_forecasts",
-        "publish",
-    ]
+    dag = dagbag.dags[FORECAST_DAG]
+    order = list(FORECAST_STAGES)
+    assert order[0] == "extract" and order[-1] == "publish"
     assert set(dag.task_ids) == set(order)
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
@@ -56,7 +57,7 @@ def test_monthly_forecast_reads_like_the_pipeline(dagbag):
 def test_force_model_version_takes_a_model_a_baseline_or_a_blend(dagbag):
     from airflow.sdk.definitions.param import ParamValidationError
 
-    param = dagbag.dags["monthly_forecast"].params.get_param("force_model_version")
+    param = dagbag.dags[FORECAST_DAG].params.get_param("force_model_version")
     for good in (None, "2024-11-0123456789", "baseline:auto_ets", "blend:2024-11-0123456789+auto_ets"):
         assert param.resolve(good) == good
     for bad in (
@@ -74,9 +75,9 @@ def test_publish_updates_the_asset_that_forecast_monitoring_is_scheduled_on(dagb
     """Data-aware scheduling: each publish starts the monitoring of the month it published."""
     from airflow.sdk import Asset
 
-    publish = dagbag.dags["monthly_forecast"].get_task("publish")
+    publish = dagbag.dags[FORECAST_DAG].get_task("publish")
     assert [outlet.uri for outlet in publish.outlets] == ["x-forecast://forecasts"]  # the demo's table
-    monitoring = dagbag.dags["forecast_monitoring"]
+    monitoring = dagbag.dags[MONITORING_DAG]
     assert list(monitoring.timetable.asset_condition.objects) == [Asset("x-forecast://forecasts")]
     assert set(monitoring.task_ids) == {"months_published", "realised_accuracy", "drift", "check_alerts"}
     assert "realised_accuracy" in monitoring.get_task("months_published").downstream_task_ids
@@ -88,9 +89,9 @@ def test_forecast_scenarios_follows_the_asset_and_reads_like_its_diagram(dagbag)
     """months_published -> forecast_scenarios -> publish_scenarios, on every publish or by hand."""
     from airflow.sdk import Asset
 
-    scenarios = dagbag.dags["forecast_scenarios"]
+    scenarios = dagbag.dags[SCENARIOS_DAG]
     assert list(scenarios.timetable.asset_condition.objects) == [Asset("x-forecast://forecasts")]
-    order = ["months_published", "forecast_scenarios", "publish_scenarios"]
+    order = ["months_published", *SCENARIO_STAGES]
     assert set(scenarios.task_ids) == set(order)
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert scenarios.get_task(upstream).downstream_task_ids == {downstream}
@@ -102,7 +103,7 @@ def test_forecast_scenarios_skips_without_a_scenarios_section(dagbag, monkeypatc
     from airflow.sdk.exceptions import AirflowSkipException
 
     monkeypatch.setenv("FORECAST_CONFIG", str(REPO / "config" / "demo.yaml"))
-    task = dagbag.dags["forecast_scenarios"].get_task("months_published")
+    task = dagbag.dags[SCENARIOS_DAG].get_task("months_published")
     with pytest.raises(AirflowSkipException, match="no plans.scenarios section"):
         task.python_callable(params={"month": "2024-12"}, triggering_asset_events=None)
 
@@ -148,3 +149,25 @@ def test_dag_file_imports_no_heavy_libraries(name):
         check=True,
     )
     assert out.stdout.strip() == "", f"heavy imports at parse time: {out.stdout.strip()}"
+
+
+def test_every_stage_name_is_a_pipeline_stage_function():
+    """forecasting.core.names lists the stages that forecasting.orchestration.pipeline defines."""
+    from forecasting.orchestration import pipeline
+
+    assert pipeline.STAGES == STAGES
+    assert all(callable(getattr(pipeline, stage, None)) for stage in STAGES)
+
+
+def test_names_module_imports_nothing_heavy():
+    """DAG files, plugins and benchmark drivers import forecasting.core.names at no cost."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, forecasting.core.names; "
+        "heavy = [m for m in ('pandas', 'numpy', 'sqlalchemy', 'feast', 'xgboost', 'airflow', 'yaml') "
+        "if m in sys.modules]; print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"forecasting.core.names imports {out.stdout.strip()}"

@@ -7,20 +7,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from forecasting.core.names import FORECAST_STAGES
 from tests.e2e.test_pipeline_e2e import read_table, run_dag, task_states
 from tests.helpers.config import END_MONTH, demo_config_dict, write_config
 
 pytestmark = pytest.mark.slow  # runs the whole DAG
 
-DOWNSTREAM = [
-    "build_features",
-    "register_features",
-    "train",
-    "evaluate",
-    "predict",
-    "check_forecasts",
-    "publish",
-]
+DOWNSTREAM = list(FORECAST_STAGES[FORECAST_STAGES.index("build_features") :])
 
 
 @pytest.fixture(scope="module")

@@ -26,22 +26,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from forecasting.core.names import FORECAST_DAG, FORECAST_STAGES
 from tests.helpers.airflow_env import BIN, airflow_env
 from tests.helpers.config import demo_config_dict
 
 pytestmark = pytest.mark.slow
 
-TASKS = [
-    "extract",
-    "validate",
-    "build_features",
-    "register_features",
-    "train",
-    "evaluate",
-    "predict",
-    "check_forecasts",
-    "publish",
-]
+TASKS = list(FORECAST_STAGES)
 
 
 def rows(db: Path, sql: str, *params) -> list[tuple]:
@@ -159,7 +150,7 @@ def test_unpausing_afterwards_lets_the_scheduler_create_its_own_run_for_the_mont
         )
     try:
         subprocess.run(
-            [BIN / "airflow", "dags", "unpause", "monthly_forecast"], env=env, check=True, capture_output=True
+            [BIN / "airflow", "dags", "unpause", FORECAST_DAG], env=env, check=True, capture_output=True
         )
         deadline = time.monotonic() + 240
         scheduled = []
@@ -171,7 +162,7 @@ def test_unpausing_afterwards_lets_the_scheduler_create_its_own_run_for_the_mont
                 "WHERE dag_id = 'monthly_forecast' AND run_type = 'scheduled'",
             )
             time.sleep(2)
-        subprocess.run([BIN / "airflow", "dags", "pause", "monthly_forecast"], env=env, capture_output=True)
+        subprocess.run([BIN / "airflow", "dags", "pause", FORECAST_DAG], env=env, capture_output=True)
     finally:
         os.killpg(scheduler.pid, signal.SIGTERM)
         try:

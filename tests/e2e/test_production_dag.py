@@ -38,6 +38,7 @@ import sqlalchemy as sa
 import yaml
 
 from forecasting.core.months import month_of, month_start
+from forecasting.core.names import FORECAST_DAG, FORECAST_STAGES
 from forecasting.orchestration.localrun import api_server_settings, free_port, fresh_api_secrets
 from forecasting.publishing.postgres import temporary_database
 from tests.helpers.airflow_env import BIN, airflow_env
@@ -46,18 +47,8 @@ from tests.helpers.servers import REDIS_DB, REDIS_HOST, REDIS_PORT, feast_keys, 
 
 pytestmark = pytest.mark.slow  # runs the whole DAG
 
-DAG_ID = "monthly_forecast"
-TASKS = {
-    "extract",
-    "validate",
-    "build_features",
-    "register_features",
-    "train",
-    "evaluate",
-    "predict",
-    "check_forecasts",
-    "publish",
-}
+DAG_ID = FORECAST_DAG
+TASKS = set(FORECAST_STAGES)
 KEYS = ["store_id", "item_id"]
 SIZE = {"stores": 6, "items": 25, "months": 48}
 

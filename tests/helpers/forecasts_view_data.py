@@ -292,12 +292,13 @@ def add_monitoring(config) -> None:
     from forecasting.monitoring.accuracy import create_missing, insert_rows, realised_accuracy
     from forecasting.monitoring.alerts import Alert, accuracy_alerts, drift_alerts, raise_alerts, write_alerts
     from forecasting.monitoring.drift import drift_table
+    from forecasting.publishing import tables
 
     rules = config.model_copy(update={"alerts": AlertsConfig(max_wape=MAX_WAPE)})
     table = drift_table(config)
     engine = make_engine(config.predictions.database)
     try:
-        create_missing(engine, lambda conn: table.metadata.create_all(conn, checkfirst=True))
+        create_missing(engine, lambda conn: tables.create(conn, table))
         for month in DRIFT:
             realised_accuracy(snapshot(), config, pd.Period(month, "M"), run_id=f"monitor_{month}")
             rows = pd.DataFrame(drift_rows(month))

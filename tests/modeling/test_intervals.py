@@ -159,7 +159,8 @@ def older_release(request, tmp_path):
     intervals made them, with one month in them (PostgreSQL: with a login analyst role)."""
     from forecasting.core.config import load_config
     from forecasting.publishing.postgres import grant_analyst_role, temporary_database
-    from forecasting.publishing.publish import latest_view_sql, predictions_tables
+    from forecasting.publishing.publish import predictions_tables
+    from forecasting.publishing.tables import latest_view_sql
 
     raw = demo_config_dict(tmp_path)
     with contextlib.ExitStack() as stack:
@@ -182,7 +183,7 @@ def older_release(request, tmp_path):
         engine = sa.create_engine(config.predictions.database.url)
         with engine.begin() as conn:
             old.metadata.create_all(conn)
-            view, select = latest_view_sql(config, old, conn.dialect)
+            view, select = latest_view_sql(old, config.source.entity_columns, conn.dialect)
             conn.execute(sa.text(f"CREATE VIEW {view} AS {select}"))
             conn.execute(old.insert(), [OLD_ROW])
         engine.dispose()

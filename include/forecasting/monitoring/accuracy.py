@@ -42,12 +42,12 @@ from forecasting.data.panel import build_panel
 from forecasting.modeling.baselines import NAIVE_BASELINES as BASELINES
 from forecasting.modeling.baselines import naive_forecasts
 from forecasting.modeling.scoring import metrics
-from forecasting.publishing.publish import predictions_tables, sql_type
+from forecasting.publishing import tables
+from forecasting.publishing.publish import predictions_tables
 
 log = logging.getLogger(__name__)
 
 ALL = "(all)"  # segment_column and segment of the rows over every entity
-TRACKING_MONTHS = 12
 _ENTITY = "_entity"
 GROUP_COLUMNS = ["forecast_month", "run_month", "horizon", "model_version", "segment_column", "segment"]
 METRIC_COLUMNS = [
@@ -69,97 +69,21 @@ T = TypeVar("T")
 
 
 def accuracy_table_name(config: Config) -> str:
-    return f"{config.predictions.table}_accuracy"
+    return tables.relation_name(config.predictions.table, tables.ACCURACY)
 
 
 def errors_table_name(config: Config) -> str:
-    return f"{config.predictions.table}_errors"
+    return tables.relation_name(config.predictions.table, tables.ERRORS)
 
 
 def tracking_view_name(config: Config) -> str:
-    return f"{config.predictions.table}_tracking_signal"
+    return tables.relation_name(config.predictions.table, tables.TRACKING_SIGNAL)
 
 
 def monitoring_tables(config: Config, key_dtypes: dict[str, object]) -> tuple[sa.Table, sa.Table]:
     """The accuracy and errors tables, the entity columns typed as in the predictions table."""
-    metadata = sa.MetaData(schema=config.predictions.database.schema)
-    keys = config.source.entity_columns
-    accuracy_name, errors_name = accuracy_table_name(config), errors_table_name(config)
-    naive = [
-        sa.Column(f"{name}_{metric}", sa.Float, comment=f"the {name} baseline's {metric}")
-        for name in BASELINES
-        for metric in ("wape", "mae", "bias")
-    ]
-    accuracy = sa.Table(
-        accuracy_name,
-        metadata,
-        sa.Column(
-            "forecast_month", sa.Date, nullable=False, comment="the month forecast, whose actuals are in"
-        ),
-        sa.Column("run_month", sa.Date, nullable=False, comment="the month whose run made the forecasts"),
-        sa.Column("horizon", sa.Integer, nullable=False),
-        sa.Column("model_version", sa.String(64), nullable=False),
-        sa.Column("segment_column", sa.String(64), nullable=False, comment="'(all)': every entity"),
-        sa.Column("segment", sa.String(255), nullable=False, comment="the segment's value, or '(all)'"),
-        sa.Column("forecasts", sa.Integer, nullable=False),
-        sa.Column("actual_sum", sa.Float, nullable=False),
-        sa.Column("prediction_sum", sa.Float, nullable=False),
-        sa.Column("wape", sa.Float, comment="sum |prediction - actual| / sum actual (null: nothing sold)"),
-        sa.Column("mae", sa.Float),
-        sa.Column("bias", sa.Float, comment="mean of prediction - actual"),
-        sa.Column("bias_pct", sa.Float, comment="sum of prediction - actual over sum of actual"),
-        *naive,
-        sa.Column("best_naive", sa.String(64), comment="the naive baseline with the lowest WAPE here"),
-        sa.Column("best_naive_wape", sa.Float),
-        sa.Column("fva", sa.Float, comment="forecast value added: best_naive_wape - wape"),
-        sa.Column("run_id", sa.String(250), comment="the run that scored them"),
-        sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint(
-            "forecast_month",
-            "run_month",
-            "horizon",
-            "model_version",
-            "segment_column",
-            "segment",
-            name=f"{accuracy_name}_pkey",
-        ),
-    )
-    errors = sa.Table(
-        errors_name,
-        metadata,
-        *(sa.Column(k, sql_type(key_dtypes[k]), nullable=False) for k in keys),
-        sa.Column("forecast_month", sa.Date, nullable=False),
-        sa.Column("horizon", sa.Integer, nullable=False),
-        sa.Column("run_month", sa.Date, nullable=False),
-        sa.Column("model_version", sa.String(64), nullable=False),
-        sa.Column("actual", sa.Float, nullable=False, comment="0 when the month has no row for the entity"),
-        sa.Column("prediction", sa.Float, nullable=False),
-        sa.Column("error", sa.Float, nullable=False, comment="prediction - actual"),
-        sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint(*keys, "forecast_month", "horizon", name=f"{errors_name}_pkey"),
-        sa.Index(f"{errors_name}_forecast_month_idx", "forecast_month"),
-    )
-    return accuracy, errors
-
-
-def tracking_signal_sql(config: Config, errors: sa.Table, dialect: sa.Dialect) -> tuple[str, str]:
-    """(view name, SELECT): per entity and horizon, over its last TRACKING_MONTHS scored months,
-    the cumulative error over the mean absolute error."""
-    quote = dialect.identifier_preparer.quote
-    keys = ", ".join(quote(k) for k in config.source.entity_columns)
-    relation = dialect.identifier_preparer.format_table(errors)
-    view = tracking_view_name(config)
-    view_ref = quote(view) if errors.schema is None else f"{quote(errors.schema)}.{quote(view)}"
-    select = (
-        f"SELECT {keys}, horizon, COUNT(*) AS months, MIN(forecast_month) AS first_month, "
-        "MAX(forecast_month) AS last_month, SUM(error) AS cumulative_error, "
-        "AVG(ABS(error)) AS mean_absolute_error, "
-        "CASE WHEN AVG(ABS(error)) > 0 THEN SUM(error) / AVG(ABS(error)) END AS tracking_signal "
-        f"FROM (SELECT {keys}, horizon, forecast_month, error, ROW_NUMBER() OVER ("
-        f"PARTITION BY {keys}, horizon ORDER BY forecast_month DESC) AS recency FROM {relation}) recent "
-        f"WHERE recency <= {TRACKING_MONTHS} GROUP BY {keys}, horizon"
-    )
-    return view_ref, select
+    declared = tables.for_config(config, key_dtypes)
+    return declared.accuracy, declared.errors
 
 
 def ensure_monitoring_schema(
@@ -167,8 +91,10 @@ def ensure_monitoring_schema(
 ) -> tuple[sa.Table, sa.Table]:
     """Create the accuracy and errors tables and the tracking-signal view if missing."""
     accuracy, errors = monitoring_tables(config, key_dtypes)
-    accuracy.metadata.create_all(conn, checkfirst=True)
-    view_ref, select = tracking_signal_sql(config, errors, conn.dialect)
+    tables.create(conn, accuracy, errors)
+    view_ref, select = tables.tracking_signal_sql(
+        errors, config.predictions.table, config.source.entity_columns, conn.dialect
+    )
     if tracking_view_name(config) not in sa.inspect(conn).get_view_names(schema=errors.schema):
         conn.execute(sa.text(f"CREATE VIEW {view_ref} AS {select}"))
     return accuracy, errors

@@ -38,6 +38,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from forecasting.core.config import Config, NotifierConfig
+from forecasting.core.names import ALERTS, MONITORING_DAG, relation_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MONITORING_DAG = "forecast_monitoring"
 # Alerts about the state of a month's data: checking the month again raises them again, so one
 # already told is not told twice (see ``repeats``). A task failure is an event: always told.
 STATE_KINDS = ("accuracy", "drift")
@@ -84,31 +84,15 @@ def _number(value: float) -> str:
 
 
 def alerts_table_name(config: Config) -> str:
-    return f"{config.predictions.table}_alerts"
+    return relation_name(config.predictions.table, ALERTS)
 
 
 def alerts_table(config: Config) -> sa.Table:
-    import sqlalchemy as sa
+    """``<table>_alerts`` (declared in forecasting.publishing.tables)."""
+    # Imported here: DAG files import this module (on_task_failure) and must not load pandas.
+    from forecasting.publishing import tables
 
-    name = alerts_table_name(config)
-    return sa.Table(
-        name,
-        sa.MetaData(schema=config.predictions.database.schema),
-        sa.Column("alert_id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("raised_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("dag_id", sa.String(250), nullable=False),
-        sa.Column("run_id", sa.String(250)),
-        sa.Column("task_id", sa.String(250), comment="task_failure: the task that failed"),
-        sa.Column("month", sa.Date, comment="the month M of the run"),
-        sa.Column("kind", sa.String(32), nullable=False, comment="task_failure, accuracy or drift"),
-        sa.Column("metric", sa.String(64), nullable=False),
-        sa.Column("subject", sa.String(255), nullable=False, comment="a task, a horizon or a feature"),
-        sa.Column("value", sa.Float),
-        sa.Column("threshold", sa.Float),
-        sa.Column("message", sa.Text, nullable=False),
-        sa.Column("notified", sa.Text, nullable=False, comment="whom it was sent to, or 'log only'"),
-        sa.Index(f"{name}_month_idx", "month"),
-    )
+    return tables.for_config(config).alerts
 
 
 # --- what raises an alert ----------------------------------------------------------------------
@@ -373,11 +357,12 @@ def _month_key(month: str | None) -> str | None:
 def write_alerts(config: Config, alerts: list[Alert], raised_at: datetime, notified: str) -> str:
     from forecasting.core.db import make_engine
     from forecasting.monitoring.accuracy import create_missing
+    from forecasting.publishing import tables
 
     table = alerts_table(config)
     engine = make_engine(config.predictions.database)
     try:
-        create_missing(engine, lambda conn: table.metadata.create_all(conn, checkfirst=True))
+        create_missing(engine, lambda conn: tables.create(conn, table))
         with engine.begin() as conn:
             conn.execute(
                 table.insert(),

@@ -47,6 +47,7 @@ from forecasting.data.panel import Panel, build_panel
 from forecasting.features.catalogue import feature_names
 from forecasting.modeling.forecaster import model_version, parse
 from forecasting.monitoring.accuracy import create_missing, insert_rows, plain, write_transaction
+from forecasting.publishing import tables
 
 log = logging.getLogger(__name__)
 
@@ -76,35 +77,12 @@ COLUMNS = [
 
 
 def drift_table_name(config: Config) -> str:
-    return f"{config.predictions.table}_drift"
+    return tables.relation_name(config.predictions.table, tables.DRIFT)
 
 
 def drift_table(config: Config) -> sa.Table:
-    name = drift_table_name(config)
-    return sa.Table(
-        name,
-        sa.MetaData(schema=config.predictions.database.schema),
-        sa.Column("run_month", sa.Date, nullable=False, comment="month M whose scoring rows were compared"),
-        sa.Column("kind", sa.String(16), nullable=False, comment="feature, target or entities"),
-        sa.Column(
-            "feature", sa.String(255), nullable=False, comment="a feature, the target, or an entity share"
-        ),
-        sa.Column("psi", sa.Float, comment="population stability index against the training window"),
-        sa.Column("ks_statistic", sa.Float, comment="two-sample Kolmogorov-Smirnov statistic"),
-        sa.Column("ks_pvalue", sa.Float),
-        sa.Column("share", sa.Float, comment="entities rows: the share of new or vanished entities"),
-        sa.Column("entities", sa.Integer, comment="entities rows: how many"),
-        sa.Column("reference_rows", sa.Integer, comment="training-window rows compared (entities: of M-1)"),
-        sa.Column("scoring_rows", sa.Integer, comment="rows of M compared (entities: active in M)"),
-        sa.Column("reference_first_month", sa.Date),
-        sa.Column("reference_last_month", sa.Date),
-        sa.Column("threshold", sa.Float, comment="psi_threshold, or entity_share_threshold"),
-        sa.Column("drifted", sa.Boolean, nullable=False),
-        sa.Column("model_version", sa.String(64), comment="whose training window is the reference"),
-        sa.Column("run_id", sa.String(250), comment="the run that computed them"),
-        sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("run_month", "kind", "feature", name=f"{name}_pkey"),
-    )
+    """``<table>_drift`` (declared in forecasting.publishing.tables)."""
+    return tables.for_config(config).drift
 
 
 # --- the measures ------------------------------------------------------------------------------
@@ -391,7 +369,7 @@ def record_drift(
     table = drift_table(config)
     engine = make_engine(config.predictions.database)
     try:
-        create_missing(engine, lambda conn: table.metadata.create_all(conn, checkfirst=True))
+        create_missing(engine, lambda conn: tables.create(conn, table))
         with write_transaction(engine, table) as conn:
             conn.execute(sa.delete(table).where(table.c.run_month == month_start(month).date()))
             insert_rows(

@@ -1,10 +1,14 @@
-"""What the three DAGs share: their tasks' defaults and the schema of their ``month`` param."""
+"""What the three DAGs share: their tasks' defaults, the schema of their ``month`` param and the
+predictions table's Asset."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
+from airflow.sdk import Asset
+
+from forecasting.core.config import predictions_asset_uri
 from forecasting.monitoring.alerts import on_task_failure
 
 # A month M as the DAGs' params take it.
@@ -34,3 +38,10 @@ def month_param(description: str) -> dict[str, Any]:
         "title": "Month M (YYYY-MM)",
         "description": description,
     }
+
+
+def predictions_asset() -> Asset:
+    """The predictions table as an Asset (``x-forecast://<table>``, the config's table): the one
+    that monthly_forecast's publish task updates and forecast_monitoring and forecast_scenarios
+    are scheduled on."""
+    return Asset(predictions_asset_uri())

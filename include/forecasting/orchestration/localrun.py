@@ -39,9 +39,8 @@ from urllib.parse import quote
 
 import pandas as pd
 
-DAG_ID = "monthly_forecast"
-MONITORING_DAG_ID = "forecast_monitoring"
-SCENARIOS_DAG_ID = "forecast_scenarios"
+from forecasting.core.names import FORECAST_DAG, MONITORING_DAG, SCENARIOS_DAG
+
 STARTUP_TIMEOUT = 300  # a fresh api-server and scheduler on a busy 2-core machine
 RUN_TIMEOUT = 4 * 3600
 POLL_SECONDS = 2.0
@@ -143,7 +142,7 @@ class Api:
             raise RuntimeError(f"{method} {path}: {response.status_code} {response.text}")
         return response.json()
 
-    def wait_for_dag(self, timeout: float, alive: Callable[[], None], dag_id: str = DAG_ID) -> dict:
+    def wait_for_dag(self, timeout: float, alive: Callable[[], None], dag_id: str = FORECAST_DAG) -> dict:
         import httpx
 
         deadline = time.monotonic() + timeout
@@ -217,7 +216,7 @@ def stop(processes: list[subprocess.Popen], timeout: float = 30) -> None:
             time.sleep(0.3)
 
 
-def run(api: Api, month: str, out=sys.stdout, dag_id: str = DAG_ID) -> tuple[str, str]:
+def run(api: Api, month: str, out=sys.stdout, dag_id: str = FORECAST_DAG) -> tuple[str, str]:
     """Trigger the month as a manual run of ``dag_id`` and follow it; returns (run_id, final state)."""
     dag = api.wait_for_dag(STARTUP_TIMEOUT, lambda: None, dag_id)
     was_paused = dag["is_paused"]
@@ -242,10 +241,10 @@ def run_and_monitor(api: Api, month: str, out=sys.stdout, scenarios: bool = Fals
     run_id, state = run(api, month, out)
     if state != "success":
         return run_id, state
-    _, monitored = run(api, month, out, MONITORING_DAG_ID)
+    _, monitored = run(api, month, out, MONITORING_DAG)
     if not scenarios:
         return run_id, monitored
-    _, forecast = run(api, month, out, SCENARIOS_DAG_ID)
+    _, forecast = run(api, month, out, SCENARIOS_DAG)
     return run_id, monitored if monitored != "success" else forecast
 
 
@@ -261,7 +260,7 @@ def scenarios_configured() -> bool:
         return False
 
 
-def follow(api: Api, run_id: str, out, dag_id: str = DAG_ID) -> str:
+def follow(api: Api, run_id: str, out, dag_id: str = FORECAST_DAG) -> str:
     """Print each task as it ends; return the run's final state."""
     reported: set[str] = set()
     deadline = time.monotonic() + RUN_TIMEOUT
@@ -312,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.month and month != args.month:
         parser.error(f"month must be YYYY-MM, got {args.month!r}")
     config = os.environ.get("FORECAST_CONFIG", "config/demo.yaml")
-    print(f"Running {DAG_ID} for {month} (config {config}, AIRFLOW_HOME {airflow_home()})", flush=True)
+    print(f"Running {FORECAST_DAG} for {month} (config {config}, AIRFLOW_HOME {airflow_home()})", flush=True)
 
     started = time.monotonic()
     scenarios = scenarios_configured()
@@ -346,7 +345,7 @@ def print_failed_task_logs(run_id: str, lines: int = 25) -> None:
     """The end of each failed task's log (Airflow writes JSON lines), as plain text."""
     import json
 
-    folder = airflow_home() / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"
+    folder = airflow_home() / "logs" / f"dag_id={FORECAST_DAG}" / f"run_id={run_id}"
     for log in sorted(folder.glob("task_id=*/attempt=*.log")):
         events = []
         for line in log.read_text(errors="replace").splitlines():

@@ -26,31 +26,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from forecasting.core import paths
+from forecasting.core import names, paths
 from forecasting.core.compute import client_for
 from forecasting.core.config import Config, ConfigError, load_config
 from forecasting.core.months import month_of
 
 log = logging.getLogger(__name__)
 
-STAGES = (
-    "extract",
-    "validate",
-    "build_features",
-    "register_features",
-    "train",
-    "evaluate",
-    "predict",
-    "check_forecasts",
-    "publish",
-    # The forecast_monitoring DAG's, after a publish: realised accuracy, drift, then alerts.
-    "monitor",
-    "drift",
-    "alerts",
-    # The forecast_scenarios DAG's, after a publish (config plans.scenarios; forecasting.scenarios.scenarios).
-    "forecast_scenarios",
-    "publish_scenarios",
-)
+# The stage functions below, one per name (forecasting.core.names: the DAGs' tasks are named after them).
+STAGES = names.STAGES
 
 
 @contextmanager
@@ -395,7 +379,7 @@ def alerts(
     run_id: str | None = None,
     attempt: str | None = None,
     config: Config | None = None,
-    dag_id: str = "forecast_monitoring",
+    dag_id: str = names.MONITORING_DAG,
 ) -> dict:
     """Raise the alerts M's realised accuracy (``<table>_accuracy``) and drift (this attempt's
     drift.json) call for: logged, written to ``<table>_alerts`` and sent by the config's

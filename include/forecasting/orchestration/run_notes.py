@@ -14,12 +14,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-FORECAST_DAG_ID = "monthly_forecast"
-MONITORING_DAG_ID = "forecast_monitoring"
-SCENARIOS_DAG_ID = "forecast_scenarios"
-# The DAGs whose runs follow the predictions table's Asset: their month comes from its events.
-ASSET_DAG_IDS = (MONITORING_DAG_ID, SCENARIOS_DAG_ID)
-NOTED_DAG_IDS = (FORECAST_DAG_ID, *ASSET_DAG_IDS)
+from forecasting.core.names import ASSET_DAGS, FORECAST_DAG
+
 NOTE_PREFIX = "month="
 
 
@@ -42,11 +38,11 @@ def months_of_run(
     months it re-scores along with them.
     """
     requested = (conf or {}).get("month") or None
-    if dag_id == FORECAST_DAG_ID:
+    if dag_id == FORECAST_DAG:
         from forecasting.core.months import month_to_run
 
         return [month_to_run(requested, data_interval_start, run_after)]
-    if dag_id in ASSET_DAG_IDS:
+    if dag_id in ASSET_DAGS:  # their month comes from the Asset's events
         from forecasting.monitoring.accuracy import months_to_score
 
         extras = [dict(extra or {}) for extra in event_extras]

@@ -22,8 +22,8 @@ import pandas as pd
 
 from forecasting.core import paths
 from forecasting.core.config import Config, load_config
+from forecasting.core.names import LATEST, MODELS, RUNS, SCENARIO_STAGES, STAGES, relation_name
 from forecasting.modeling.forecaster import Baseline, Blend, Model, parse
-from forecasting.orchestration.pipeline import STAGES
 from forecasting.publishing.query import run_query
 
 
@@ -32,7 +32,7 @@ def example_query(config: Config) -> str:
     return (
         f"SELECT {keys}, forecast_month, horizon, ROUND(CAST(prediction AS NUMERIC), 1) AS prediction,\n"
         "       ROUND(CAST(p10 AS NUMERIC), 1) AS p10, ROUND(CAST(p90 AS NUMERIC), 1) AS p90, model_version\n"
-        f"FROM {config.predictions.table}_latest\n"
+        f"FROM {relation_name(config.predictions.table, LATEST)}\n"
         f"ORDER BY prediction DESC, {keys}, forecast_month\nLIMIT 5;"
     )
 
@@ -60,14 +60,13 @@ def find_run(config: Config, month: str, run_id: str | None = None) -> Path:
     return paths.published_attempt(config, m) or runs[-1]
 
 
-# The forecast_scenarios DAG's stages record into M's published attempt too; their failure is
-# reported beside the month's forecasts (which were published), not as the month's failure.
-SCENARIO_STAGES = ("forecast_scenarios", "publish_scenarios")
-
-
 def stage_results(run: Path) -> tuple[dict[str, dict], dict | None]:
     """What each stage of the run recorded, and the failure if one stage failed (but the
-    scenarios' stages: ``scenario_failure``)."""
+    scenarios' stages: ``scenario_failure``).
+
+    The forecast_scenarios DAG's stages record into M's published attempt too; their failure is
+    reported beside the month's forecasts (which were published), not as the month's failure.
+    """
     results = {stage: json.loads(p.read_text()) for stage, p in paths.results_in(run).items()}
     failures = [
         json.loads(p.read_text())
@@ -310,7 +309,7 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
             "",
             f"  Gate        {decision['outcome']}: {decision['reason']}",
             f"              published forecaster: {decision['forecaster']}; challenger now "
-            f"{decision['challenger_status']} in {config.predictions.table}_models",
+            f"{decision['challenger_status']} in {relation_name(config.predictions.table, MODELS)}",
         ]
     lines += ["", *interval_lines(report, decision)]
     checked = stage.get("check_forecasts")
@@ -337,7 +336,7 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
         *(f"    {line}" for line in sample.to_string(index=False).splitlines()),
         "",
         '  Your own SQL: .venv/bin/python -m forecasting.publishing.query "SELECT * FROM '
-        f'{config.predictions.table}_runs"',
+        f'{relation_name(config.predictions.table, RUNS)}"',
     ]
     return "\n".join(lines)
 

@@ -31,6 +31,7 @@ import pandas as pd
 from forecasting.core import paths
 from forecasting.core.config import Config
 from forecasting.core.months import month_index, month_of
+from forecasting.core.names import RUNS, relation_name
 from forecasting.data.checkpoint import (
     FINITE,
     DataValidationError,
@@ -163,7 +164,7 @@ def previous_run(config: Config, month: pd.Period) -> tuple[str, int] | None:
     engine = make_engine(config.predictions.database)
     try:
         with engine.connect() as conn:
-            name = f"{config.predictions.table}_runs"
+            name = relation_name(config.predictions.table, RUNS)
             schema = config.predictions.database.schema
             if not sa.inspect(conn).has_table(name, schema=schema):
                 return None

@@ -36,6 +36,9 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 
+from forecasting.core.names import PUBLISH_LOCK, RUNS, relation_name
+from forecasting.publishing import tables
+
 log = logging.getLogger(__name__)
 
 
@@ -65,7 +68,7 @@ class PublishLockTimeout(RuntimeError):
 
 def lock_table_name(table: str) -> str:
     """The table of publish locks: one row per published month, locked FOR UPDATE by a publish."""
-    return f"{table}_publish_lock"
+    return relation_name(table, PUBLISH_LOCK)
 
 
 def publish_lock_timeout() -> float:
@@ -158,10 +161,7 @@ def _ensure_lock_table(conn: sa.Connection, table: str, schema: str | None) -> s
     """Create the lock table if missing; take every privilege on it from all but its owner."""
     lock = _relation(conn, lock_table_name(table), schema)
     if conn.execute(sa.text("SELECT to_regclass(:n)"), {"n": lock}).scalar() is None:
-        conn.exec_driver_sql(f"CREATE TABLE {lock} (run_month date PRIMARY KEY)")
-        conn.exec_driver_sql(
-            f"COMMENT ON TABLE {lock} IS 'forecasting.publishing.publish: one row per month, locked by its publish'"
-        )
+        tables.create(conn, tables.declare(table, {}, schema).publish_lock)
     # Default privileges (the analyst's SELECT on everything the pipeline creates) apply to it too:
     # take them back. Without UPDATE nobody can lock its rows anyway; this keeps it out of sight.
     grantees = sa.text(
@@ -225,7 +225,7 @@ def prepare_publish(
 
 
 def _publish_relations(table: str) -> list[str]:
-    return [table, f"{table}_runs", lock_table_name(table)]
+    return [table, relation_name(table, RUNS), lock_table_name(table)]
 
 
 def _lock_month(conn: sa.Connection, table: str, schema: str | None, run_month: date, timeout: float) -> None:
@@ -338,18 +338,7 @@ def grant_analyst_role(
     """
     import psycopg.sql as psql
 
-    names = [
-        table,
-        f"{table}_runs",
-        f"{table}_latest",
-        f"{table}_models",
-        f"{table}_accuracy",
-        f"{table}_errors",
-        f"{table}_tracking_signal",
-        f"{table}_drift",
-        f"{table}_alerts",
-        f"{table}_scenarios",
-    ]
+    names = tables.analyst_relations(table)
     granted: list[str] = []
     with engine.begin() as conn:
         driver = conn.connection.driver_connection

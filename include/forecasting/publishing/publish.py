@@ -20,108 +20,31 @@ import sqlalchemy as sa
 from forecasting.core.config import Config, hide_password
 from forecasting.core.db import make_engine
 from forecasting.core.months import month_start
+from forecasting.publishing import tables
 
 log = logging.getLogger(__name__)
 
 
-def sql_type(dtype) -> sa.types.TypeEngine:
-    if pd.api.types.is_integer_dtype(dtype):
-        return sa.BigInteger()
-    if pd.api.types.is_float_dtype(dtype):
-        return sa.Float()
-    return sa.String(255)
-
-
 def predictions_tables(config: Config, key_dtypes: dict[str, object]) -> tuple[sa.Table, sa.Table]:
     """The forecasts table and its runs table, typed after the source's entity columns."""
-    metadata = sa.MetaData(schema=config.predictions.database.schema)
-    name = config.predictions.table
-    keys = config.source.entity_columns
-    forecasts = sa.Table(
-        name,
-        metadata,
-        sa.Column(
-            "run_month", sa.Date, nullable=False, comment="logical month M whose data made the forecast"
-        ),
-        *(sa.Column(k, sql_type(key_dtypes[k]), nullable=False) for k in keys),
-        sa.Column("forecast_month", sa.Date, nullable=False, comment="first day of the month forecast"),
-        sa.Column("horizon", sa.Integer, nullable=False, comment="months ahead of run_month"),
-        sa.Column("prediction", sa.Float, nullable=False),
-        *interval_columns(),
-        sa.Column("model_version", sa.String(64), nullable=False),
-        sa.Column("run_id", sa.String(250), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("run_month", *keys, "horizon", name=f"{name}_pkey"),
-        sa.Index(f"{name}_entity_month_idx", *keys, "forecast_month"),
-        sa.Index(f"{name}_forecast_month_idx", "forecast_month"),
-    )
-    runs = sa.Table(
-        f"{name}_runs",
-        metadata,
-        sa.Column("run_month", sa.Date, primary_key=True),
-        sa.Column("model_version", sa.String(64), nullable=False),
-        sa.Column("run_id", sa.String(250), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("forecasts", sa.Integer, nullable=False),
-        sa.Column("holdout_wape", sa.Float),
-        sa.Column("best_baseline", sa.String(64)),
-        sa.Column("best_baseline_wape", sa.Float),
-    )
-    return forecasts, runs
-
-
-def interval_columns() -> list[sa.Column]:
-    return [
-        sa.Column("p10", sa.Float, comment="10th percentile: 1 month in 10 sells less (NULL: no interval)"),
-        sa.Column("p90", sa.Float, comment="90th percentile: 1 month in 10 sells more (NULL: no interval)"),
-    ]
-
-
-def latest_view_sql(config: Config, table: sa.Table, dialect: sa.Dialect) -> tuple[str, str]:
-    """(view name, SELECT): per entity and forecast month, the row with the newest run_month."""
-    quote = dialect.identifier_preparer.quote
-    keys = ", ".join(quote(k) for k in config.source.entity_columns)
-    columns = ", ".join(quote(c.name) for c in table.columns)
-    relation = quote(table.name) if table.schema is None else f"{quote(table.schema)}.{quote(table.name)}"
-    view = f"{table.name}_latest"
-    view_ref = quote(view) if table.schema is None else f"{quote(table.schema)}.{quote(view)}"
-    select = (
-        f"SELECT {columns} FROM (SELECT {columns}, ROW_NUMBER() OVER ("
-        f"PARTITION BY {keys}, {quote('forecast_month')} ORDER BY {quote('run_month')} DESC) AS row_rank "
-        f"FROM {relation}) ranked WHERE row_rank = 1"
-    )
-    return view_ref, select
+    declared = tables.for_config(config, key_dtypes)
+    return declared.forecasts, declared.runs
 
 
 def ensure_schema(conn: sa.Connection, config: Config, key_dtypes: dict[str, object]):
     """Create the tables, indexes and view if missing (safe to call on every run)."""
     forecasts, runs = predictions_tables(config, key_dtypes)
-    forecasts.metadata.create_all(conn, checkfirst=True)
-    view_ref, select = latest_view_sql(config, forecasts, conn.dialect)
-    added = add_missing_columns(conn, forecasts, interval_columns())
-    exists = f"{config.predictions.table}_latest" in sa.inspect(conn).get_view_names(schema=forecasts.schema)
+    tables.create(conn, forecasts, runs)
+    view_ref, select = tables.latest_view_sql(forecasts, config.source.entity_columns, conn.dialect)
+    # The interval columns came after the first release.
+    added = tables.add_missing_columns(conn, forecasts, [forecasts.c.p10, forecasts.c.p90])
+    view = tables.relation_name(forecasts.name, tables.LATEST)
+    exists = view in sa.inspect(conn).get_view_names(schema=forecasts.schema)
     if exists and added:  # the view lists its columns: make it show the new ones
         conn.execute(sa.text(f"DROP VIEW {view_ref}"))
     if added or not exists:
         conn.execute(sa.text(f"CREATE VIEW {view_ref} AS {select}"))
     return forecasts, runs
-
-
-def add_missing_columns(conn: sa.Connection, table: sa.Table, columns: list[sa.Column]) -> list[str]:
-    """Add nullable ``columns`` that an existing ``table`` (made by an older release) lacks;
-    returns their names. Earlier months' rows keep NULL in them."""
-    have = {c["name"] for c in sa.inspect(conn).get_columns(table.name, schema=table.schema)}
-    quote = conn.dialect.identifier_preparer.quote
-    relation = quote(table.name) if table.schema is None else f"{quote(table.schema)}.{quote(table.name)}"
-    added = []
-    for column in columns:
-        if column.name not in have:
-            kind = column.type.compile(dialect=conn.dialect)
-            conn.execute(sa.text(f"ALTER TABLE {relation} ADD COLUMN {quote(column.name)} {kind}"))
-            added.append(column.name)
-    if added:
-        log.info("Added columns %s to %s (made by an earlier release)", ", ".join(added), table.name)
-    return added
 
 
 @dataclass

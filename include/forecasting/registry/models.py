@@ -49,7 +49,7 @@ import sqlalchemy as sa
 from forecasting.core.config import Config, load_config
 from forecasting.core.db import make_engine
 from forecasting.modeling import backtest
-from forecasting.publishing.publish import add_missing_columns
+from forecasting.publishing import tables
 
 log = logging.getLogger(__name__)
 
@@ -70,74 +70,20 @@ MANUAL = (MANUAL_PROMOTE, MANUAL_REJECT)
 
 
 def table_name(config: Config) -> str:
-    return f"{config.predictions.table}_models"
+    return tables.relation_name(config.predictions.table, tables.MODELS)
 
 
-def registry_table(config: Config, metadata: sa.MetaData | None = None) -> sa.Table:
-    name = table_name(config)
-    metadata = metadata or sa.MetaData(schema=config.predictions.database.schema)
-    utc = sa.DateTime(timezone=True)
-    return sa.Table(
-        name,
-        metadata,
-        sa.Column("model_version", sa.String(64), primary_key=True),
-        sa.Column("run_month", sa.Date, nullable=False, comment="logical month M whose run trained it"),
-        sa.Column("run_id", sa.String(250)),
-        sa.Column("created_at", utc, nullable=False),
-        sa.Column("params", sa.Text, comment="JSON: booster parameters and number of trees"),
-        sa.Column("features", sa.Text, comment="JSON: the columns the model reads"),
-        sa.Column("train_first_month", sa.Date, comment="first target month it was fitted on"),
-        sa.Column("train_last_month", sa.Date, comment="last target month it was fitted on"),
-        sa.Column("holdout_first_month", sa.Date, comment="first target month of its holdout"),
-        sa.Column("holdout_last_month", sa.Date, comment="last target month of its holdout"),
-        sa.Column("data_fingerprint", sa.String(64)),
-        sa.Column("holdout_rows", sa.Integer),
-        sa.Column("holdout_wape", sa.Float),
-        sa.Column("holdout_mae", sa.Float),
-        sa.Column("holdout_rmse", sa.Float),
-        sa.Column("holdout_bias", sa.Float, comment="mean of prediction - actual"),
-        sa.Column("holdout_bias_pct", sa.Float, comment="sum of prediction - actual over sum of actual"),
-        sa.Column("baseline_wapes", sa.Text, comment="JSON: each baseline's WAPE on the same rows"),
-        sa.Column("best_baseline", sa.String(64)),
-        sa.Column("best_baseline_wape", sa.Float),
-        sa.Column("blend_baseline", sa.String(64), comment="the baseline it was blended with"),
-        sa.Column("blend_wape", sa.Float, comment="WAPE of the mean of its and that baseline's forecasts"),
-        sa.Column("champion_version", sa.String(64), comment="the champion it was compared with"),
-        sa.Column("champion_wape", sa.Float, comment="that champion's WAPE on the same rows"),
-        sa.Column("backtest_rows", sa.Integer, comment="rows its rolling-origin backtest forecast"),
-        sa.Column("backtest_wape", sa.Float, comment="WAPE of the backtest's models, refit at each origin"),
-        sa.Column("backtest_best_baseline", sa.String(64)),
-        sa.Column(
-            "backtest_best_baseline_wape", sa.Float, comment="the best baseline's WAPE on the same rows"
-        ),
-        sa.Column(
-            "backtest_origins", sa.Text, comment="JSON: per origin, its rows and every forecaster's WAPE"
-        ),
-        sa.Column(
-            "interval_coverage",
-            sa.Float,
-            comment="share of holdout actuals inside its p10-p90, on months the bands were not calibrated on",
-        ),
-        sa.Column("feature_importance", sa.Text, comment="JSON: top features by share of total gain"),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("champion_since", sa.Date, comment="first month it is champion for (if promoted)"),
-        sa.Column("promoted_at", utc),
-        sa.Column("published", sa.String(80), comment="forecaster whose forecasts its run published"),
-        sa.Column("decision", sa.String(32)),
-        sa.Column("reason", sa.Text),
-        sa.Column("decided_by", sa.String(250)),
-        sa.Column("decided_at", utc),
-        sa.Index(f"{name}_status_idx", "status"),
-        sa.Index(f"{name}_run_month_idx", "run_month"),
-    )
+def registry_table(config: Config) -> sa.Table:
+    """``<table>_models`` (declared in forecasting.publishing.tables)."""
+    return tables.for_config(config).models
 
 
 def ensure_registry(conn: sa.Connection, config: Config) -> sa.Table:
     """Create the registry table if missing, and add the columns an older version lacked (every
     column added since the first release is nullable)."""
     table = registry_table(config)
-    table.metadata.create_all(conn, checkfirst=True)
-    add_missing_columns(conn, table, list(table.columns))
+    tables.create(conn, table)
+    tables.add_missing_columns(conn, table)
     return table
 
 

@@ -41,6 +41,7 @@ from forecasting.core.errors import DataError
 from forecasting.core.months import month_end, month_index, month_of, month_start
 from forecasting.features.dataset import PLAN_HORIZON_SEP
 from forecasting.modeling.forecaster import Baseline, Blend, parse
+from forecasting.publishing import tables
 
 if TYPE_CHECKING:
     from great_expectations.expectations import Expectation
@@ -519,60 +520,13 @@ def base_against_published(base: pd.DataFrame, config: Config, month: pd.Period,
 
 
 def table_name(config: Config) -> str:
-    return f"{config.predictions.table}_scenarios"
-
-
-def plan_columns(names: list[str]) -> list[sa.Column]:
-    """The table's ``plan_<covariate>`` columns: what the model read as each row's plan."""
-    return [
-        sa.Column(
-            name,
-            sa.Float,
-            comment=f"{name.removeprefix('plan_')} planned for forecast_month: the scenario's where it "
-            "plans it, else the base plan's",
-        )
-        for name in names
-    ]
+    return tables.relation_name(config.predictions.table, tables.SCENARIOS)
 
 
 def scenarios_table(config: Config, key_dtypes: dict[str, object], plans: list[str]) -> sa.Table:
     """``<table>_scenarios``, typed after the source's entity columns, with the ``plans``
-    columns (``plan_<covariate>``) of the config that publishes."""
-    from forecasting.publishing.publish import interval_columns, sql_type
-
-    name = table_name(config)
-    keys = config.source.entity_columns
-    return sa.Table(
-        name,
-        sa.MetaData(schema=config.predictions.database.schema),
-        sa.Column(
-            "run_month", sa.Date, nullable=False, comment="month M whose published model made the rows"
-        ),
-        sa.Column(
-            "scenario",
-            sa.String(SCENARIO_NAME_LENGTH),
-            nullable=False,
-            comment="the scenario (plans.scenarios), or the base plan's (default 'base')",
-        ),
-        *(sa.Column(k, sql_type(key_dtypes[k]), nullable=False) for k in keys),
-        sa.Column("forecast_month", sa.Date, nullable=False, comment="first day of the month forecast"),
-        sa.Column("horizon", sa.Integer, nullable=False, comment="months ahead of run_month"),
-        sa.Column("prediction", sa.Float, nullable=False),
-        *interval_columns(),
-        sa.Column(
-            "overridden",
-            sa.Boolean,
-            nullable=False,
-            comment="the scenario plans this entity and month (else it keeps the base plan)",
-        ),
-        *plan_columns(plans),
-        sa.Column("model_version", sa.String(64), nullable=False, comment="the model M's run published"),
-        sa.Column("run_id", sa.String(250), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("run_month", "scenario", *keys, "horizon", name=f"{name}_pkey"),
-        sa.Index(f"{name}_entity_month_idx", *keys, "forecast_month"),
-        sa.Index(f"{name}_scenario_month_idx", "scenario", "forecast_month"),
-    )
+    columns (``plan_<covariate>``) of the config that publishes (forecasting.publishing.tables)."""
+    return tables.for_config(config, key_dtypes, plans).scenarios
 
 
 @dataclass
@@ -596,7 +550,7 @@ def publish_scenarios(
     """Replace M's rows of ``<table>_scenarios`` with ``frame`` (``forecast_scenarios``' rows)
     in one transaction; the table is created, or given the plan columns it lacks, first."""
     from forecasting.monitoring.accuracy import create_missing, plain, write_transaction
-    from forecasting.publishing.publish import add_missing_columns, insert_rows
+    from forecasting.publishing.publish import insert_rows
 
     keys = config.source.entity_columns
     run_month = month_start(month_of(month)).date()
@@ -619,8 +573,9 @@ def publish_scenarios(
     try:
 
         def create(conn: sa.Connection) -> None:
-            table.metadata.create_all(conn, checkfirst=True)
-            add_missing_columns(conn, table, plan_columns(planned))  # a config that plans more covariates
+            tables.create(conn, table)
+            # a config that plans more covariates
+            tables.add_missing_columns(conn, table, [table.c[name] for name in planned])
 
         create_missing(engine, create)
         with write_transaction(engine, table) as conn:

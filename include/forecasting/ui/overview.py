@@ -31,11 +31,11 @@ from forecasting.core import paths
 from forecasting.core.config import Config
 from forecasting.core.db import make_engine
 from forecasting.core.months import month_of
+from forecasting.core.names import FORECAST_DAG, STAGES
 from forecasting.modeling.forecaster import Baseline, Blend, parse
-from forecasting.orchestration.pipeline import STAGES
 from forecasting.ui.monitoring import render_monitoring
 
-DAG_ID = "monthly_forecast"
+DAG_ID = FORECAST_DAG
 ASSETS = Path(__file__).parent / "assets"
 
 # Airflow 3's colours (its Chakra theme: white/gray.900 backgrounds, blue accents) and the

@@ -27,7 +27,6 @@ from forecasting.core.config.base import (
 from forecasting.core.config.deployment import Config, parse_config
 from forecasting.core.config.loading import (
     DEFAULT_CONFIG,
-    PREDICTIONS_ASSET_SCHEME,
     REPO_ROOT,
     expand_variables,
     load_config,
@@ -72,7 +71,6 @@ __all__ = [
     "FILL_EMPTY",
     "IDENTIFIER",
     "NOTIFIER_TYPES",
-    "PREDICTIONS_ASSET_SCHEME",
     "REPO_ROOT",
     "SCENARIO_NAME_LENGTH",
     "STATISTICAL_BASELINES",

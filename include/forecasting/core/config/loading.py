@@ -13,6 +13,7 @@ import yaml
 from forecasting.core.config.base import IDENTIFIER, ConfigError
 from forecasting.core.config.deployment import Config, parse_config
 from forecasting.core.config.sections import PredictionsConfig
+from forecasting.core.names import predictions_asset_uri_for
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 DEFAULT_CONFIG = REPO_ROOT / "config" / "demo.yaml"
@@ -39,10 +40,6 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     return parse_config(expanded, path, unexpanded=raw)
 
 
-# Airflow skips the semantic checks of URI schemes that start with "x-" (the custom ones).
-PREDICTIONS_ASSET_SCHEME = "x-forecast"
-
-
 def predictions_asset_uri(path: str | os.PathLike | None = None) -> str:
     """The Airflow Asset URI of the deployment's predictions table: ``x-forecast://<table>``.
 
@@ -59,7 +56,7 @@ def predictions_asset_uri(path: str | os.PathLike | None = None) -> str:
         written = table
     if isinstance(written, str) and IDENTIFIER.match(written):
         table = written
-    return f"{PREDICTIONS_ASSET_SCHEME}://{table}"
+    return predictions_asset_uri_for(table)
 
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -113,7 +113,7 @@ typecheck: setup
 docs: setup
 	$(BIN)/mkdocs build --strict --site-dir site
 
-# Every table's columns, types and keys, from their one declaration (tests/test_tables.py checks it).
+# Every table's columns, types and keys, from their one declaration (tests/publishing/test_tables.py checks it).
 tables-doc: setup
 	$(PYTHON) -m forecasting.publishing.tables > docs/tables.md
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import sqlalchemy as sa
-from conftest import REPO
+from tests.helpers.paths import REPO
 
 from forecasting.core.names import PUBLISH_LOCK, relation_name
 from forecasting.publishing import tables

@@ -62,7 +62,8 @@ def what_if_scenarios():
         from airflow.sdk.exceptions import AirflowSkipException
 
         from forecasting.core.config import load_config
-        from forecasting.scenarios.scenarios import months_to_forecast, scenarios_configured
+        from forecasting.scenarios.publish import months_to_forecast
+        from forecasting.scenarios.read import scenarios_configured
 
         config = load_config()
         if not scenarios_configured(config):

@@ -349,7 +349,7 @@ def test_both_models_read_the_plans_and_beat_the_best_baseline_with_close_holdou
 def test_scenarios_forecast_on_the_workers_as_in_process_with_the_same_model(both):
     """The cluster run's scenarios (Feast's retrieval on the workers) equal the same model's
     scenarios forecast in this process, row for row; the base is the published forecasts."""
-    from forecasting.scenarios.scenarios import forecast_scenarios
+    from forecasting.scenarios.forecast import forecast_scenarios
 
     config, results = both["cluster"]
     made = results["forecast_scenarios"]

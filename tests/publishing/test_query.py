@@ -133,17 +133,17 @@ def build(backend: str, folder: Path, stack: ExitStack, request) -> SimpleNamesp
 
 
 def publish_scenarios(config) -> None:
-    """What-if scenarios of the 2024-11 run (forecasting.scenarios.scenarios): the base plan (its published
+    """What-if scenarios of the 2024-11 run (forecasting.scenarios): the base plan (its published
     forecasts, no promotion planned) and promo_beverages, promoting store 1's items in February
     (horizon 3), 15 units more each."""
-    from forecasting.scenarios import scenarios
+    from forecasting.scenarios.publish import publish_scenarios
 
     base = forecasts("2024-11").assign(scenario="base", overridden=False, plan_price=2.5, plan_promo=0.0)
     promoted = (base["store_id"] == 1) & (base["horizon"] == 3)
     promo = base.assign(scenario="promo_beverages", overridden=promoted)
     promo.loc[promoted, ["prediction", "p10", "p90"]] += 15
     promo.loc[promoted, ["plan_price", "plan_promo"]] = [2.1, 1.0]
-    scenarios.publish_scenarios(
+    publish_scenarios(
         pd.concat([base, promo], ignore_index=True),
         config,
         pd.Period("2024-11", "M"),

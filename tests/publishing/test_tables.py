@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 
 import sqlalchemy as sa
-from tests.helpers.paths import REPO
 
 from forecasting.core.names import PUBLISH_LOCK, relation_name
 from forecasting.publishing import tables
+from tests.helpers.paths import REPO
 
 
 def test_docs_tables_md_is_up_to_date():

@@ -1,4 +1,4 @@
-"""What-if scenarios (config ``plans.scenarios``, forecasting.scenarios.scenarios, the forecast_scenarios
+"""What-if scenarios (config ``plans.scenarios``, forecasting.scenarios, the forecast_scenarios
 DAG's stages): alternative plans forecast by the model M's run published, into
 ``<table>_scenarios`` on SQLite and PostgreSQL.
 
@@ -121,7 +121,7 @@ def backend(request, deployed, tmp_path_factory):
 
 
 def publish_made(config, deployed, run_id: str = "scenarios__1"):
-    from forecasting.scenarios.scenarios import publish_scenarios
+    from forecasting.scenarios.publish import publish_scenarios
 
     return publish_scenarios(
         deployed.frame, config, MONTH, model_version=deployed.made["model_version"], run_id=run_id
@@ -244,7 +244,7 @@ def test_rerunning_replaces_the_months_rows(deployed, backend):
     assert not rows.duplicated(["run_month", "scenario", *ROW]).any()
     # Fewer scenarios the second time: the dropped one's rows go too.
     only_base = deployed.frame[deployed.frame["scenario"] == "base"]
-    from forecasting.scenarios.scenarios import publish_scenarios
+    from forecasting.scenarios.publish import publish_scenarios
 
     publish_scenarios(only_base, backend, MONTH, model_version=deployed.made["model_version"], run_id="r3")
     assert set(table_rows(backend, "forecasts_scenarios")["scenario"]) == {"base"}
@@ -254,7 +254,7 @@ def test_rerunning_replaces_the_months_rows(deployed, backend):
 def test_bad_scenario_rows_are_refused_with_nothing_written(deployed, backend):
     from forecasting.data.checkpoint import DataValidationError
     from forecasting.orchestration import pipeline
-    from forecasting.scenarios.scenarios import forecasts_path
+    from forecasting.scenarios.read import forecasts_path
 
     publish_made(backend, deployed)
     before = table_rows(backend, "forecasts_scenarios")
@@ -373,7 +373,8 @@ def test_a_month_republished_by_a_baseline_has_its_scenario_rows_withdrawn(deplo
     longer describe M's forecasts. The refusal withdraws them (M's only), saying so."""
     from forecasting.core import paths
     from forecasting.orchestration import pipeline
-    from forecasting.scenarios.scenarios import NoScenariosForecaster, publish_scenarios, withdraw_scenarios
+    from forecasting.scenarios.forecast import NoScenariosForecaster
+    from forecasting.scenarios.publish import publish_scenarios, withdraw_scenarios
 
     publish_made(backend, deployed)
     version = deployed.made["model_version"]
@@ -406,7 +407,8 @@ def test_a_month_republished_by_a_baseline_has_its_scenario_rows_withdrawn(deplo
 def test_a_config_without_scenarios_has_nothing_to_forecast(deployed, tmp_path):
     from forecasting.core.config import load_config
     from forecasting.core.errors import DataError
-    from forecasting.scenarios.scenarios import forecast_scenarios, scenarios_configured
+    from forecasting.scenarios.forecast import forecast_scenarios
+    from forecasting.scenarios.read import scenarios_configured
 
     raw = demo_config_dict(tmp_path)
     raw["plans"] = {k: v for k, v in PLANS.items() if k != "scenarios"}
@@ -526,7 +528,7 @@ def test_scenarios_are_read_for_Ms_months_from_a_query_or_postgresql_alike(
 ):
     from forecasting.datasets.synthetic_plans import seed_scenarios_table
     from forecasting.publishing.postgres import temporary_database
-    from forecasting.scenarios.scenarios import read_scenarios
+    from forecasting.scenarios.read import read_scenarios
 
     key = ["scenario", *KEYS, "month"]
     from_sqlite = read_scenarios(deployed.config, MONTH).sort_values(key).reset_index(drop=True)

@@ -66,7 +66,7 @@ def forecasts(config: Config, month: pd.Period, attempt: str) -> Path:
 
 
 def scenario_forecasts(config: Config, month: pd.Period, attempt: str) -> Path:
-    """The what-if scenarios' forecasts (forecasting.scenarios.scenarios), in M's published attempt."""
+    """The what-if scenarios' forecasts (forecasting.scenarios), in M's published attempt."""
     return run_dir(config, month, attempt) / "scenarios.parquet"
 
 
@@ -121,7 +121,7 @@ def plan_docs(config: Config, month: pd.Period, attempt: str) -> Path:
 
 
 def scenario_docs(config: Config, month: pd.Period, attempt: str) -> Path:
-    """The Data Docs of the scenarios' checks (forecasting.scenarios.scenarios)."""
+    """The Data Docs of the scenarios' checks (forecasting.scenarios)."""
     return run_dir(config, month, attempt) / "scenario_docs"
 
 

@@ -13,7 +13,6 @@ files that import these modules far more often than it runs a validation task.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager

@@ -60,17 +60,17 @@ def window_query(config: Config, dialect: sa.Dialect, has_start: bool) -> sa.Tex
     """
     src = config.source
     quote = dialect.identifier_preparer.quote
-    relation = _relation(src.table, src.query, src.database.schema, dialect, "source_query")
+    relation = source_relation(src.table, src.query, src.database.schema, dialect, "source_query")
     time = quote(src.time_column)
     window = f"{time} < :window_end" + (f" AND {time} >= :window_start" if has_start else "")
-    where = f"({window}) OR {time} IS NULL OR {_unplaceable(time, dialect)}"
+    where = f"({window}) OR {time} IS NULL OR {unplaceable_time(time, dialect)}"
     params = [sa.bindparam(name, type_=sa.Date) for name in ("window_end", "earliest", "latest")]
     if has_start:
         params.append(sa.bindparam("window_start", type_=sa.Date))
     return sa.text(f"SELECT * FROM {relation} WHERE {where}").bindparams(*params)
 
 
-def _relation(
+def source_relation(
     table: str | None, query: str | None, schema: str | None, dialect: sa.Dialect, alias: str
 ) -> str:
     """What to SELECT from: the quoted table (in its schema), or the query as a subquery."""
@@ -81,7 +81,7 @@ def _relation(
     return f"({query.strip().rstrip(';')}\n) AS {alias}"  # \n: a trailing -- comment keeps ")"
 
 
-def _unplaceable(column: str, dialect: sa.Dialect) -> str:
+def unplaceable_time(column: str, dialect: sa.Dialect) -> str:
     """SQL true where the (quoted) column is not a date in [:earliest, :latest)."""
     # Comparing text, 'notadate' sorts after every date and '20240301' between them: outside the
     # window either way. SQLite keeps times as text, so there its own date() says what is not one.
@@ -112,7 +112,7 @@ def read_window(config: Config, month: pd.Period) -> pd.DataFrame:
                 frame = _read_postgres_copy(conn, query, params, config.source.time_column)
         if frame is None:  # not PostgreSQL, or columns COPY's text cannot stand for
             with engine.connect() as conn:
-                frame = _read_rows(conn, query, params)
+                frame = read_source_rows(conn, query, params)
     finally:
         engine.dispose()
     return typed_snapshot(frame, config)
@@ -123,7 +123,7 @@ def read_window(config: Config, month: pd.Period) -> pd.DataFrame:
 CHUNK_ROWS = 100_000
 
 
-def _read_rows(conn: sa.Connection, query: sa.TextClause, params: dict) -> pd.DataFrame:
+def read_source_rows(conn: sa.Connection, query: sa.TextClause, params: dict) -> pd.DataFrame:
     """The query's rows as pandas.read_sql_query would type them, fetched in chunks and kept as
     Arrow columns meanwhile. Where the driver has server-side cursors the rows stream through
     SQLAlchemy; otherwise (SQLite) they come straight from the DBAPI cursor, as plain tuples."""
@@ -454,11 +454,11 @@ def plans_query(config: Config, dialect: sa.Dialect, has_start: bool) -> sa.Text
     plans = config.plans
     assert plans is not None
     quote = dialect.identifier_preparer.quote
-    relation = _relation(plans.table, plans.query, plans.database.schema, dialect, "plans_query")
+    relation = source_relation(plans.table, plans.query, plans.database.schema, dialect, "plans_query")
     month, at = quote(plans.month_column), quote(plans.planned_at)
     window = f"{month} < :months_end" + (f" AND {month} >= :months_start" if has_start else "")
     wanted = f"({window}) AND {at} < :known_before"
-    bad = f"{month} IS NULL OR {at} IS NULL OR {_unplaceable(month, dialect)} OR {_unplaceable(at, dialect)}"
+    bad = f"{month} IS NULL OR {at} IS NULL OR {unplaceable_time(month, dialect)} OR {unplaceable_time(at, dialect)}"
     params = [
         sa.bindparam(name, type_=sa.Date) for name in ("months_end", "known_before", "earliest", "latest")
     ]
@@ -487,7 +487,7 @@ def read_plans(config: Config, month: pd.Period) -> pd.DataFrame:
     try:
         query = plans_query(config, engine.dialect, first is not None)
         with engine.connect() as conn:
-            frame = _read_rows(conn, query, params)
+            frame = read_source_rows(conn, query, params)
     finally:
         engine.dispose()
     frame = typed_plans(frame, config)

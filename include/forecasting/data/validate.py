@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from forecasting.core import paths
 from forecasting.core.config import Config, SourceConfig
+from forecasting.core.months import month_of, month_range
 from forecasting.data.checkpoint import (
     DATETIME_TYPES,
     FINITE,
@@ -32,13 +28,10 @@ from forecasting.data.checkpoint import (
     quiet_gx_logging,
     run_checkpoint,
 )
-from forecasting.data.panel import key_text
 from forecasting.data.extract import UNREADABLE_SUFFIX, unreadable_column
-from forecasting.core.months import month_of, month_range
+from forecasting.data.panel import key_text
 
 if TYPE_CHECKING:
-    from great_expectations.checkpoint.checkpoint import CheckpointResult
-    from great_expectations.core import ExpectationSuite, ExpectationValidationResult
     from great_expectations.expectations import Expectation
 
 log = logging.getLogger(__name__)

@@ -252,7 +252,7 @@ def scenarios_configured() -> bool:
     """Whether the deployment's config has ``plans.scenarios`` (a config that cannot be read:
     no; the forecast run says what is wrong with it)."""
     from forecasting.core.config import ConfigError, load_config
-    from forecasting.scenarios.scenarios import scenarios_configured as configured
+    from forecasting.scenarios.read import scenarios_configured as configured
 
     try:
         return configured(load_config())

@@ -14,7 +14,7 @@ forecasts published for M against M's actuals (``forecasting.monitoring.accuracy
 M's data with the model's training window (``forecasting.monitoring.drift``), the third raises the alerts
 they call for (``forecasting.monitoring.alerts``); each records its result in M's published attempt.
 ``forecast_scenarios`` and ``publish_scenarios`` are ``forecast_scenarios``'s, which the same
-events start: M's what-if scenarios (``forecasting.scenarios.scenarios``), recorded there too.
+events start: M's what-if scenarios (``forecasting.scenarios``), recorded there too.
 """
 
 from __future__ import annotations
@@ -404,8 +404,10 @@ def forecast_scenarios(
     month: str, run_id: str | None = None, attempt: str | None = None, config: Config | None = None
 ) -> dict:
     """Forecast M's what-if scenarios (and the base plan) with the model M's published attempt
-    published, into that attempt's ``scenarios.parquet`` (forecasting.scenarios.scenarios)."""
-    from forecasting.scenarios import scenarios
+    published, into that attempt's ``scenarios.parquet`` (forecasting.scenarios)."""
+    from forecasting.scenarios.forecast import NoScenariosForecaster, forecast_scenarios
+    from forecasting.scenarios.publish import table_name, withdraw_scenarios
+    from forecasting.scenarios.read import forecasts_path
 
     config = config or load_config()
     attempt = _published(config, month, attempt)
@@ -415,18 +417,18 @@ def forecast_scenarios(
     ):
         # A failed re-run leaves nothing for publish_scenarios to publish again.
         paths.stage_result(config, m, attempt, "forecast_scenarios").unlink(missing_ok=True)
-        path = scenarios.forecasts_path(config, m, attempt)
+        path = forecasts_path(config, m, attempt)
         path.unlink(missing_ok=True)
         try:
-            made = scenarios.forecast_scenarios(config, m, attempt, client)
-        except scenarios.NoScenariosForecaster as refused:
+            made = forecast_scenarios(config, m, attempt, client)
+        except NoScenariosForecaster as refused:
             # Scenario rows an earlier publish of M left would answer "what if" about forecasts
             # that are no longer M's: withdrawn, so the table never disagrees with the forecasts.
-            withdrawn = scenarios.withdraw_scenarios(config, m)
+            withdrawn = withdraw_scenarios(config, m)
             if withdrawn:
                 made_by = ", ".join(f"{n:,} of {version}" for version, n in withdrawn.items())
-                raise scenarios.NoScenariosForecaster(
-                    f"{refused} Withdrew {m}'s earlier scenario rows from {scenarios.table_name(config)} "
+                raise NoScenariosForecaster(
+                    f"{refused} Withdrew {m}'s earlier scenario rows from {table_name(config)} "
                     f"({made_by}): they were not of the forecasts now published."
                 ) from refused
             raise
@@ -439,14 +441,14 @@ def publish_scenarios(
     month: str, run_id: str | None = None, attempt: str | None = None, config: Config | None = None
 ) -> dict:
     """Replace M's rows of ``<table>_scenarios`` with what forecast_scenarios made, in one transaction."""
-    from forecasting.scenarios import scenarios
+    from forecasting.scenarios.publish import publish_scenarios as publish
 
     config = config or load_config()
     attempt = _published(config, month, attempt)
     with _stage("publish_scenarios", month, attempt, config) as (config, m):
         made = paths.read_json(paths.stage_result(config, m, attempt, "forecast_scenarios"))
         frame = pd.read_parquet(made["forecasts"])
-        published = scenarios.publish_scenarios(
+        published = publish(
             frame,
             config,
             m,

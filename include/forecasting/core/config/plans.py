@@ -24,7 +24,7 @@ def plan_feature(covariate: str) -> str:
 
 
 class ScenariosConfig(ReadsTable):
-    """What-if scenarios: alternative plans (see forecasting.scenarios.scenarios).
+    """What-if scenarios: alternative plans (see forecasting.scenarios).
 
     A table or query with one row per scenario, entity and month: the values a scenario plans
     for some or all of the planned covariates (a null keeps the base plan's). Entity and month

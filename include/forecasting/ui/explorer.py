@@ -5,7 +5,8 @@ parameters, by the entity columns, which lead the table's ``<table>_entity_month
 (entity columns, forecast_month): one entity costs an index range scan whatever the table's size.
 Actuals come from the newest published attempt's source snapshot (``raw.parquet``), read with
 a filter on the entity columns. Everything shown is one table (``shown_rows``): the chart, the
-numbers beside it and the CSV download are all drawn from it, so they cannot disagree.
+numbers beside it and the CSV download are all drawn from it, so they cannot disagree. The page
+is drawn by ``templates/explorer.html`` (an entity: ``templates/explorer_entity.html``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ forecast_monitoring DAG wrote to the predictions database.
 * Alerts: ``<table>_alerts``, newest first.
 
 Each reader returns plain rows (what the page shows, what tests compare with the tables), None
-while its table does not exist. On SQLite and PostgreSQL alike.
+while its table does not exist. On SQLite and PostgreSQL alike. ``render_monitoring`` hands
+them to ``templates/monitoring.html``.
 """
 
 from __future__ import annotations

@@ -6,11 +6,10 @@
   every baseline (all metrics, per horizon) from its evaluation.json; then what the
   forecast_monitoring DAG found (forecasting.ui.monitoring): realised accuracy against each
   naive baseline, the latest drift and the alerts.
-* The markup is in ``templates/overview.html`` and ``templates/overview_parts.html``; the
-  Data Docs are served by forecasting.ui.data_docs.
-
-Plain functions over the config, the predictions database and the run folders: testable
-without Airflow.
+Plain functions over the config, the predictions database and the run folders (testable
+without Airflow) compute what the page shows; ``templates/overview.html`` and
+``templates/overview_parts.html`` draw it. An attempt's Data Docs are served by
+forecasting.ui.data_docs.
 """
 
 from __future__ import annotations

@@ -112,8 +112,8 @@ def pages(config) -> list[ViewPage]:
     """The three pages of the deployment's view, and how a person reaches each by a click; then
     Airflow's own DAG list, the same way, as the floor: what any page inside Airflow's UI takes
     before a plugin's part starts."""
+    from forecasting.ui.data_docs import MONTH_PATTERN
     from forecasting.ui.explorer import find_entities
-    from forecasting.ui.overview import MONTH_PATTERN
 
     entities = find_entities(config, {})  # the newest run's, in order
     if not entities:

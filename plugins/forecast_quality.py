@@ -5,7 +5,8 @@ baseline) and an explorer (one entity's history, forecasts and earlier forecasts
 a chart, a table and a CSV), plus each attempt's Great Expectations Data Docs served offline. A
 FastAPI app mounted by the api-server at /forecast-quality; only users who may read
 monthly_forecast's runs can open it. The pages are rendered by forecasting.ui.overview and
-forecasting.ui.explorer.
+forecasting.ui.explorer (from the Jinja2 templates in forecasting/ui/templates, the stylesheet
+inlined); the Data Docs and their vendored assets are served by forecasting.ui.data_docs.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def explorer_csv(request: Request) -> Response:
 
 @app.get("/assets/{name}")
 def asset(name: str) -> FileResponse:
-    from forecasting.ui.overview import asset_file
+    from forecasting.ui.data_docs import asset_file
 
     found = asset_file(name)
     if found is None:
@@ -87,7 +88,7 @@ def asset(name: str) -> FileResponse:
 @app.get("/data-docs/{month}/{attempt}/{path:path}")
 def data_docs(month: str, attempt: str, path: str) -> Response:
     from forecasting.core.config import load_config
-    from forecasting.ui.overview import BadRequest, data_docs_file, data_docs_html
+    from forecasting.ui.data_docs import BadRequest, data_docs_file, data_docs_html
 
     try:
         found = data_docs_file(load_config(), month, attempt, path)

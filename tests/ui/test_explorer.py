@@ -256,3 +256,27 @@ def test_month_labels_are_apart_and_on_months_that_divide_the_year(width, months
         (pd.Period(b, "M") - pd.Period(a, "M")).n for (_, a), (_, b) in zip(labels, labels[1:], strict=False)
     }
     assert len(steps) <= 1 and all(12 % s == 0 or s % 12 == 0 for s in steps), steps
+
+
+def test_names_and_values_are_escaped_in_the_markup():
+    """The templates escape what comes from data (series and entity names, model versions,
+    gate reasons): markup in them is shown as text, never run."""
+    from forecasting.ui import overview
+
+    nasty = """<script>alert("x")</script> & 'q'"""
+    svg = line_chart(
+        [Series(nasty, nasty, [("2024-01", 1.0), ("2024-02", 2.0)])], title=nasty, y_label=nasty, marker=None
+    )
+    assert "<script>" not in svg and "&lt;script&gt;" in svg and "&amp; &#39;q&#39;" in svg
+    assert f'data-series="{nasty}"' not in svg and 'data-series="&lt;script&gt;alert(&#34;x&#34;)' in svg
+    month = {
+        "month": "2024-06",
+        "model_version": nasty,
+        "forecasts": 1,
+        "holdout_wape": 0.1,
+        "best_baseline": nasty,
+        "best_baseline_wape": 0.2,
+        "evaluation": {"decision": {"outcome": nasty, "reason": nasty}, "baselines": {nasty: {"wape": 0.2}}},
+    }
+    page = overview._month_quality(month, open_=True)
+    assert "<script>" not in page and page.count("&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;") == 5

@@ -30,6 +30,7 @@ PAGE_MODULES = (
     "forecasting.ui.overview",
     "forecasting.ui.explorer",
     "forecasting.ui.charts",
+    "forecasting.ui.templating",
 )
 
 

@@ -5,26 +5,29 @@ parameters, by the entity columns, which lead the table's ``<table>_entity_month
 (entity columns, forecast_month): one entity costs an index range scan whatever the table's size.
 Actuals come from the newest published attempt's source snapshot (``raw.parquet``), read with
 a filter on the entity columns. Everything shown is one table (``shown_rows``): the chart, the
-numbers beside it and the CSV download are all drawn from it, so they cannot disagree.
+numbers beside it and the CSV download are all drawn from it, so they cannot disagree. The page
+is drawn by ``templates/explorer.html`` (an entity: ``templates/explorer_entity.html``).
 """
 
 from __future__ import annotations
 
-import html
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import pandas as pd
 import sqlalchemy as sa
+from markupsafe import Markup
 
 from forecasting.core import paths
 from forecasting.core.config import Config
 from forecasting.core.months import month_of
+from forecasting.core.names import RUNS, relation_name
 from forecasting.publishing.query import QueryError, run_query
 from forecasting.ui.charts import Band, Series, line_chart
+from forecasting.ui.templating import render_page
 
 SEARCH_LIMIT = 50
 INTERVAL_COLUMNS = ("p10", "p90")  # a prediction interval, once the predictions table has one
@@ -110,7 +113,7 @@ def find_entities(config: Config, values: dict[str, Any], limit: int = SEARCH_LI
     keys = config.source.entity_columns
     where, params = _where(values)
     table = relation(config, config.predictions.table)
-    runs = relation(config, f"{config.predictions.table}_runs")
+    runs = relation(config, relation_name(config.predictions.table, RUNS))
     sql = (
         f"SELECT {', '.join(quote(k) for k in keys)} FROM {table} "
         f"WHERE run_month = (SELECT max(run_month) FROM {runs}) AND horizon = 1 AND {where} "
@@ -324,64 +327,37 @@ def entity_csv(config: Config, given: dict[str, str]) -> tuple[str, str] | None:
 
 def render_explorer(config: Config, given: dict[str, str]) -> str:
     """The explorer page for the query string ``given`` (entity column -> text)."""
-    from forecasting.ui.overview import page
-
     started = time.perf_counter()
     keys = config.source.entity_columns
     shape = table_shape(config)
+    page = partial(render_page, config, "Explorer", "explorer.html", keys=keys, given=given)
     if shape is None:
-        return page(
-            config, "Explorer", "<p>No month has been published yet: run <code>monthly_forecast</code>.</p>"
-        )
-    form = _search_form(keys, given)
+        return page(published=False)
     try:
         values = parse_entity(config, shape, given)
     except BadEntity as err:
-        return page(config, "Explorer", form + f'<p class="bad">{html.escape(str(err))}</p>')
+        return page(published=True, error=str(err))
     if len(values) == len(keys):
         found = entity_forecasts(config, shape, values)
         if found.predictions.empty:
-            body = form + f"<p>No forecasts for {html.escape(_entity_name(values))}.</p>"
-        else:
-            body = form + _entity_section(config, found, time.perf_counter() - started)
-        return page(config, "Explorer", body)
+            return page(published=True, error=None, entity={"entity_values": values, "empty": True})
+        section = _entity_view(config, found, time.perf_counter() - started)
+        return page(published=True, error=None, entity=section)
     matches = find_entities(config, values)
-    more = len(matches) > SEARCH_LIMIT
-    items = "".join(
-        f'<li><a href="explorer?{html.escape(urlencode(m))}">{html.escape(_entity_name(m))}</a></li>'
-        for m in matches[:SEARCH_LIMIT]
-    )
-    note = (
-        f"<p class='muted'>The first {SEARCH_LIMIT} matches; give more columns to narrow it down.</p>"
-        if more
-        else ""
-    )
-    listed = f'<ul class="entities">{items}</ul>{note}' if items else "<p>No entity matches.</p>"
-    heading = "Entities of the newest run" + (
-        " matching " + html.escape(_entity_name(values)) if values else ""
-    )
-    return page(config, "Explorer", form + f"<h3>{heading}</h3>{listed}")
-
-
-def _entity_name(values: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in values.items())
-
-
-def _search_form(keys: list[str], given: dict[str, str]) -> str:
-    fields = "".join(
-        f'<label>{html.escape(k)} <input name="{html.escape(k)}" value="{html.escape(given.get(k) or "")}" '
-        'size="10" autocomplete="off"></label>'
-        for k in keys
-    )
-    return (
-        f'<form class="search" method="get" action="explorer">{fields}<button type="submit">Find</button>'
-        "<span class='muted'>Fill every column to open an entity, or some to list matching ones.</span></form>"
+    return page(
+        published=True,
+        error=None,
+        entity=None,
+        values=values,
+        matches=matches[:SEARCH_LIMIT],
+        more=len(matches) > SEARCH_LIMIT,
+        limit=SEARCH_LIMIT,
     )
 
 
-def _entity_section(config: Config, found: EntityForecasts, seconds: float) -> str:
+def _entity_view(config: Config, found: EntityForecasts, seconds: float) -> dict[str, Any]:
+    """What an entity's section shows: where the numbers come from, the chart and its table."""
     shown = shown_rows(found)
-    query = urlencode(found.entity)
     source = (
         f"actuals from the snapshot of run {found.latest_run}"
         if found.history_source
@@ -394,30 +370,19 @@ def _entity_section(config: Config, found: EntityForecasts, seconds: float) -> s
     else:
         interval = " The band is the p10–p90 prediction interval."
     displayed = [c for c in shown.columns if c != "latest_model"]  # one model: said above the table
-    head = "".join(
-        f'<th class="n" data-column="{c}" title="{html.escape(c)}">{html.escape(_header(c))}</th>'
-        for c in displayed
-    )
-    body_rows = []
-    for row in shown[displayed].itertuples(index=False):
-        cells = [f'<td class="n">{_cell(value)}</td>' for value in row]
-        body_rows.append("<tr>" + "".join(cells) + "</tr>")
     models = sorted(set(shown["latest_model"].dropna())) if "latest_model" in shown.columns else []
-    made_by = (
-        f" Run {found.latest_run}'s forecast made by <code>{html.escape(', '.join(models))}</code>."
-        if models
-        else ""
-    )
-    return (
-        f"<h3>{html.escape(_entity_name(found.entity))}</h3>"
-        f'<p class="muted">{source}; forecasts of every run from <code>{html.escape(config.predictions.table)}</code>.'
-        f"{made_by}{interval} "
-        f'<a class="button" href="explorer.csv?{html.escape(query)}" download>Download CSV</a> '
-        f"<span data-server-ms>served in {1000 * seconds:.0f} ms</span></p>"
-        f'<div class="explorer"><div class="chart-box">{chart(found, shown, config)}</div>'
-        f'<div class="numbers"><table id="shown-rows"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body_rows)}</tbody></table></div></div>"
-    )
+    return {
+        "entity_values": found.entity,
+        "empty": False,
+        "source": source,
+        "interval": interval,
+        "models": models,
+        "latest_run": found.latest_run,
+        "milliseconds": f"{1000 * seconds:.0f}",
+        "chart": Markup(chart(found, shown, config)),
+        "columns": [(c, _header(c)) for c in displayed],
+        "rows": [[_cell(value) for value in row] for row in shown[displayed].itertuples(index=False)],
+    }
 
 
 def _header(column: str) -> str:
@@ -431,4 +396,4 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):  # as many decimals as a person compares
         return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.2f}"
-    return html.escape(str(value))
+    return str(value)

@@ -9,19 +9,20 @@ forecast_monitoring DAG wrote to the predictions database.
 * Alerts: ``<table>_alerts``, newest first.
 
 Each reader returns plain rows (what the page shows, what tests compare with the tables), None
-while its table does not exist. On SQLite and PostgreSQL alike.
+while its table does not exist. On SQLite and PostgreSQL alike. ``render_monitoring`` hands
+them to ``templates/monitoring.html``.
 """
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Any
-from urllib.parse import urlencode
 
 import pandas as pd
 import sqlalchemy as sa
+from markupsafe import Markup
 
+from forecasting.core import names
 from forecasting.core.config import Config
 from forecasting.core.db import make_engine
 from forecasting.modeling.baselines import NAIVE_BASELINES as BASELINES
@@ -29,6 +30,7 @@ from forecasting.monitoring import drift
 from forecasting.publishing.query import run_query
 from forecasting.ui.charts import Series, line_chart
 from forecasting.ui.explorer import quote, relation
+from forecasting.ui.templating import render
 
 MISSES = 10  # the biggest misses shown
 ALERTS = 50  # the newest alerts shown
@@ -37,7 +39,8 @@ ALL = "(all)"  # the accuracy rows over every entity (forecasting.monitoring.acc
 
 def table_names(config: Config) -> dict[str, str]:
     name = config.predictions.table
-    return {kind: f"{name}_{kind}" for kind in ("accuracy", "errors", "drift", "alerts")}
+    kinds = (names.ACCURACY, names.ERRORS, names.DRIFT, names.ALERTS)
+    return {kind: names.relation_name(name, kind) for kind in kinds}
 
 
 def existing(config: Config) -> set[str]:
@@ -225,68 +228,53 @@ def recent_alerts(
 # --- the sections ------------------------------------------------------------------------------
 
 
-def render_monitoring(config: Config) -> str:
+def render_monitoring(config: Config) -> Markup:
     """The monitoring sections of the overview, or one line saying there is no monitoring yet."""
     names = table_names(config)
     present = existing(config)
     if not present:
-        return (
-            "<h3 id='monitoring'>Monitoring</h3><p class='muted' id='no-monitoring'><b>No monitoring yet.</b> "
-            "The <code>forecast_monitoring</code> DAG scores the published forecasts once their month's "
-            "actuals are in, compares the data with the model's training window and raises alerts; its "
-            f"tables (<code>{html.escape(names['accuracy'])}</code>, <code>{html.escape(names['drift'])}"
-            f"</code>, <code>{html.escape(names['alerts'])}</code>) appear with its first run.</p>"
-        )
-    return "".join(
-        (
-            "<div id='monitoring'>",
-            accuracy_section(config, present),
-            drift_section(config, present),
-            alerts_section(config, present),
-            "</div>",
+        return Markup(render("monitoring.html", names=names, present=False))
+    trend = accuracy_trend(config, present)
+    return Markup(
+        render(
+            "monitoring.html",
+            names=names,
+            present=True,
+            baselines=BASELINES,
+            accuracy=_accuracy_view(trend) if trend else None,
+            misses=_misses_view(config, present) if trend else None,
+            drift=_drift_view(config, present),
+            alerts=_alerts_view(config, present),
         )
     )
-
-
-def _num(value: float | None, digits: int = 3) -> str:
-    return "" if value is None else f"{value:.{digits}f}"
-
-
-def _fmt(value: float | int | None, spec: str) -> str:
-    return "" if value is None else format(value, spec)
 
 
 SERIES_STYLE = {"model": "model", **{b: f"base{i + 1}" for i, b in enumerate(BASELINES)}}
 
 
-def accuracy_section(config: Config, present: set[str] | None = None) -> str:
-    name = table_names(config)["accuracy"]
-    trend = accuracy_trend(config, present)
-    if not trend:
-        return (
-            "<h3>Realised accuracy</h3><p class='muted' id='no-accuracy'>No month scored yet: the realised "
-            f"accuracy (<code>{html.escape(name)}</code>) appears once <code>forecast_monitoring</code> has "
-            "scored a month whose actuals are in.</p>"
-        )
+def _accuracy_view(trend: list[dict]) -> list[dict[str, Any]]:
+    """Per horizon: its chart and its rows, newest month first (the first horizon's is open)."""
     horizons = sorted({r["horizon"] for r in trend})
-    parts = [
-        "<h3>Realised accuracy</h3><p class='muted'>WAPE of the published forecasts once their month's "
-        "actuals were in, against each naive baseline made as of the same month (from <code>"
-        f"{html.escape(name)}</code>, over every entity; lower is better; forecast value added = best "
-        "naive WAPE − WAPE, above 0 when the forecasts beat every naive one).</p>"
-    ]
+    out = []
     for i, horizon in enumerate(horizons):
         rows = [r for r in trend if r["horizon"] == horizon]
-        parts.append(_horizon_block(horizon, rows, open_=i == 0))
-    parts.append(_misses(config, present))
-    return "".join(parts)
+        out.append(
+            {
+                "horizon": horizon,
+                "ahead": _ahead(horizon),
+                "open": i == 0,
+                "chart": _accuracy_chart(horizon, rows),
+                "rows": [{**r, "runs": runs(r)} for r in reversed(rows)],
+            }
+        )
+    return out
 
 
 def _ahead(horizon: int) -> str:
     return f"{horizon} month{'s' if horizon != 1 else ''} ahead"
 
 
-def _horizon_block(horizon: int, rows: list[dict], open_: bool) -> str:
+def _accuracy_chart(horizon: int, rows: list[dict]) -> Markup:
     series = [
         Series(
             "model",
@@ -305,46 +293,15 @@ def _horizon_block(horizon: int, rows: list[dict], open_: bool) -> str:
         )
         for b in BASELINES
     ]
-    chart = line_chart(
-        series,
-        title=f"Realised WAPE, forecasts {_ahead(horizon)}, against the naive baselines",
-        y_label="WAPE (lower is better)",
-        x_label="forecast month",
-        width=600,  # drawn beside its table: about its own size on a laptop
-        height=300,
-    )
-    head = (
-        "<tr><th>month</th><th class='n'>forecasts</th><th class='n'>model</th>"
-        + "".join(f"<th class='n'>{html.escape(b).replace('_', '_<wbr>')}</th>" for b in BASELINES)
-        + "<th>best naive</th><th class='n'>value added</th></tr>"
-    )
-    lines = []
-    for r in reversed(rows):
-        fva = r["fva"]
-        verdict = "" if fva is None else ("good" if fva > 0 else "bad")
-        cells = "".join(
-            f"<td class='n{' best' if b == r['best_naive'] else ''}' data-col='{html.escape(b)}'>"
-            f"{_num(r[f'wape_{b}'])}</td>"
-            for b in BASELINES
+    return Markup(
+        line_chart(
+            series,
+            title=f"Realised WAPE, forecasts {_ahead(horizon)}, against the naive baselines",
+            y_label="WAPE (lower is better)",
+            x_label="forecast month",
+            width=600,  # drawn beside its table: about its own size on a laptop
+            height=300,
         )
-        lines.append(
-            f"<tr data-month='{r['month']}' data-horizon='{horizon}'>"
-            f"<td class=nw title='{html.escape(runs(r))}'>{r['month']}</td><td class='n'>{r['forecasts']:,}</td>"
-            f"<td class='n {verdict}' data-col='model'>{_num(r['wape'])}</td>{cells}"
-            f"<td>{html.escape(r['best_naive'] or '').replace('_', '_<wbr>')}</td>"
-            f"<td class='n {verdict}'>{'' if fva is None else f'{fva:+.3f}'}</td></tr>"
-        )
-    latest = rows[-1]
-    said = (
-        f"{latest['month']}: WAPE {_num(latest['wape'])}, best naive {html.escape(latest['best_naive'] or '?')} "
-        f"{_num(latest['best_naive_wape'])}"
-    )
-    return (
-        f"<details class='accuracy' data-horizon='{horizon}'{' open' if open_ else ''}>"
-        f"<summary><b>{_ahead(horizon)}</b> · {said}</summary>"
-        f"<div class='explorer'><div class='chart-box'>{chart}</div><div class='numbers'>"
-        f"<table class='accuracy-numbers'><thead>{head}</thead><tbody>{''.join(lines)}</tbody></table>"
-        "</div></div></details>"
     )
 
 
@@ -353,130 +310,54 @@ def runs(row: dict) -> str:
     return f"run {', '.join(row['run_months'])}, model {', '.join(row['model_versions'])}"
 
 
-def _misses(config: Config, present: set[str] | None) -> str:
+def _misses_view(config: Config, present: set[str]) -> dict[str, Any] | None:
     found = biggest_misses(config, present)
     if found is None:
-        return ""
+        return None
     month, misses = found
     keys = config.source.entity_columns
-    lines = "".join(
-        f"<tr><td><a href='explorer?{html.escape(urlencode({k: r[k] for k in keys}))}'>"
-        f"{html.escape(', '.join(f'{k} {r[k]}' for k in keys))}</a></td><td class='n'>{r['horizon']}</td>"
-        f"<td class='n'>{r['actual']:,.1f}</td><td class='n'>{r['prediction']:,.1f}</td>"
-        f"<td class='n'>{r['error']:+,.1f}</td></tr>"
-        for r in misses
-    )
-    return (
-        f"<h3>Biggest misses of {month}</h3><p class='muted'>The forecasts for {month} furthest from its "
-        "actuals (error = forecast − actual); each links to the entity in the explorer.</p>"
-        "<table id='misses'><thead><tr><th>entity</th><th class='n'>months ahead</th><th class='n'>actual</th>"
-        f"<th class='n'>forecast</th><th class='n'>error</th></tr></thead><tbody>{lines}</tbody></table>"
-    )
+    return {"month": month, "rows": [{**r, "entity": {k: r[k] for k in keys}} for r in misses]}
 
 
-def drift_section(config: Config, present: set[str] | None = None) -> str:
-    name = table_names(config)["drift"]
+def _drift_view(config: Config, present: set[str]) -> dict[str, Any] | None:
     found = latest_drift(config, present)
     if found is None:
-        return (
-            "<h3>Drift</h3><p class='muted' id='no-drift'>No month compared yet: the drift of each month "
-            f"against the model's training window (<code>{html.escape(name)}</code>) appears once "
-            "<code>forecast_monitoring</code> has run.</p>"
-        )
+        return None
     month, rows, earlier = found
-    flagged = [r["feature"] for r in rows if r["drifted"]]
     first = rows[0]
     window = (
-        f" against the training window {first['reference_first_month']}..{first['reference_last_month']} of "
-        f"<code>{html.escape(str(first['model_version']))}</code>"
+        {
+            "first": first["reference_first_month"],
+            "last": first["reference_last_month"],
+            "model_version": first["model_version"],
+        }
         if first.get("reference_first_month")
-        else ""
+        else None
     )
-    named = (
-        f"<p class='bad' id='drifted'>Drifted in {month}: "
-        + ", ".join(f"<code>{html.escape(f)}</code>" for f in flagged)
-        + ".</p>"
-        if flagged
-        else f"<p class='good' id='drifted'>Nothing drifted in {month}.</p>"
-    )
-    lines = []
-    for r in rows:
-        entity_row = r["kind"] == "entities"
-        flag = "<span class='badge bad'>drifted</span>" if r["drifted"] else "<span class='muted'>no</span>"
-        lines.append(
-            f"<tr data-feature='{html.escape(r['feature'])}' data-drifted='{str(r['drifted']).lower()}'"
-            f"{' class=flagged' if r['drifted'] else ''}><td><code>{html.escape(r['feature'])}</code></td>"
-            f"<td>{html.escape(r['kind'])}</td><td class='n'>{_num(r['psi'])}</td>"
-            f"<td class='n'>{_num(r['ks_statistic'])}</td>"
-            f"<td class='n'>{_fmt(r['ks_pvalue'], '.2g')}</td><td class='n'>{_fmt(r['share'], '.1%')}</td>"
-            f"<td class='n'>{_fmt(r['entities'] if entity_row else None, ',')}</td>"
-            f"<td class='n'>{_fmt(r['threshold'], '.0%' if entity_row else '.2f')}</td>"
-            f"<td>{flag}</td></tr>"
-        )
-    history = (
-        "<p class='muted'>Earlier months: "
-        + "; ".join(f"{m}: {', '.join(f) if f else 'nothing drifted'}" for m, f in earlier)
-        + ".</p>"
-        if earlier
-        else ""
-    )
-    return (
-        f"<h3>Drift of {month}</h3><p class='muted'>{month}'s feature rows and actuals{window} (from "
-        f"<code>{html.escape(name)}</code>): population stability index (PSI) and the two-sample "
-        "Kolmogorov-Smirnov test; a row is flagged when PSI reaches its threshold and the test rejects "
-        "“same distribution”. The entity rows are the shares of new entities (no history before the "
-        "month) and of vanished ones (sold the month before, not in it).</p>"
-        f"{named}<table id='drift'><thead><tr><th>feature</th><th>kind</th><th class='n'>PSI</th>"
-        "<th class='n'>KS statistic</th><th class='n'>KS p-value</th><th class='n'>share</th>"
-        "<th class='n'>entities</th><th class='n'>threshold</th><th>flagged</th></tr></thead>"
-        f"<tbody>{''.join(lines)}</tbody></table>{history}"
-    )
+    flagged = [r["feature"] for r in rows if r["drifted"]]
+    return {"month": month, "rows": rows, "earlier": earlier, "window": window, "flagged": flagged}
 
 
-KIND_CLASS = {"task_failure": "bad", "accuracy": "warn", "drift": "warn"}
-
-
-def _notified(text: str) -> str:
-    parts = [p.strip() for p in (text or "").split(";") if p.strip()]
-    out = []
-    for part in parts:
-        kind, _, rest = part.partition(":")
-        if part == "log only":
-            out.append("<span class='muted'>logged only</span>")
-        elif " FAILED" in part:
-            out.append(
-                f"<span class='bad' title='{html.escape(part)}'>{html.escape(part.split(' FAILED')[0])}: failed</span>"
-            )
-        else:
-            out.append(f"{html.escape(kind)} to {html.escape(rest.replace(',', ', '))}")
-    return "<br>".join(out)
-
-
-def alerts_section(config: Config, present: set[str] | None = None) -> str:
-    name = table_names(config)["alerts"]
+def _alerts_view(config: Config, present: set[str]) -> dict[str, Any] | None:
     found = recent_alerts(config, present=present)
     if found is None or not found[1]:
-        return (
-            f"<h3>Alerts</h3><p class='muted' id='no-alerts'>No alert raised yet (<code>{html.escape(name)}</code>: "
-            "failed tasks, realised accuracy and drift beyond the config's thresholds).</p>"
-        )
+        return None
     rows, total = found
     shown = f"the newest {len(rows)} of {total}" if total > len(rows) else f"all {total}"
-    lines = "".join(
-        f"<tr data-alert='{r['alert_id']}' data-kind='{html.escape(r['kind'])}'>"
-        f"<td class=nw>{r['raised_at']:%Y-%m-%d %H:%M}</td><td class=nw>{r['month'] or ''}</td>"
-        f"<td><span class='badge {KIND_CLASS.get(r['kind'], 'warn')}'>{html.escape(r['kind'])}</span></td>"
-        f"<td>{html.escape(r['metric'])}</td><td><code>{html.escape(r['subject'])}</code></td>"
-        f"<td class='n'>{_fmt(r['value'], '.4g')}</td><td class='n'>{_fmt(r['threshold'], '.4g')}</td>"
-        f"<td>{_notified(r['notified'])}</td>"
-        f"<td class='message'>{html.escape(r['message'])}<br><span class='muted'>{html.escape(r['dag_id'])}"
-        f"{' · ' + html.escape(r['run_id']) if r['run_id'] else ''}</span></td></tr>"
-        for r in rows
-    )
-    return (
-        f"<h3>Alerts</h3><p class='muted'>From <code>{html.escape(name)}</code>, newest first ({shown}). "
-        "Checking a month again does not repeat an alert already sent; a changed value is a new one.</p>"
-        "<table id='alerts'><thead><tr><th>raised (UTC)</th><th>month</th><th>kind</th><th>metric</th>"
-        "<th>about</th><th class='n'>value</th><th class='n'>threshold</th><th>notified</th><th>message</th>"
-        f"</tr></thead><tbody>{lines}</tbody></table>"
-    )
+    return {"shown": shown, "rows": [{**r, "notices": _notices(r["notified"])} for r in rows]}
+
+
+def _notices(text: str) -> list[dict[str, str]]:
+    """An alert's ``notified`` column ("smtp:a@x,b@y; slack FAILED: ...") as one notice per channel."""
+    out = []
+    for part in (p.strip() for p in (text or "").split(";")):
+        if not part:
+            continue
+        channel, _, rest = part.partition(":")
+        if part == "log only":
+            out.append({"how": "logged"})
+        elif " FAILED" in part:
+            out.append({"how": "failed", "said": part, "channel": part.split(" FAILED")[0]})
+        else:
+            out.append({"how": "sent", "channel": channel, "to": rest.replace(",", ", ")})
+    return out

@@ -6,19 +6,15 @@
   every baseline (all metrics, per horizon) from its evaluation.json; then what the
   forecast_monitoring DAG found (forecasting.ui.monitoring): realised accuracy against each
   naive baseline, the latest drift and the alerts.
-* ``data_docs_file`` / ``data_docs_html``: an attempt's GX Data Docs, with the CDN links of its
-  pages rewritten to the copies in ``assets/`` so they render offline.
-* ``page``: the shell every page shares (Airflow-like, light and dark).
-
-Plain functions over the config, the predictions database and the run folders: testable
-without Airflow.
+Plain functions over the config, the predictions database and the run folders (testable
+without Airflow) compute what the page shows; ``templates/overview.html`` and
+``templates/overview_parts.html`` draw it. An attempt's Data Docs are served by
+forecasting.ui.data_docs.
 """
 
 from __future__ import annotations
 
-import html
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,102 +27,12 @@ from forecasting.core import paths
 from forecasting.core.config import Config
 from forecasting.core.db import make_engine
 from forecasting.core.months import month_of
-from forecasting.core.names import FORECAST_DAG, STAGES
+from forecasting.core.names import FORECAST_DAG, RUNS, STAGES, relation_name
 from forecasting.modeling.forecaster import Baseline, Blend, parse
 from forecasting.ui.monitoring import render_monitoring
+from forecasting.ui.templating import macro, render_page
 
 DAG_ID = FORECAST_DAG
-ASSETS = Path(__file__).parent / "assets"
-
-# Airflow 3's colours (its Chakra theme: white/gray.900 backgrounds, blue accents) and the
-# system font stack; the inline script follows Airflow's own light/dark switch when the page is
-# shown inside the UI (same origin), else the OS setting applies.
-STYLE = """
-:root { color-scheme: light dark; --bg: #ffffff; --fg: #1a202c; --muted: #4a5568; --line: #e2e8f0;
-  --head: #f7fafc; --accent: #0366d6; --good: #2f855a; --bad: #c53030; --warn: #b7791f;
-  --actual: #2b6cb0; --latest: #dd6b20; --a1: #38a169; --a2: #805ad5; --a3: #d53f8c; --band: #dd6b20; }
-@media (prefers-color-scheme: dark) { :root:not([data-theme=light]) { --bg: #1a202c; --fg: #e2e8f0;
-  --muted: #a0aec0; --line: #2d3748; --head: #222938; --accent: #63b3ed; --good: #68d391; --bad: #fc8181;
-  --warn: #f6e05e; --actual: #63b3ed; --latest: #f6ad55; --a1: #68d391; --a2: #b794f4; --a3: #f687b3;
-  --band: #f6ad55; } }
-:root[data-theme=dark] { --bg: #1a202c; --fg: #e2e8f0; --muted: #a0aec0; --line: #2d3748; --head: #222938;
-  --accent: #63b3ed; --good: #68d391; --bad: #fc8181; --warn: #f6e05e; --actual: #63b3ed; --latest: #f6ad55;
-  --a1: #68d391; --a2: #b794f4; --a3: #f687b3; --band: #f6ad55; }
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
-  font-size: 14px; margin: 0; padding: 1rem 1.5rem; background: var(--bg); color: var(--fg); }
-a { color: var(--accent); } code { font-size: 12px; }
-nav.tabs { display: flex; gap: 1.25rem; border-bottom: 1px solid var(--line); margin-bottom: 1rem; }
-nav.tabs a { padding: .5rem 0; text-decoration: none; color: var(--muted); }
-nav.tabs a.active { color: var(--fg); border-bottom: 2px solid var(--accent); font-weight: 600; }
-h2 { font-size: 20px; margin: .2rem 0 .6rem; } h3 { font-size: 16px; margin: 1.2rem 0 .5rem; }
-table { border-collapse: collapse; margin: .3rem 0 1rem; }
-th, td { padding: .3rem .6rem; border-bottom: 1px solid var(--line); vertical-align: top; }
-th { text-align: left; background: var(--head); font-weight: 600; } td.n, th.n { text-align: right;
-  font-variant-numeric: tabular-nums; white-space: nowrap; }
-.muted { color: var(--muted); } .good { color: var(--good); } .bad { color: var(--bad); font-weight: 600; }
-.warn { color: var(--warn); } td.nw, .badge { white-space: nowrap; } tr.chosen td { font-weight: 600; }
-.badge { display: inline-block; padding: 0 .45rem; border-radius: 9px; font-size: 12px; border: 1px solid; }
-details { margin: .2rem 0 .8rem; } summary { cursor: pointer; }
-ul.failures { margin: .2rem 0; padding-left: 1.1rem; }
-form.search { display: flex; flex-wrap: wrap; gap: .8rem; align-items: center; margin-bottom: .5rem; }
-input, button, .button { font: inherit; padding: .25rem .5rem; border: 1px solid var(--line); border-radius: 4px;
-  background: var(--bg); color: var(--fg); } button, .button { cursor: pointer; text-decoration: none;
-  background: var(--accent); color: var(--bg); border-color: var(--accent); }
-ul.entities { columns: 4 12rem; padding-left: 1.1rem; }
-.explorer { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
-/* The numbers keep their own width (cut, they would hide columns on a laptop); the chart takes the
-   rest, and goes above them when both do not fit side by side. */
-.chart-box { flex: 1 1 560px; min-width: 0; }
-.numbers { flex: 0 0 auto; max-width: 100%; max-height: 560px; overflow: auto; scrollbar-gutter: stable; }
-.numbers table { margin: 0; } #shown-rows { width: min-content; }  /* headers wrap, numbers don't */
-.numbers th { position: sticky; top: 0; white-space: normal; max-width: 4.5rem; }
-.numbers td, .numbers th { padding: .25rem .45rem; } .button { display: inline-block; margin: .2rem 0; }
-/* A chart's text is in its viewBox units and scales with it (forecasting.ui.charts caps the growth):
-   13px stays readable at the 0.75x that a laptop shows a chart at beside its table. */
-svg.chart { height: auto; font-size: 13px; }
-svg .grid { stroke: var(--line); } svg .axis { stroke: var(--muted); } svg text { fill: var(--muted); }
-svg .axis-label { fill: var(--fg); font-size: 14px; } svg .marker { stroke: var(--muted); stroke-dasharray: 2 3; }
-.series polyline, .series line { stroke-width: 2; fill: none; } .series circle { stroke: var(--bg); stroke-width: 1; }
-.s-actual polyline, .s-actual line { stroke: var(--actual); } .s-actual circle { fill: var(--actual); }
-.s-latest polyline, .s-latest line { stroke: var(--latest); } .s-latest circle { fill: var(--latest); }
-.s-ahead1 circle { fill: var(--a1); } .s-ahead2 circle { fill: var(--a2); } .s-ahead3 circle { fill: var(--a3); }
-.s-ahead1 polyline, .s-ahead1 line { stroke: var(--a1); } .s-ahead2 polyline, .s-ahead2 line { stroke: var(--a2); }
-.s-ahead3 polyline, .s-ahead3 line { stroke: var(--a3); } .s-naive polyline, .s-naive line { stroke: var(--muted); }
-.s-naive circle { fill: var(--muted); }
-.band { fill: var(--band); opacity: .18; }
-.s-model polyline, .s-model line { stroke: var(--actual); stroke-width: 2.5; } .s-model circle { fill: var(--actual); }
-.s-base1 polyline, .s-base1 line { stroke: var(--a2); } .s-base1 circle { fill: var(--a2); }
-.s-base2 polyline, .s-base2 line { stroke: var(--a1); } .s-base2 circle { fill: var(--a1); }
-.s-base3 polyline, .s-base3 line { stroke: var(--a3); } .s-base3 circle { fill: var(--a3); }
-tr.flagged td { background: color-mix(in srgb, var(--bad) 12%, transparent); }
-td.best { font-weight: 600; } td.message { max-width: 32rem; font-size: 12px; }
-details.accuracy > summary { margin: .3rem 0; } details.accuracy .chart-box { flex: 1 1 480px; }
-details.accuracy .numbers { flex: 1 1 540px; }
-.legend { display: flex; flex-wrap: wrap; gap: .9rem; color: var(--muted); font-size: 12px; }
-.legend-item svg { vertical-align: middle; margin-right: .3rem; }
-"""
-
-THEME_SCRIPT = (
-    "<script>try{var m=window.parent.localStorage.getItem('chakra-ui-color-mode');"
-    "if(m==='dark'||m==='light')document.documentElement.dataset.theme=m}catch(e){}</script>"
-)
-
-
-def page(config: Config, active: str, body: str) -> str:
-    """A whole page of the view: tabs, a line saying which deployment, ``body``."""
-    tabs = "".join(
-        f'<a href="{href}"{" class=active" if name == active else ""}>{name}</a>'
-        for name, href in (("Overview", "./"), ("Explorer", "explorer"))
-    )
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>Forecasts · {html.escape(active)}</title>{THEME_SCRIPT}<style>{STYLE}</style></head><body>"
-        f'<nav class="tabs">{tabs}</nav>'
-        f'<p class="muted">Deployment <code>{html.escape(str(config.path))}</code>; predictions in '
-        f"<code>{html.escape(config.predictions.table)}</code>.</p>{body}</body></html>"
-    )
-
 
 # --- what happened to every attempt of every month -------------------------------------------
 
@@ -211,7 +117,7 @@ def _read(path: Path) -> dict | None:
 def quality_rows(config: Config) -> list[dict]:
     """One dict per published month, newest first: the runs table joined with its evaluation."""
     engine = make_engine(config.predictions.database)
-    runs_table = f"{config.predictions.table}_runs"
+    runs_table = relation_name(config.predictions.table, RUNS)
     try:
         if not sa.inspect(engine).has_table(runs_table, schema=config.predictions.database.schema):
             return []
@@ -244,9 +150,6 @@ def _evaluation(config: Config, attempt: Path | None, model_version: str) -> dic
         if found is not None:
             return found
     return None
-
-
-METRICS = (("wape", "WAPE"), ("mae", "MAE"), ("rmse", "RMSE"), ("bias", "bias"), ("bias_pct", "bias %"))
 
 
 def scoreboard(evaluation: dict) -> list[dict]:
@@ -302,122 +205,72 @@ def render(config: Config, run_states: Mapping[str, str] | None = None) -> str:
     """The overview page."""
     rows = quality_rows(config)
     attempts = attempt_statuses(config, run_states)
-    body = ["<h2>Forecasts</h2>"]
     if not rows and not attempts:
-        body.append("<p>No month has been published yet: run <code>monthly_forecast</code>.</p>")
-        return page(config, "Overview", "".join(body))
-    body.append(_status_table(attempts))
-    body.append(render_monitoring(config))
-    if rows:
-        body.append(
-            "<h3>Model against baselines, per published month</h3>"
-            '<p class="muted">Holdout scores from each run\'s evaluation.json: every forecaster on the '
-            "same rows (lower is better; bias is forecast minus actual). The forecaster that made the "
-            "published rows is in bold.</p>"
-        )
-        body += [_month_quality(r, open_=i == 0) for i, r in enumerate(rows)]
-    else:
-        body.append("<p>No month has been published yet.</p>")
-    return page(config, "Overview", "".join(body))
-
-
-STATUS_CLASS = {"published": "good", "failed validation": "bad", "failed": "bad", "replaced": "muted"}
-
-
-def _status_table(attempts: list[AttemptStatus]) -> str:
-    rows = []
-    for a in attempts:
-        badge = f'<span class="badge {STATUS_CLASS.get(a.status, "warn")}">{html.escape(a.status)}</span>'
-        detail = html.escape(a.message)
-        if a.failures:
-            detail += (
-                '<ul class="failures">'
-                + "".join(
-                    f"<li><code>{html.escape(f.get('label', ''))}</code>: {html.escape(str(f.get('details', '')))}</li>"
-                    for f in a.failures
-                )
-                + "</ul>"
-            )
-        links = []
-        if a.run_id:
-            # Relative to the plugin's mount point, so it works behind a base URL; the whole window.
-            links.append(
-                f'<a target="_top" href="../dags/{DAG_ID}/runs/{url_quote(a.run_id, safe="")}">Airflow run</a>'
-            )
-        if a.validation_page:
-            links.append(f'<a href="{_docs_href(a, a.validation_page)}">validation result</a>')
-        if a.data_docs:
-            links.append(f'<a href="{_docs_href(a, "index.html")}">Data Docs</a>')
-        rows.append(
-            f"<tr data-month='{html.escape(a.month)}' data-status='{html.escape(a.status)}'>"
-            f"<td class=nw>{html.escape(a.month)}</td><td>{badge}</td>"
-            f"<td><code>{html.escape(a.run_id or a.name)}</code></td>"
-            f"<td>{html.escape(a.stage or '')}</td><td>{detail}</td><td class=nw>{' · '.join(links)}</td></tr>"
-        )
-    return (
-        "<h3>Every month's runs</h3><table id='month-status'><thead><tr><th>month</th><th>status</th>"
-        "<th>run</th><th title='the stage that failed, or the last one done (monitoring comes after publish)'>"
-        "last stage</th><th>what happened</th><th>links</th></tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        return render_page(config, "Overview", "overview.html", months=[], attempts=[])
+    return render_page(
+        config,
+        "Overview",
+        "overview.html",
+        attempts=[_attempt_view(a) for a in attempts],
+        monitoring=render_monitoring(config),
+        months=[_month_view(r, open_=i == 0) for i, r in enumerate(rows)],
     )
+
+
+def _attempt_view(a: AttemptStatus) -> dict[str, Any]:
+    """An attempt's row of the status table: its status and its links (label, href, whole window)."""
+    links = []
+    if a.run_id:
+        # Relative to the plugin's mount point, so it works behind a base URL; the whole window.
+        links.append(("Airflow run", f"../dags/{DAG_ID}/runs/{url_quote(a.run_id, safe='')}", True))
+    if a.validation_page:
+        links.append(("validation result", _docs_href(a, a.validation_page), False))
+    if a.data_docs:
+        links.append(("Data Docs", _docs_href(a, "index.html"), False))
+    return {**vars(a), "links": links}
 
 
 def _docs_href(a: AttemptStatus, relative: str) -> str:
-    return html.escape(f"data-docs/{a.month}/{a.name}/{url_quote(relative)}")
+    return f"data-docs/{a.month}/{a.name}/{url_quote(relative)}"
+
+
+def _month_view(r: dict, open_: bool) -> dict[str, Any]:
+    """What a published month's section shows: its summary line, the gate, the scoreboard (the
+    published forecaster marked), the sample's and the backtest's tables."""
+    wape, base = r["holdout_wape"], r["best_baseline_wape"]
+    view: dict[str, Any] = {
+        "month": r["month"],
+        "model_version": r["model_version"],
+        "forecasts": r["forecasts"],
+        "wape": wape,
+        "best_baseline": r["best_baseline"],
+        "best_baseline_wape": base,
+        "beats": wape is not None and base is not None and wape < base,
+        "open": open_,
+        "evaluation": r["evaluation"] is not None,
+    }
+    evaluation = r["evaluation"]
+    if evaluation is None:
+        return view
+    decision = evaluation.get("decision") or {}
+    board = [
+        {**entry, "chosen": _is_published(entry, r["model_version"], decision)}
+        for entry in scoreboard(evaluation)
+    ]
+    return {
+        **view,
+        "decision": decision,
+        "board": board,
+        "horizons": sorted(evaluation.get("by_horizon") or {}, key=int),
+        "holdout_months": evaluation.get("holdout_target_months") or [],
+        "sample": _sample_view(evaluation.get("sample")),
+        "backtest": _backtest_view(evaluation.get("backtest")),
+    }
 
 
 def _month_quality(r: dict, open_: bool) -> str:
-    wape, base = r["holdout_wape"], r["best_baseline_wape"]
-    beats = wape is not None and base is not None and wape < base
-    verdict = (
-        '<span class="good">beats the best baseline</span>'
-        if beats
-        else '<span class="bad">does not beat the best baseline</span>'
-    )
-    summary = (
-        f"<summary><b>{html.escape(r['month'])}</b> · published by <code>{html.escape(r['model_version'])}</code> · "
-        f"{r['forecasts']:,} forecasts · WAPE {_num(wape)} vs {html.escape(r['best_baseline'] or '?')} "
-        f"{_num(base)}: {verdict}</summary>"
-    )
-    evaluation = r["evaluation"]
-    if evaluation is None:
-        return f"<details{' open' if open_ else ''}>{summary}<p>No evaluation.json found.</p></details>"
-    decision = evaluation.get("decision") or {}
-    published = r["model_version"]
-    board = scoreboard(evaluation)
-    horizons = sorted(evaluation.get("by_horizon") or {}, key=int)
-    head = (
-        "<tr><th>forecaster</th><th>what</th>"
-        + "".join(f'<th class="n">{label}</th>' for _, label in METRICS)
-        + '<th class="n">rows</th>'
-        + "".join(f'<th class="n">WAPE h={h}</th>' for h in horizons)
-        + "</tr>"
-    )
-    lines = []
-    for entry in board:
-        m = entry["metrics"]
-        chosen = _is_published(entry, published, decision)
-        cells = "".join(f'<td class="n">{_metric(key, m.get(key))}</td>' for key, _ in METRICS)
-        cells += f'<td class="n">{m.get("rows", "")}</td>'
-        cells += "".join(f'<td class="n">{_num(entry["wape_by_horizon"].get(h))}</td>' for h in horizons)
-        lines.append(
-            f"<tr{' class=chosen' if chosen else ''}><td>{html.escape(entry['name'])}</td>"
-            f"<td>{html.escape(entry['kind'])}</td>{cells}</tr>"
-        )
-    gate = (
-        f"<p>Gate: <b>{html.escape(str(decision.get('outcome', '')))}</b>: {html.escape(str(decision.get('reason', '')))}</p>"
-        if decision
-        else ""
-    )
-    sample = _sample_table(evaluation.get("sample"))
-    backtest = _backtest_table(evaluation.get("backtest"))
-    months = evaluation.get("holdout_target_months") or []
-    span = f"<p class='muted'>Holdout months {months[0]}..{months[-1]}.</p>" if months else ""
-    return (
-        f"<details{' open' if open_ else ''} data-month='{html.escape(r['month'])}'>{summary}{span}{gate}"
-        f"<table class='scores'><thead>{head}</thead><tbody>{''.join(lines)}</tbody></table>{sample}"
-        f"{backtest}</details>"
-    )
+    """A published month's section of the overview."""
+    return str(macro("overview_parts.html", "month_quality")(_month_view(r, open_)))
 
 
 def _is_published(entry: dict, published: str, decision: dict) -> bool:
@@ -431,169 +284,51 @@ def _is_published(entry: dict, published: str, decision: dict) -> bool:
     return False
 
 
-def _sample_table(sample: dict | None) -> str:
+def _sample_view(sample: dict | None) -> dict[str, Any] | None:
+    """The statistical forecasters' scores on their sample of entities, the model's first."""
     if not sample:
-        return ""
-    rows = "".join(
-        f"<tr><td>{html.escape(name)}</td>"
-        + "".join(f'<td class="n">{_metric(key, m.get(key))}</td>' for key, _ in METRICS)
-        + f'<td class="n">{m.get("rows", "")}</td></tr>'
-        for name, m in {"model": sample.get("model") or {}, **(sample.get("baselines") or {})}.items()
-    )
-    return (
-        f"<p class='muted'>With the statistical forecasters, on a sample of {sample.get('entities', '?'):,} of "
-        f"{sample.get('of_entities', '?'):,} entities:</p><table class='scores'><thead><tr><th>forecaster</th>"
-        + "".join(f'<th class="n">{label}</th>' for _, label in METRICS)
-        + f'<th class="n">rows</th></tr></thead><tbody>{rows}</tbody></table>'
-    )
+        return None
+    scores = {"model": sample.get("model") or {}, **(sample.get("baselines") or {})}
+    return {
+        "entities": sample.get("entities", "?"),
+        "of_entities": sample.get("of_entities", "?"),
+        "scores": list(scores.items()),
+    }
+
+
+def _backtest_view(backtest: dict | None) -> dict[str, Any] | None:
+    """The rolling-origin backtest per origin and overall: the model refit at the origin against
+    the best baseline on the same rows (and on the statistical ones' sample, when sampled)."""
+    if not backtest or not backtest.get("origins"):
+        return None
+    sampled = (backtest.get("overall") or {}).get("sample") is not None
+    entries = [(e.get("origin", "?"), e) for e in backtest["origins"]] + [("overall", backtest["overall"])]
+    return {
+        "sampled": sampled,
+        "entries": [
+            {
+                "name": str(name),
+                "rows": entry.get("rows", 0),
+                "every": _versus(entry),
+                "sample": _versus(entry.get("sample")) if sampled else None,
+            }
+            for name, entry in entries
+        ],
+    }
+
+
+def _versus(scores: dict | None) -> dict[str, Any] | None:
+    if not scores:
+        return None
+    best = scores.get("best_baseline") or ""
+    return {
+        "model": (scores.get("model") or {}).get("wape"),
+        "best": best,
+        "base": ((scores.get("baselines") or {}).get(best) or {}).get("wape"),
+        "beats": scores.get("beats_best_baseline"),
+    }
 
 
 def _backtest_table(backtest: dict | None) -> str:
-    """The rolling-origin backtest per origin and overall: the model refit at the origin against
-    the best baseline on the same rows (and against every baseline on the statistical ones'
-    sample, when they were sampled)."""
-    if not backtest or not backtest.get("origins"):
-        return ""
-    sampled = (backtest.get("overall") or {}).get("sample") is not None
-
-    def versus(scores: dict | None) -> str:
-        if not scores:
-            return '<td class="n"></td><td></td><td class="n"></td><td></td>'
-        model = (scores.get("model") or {}).get("wape")
-        best = scores.get("best_baseline") or ""
-        base = ((scores.get("baselines") or {}).get(best) or {}).get("wape")
-        beats = scores.get("beats_best_baseline")
-        verdict = '<span class="good">beats it</span>' if beats else '<span class="bad">does not</span>'
-        return (
-            f'<td class="n">{_num(model)}</td><td>{html.escape(best)}</td>'
-            f'<td class="n">{_num(base)}</td><td>{verdict}</td>'
-        )
-
-    entries = [(e.get("origin", "?"), e) for e in backtest["origins"]] + [("overall", backtest["overall"])]
-    lines = "".join(
-        f"<tr data-origin='{html.escape(str(name))}'><td class=nw>"
-        + (f"<b>{name}</b>" if name == "overall" else html.escape(str(name)))
-        + f'</td><td class="n">{entry.get("rows", 0):,}</td>{versus(entry)}'
-        + (versus(entry.get("sample")) if sampled else "")
-        + "</tr>"
-        for name, entry in entries
-    )
-    head = '<th class="n">model WAPE</th><th>best baseline</th><th class="n">its WAPE</th><th></th>'
-    over = (
-        "<tr><th></th><th></th><th colspan=4>every row</th><th colspan=4>on the sample</th></tr>"
-        if sampled
-        else ""
-    )
-    return (
-        "<p class='muted'>Rolling-origin backtest: at each origin, a model refit on the targets up to it "
-        "forecasts that origin's holdout rows, against the baselines on the same rows.</p>"
-        f"<table class='scores backtest'><thead>{over}<tr><th>origin</th><th class=\"n\">rows</th>{head}"
-        f"{head if sampled else ''}</tr></thead><tbody>{lines}</tbody></table>"
-    )
-
-
-def _metric(key: str, value: Any) -> str:
-    if value is None:
-        return ""
-    if key == "bias_pct":
-        return f"{100 * value:+.1f}%"
-    if key == "bias":
-        return f"{value:+.2f}"
-    return f"{value:.3f}" if key == "wape" else f"{value:.2f}"
-
-
-def _num(value: Any) -> str:
-    return "" if value is None else f"{value:.3f}"
-
-
-# --- Data Docs, offline ----------------------------------------------------------------------
-
-MONTH_PATTERN = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
-ATTEMPT_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,199}")
-
-
-class BadRequest(ValueError):
-    """A month or run that is not even well-formed (the UI answers 400)."""
-
-
-def data_docs_file(config: Config, month: str, attempt: str, relative: str) -> Path | None:
-    """A file inside the Data Docs of one attempt of month, or None (also for paths that try to
-    leave it). Raises BadRequest unless ``month`` is YYYY-MM and ``attempt`` an attempt's name.
-    """
-    if not MONTH_PATTERN.fullmatch(month):
-        raise BadRequest(f"not a month (YYYY-MM): {month!r}")
-    if not ATTEMPT_PATTERN.fullmatch(attempt) or paths.run_key(attempt) != attempt:
-        raise BadRequest(f"not a run attempt: {attempt!r}")
-    root = paths.data_docs(config, month_of(month), attempt).resolve()
-    target = (root / relative).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
-        return None
-    return target
-
-
-# CDN files GX's pages load, by file name, and the vendored copy that stands in for each.
-VENDORED = {
-    "jquery-3.7.1.min.js": "jquery.min.js",
-    "popper.min.js": "popper.min.js",
-    "bootstrap.min.js": "bootstrap.min.js",
-    "bootstrap.min.css": "bootstrap.min.css",
-    "bootstrap-table.min.js": "bootstrap-table.min.js",
-    "bootstrap-table.min.css": "bootstrap-table.min.css",
-    "bootstrap-table-filter-control.min.js": "bootstrap-table-filter-control.min.js",
-    "bootstrap-table-filter-control.min.css": "bootstrap-table-filter-control.min.css",
-    "bootstrap-table-filter-control.css": "bootstrap-table-filter-control.min.css",
-    "vega@5": "vega.min.js",
-    "vega-lite@5": "vega-lite.min.js",
-    "vega-embed@6": "vega-embed.min.js",
-    "all.min.css": "fontawesome-all.min.css",  # font-awesome 6.6.0
-    "bootstrap-datepicker.min.js": "bootstrap-datepicker.min.js",
-    "bootstrap-datepicker.min.css": "bootstrap-datepicker.min.css",
-    "bootstrap-prefers-dark.css": "bootstrap-prefers-dark.min.css",
-}
-# Fonts the vendored stylesheets load from beside themselves (served, never linked from a page).
-FONTS = ("fa-solid-900.woff2",)
-# GX draws charts with Vega (a vegaEmbed call in the page); a page without one skips their 0.8 MB.
-CHART_SCRIPTS = ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js")
-_EXTERNAL_SCRIPT = re.compile(r'<script\b[^>]*\bsrc="(https?://[^"]+)"[^>]*>\s*</script>', re.I)
-_EXTERNAL_LINK = re.compile(r'<link\b[^>]*\bhref="(https?://[^"]+)"[^>]*>', re.I)
-_GX_IMAGE = re.compile(r'https://great-expectations-web-assets\.[^"\')\s]+')
-
-
-def asset_file(name: str) -> Path | None:
-    """A vendored asset by name (only the files listed in VENDORED and FONTS)."""
-    known = name in set(VENDORED.values()) or name in FONTS
-    return ASSETS / name if known and (ASSETS / name).is_file() else None
-
-
-def data_docs_html(text: str, relative: str) -> str:
-    """A Data Docs page that needs no network: CDN scripts and stylesheets point at the vendored
-    copies (served at ``<mount>/assets/``) or, where none is vendored, are dropped; Vega's only
-    on pages that draw a chart; GX's logos come from the site's own static folder. ``relative`` is
-    the page's path inside the Data Docs."""
-    depth = relative.count("/")
-    to_mount = "../" * (3 + depth)  # data-docs/<month>/<attempt>/<relative>
-    to_site = "../" * depth
-
-    def local(url: str) -> str | None:
-        name = VENDORED.get(url.split("?")[0].rstrip("/").rsplit("/", 1)[-1])
-        return f"{to_mount}assets/{name}" if name else None
-
-    charts = "vegaEmbed(" in text
-
-    def script(match: re.Match) -> str:
-        found = local(match.group(1))
-        if found and not charts and found.rsplit("/", 1)[-1] in CHART_SCRIPTS:
-            return "<!-- no chart on this page: Vega not loaded -->"
-        return f'<script src="{found}"></script>' if found else f"<!-- offline: {match.group(1)} left out -->"
-
-    def link(match: re.Match) -> str:
-        found = local(match.group(1))
-        if found:
-            return f'<link rel="stylesheet" href="{found}">'
-        if "stylesheet" in match.group(0):
-            return f"<!-- offline: {match.group(1)} left out -->"
-        return match.group(0)
-
-    text = _EXTERNAL_SCRIPT.sub(script, text)
-    text = _EXTERNAL_LINK.sub(link, text)
-    return _GX_IMAGE.sub(f"{to_site}static/images/logo-long.png", text)
+    """The backtest's table under a published month's scores ("" without a backtest)."""
+    return str(macro("overview_parts.html", "backtest_table")(_backtest_view(backtest)))

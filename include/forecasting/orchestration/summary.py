@@ -236,32 +236,10 @@ def interval_lines(report: dict, decision: dict | None) -> list[str]:
     ]
 
 
-def summarize(config: Config, month: str, run_id: str | None = None) -> str:
-    run = find_run(config, month, run_id)
-    stage, failure = stage_results(run)
-    if failure is not None:
-        raise RunFailed(describe_failure(month, run, failure, stage))
-    missing = [
-        s for s in ("extract", "validate", "register_features", "evaluate", "publish") if s not in stage
-    ]
-    if missing:
-        raise RunNotFound(f"run {run.name} of {month} is not complete (missing: {', '.join(missing)})")
-    report = json.loads(Path(stage["evaluate"]["report"]).read_text())  # the challenger's evaluation
-    ex, val, reg, pub = stage["extract"], stage["validate"], stage["register_features"], stage["publish"]
-
-    lines = [
-        f"Monthly forecast for {month} (config: {config.path})",
-        f"  extracted   {ex['rows']:,} rows, {ex['first_month']}..{ex['last_month']}",
-        f"  validated   {val['expectations']} expectations passed on {val['rows']:,} rows "
-        f"({val['rows_in_month']:,} in {month}); Data Docs: {val['data_docs']}",
-        f"  features    {stage['build_features']['rows']:,} rows in Feast's offline table; "
-        f"{reg['materialized_entities']:,} entities materialized online ({reg['feature_view']})",
-        f"  model       {pub.get('challenger', pub['model_version'])} (trained by this run)",
-        f"  run         {pub['run_id']}",
-        "",
-        f"  Holdout ({len(report['holdout_target_months'])} months, {report['model']['rows']:,} forecasts):",
-        f"    {'forecaster':<16}{'WAPE':>7}{'MAE':>9}{'RMSE':>9}{'bias':>8}",
-    ]
+def holdout_lines(report: dict) -> list[str]:
+    """Each forecaster's scores on the holdout (and on the statistical forecasters' sample), the
+    verdict against the best baseline, and how the champion fared, from evaluation.json."""
+    lines: list[str] = []
     champion = report.get("champion") or {}
     scored = {"model": report["model"]}
     if champion.get("available"):
@@ -303,6 +281,36 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
             if champion.get("available")
             else f"    The champion {champion['model_version']} could not score this holdout: {champion['why']}"
         )
+    return lines
+
+
+def summarize(config: Config, month: str, run_id: str | None = None) -> str:
+    run = find_run(config, month, run_id)
+    stage, failure = stage_results(run)
+    if failure is not None:
+        raise RunFailed(describe_failure(month, run, failure, stage))
+    missing = [
+        s for s in ("extract", "validate", "register_features", "evaluate", "publish") if s not in stage
+    ]
+    if missing:
+        raise RunNotFound(f"run {run.name} of {month} is not complete (missing: {', '.join(missing)})")
+    report = json.loads(Path(stage["evaluate"]["report"]).read_text())  # the challenger's evaluation
+    ex, val, reg, pub = stage["extract"], stage["validate"], stage["register_features"], stage["publish"]
+
+    lines = [
+        f"Monthly forecast for {month} (config: {config.path})",
+        f"  extracted   {ex['rows']:,} rows, {ex['first_month']}..{ex['last_month']}",
+        f"  validated   {val['expectations']} expectations passed on {val['rows']:,} rows "
+        f"({val['rows_in_month']:,} in {month}); Data Docs: {val['data_docs']}",
+        f"  features    {stage['build_features']['rows']:,} rows in Feast's offline table; "
+        f"{reg['materialized_entities']:,} entities materialized online ({reg['feature_view']})",
+        f"  model       {pub.get('challenger', pub['model_version'])} (trained by this run)",
+        f"  run         {pub['run_id']}",
+        "",
+        f"  Holdout ({len(report['holdout_target_months'])} months, {report['model']['rows']:,} forecasts):",
+        f"    {'forecaster':<16}{'WAPE':>7}{'MAE':>9}{'RMSE':>9}{'bias':>8}",
+    ]
+    lines += holdout_lines(report)
     decision = report.get("decision")
     if decision:
         lines += [

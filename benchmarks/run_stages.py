@@ -279,7 +279,7 @@ def bare(config_path: str, attempt: str, model_dir: str) -> dict:
     frame = dataset.with_model_columns(features[names].take(fit_at), fit_rows.horizon, metadata["features"])
     X = dataset.design_matrix(frame, config, metadata["categories"])
     fit_split = dataset.split(fit_rows, config, month)
-    params = model.booster_params(config)
+    params = model.booster_params(config.model)
     rounds = metadata["params"]["num_boost_round"]
     started = time.perf_counter()
     dtrain = xgb.QuantileDMatrix(

@@ -102,9 +102,9 @@ def test_reads_exactly_the_window(tmp_path, edges):
 
 
 def test_window_start_follows_history_months(tmp_path):
-    assert window_start(make_config(tmp_path / "a", history_months=13), M) == pd.Period("2023-06", "M")
-    assert window_start(make_config(tmp_path / "b", history_months=60), M) == pd.Period("2019-07", "M")
-    assert window_start(make_config(tmp_path / "c", history_months=None), M) is None
+    assert window_start(make_config(tmp_path / "a", history_months=13).source, M) == pd.Period("2023-06", "M")
+    assert window_start(make_config(tmp_path / "b", history_months=60).source, M) == pd.Period("2019-07", "M")
+    assert window_start(make_config(tmp_path / "c", history_months=None).source, M) is None
 
 
 def test_no_history_limit_reads_everything_up_to_m(tmp_path):
@@ -350,7 +350,7 @@ def test_typed_snapshot_leaves_the_callers_frame_alone(tmp_path):
     frame = pd.DataFrame({"k": ["a", "b"], "month": ["2024-02-01", "nope"], "units": ["1", "x"]})
     before = frame.copy()
 
-    typed = typed_snapshot(frame, config)
+    typed = typed_snapshot(frame, config.source)
 
     pd.testing.assert_frame_equal(frame, before)
     assert typed["month"].tolist()[0] == pd.Timestamp("2024-02-01") and pd.isna(typed["month"][1])

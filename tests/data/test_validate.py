@@ -16,7 +16,7 @@ from forecasting.data.validate import validate_snapshot as validate_typed
 
 def validate_snapshot(frame: pd.DataFrame, config: Config, month: pd.Period, docs_dir: Path):
     """Validate ``frame`` as extract would have written it (typed, unreadable values set aside)."""
-    return validate_typed(typed_snapshot(frame, config), config, month, docs_dir)
+    return validate_typed(typed_snapshot(frame, config.source), config, month, docs_dir)
 
 
 MONTH = pd.Period("2024-03", "M")

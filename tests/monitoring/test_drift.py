@@ -94,7 +94,10 @@ def test_new_and_vanished_entities(tmp_path):
             for m in ms
         ]
     )
-    rows = {r["feature"]: r for r in entity_shares(build_panel(snapshot, config, True), months[-1], config)}
+    rows = {
+        r["feature"]: r
+        for r in entity_shares(build_panel(snapshot, config, True), months[-1], config.monitoring)
+    }
     new, vanished = rows[NEW_ENTITIES], rows[VANISHED_ENTITIES]
     assert (new["entities"], new["scoring_rows"], new["share"]) == (
         1,

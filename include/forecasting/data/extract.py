@@ -16,7 +16,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from forecasting.core import paths
-from forecasting.core.config import Config
+from forecasting.core.config import Config, SourceConfig
 from forecasting.core.db import make_engine
 from forecasting.core.months import month_end, month_start
 
@@ -31,9 +31,9 @@ class Snapshot:
     last_month: str | None
 
 
-def window_start(config: Config, month: pd.Period) -> pd.Period | None:
+def window_start(source: SourceConfig, month: pd.Period) -> pd.Period | None:
     """First month a run of M reads, or None to read all history."""
-    n = config.source.history_months
+    n = source.history_months
     return None if n is None else month - (n - 1)
 
 
@@ -94,7 +94,7 @@ def unplaceable_time(column: str, dialect: sa.Dialect) -> str:
 def read_window(config: Config, month: pd.Period) -> pd.DataFrame:
     """Rows with a time in [start of window, end of M), the time column normalised to month starts,
     plus the rows validation must reject (no time, or a time that is not a date in range)."""
-    start = window_start(config, month)
+    start = window_start(config.source, month)
     # Dates, not datetimes: SQLite compares ISO strings, and "2024-03-01" < "2024-03-01 00:00:00".
     params = {
         "window_end": month_end(month).date(),
@@ -115,7 +115,7 @@ def read_window(config: Config, month: pd.Period) -> pd.DataFrame:
                 frame = read_source_rows(conn, query, params)
     finally:
         engine.dispose()
-    return typed_snapshot(frame, config)
+    return typed_snapshot(frame, config.source)
 
 
 # Rows fetched from the driver at a time: a chunk's Python objects live only until its columns
@@ -335,7 +335,7 @@ class _CopyStream(io.RawIOBase):
         return n
 
 
-def typed_snapshot(frame: pd.DataFrame, config: Config) -> pd.DataFrame:
+def typed_snapshot(frame: pd.DataFrame, src: SourceConfig) -> pd.DataFrame:
     """Give the role columns their types without losing a bad value: the time column becomes
     month starts, the target and covariates numbers; a value that is neither (text such as
     'n/a' in a numeric column, 'notadate' or year 99999 as a time) becomes null and its raw
@@ -343,7 +343,6 @@ def typed_snapshot(frame: pd.DataFrame, config: Config) -> pd.DataFrame:
 
     Vectorised throughout: times are parsed once per distinct value, and only the values that
     fail are turned into text."""
-    src = config.source
     frame = frame.copy(deep=False)  # new columns only: the caller's frame is left as it was
     time = src.time_column
     if time in frame.columns:
@@ -444,7 +443,7 @@ class PlansSnapshot:
 def plan_months(config: Config, month: pd.Period) -> tuple[pd.Period | None, pd.Period]:
     """The months a run of M reads plans for: its history window (training rows' target
     months) through M + horizon (the months it forecasts). None: from the first month on."""
-    return window_start(config, month), month + config.horizon
+    return window_start(config.source, month), month + config.horizon
 
 
 def plans_query(config: Config, dialect: sa.Dialect, has_start: bool) -> sa.TextClause:

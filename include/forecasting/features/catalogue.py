@@ -170,7 +170,7 @@ def feature_months(config: Config, month: pd.Period, first_in_snapshot: int | No
     snapshot's first month) through M. Training and prediction read only these, so a run of M
     depends on M's window alone, never on feature files other runs left in the offline table.
     """
-    start = window_start(config, month)
+    start = window_start(config.source, month)
     last = month_index(month)
     if start is not None:
         return month_index(start) + config.features.lookback_months - 1, last

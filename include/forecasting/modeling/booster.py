@@ -17,7 +17,7 @@ import pandas as pd
 
 from forecasting.core import paths
 from forecasting.core.compute import workers
-from forecasting.core.config import Config
+from forecasting.core.config import Config, ModelConfig
 from forecasting.features.dataset import recent_level
 
 # A booster fitted on targets scaled per series carries this attribute (saved in its .ubj), so
@@ -35,8 +35,8 @@ def recent_mean_margin(X: pd.DataFrame) -> np.ndarray:
     return np.log1p(np.clip(np.nan_to_num(recent_level(X), nan=0.0), 0, None))
 
 
-def booster_params(config: Config) -> dict[str, Any]:
-    return {**config.model.params, "seed": config.model.seed, "nthread": os.cpu_count() or 1}
+def booster_params(model: ModelConfig) -> dict[str, Any]:
+    return {**model.params, "seed": model.seed, "nthread": os.cpu_count() or 1}
 
 
 def fit(
@@ -51,7 +51,7 @@ def fit(
     training runs on the cluster's workers (``xgboost.dask``), the rows split among them."""
     import xgboost as xgb
 
-    params = booster_params(config)
+    params = booster_params(config.model)
     rounds = (
         config.model.num_boost_round
         if validation is not None

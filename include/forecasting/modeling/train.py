@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from forecasting.core import paths
-from forecasting.core.config import Config
+from forecasting.core.config import Config, EvaluationConfig
 from forecasting.core.errors import DataError
 from forecasting.core.months import month_from_index, month_index
 from forecasting.data.panel import build_panel
@@ -165,12 +165,12 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
     return TrainedModel(version=version, directory=directory, metadata=metadata)
 
 
-def backtest_origins(holdout_rows: Rows, config: Config, month: pd.Period) -> list[int]:
+def backtest_origins(holdout_rows: Rows, evaluation: EvaluationConfig, month: pd.Period) -> list[int]:
     """The origins (month indices) the backtest refits for: the last ``evaluation.backtest_origins``
     months before M that have holdout rows. The config keeps them within the holdout's last
     ``holdout_months`` origins, so every target they forecast is a holdout month."""
     last = month_index(month) - 1
-    wanted = range(last - config.evaluation.backtest_origins + 1, last + 1)
+    wanted = range(last - evaluation.backtest_origins + 1, last + 1)
     return [o for o in wanted if (holdout_rows.origin == o).any()]
 
 
@@ -194,7 +194,7 @@ def backtest(
     holdout, so at most o (see ``backtest_origins``)."""
     forecasts = np.full(len(holdout_rows), np.nan)
     fits: list[dict[str, Any]] = []
-    for o in backtest_origins(holdout_rows, config, month):
+    for o in backtest_origins(holdout_rows, config.evaluation, month):
         started = time.perf_counter()
         seen = fit_rows.target <= o
         at = holdout_rows.origin == o

@@ -39,7 +39,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from forecasting.core import paths
-from forecasting.core.config import Config
+from forecasting.core.config import Config, MonitoringConfig
 from forecasting.core.db import make_engine
 from forecasting.core.errors import DataError
 from forecasting.core.months import label_index, month_from_index, month_index, month_start
@@ -138,10 +138,9 @@ def ks_test(reference: np.ndarray, scoring: np.ndarray) -> tuple[float, float]:
 
 
 def compare(
-    name: str, kind: str, reference: pd.Series, scoring: pd.Series, config: Config
+    name: str, kind: str, reference: pd.Series, scoring: pd.Series, mon: MonitoringConfig
 ) -> dict[str, object]:
     """One row of the drift table: PSI, KS and the flag of one column."""
-    mon = config.monitoring
     if pd.api.types.is_numeric_dtype(reference) and pd.api.types.is_numeric_dtype(scoring):
         ref, score = reference.to_numpy(dtype=float), scoring.to_numpy(dtype=float)
         psi = psi_numeric(ref, score, mon.psi_bins)
@@ -253,11 +252,11 @@ def scoring_features(
 
 
 def target_values(
-    config: Config, panel: Panel, window: Window, month: pd.Period, rng: np.random.Generator
+    mon: MonitoringConfig, panel: Panel, window: Window, month: pd.Period, rng: np.random.Generator
 ) -> tuple[pd.Series, pd.Series]:
     """The target in the window's target months (inside each entity's span, a month without a
     row sold 0, as the training labels have it) and in M for the entities active in M."""
-    budget = config.monitoring.drift_sample_rows
+    budget = mon.drift_sample_rows
     first = max(panel.column(window.first_target), 0)
     last = panel.column(window.last_target)
     in_window = panel.sales[:, first : last + 1]
@@ -270,14 +269,14 @@ def target_values(
     )
 
 
-def entity_shares(panel: Panel, month: pd.Period, config: Config) -> list[dict[str, object]]:
+def entity_shares(panel: Panel, month: pd.Period, mon: MonitoringConfig) -> list[dict[str, object]]:
     """The rows of new entities (no row before M) and vanished ones (a row in M-1, none in M)."""
     col = panel.column(month_index(month))
     active = panel.observed[:, col]
     before = panel.observed[:, col - 1] if col >= 1 else np.zeros_like(active)
     new = active & (panel.span_first == col)
     vanished = before & ~active
-    threshold = config.monitoring.entity_share_threshold
+    threshold = mon.entity_share_threshold
     rows = []
     for name, count, of in (
         (NEW_ENTITIES, new.sum(), active.sum()),
@@ -335,16 +334,16 @@ def detect_drift(snapshot: pd.DataFrame, config: Config, month: pd.Period, publi
     scoring = scoring_features(config, month, panel, features, rng)
     rows = []
     for name in features:
-        row = compare(name, "feature", reference[name], scoring[name], config)
+        row = compare(name, "feature", reference[name], scoring[name], config.monitoring)
         rows.append(
             {**row, "reference_first_month": window.first_origin, "reference_last_month": window.last_origin}
         )
-    target_reference, target_scoring = target_values(config, panel, window, month, rng)
-    row = compare(config.source.target_column, "target", target_reference, target_scoring, config)
+    target_reference, target_scoring = target_values(config.monitoring, panel, window, month, rng)
+    row = compare(config.source.target_column, "target", target_reference, target_scoring, config.monitoring)
     rows.append(
         {**row, "reference_first_month": window.first_target, "reference_last_month": window.last_target}
     )
-    rows += entity_shares(panel, month, config)
+    rows += entity_shares(panel, month, config.monitoring)
 
     frame = pd.DataFrame(rows).reindex(columns=COLUMNS)
     frame["run_month"] = month_start(month).date()

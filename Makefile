@@ -111,7 +111,7 @@ typecheck: setup
 
 # The docs site (docs/, mkdocs.yml): --strict fails on a broken link, heading or nav entry.
 docs: setup
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # Every table's columns, types and keys, from their one declaration (tests/publishing/test_tables.py checks it).
 tables-doc: setup

@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from forecasting.core import paths
@@ -36,7 +37,7 @@ from forecasting.modeling import booster as model
 from forecasting.modeling import intervals
 from forecasting.modeling.forecaster import Baseline, Blend, Forecaster, Model, model_version
 from forecasting.modeling.scoring import metrics
-from forecasting.registry import models
+from forecasting.registry import models, sample
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,14 @@ def score_saved_model(
 ) -> dict[str, Any]:
     """A registered model's holdout model scored on ``holdout`` (the challenger's rows): its
     metrics overall and per horizon. Raises ChampionUnavailable when it cannot score them."""
+    return scores_of(predict_saved_model(config, version, holdout, first_holdout_month), holdout)
+
+
+def predict_saved_model(
+    config: Config, version: str, holdout: pd.DataFrame, first_holdout_month: str
+) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """A registered model's holdout model's forecasts of ``holdout``'s rows, and the categories
+    it had not seen (scored as missing). Raises ChampionUnavailable when it cannot forecast them."""
     directory = paths.model_dir(config, version)
     for needed in (
         paths.booster(directory, holdout=True),
@@ -189,6 +198,13 @@ def score_saved_model(
         if type(err).__name__ != "XGBoostError":
             raise
         raise ChampionUnavailable(f"XGBoost refused this run's feature rows: {err}") from err
+    return predicted, {c: v for c, v in unseen.items() if v}
+
+
+def scores_of(made: tuple[np.ndarray, dict[str, list[str]]], holdout: pd.DataFrame) -> dict[str, Any]:
+    """evaluation.json's ``champion``: a saved model's forecasts of ``holdout`` scored overall and
+    per horizon, and its own p10/p90 bands from its errors there."""
+    predicted, unseen = made
     actual = holdout[LABEL].to_numpy()
     by_horizon = {
         str(h): metrics(actual[rows], predicted[rows])
@@ -201,7 +217,6 @@ def score_saved_model(
         # Its own p10/p90 bands from its errors on these rows, should it be published.
         "intervals": intervals.calibrate(predicted, actual, holdout[HORIZON].to_numpy()),
     }
-    unseen = {c: v for c, v in unseen.items() if v}
     if unseen:  # scored as missing values, as the model would in production
         result["unseen_categories"] = unseen
     return result
@@ -218,6 +233,8 @@ class Candidates:
     wapes: dict[Forecaster, float]
     intervals: dict[Forecaster, dict | None]
     blend_wape: float | None  # the challenger blended with the best baseline (None: not a candidate)
+    # The champion's version and its forecasts of every holdout row (None: none scored them).
+    champion: tuple[str, np.ndarray] | None = None
 
     def add_scored(self, version: str, scored: dict[str, Any]) -> None:
         """A registered model scored on these rows (score_saved_model)."""
@@ -253,11 +270,13 @@ def score_champion(
     """evaluation.json's ``champion`` (its scores, or why it could not score) and its WAPE (None:
     it could not score these rows); a champion that scored joins the candidates."""
     try:
-        scored = score_saved_model(config, version, holdout, first_holdout)
+        made = predict_saved_model(config, version, holdout, first_holdout)
     except ChampionUnavailable as err:
         log.warning("The champion %s cannot score this holdout: %s", version, err)
         return {"model_version": version, "available": False, "why": str(err)}, None
+    scored = scores_of(made, holdout)
     found.add_scored(version, scored)
+    found.champion = (version, made[0])
     return {"model_version": version, "available": True, **scored}, scored["metrics"]["wape"]
 
 
@@ -269,10 +288,12 @@ def rule_decision(
     holdout: pd.DataFrame,
     first_holdout: str,
     found: Candidates,
-) -> tuple[Decision, dict[str, Any] | None, float | None]:
-    """The rule's decision, the champion (if any) scored first on the challenger's rows: the
-    decision, evaluation.json's ``champion`` (None: no champion) and its WAPE (None: it could
-    not score them, and the decision says why)."""
+    sample_rows: pd.DataFrame | None = None,
+) -> tuple[Decision, dict[str, Any] | None, float | None, dict[str, Any] | None]:
+    """The rule's decision, the champion (if any) scored first on the challenger's rows, then
+    checked on ``sample_rows`` (the statistical forecasters', :func:`on_sample`): the decision,
+    evaluation.json's ``champion`` (None: no champion), its WAPE (None: it could not score them,
+    and the decision says why) and the sample's comparison (None: none was made)."""
     report: dict[str, Any] | None = None
     wape = None
     if champion is not None:
@@ -293,7 +314,41 @@ def rule_decision(
             decision,
             reason=f"champion {champion} could not score this holdout ({report['why']}); {decision.reason}",
         )
-    return decision, report, wape
+    decision, compared = on_sample(config, evaluation, challenger, decision, sample_rows, found)
+    return decision, report, wape, compared
+
+
+def on_sample(
+    config: Config,
+    evaluation: dict,
+    challenger: str,
+    decision: Decision,
+    rows: pd.DataFrame | None,
+    found: Candidates,
+) -> tuple[Decision, dict[str, Any] | None]:
+    """The rule's decision checked on the rows the statistical forecasters were scored on
+    (forecasting.registry.sample): replaced by AutoETS, Theta or the challenger's blend with one
+    of them when that is lower there by the baseline margin and beyond the bootstrap's noise.
+    Returns the decision and evaluation.json's ``decision.sample`` (None: nothing compared)."""
+    statistical = (evaluation.get("statistical_baselines") or {}).get("forecasters") or []
+    if rows is None or not config.gate.sample or not statistical:
+        return decision, None
+    compared = sample.compare(
+        rows, decision.forecaster, statistical, challenger, found.champion, config.gate, config.model.seed
+    )
+    if compared is None:
+        return decision, None
+    reason = f"{decision.reason}; {sample.describe(compared.report)}"
+    if compared.winner is None:
+        return replace(decision, reason=reason), compared.report
+    winner = compared.winner
+    # Its WAPE and bands are the sample's: the rows it was scored on.
+    found.wapes[winner] = next(
+        c["wape"] for c in compared.report["candidates"] if c["forecaster"] == str(winner)
+    )
+    found.intervals[winner] = compared.report["intervals"]
+    outcome = models.BLENDED if isinstance(winner, Blend) else models.BASELINE
+    return Decision(outcome, winner, reason), compared.report
 
 
 @dataclass
@@ -363,8 +418,15 @@ def run_gate(
         previous = models.get(conn, table, challenger)
         champion = models.champion_as_of(conn, table, month_start(month).date(), exclude=challenger)
         champion_version = None if champion is None else champion["model_version"]
-        decision, champion_report, champion_wape = rule_decision(
-            config, evaluation, challenger, champion_version, holdout, first_holdout, found
+        decision, champion_report, champion_wape, compared = rule_decision(
+            config,
+            evaluation,
+            challenger,
+            champion_version,
+            holdout,
+            first_holdout,
+            found,
+            sample.read_rows(model_dir),
         )
         verdict = gate_verdict(decision, month, previous, now)
         if previous is not None and previous["decision"] in models.MANUAL:
@@ -418,6 +480,8 @@ def run_gate(
         "decided_by": verdict.decided_by,
         # p10/p90 bands predict puts around the forecaster's forecasts (None: not calibrated).
         "intervals": found.intervals.get(forecaster),
+        # The rule's choice against the statistical forecasters on their rows (None: not compared).
+        "sample": compared,
     }
     paths.write_json_atomically(
         {**evaluation, "champion": champion_report, "decision": result}, evaluation_path

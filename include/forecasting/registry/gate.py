@@ -12,7 +12,11 @@ The rule (:func:`decide`) then picks the forecaster of month M: the challenger (
 champion, the mean of the challenger's and the best baseline's forecasts (a *blend*, when neither
 model beats that baseline but the blend does; ``gate.blend``), or the best baseline; the decision
 goes into the registry, into the challenger's evaluation.json and into the evaluate stage's
-result, and predict forecasts with that forecaster. The overrides come after the rule: a person's
+result, and predict forecasts with that forecaster. The rule reads the forecasters scored on every
+row; where the statistical ones were scored only on a sample of entities, its choice is then
+checked there (:func:`on_sample`, ``forecasting.registry.sample``): AutoETS, Theta or the
+challenger's blend with one of them replaces it when lower on the sample by the baseline margin
+and beyond a paired bootstrap's noise. The overrides come after the rule: a person's
 earlier decision about this very model is kept (``python -m forecasting.registry.models
 promote|reject``), and a run may force a forecaster instead (the DAG param ``force_model_version``).
 """
@@ -399,7 +403,8 @@ def run_gate(
     ``forecaster`` (model version, ``baseline:<name>`` or a blend's name), ``forecaster_dir``
     (the model's folder, None for a baseline), ``outcome``, ``reason``, ``wape`` (the
     forecaster's WAPE on this holdout; None for a forced model that could not score it),
-    ``challenger``, ``champion`` (compared with, or None) and ``challenger_status``.
+    ``challenger``, ``champion`` (compared with, or None), ``challenger_status`` and ``sample``
+    (the choice against the statistical forecasters on their rows; None: not compared).
     """
     evaluation_path = paths.evaluation(model_dir)
     evaluation = paths.read_json(evaluation_path)
@@ -439,13 +444,7 @@ def run_gate(
         if force is not None:
             check_forced(conn, table, force, evaluation["baselines"])
             verdict = force_forecaster(verdict, force, decision.reason, run_id, forced_by, now)
-            if isinstance(force, Model) and force not in found.wapes:
-                try:
-                    found.add_scored(
-                        force.version, score_saved_model(config, force.version, holdout, first_holdout)
-                    )
-                except ChampionUnavailable as err:
-                    log.warning("The forced model %s cannot score this holdout: %s", force, err)
+            score_forced(config, force, found, holdout, first_holdout)
         row.update(
             status=verdict.status,
             created_at=previous["created_at"] if previous is not None else now,
@@ -491,6 +490,18 @@ def run_gate(
 
 
 # --- the overrides ---------------------------------------------------------------------------
+
+
+def score_forced(
+    config: Config, force: Forecaster, found: Candidates, holdout: pd.DataFrame, first_holdout: str
+) -> None:
+    """A forced model not yet among the candidates is scored on the holdout, for its WAPE and
+    bands (it is published all the same if it cannot score them)."""
+    if isinstance(force, Model) and force not in found.wapes:
+        try:
+            found.add_scored(force.version, score_saved_model(config, force.version, holdout, first_holdout))
+        except ChampionUnavailable as err:
+            log.warning("The forced model %s cannot score this holdout: %s", force, err)
 
 
 def keep_manual_decision(

@@ -185,3 +185,22 @@ def test_the_sample_reaches_the_champion_by_its_rows():
         sample.forecast_of(Blend(CHALLENGER, "auto_ets"), rows, CHALLENGER, None),
         (rows["model"] + rows["auto_ets"]) / 2,
     )
+
+
+def test_the_sample_settings_are_checked_in_the_config(tmp_path):
+    from forecasting.core.config import ConfigError
+
+    raw = demo_config_dict(tmp_path)
+    assert parse_config(raw, tmp_path / "f.yaml").gate.bootstrap_resamples == 1000
+    raw["gate"] = {"sample": False, "bootstrap_resamples": 2000, "bootstrap_confidence": 0.95}
+    gate = parse_config(raw, tmp_path / "f.yaml").gate
+    assert (gate.sample, gate.bootstrap_resamples, gate.bootstrap_confidence) == (False, 2000, 0.95)
+    for bad, message in (
+        ({"bootstrap_confidence": 1.0}, "gate.bootstrap_confidence"),
+        ({"bootstrap_confidence": 0.4}, "gate.bootstrap_confidence"),
+        ({"bootstrap_resamples": 10}, "gate.bootstrap_resamples"),
+        ({"sample": "yes"}, "gate.sample: must be bool"),
+    ):
+        raw["gate"] = bad
+        with pytest.raises(ConfigError, match=message):
+            parse_config(raw, tmp_path / "f.yaml")

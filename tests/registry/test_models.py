@@ -853,6 +853,16 @@ def test_autoets_better_only_on_the_sample_is_published_instead_of_the_model(tra
     assert f"-> {best} is lower beyond noise: the gate publishes it for every entity." in summary
     assert f"{best}, on the sample's" in summary  # its intervals' coverage, measured there
 
+    # The model's blend with AutoETS forecasts every entity too (here forced: a statistical
+    # baseline scored only on the sample may be forced, alone or blended).
+    blended = f"blend:{good.version}+auto_ets"
+    forced = gate(config, M, model_dir, force=parse(blended), forced_by="erin")
+    assert forced["forecaster"] == blended
+    pipeline.predict(str(M), trained.attempt, good.dir, config, blended)
+    made = pd.read_parquet(paths.forecasts(config, M, trained.attempt)).sort_values(order)
+    model_made = forecast(snapshot, config, M, model_dir).sort_values(order)["prediction"].to_numpy()
+    np.testing.assert_allclose(made["prediction"].to_numpy(), (model_made + ets) / 2, rtol=1e-6)
+
     # Within noise: AutoETS is the model but on one entity, where it is exact.
     lucky = rows["entity"] == rows["entity"].iloc[0]
     rows["auto_ets"] = rows["model"].where(~lucky, rows["actual"])

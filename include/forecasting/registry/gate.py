@@ -24,7 +24,7 @@ promote|reject``), and a run may force a forecaster instead (the DAG param ``for
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -239,6 +239,8 @@ class Candidates:
     blend_wape: float | None  # the challenger blended with the best baseline (None: not a candidate)
     # The champion's version and its forecasts of every holdout row (None: none scored them).
     champion: tuple[str, np.ndarray] | None = None
+    # The statistical baselines evaluate scored (on the sample, or on every row).
+    statistical: list[str] = field(default_factory=list)
 
     def add_scored(self, version: str, scored: dict[str, Any]) -> None:
         """A registered model scored on these rows (score_saved_model)."""
@@ -265,7 +267,8 @@ def candidates(config: Config, evaluation: dict, challenger: str) -> Candidates:
         blend_wape = blended["metrics"]["wape"]
         wapes[Blend(challenger, best)] = blend_wape
         interval_specs[Blend(challenger, best)] = bands.get("blend")
-    return Candidates(wapes, interval_specs, blend_wape)
+    statistical = (evaluation.get("statistical_baselines") or {}).get("forecasters") or []
+    return Candidates(wapes, interval_specs, blend_wape, statistical=list(statistical))
 
 
 def score_champion(
@@ -442,7 +445,7 @@ def run_gate(
                 verdict, previous, challenger, champion_version, champion_keeps, best
             )
         if force is not None:
-            check_forced(conn, table, force, evaluation["baselines"])
+            check_forced(conn, table, force, [*evaluation["baselines"], *found.statistical])
             verdict = force_forecaster(verdict, force, decision.reason, run_id, forced_by, now)
             score_forced(config, force, found, holdout, first_holdout)
         row.update(
@@ -563,9 +566,9 @@ def force_forecaster(
     )
 
 
-def check_forced(conn, table, force: Forecaster, baselines: dict) -> None:
+def check_forced(conn, table, force: Forecaster, baselines: list[str]) -> None:
     """Refuse a forced forecaster this run cannot publish: it must be a registered model, a
-    baseline this run scored, or a blend of the two."""
+    baseline this run scored (on every row or on the sample), or a blend of the two."""
     version: str | None
     baseline: str | None
     match force:

@@ -90,11 +90,12 @@ def test_monthly_run_publishes_one_forecast_per_active_entity_and_horizon(
     assert "The model beats the best baseline" in summary and "FROM forecasts_latest" in summary
     blend = report["blend"]["baseline"]  # its row is explained where it is shown
     assert f"blend {blend} = the mean of the model's and {blend}'s forecasts" in summary
-    # Theta was scored on a sample of entities: its verdict is not the gate's, and says so.
-    assert report["sample"] and (
-        "The gate compares the model with the forecasters scored on every row (above), not this sample."
-        in summary
-    )
+    # Theta was scored on a sample of entities: the gate compared the model with it there, paired,
+    # and the summary says what it did with the sample.
+    compared = report["decision"]["sample"]
+    assert report["sample"] and compared["entities"] == report["sample"]["entities"]
+    assert f"The gate compared {compared['chosen']} (WAPE {compared['chosen_wape']:.3f} there)" in summary
+    assert f"-> none is lower beyond noise: {compared['chosen']} stays." in summary
     capsys.readouterr()
     query_main(["SELECT COUNT(*) AS n FROM forecasts_latest"])
     assert capsys.readouterr().out.split() == ["n", str(len(forecasts))]

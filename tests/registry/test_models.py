@@ -786,3 +786,88 @@ def test_a_champion_that_cannot_read_the_features_is_left_out_and_a_run_may_forc
 
     with pytest.raises(ConfigError, match="no such model"):
         run_gate(config, trained, bad, force="2001-01-0123456789", by="dave")
+
+
+def with_statistical(config: Config, names: list[str], max_series: int) -> Config:
+    evaluation = config.evaluation.model_copy(
+        update={"statistical_baselines": names, "statistical_max_series": max_series}
+    )
+    return config.model_copy(update={"evaluation": evaluation})
+
+
+@pytest.mark.slow
+def test_autoets_better_only_on_the_sample_is_published_instead_of_the_model(trained, gate_db):
+    """A hand-made case at the gate's input: the good model beats every naive baseline on every
+    row, and AutoETS (scored on a sample of 30 entities) is made better than it there. The gate
+    must not promote the model: AutoETS or its blend with the model, whichever is best on the
+    sample, forecasts every entity, from AutoETS's own forecasts of M+h, with bands calibrated
+    on the sample. Within noise, the model stays."""
+    from forecasting.core import paths
+    from forecasting.modeling.predict import baseline_forecast, forecast
+    from forecasting.orchestration import pipeline
+    from forecasting.orchestration.summary import summarize
+    from forecasting.registry.gate import run_gate as gate
+
+    config, good = with_statistical(gate_db, ["auto_ets"], 30), trained.good
+    model_dir = Path(good.dir)
+    pipeline.evaluate(str(M), trained.attempt, good.dir, config)
+    report = evaluation_of(good)
+    assert report["beats_best_baseline"] and report["sample"]["entities"] == 30
+    rows_path = paths.sample_rows(model_dir)
+    rows = pd.read_parquet(rows_path)
+    assert rows["entity"].nunique() == 30 and len(rows) == report["sample"]["model"]["rows"]
+    # Hand-made: on the sample AutoETS errs by about 3%, far less than the model.
+    noise = np.random.default_rng(5).normal(0, 0.03, len(rows))
+    rows["auto_ets"] = np.maximum(rows["actual"] * (1 + noise), 0)
+    paths.write_parquet_atomically(rows, rows_path)
+
+    decided = gate(config, M, model_dir)
+    compared = decided["sample"]
+    winners = [c for c in compared["candidates"] if c["lower_by_margin"] and c["beyond_noise"]]
+    best = min(winners, key=lambda c: c["wape"])["forecaster"]
+    assert best in ("baseline:auto_ets", f"blend:{good.version}+auto_ets")
+    assert decided["forecaster"] == best and decided["outcome"] in (models.BASELINE, models.BLENDED)
+    assert decided["wape"] == pytest.approx(min(c["wape"] for c in winners))
+    assert decided["intervals"] == compared["intervals"]
+    row = registry_row(config, good.version)
+    assert (row["status"], row["published"]) == (models.REJECTED, best)
+    assert "paired bootstrap" in row["reason"] and models.current_champion(config) is None
+
+    pipeline.predict(str(M), trained.attempt, good.dir, config, best)
+    pipeline.publish(str(M), trained.attempt, good.dir, "manual__gate_test", config)
+    published_rows = published(config)
+    assert set(published_rows["model_version"]) == {best}
+    snapshot = pd.read_parquet(paths.snapshot(config, M, trained.attempt))
+    order = ["store_id", "item_id", "horizon"]
+    ets = baseline_forecast(snapshot, config, M, "auto_ets").sort_values(order)["prediction"].to_numpy()
+    expected = ets
+    if best.startswith("blend:"):
+        made = forecast(snapshot, config, M, model_dir).sort_values(order)["prediction"].to_numpy()
+        expected = (made + ets) / 2
+    np.testing.assert_allclose(published_rows["prediction"].to_numpy(), expected, rtol=1e-6)
+    assert (
+        published_rows["p10"].notna().all() and (published_rows["p10"] <= published_rows["prediction"]).all()
+    )
+    assert (published_rows["prediction"] <= published_rows["p90"]).all()
+    summary = summarize(config, str(M))
+    assert f"-> {best} is lower beyond noise: the gate publishes it for every entity." in summary
+    assert f"{best}, on the sample's" in summary  # its intervals' coverage, measured there
+
+    # The model's blend with AutoETS forecasts every entity too (here forced: a statistical
+    # baseline scored only on the sample may be forced, alone or blended).
+    blended = f"blend:{good.version}+auto_ets"
+    forced = gate(config, M, model_dir, force=parse(blended), forced_by="erin")
+    assert forced["forecaster"] == blended
+    pipeline.predict(str(M), trained.attempt, good.dir, config, blended)
+    made = pd.read_parquet(paths.forecasts(config, M, trained.attempt)).sort_values(order)
+    model_made = forecast(snapshot, config, M, model_dir).sort_values(order)["prediction"].to_numpy()
+    np.testing.assert_allclose(made["prediction"].to_numpy(), (model_made + ets) / 2, rtol=1e-6)
+
+    # Within noise: AutoETS is the model but on one entity, where it is exact.
+    lucky = rows["entity"] == rows["entity"].iloc[0]
+    rows["auto_ets"] = rows["model"].where(~lucky, rows["actual"])
+    paths.write_parquet_atomically(rows, rows_path)
+    decided = gate(config, M, model_dir)
+    assert (decided["outcome"], decided["forecaster"]) == (models.PROMOTED, good.version)
+    assert decided["sample"]["published"] is None and "so it stays" in decided["reason"]
+    assert registry_row(config, good.version)["status"] == models.CHAMPION

@@ -216,6 +216,13 @@ def holdout_rows(model_dir: Path) -> Path:
     return model_dir / "holdout.parquet"
 
 
+def sample_rows(model_dir: Path) -> Path:
+    """The rows the statistical forecasters were scored on (a sample of entities, or all): each
+    row's position in holdout.parquet, entity, horizon, target month, actual and every forecast,
+    for the gate's paired comparison on exactly those rows."""
+    return model_dir / "sample_rows.parquet"
+
+
 def evaluation(model_dir: Path) -> Path:
     """Evaluate's scores and the gate's decision."""
     return model_dir / "evaluation.json"

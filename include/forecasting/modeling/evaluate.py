@@ -201,7 +201,33 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
         blend=blend_scores,
     )
     write_evaluation(report, scored, month)
+    write_sample_rows(scored, model_dir)
     return report
+
+
+def write_sample_rows(scored: HoldoutForecasts, model_dir: Path) -> None:
+    """sample_rows.parquet: the rows the statistical forecasters were scored on (the sample, or
+    every row when there are few entities) with every forecast of them, for the gate's paired
+    comparison there (forecasting.registry.sample). No statistical forecasters: no file."""
+    path = paths.sample_rows(model_dir)
+    if not scored.statistical:
+        path.unlink(missing_ok=True)
+        return
+    rows = np.ones(len(scored.holdout), bool) if scored.sampled is None else scored.sampled
+    frame = pd.DataFrame(
+        {
+            "row": np.flatnonzero(rows),
+            "entity": scored.entity[rows],
+            "horizon": scored.horizon[rows],
+            "target": label_index(scored.holdout[TARGET_MONTH])[rows],
+            "actual": scored.actual[rows],
+            **{
+                name: scored.forecasts[name][rows]
+                for name in ("model", *NAIVE_BASELINES, *scored.statistical)
+            },
+        }
+    )
+    paths.write_parquet_atomically(frame, path)
 
 
 def write_evaluation(report: EvaluationReport, scored: HoldoutForecasts, month: pd.Period) -> None:

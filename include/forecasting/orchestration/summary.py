@@ -218,6 +218,14 @@ def interval_lines(report: dict, decision: dict | None) -> list[str]:
     published forecaster's, when evaluate measured it)."""
     coverage = (report.get("intervals") or {}).get("coverage") or {}
     text = (decision or {}).get("forecaster", "")
+    compared = (decision or {}).get("sample") or {}
+    if text and compared.get("published") == text and compared.get("coverage"):
+        held = compared["coverage"]  # calibrated and checked on the rows it was scored on
+        return [
+            f"  intervals   p10-p90 held {100 * held['coverage']:.0f}% of the actuals of holdout months they were "
+            f"not calibrated on (goal {100 * held['target']:.0f}%; {text}, on the sample's "
+            f"{held['rows']:,} forecasts)"
+        ]
     match parse(text) if text else None:
         case Baseline(baseline):
             name = baseline
@@ -234,6 +242,33 @@ def interval_lines(report: dict, decision: dict | None) -> list[str]:
         f"  intervals   p10-p90 held {100 * held['coverage']:.0f}% of the actuals of holdout months they were "
         f"not calibrated on (goal {100 * held['target']:.0f}%; {name})"
     ]
+
+
+def sample_gate_lines(decision: dict | None) -> list[str]:
+    """What the gate did with the sample: the rule's choice against each statistical forecaster
+    and blend on the sample's rows, with the paired bootstrap's bound (evaluation.json's
+    ``decision.sample``)."""
+    compared = (decision or {}).get("sample")
+    if not compared:
+        return []
+    level = f"{compared['confidence']:.0%}"
+    lines = [
+        f"    The gate compared {compared['chosen']} (WAPE {compared['chosen_wape']:.3f} there) with each of these "
+        f"on the same {compared['rows']:,} forecasts, paired; WAPE difference and its {level} upper bound "
+        f"({compared['resamples']:,} bootstrap resamples of the {compared['entities']:,} entities):"
+    ]
+    for c in compared["candidates"]:
+        verdict = "lower beyond noise" if c["lower_by_margin"] and c["beyond_noise"] else "not enough"
+        lines.append(
+            f"      {c['forecaster']:<40}{c['wape']:>7.3f}{c['difference']:>+9.3f}{c['upper']:>+9.3f}  {verdict}"
+        )
+    margin = f" by {compared['margin']:.1%}" if compared["margin"] else ""
+    lines.append(
+        f"    -> {compared['published']} is lower{margin} beyond noise: the gate publishes it for every entity."
+        if compared["published"]
+        else f"    -> none is lower{margin} beyond noise: {compared['chosen']} stays."
+    )
+    return lines
 
 
 def holdout_lines(report: dict) -> list[str]:
@@ -271,10 +306,9 @@ def holdout_lines(report: dict) -> list[str]:
             )
         verdict = "beats" if sample["beats_best_baseline"] else "does NOT beat"
         lines.append(f"    There the model {verdict} the best baseline ({sample['best_baseline']}).")
-        # The gate reads evaluation.json's baselines, scored on every row (the naive ones, above).
-        lines.append(
-            "    The gate compares the model with the forecasters scored on every row (above), not this sample."
-        )
+        lines += sample_gate_lines(report.get("decision"))
+    elif (report.get("decision") or {}).get("sample"):  # few entities: scored on every row
+        lines += sample_gate_lines(report.get("decision"))
     if champion.get("model_version"):
         lines.append(
             f"    champion = {champion['model_version']}, scored by its holdout model"

@@ -12,7 +12,11 @@ The rule (:func:`decide`) then picks the forecaster of month M: the challenger (
 champion, the mean of the challenger's and the best baseline's forecasts (a *blend*, when neither
 model beats that baseline but the blend does; ``gate.blend``), or the best baseline; the decision
 goes into the registry, into the challenger's evaluation.json and into the evaluate stage's
-result, and predict forecasts with that forecaster. The overrides come after the rule: a person's
+result, and predict forecasts with that forecaster. The rule reads the forecasters scored on every
+row; where the statistical ones were scored only on a sample of entities, its choice is then
+checked there (:func:`on_sample`, ``forecasting.registry.sample``): AutoETS, Theta or the
+challenger's blend with one of them replaces it when lower on the sample by the baseline margin
+and beyond a paired bootstrap's noise. The overrides come after the rule: a person's
 earlier decision about this very model is kept (``python -m forecasting.registry.models
 promote|reject``), and a run may force a forecaster instead (the DAG param ``force_model_version``).
 """
@@ -20,11 +24,12 @@ promote|reject``), and a run may force a forecaster instead (the DAG param ``for
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from forecasting.core import paths
@@ -36,7 +41,7 @@ from forecasting.modeling import booster as model
 from forecasting.modeling import intervals
 from forecasting.modeling.forecaster import Baseline, Blend, Forecaster, Model, model_version
 from forecasting.modeling.scoring import metrics
-from forecasting.registry import models
+from forecasting.registry import models, sample
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +158,14 @@ def score_saved_model(
 ) -> dict[str, Any]:
     """A registered model's holdout model scored on ``holdout`` (the challenger's rows): its
     metrics overall and per horizon. Raises ChampionUnavailable when it cannot score them."""
+    return scores_of(predict_saved_model(config, version, holdout, first_holdout_month), holdout)
+
+
+def predict_saved_model(
+    config: Config, version: str, holdout: pd.DataFrame, first_holdout_month: str
+) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """A registered model's holdout model's forecasts of ``holdout``'s rows, and the categories
+    it had not seen (scored as missing). Raises ChampionUnavailable when it cannot forecast them."""
     directory = paths.model_dir(config, version)
     for needed in (
         paths.booster(directory, holdout=True),
@@ -189,6 +202,13 @@ def score_saved_model(
         if type(err).__name__ != "XGBoostError":
             raise
         raise ChampionUnavailable(f"XGBoost refused this run's feature rows: {err}") from err
+    return predicted, {c: v for c, v in unseen.items() if v}
+
+
+def scores_of(made: tuple[np.ndarray, dict[str, list[str]]], holdout: pd.DataFrame) -> dict[str, Any]:
+    """evaluation.json's ``champion``: a saved model's forecasts of ``holdout`` scored overall and
+    per horizon, and its own p10/p90 bands from its errors there."""
+    predicted, unseen = made
     actual = holdout[LABEL].to_numpy()
     by_horizon = {
         str(h): metrics(actual[rows], predicted[rows])
@@ -201,7 +221,6 @@ def score_saved_model(
         # Its own p10/p90 bands from its errors on these rows, should it be published.
         "intervals": intervals.calibrate(predicted, actual, holdout[HORIZON].to_numpy()),
     }
-    unseen = {c: v for c, v in unseen.items() if v}
     if unseen:  # scored as missing values, as the model would in production
         result["unseen_categories"] = unseen
     return result
@@ -218,6 +237,10 @@ class Candidates:
     wapes: dict[Forecaster, float]
     intervals: dict[Forecaster, dict | None]
     blend_wape: float | None  # the challenger blended with the best baseline (None: not a candidate)
+    # The champion's version and its forecasts of every holdout row (None: none scored them).
+    champion: tuple[str, np.ndarray] | None = None
+    # The statistical baselines evaluate scored (on the sample, or on every row).
+    statistical: list[str] = field(default_factory=list)
 
     def add_scored(self, version: str, scored: dict[str, Any]) -> None:
         """A registered model scored on these rows (score_saved_model)."""
@@ -244,7 +267,8 @@ def candidates(config: Config, evaluation: dict, challenger: str) -> Candidates:
         blend_wape = blended["metrics"]["wape"]
         wapes[Blend(challenger, best)] = blend_wape
         interval_specs[Blend(challenger, best)] = bands.get("blend")
-    return Candidates(wapes, interval_specs, blend_wape)
+    statistical = (evaluation.get("statistical_baselines") or {}).get("forecasters") or []
+    return Candidates(wapes, interval_specs, blend_wape, statistical=list(statistical))
 
 
 def score_champion(
@@ -253,11 +277,13 @@ def score_champion(
     """evaluation.json's ``champion`` (its scores, or why it could not score) and its WAPE (None:
     it could not score these rows); a champion that scored joins the candidates."""
     try:
-        scored = score_saved_model(config, version, holdout, first_holdout)
+        made = predict_saved_model(config, version, holdout, first_holdout)
     except ChampionUnavailable as err:
         log.warning("The champion %s cannot score this holdout: %s", version, err)
         return {"model_version": version, "available": False, "why": str(err)}, None
+    scored = scores_of(made, holdout)
     found.add_scored(version, scored)
+    found.champion = (version, made[0])
     return {"model_version": version, "available": True, **scored}, scored["metrics"]["wape"]
 
 
@@ -269,10 +295,12 @@ def rule_decision(
     holdout: pd.DataFrame,
     first_holdout: str,
     found: Candidates,
-) -> tuple[Decision, dict[str, Any] | None, float | None]:
-    """The rule's decision, the champion (if any) scored first on the challenger's rows: the
-    decision, evaluation.json's ``champion`` (None: no champion) and its WAPE (None: it could
-    not score them, and the decision says why)."""
+    sample_rows: pd.DataFrame | None = None,
+) -> tuple[Decision, dict[str, Any] | None, float | None, dict[str, Any] | None]:
+    """The rule's decision, the champion (if any) scored first on the challenger's rows, then
+    checked on ``sample_rows`` (the statistical forecasters', :func:`on_sample`): the decision,
+    evaluation.json's ``champion`` (None: no champion), its WAPE (None: it could not score them,
+    and the decision says why) and the sample's comparison (None: none was made)."""
     report: dict[str, Any] | None = None
     wape = None
     if champion is not None:
@@ -293,7 +321,41 @@ def rule_decision(
             decision,
             reason=f"champion {champion} could not score this holdout ({report['why']}); {decision.reason}",
         )
-    return decision, report, wape
+    decision, compared = on_sample(config, evaluation, challenger, decision, sample_rows, found)
+    return decision, report, wape, compared
+
+
+def on_sample(
+    config: Config,
+    evaluation: dict,
+    challenger: str,
+    decision: Decision,
+    rows: pd.DataFrame | None,
+    found: Candidates,
+) -> tuple[Decision, dict[str, Any] | None]:
+    """The rule's decision checked on the rows the statistical forecasters were scored on
+    (forecasting.registry.sample): replaced by AutoETS, Theta or the challenger's blend with one
+    of them when that is lower there by the baseline margin and beyond the bootstrap's noise.
+    Returns the decision and evaluation.json's ``decision.sample`` (None: nothing compared)."""
+    statistical = (evaluation.get("statistical_baselines") or {}).get("forecasters") or []
+    if rows is None or not config.gate.sample or not statistical:
+        return decision, None
+    compared = sample.compare(
+        rows, decision.forecaster, statistical, challenger, found.champion, config.gate, config.model.seed
+    )
+    if compared is None:
+        return decision, None
+    reason = f"{decision.reason}; {sample.describe(compared.report)}"
+    if compared.winner is None:
+        return replace(decision, reason=reason), compared.report
+    winner = compared.winner
+    # Its WAPE and bands are the sample's: the rows it was scored on.
+    found.wapes[winner] = next(
+        c["wape"] for c in compared.report["candidates"] if c["forecaster"] == str(winner)
+    )
+    found.intervals[winner] = compared.report["intervals"]
+    outcome = models.BLENDED if isinstance(winner, Blend) else models.BASELINE
+    return Decision(outcome, winner, reason), compared.report
 
 
 @dataclass
@@ -344,7 +406,8 @@ def run_gate(
     ``forecaster`` (model version, ``baseline:<name>`` or a blend's name), ``forecaster_dir``
     (the model's folder, None for a baseline), ``outcome``, ``reason``, ``wape`` (the
     forecaster's WAPE on this holdout; None for a forced model that could not score it),
-    ``challenger``, ``champion`` (compared with, or None) and ``challenger_status``.
+    ``challenger``, ``champion`` (compared with, or None), ``challenger_status`` and ``sample``
+    (the choice against the statistical forecasters on their rows; None: not compared).
     """
     evaluation_path = paths.evaluation(model_dir)
     evaluation = paths.read_json(evaluation_path)
@@ -363,8 +426,15 @@ def run_gate(
         previous = models.get(conn, table, challenger)
         champion = models.champion_as_of(conn, table, month_start(month).date(), exclude=challenger)
         champion_version = None if champion is None else champion["model_version"]
-        decision, champion_report, champion_wape = rule_decision(
-            config, evaluation, challenger, champion_version, holdout, first_holdout, found
+        decision, champion_report, champion_wape, compared = rule_decision(
+            config,
+            evaluation,
+            challenger,
+            champion_version,
+            holdout,
+            first_holdout,
+            found,
+            sample.read_rows(model_dir),
         )
         verdict = gate_verdict(decision, month, previous, now)
         if previous is not None and previous["decision"] in models.MANUAL:
@@ -375,15 +445,9 @@ def run_gate(
                 verdict, previous, challenger, champion_version, champion_keeps, best
             )
         if force is not None:
-            check_forced(conn, table, force, evaluation["baselines"])
+            check_forced(conn, table, force, [*evaluation["baselines"], *found.statistical])
             verdict = force_forecaster(verdict, force, decision.reason, run_id, forced_by, now)
-            if isinstance(force, Model) and force not in found.wapes:
-                try:
-                    found.add_scored(
-                        force.version, score_saved_model(config, force.version, holdout, first_holdout)
-                    )
-                except ChampionUnavailable as err:
-                    log.warning("The forced model %s cannot score this holdout: %s", force, err)
+            score_forced(config, force, found, holdout, first_holdout)
         row.update(
             status=verdict.status,
             created_at=previous["created_at"] if previous is not None else now,
@@ -418,6 +482,8 @@ def run_gate(
         "decided_by": verdict.decided_by,
         # p10/p90 bands predict puts around the forecaster's forecasts (None: not calibrated).
         "intervals": found.intervals.get(forecaster),
+        # The rule's choice against the statistical forecasters on their rows (None: not compared).
+        "sample": compared,
     }
     paths.write_json_atomically(
         {**evaluation, "champion": champion_report, "decision": result}, evaluation_path
@@ -427,6 +493,18 @@ def run_gate(
 
 
 # --- the overrides ---------------------------------------------------------------------------
+
+
+def score_forced(
+    config: Config, force: Forecaster, found: Candidates, holdout: pd.DataFrame, first_holdout: str
+) -> None:
+    """A forced model not yet among the candidates is scored on the holdout, for its WAPE and
+    bands (it is published all the same if it cannot score them)."""
+    if isinstance(force, Model) and force not in found.wapes:
+        try:
+            found.add_scored(force.version, score_saved_model(config, force.version, holdout, first_holdout))
+        except ChampionUnavailable as err:
+            log.warning("The forced model %s cannot score this holdout: %s", force, err)
 
 
 def keep_manual_decision(
@@ -488,9 +566,9 @@ def force_forecaster(
     )
 
 
-def check_forced(conn, table, force: Forecaster, baselines: dict) -> None:
+def check_forced(conn, table, force: Forecaster, baselines: list[str]) -> None:
     """Refuse a forced forecaster this run cannot publish: it must be a registered model, a
-    baseline this run scored, or a blend of the two."""
+    baseline this run scored (on every row or on the sample), or a blend of the two."""
     version: str | None
     baseline: str | None
     match force:

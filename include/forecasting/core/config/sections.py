@@ -270,6 +270,21 @@ class GateConfig(Section):
         default=True,
         description="When no model beats the best baseline, publish the mean of the challenger's and its forecasts if that does.",
     )
+    sample: bool = Field(
+        default=True,
+        description="Also compare the forecaster the rule chose with the statistical forecasters and their blends on the rows they were scored on (the sample).",
+    )
+    bootstrap_resamples: int = Field(
+        default=1000,
+        ge=100,
+        description="Resamples of the paired bootstrap over entities of the WAPE difference on the sample.",
+    )
+    bootstrap_confidence: float = Field(
+        default=0.9,
+        gt=0.5,
+        lt=1.0,
+        description="A statistical forecaster displaces the rule's choice only if the one-sided upper bound at this level of its WAPE difference is below 0.",
+    )
 
     @field_validator("min_improvement", "min_margin_over_baseline")
     @classmethod

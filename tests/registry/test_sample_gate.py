@@ -1,0 +1,206 @@
+"""The gate on the statistical forecasters' sample, on hand-made rows (fast; the pipeline's case
+is in test_models.py).
+
+* The paired bootstrap over entities: seeded, paired (a forecaster against itself is no
+  difference), and its bound tells a real improvement from one entity's luck.
+* The rule's choice (here a promoted challenger: the naive baselines lose on every row) is
+  displaced when AutoETS or its blend with the challenger is lower on the sample by the margin
+  and beyond noise, and stays when the difference is within noise or below the margin.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecasting.core.config import GateConfig, parse_config
+from forecasting.modeling.forecaster import Baseline, Blend, Model
+from forecasting.modeling.scoring import paired_bootstrap
+from forecasting.registry import models, sample
+from forecasting.registry.gate import Candidates, decide, on_sample
+from tests.helpers.config import demo_config_dict
+
+CHALLENGER = "2024-11-0123456789"
+NAIVE = ("seasonal_naive", "last_value", "mean_3")
+
+
+def hand_made(entities: int = 100, seed: int = 3, ets_noise: float = 0.08) -> pd.DataFrame:
+    """sample_rows.parquet as evaluate writes it: 2 target months x 3 horizons per entity. The
+    model errs by ~15%, the naive baselines by ~40%, AutoETS by ``ets_noise``, Theta by ~30%."""
+    rng = np.random.default_rng(seed)
+    entity = np.repeat(np.arange(entities), 6)
+    horizon = np.tile([1, 2, 3, 1, 2, 3], entities)
+    target = np.tile([600, 600, 600, 601, 601, 601], entities)
+    level = np.repeat(rng.gamma(2.0, 100.0, entities), 6)
+    actual = np.maximum(level * (1 + rng.normal(0, 0.2, len(entity))), 0)
+
+    def noisy(spread: float) -> np.ndarray:
+        return np.maximum(actual * (1 + rng.normal(0, spread, len(entity))), 0)
+
+    return pd.DataFrame(
+        {
+            "row": np.arange(len(entity)) * 2,  # the sample's rows are some of the holdout's
+            "entity": entity,
+            "horizon": horizon,
+            "target": target,
+            "actual": actual,
+            "model": noisy(0.15),
+            **{name: noisy(0.4) for name in NAIVE},
+            "auto_ets": noisy(ets_noise),
+            "theta": noisy(0.3),
+        }
+    )
+
+
+def evaluation_of(rows: pd.DataFrame) -> dict:
+    """What the gate reads of evaluation.json: the naive baselines on every row (here the
+    sample's rows stand in for them), the statistical ones on the sample."""
+    from forecasting.modeling.scoring import metrics
+
+    actual = rows["actual"].to_numpy()
+    return {
+        "model": metrics(actual, rows["model"].to_numpy()),
+        "baselines": {n: metrics(actual, rows[n].to_numpy()) for n in NAIVE},
+        "best_baseline": min(NAIVE, key=lambda n: metrics(actual, rows[n].to_numpy())["wape"]),
+        "statistical_baselines": {"forecasters": ["auto_ets", "theta"], "scored_on": "sample"},
+    }
+
+
+def gate_on(rows: pd.DataFrame, tmp_path, gate: GateConfig | None = None):
+    raw = demo_config_dict(tmp_path)
+    config = parse_config(raw, tmp_path / "forecast.yaml")
+    if gate is not None:
+        config = config.model_copy(update={"gate": gate})
+    evaluation = evaluation_of(rows)
+    best = evaluation["best_baseline"]
+    rule = decide(
+        CHALLENGER, evaluation["model"]["wape"], best, evaluation["baselines"][best]["wape"], config.gate
+    )
+    assert rule.outcome == models.PROMOTED  # on every row the model beats every naive baseline
+    found = Candidates({Model(CHALLENGER): evaluation["model"]["wape"]}, {}, None)
+    decision, report = on_sample(config, evaluation, CHALLENGER, rule, rows, found)
+    return decision, report, found
+
+
+def test_the_paired_bootstrap_is_seeded_paired_and_tells_luck_from_a_real_improvement():
+    rows = hand_made()
+    y, m, e = (rows[c].to_numpy() for c in ("actual", "model", "entity"))
+    better = paired_bootstrap(y, m, rows["auto_ets"].to_numpy(), e, 1000, 0.9, seed=1)
+    assert better == paired_bootstrap(y, m, rows["auto_ets"].to_numpy(), e, 1000, 0.9, seed=1)
+    assert better["resamples"] == 1000 and better["entities"] == 100
+    assert (
+        better["difference"] < better["upper"] < 0 and better["low"] < better["difference"] < better["high"]
+    )
+    assert better["share_better"] > 0.99
+    same = paired_bootstrap(y, m, m, e, 1000, 0.9, seed=1)
+    assert same["difference"] == same["upper"] == same["low"] == same["high"] == 0.0
+    # Better on one entity of 100 only: a lower WAPE, which resamples without that entity (a
+    # third of them) do not have; the bound says luck.
+    lucky = m.copy()
+    lucky[e == 7] = y[e == 7]
+    one = paired_bootstrap(y, m, lucky, e, 1000, 0.9, seed=1)
+    assert one["difference"] < 0 and one["upper"] == pytest.approx(0.0)
+    # Chunked or not, the same numbers (bounded memory at any number of entities).
+    many = np.repeat(np.arange(30_000), 2)
+    ys = np.ones(len(many))
+    got = paired_bootstrap(ys, ys * 1.1, ys * 1.05, many, 200, 0.9, seed=2)
+    assert got["resamples"] == 200 and got["difference"] == pytest.approx(-0.05)
+
+
+def test_autoets_better_on_the_sample_beyond_noise_displaces_a_promoted_challenger(tmp_path):
+    rows = hand_made()
+    decision, report, found = gate_on(rows, tmp_path)
+    assert report is not None and report["chosen"] == CHALLENGER and report["entities"] == 100
+    by_name = {c["forecaster"]: c for c in report["candidates"]}
+    assert set(by_name) == {
+        str(f)
+        for f in (
+            Baseline("auto_ets"),
+            Baseline("theta"),
+            Blend(CHALLENGER, "auto_ets"),
+            Blend(CHALLENGER, "theta"),
+        )
+    }
+    # Theta is worse than the model there: its bound is above zero.
+    assert by_name["baseline:theta"]["difference"] > 0 and not by_name["baseline:theta"]["beyond_noise"]
+    winners = [c for c in report["candidates"] if c["lower_by_margin"] and c["beyond_noise"]]
+    best = min(winners, key=lambda c: c["wape"])["forecaster"]
+    assert best in (str(Baseline("auto_ets")), str(Blend(CHALLENGER, "auto_ets")))
+    # Not promoted: AutoETS (or its blend, whichever is best there) forecasts every entity.
+    assert decision.outcome in (models.BASELINE, models.BLENDED) and str(decision.forecaster) == best
+    assert report["published"] == best
+    assert "beyond noise" in decision.reason and "forecasts every entity" in decision.reason
+    assert decision.reason.startswith("no champion to beat")  # the rule's own reason first
+    # Its WAPE and bands are the sample's, calibrated on the rows it was scored on.
+    assert found.wapes[decision.forecaster] == pytest.approx(by_name[best]["wape"])
+    bands = found.intervals[decision.forecaster]
+    assert bands is not None and set(bands["by_horizon"]) == {"1", "2", "3"}
+    assert sum(b["rows"] for b in bands["by_horizon"].values()) == len(rows)
+    held = report["coverage"]
+    assert held["rows"] == len(rows) and 0.6 < held["coverage"] < 0.95
+
+    # Without blends, AutoETS itself.
+    decision, _, _ = gate_on(rows, tmp_path, GateConfig(blend=False))
+    assert decision.forecaster == Baseline("auto_ets") and decision.outcome == models.BASELINE
+
+
+def test_a_sample_difference_within_noise_or_below_the_margin_leaves_the_model(tmp_path):
+    # AutoETS is the model but on one entity, where it is exact: lower WAPE, by luck.
+    rows = hand_made()
+    lucky = rows["entity"] == 11
+    rows["auto_ets"] = rows["model"].where(~lucky, rows["actual"])
+    rows["theta"] = rows["model"] * 1.3
+    decision, report, _ = gate_on(rows, tmp_path)
+    assert report is not None and report["published"] is None
+    ets = next(c for c in report["candidates"] if c["forecaster"] == "baseline:auto_ets")
+    assert ets["wape"] < report["chosen_wape"] and ets["lower_by_margin"] and not ets["beyond_noise"]
+    assert (decision.outcome, decision.forecaster) == (models.PROMOTED, Model(CHALLENGER))
+    assert decision.reason.endswith(
+        "none is lower beyond noise (paired bootstrap over entities), so it stays"
+    )
+
+    # Better beyond noise, but not by the margin asked for: the model stays too (no blends here:
+    # the mean of two forecasters erring independently is lower by more).
+    rows = hand_made(ets_noise=0.10)
+    decision, report, _ = gate_on(rows, tmp_path, GateConfig(min_margin_over_baseline=0.5, blend=False))
+    assert report is not None and report["published"] is None
+    assert any(c["beyond_noise"] and not c["lower_by_margin"] for c in report["candidates"])
+    assert decision.outcome == models.PROMOTED and "by 50.0% beyond noise" in decision.reason
+
+    # gate.sample: false skips the comparison.
+    decision, report, _ = gate_on(hand_made(), tmp_path, GateConfig(sample=False))
+    assert report is None and decision.outcome == models.PROMOTED
+
+
+def test_the_sample_reaches_the_champion_by_its_rows():
+    rows = hand_made(entities=20)
+    holdout_forecasts = np.zeros(2 * len(rows))
+    holdout_forecasts[rows["row"].to_numpy()] = rows["theta"].to_numpy()
+    got = sample.forecast_of(Model("old"), rows, CHALLENGER, ("old", holdout_forecasts))
+    np.testing.assert_array_equal(got, rows["theta"].to_numpy())
+    assert sample.forecast_of(Model("other"), rows, CHALLENGER, None) is None
+    assert sample.forecast_of(Baseline("actual"), rows, CHALLENGER, None) is None
+    np.testing.assert_allclose(
+        sample.forecast_of(Blend(CHALLENGER, "auto_ets"), rows, CHALLENGER, None),
+        (rows["model"] + rows["auto_ets"]) / 2,
+    )
+
+
+def test_the_sample_settings_are_checked_in_the_config(tmp_path):
+    from forecasting.core.config import ConfigError
+
+    raw = demo_config_dict(tmp_path)
+    assert parse_config(raw, tmp_path / "f.yaml").gate.bootstrap_resamples == 1000
+    raw["gate"] = {"sample": False, "bootstrap_resamples": 2000, "bootstrap_confidence": 0.95}
+    gate = parse_config(raw, tmp_path / "f.yaml").gate
+    assert (gate.sample, gate.bootstrap_resamples, gate.bootstrap_confidence) == (False, 2000, 0.95)
+    for bad, message in (
+        ({"bootstrap_confidence": 1.0}, "gate.bootstrap_confidence"),
+        ({"bootstrap_confidence": 0.4}, "gate.bootstrap_confidence"),
+        ({"bootstrap_resamples": 10}, "gate.bootstrap_resamples"),
+        ({"sample": "yes"}, "gate.sample: must be bool"),
+    ):
+        raw["gate"] = bad
+        with pytest.raises(ConfigError, match=message):
+            parse_config(raw, tmp_path / "f.yaml")

@@ -244,8 +244,8 @@ def _search(
     window: _Window, defaults: dict[str, Any], config: Config, deadline: float
 ) -> tuple[list[dict], float]:
     """Run the study until max_trials, or until what is left of the budget would not fit another
-    trial and the check (the configured parameters' fit twice: ``reserve`` seconds). Returns every
-    trial's record and the reserve."""
+    trial (the median one) and the check (``_reserve``). Returns every trial's record and the
+    reserve."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -283,9 +283,7 @@ def _search(
         return value
 
     def enough(study, _trial) -> None:
-        durations = [t["seconds"] for t in trials]
-        left = deadline - time.monotonic()
-        if left < 2 * durations[0] + median(durations):
+        if deadline - time.monotonic() < _reserve(trials) + median(t["seconds"] for t in trials):
             study.stop()
 
     with warnings.catch_warnings():
@@ -297,7 +295,17 @@ def _search(
             timeout=max(deadline - time.monotonic(), 0.0),
             callbacks=[enough],
         )
-    return trials, 2 * trials[0]["seconds"] if trials else 0.0
+    return trials, _reserve(trials)
+
+
+def _reserve(trials: list[dict[str, Any]]) -> float:
+    """The seconds the check needs: a fit of the configured parameters (the first trial) and one of
+    the best trial's (each on about as many rows as the search's fits)."""
+    complete = [t for t in trials if t["state"] == COMPLETE]
+    if not complete:
+        return 0.0
+    best = min(complete, key=lambda t: t["value"])
+    return trials[0]["seconds"] + best["seconds"]
 
 
 def _record(settings, started: float, **outcome: Any) -> dict[str, Any]:

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 # A trial reports its validation WAPE to the pruner every this many trees.
 REPORT_EVERY = 10
+# How many times the check's estimated seconds the search leaves for it.
+CHECK_SAFETY = 2.0
 COMPLETE, PRUNED, CUT = "complete", "pruned", "cut by the budget"
 
 
@@ -299,13 +301,14 @@ def _search(
 
 
 def _reserve(trials: list[dict[str, Any]]) -> float:
-    """The seconds the check needs: a fit of the configured parameters (the first trial) and one of
-    the best trial's (each on about as many rows as the search's fits)."""
+    """The seconds kept for the check: its fits of the configured parameters (the first trial) and of
+    the best trial's, each on about as many rows as a trial's, twice over (a shared machine's load
+    moves a fit's time by that much)."""
     complete = [t for t in trials if t["state"] == COMPLETE]
     if not complete:
         return 0.0
     best = min(complete, key=lambda t: t["value"])
-    return trials[0]["seconds"] + best["seconds"]
+    return CHECK_SAFETY * (trials[0]["seconds"] + best["seconds"])
 
 
 def _record(settings, started: float, **outcome: Any) -> dict[str, Any]:

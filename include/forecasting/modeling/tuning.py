@@ -8,9 +8,10 @@ split by target month; nothing here reads the evaluation holdout.
   validation months, and scored by its WAPE there (the trial's value). The first trial is the
   configured parameters themselves, so the search knows what it has to beat.
 * **The check.** The best trial won a contest on the validation months, so its WAPE there flatters
-  it. Before it replaces the configured parameters, both are fitted again one step back in time:
-  on the months before the last ``model.validation_months`` training months, scored on those
-  months (``check`` in the record), which the search never saw. Adopted only when the tuned
+  it. Before it replaces the configured parameters, both are fitted again one step back in time,
+  each with the number of trees early stopping chose for it: on the months before the last
+  ``model.validation_months`` training months, scored on those months (``check`` in the record),
+  which no search score came from. Adopted only when the tuned
   WAPE there is lower than the configured parameters' by ``model.tuning.min_improvement``
   (relative); else the configured parameters stay and the record says why.
 * **The budget.** ``model.tuning.budget_seconds`` bounds the search and the check together: a
@@ -164,20 +165,27 @@ class _Stop:
         return StopAt()
 
 
-def _fit(window: _Window, params: dict[str, Any], config: Config, stop: _Stop) -> tuple[float, int]:
-    """The WAPE at the best number of trees on the window's later months, and that number."""
+def _fit(
+    window: _Window, params: dict[str, Any], config: Config, stop: _Stop, trees: int | None = None
+) -> tuple[float, int]:
+    """The WAPE on the window's later months and the number of trees: with ``trees``, of exactly
+    that many; else of the best number early stopping found."""
     import xgboost as xgb
 
+    log: dict[str, Any] = {}
     booster = xgb.train(
         {**booster_params(config.model), **params, "disable_default_eval_metric": 1},
         window.dtrain,
-        num_boost_round=config.model.num_boost_round,
+        num_boost_round=trees or config.model.num_boost_round,
         evals=[(window.dvalid, "validation")],
-        early_stopping_rounds=config.model.early_stopping_rounds,
+        early_stopping_rounds=None if trees else config.model.early_stopping_rounds,
+        evals_result=log,
         custom_metric=window.wape_metric,
         callbacks=[stop.callback()],
         verbose_eval=False,
     )
+    if trees:
+        return float(log["validation"]["wape"][-1]), booster.num_boosted_rounds()
     return float(booster.best_score), int(booster.best_iteration) + 1
 
 
@@ -215,9 +223,11 @@ def tune(X: pd.DataFrame, rows: Rows, split: Split, config: Config) -> Tuning:
     tuned = {**defaults, **best["params"]}
     check = _window(X, rows.label, check_train, check_valid, config)
     scores = {}
-    for name, params in (("configured", defaults), ("tuned", tuned)):
+    # Each with the trees early stopping chose for it on the validation months, as the backtest
+    # refits with the holdout model's: the check scores the parameters and their number of trees.
+    for name, params, trees in (("configured", defaults, first["trees"]), ("tuned", tuned, best["trees"])):
         stop = _Stop(deadline)
-        scores[name], _ = _fit(check, params, config, stop)
+        scores[name], _ = _fit(check, params, config, stop, trees)
         if stop.cut:
             return kept(f"the budget ran out during the check ({reserve:.0f} s were kept for it)", **record)
     record["check"] = {

@@ -36,6 +36,7 @@ from forecasting.data.panel import build_panel
 from forecasting.features import dataset
 from forecasting.features.dataset import HORIZON, LABEL, ORIGIN, TARGET_MONTH, Rows, training_frame
 from forecasting.modeling import booster as model
+from forecasting.modeling import tuning
 from forecasting.modeling.backtest import BACKTEST
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
     categories = dataset.categories_of(fit_frame, config)
     X = dataset.design_matrix(fit_frame, config, categories)
     fit_split = dataset.split(fit_rows, config, month)
+    tuned, config = tuning.apply(X, fit_rows, fit_split, config)  # the tuned params if adopted
     holdout_model = model.fit(
         X[fit_split.train],
         fit_rows.label[fit_split.train],
@@ -152,6 +154,7 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
             "seconds": round(sum(f["seconds"] for f in backtest_fits), 3),
             "fits": backtest_fits,
         },
+        "tuning": tuned,
     }
     paths.write_json_atomically(metadata, paths.model_metadata(directory))
     log.info(

@@ -318,6 +318,14 @@ def holdout_lines(report: dict) -> list[str]:
     return lines
 
 
+def tuning_line(record: dict) -> str:
+    """What the parameter search of the run's training did (metadata.json's ``tuning``), in one line."""
+    spent = f"{record['trials_run']} trials in {record['seconds']:.0f} s of a {record['budget_seconds']:.0f} s budget"
+    if record["adopted"]:
+        return f"adopted trial {record['best_trial']}'s parameters ({spent}): {record['reason']}"
+    return f"kept the configured parameters ({spent}): {record['reason']}"
+
+
 def summarize(config: Config, month: str, run_id: str | None = None) -> str:
     run = find_run(config, month, run_id)
     stage, failure = stage_results(run)
@@ -339,6 +347,7 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
         f"  features    {stage['build_features']['rows']:,} rows in Feast's offline table; "
         f"{reg['materialized_entities']:,} entities materialized online ({reg['feature_view']})",
         f"  model       {pub.get('challenger', pub['model_version'])} (trained by this run)",
+        *(f"  tuning      {tuning_line(t)}" for t in [_tuning_record(stage["evaluate"])] if t),
         f"  run         {pub['run_id']}",
         "",
         f"  Holdout ({len(report['holdout_target_months'])} months, {report['model']['rows']:,} forecasts):",
@@ -381,6 +390,11 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
         f'{relation_name(config.predictions.table, RUNS)}"',
     ]
     return "\n".join(lines)
+
+
+def _tuning_record(evaluated: dict) -> dict | None:
+    path = paths.model_metadata(Path(evaluated["model_dir"]))
+    return paths.read_json(path).get("tuning") if path.is_file() else None
 
 
 def _published_evaluation(config: Config, month: str) -> tuple[dict, dict]:

@@ -301,6 +301,11 @@ def _models(metadata: sa.MetaData, table: str) -> sa.Table:
             comment="share of holdout actuals inside its p10-p90, on months the bands were not calibrated on",
         ),
         sa.Column("feature_importance", sa.Text, comment="JSON: top features by share of total gain"),
+        sa.Column(
+            "tuning",
+            sa.Text,
+            comment="JSON: its parameter search (model.tuning): every trial, the check, adopted or not and why",
+        ),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("champion_since", sa.Date, comment="first month it is champion for (if promoted)"),
         sa.Column("promoted_at", utc),

@@ -165,6 +165,7 @@ def model_row(metadata: dict, evaluation: dict, importance: dict[str, float], ru
         "interval_coverage": (
             ((evaluation.get("intervals") or {}).get("coverage") or {}).get("model") or {}
         ).get("coverage"),
+        "tuning": _json(metadata["tuning"]) if metadata.get("tuning") else None,
         **backtested,
     }
 
@@ -342,7 +343,8 @@ def format_row(row: dict) -> str:
     out = []
     for key, value in row.items():
         if (
-            key in ("params", "features", "baseline_wapes", "feature_importance", "backtest_origins")
+            key
+            in ("params", "features", "baseline_wapes", "feature_importance", "backtest_origins", "tuning")
             and value
         ):
             value = json.dumps(json.loads(value), indent=2, sort_keys=True).replace("\n", "\n  ")

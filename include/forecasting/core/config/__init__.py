@@ -58,6 +58,7 @@ from forecasting.core.config.sections import (
     NotifierConfig,
     PredictionsConfig,
     SourceConfig,
+    TuningConfig,
     ValidationConfig,
 )
 
@@ -89,6 +90,7 @@ __all__ = [
     "PredictionsConfig",
     "ScenariosConfig",
     "SourceConfig",
+    "TuningConfig",
     "ValidationConfig",
     "expand_variables",
     "hide_password",

@@ -142,6 +142,31 @@ DEFAULT_MODEL_PARAMS: dict[str, Any] = {
 LOG_LINK_OBJECTIVES = ("reg:tweedie", "count:poisson", "reg:gamma")
 
 
+class TuningConfig(Section):
+    """The optional hyperparameter search (forecasting.modeling.tuning): Optuna's seeded TPE
+    sampler over the XGBoost parameters, scored by WAPE on the validation months; its best
+    parameters replace ``model.params`` only when they beat them on earlier months it never
+    searched on. Off by default: on Dominick's and tourism it did not pay (docs/modeling.md)."""
+
+    enabled: bool = Field(default=False, description="Search the XGBoost parameters before each training.")
+    budget_seconds: float = Field(
+        default=120.0, gt=0.0, description="Wall-clock seconds for the search and its check, at most."
+    )
+    max_trials: int = Field(
+        default=50, ge=1, description="Parameter sets tried at most (the defaults first)."
+    )
+    min_improvement: float = Field(
+        default=0.01,
+        ge=0.0,
+        lt=1.0,
+        description="Adopted only with a WAPE this much lower (relative) than the defaults' on the check months.",
+    )
+    pruning: bool = Field(
+        default=False,
+        description="Stop a trial early when its validation WAPE is worse than the median trial's at the same tree.",
+    )
+
+
 class ModelConfig(Section):
     """The XGBoost model and how it is fitted."""
 
@@ -172,6 +197,10 @@ class ModelConfig(Section):
     scale_by_recent_mean: bool = Field(
         default=False,
         description="Fit each row relative to its series' recent mean (a log-link objective's base margin).",
+    )
+
+    tuning: TuningConfig = Field(
+        default_factory=TuningConfig, description="The optional hyperparameter search within a budget."
     )
 
     @field_validator("params", mode="before")

@@ -343,3 +343,12 @@ def test_the_switch_reads_through_sqlalchemy(postgres_source, monkeypatch):
     frame = read_window(without_adbc(postgres_source), M)
 
     assert sorted(frame["k"]) == ["a", "b", "c", "d", "e", "f", "h"]
+
+
+def test_the_switch_is_on_by_default_and_takes_only_a_boolean(tmp_path):
+    from forecasting.core.config import ConfigError
+
+    assert make_config(tmp_path / "default", table="sales").source.postgres_adbc is True
+    assert make_config(tmp_path / "off", table="sales", postgres_adbc=False).source.postgres_adbc is False
+    with pytest.raises(ConfigError, match="postgres_adbc"):
+        make_config(tmp_path / "bad", table="sales", postgres_adbc="no")

@@ -108,8 +108,7 @@ def read_window(config: Config, month: pd.Period) -> pd.DataFrame:
         frame = None
         if engine.dialect.name == "postgresql" and config.source.postgres_adbc:
             with engine.connect() as conn:
-                columns = read_postgres_arrow(conn, query, params, config.source.time_column)
-            frame = None if columns is None else _frame(*columns)
+                frame = read_postgres_arrow(conn, query, params, config.source.time_column)
         if frame is None:  # not PostgreSQL, or columns the Arrow read cannot type as psycopg does
             with engine.connect() as conn:
                 frame = read_source_rows(conn, query, params)

@@ -80,9 +80,9 @@ def literal_sql(conn: sa.Connection, query: sa.TextClause, params: dict) -> str:
 
 def read_postgres_arrow(
     conn: sa.Connection, query: sa.TextClause, params: dict, time_column: str
-) -> tuple[list[str], list] | None:
-    """The query's column names and columns (pandas Series), as the row reader would make them,
-    read through ADBC; None where the row reader must read them (the log says why)."""
+) -> pd.DataFrame | None:
+    """The query's rows as the row reader would make them, read through ADBC; None where the
+    row reader must read them (the log says why)."""
     import adbc_driver_postgresql.dbapi as adbc
 
     sql = literal_sql(conn, query, params)
@@ -100,15 +100,28 @@ def read_postgres_arrow(
         table = cur.fetch_arrow_table()
     names = table.column_names
     if table.num_rows == 0:
-        return names, []  # the caller's frame of no rows, as read_sql_query's: object columns
+        return pd.DataFrame(columns=names)  # what read_sql_query returns for no rows
     try:
-        columns = []
-        for i, field in enumerate(table.schema):
-            columns.append(_column(table.column(i), field, field.name == time_column))
+        parts = {
+            f"c{i}": _column(table.column(i), field, field.name == time_column)
+            for i, field in enumerate(table.schema)
+        }
     except _Unreadable as why:
         log.info("Reading the window through SQLAlchemy: %s", why)
         return None
-    return names, columns
+    del table  # the typed columns only, from here
+    return _frame(names, parts)
+
+
+def _frame(names: list[str], parts: dict[str, pa.ChunkedArray | pd.Series]) -> pd.DataFrame:
+    """One frame of the columns, Arrow's converted by one multi-threaded ``to_pandas`` (a block
+    per column: nothing is copied into shared blocks); names may repeat (SELECT * over a join)."""
+    arrow = {key: part for key, part in parts.items() if isinstance(part, pa.ChunkedArray)}
+    frame = pa.table(arrow).to_pandas(split_blocks=True) if arrow else pd.DataFrame()
+    if len(arrow) < len(parts):  # a time column of Python objects: put it in its place
+        frame = pd.DataFrame({key: frame[key] if key in arrow else part for key, part in parts.items()})
+    frame.columns = pd.Index(names)
+    return frame
 
 
 def _pg_type(field: pa.Field) -> str:
@@ -120,40 +133,44 @@ def _supported(pg_type: str, is_time: bool) -> bool:
     return pg_type in _SUPPORTED and (is_time or pg_type not in _TIME_ONLY)
 
 
-def _column(column: pa.ChunkedArray, field: pa.Field, is_time: bool) -> pd.Series:
+def _column(column: pa.ChunkedArray, field: pa.Field, is_time: bool) -> pa.ChunkedArray | pd.Series:
+    """``column`` cast to what ``to_pandas`` makes the row reader's column of (or, for a time
+    column of values pandas cannot hold, that column itself)."""
     if len(column) and column.null_count == len(column):
-        return pa.nulls(len(column)).to_pandas()  # objects, as the row reader's null-typed chunks
+        return pa.chunked_array([pa.nulls(len(column))])  # objects, as the row reader's null chunks
     if isinstance(column.type, pa.ExtensionType):  # numeric: its decimal text
         column = pa.chunked_array([chunk.storage for chunk in column.chunks], column.type.storage_type)
     kind = _SUPPORTED[_pg_type(field)]
     if kind == "int64" or kind == "float64":
-        column = column.cast(kind)
-    elif kind == "shortest text":
-        column = column.cast(pa.string()).cast(pa.float64())
-    elif kind in ("date", "timestamp"):
-        return _time_values(column, kind, field.name if not is_time else None)
-    return column.to_pandas()
+        return column.cast(kind)
+    if kind == "shortest text":
+        return column.cast(pa.string()).cast(pa.float64())
+    if kind in ("date", "timestamp") and is_time:
+        try:  # nanosecond timestamps (UTC): typed_snapshot reads them to the months it reads
+            return column.cast(pa.timestamp("ns"))  # psycopg's dates and datetimes to, faster
+        except pa.ArrowInvalid:  # out of pandas' range, or 'infinity': as the row reader would
+            return _time_values(column, kind)
+    if kind == "date":
+        days = pc.min_max(column.cast(pa.int32()))
+        if days["min"].as_py() < _PYTHON_DAYS[0] or days["max"].as_py() > _PYTHON_DAYS[1]:
+            # psycopg refuses it: the row reader fails on it, as before, rather than invent a date
+            raise _Unreadable(f"column {field.name} holds a date Python cannot hold")
+    return column
 
 
-def _time_values(column: pa.ChunkedArray, kind: str, other_column: str | None) -> pd.Series:
-    """Dates (and, in the time column, timestamps) as the Python objects psycopg makes, converted
-    once per distinct value. The time column keeps a value Python cannot hold as text
-    ('infinity', a year after 9999), which ``typed_snapshot`` then reports as unreadable; any
-    other column with one is left to the row reader (which fails on it, as before)."""
+def _time_values(column: pa.ChunkedArray, kind: str) -> pd.Series:
+    """The time column's dates or timestamps as the Python objects psycopg makes, converted once
+    per distinct value; a value Python cannot hold ('infinity', a year after 9999) as text,
+    which ``typed_snapshot`` then reports as unreadable."""
     encoded = pc.dictionary_encode(column).combine_chunks()
     dictionary = encoded.dictionary
     to_text: Callable[[int], str] = _day_text if kind == "date" else _microsecond_text
     raw = dictionary.view(pa.int32() if kind == "date" else pa.int64()).to_numpy(zero_copy_only=False)
     days = raw if kind == "date" else np.floor_divide(raw, 86_400 * 1_000_000)
     holdable = (days >= _PYTHON_DAYS[0]) & (days <= _PYTHON_DAYS[1])
-    if not holdable.all() and other_column is not None:
-        raise _Unreadable(f"column {other_column} holds a {kind} Python cannot hold")
     values = np.empty(len(dictionary), dtype=object)
-    if holdable.all():
-        values[:] = dictionary.to_pylist()
-    else:
-        for i, (ok, value) in enumerate(zip(holdable, raw, strict=True)):
-            values[i] = dictionary[i].as_py() if ok else to_text(int(value))
+    for i, (ok, value) in enumerate(zip(holdable, raw, strict=True)):
+        values[i] = dictionary[i].as_py() if ok else to_text(int(value))
     indices = encoded.indices.fill_null(-1).to_numpy()
     out = np.where(indices >= 0, values[np.maximum(indices, 0)] if len(values) else None, None)
     return pd.Series(out, dtype=object)

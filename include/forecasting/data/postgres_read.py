@@ -117,7 +117,7 @@ def _frame(names: list[str], parts: dict[str, pa.ChunkedArray | pd.Series]) -> p
     """One frame of the columns, Arrow's converted by one multi-threaded ``to_pandas`` (a block
     per column: nothing is copied into shared blocks); names may repeat (SELECT * over a join)."""
     arrow = {key: part for key, part in parts.items() if isinstance(part, pa.ChunkedArray)}
-    frame = pa.table(arrow).to_pandas(split_blocks=True) if arrow else pd.DataFrame()
+    frame = pa.table(arrow).to_pandas() if arrow else pd.DataFrame()
     if len(arrow) < len(parts):  # a time column of Python objects: put it in its place
         frame = pd.DataFrame({key: frame[key] if key in arrow else part for key, part in parts.items()})
     frame.columns = pd.Index(names)

@@ -114,8 +114,9 @@ def read_postgres_arrow(
 
 
 def _frame(names: list[str], parts: dict[str, pa.ChunkedArray | pd.Series]) -> pd.DataFrame:
-    """One frame of the columns, Arrow's converted by one multi-threaded ``to_pandas`` (a block
-    per column: nothing is copied into shared blocks); names may repeat (SELECT * over a join)."""
+    """One frame of the columns, Arrow's converted by one multi-threaded ``to_pandas`` into
+    consolidated blocks (as typed_snapshot's select_dtypes wants them: split blocks it would
+    merge again); names may repeat (SELECT * over a join)."""
     arrow = {key: part for key, part in parts.items() if isinstance(part, pa.ChunkedArray)}
     frame = pa.table(arrow).to_pandas() if arrow else pd.DataFrame()
     if len(arrow) < len(parts):  # a time column of Python objects: put it in its place

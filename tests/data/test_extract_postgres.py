@@ -352,3 +352,20 @@ def test_the_switch_is_on_by_default_and_takes_only_a_boolean(tmp_path):
     assert make_config(tmp_path / "off", table="sales", postgres_adbc=False).source.postgres_adbc is False
     with pytest.raises(ConfigError, match="postgres_adbc"):
         make_config(tmp_path / "bad", table="sales", postgres_adbc="no")
+
+
+def test_when_adbc_cannot_connect_the_row_reader_reads_and_the_log_says_so(
+    postgres_source, monkeypatch, caplog
+):
+    import forecasting.data.postgres_read as postgres_read
+
+    execute(postgres_source, "DELETE FROM sales WHERE k = 'g'")
+    monkeypatch.setattr(
+        postgres_read, "connection_string", lambda *a: "host=127.0.0.1 port=1 connect_timeout=2"
+    )
+
+    with caplog.at_level(logging.WARNING, logger="forecasting.data.postgres_read"):
+        frame = read_window(postgres_source, M)
+
+    assert "ADBC could not connect" in caplog.text
+    pd.testing.assert_frame_equal(frame, read_window(without_adbc(postgres_source), M), check_exact=True)

@@ -83,10 +83,15 @@ def read_postgres_arrow(
 ) -> pd.DataFrame | None:
     """The query's rows as the row reader would make them, read through ADBC; None where the
     row reader must read them (the log says why)."""
-    import adbc_driver_postgresql.dbapi as adbc
+    try:
+        import adbc_driver_postgresql.dbapi as adbc
 
+        fast = adbc.connect(connection_string(conn.engine.url, conn.dialect))
+    except Exception as err:  # not installed, or its libpq cannot connect (e.g. no GSSAPI): say so
+        log.warning("Reading the window through SQLAlchemy: ADBC could not connect: %s", err)
+        return None
     sql = literal_sql(conn, query, params)
-    with adbc.connect(connection_string(conn.engine.url, conn.dialect)) as fast, fast.cursor() as cur:
+    with fast, fast.cursor() as cur:
         schema = cur.adbc_execute_schema(sql)
         unsupported = [
             f"{field.name} ({_pg_type(field)})"

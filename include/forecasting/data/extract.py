@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -12,13 +11,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import sqlalchemy as sa
 
 from forecasting.core import paths
 from forecasting.core.config import Config, SourceConfig
 from forecasting.core.db import make_engine
 from forecasting.core.months import month_end, month_start
+from forecasting.data.postgres_read import read_postgres_arrow
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +106,10 @@ def read_window(config: Config, month: pd.Period) -> pd.DataFrame:
     try:
         query = window_query(config, engine.dialect, start is not None)
         frame = None
-        if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg":
+        if engine.dialect.name == "postgresql" and config.source.postgres_adbc:
             with engine.connect() as conn:
-                frame = _read_postgres_copy(conn, query, params, config.source.time_column)
-        if frame is None:  # not PostgreSQL, or columns COPY's text cannot stand for
+                frame = read_postgres_arrow(conn, query, params, config.source.time_column)
+        if frame is None:  # not PostgreSQL, or columns the Arrow read cannot type as psycopg does
             with engine.connect() as conn:
                 frame = read_source_rows(conn, query, params)
     finally:
@@ -221,118 +220,6 @@ def _objects(values) -> np.ndarray:
     array = np.empty(len(values), dtype=object)
     array[:] = values
     return array
-
-
-# PostgreSQL types whose COPY text Arrow parses to what psycopg and pandas would make of them.
-_PG_COPY_TYPES = {
-    16: pa.bool_(),  # bool
-    18: pa.string(),  # "char"
-    19: pa.string(),  # name
-    20: pa.int64(),  # int8
-    21: pa.int64(),  # int2
-    23: pa.int64(),  # int4
-    25: pa.string(),  # text
-    700: pa.float64(),  # float4
-    701: pa.float64(),  # float8
-    1042: pa.string(),  # bpchar
-    1043: pa.string(),  # varchar
-    1082: pa.date32(),  # date
-    1700: pa.float64(),  # numeric (read_sql_query's coerce_float)
-}
-# The time column is only ever parsed by typed_snapshot, which reads its ISO text as it reads
-# datetimes: so timestamps may come as text too.
-_PG_TIME_TEXT_TYPES = {1082, 1114, 1184}  # date, timestamp, timestamptz
-
-
-def _read_postgres_copy(
-    conn: sa.Connection, query: sa.TextClause, params: dict, time_column: str
-) -> pd.DataFrame | None:
-    """Read the query with COPY ... TO STDOUT (FORMAT csv), parsed by Arrow: the server writes the
-    text, Arrow parses it in C, no Python object per value. None if a column has a type whose text
-    Arrow would read differently from psycopg (the generic reader handles those)."""
-    import psycopg
-
-    compiled = query.compile(dialect=conn.dialect)
-    sql = compiled.string
-    bound = compiled.construct_params(params)
-    raw = conn.connection.driver_connection
-    assert isinstance(raw, psycopg.Connection)
-    with raw.cursor() as cur:
-        cur.execute(f"SELECT * FROM ({sql}) AS window_rows LIMIT 0", bound)
-        description = cur.description or []
-        names = [column.name for column in description]
-        types = {}
-        for i, column in enumerate(description):
-            if column.name == time_column and column.type_code in _PG_TIME_TEXT_TYPES:
-                types[f"c{i}"] = pa.string()
-            elif column.type_code in _PG_COPY_TYPES:
-                types[f"c{i}"] = _PG_COPY_TYPES[column.type_code]
-            else:
-                return None
-        # Output formats the parser relies on, for this transaction only (ended when conn closes).
-        cur.execute("SET LOCAL DateStyle = 'ISO, YMD'")
-        cur.execute("SET LOCAL extra_float_digits = 3")
-        with cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)", bound) as copy:
-            stream = _CopyStream(copy)
-            if stream.at_end():
-                return _frame(names, [])
-            try:
-                table = _parse_copy_csv(stream, types)
-            except pa.ArrowInvalid:  # e.g. a date Arrow cannot hold ('infinity'): psycopg decides
-                return None
-    return _frame(names, [column.to_pandas() for column in table.columns])
-
-
-def _parse_copy_csv(stream: io.RawIOBase, types: dict[str, pa.DataType]) -> pa.Table:
-    reader = pacsv.open_csv(
-        stream,
-        read_options=pacsv.ReadOptions(column_names=list(types), block_size=1 << 22),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
-            column_types=types,
-            null_values=[""],  # COPY writes NULL unquoted and empty; an empty text is ""
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-            true_values=["t"],
-            false_values=["f"],
-        ),
-    )
-    return reader.read_all()
-
-
-class _CopyStream(io.RawIOBase):
-    """psycopg's COPY TO data as a file for Arrow's CSV reader. PostgreSQL sends a message per
-    row; each read joins as many as the reader asks for (blocks of megabytes), because Arrow
-    makes a block of whatever one read returns."""
-
-    def __init__(self, copy: Any) -> None:
-        self._rows = iter(copy)
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def at_end(self) -> bool:
-        """True if the COPY sent no data at all (no rows: Arrow refuses an empty CSV)."""
-        if not self._pending:
-            self._pending = bytes(next(self._rows, b""))
-        return not self._pending
-
-    def readinto(self, buffer: Any) -> int:
-        size = len(buffer)
-        parts = [self._pending]
-        have = len(self._pending)
-        if have < size:
-            for row in self._rows:
-                parts.append(row)
-                have += len(row)
-                if have >= size:
-                    break
-        data = b"".join(parts)
-        n = min(size, len(data))
-        buffer[:n] = data[:n]
-        self._pending = data[n:]
-        return n
 
 
 def typed_snapshot(frame: pd.DataFrame, src: SourceConfig) -> pd.DataFrame:

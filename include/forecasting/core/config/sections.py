@@ -72,6 +72,10 @@ class SourceConfig(ReadsTable):
     history_months: int | None = Field(
         default=60, ge=13, description="Months of history extracted (null: all of it)."
     )
+    postgres_adbc: bool = Field(
+        default=True,
+        description="Read a PostgreSQL source through ADBC into Arrow (false: row by row through SQLAlchemy).",
+    )
 
     @model_validator(mode="after")
     def _roles(self) -> SourceConfig:

@@ -16,7 +16,6 @@ import re
 import secrets
 import subprocess
 import sys
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -149,16 +148,18 @@ def test_every_allowed_function_is_a_builtin_that_is_immutable_or_stable(postgre
 # --- SQLite: time and memory bounded for real ------------------------------------------------
 
 
-def run_command(db, *args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess, float, int]:
-    """The command in its own process: its result, seconds taken and peak memory (MiB)."""
+def run_command(db, *args: str, timeout: float = 300) -> tuple[subprocess.CompletedProcess, float, int]:
+    """The command in its own process: its result, the seconds its ``main`` took (the imports
+    before it take longer on a busy machine than any query here) and its peak memory (MiB)."""
     probe = (
-        "import resource, sys\n"
+        "import resource, sys, time\n"
         "from forecasting.publishing.query import main\n"
+        "start = time.monotonic()\n"
         "code = main(sys.argv[1:])\n"
-        "print(f'maxrss={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr)\n"
+        "print(f'took={time.monotonic() - start} maxrss={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', "
+        "file=sys.stderr)\n"
         "sys.exit(code)\n"
     )
-    start = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-c", probe, *args],
         env={**os.environ, "FORECAST_CONFIG": str(db.path)},
@@ -166,10 +167,10 @@ def run_command(db, *args: str, timeout: float = 120) -> tuple[subprocess.Comple
         text=True,
         timeout=timeout,
     )
-    seconds = time.monotonic() - start
-    stderr, _, rss = done.stderr.rpartition("maxrss=")
+    stderr, _, measured = done.stderr.rpartition("took=")
+    took, rss = measured.split(" maxrss=")
     done.stderr = stderr
-    return done, seconds, int(rss) // 1024
+    return done, float(took), int(rss) // 1024
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +187,7 @@ def test_a_huge_value_is_refused_at_once(sqlite_db):
         done.stderr
     )
     # It took 21 s and 1.7 GB before; the process's own imports (pandas, SQLAlchemy) take ~150 MB.
-    assert seconds < 15 and rss < 400, (seconds, rss)
+    assert seconds < 5 and rss < 400, (seconds, rss)
 
 
 def test_a_result_too_large_to_hold_is_refused(sqlite_db):
@@ -206,7 +207,7 @@ def test_a_long_query_stops_at_the_timeout(sqlite_db):
     endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT max(length(hex(randomblob(1000)))) AS m FROM n"
     done, seconds, _ = run_command(sqlite_db, "--timeout", "1", endless)
     assert done.returncode == 1 and done.stderr == "error: cancelled after 1 s (--timeout)\n", done
-    assert seconds < 15
+    assert seconds < 10
 
 
 # --- the config: only the predictions section ----------------------------------------------

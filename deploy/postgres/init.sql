@@ -60,4 +60,4 @@ WHERE schemaname = 'public' AND tablename LIKE '%\_publish\_lock' \gexec
 -- forecasting.publishing.postgres.WRITING_FUNCTIONS (tests/publishing/test_analyst_writes.py checks both).
 SELECT format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', p.oid::regprocedure) FROM pg_proc p
 WHERE p.pronamespace = 'pg_catalog'::regnamespace
-  AND (p.proname LIKE 'lo\_%' OR p.proname IN ('loread', 'lowrite', 'pg_logical_emit_message')) \gexec
+  AND (left(p.proname, 3) = 'lo_' OR p.proname IN ('loread', 'lowrite', 'pg_logical_emit_message')) \gexec

@@ -358,7 +358,7 @@ def copy_rows(conn: sa.Connection, table: sa.Table, records: Sequence[dict]) -> 
 
 WRITING_FUNCTIONS = (
     "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'pg_catalog'::regnamespace "
-    "AND (p.proname LIKE 'lo\\_%' OR p.proname IN ('loread', 'lowrite', 'pg_logical_emit_message'))"
+    "AND (left(p.proname, 3) = 'lo_' OR p.proname IN ('loread', 'lowrite', 'pg_logical_emit_message'))"
 )
 """The built-in functions that PUBLIC may run and that write something lasting: large objects
 (lo_create, lo_from_bytea, lowrite, ...: kept in the database until unlinked) and WAL

@@ -129,15 +129,21 @@ def publish(
                 created_at=created_at,
             )
         except sa.exc.DBAPIError as err:
-            if not is_connection_error(err) or time.monotonic() + wait > deadline:
+            left = deadline - time.monotonic()
+            if not is_connection_error(err) or left <= 0:
                 raise
+            pause = min(wait, left)  # the last try at the deadline
+            reason = str(err.orig).strip().splitlines() or [type(err.orig).__name__]
             log.warning(
-                "Publishing %s: the predictions database cannot be reached (%s); trying again in %g s",
+                "Publishing %s: the predictions database cannot be reached (%s); trying again in %.3g s "
+                "(for %.3g s more, %s)",
                 month,
-                str(err.orig).strip().splitlines()[0] if str(err.orig).strip() else type(err.orig).__name__,
-                wait,
+                reason[0],
+                pause,
+                left,
+                CONNECT_RETRY_ENV,
             )
-            time.sleep(wait)
+            time.sleep(pause)
             wait = min(2 * wait, _LONGEST_WAIT)
 
 

@@ -115,6 +115,14 @@ def test_server_side_commands_and_functions_are_refused(hostile_db, sql):
     assert large_objects(hostile_db.url) == objects
 
 
+def test_a_refused_statement_never_reaches_the_server(tmp_path):
+    raw = demo_config_dict(tmp_path)
+    raw["predictions"] = {"url": "postgresql://nobody@127.0.0.1:1/nothing", "table": "forecasts"}  # refuses
+    config = load_config(write_config(tmp_path, raw))
+    with pytest.raises(query.QueryRefused, match=READ_ONLY):
+        query.run_query(config, "COPY forecasts TO PROGRAM 'id'")
+
+
 def test_a_superuser_reads_as_pg_read_all_data(hostile_db):
     who = query.run_query(
         hostile_db.query_config,

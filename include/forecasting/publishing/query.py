@@ -95,10 +95,10 @@ def run_query(
     predictions = config.predictions if isinstance(config, Config) else config
     engine = _read_only_engine(predictions.database, timeout)
     try:
+        if engine.dialect.name == "postgresql":
+            _check_postgres(sql)  # before connecting: a refused statement never reaches the server
         with engine.connect() as conn:
-            postgres = conn.dialect.name == "postgresql"
-            if postgres:
-                _check_postgres(sql)
+            if conn.dialect.name == "postgresql":
                 conn.execution_options(postgresql_readonly=True)  # BEGIN READ ONLY
                 _drop_superuser(conn)
                 # the query's rows through a server-side cursor, in chunks

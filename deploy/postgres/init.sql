@@ -54,3 +54,10 @@ GRANT SELECT ON ALL TABLES IN SCHEMA public TO :"analyst_role";
 -- ...but for publish's lock tables (<table>_publish_lock), which are the pipeline's alone.
 SELECT format('REVOKE ALL ON %I.%I FROM %I', schemaname, tablename, :'analyst_role') FROM pg_tables
 WHERE schemaname = 'public' AND tablename LIKE '%\_publish\_lock' \gexec
+-- PUBLIC may run the large-object functions (lo_create, lo_from_bytea, lowrite, ...) and
+-- pg_logical_emit_message: an analyst could store data that lasts (large objects stay until
+-- unlinked) or fill the WAL. Nothing of the pipeline uses them; the query that finds them is
+-- forecasting.publishing.postgres.WRITING_FUNCTIONS (tests/publishing/test_analyst_writes.py checks both).
+SELECT format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', p.oid::regprocedure) FROM pg_proc p
+WHERE p.pronamespace = 'pg_catalog'::regnamespace
+  AND (left(p.proname, 3) = 'lo_' OR p.proname IN ('loread', 'lowrite', 'pg_logical_emit_message')) \gexec

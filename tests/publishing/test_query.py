@@ -481,9 +481,9 @@ BAD_SQL = {  # statement: why it is refused
         ("SET TRANSACTION READ WRITE; DELETE FROM forecasts", ONE_STATEMENT),
         ("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE; DELETE FROM forecasts", ONE_STATEMENT),
         ("ROLLBACK; SET default_transaction_read_only = off; DROP VIEW forecasts_latest", ONE_STATEMENT),
-        ("SET default_transaction_read_only = off", NO_ROWS),
-        ("SET TRANSACTION READ WRITE", NO_ROWS),
-        ("COMMIT", NO_ROWS),
+        ("SET default_transaction_read_only = off", READ_ONLY),
+        ("SET TRANSACTION READ WRITE", READ_ONLY),
+        ("COMMIT", READ_ONLY),
         ("DO $$BEGIN SET TRANSACTION READ WRITE; DELETE FROM forecasts; END$$", READ_ONLY),
         ("DO $$BEGIN COMMIT; DELETE FROM forecasts; END$$", READ_ONLY),
         ("WITH gone AS (DELETE FROM forecasts RETURNING *) SELECT count(*) AS n FROM gone", READ_ONLY),
@@ -575,11 +575,11 @@ def test_the_command_refuses_without_a_traceback(guarded_db, before):
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     assert done.stderr == (
-        "refused: forecasting.publishing.query runs exactly one SQL statement: "
+        "refused: forecasting.publishing.query runs exactly one SQL statement"
         + (
-            "cannot insert multiple commands into a prepared statement\n"
+            ", not 3\n"  # PostgreSQL's parser counted them before anything was sent
             if guarded_db.backend == "postgresql"
-            else "You can only execute one statement at a time.\n"
+            else ": You can only execute one statement at a time.\n"
         )
     )
     assert state(guarded_db) == before
@@ -629,7 +629,7 @@ def test_postgres_session_is_read_only_with_a_statement_timeout(guarded_db):
 @pytest.mark.parametrize("guarded_db", BACKENDS, indirect=True)
 def test_a_query_running_past_the_timeout_is_cancelled(guarded_db, capsys, monkeypatch):
     slow = (
-        "SELECT pg_sleep(5) AS slept"
+        "SELECT count(*) AS c FROM generate_series(1, 100000) AS a, generate_series(1, 100000) AS b"
         if guarded_db.backend == "postgresql"
         else "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) AS c FROM n"
     )

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import secrets
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +37,7 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 
+from forecasting.core.config import ConfigError
 from forecasting.core.names import PUBLISH_LOCK, RUNS, relation_name
 from forecasting.publishing import tables
 
@@ -56,6 +58,17 @@ PUBLISH_LOCK_TIMEOUT = 600.0
 
 LOCK_TIMEOUT_ENV = "FORECAST_PUBLISH_LOCK_TIMEOUT"
 
+PUBLISH_IDLE_TIMEOUT = 60.0
+"""Seconds a publish's transaction may sit idle (its client gone quiet: a killed task whose
+socket another process still holds) before the server ends it and frees the month's lock; the
+environment variable ``FORECAST_PUBLISH_IDLE_TIMEOUT`` overrides it. A publish sends its
+statements back to back, so a live one is never idle that long."""
+
+IDLE_TIMEOUT_ENV = "FORECAST_PUBLISH_IDLE_TIMEOUT"
+
+MAX_TIMEOUT_SECONDS = 86_400.0
+"""The longest any of these waits may be set to: a day (PostgreSQL's own limit is 24.8 days of
+milliseconds; float('inf') used to pass, then crashed every publish with OverflowError)."""
 _LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout fired
 _CREATE_RACE = {"23505", "42P07", "42710"}  # unique_violation, duplicate_table, duplicate_object
 
@@ -71,22 +84,48 @@ def lock_table_name(table: str) -> str:
     return relation_name(table, PUBLISH_LOCK)
 
 
-def publish_lock_timeout() -> float:
-    """The lock timeout of a publish, in seconds: FORECAST_PUBLISH_LOCK_TIMEOUT or PUBLISH_LOCK_TIMEOUT."""
-    raw = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+def seconds_from_env(name: str, default: float, *, zero_allowed: bool = False) -> float:
+    """The number of seconds in environment variable ``name`` (``default`` when unset or empty):
+    finite, more than 0 (or 0, with ``zero_allowed``) and at most MAX_TIMEOUT_SECONDS, else a
+    ConfigError naming the variable."""
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return PUBLISH_LOCK_TIMEOUT
+        return default
     try:
         seconds = float(raw)
     except ValueError:
-        raise ValueError(f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
-    if not seconds > 0:  # PostgreSQL's 0 would mean "wait for ever"
-        raise ValueError(f"{LOCK_TIMEOUT_ENV} must be more than 0 seconds, not {raw!r}")
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    least = "0" if zero_allowed else "more than 0"
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero_allowed):
+        # PostgreSQL's 0 would mean "wait for ever"; inf and nan overflow its milliseconds
+        raise ConfigError(f"{name} must be {least} and at most {MAX_TIMEOUT_SECONDS:g} seconds, not {raw!r}")
+    if seconds > MAX_TIMEOUT_SECONDS:
+        raise ConfigError(f"{name} must be {least} and at most {MAX_TIMEOUT_SECONDS:g} seconds, not {raw!r}")
     return seconds
 
 
+def publish_lock_timeout() -> float:
+    """The lock timeout of a publish, in seconds: FORECAST_PUBLISH_LOCK_TIMEOUT or PUBLISH_LOCK_TIMEOUT."""
+    return seconds_from_env(LOCK_TIMEOUT_ENV, PUBLISH_LOCK_TIMEOUT)
+
+
+def publish_idle_timeout() -> float:
+    """How long a publish's transaction may be idle: FORECAST_PUBLISH_IDLE_TIMEOUT or PUBLISH_IDLE_TIMEOUT."""
+    return seconds_from_env(IDLE_TIMEOUT_ENV, PUBLISH_IDLE_TIMEOUT)
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
 def _set_lock_timeout(conn: sa.Connection, seconds: float) -> None:
-    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, round(seconds * 1000))}")  # milliseconds
+    """The transaction's lock_timeout, and its idle_in_transaction_session_timeout: a publish
+    whose client died (kill -9) while another process kept its socket open must not keep the
+    month's lock for ever."""
+    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {_milliseconds(seconds)}")
+    conn.exec_driver_sql(
+        f"SET LOCAL idle_in_transaction_session_timeout = {_milliseconds(publish_idle_timeout())}"
+    )
 
 
 def _sqlstate(err: BaseException) -> str | None:
@@ -317,6 +356,41 @@ def copy_rows(conn: sa.Connection, table: sa.Table, records: Sequence[dict]) -> 
     conn.exec_driver_sql(f"DROP TABLE {stage}")
 
 
+WRITING_FUNCTIONS = (
+    "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'pg_catalog'::regnamespace "
+    "AND (left(p.proname, 3) = 'lo_' OR p.proname IN ('loread', 'lowrite', 'pg_logical_emit_message'))"
+)
+"""The built-in functions that PUBLIC may run and that write something lasting: large objects
+(lo_create, lo_from_bytea, lowrite, ...: kept in the database until unlinked) and WAL
+messages. init.sql and ``grant_analyst_role`` (as a superuser) revoke them from PUBLIC in the
+predictions database; nothing of the pipeline uses them. The other writers PUBLIC may run
+leave nothing behind (advisory locks, NOTIFY: the statement needs no privilege anyway) or
+check privileges of their own (setval, brin_summarize_range, pg_terminate_backend)."""
+
+
+def revoke_writing_functions(conn: sa.Connection, role: str) -> list[str]:
+    """Take EXECUTE on WRITING_FUNCTIONS from PUBLIC when connected as a superuser; returns those
+    ``role`` may still run (warned about: then a superuser must run init.sql's REVOKE)."""
+    functions = conn.exec_driver_sql(WRITING_FUNCTIONS).scalars().all()
+    if conn.exec_driver_sql("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").scalar():
+        for function in functions:
+            conn.exec_driver_sql(f"REVOKE EXECUTE ON FUNCTION {function} FROM PUBLIC")
+    allowed = [
+        f
+        for f in functions
+        if conn.execute(
+            sa.text("SELECT has_function_privilege(:r, :f, 'EXECUTE')"), {"r": role, "f": f}
+        ).scalar()
+    ]
+    if allowed:
+        log.warning(
+            "Role %s may still run %s (PUBLIC may): a superuser must revoke them (deploy/postgres/init.sql)",
+            role,
+            ", ".join(allowed),
+        )
+    return allowed
+
+
 def grant_analyst_role(
     engine: sa.Engine,
     role: str,
@@ -332,7 +406,8 @@ def grant_analyst_role(
     own login roles). It may connect, use ``schema`` and SELECT the predictions table, its
     runs table, its ``_latest`` view, the model registry ``_models``, the realised accuracy
     (``_accuracy``, ``_errors``, ``_tracking_signal``), ``_drift``, ``_alerts`` and the what-if
-    scenarios' ``_scenarios`` (those that exist yet). With ``default_privileges``,
+    scenarios' ``_scenarios`` (those that exist yet), and run none of WRITING_FUNCTIONS (revoked
+    from PUBLIC when connected as a superuser, else warned about). With ``default_privileges``,
     tables and views that the connecting user creates in ``schema`` later are readable too,
     so a first publish after this call needs no second grant.
     """
@@ -374,6 +449,7 @@ def grant_analyst_role(
                     psql.Identifier(schema), ident
                 )
             )
+        revoke_writing_functions(conn, role)
     log.info("Role %s may read %s in %s.%s", role, ", ".join(granted) or "nothing yet", database, schema)
     return granted
 

@@ -6,11 +6,18 @@ new ones in the same transaction, so readers see the old month or the new one, n
 never duplicates. ``<table>_latest`` shows, per entity and forecast month, the forecast made
 from the most recent data; ``<table>_runs`` records which model made each month's forecasts
 and how it scored on its holdout.
+
+A publish that cannot reach its database (PostgreSQL restarting: "connection refused", "the
+database system is starting up", a connection dropped mid-publish) tries again with backoff for
+``FORECAST_PUBLISH_CONNECT_RETRY`` seconds (default ``CONNECT_RETRY_SECONDS``; 0: no retry).
+That is safe because a publish replaces month M in one transaction: one cut before its commit
+changed nothing, one cut during its commit is replaced by the same rows.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,6 +30,33 @@ from forecasting.core.months import month_start
 from forecasting.publishing import tables
 
 log = logging.getLogger(__name__)
+
+CONNECT_RETRY_SECONDS = 300.0
+"""How long a publish keeps trying to reach its database; FORECAST_PUBLISH_CONNECT_RETRY overrides it."""
+CONNECT_RETRY_ENV = "FORECAST_PUBLISH_CONNECT_RETRY"
+_FIRST_WAIT, _LONGEST_WAIT = 1.0, 30.0  # seconds between tries: doubling from the first to the longest
+# SQLSTATEs of a server that is going away or not there yet: connection exceptions (class 08),
+# admin_shutdown, crash_shutdown, cannot_connect_now.
+_CONNECTION_SQLSTATES = ("57P01", "57P02", "57P03")
+_UNREACHABLE = (
+    "connection refused",
+    "server closed the connection",
+    "connection is closed",
+    "could not receive data",
+)
+
+
+def is_connection_error(err: BaseException) -> bool:
+    """A failure to reach the database or keep a connection to it (not a refusal of the request)."""
+    if not isinstance(err, sa.exc.DBAPIError):
+        return False
+    if err.connection_invalidated:
+        return True
+    state = getattr(err.orig, "sqlstate", None) or ""
+    if state.startswith("08") or state in _CONNECTION_SQLSTATES:
+        return True
+    message = str(err.orig).lower()
+    return isinstance(err, sa.exc.OperationalError) and any(text in message for text in _UNREACHABLE)
 
 
 def predictions_tables(config: Config, key_dtypes: dict[str, object]) -> tuple[sa.Table, sa.Table]:
@@ -75,7 +109,54 @@ def publish(
     evaluation: dict | None = None,
     created_at: datetime | None = None,
 ) -> PublishResult:
-    """Replace month M's forecasts with ``forecasts`` in one transaction."""
+    """Replace month M's forecasts with ``forecasts`` in one transaction (trying again while
+    the database cannot be reached, for FORECAST_PUBLISH_CONNECT_RETRY seconds)."""
+    from forecasting.publishing.postgres import seconds_from_env
+
+    deadline = time.monotonic() + seconds_from_env(
+        CONNECT_RETRY_ENV, CONNECT_RETRY_SECONDS, zero_allowed=True
+    )
+    wait = _FIRST_WAIT
+    while True:
+        try:
+            return _publish_once(
+                forecasts,
+                config,
+                month,
+                model_version=model_version,
+                run_id=run_id,
+                evaluation=evaluation,
+                created_at=created_at,
+            )
+        except sa.exc.DBAPIError as err:
+            left = deadline - time.monotonic()
+            if not is_connection_error(err) or left <= 0:
+                raise
+            pause = min(wait, left)  # the last try at the deadline
+            reason = str(err.orig).strip().splitlines() or [type(err.orig).__name__]
+            log.warning(
+                "Publishing %s: the predictions database cannot be reached (%s); trying again in %.3g s "
+                "(for %.3g s more, %s)",
+                month,
+                reason[0],
+                pause,
+                left,
+                CONNECT_RETRY_ENV,
+            )
+            time.sleep(pause)
+            wait = min(2 * wait, _LONGEST_WAIT)
+
+
+def _publish_once(
+    forecasts: pd.DataFrame,
+    config: Config,
+    month: pd.Period,
+    *,
+    model_version: str,
+    run_id: str,
+    evaluation: dict | None,
+    created_at: datetime | None,
+) -> PublishResult:
     keys = config.source.entity_columns
     created_at = created_at or datetime.now(UTC)
     run_month = month_start(month).date()

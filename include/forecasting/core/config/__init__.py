@@ -30,6 +30,7 @@ from forecasting.core.config.loading import (
     REPO_ROOT,
     expand_variables,
     load_config,
+    load_predictions_config,
     predictions_asset_uri,
     unset_variables,
 )
@@ -95,6 +96,7 @@ __all__ = [
     "expand_variables",
     "hide_password",
     "load_config",
+    "load_predictions_config",
     "parse_config",
     "plan_feature",
     "predictions_asset_uri",

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from forecasting.core.config.base import IDENTIFIER, ConfigError
+from forecasting.core.config.base import IDENTIFIER, ConfigError, config_error, refused
 from forecasting.core.config.deployment import Config, parse_config
 from forecasting.core.config.sections import PredictionsConfig
 from forecasting.core.names import predictions_asset_uri_for
@@ -38,6 +39,29 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
     if unset:
         raise ConfigError(f"{path}: environment variables not set: {', '.join(unset)}")
     return parse_config(expanded, path, unexpanded=raw)
+
+
+def load_predictions_config(path: str | os.PathLike | None = None) -> PredictionsConfig:
+    """The ``predictions`` section alone, for tools that only read the predictions database
+    (``python -m forecasting.publishing.query``): only its ``${VAR}``s must be set, only it is
+    checked. The same file as ``load_config``."""
+    path = Path(path or os.environ.get("FORECAST_CONFIG") or DEFAULT_CONFIG).resolve()
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (set FORECAST_CONFIG)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, dict) or "predictions" not in raw:
+        raise config_error(path, "predictions", "is required")
+    section = expand_variables(raw["predictions"])
+    unset = sorted(unset_variables(section))
+    if unset:
+        raise ConfigError(f"{path}: environment variables not set: {', '.join(unset)}")
+    try:
+        return PredictionsConfig.model_validate(section, context={"base": path.parent})
+    except ValidationError as err:
+        raise refused(err, path, "predictions", PredictionsConfig) from None
 
 
 def predictions_asset_uri(path: str | os.PathLike | None = None) -> str:

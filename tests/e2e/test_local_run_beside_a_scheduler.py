@@ -19,6 +19,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -48,6 +49,23 @@ def publish_month(month: str, config) -> None:
     pipeline.predict(month, attempt, model_dir, config, decided["forecaster"])
     pipeline.check_forecasts(month, attempt, config)
     pipeline.publish(month, attempt, model_dir, run_id, config)
+
+
+def wait_until_scheduling(env: dict, processes: list, folder: Path, timeout: float = 300) -> None:
+    """Until the scheduler's job is alive (as `make ui`'s is when someone types `make month`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for process in processes:
+            assert process.poll() is None, (folder / "scheduler.log").read_text()[-3000:]
+        check = subprocess.run(
+            [BIN / "airflow", "jobs", "check", "--job-type", "SchedulerJob", "--local"],
+            env=env,
+            capture_output=True,
+        )
+        if check.returncode == 0:
+            return
+        assert time.monotonic() < deadline, (folder / "scheduler.log").read_text()[-3000:]
+        time.sleep(2)
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +114,7 @@ def beside_a_scheduler(tmp_path_factory):
                     start_new_session=True,
                 )
             )
+        wait_until_scheduling(env, processes, folder)
         result = subprocess.run(
             [sys.executable, "-m", "forecasting.orchestration.localrun", str(month_b - 1)],
             env=env,

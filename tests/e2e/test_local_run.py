@@ -84,9 +84,9 @@ def test_the_local_run_publishes_the_month_and_prints_its_summary(local_run):
     assert "In Airflow: `make ui`, then Browse > Forecasts" in result.stdout  # where to look next
     for task in TASKS:
         assert f"  {task:<18} success" in result.stdout
-    # Then the month's monitoring (forecast_monitoring, which publish's Asset event starts when a
-    # scheduler follows it): nothing was published for M before, so nothing is scored yet.
-    assert f"of forecast_monitoring (month {local_run['month']})" in result.stdout
+    # Then the month's monitoring, started by publish's Asset event as in production: nothing was
+    # published for M before, so nothing is scored yet.
+    assert "of forecast_monitoring (started by the publish's Asset event)" in result.stdout
     assert f"  {'realised_accuracy[0]':<18} success" in result.stdout
     assert f"Realised accuracy: no forecast was published for {local_run['month']}" in result.stdout
 
@@ -120,6 +120,19 @@ def test_it_is_a_manual_run_without_a_logical_date_whose_tasks_logged_like_any_o
         assert events, f"no log for {task}"
     publish_log = (log.parent.parent / "task_id=publish" / "attempt=1.log").read_text()
     assert "Published" in publish_log
+
+
+def test_it_leaves_monthly_forecast_paused_and_the_dags_that_follow_its_publishes_unpaused(local_run):
+    # Unpausing monthly_forecast (as the README says) is then all it takes for monitoring and
+    # scenarios to follow each month; before, they stayed paused and never ran (issue 23).
+    db = local_run["home"] / "airflow.db"
+    paused = dict(rows(db, "SELECT dag_id, is_paused FROM dag"))
+    assert paused == {"monthly_forecast": 1, "forecast_monitoring": 0, "forecast_scenarios": 0}
+    ((run_type, conf),) = rows(db, "SELECT run_type, conf FROM dag_run WHERE dag_id = 'forecast_monitoring'")
+    assert run_type == "asset_triggered" and "month" not in str(conf or "")
+    assert not rows(
+        db, "SELECT run_id FROM dag_run WHERE dag_id = 'monthly_forecast' AND run_type = 'scheduled'"
+    )
 
 
 def test_the_scheduler_imported_the_task_modules_once_for_every_task(local_run):

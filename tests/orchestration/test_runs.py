@@ -155,7 +155,8 @@ def test_the_summary_of_a_failed_validation_lists_every_failed_expectation(tmp_p
             status = main(["2024-12", "--run-id", "bad"])
     assert status == 1
     printed = out.getvalue()
-    assert "Validation of 2024-12 failed (3 of" in printed
+    assert "Validation of 2024-12 failed: the data has no sales in 2023-06 (a gap before 2024-12)." in printed
+    assert "3 of" in printed and "expectations failed:" in printed
     for line in expected:
         assert f" - {line}" in printed, printed
     assert "Data Docs: " in printed

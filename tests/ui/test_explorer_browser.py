@@ -7,7 +7,8 @@ points, the latest drift table's flagged features highlighted, and the alerts ne
 as the predictions database holds them. The viewer picks an entity in the explorer, and the chart's
 points are the database's rows and the snapshot's actuals; the CSV download holds the shown rows;
 a failed month's link opens its own validation page, which runs the vendored jQuery (the CDN
-would be unreachable: every request off 127.0.0.1 is aborted). No console errors in the view.
+would be unreachable: every request off 127.0.0.1 is aborted); a month's "Airflow run" link opens
+the run's page in the whole window. No console errors in the view.
 Screenshots go to the test's temporary folder.
 """
 
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 import pytest
@@ -194,6 +196,18 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
             )
             assert view.locator("#jq").inner_text() == "jQuery 3.7.1"  # the vendored copy ran
             page.screenshot(path=str(shots / "failed-validation-link.png"), full_page=True)  # a stand-in page
+
+            # A month's "Airflow run" link opens the run's page in the whole window. Airflow's
+            # iframe is sandboxed without allow-top-navigation (target="_top" did nothing).
+            page.goto(f"{base}/plugin/forecasts")
+            view.locator("#month-status").wait_for(timeout=30_000)
+            published = view.locator(f"tr[data-month='{RUN_MONTHS[-1]}'][data-status='published']")
+            run_id = published.locator("code").inner_text()
+            published.get_by_role("link", name="Airflow run").click()
+            page.wait_for_url(f"**/dags/monthly_forecast/runs/{quote(run_id, safe='')}", timeout=15_000)
+            # Airflow's own page replaces the view (its router loads the page's code first).
+            page.locator("iframe[title=Forecasts]").wait_for(state="detached", timeout=30_000)
+            assert page.url.startswith(base)
 
             # The overview on its own (as the iframe shows it, without Airflow's frame): the
             # docs' picture of the monitoring sections (docs/ui.md).

@@ -128,7 +128,8 @@ def test_every_attempt_of_every_month_has_its_status_and_links(tmp_path):
     page = render(config, {STOPPED[1]: "failed"})
     # Each attempt links to its own Airflow run (in the whole window) and its own validation page.
     assert (
-        'target="_top" href="../dags/monthly_forecast/runs/manual__2025-02-03T10%3A00%3A00%2B00%3A00"' in page
+        'data-airflow-page href="../dags/monthly_forecast/runs/manual__2025-02-03T10%3A00%3A00%2B00%3A00"'
+        in page
     )
     attempt = "manual__2025-02-03T10-00-00-00-00__20250203T100000000000Z"
     assert (

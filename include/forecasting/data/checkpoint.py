@@ -88,13 +88,19 @@ class ValidationReport:
     failures: list[dict] = field(default_factory=list)
     data_docs: str | None = None  # path to the Data Docs index.html
     subject: str = ""  # what was validated, before the month: "" (the snapshot) or "the plans of "
+    # Why, in plain words, when the data says so ("the data ends in 2026-11; 2026-12 has no
+    # sales yet"): the first line leads with it, before the expectations that failed.
+    reason: str = ""
 
     def summary(self) -> str:
         what = f"{self.subject}{self.month}"
         if self.success:
             return f"Validation of {what} passed ({self.expectations} expectations, {self.rows} rows)."
         failed = f"{len(self.failures)} of {self.expectations} expectations"
-        lines = [f"Validation of {what} failed ({failed}):"]
+        if self.reason:
+            lines = [f"Validation of {what} failed: {self.reason}.", f"{failed} failed:"]
+        else:
+            lines = [f"Validation of {what} failed ({failed}):"]
         lines += [f" - {f['label']}: {f['details']}" for f in self.failures]
         lines.append(f"Data Docs: {self.data_docs}")
         return "\n".join(lines)

@@ -54,9 +54,28 @@ def validate_snapshot(
         report = checkpoint_report(result, batch, month, docs_dir)
     log.info("Data Docs for %s: %s", report.month, report.data_docs)
     if not report.success:
+        report.reason = months_missing_reason(keys, month)
         raise DataValidationError(report)
     log.info(report.summary())
     return report
+
+
+def months_missing_reason(keys: pd.Series, month: pd.Period) -> str:
+    """What the months in the snapshot say, in plain words, when some month up to M has no rows:
+    M is after the data ends, before it starts, or the data has a gap. "" when none is missing."""
+    present = [pd.Period(m, "M") for m in keys.cat.categories[keys.value_counts(sort=False) > 0]]
+    present = [m for m in present if m <= month]
+    if not present:
+        return f"the source has no sales in or before {month}; the data starts after {month}"
+    first, last = min(present), max(present)  # first: of the extract's window, maybe not of the data
+    if last < month:
+        after = f"{month} has" if last + 1 == month else f"{last + 1} to {month} have"
+        return f"the data ends in {last}; {after} no sales yet"
+    gaps = [str(m) for m in month_range(first, month) if m not in set(present)]
+    if not gaps:
+        return ""
+    shown = ", ".join(gaps[:5]) + (f" and {len(gaps) - 5} more" if len(gaps) > 5 else "")
+    return f"the data has no sales in {shown} (a gap before {month})"
 
 
 def snapshot_batch(snapshot: pd.DataFrame, keys: pd.Series) -> pd.DataFrame:

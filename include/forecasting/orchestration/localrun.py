@@ -5,18 +5,22 @@
 ``make run`` and ``make month`` call this. The run is made the way the UI's Trigger button makes
 one: a manual run with the month as its ``month`` param and no logical date, so it never takes
 the data interval (the slot) of a run the scheduler makes itself, and unpausing the DAG later
-lets the scheduler run the latest complete month as usual. Its tasks run under a scheduler with
-the LocalExecutor, each in its own process, so their logs are in the UI like any other run's.
+lets the scheduler run the latest complete month as usual.
 
-When the month is published, the ``forecast_monitoring`` DAG runs for it too, the same way (a
-manual run with ``month``): in production the publish's Asset event starts it, but this
-scheduler makes no runs of its own, and the summary prints the realised accuracy it scored.
-So does ``forecast_scenarios`` when the config has ``plans.scenarios`` (the summary lists them).
+monthly_forecast stays paused: a scheduler queues no task of a paused DAG, and unpausing it let
+``make ui``'s scheduler start its own scheduled run of the latest month at once. So this process
+schedules its run's tasks itself and hands them to a LocalExecutor (``drive``), each task in its
+own supervised process, its log where the UI reads it.
+
+forecast_monitoring and forecast_scenarios are unpaused (they have no schedule but the
+predictions Asset): the publish's Asset event starts them as in production, so the month is
+scored, and the later published months whose forecasts it changed re-scored, whichever way it
+was run. The summary prints the realised accuracy; scenarios run when the config has
+``plans.scenarios``.
 
 If no scheduler is running for this AIRFLOW_HOME, one is started for the length of the run,
-with an api-server (the Execution API the tasks report to), and stopped afterwards; it creates
-no scheduled runs (``use_job_schedule=False``). If one is running (``make ui``), the run is
-triggered through its api-server. A paused DAG is unpaused for the run and paused again after.
+with an api-server (the Execution API the tasks report to), and stopped afterwards. If one is
+running (``make ui``), the run is triggered through its api-server.
 The exit status is 0 when the run published, 1 when it failed (the summary says where and why).
 """
 
@@ -29,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -39,7 +44,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from forecasting.core.names import FORECAST_DAG, MONITORING_DAG, SCENARIOS_DAG
+from forecasting.core.names import ASSET_DAGS, FORECAST_DAG, SCENARIOS_DAG
 
 STARTUP_TIMEOUT = 300  # a fresh api-server and scheduler on a busy 2-core machine
 RUN_TIMEOUT = 4 * 3600
@@ -158,21 +163,27 @@ class Api:
 
 @contextmanager
 def local_airflow(log_folder: Path) -> Iterator[Api]:
-    """An api-server and a scheduler (LocalExecutor, no scheduled runs) for this AIRFLOW_HOME,
-    stopped (their process groups only) when the block ends."""
+    """An api-server and a scheduler (LocalExecutor) for this AIRFLOW_HOME, stopped (their
+    process groups only) when the block ends. The scheduler starts the runs the Asset events call
+    for (monitoring, scenarios), as in production; monthly_forecast stays paused (``run`` schedules
+    its run from this process), so it makes no scheduled run of it."""
     port = free_port()
-    env = {
-        # The api-server signs the tasks' tokens; both share the keys (the environment's, if set).
+    settings = {
+        # The api-server signs the tasks' tokens; all share the keys (the environment's, if set).
         **fresh_api_secrets(),
         **os.environ,
         **api_server_settings(port),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        # This scheduler runs the run it is asked for and makes none of its own.
-        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
     }
+    saved = dict(os.environ)
+    # This process runs tasks too (run() of a paused DAG): the same keys, the same api-server.
+    os.environ.update(settings)
+    env = dict(os.environ)
     log_folder.mkdir(parents=True, exist_ok=True)
     processes: list[subprocess.Popen] = []
     with ExitStack() as stack:
+        stack.callback(os.environ.update, saved)
+        stack.callback(os.environ.clear)
         stack.callback(stop, processes)
         for command in (["api-server", "--port", str(port)], ["scheduler"], ["dags", "reserialize"]):
             log = stack.enter_context(open(log_folder / f"{command[0]}.log", "wb"))
@@ -217,35 +228,162 @@ def stop(processes: list[subprocess.Popen], timeout: float = 30) -> None:
 
 
 def run(api: Api, month: str, out=sys.stdout, dag_id: str = FORECAST_DAG) -> tuple[str, str]:
-    """Trigger the month as a manual run of ``dag_id`` and follow it; returns (run_id, final state)."""
+    """Trigger the month as a manual run of ``dag_id`` and follow it; returns (run_id, final state).
+
+    A paused DAG stays paused: a scheduler queues no task of a paused DAG, and unpausing it lets
+    a scheduler that makes scheduled runs (``make ui``'s) start one of its own at once. So this
+    process schedules the run's tasks itself (``drive``), with the LocalExecutor, the way
+    ``dag.test(use_executor=True)`` does; the scheduler leaves the run alone (a paused DAG's).
+    """
     dag = api.wait_for_dag(STARTUP_TIMEOUT, lambda: None, dag_id)
-    was_paused = dag["is_paused"]
-    if was_paused:
-        api.send("PATCH", f"/dags/{dag_id}", {"is_paused": False})
-    try:
-        created = api.send(
-            "POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": {"month": month}}
-        )
-        run_id = created["dag_run_id"]
-        print(f"Run {run_id} of {dag_id} (month {month}):", file=out, flush=True)
+    created = api.send("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": {"month": month}})
+    run_id = created["dag_run_id"]
+    print(f"Run {run_id} of {dag_id} (month {month}):", file=out, flush=True)
+    if not dag["is_paused"]:  # the running scheduler runs it
         return run_id, follow(api, run_id, out, dag_id)
+    driver = Driver(dag_id, run_id)
+    driver.start()
+    try:
+        return run_id, follow(api, run_id, out, dag_id, driver.check)
     finally:
-        if was_paused:
-            api.send("PATCH", f"/dags/{dag_id}", {"is_paused": True})
+        driver.stop()
+
+
+class Driver(threading.Thread):
+    """Schedules one run's tasks from this process and sends them to a LocalExecutor of its own
+    (its processes run each task as a scheduler's do: supervised, logging where the UI reads)."""
+
+    def __init__(self, dag_id: str, run_id: str):
+        super().__init__(name=f"drive {dag_id} {run_id}", daemon=True)
+        self.dag_id, self.run_id = dag_id, run_id
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise RuntimeError(
+                f"scheduling {self.dag_id} {self.run_id} failed: {self.error!r}"
+            ) from self.error
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(60)
+
+    def run(self) -> None:
+        try:
+            drive(self.dag_id, self.run_id, self.stopping)
+        except BaseException as err:  # reported to the thread that follows the run
+            self.error = err
+
+
+def drive(dag_id: str, run_id: str, stopping: threading.Event) -> None:
+    """dag.test(use_executor=True)'s loop over an existing run: mark the run running, then
+    until it ends, queue each task instance that may run and hand the executor's events back."""
+    from airflow.executors import workloads
+    from airflow.executors.base_executor import ExecutorLoader
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from airflow.models.dagbag import DBDagBag
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState, TaskInstanceState
+    from sqlalchemy import select
+
+    from forecasting.orchestration.warm_up import import_task_modules, preload_switched_on
+
+    executor = ExecutorLoader.get_default_executor()
+    if preload_switched_on():  # as forecast_task_preload does in a scheduler, before the forks
+        import_task_modules()
+    executor.start()
+    bag = DBDagBag()
+    try:
+        with create_session() as session:
+            while not stopping.is_set():
+                session.expire_all()
+                dag_run = session.scalars(
+                    select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
+                ).one()
+                if dag_run.state == DagRunState.QUEUED:  # a scheduler starts only an unpaused DAG's
+                    dag_run.state = DagRunState.RUNNING
+                    session.commit()
+                if dag_run.state != DagRunState.RUNNING:
+                    return
+                dag_run.dag = bag.get_dag_for_run(dag_run=dag_run, session=session)
+                schedulable, _ = dag_run.update_state(session=session)
+                for ti in schedulable:
+                    if ti.state != TaskInstanceState.UP_FOR_RESCHEDULE:
+                        ti.try_number += 1
+                    ti.state = TaskInstanceState.SCHEDULED
+                session.commit()
+                for ti in dag_run.get_task_instances(state=[TaskInstanceState.SCHEDULED], session=session):
+                    if executor.has_task(ti):
+                        continue
+                    executor.queue_workload(
+                        workloads.ExecuteTask.make(ti, generator=executor.jwt_generator), session=session
+                    )
+                    ti.state = TaskInstanceState.QUEUED
+                    session.commit()
+                executor.heartbeat()
+                session.expire_all()
+                SchedulerJobRunner.process_executor_events(
+                    executor=executor, job_id=None, scheduler_dag_bag=bag, session=session
+                )
+                session.commit()
+                stopping.wait(1)
+    finally:
+        executor.end()
+
+
+def follow_asset_runs(api: Api, run_id: str, out=sys.stdout, scenarios: bool = False) -> str:
+    """The runs of the Asset's DAGs that ``run_id``'s publish started (forecast_monitoring's
+    scores the month and re-scores the later published months whose forecasts it changed, as in
+    production), followed to their end; their final state (failed if any failed). A paused one
+    runs nothing: it is named, and the state is failed."""
+    state = "success"
+    for dag_id in ASSET_DAGS:
+        if dag_id == SCENARIOS_DAG and not scenarios:
+            continue
+        if api.get(f"/dags/{dag_id}")["is_paused"]:
+            print(f"{dag_id} is paused: it did not follow the publish (unpause it)", file=out, flush=True)
+            state = "failed"
+            continue
+        started = asset_run_of(api, dag_id, run_id)
+        print(f"Run {started} of {dag_id} (started by the publish's Asset event):", file=out, flush=True)
+        if follow(api, started, out, dag_id) != "success":
+            state = "failed"
+    return state
+
+
+def asset_run_of(api: Api, dag_id: str, source_run_id: str, timeout: float = STARTUP_TIMEOUT) -> str:
+    """The id of the run of ``dag_id`` that consumed an Asset event of ``source_run_id``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = api.get(f"/dags/{dag_id}/dagRuns", run_type="asset_triggered", order_by="-run_after", limit=20)
+        for candidate in runs["dag_runs"]:
+            path = f"/dags/{dag_id}/dagRuns/{quote(candidate['dag_run_id'], safe='')}/upstreamAssetEvents"
+            if any(e.get("source_run_id") == source_run_id for e in api.get(path)["asset_events"]):
+                return candidate["dag_run_id"]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no run of {dag_id} followed the publish of {source_run_id} in {timeout} s")
+        time.sleep(POLL_SECONDS)
 
 
 def run_and_monitor(api: Api, month: str, out=sys.stdout, scenarios: bool = False) -> tuple[str, str]:
-    """The month's forecast run and, once it published, its monitoring run and (``scenarios``:
-    the config has ``plans.scenarios``) its what-if scenarios' run; returns the forecast run's id
-    and the final state of them all (failed if any failed)."""
+    """The month's forecast run and, once it published, the runs of forecast_monitoring and
+    (``scenarios``: the config has ``plans.scenarios``) forecast_scenarios its Asset event
+    started; returns the forecast run's id and the final state of them all (failed if any failed)."""
+    unpause_asset_dags(api)
     run_id, state = run(api, month, out)
     if state != "success":
         return run_id, state
-    _, monitored = run(api, month, out, MONITORING_DAG)
-    if not scenarios:
-        return run_id, monitored
-    _, forecast = run(api, month, out, SCENARIOS_DAG)
-    return run_id, monitored if monitored != "success" else forecast
+    return run_id, follow_asset_runs(api, run_id, out, scenarios)
+
+
+def unpause_asset_dags(api: Api) -> None:
+    """forecast_monitoring and forecast_scenarios follow every publish (they have no schedule of
+    their own): unpaused, so a scheduler starts them on the Asset event whoever ran the month."""
+    for dag_id in ASSET_DAGS:
+        if api.wait_for_dag(STARTUP_TIMEOUT, lambda: None, dag_id)["is_paused"]:
+            api.send("PATCH", f"/dags/{dag_id}", {"is_paused": False})
 
 
 def scenarios_configured() -> bool:
@@ -260,12 +398,16 @@ def scenarios_configured() -> bool:
         return False
 
 
-def follow(api: Api, run_id: str, out, dag_id: str = FORECAST_DAG) -> str:
-    """Print each task as it ends; return the run's final state."""
+def follow(
+    api: Api, run_id: str, out, dag_id: str = FORECAST_DAG, alive: Callable[[], None] = lambda: None
+) -> str:
+    """Print each task as it ends; return the run's final state (``alive`` raises if whatever
+    runs it stopped)."""
     reported: set[str] = set()
     deadline = time.monotonic() + RUN_TIMEOUT
     path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
     while True:
+        alive()
         state = api.get(path)["state"]
         for ti in sorted(
             api.get(f"{path}/taskInstances")["task_instances"], key=lambda t: t["start_date"] or "~"
@@ -322,7 +464,14 @@ def main(argv: list[str] | None = None) -> int:
         logs = airflow_home() / "logs" / "local-runs" / f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{month}"
         print(f"Starting an api-server and a scheduler for the run (their logs: {logs})", flush=True)
         with local_airflow(logs) as api:
+            # This scheduler would make an unpaused monthly_forecast's scheduled runs: paused
+            # while it runs, unpaused again once it stopped (killed meanwhile: left paused).
+            unpause_after = not api.wait_for_dag(STARTUP_TIMEOUT, lambda: None)["is_paused"]
+            if unpause_after:
+                api.send("PATCH", f"/dags/{FORECAST_DAG}", {"is_paused": True})
             run_id, state = run_and_monitor(api, month, scenarios=scenarios)
+        if unpause_after:
+            subprocess.run(["airflow", "dags", "unpause", FORECAST_DAG], capture_output=True, check=False)
     print(
         f"{state} in {time.monotonic() - started:.0f} s; task logs: `make ui`, or {airflow_home() / 'logs'}\n"
     )

@@ -33,9 +33,14 @@ def data_docs_file(config: Config, month: str, attempt: str, relative: str) -> P
         raise BadRequest(f"not a month (YYYY-MM): {month!r}")
     if not ATTEMPT_PATTERN.fullmatch(attempt) or paths.run_key(attempt) != attempt:
         raise BadRequest(f"not a run attempt: {attempt!r}")
+    if "\x00" in relative:  # no file name holds one; the OS refuses it (ValueError, not 404)
+        raise BadRequest("a path with a NUL byte")
     root = paths.data_docs(config, month_of(month), attempt).resolve()
-    target = (root / relative).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
+    try:
+        target = (root / relative).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            return None
+    except OSError:  # e.g. a name longer than the file system allows: no such file
         return None
     return target
 

@@ -30,6 +30,8 @@ from forecasting.ui.charts import Band, Series, line_chart
 from forecasting.ui.templating import render_page
 
 SEARCH_LIMIT = 50
+# A search value of an integer column must fit a 64-bit integer: SQLite and PostgreSQL refuse more.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 INTERVAL_COLUMNS = ("p10", "p90")  # a prediction interval, once the predictions table has one
 
 
@@ -90,6 +92,8 @@ def parse_entity(config: Config, shape: TableShape, given: dict[str, str]) -> di
         try:
             if pd.api.types.is_integer_dtype(dtype):
                 typed[column] = int(text)
+                if not INT64_MIN <= typed[column] <= INT64_MAX:  # no database column holds it
+                    raise BadEntity(f"{column}: {text[:40]!r} is out of range for a number column")
             elif pd.api.types.is_float_dtype(dtype):
                 typed[column] = float(text)
             else:

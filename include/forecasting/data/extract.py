@@ -176,6 +176,8 @@ class _ColumnReader:
             or not _plain_arrow_type(array.type)
             # Arrow makes ints beside floats floats; pandas only does if the whole column is numbers.
             or (array.type == pa.float64() and int in set(map(type, values)))
+            # Arrow makes text beside bytes bytes; the text must stay text.
+            or (pa.types.is_binary(array.type) and str in set(map(type, values)))
         ):
             self.chunks.append(_objects(values))
         else:
@@ -344,6 +346,7 @@ def typed_snapshot(frame: pd.DataFrame, src: SourceConfig) -> pd.DataFrame:
     Vectorised throughout: times are parsed once per distinct value, and only the values that
     fail are turned into text."""
     frame = frame.copy(deep=False)  # new columns only: the caller's frame is left as it was
+    blobs_as_text(frame)
     time = src.time_column
     if time in frame.columns:
         parse_into(frame, time, month_starts)
@@ -358,6 +361,28 @@ def typed_snapshot(frame: pd.DataFrame, src: SourceConfig) -> pd.DataFrame:
     # Keys and attributes that mix numbers and text (SQLite allows it) are kept as text.
     mixed_as_text(frame, frame.select_dtypes(include="object").columns)
     return frame
+
+
+def blobs_as_text(frame: pd.DataFrame) -> None:
+    """Bytes (a BLOB, which SQLite lets any column hold; PostgreSQL's bytea) as text that names
+    them, ``<3-byte blob fffe00>``: never a number or a date, so validation names the column
+    that holds one; and never decoded, since a BLOB need not be UTF-8."""
+    for column in frame.columns[(frame.dtypes == object).to_numpy()]:
+        kind = pd.api.types.infer_dtype(frame[column], skipna=True)
+        if kind == "bytes" or kind.startswith("mixed"):
+            frame[column] = frame[column].map(_blob_text, na_action="ignore")
+
+
+# Bytes of a BLOB shown in its text, enough to recognise it in a report.
+BLOB_BYTES_SHOWN = 16
+
+
+def _blob_text(value: Any) -> Any:
+    if not isinstance(value, bytes | bytearray | memoryview):
+        return value
+    data = bytes(value)
+    more = "..." if len(data) > BLOB_BYTES_SHOWN else ""
+    return f"<{len(data)}-byte blob {data[:BLOB_BYTES_SHOWN].hex()}{more}>"
 
 
 def parse_into(frame: pd.DataFrame, column: str, parse: Callable[[pd.Series], pd.Series]) -> None:
@@ -510,6 +535,7 @@ def typed_plans(frame: pd.DataFrame, config: Config) -> pd.DataFrame:
     plans = config.plans
     assert plans is not None
     frame = frame.copy(deep=False)
+    blobs_as_text(frame)
     if plans.month_column in frame.columns:
         parse_into(frame, plans.month_column, month_starts)
     if plans.planned_at in frame.columns:

@@ -93,8 +93,9 @@ def test_valid_snapshot_passes_and_builds_data_docs(snapshot, config, docs_dir):
     assert report.month == "2024-03"
     assert (report.rows, report.rows_in_month) == (STORES * ITEMS * MONTHS, STORES * ITEMS)
     # 9 columns exist, 4 types, 4 readable (month, units, price, promo), 4 not-null,
-    # target >= 0 and finite, 2 covariates finite, unique keys, month coverage, row count
-    assert report.expectations == 27
+    # target >= 0 and finite, 2 covariates finite, 3 plausible (target, covariates), unique keys,
+    # month coverage, row count
+    assert report.expectations == 30
     assert report.data_docs == str(docs_dir.resolve() / "index.html")
     assert Path(report.data_docs).is_file()
     assert list(snapshot.columns) == [
@@ -240,3 +241,22 @@ def test_validation_leaves_pandas_options_as_they_were(snapshot, config, docs_di
     with pytest.raises(DataValidationError):
         validate_snapshot(snapshot.drop(columns=["price"]), config, MONTH, docs_dir)
     assert pd.get_option("mode.copy_on_write") == before
+
+
+@pytest.mark.parametrize("column", ["units", "price"])
+def test_implausible_magnitudes_fail_naming_entity_and_month(snapshot, config, docs_dir, column):
+    """1e300 passed validation, then train died in XGBoost naming no row (issue 23, fault 4)."""
+    snapshot.loc[9, column] = 1e300
+    row = snapshot.loc[9]
+    err = assert_fails(snapshot, config, docs_dir, "expect_column_values_to_be_between", column)
+    month = f"{row['month']:%Y-%m}"
+    named = f"store_id={row['store_id']}, item_id={row['item_id']} in {month}: {column} 1e+300"
+    assert f"expect_column_values_to_be_between({column}, " in str(err) and "max 1e+15)" in str(err)
+    assert f"1 unexpected of 480 rows: {named}" in str(err), str(err)
+    assert len(err.failures) == 1  # a finite value: not named a second time as infinite
+
+
+def test_infinity_is_named_once_as_not_finite(snapshot, config, docs_dir):
+    snapshot.loc[3, "units"] = np.inf
+    err = assert_fails(snapshot, config, docs_dir, "expect_column_values_to_be_between", "units")
+    assert len(err.failures) == 1 and "finite)" in str(err), str(err)

@@ -93,6 +93,12 @@ def blob_in_a_numeric_column(sales):
     return sales
 
 
+def implausible_price(sales):
+    """1e300 is finite: it passed validation, and train died in XGBoost naming no row."""
+    sales.loc[sales.index[14], "price"] = 1e300
+    return sales
+
+
 # case: (corrupt the sales, the failed expectation the message names, SQL types for to_sql)
 CASES = {
     "null keys": (null_keys, "expect_column_values_to_not_be_null(store_id)", {}),
@@ -118,6 +124,11 @@ CASES = {
         blob_in_a_numeric_column,
         "rows hold a units that is not a number (e.g. '<3-byte blob fffe00>')",
         {"units": "REAL"},
+    ),
+    "an implausible price": (
+        implausible_price,
+        "expect_column_values_to_be_between(price, min -1e+15, max 1e+15)",
+        {},
     ),
     "infinite sales": (infinite_sales, "expect_column_values_to_be_between(units, min 0, finite)", {}),
     "infinite covariate": (infinite_covariate, "expect_column_values_to_be_between(price, finite)", {}),

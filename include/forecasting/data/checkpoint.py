@@ -77,6 +77,11 @@ RESULT_FORMAT = {"result_format": "SUMMARY", "return_unexpected_index_query": Fa
 # The largest finite float: values must lie within [-FINITE, FINITE], which rules out +-inf.
 FINITE = sys.float_info.max
 
+# No sales or covariate value is ever this large: a value beyond it is a unit or sentinel gone
+# wrong (1e300), which XGBoost would fail on (its float32 holds at most 3.4e38) with no row
+# named. Far inside float32, so sums and squares of a year of such values stay finite.
+MAX_MAGNITUDE = 1e15
+
 
 @dataclass
 class ValidationReport:
@@ -221,7 +226,7 @@ def failure_of(result: ExpectationValidationResult, batch: pd.DataFrame) -> dict
     return {
         "expectation": config.type,
         "column": ", ".join(columns) or None,
-        "details": _details(result, [c for c in columns if c not in batch.columns]),
+        "details": _details(result, batch, [c for c in columns if c not in batch.columns]),
         "label": _label(config.type, kwargs),
     }
 
@@ -242,13 +247,34 @@ def _label(expectation: str, kwargs: dict) -> str:
                 if bound == "max":
                     parts.append("finite")
                 continue
-            if isinstance(value, float) and value.is_integer():
+            if isinstance(value, float) and abs(value) >= 1e6:
+                value = f"{value:g}"  # MAX_MAGNITUDE as 1e+15, not 16 digits
+            elif isinstance(value, float) and value.is_integer():
                 value = int(value)  # GX stores a bound of 0 as 0.0; print it as configured
             parts.append(f"{bound} {value}")
     return f"{expectation}({', '.join(map(str, parts))})"
 
 
-def _details(result: ExpectationValidationResult, missing_columns: list[str]) -> str:
+def _rows_out_of_range(batch: pd.DataFrame, kwargs: dict, entity_columns: list[str], limit: int = 3) -> str:
+    """The first few rows whose finite value lies outside the expectation's bounds, as
+    ``store_id=3, item_id=7 in 2026-03: 1e+300`` (infinities are the finite check's to name)."""
+    column = kwargs["column"]
+    values = pd.to_numeric(batch[column], errors="coerce").to_numpy(dtype=float)
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    with np.errstate(invalid="ignore"):
+        bad = np.isfinite(values) & (
+            (values < (-np.inf if low is None else low)) | (values > (np.inf if high is None else high))
+        )
+    shown = []
+    for i in np.flatnonzero(bad)[:limit]:
+        row = batch.iloc[i]
+        entity = ", ".join(f"{k}={_show(row[k])}" for k in entity_columns if k in batch.columns)
+        month = row[MONTH_KEY] if MONTH_KEY in batch.columns else None
+        shown.append(f"{entity}{f' in {month}' if isinstance(month, str) else ''}: {column} {values[i]:g}")
+    return "; ".join(shown)
+
+
+def _details(result: ExpectationValidationResult, batch: pd.DataFrame, missing_columns: list[str]) -> str:
     if missing_columns:
         return f"column {', '.join(repr(c) for c in missing_columns)} is missing from the snapshot"
     errors = _exception_messages(result.exception_info or {})
@@ -263,6 +289,10 @@ def _details(result: ExpectationValidationResult, missing_columns: list[str]) ->
         examples = _examples(res.get("partial_unexpected_list") or [])
         if meta.get("unplanned"):  # forecast months without a plan (validate_plans)
             text = f"{res['unexpected_count']} active entity-months have no plan"
+        elif "entity_columns" in meta:  # values out of range, named by their entity and month
+            text = f"{res['unexpected_count']} unexpected of {res.get('element_count')} rows"
+            named = _rows_out_of_range(batch, config.kwargs, meta["entity_columns"])
+            return f"{text}: {named}" if named else text
         elif "wanted" in meta:  # a value extract could not read as a date or a number
             text = f"{res['unexpected_count']} of {res.get('element_count')} rows hold a {meta['column']} that is not {meta['wanted']}"
         else:

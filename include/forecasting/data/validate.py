@@ -19,6 +19,7 @@ from forecasting.core.months import month_of, month_range
 from forecasting.data.checkpoint import (
     DATETIME_TYPES,
     FINITE,
+    MAX_MAGNITUDE,
     MONTH_KEY,
     NUMERIC_TYPES,
     DataValidationError,
@@ -175,8 +176,26 @@ def _completeness_expectations(src: SourceConfig, snapshot: pd.DataFrame) -> lis
             gxe.ExpectColumnValuesToBeBetween(column=c, min_value=-FINITE, max_value=FINITE)
             for c in src.covariates
         ),
+        *(plausible(c, src.entity_columns) for c in [src.target_column, *src.covariates]),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=keys, notes="One row per entity and month."),
     ]
+
+
+def plausible(column: str, entity_columns: list[str], own_rows: Any = None) -> Expectation:
+    """|value| <= MAX_MAGNITUDE on the rows where it is finite (infinities are the finite
+    check's), the failure naming the first rows by entity and month."""
+    import great_expectations.expectations as gxe
+    from great_expectations.expectations.row_conditions import Column
+
+    finite = (Column(column) >= -FINITE) & (Column(column) <= FINITE)
+    return gxe.ExpectColumnValuesToBeBetween(
+        column=column,
+        min_value=-MAX_MAGNITUDE,
+        max_value=MAX_MAGNITUDE,
+        row_condition=finite if own_rows is None else own_rows & finite,
+        notes=f"No {column} is this large: a unit or a sentinel value gone wrong.",
+        meta={"entity_columns": entity_columns},
+    )
 
 
 def _history_expectations(keys: pd.Series, month: pd.Period, tolerance: float) -> list[Expectation]:
@@ -332,6 +351,7 @@ def plan_expectations(config: Config, month: pd.Period, plans: pd.DataFrame) -> 
             )
             for c in pl.covariates
         ),
+        *(plausible(c, pl.entity_columns, own_rows) for c in pl.covariates),
         gxe.ExpectCompoundColumnsToBeUnique(
             column_list=keys, row_condition=own_rows, notes="One row per entity, month and revision."
         ),

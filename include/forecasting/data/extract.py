@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from forecasting.core import paths
 from forecasting.core.config import Config, SourceConfig
 from forecasting.core.db import make_engine
-from forecasting.core.months import month_end, month_start
+from forecasting.core.months import FIRST_MONTH, LAST_MONTH, month_end, month_start
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +34,14 @@ class Snapshot:
 def window_start(source: SourceConfig, month: pd.Period) -> pd.Period | None:
     """First month a run of M reads, or None to read all history."""
     n = source.history_months
-    return None if n is None else month - (n - 1)
+    return None if n is None else max(month - (n - 1), FIRST_MONTH)  # no earlier time is readable
 
 
 # Times a run can represent (pandas' nanosecond timestamps). A row whose time the database cannot
 # place inside this range (text that is not a date, a year like 99999) is read too, whatever the
 # window, so that validation counts it instead of the window's WHERE dropping it unseen.
-EARLIEST_TIME = pd.Timestamp("1678-01-01")
-LATEST_TIME = pd.Timestamp("2262-01-01")
+EARLIEST_TIME = month_start(FIRST_MONTH)
+LATEST_TIME = month_end(LAST_MONTH)
 
 # Beside each column that must hold dates or numbers, the snapshot keeps the raw text of the values
 # that are not (null elsewhere): validation names and counts them (``unreadable_column``).

@@ -260,3 +260,35 @@ def test_infinity_is_named_once_as_not_finite(snapshot, config, docs_dir):
     snapshot.loc[3, "units"] = np.inf
     err = assert_fails(snapshot, config, docs_dir, "expect_column_values_to_be_between", "units")
     assert len(err.failures) == 1 and "finite)" in str(err), str(err)
+
+
+def test_attributes_that_change_or_go_missing_pass_saying_which_value_wins(snapshot, config, docs_dir):
+    """They passed silently (issue 23, fault 5): the report names them and what the features
+    make of them, and the panel the features are read from does exactly that."""
+    from forecasting.data.panel import build_panel
+
+    entity = (snapshot["store_id"] == 1) & (snapshot["item_id"] == 1)
+    snapshot.loc[entity & (snapshot["month"] >= pd.Timestamp("2024-02-01")), "store_size"] = 120
+    snapshot.loc[entity & in_month(snapshot, "2024-01"), "region"] = None
+    snapshot.loc[entity & in_month(snapshot, "2022-04"), "region"] = None  # the entity's first month
+
+    report = validate_snapshot(snapshot, config, MONTH, docs_dir)
+
+    assert report.success and len(report.notes) == 2, report.notes
+    assert report.notes[0] == (
+        "store_size changes within 1 entity (e.g. store_id=1, item_id=1: 100, then 120 from 2024-02): "
+        "each month's features use that month's value"
+    )
+    assert report.notes[1].startswith("region is null in 2 rows of 1 entity (e.g. store_id=1, item_id=1 in 2022-04)")
+    assert "Note: store_size changes within 1 entity" in report.summary()
+
+    panel = build_panel(typed_snapshot(snapshot, config.source), config)
+    row = 0  # store 1, item 1: the first entity
+    columns = np.arange(panel.months)
+    months = [str(pd.Period(f"{m // 12}-{m % 12 + 1:02d}", "M")) for m in panel.first_month + columns]
+    sizes = dict(zip(months, panel.attribute("store_size", np.zeros_like(columns), columns), strict=True))
+    regions = dict(zip(months, panel.attribute("region", np.zeros_like(columns), columns), strict=True))
+    assert panel.keys.iloc[row].tolist() == ["1", "1"]
+    assert (sizes["2024-01"], sizes["2024-02"], sizes["2024-03"]) == (100.0, 120.0, 120.0)
+    assert pd.isna(regions["2022-04"]) and regions["2022-05"] == "south"  # nothing before its first value
+    assert regions["2024-01"] == "south"  # the month's null: the last value carries forward

@@ -324,7 +324,9 @@ def test_a_corrupt_champion_fails_for_good_saying_how_to_reject_it(registry_db, 
     directory.mkdir(parents=True)
     for holdout in (False, True):
         paths.booster(directory, holdout).write_bytes(b"\x00 half a model")
-    paths.write_json_atomically({"run_month": "2024-11", "holdout_months": 3}, paths.model_metadata(directory))
+    paths.write_json_atomically(
+        {"run_month": "2024-11", "holdout_months": 3}, paths.model_metadata(directory)
+    )
 
     with pytest.raises(UnreadableModel) as raised:
         predict_saved_model(config, "2024-11-b", pd.DataFrame(), "2024-09")

@@ -93,14 +93,18 @@ class ValidationReport:
     failures: list[dict] = field(default_factory=list)
     data_docs: str | None = None  # path to the Data Docs index.html
     subject: str = ""  # what was validated, before the month: "" (the snapshot) or "the plans of "
+    notes: list[str] = field(default_factory=list)  # what passed but is worth knowing
 
     def summary(self) -> str:
         what = f"{self.subject}{self.month}"
+        notes = [f"Note: {note}" for note in self.notes]
         if self.success:
-            return f"Validation of {what} passed ({self.expectations} expectations, {self.rows} rows)."
+            passed = f"Validation of {what} passed ({self.expectations} expectations, {self.rows} rows)."
+            return "\n".join([passed, *notes])
         failed = f"{len(self.failures)} of {self.expectations} expectations"
         lines = [f"Validation of {what} failed ({failed}):"]
         lines += [f" - {f['label']}: {f['details']}" for f in self.failures]
+        lines += notes
         lines.append(f"Data Docs: {self.data_docs}")
         return "\n".join(lines)
 

@@ -53,11 +53,54 @@ def validate_snapshot(
         expectations = build_suite_expectations(config, month, snapshot, keys=keys)
         result = run_checkpoint(batch, expectations, month, docs_dir)
         report = checkpoint_report(result, batch, month, docs_dir)
+    report.notes = attribute_notes(snapshot, config.source, keys)
+    for note in report.notes:
+        log.warning(note)
     log.info("Data Docs for %s: %s", report.month, report.data_docs)
     if not report.success:
         raise DataValidationError(report)
     log.info(report.summary())
     return report
+
+
+def attribute_notes(snapshot: pd.DataFrame, src: SourceConfig, keys: pd.Series) -> list[str]:
+    """What the features make of attributes that are not one value per entity, said once per
+    attribute with an example: a value that changes is used as of each month (the one in M for
+    M's forecasts); a null carries the entity's last value forward (nothing before its first).
+    Neither fails the run: stores do move region and grow."""
+    entity = [c for c in src.entity_columns if c in snapshot.columns]
+    notes = []
+    for a in src.attributes:
+        if a not in snapshot.columns or not entity or snapshot.empty:
+            continue
+        frame = snapshot[[*entity, a]].assign(_month=keys.astype(object).to_numpy())
+        frame = frame.sort_values("_month", kind="stable", na_position="first")
+        changing = frame.groupby(entity, sort=True, dropna=False)[a].transform("nunique") > 1
+        if changing.any():
+            rows = frame[changing.to_numpy()]
+            first = rows.iloc[0]
+            own = rows[(rows[entity] == first[entity]).all(axis=1) & rows[a].notna()]
+            moved = own[own[a] != own[a].iloc[0]].iloc[0]
+            count = len(rows[entity].drop_duplicates())
+            notes.append(
+                f"{a} changes within {count} {'entity' if count == 1 else 'entities'} "
+                f"(e.g. {_entity_text(first, entity)}: {own[a].iloc[0]}, then {moved[a]} from "
+                f"{moved['_month']}): each month's features use that month's value"
+            )
+        nulls = frame[a].isna().to_numpy()
+        if nulls.any():
+            first = frame[nulls].iloc[0]
+            count = len(frame.loc[nulls, entity].drop_duplicates())
+            notes.append(
+                f"{a} is null in {int(nulls.sum())} rows of {count} {'entity' if count == 1 else 'entities'} "
+                f"(e.g. {_entity_text(first, entity)} in {first['_month']}): the entity's last value "
+                "before carries forward, and before its first value it has none"
+            )
+    return notes
+
+
+def _entity_text(row: pd.Series, entity: list[str]) -> str:
+    return ", ".join(f"{k}={row[k]}" for k in entity)
 
 
 def snapshot_batch(snapshot: pd.DataFrame, keys: pd.Series) -> pd.DataFrame:

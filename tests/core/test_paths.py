@@ -150,3 +150,20 @@ def test_a_lease_beats_while_its_stage_runs_and_ends_with_the_publish(tmp_path, 
     with paths.hold_lease(folder, "publish"):
         paths.write_json_atomically({}, paths.result_in(folder, "publish"))
     assert not (folder / paths.LEASE).exists()  # published: only a running stage holds it now
+
+
+def test_a_model_saved_through_the_atomic_writer_is_private_and_loads(tmp_path):
+    """XGBoost's save_model made model.ubj 0644 beside the rest at 0600 (issue 23, fault 16)."""
+    import numpy as np
+    import xgboost as xgb
+
+    booster = xgb.train(
+        {"max_depth": 2}, xgb.DMatrix(np.arange(20.0).reshape(10, 2), label=np.arange(10.0)), 3
+    )
+    path = paths.booster(tmp_path / "models" / "v1")
+    paths.write_file_atomically(path, booster.save_model)
+
+    assert path.stat().st_mode & 0o777 == paths.PRIVATE == 0o600
+    assert not path.read_bytes().startswith(b'{"')  # UBJSON, as the .ubj name asks, not JSON text
+    assert xgb.Booster(model_file=str(path)).num_boosted_rounds() == 3
+    assert [p.name for p in path.parent.iterdir()] == ["model.ubj"]  # no temp file left

@@ -292,3 +292,10 @@ def test_attributes_that_change_or_go_missing_pass_saying_which_value_wins(snaps
     assert (sizes["2024-01"], sizes["2024-02"], sizes["2024-03"]) == (100.0, 120.0, 120.0)
     assert pd.isna(regions["2022-04"]) and regions["2022-05"] == "south"  # nothing before its first value
     assert regions["2024-01"] == "south"  # the month's null: the last value carries forward
+
+
+def test_data_docs_are_private_like_every_file_in_data_dir(snapshot, config, docs_dir):
+    """GX wrote its pages 0644 (issue 23, fault 16)."""
+    validate_snapshot(snapshot, config, MONTH, docs_dir)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in docs_dir.rglob("*") if p.is_file()}
+    assert "index.html" in modes and set(modes.values()) == {0o600}

@@ -194,3 +194,13 @@ def test_bad_forecasts_fail_their_checks_and_publish_nothing(published, capfd, m
     assert states["publish"] == "upstream_failed", states
     assert "expect_column_values_to_be_between(prediction_to_history_max, max 10)" in output
     pd.testing.assert_frame_equal(before, read_table(config))
+
+
+def test_every_file_a_run_writes_is_private(published):
+    """Model files were written 0644 (XGBoost's own writer) and GX's Data Docs too, beside
+    everything else in data_dir at 0600 (issue 23, fault 16)."""
+    config, _ = published
+    files = [p for p in config.data_dir.rglob("*") if p.is_file()]
+    modes = {str(p.relative_to(config.data_dir)): p.stat().st_mode & 0o777 for p in files}
+    assert any(name.endswith("model.ubj") for name in modes) and any("data_docs" in name for name in modes)
+    assert {name: oct(mode) for name, mode in modes.items() if mode != 0o600} == {}

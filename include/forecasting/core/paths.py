@@ -9,7 +9,7 @@ import re
 import socket
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -353,21 +353,39 @@ def _atomic_target(path: Path) -> tuple[int, str]:
     return tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
 
 
-def write_parquet_atomically(frame: pd.DataFrame | pa.Table, path: Path) -> None:
-    """Readers see the old file or the new one, never half of one (rename is atomic)."""
+def write_file_atomically(path: Path, write: Callable[[str], object]) -> None:
+    """``write(temp_path)`` writes the file, then it replaces ``path``: readers see the old file
+    or the new one, never half of one (rename is atomic), and it is private to the pipeline's
+    user (0600, what mkstemp creates), as every file under data_dir is."""
     fd, tmp = _atomic_target(path)
     os.close(fd)
     try:
-        if isinstance(frame, pd.DataFrame):
-            frame.to_parquet(tmp, index=False)
-        else:
-            import pyarrow.parquet as pq
-
-            pq.write_table(frame, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+PRIVATE = 0o600  # every file under data_dir: the pipeline's user reads and writes it, nobody else
+
+
+def make_private(folder: Path) -> None:
+    """Give every file under ``folder`` the mode the pipeline's own writers give theirs
+    (PRIVATE): for what a library wrote there with its own (GX's Data Docs, 0644)."""
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(PRIVATE)
+
+
+def write_parquet_atomically(frame: pd.DataFrame | pa.Table, path: Path) -> None:
+    """``write_file_atomically`` of a frame or an Arrow table as parquet."""
+    if isinstance(frame, pd.DataFrame):
+        write_file_atomically(path, lambda tmp: frame.to_parquet(tmp, index=False))
+        return
+    import pyarrow.parquet as pq
+
+    write_file_atomically(path, lambda tmp: pq.write_table(frame, tmp))
 
 
 def write_json_atomically(data: Any, path: Path) -> None:

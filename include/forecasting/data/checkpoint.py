@@ -163,7 +163,10 @@ def run_checkpoint(
             result_format=RESULT_FORMAT,
         )
     )
-    return checkpoint.run(batch_parameters={"dataframe": batch})
+    try:
+        return checkpoint.run(batch_parameters={"dataframe": batch})
+    finally:
+        paths.make_private(docs_dir)  # GX writes its pages 0644
 
 
 def _context_config(docs_dir: Path) -> Any:
@@ -241,6 +244,8 @@ def _label(expectation: str, kwargs: dict) -> str:
     if "column" in kwargs:
         parts.append(kwargs["column"])
     parts += [kwargs[key] for key in ("column_A", "column_B") if key in kwargs]  # a column pair
+    if expectation == "expect_column_values_to_be_in_set":  # the values allowed, e.g. {0, 1}
+        parts.append("{" + ", ".join(_show(v) for v in kwargs["value_set"]) + "}")
     condition = kwargs.get("row_condition")
     if isinstance(condition, dict) and "parameter" in condition:
         parts.append(f"rows of {condition['parameter']}")
@@ -266,9 +271,11 @@ def _rows_out_of_range(batch: pd.DataFrame, kwargs: dict, entity_columns: list[s
     values = pd.to_numeric(batch[column], errors="coerce").to_numpy(dtype=float)
     low, high = kwargs.get("min_value"), kwargs.get("max_value")
     with np.errstate(invalid="ignore"):
-        bad = np.isfinite(values) & (
-            (values < (-np.inf if low is None else low)) | (values > (np.inf if high is None else high))
-        )
+        if kwargs.get("value_set") is not None:  # a set of allowed values
+            outside = ~np.isin(values, np.asarray(kwargs["value_set"], dtype=float))
+        else:
+            outside = (values < (-np.inf if low is None else low)) | (values > (np.inf if high is None else high))
+        bad = np.isfinite(values) & outside
     shown = []
     for i in np.flatnonzero(bad)[:limit]:
         row = batch.iloc[i]

@@ -300,7 +300,7 @@ def _details(result: ExpectationValidationResult, batch: pd.DataFrame, missing_c
         examples = _examples(res.get("partial_unexpected_list") or [])
         if meta.get("unplanned"):  # forecast months without a plan (validate_plans)
             text = f"{res['unexpected_count']} active entity-months have no plan"
-        elif "entity_columns" in meta:  # values out of range, named by their entity and month
+        elif "entity_columns" in meta and config is not None:  # out of range: named by entity, month
             text = f"{res['unexpected_count']} unexpected of {res.get('element_count')} rows"
             named = _rows_out_of_range(batch, config.kwargs, meta["entity_columns"])
             return f"{text}: {named}" if named else text

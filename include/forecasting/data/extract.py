@@ -367,7 +367,7 @@ def blobs_as_text(frame: pd.DataFrame) -> None:
     """Bytes (a BLOB, which SQLite lets any column hold; PostgreSQL's bytea) as text that names
     them, ``<3-byte blob fffe00>``: never a number or a date, so validation names the column
     that holds one; and never decoded, since a BLOB need not be UTF-8."""
-    for column in frame.columns[(frame.dtypes == object).to_numpy()]:
+    for column in frame.select_dtypes(include="object").columns:
         kind = pd.api.types.infer_dtype(frame[column], skipna=True)
         if kind == "bytes" or kind.startswith("mixed"):
             frame[column] = frame[column].map(_blob_text, na_action="ignore")

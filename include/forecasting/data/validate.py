@@ -225,19 +225,39 @@ def _completeness_expectations(src: SourceConfig, snapshot: pd.DataFrame) -> lis
 
 
 def plausible(column: str, entity_columns: list[str], own_rows: Any = None) -> Expectation:
-    """|value| <= MAX_MAGNITUDE on the rows where it is finite (infinities are the finite
-    check's), the failure naming the first rows by entity and month."""
+    """|value| <= MAX_MAGNITUDE (see ``within``)."""
+    return within(
+        column,
+        (-MAX_MAGNITUDE, MAX_MAGNITUDE),
+        entity_columns,
+        own_rows,
+        notes=f"No {column} is this large: a unit or a sentinel value gone wrong.",
+    )
+
+
+def within(
+    column: str,
+    allowed: tuple[float, float] | list[float],
+    entity_columns: list[str],
+    own_rows: Any = None,
+    notes: str | None = None,
+) -> Expectation:
+    """Every finite value of ``column`` within ``allowed`` (bounds, or a list of the values
+    allowed); infinities are the finite check's. The failure names the first rows outside by
+    ``entity_columns`` and month, with their values."""
     import great_expectations.expectations as gxe
     from great_expectations.expectations.row_conditions import Column
 
     finite = (Column(column) >= -FINITE) & (Column(column) <= FINITE)
+    rows = finite if own_rows is None else own_rows & finite
+    meta = {"entity_columns": entity_columns}
+    if isinstance(allowed, list):
+        return gxe.ExpectColumnValuesToBeInSet(
+            column=column, value_set=allowed, row_condition=rows, notes=notes, meta=meta
+        )
+    low, high = allowed
     return gxe.ExpectColumnValuesToBeBetween(
-        column=column,
-        min_value=-MAX_MAGNITUDE,
-        max_value=MAX_MAGNITUDE,
-        row_condition=finite if own_rows is None else own_rows & finite,
-        notes=f"No {column} is this large: a unit or a sentinel value gone wrong.",
-        meta={"entity_columns": entity_columns},
+        column=column, min_value=low, max_value=high, row_condition=rows, notes=notes, meta=meta
     )
 
 

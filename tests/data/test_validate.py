@@ -113,7 +113,7 @@ def test_valid_snapshot_passes_and_builds_data_docs(snapshot, config, docs_dir):
 
 def test_first_month_of_data_skips_the_row_count_check(snapshot, config, docs_dir):
     report = validate_snapshot(snapshot[in_month(snapshot, "2024-03")], config, MONTH, docs_dir)
-    assert report.success and report.expectations == 26
+    assert report.success and report.expectations == 29  # no row-count check; 3 plausible ones
 
 
 def test_null_entity_key_fails(snapshot, config, docs_dir):

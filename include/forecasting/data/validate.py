@@ -78,13 +78,13 @@ def attribute_notes(snapshot: pd.DataFrame, src: SourceConfig, keys: pd.Series) 
         changing = frame.groupby(entity, sort=True, dropna=False)[a].transform("nunique") > 1
         if changing.any():
             rows = frame[changing.to_numpy()]
-            first = rows.iloc[0]
-            own = rows[(rows[entity] == first[entity]).all(axis=1) & rows[a].notna()]
+            _, own = next(iter(rows.groupby(entity, sort=False, dropna=False)))  # the example
+            own = own[own[a].notna()]
             moved = own[own[a] != own[a].iloc[0]].iloc[0]
             count = len(rows[entity].drop_duplicates())
             notes.append(
                 f"{a} changes within {count} {'entity' if count == 1 else 'entities'} "
-                f"(e.g. {_entity_text(first, entity)}: {own[a].iloc[0]}, then {moved[a]} from "
+                f"(e.g. {_entity_text(moved, entity)}: {own[a].iloc[0]}, then {moved[a]} from "
                 f"{moved['_month']}): each month's features use that month's value"
             )
         nulls = frame[a].isna().to_numpy()

@@ -83,7 +83,8 @@ def test_the_dags_month_param_takes_exactly_the_months_a_run_can_work_on():
     """The param's pattern and FIRST_MONTH..LAST_MONTH say the same, for every 4-digit year."""
     import re
 
-    from forecasting.core.months import FIRST_MONTH, LAST_MONTH, MONTH_PATTERN
+    from forecasting.core.months import FIRST_MONTH, LAST_MONTH
+    from forecasting.core.names import MONTH_PATTERN
 
     pattern = re.compile(MONTH_PATTERN)
     for year in range(10000):

@@ -8,13 +8,11 @@ import numpy as np
 import pandas as pd
 
 from forecasting.core.errors import DataError
+from forecasting.core.names import FIRST_YEAR, LAST_YEAR
 
-# The months a run may work on: the whole years whose every instant pandas' nanosecond
-# timestamps hold (pd.Timestamp.min is in 1677, .max in 2262).
-FIRST_MONTH = pd.Period("1678-01", "M")
-LAST_MONTH = pd.Period("2261-12", "M")
-# "YYYY-MM" with a year from FIRST_MONTH's to LAST_MONTH's: the DAGs' month param.
-MONTH_PATTERN = r"^(167[89]|16[89][0-9]|1[7-9][0-9]{2}|2[01][0-9]{2}|22[0-5][0-9]|226[01])-(0[1-9]|1[0-2])$"
+# The months a run may work on (core.names: the years pandas' timestamps hold whole).
+FIRST_MONTH = pd.Period(year=FIRST_YEAR, month=1, freq="M")
+LAST_MONTH = pd.Period(year=LAST_YEAR, month=12, freq="M")
 
 
 class MonthOutOfRange(DataError):

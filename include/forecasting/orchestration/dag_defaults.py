@@ -9,7 +9,7 @@ from typing import Any
 from airflow.sdk import Asset
 
 from forecasting.core.config import predictions_asset_uri
-from forecasting.core.months import MONTH_PATTERN
+from forecasting.core.names import MONTH_PATTERN
 from forecasting.monitoring.alerts import on_task_failure
 
 

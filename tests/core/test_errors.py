@@ -138,3 +138,24 @@ def test_the_dag_turns_permanent_errors_into_failures_without_retry(tmp_path, mo
         run_stage("extract", "2024-12", "manual__x")
     with pytest.raises(ValueError, match="unknown stage"):
         run_stage("drop_everything", "2024-12", "manual__x")
+
+
+def test_xgboost_refusing_its_data_or_a_model_file_is_permanent(tmp_path):
+    """Train died in XGBoost on a 1e300 and was retried twice (issue 23, fault 4)."""
+    import numpy as np
+    import xgboost as xgb
+
+    huge = np.array([[1.0], [3e300]])
+    refused = raised(lambda: xgb.DMatrix(huge, label=np.array([1.0, 1e300])))
+    assert type(refused).__name__ == "XGBoostError" and is_permanent(refused)
+
+    corrupt = tmp_path / "model.ubj"
+    corrupt.write_bytes(b"not a model")
+    unreadable = raised(lambda: xgb.Booster().load_model(corrupt))
+    assert type(unreadable).__name__ == "XGBoostError" and is_permanent(unreadable)
+
+
+def test_xgboost_losing_its_workers_may_pass():
+    from xgboost.core import XGBoostError
+
+    assert not is_permanent(XGBoostError("[12:00:00] Failed to connect to the tracker: connection timed out"))

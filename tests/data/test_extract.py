@@ -355,3 +355,33 @@ def test_typed_snapshot_leaves_the_callers_frame_alone(tmp_path):
     pd.testing.assert_frame_equal(frame, before)
     assert typed["month"].tolist()[0] == pd.Timestamp("2024-02-01") and pd.isna(typed["month"][1])
     assert typed["month__unreadable"].tolist()[1] == "nope" and typed["units__unreadable"][1] == "x"
+
+
+def test_a_blob_in_a_numeric_column_is_named_not_a_crash(tmp_path):
+    """SQLite lets a REAL column hold a BLOB (bytes that are not UTF-8): extract set it aside as
+    text (UnicodeDecodeError naming no column before) and validation names the column."""
+    config = make_config(tmp_path, table="sales", covariates=["price"])
+    create_table(
+        config,
+        [("a", "2024-02-01", 1.0, 2.5), ("b", "2024-02-01", b"\xff\xfe\x00", b"12")],
+        columns="k TEXT, month TEXT, units REAL, price REAL",
+    )
+
+    frame = read_window(config, M).set_index("k")
+
+    assert pd.isna(frame.loc["b", "units"]) and frame.loc["b", "units__unreadable"] == "<3-byte blob fffe00>"
+    assert pd.isna(frame.loc["b", "price"]) and frame.loc["b", "price__unreadable"] == "<2-byte blob 3132>"
+    assert frame.loc["a", "units"] == 1.0 and pd.isna(frame.loc["a", "units__unreadable"])
+
+
+def test_a_blob_key_or_attribute_is_kept_as_text(tmp_path):
+    config = make_config(tmp_path, table="sales", attributes=["region"])
+    create_table(
+        config,
+        [("a", "2024-02-01", 1.0, b"\xff"), ("b", "2024-02-01", 2.0, "north")],
+        columns="k TEXT, month TEXT, units REAL, region TEXT",
+    )
+
+    frame = read_window(config, M).set_index("k")
+
+    assert frame.loc["a", "region"] == "<1-byte blob ff>" and frame.loc["b", "region"] == "north"

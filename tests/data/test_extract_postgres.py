@@ -369,3 +369,15 @@ def test_when_adbc_cannot_connect_the_row_reader_reads_and_the_log_says_so(
 
     assert "ADBC could not connect" in caplog.text
     pd.testing.assert_frame_equal(frame, read_window(without_adbc(postgres_source), M), check_exact=True)
+
+
+def test_a_bytea_in_a_numeric_role_is_named(postgres_source):
+    engine = sa.create_engine(postgres_source.source.database.url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM sales WHERE k = 'g'")
+        conn.exec_driver_sql("ALTER TABLE sales ALTER COLUMN ratio TYPE bytea USING '\\xff01'::bytea")
+    engine.dispose()
+
+    frame = read_window(postgres_source, M)
+
+    assert frame["ratio"].isna().all() and (frame["ratio__unreadable"] == "<2-byte blob ff01>").all()

@@ -93,8 +93,9 @@ def test_valid_snapshot_passes_and_builds_data_docs(snapshot, config, docs_dir):
     assert report.month == "2024-03"
     assert (report.rows, report.rows_in_month) == (STORES * ITEMS * MONTHS, STORES * ITEMS)
     # 9 columns exist, 4 types, 4 readable (month, units, price, promo), 4 not-null,
-    # target >= 0 and finite, 2 covariates finite, unique keys, month coverage, row count
-    assert report.expectations == 27
+    # target >= 0 and finite, 2 covariates finite, 3 plausible (target, covariates), unique keys,
+    # month coverage, row count
+    assert report.expectations == 30
     assert report.data_docs == str(docs_dir.resolve() / "index.html")
     assert Path(report.data_docs).is_file()
     assert list(snapshot.columns) == [
@@ -112,7 +113,7 @@ def test_valid_snapshot_passes_and_builds_data_docs(snapshot, config, docs_dir):
 
 def test_first_month_of_data_skips_the_row_count_check(snapshot, config, docs_dir):
     report = validate_snapshot(snapshot[in_month(snapshot, "2024-03")], config, MONTH, docs_dir)
-    assert report.success and report.expectations == 26
+    assert report.success and report.expectations == 29  # no row-count check; 3 plausible ones
 
 
 def test_null_entity_key_fails(snapshot, config, docs_dir):
@@ -240,3 +241,61 @@ def test_validation_leaves_pandas_options_as_they_were(snapshot, config, docs_di
     with pytest.raises(DataValidationError):
         validate_snapshot(snapshot.drop(columns=["price"]), config, MONTH, docs_dir)
     assert pd.get_option("mode.copy_on_write") == before
+
+
+@pytest.mark.parametrize("column", ["units", "price"])
+def test_implausible_magnitudes_fail_naming_entity_and_month(snapshot, config, docs_dir, column):
+    """1e300 passed validation, then train died in XGBoost naming no row (issue 23, fault 4)."""
+    snapshot.loc[9, column] = 1e300
+    row = snapshot.loc[9]
+    err = assert_fails(snapshot, config, docs_dir, "expect_column_values_to_be_between", column)
+    month = f"{row['month']:%Y-%m}"
+    named = f"store_id={row['store_id']}, item_id={row['item_id']} in {month}: {column} 1e+300"
+    assert f"expect_column_values_to_be_between({column}, " in str(err) and "max 1e+15)" in str(err)
+    assert f"1 unexpected of 480 rows: {named}" in str(err), str(err)
+    assert len(err.failures) == 1  # a finite value: not named a second time as infinite
+
+
+def test_infinity_is_named_once_as_not_finite(snapshot, config, docs_dir):
+    snapshot.loc[3, "units"] = np.inf
+    err = assert_fails(snapshot, config, docs_dir, "expect_column_values_to_be_between", "units")
+    assert len(err.failures) == 1 and "finite)" in str(err), str(err)
+
+
+def test_attributes_that_change_or_go_missing_pass_saying_which_value_wins(snapshot, config, docs_dir):
+    """They passed silently (issue 23, fault 5): the report names them and what the features
+    make of them, and the panel the features are read from does exactly that."""
+    from forecasting.data.panel import build_panel
+
+    entity = (snapshot["store_id"] == 1) & (snapshot["item_id"] == 1)
+    snapshot.loc[entity & (snapshot["month"] >= pd.Timestamp("2024-02-01")), "store_size"] = 120
+    snapshot.loc[entity & in_month(snapshot, "2024-01"), "region"] = None
+    snapshot.loc[entity & in_month(snapshot, "2022-04"), "region"] = None  # the entity's first month
+
+    report = validate_snapshot(snapshot, config, MONTH, docs_dir)
+
+    assert report.success and len(report.notes) == 2, report.notes
+    assert report.notes[0] == (
+        "store_size changes within 1 entity (e.g. store_id=1, item_id=1: 100, then 120 from 2024-02): "
+        "each month's features use that month's value"
+    )
+    assert report.notes[1].startswith("region is null in 2 rows of 1 entity (e.g. store_id=1, item_id=1 in 2022-04)")
+    assert "Note: store_size changes within 1 entity" in report.summary()
+
+    panel = build_panel(typed_snapshot(snapshot, config.source), config)
+    row = 0  # store 1, item 1: the first entity
+    columns = np.arange(panel.months)
+    months = [str(pd.Period(f"{m // 12}-{m % 12 + 1:02d}", "M")) for m in panel.first_month + columns]
+    sizes = dict(zip(months, panel.attribute("store_size", np.zeros_like(columns), columns), strict=True))
+    regions = dict(zip(months, panel.attribute("region", np.zeros_like(columns), columns), strict=True))
+    assert panel.keys.iloc[row].tolist() == ["1", "1"]
+    assert (sizes["2024-01"], sizes["2024-02"], sizes["2024-03"]) == (100.0, 120.0, 120.0)
+    assert pd.isna(regions["2022-04"]) and regions["2022-05"] == "south"  # nothing before its first value
+    assert regions["2024-01"] == "south"  # the month's null: the last value carries forward
+
+
+def test_data_docs_are_private_like_every_file_in_data_dir(snapshot, config, docs_dir):
+    """GX wrote its pages 0644 (issue 23, fault 16)."""
+    validate_snapshot(snapshot, config, MONTH, docs_dir)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in docs_dir.rglob("*") if p.is_file()}
+    assert "index.html" in modes and set(modes.values()) == {0o600}

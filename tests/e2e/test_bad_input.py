@@ -85,6 +85,20 @@ def infinite_covariate(sales):
     return sales
 
 
+def blob_in_a_numeric_column(sales):
+    """Bytes that are not UTF-8 in a REAL column (SQLite stores a BLOB): a UnicodeDecodeError
+    naming no column, retried, before."""
+    sales = sales.astype({"units": object})
+    sales.loc[sales.index[12], "units"] = b"\xff\xfe\x00"
+    return sales
+
+
+def implausible_price(sales):
+    """1e300 is finite: it passed validation, and train died in XGBoost naming no row."""
+    sales.loc[sales.index[14], "price"] = 1e300
+    return sales
+
+
 # case: (corrupt the sales, the failed expectation the message names, SQL types for to_sql)
 CASES = {
     "null keys": (null_keys, "expect_column_values_to_not_be_null(store_id)", {}),
@@ -105,6 +119,16 @@ CASES = {
         time_not_a_date,
         "rows hold a month that is not a date (e.g. 'notadate')",
         {"month": "TEXT"},
+    ),
+    "a blob in a numeric column": (
+        blob_in_a_numeric_column,
+        "rows hold a units that is not a number (e.g. '<3-byte blob fffe00>')",
+        {"units": "REAL"},
+    ),
+    "an implausible price": (
+        implausible_price,
+        "expect_column_values_to_be_between(price, min -1e+15, max 1e+15)",
+        {},
     ),
     "infinite sales": (infinite_sales, "expect_column_values_to_be_between(units, min 0, finite)", {}),
     "infinite covariate": (infinite_covariate, "expect_column_values_to_be_between(price, finite)", {}),
@@ -170,3 +194,13 @@ def test_bad_forecasts_fail_their_checks_and_publish_nothing(published, capfd, m
     assert states["publish"] == "upstream_failed", states
     assert "expect_column_values_to_be_between(prediction_to_history_max, max 10)" in output
     pd.testing.assert_frame_equal(before, read_table(config))
+
+
+def test_every_file_a_run_writes_is_private(published):
+    """Model files were written 0644 (XGBoost's own writer) and GX's Data Docs too, beside
+    everything else in data_dir at 0600 (issue 23, fault 16)."""
+    config, _ = published
+    files = [p for p in config.data_dir.rglob("*") if p.is_file()]
+    modes = {str(p.relative_to(config.data_dir)): p.stat().st_mode & 0o777 for p in files}
+    assert any(name.endswith("model.ubj") for name in modes) and any("data_docs" in name for name in modes)
+    assert {name: oct(mode) for name, mode in modes.items() if mode != 0o600} == {}

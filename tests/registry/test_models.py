@@ -305,6 +305,41 @@ def test_cli_promote_and_reject_record_who_and_why(registry_db, capsys):
     assert statuses(config)["2024-12-c"] == models.REJECTED
 
 
+def test_a_corrupt_champion_fails_for_good_saying_how_to_reject_it(registry_db, capsys):
+    """It was retried three times, "may pass if retried" (issue 23, fault 7). The command the
+    message gives is run as given: the previous promotion becomes the champion again."""
+    import re
+    import shlex
+
+    from forecasting.core import paths
+    from forecasting.core.errors import is_permanent
+    from forecasting.modeling.booster import UnreadableModel
+    from forecasting.registry.gate import predict_saved_model
+
+    config = registry_db
+    with models.registry(config) as (conn, table):
+        models.save(conn, table, promoted("2024-10-a", "2024-10", at=1))
+        models.save(conn, table, promoted("2024-11-b", "2024-11", at=2))
+    directory = paths.model_dir(config, "2024-11-b")
+    directory.mkdir(parents=True)
+    for holdout in (False, True):
+        paths.booster(directory, holdout).write_bytes(b"\x00 half a model")
+    paths.write_json_atomically(
+        {"run_month": "2024-11", "holdout_months": 3}, paths.model_metadata(directory)
+    )
+
+    with pytest.raises(UnreadableModel) as raised:
+        predict_saved_model(config, "2024-11-b", pd.DataFrame(), "2024-09")
+    message = str(raised.value)
+    assert is_permanent(raised.value) and str(paths.booster(directory, holdout=True)) in message
+    command = re.search(r"`python -m forecasting\.registry\.models (reject [^`]+)`", message)
+    assert command, message
+
+    assert models.main(shlex.split(command.group(1))) == 0
+    assert statuses(config) == {"2024-10-a": models.CHAMPION, "2024-11-b": models.REJECTED}
+    assert "corrupt model file" in capsys.readouterr().out
+
+
 def test_an_older_registry_gets_the_new_columns(registry_db):
     from forecasting.core.db import make_engine
 

@@ -303,6 +303,42 @@ def test_bad_scenario_rows_are_refused_with_nothing_written(deployed, backend):
     assert not (folder / "forecast_scenarios.failed.json").exists()
 
 
+def test_scenario_values_outside_their_history_are_refused_naming_each(deployed):
+    """Price -100, price 1e300 and promo 7 were forecast and published (issue 23, fault 13): a
+    covariate stays within 10 times its history (a 0/1 flag within the values it took)."""
+    from forecasting.data.checkpoint import DataValidationError
+    from forecasting.datasets.synthetic_plans import seed_scenarios_table
+    from forecasting.orchestration import pipeline
+    from forecasting.scenarios.read import HISTORY_MAX_FACTOR
+
+    good = deployed.scenarios
+    bad = good.copy()
+    bad.loc[0, "price"] = -100.0
+    bad.loc[1, "price"] = 1e300
+    bad.loc[2, "promo"] = 7
+    bad.loc[3, "price"] = 2.5 * max(deployed.plans["price"].max(), 1)  # a bold plan, not a slip
+    try:
+        seed_scenarios_table(deployed.config.source.database.url, bad)
+        with pytest.raises(DataValidationError) as failed:
+            pipeline.forecast_scenarios(END_MONTH, "bad-ranges", deployed.attempt, deployed.config)
+    finally:
+        seed_scenarios_table(deployed.config.source.database.url, good)
+    high = HISTORY_MAX_FACTOR * max(deployed.plans["price"].max(), 0)
+    details = {f["label"]: f["details"] for f in failed.value.failures}
+    assert len(details) == 2, details
+
+    def row(i: int) -> str:
+        r = bad.loc[i]
+        return f"scenario={r['scenario']!r}, store_id={r['store_id']}, item_id={r['item_id']} in {pd.Timestamp(r['month']):%Y-%m}"
+
+    assert details[f"expect_column_values_to_be_between(price, min 0, max {high:g})"] == (
+        f"2 unexpected of {len(bad)} rows: {row(0)}: price -100; {row(1)}: price 1e+300"
+    )
+    assert details["expect_column_values_to_be_in_set(promo, {0, 1})"] == (
+        f"1 unexpected of {len(bad)} rows: {row(2)}: promo 7"
+    )
+
+
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_the_analyst_reads_the_scenarios(deployed, backend):
     publish_made(backend, deployed)

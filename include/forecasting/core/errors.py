@@ -38,6 +38,9 @@ _UNREACHABLE = (
     "does not exist",
 )
 _SQLITE_PERMANENT = ("no such table", "no such column", "syntax error", "unable to open database file")
+# XGBoost raises one class for everything; what it says when workers cannot talk (Dask,
+# its collective) may pass, anything else (data it refuses, a model file it cannot read) will not.
+_XGBOOST_TRANSIENT = ("socket", "connect", "timed out", "timeout", "collective", "rabit", "worker")
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -71,6 +74,9 @@ def is_permanent(error: BaseException) -> bool:
             if any(text in message for text in _SQLITE_PERMANENT):
                 return True
         module = type(cause).__module__
+        if module.startswith("xgboost") and type(cause).__name__ == "XGBoostError":
+            message = str(cause).lower().partition("stack trace:")[0]  # not the trace's paths
+            return not any(text in message for text in _XGBOOST_TRANSIENT)
         if module.startswith(("sqlalchemy", "psycopg", "redis")):
             name = type(cause).__name__
             if name in ("ArgumentError", "NoSuchModuleError", "AuthenticationError"):

@@ -7,15 +7,43 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from forecasting.core.errors import DataError
+from forecasting.core.names import FIRST_YEAR, LAST_YEAR
+
+# The months a run may work on (core.names: the years pandas' timestamps hold whole).
+FIRST_MONTH = pd.Period(year=FIRST_YEAR, month=1, freq="M")
+LAST_MONTH = pd.Period(year=LAST_YEAR, month=12, freq="M")
+
+
+class MonthOutOfRange(DataError):
+    """A month no run can work on (its dates do not fit in pandas' timestamps): every retry
+    asks for the same month."""
+
 
 def month_of(value: str | datetime | pd.Timestamp | pd.Period) -> pd.Period:
-    """The calendar month holding ``value`` ("2024-03", a date, a timestamp or a Period)."""
+    """The calendar month holding ``value`` ("2024-03", a date, a timestamp or a Period).
+    Raises MonthOutOfRange for a month outside FIRST_MONTH..LAST_MONTH."""
     if isinstance(value, pd.Period):
-        return value.asfreq("M")
-    ts = pd.Timestamp(value)
+        return in_range(value.asfreq("M"), value)
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, OverflowError) as err:  # OutOfBoundsDatetime (2999-01) is a ValueError
+        raise MonthOutOfRange(
+            f"{value!r} is not a month a run can work on (YYYY-MM, {FIRST_MONTH}..{LAST_MONTH}): {err}"
+        ) from err
     if ts.tzinfo is not None:
         ts = ts.tz_convert("UTC").tz_localize(None)
-    return ts.to_period("M")
+    return in_range(ts.to_period("M"), value)
+
+
+def in_range(month: pd.Period, asked: object) -> pd.Period:
+    """``month`` if a run can work on it, else MonthOutOfRange naming ``asked``."""
+    if not FIRST_MONTH <= month <= LAST_MONTH:
+        raise MonthOutOfRange(
+            f"month {asked} is outside {FIRST_MONTH}..{LAST_MONTH}, the years pandas' timestamps "
+            "can hold: give a month in that range"
+        )
+    return month
 
 
 def month_start(month: pd.Period) -> pd.Timestamp:
@@ -86,7 +114,7 @@ def month_to_run(requested: str | None, data_interval_start, run_after) -> str:
     on the run itself, so re-running it works on the same month.
     """
     if requested:
-        return str(pd.Period(requested, "M"))
+        return str(month_of(requested))
     if data_interval_start is not None:
         return str(month_of(data_interval_start))
     return str(month_of(run_after) - 1)

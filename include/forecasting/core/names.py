@@ -60,3 +60,10 @@ PUBLISH_LOCK = "publish_lock"  # PostgreSQL only: publish's row locks, the pipel
 def relation_name(table: str, suffix: str = "") -> str:
     """``<table>_<suffix>``, or the predictions table itself for no suffix."""
     return f"{table}_{suffix}" if suffix else table
+
+
+# The years a run's month M may be in: those whose every instant pandas' nanosecond timestamps
+# hold (pd.Timestamp.min is in 1677, .max in 2262); core.months checks them, and the DAGs'
+# month param ("YYYY-MM") takes only them, by this pattern (here, for DAG files: no pandas).
+FIRST_YEAR, LAST_YEAR = 1678, 2261
+MONTH_PATTERN = r"^(167[89]|16[89][0-9]|1[7-9][0-9]{2}|2[01][0-9]{2}|22[0-5][0-9]|226[01])-(0[1-9]|1[0-2])$"

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import socket
 import tempfile
-from datetime import UTC, datetime
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from forecasting.core.config import Config
+from forecasting.core.errors import DataError
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+log = logging.getLogger(__name__)
 
 
 def run_key(run_id: str) -> str:
@@ -160,13 +168,113 @@ def published_months(config: Config) -> list[str]:
 SUPERSEDED_FILES = ("raw.parquet", "plans.parquet", "forecasts.parquet", "scenarios.parquet")
 
 
-def prune_superseded_runs(config: Config, month: pd.Period, keep: str) -> None:
-    """Delete the big files of M's other attempts, after attempt ``keep`` was published."""
+def prune_superseded_runs(config: Config, month: pd.Period, keep: str) -> list[Path]:
+    """Delete the big files of M's other attempts, after attempt ``keep`` was published, but
+    never those of an attempt still running (its lease is fresh: another deployment or run
+    working on M over the same data_dir). Returns the attempts pruned."""
     kept = run_dir(config, month, keep)
+    release_lease(kept)  # published: nothing of this attempt runs any more
+    pruned = []
     for folder in runs_of(config, month):
-        if folder != kept:
-            for name in SUPERSEDED_FILES:
-                (folder / name).unlink(missing_ok=True)
+        if folder == kept:
+            continue
+        holder = live_lease(folder)
+        if holder is not None:
+            log.info("Kept the files of %s: it is still running (%s)", folder.name, describe_lease(holder))
+            continue
+        present = [folder / name for name in SUPERSEDED_FILES if (folder / name).exists()]
+        if present:
+            write_json_atomically({"by": keep, "at": datetime.now(UTC).isoformat()}, folder / PRUNED)
+            for path in present:
+                path.unlink(missing_ok=True)
+            pruned.append(folder)
+    return pruned
+
+
+# --- leases: which attempts are running, so that no other run deletes their files -------------
+
+# A file per attempt folder: who works on it now (host, pid, stage) and when it last said so.
+# Held by every stage for as long as it runs (``hold_lease``), refreshed every HEARTBEAT; an
+# attempt between two stages (a retry's delay, a queue) keeps it until LEASE_STALE has passed.
+LEASE = ".lease"  # JSON; not *.json, which are stage results (results_in)
+# Left in an attempt folder whose big files were pruned: which attempt's publish pruned them.
+PRUNED = ".pruned"
+LEASE_HEARTBEAT = timedelta(seconds=60)
+LEASE_STALE = timedelta(hours=24)
+
+
+@contextmanager
+def hold_lease(attempt_dir: Path, stage: str) -> Iterator[None]:
+    """Mark ``attempt_dir`` as running while the block runs, with a heartbeat every
+    LEASE_HEARTBEAT from a thread. The lease stays after the block (the next stage takes it on)
+    unless the attempt has published (the stages after publish hold it only while they run);
+    a stage that fails for good ends it (``release_lease``)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        lease = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "stage": stage,
+            "heartbeat": datetime.now(UTC).isoformat(),
+        }
+        write_json_atomically(lease, attempt_dir / LEASE)
+
+    def keep_beating() -> None:
+        while not stop.wait(LEASE_HEARTBEAT.total_seconds()):
+            beat()
+
+    beat()
+    thread = threading.Thread(target=keep_beating, name=f"lease {attempt_dir.name}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        if result_in(attempt_dir, "publish").is_file():
+            release_lease(attempt_dir)
+        else:
+            beat()  # the end of the stage is the last sign of life until the next one starts
+
+
+def release_lease(attempt_dir: Path) -> None:
+    (attempt_dir / LEASE).unlink(missing_ok=True)
+
+
+def live_lease(attempt_dir: Path) -> dict | None:
+    """The attempt's lease if it is fresh (a heartbeat within LEASE_STALE), else None."""
+    try:
+        lease = read_json(attempt_dir / LEASE)
+        heartbeat = datetime.fromisoformat(lease["heartbeat"])
+    except (OSError, ValueError, KeyError, TypeError):  # none, or half a file: not running
+        return None
+    return lease if datetime.now(UTC) - heartbeat < LEASE_STALE else None
+
+
+def describe_lease(lease: dict) -> str:
+    return f"{lease.get('stage')} in pid {lease.get('pid')} on {lease.get('host')}, last heard at {lease.get('heartbeat')}"
+
+
+def existing(path: Path) -> Path:
+    """``path``, which a stage of its attempt needs; if it is gone, a DataError that says why:
+    the attempt was superseded and its big files pruned, by which attempt, and what to do."""
+    if path.exists():
+        return path
+    marker = path.parent / PRUNED
+    if marker.is_file():
+        pruned = read_json(marker)
+        raise AttemptPruned(
+            f"{path} is gone: attempt {path.parent.name} was superseded by attempt {pruned.get('by')}, "
+            f"published at {pruned.get('at')}, which deleted its big files (this attempt had not "
+            f"been heard from for {LEASE_STALE}). Run {path.parent.parent.name} again if its "
+            "forecasts are still wanted."
+        )
+    raise AttemptPruned(f"{path} is gone (nothing says who deleted it): run {path.parent.parent.name} again")
+
+
+class AttemptPruned(DataError):
+    """A file a stage needs was pruned with its attempt: retrying reads the same empty folder."""
 
 
 def feature_table(config: Config) -> Path:
@@ -245,21 +353,39 @@ def _atomic_target(path: Path) -> tuple[int, str]:
     return tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
 
 
-def write_parquet_atomically(frame: pd.DataFrame | pa.Table, path: Path) -> None:
-    """Readers see the old file or the new one, never half of one (rename is atomic)."""
+def write_file_atomically(path: Path, write: Callable[[str], object]) -> None:
+    """``write(temp_path)`` writes the file, then it replaces ``path``: readers see the old file
+    or the new one, never half of one (rename is atomic), and it is private to the pipeline's
+    user (0600, what mkstemp creates), as every file under data_dir is."""
     fd, tmp = _atomic_target(path)
     os.close(fd)
     try:
-        if isinstance(frame, pd.DataFrame):
-            frame.to_parquet(tmp, index=False)
-        else:
-            import pyarrow.parquet as pq
-
-            pq.write_table(frame, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+PRIVATE = 0o600  # every file under data_dir: the pipeline's user reads and writes it, nobody else
+
+
+def make_private(folder: Path) -> None:
+    """Give every file under ``folder`` the mode the pipeline's own writers give theirs
+    (PRIVATE): for what a library wrote there with its own (GX's Data Docs, 0644)."""
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(PRIVATE)
+
+
+def write_parquet_atomically(frame: pd.DataFrame | pa.Table, path: Path) -> None:
+    """``write_file_atomically`` of a frame or an Arrow table as parquet."""
+    if isinstance(frame, pd.DataFrame):
+        write_file_atomically(path, lambda tmp: frame.to_parquet(tmp, index=False))
+        return
+    import pyarrow.parquet as pq
+
+    write_file_atomically(path, lambda tmp: pq.write_table(frame, tmp))
 
 
 def write_json_atomically(data: Any, path: Path) -> None:

@@ -77,6 +77,11 @@ RESULT_FORMAT = {"result_format": "SUMMARY", "return_unexpected_index_query": Fa
 # The largest finite float: values must lie within [-FINITE, FINITE], which rules out +-inf.
 FINITE = sys.float_info.max
 
+# No sales or covariate value is ever this large: a value beyond it is a unit or sentinel gone
+# wrong (1e300), which XGBoost would fail on (its float32 holds at most 3.4e38) with no row
+# named. Far inside float32, so sums and squares of a year of such values stay finite.
+MAX_MAGNITUDE = 1e15
+
 
 @dataclass
 class ValidationReport:
@@ -91,17 +96,21 @@ class ValidationReport:
     # Why, in plain words, when the data says so ("the data ends in 2026-11; 2026-12 has no
     # sales yet"): the first line leads with it, before the expectations that failed.
     reason: str = ""
+    notes: list[str] = field(default_factory=list)  # what passed but is worth knowing
 
     def summary(self) -> str:
         what = f"{self.subject}{self.month}"
+        notes = [f"Note: {note}" for note in self.notes]
         if self.success:
-            return f"Validation of {what} passed ({self.expectations} expectations, {self.rows} rows)."
+            passed = f"Validation of {what} passed ({self.expectations} expectations, {self.rows} rows)."
+            return "\n".join([passed, *notes])
         failed = f"{len(self.failures)} of {self.expectations} expectations"
         if self.reason:
             lines = [f"Validation of {what} failed: {self.reason}.", f"{failed} failed:"]
         else:
             lines = [f"Validation of {what} failed ({failed}):"]
         lines += [f" - {f['label']}: {f['details']}" for f in self.failures]
+        lines += notes
         lines.append(f"Data Docs: {self.data_docs}")
         return "\n".join(lines)
 
@@ -160,7 +169,10 @@ def run_checkpoint(
             result_format=RESULT_FORMAT,
         )
     )
-    return checkpoint.run(batch_parameters={"dataframe": batch})
+    try:
+        return checkpoint.run(batch_parameters={"dataframe": batch})
+    finally:
+        paths.make_private(docs_dir)  # GX writes its pages 0644
 
 
 def _context_config(docs_dir: Path) -> Any:
@@ -227,7 +239,7 @@ def failure_of(result: ExpectationValidationResult, batch: pd.DataFrame) -> dict
     return {
         "expectation": config.type,
         "column": ", ".join(columns) or None,
-        "details": _details(result, [c for c in columns if c not in batch.columns]),
+        "details": _details(result, batch, [c for c in columns if c not in batch.columns]),
         "label": _label(config.type, kwargs),
     }
 
@@ -238,6 +250,8 @@ def _label(expectation: str, kwargs: dict) -> str:
     if "column" in kwargs:
         parts.append(kwargs["column"])
     parts += [kwargs[key] for key in ("column_A", "column_B") if key in kwargs]  # a column pair
+    if expectation == "expect_column_values_to_be_in_set":  # the values allowed, e.g. {0, 1}
+        parts.append("{" + ", ".join(_show(v) for v in kwargs["value_set"]) + "}")
     condition = kwargs.get("row_condition")
     if isinstance(condition, dict) and "parameter" in condition:
         parts.append(f"rows of {condition['parameter']}")
@@ -248,13 +262,36 @@ def _label(expectation: str, kwargs: dict) -> str:
                 if bound == "max":
                     parts.append("finite")
                 continue
-            if isinstance(value, float) and value.is_integer():
+            if isinstance(value, float) and abs(value) >= 1e6:
+                value = f"{value:g}"  # MAX_MAGNITUDE as 1e+15, not 16 digits
+            elif isinstance(value, float) and value.is_integer():
                 value = int(value)  # GX stores a bound of 0 as 0.0; print it as configured
             parts.append(f"{bound} {value}")
     return f"{expectation}({', '.join(map(str, parts))})"
 
 
-def _details(result: ExpectationValidationResult, missing_columns: list[str]) -> str:
+def _rows_out_of_range(batch: pd.DataFrame, kwargs: dict, entity_columns: list[str], limit: int = 3) -> str:
+    """The first few rows whose finite value lies outside the expectation's bounds, as
+    ``store_id=3, item_id=7 in 2026-03: 1e+300`` (infinities are the finite check's to name)."""
+    column = kwargs["column"]
+    values = pd.to_numeric(batch[column], errors="coerce").to_numpy(dtype=float)
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    with np.errstate(invalid="ignore"):
+        if kwargs.get("value_set") is not None:  # a set of allowed values
+            outside = ~np.isin(values, np.asarray(kwargs["value_set"], dtype=float))
+        else:
+            outside = (values < (-np.inf if low is None else low)) | (values > (np.inf if high is None else high))
+        bad = np.isfinite(values) & outside
+    shown = []
+    for i in np.flatnonzero(bad)[:limit]:
+        row = batch.iloc[i]
+        entity = ", ".join(f"{k}={_show(row[k])}" for k in entity_columns if k in batch.columns)
+        month = row[MONTH_KEY] if MONTH_KEY in batch.columns else None
+        shown.append(f"{entity}{f' in {month}' if isinstance(month, str) else ''}: {column} {values[i]:g}")
+    return "; ".join(shown)
+
+
+def _details(result: ExpectationValidationResult, batch: pd.DataFrame, missing_columns: list[str]) -> str:
     if missing_columns:
         return f"column {', '.join(repr(c) for c in missing_columns)} is missing from the snapshot"
     errors = _exception_messages(result.exception_info or {})
@@ -269,6 +306,10 @@ def _details(result: ExpectationValidationResult, missing_columns: list[str]) ->
         examples = _examples(res.get("partial_unexpected_list") or [])
         if meta.get("unplanned"):  # forecast months without a plan (validate_plans)
             text = f"{res['unexpected_count']} active entity-months have no plan"
+        elif "entity_columns" in meta and config is not None:  # out of range: named by entity, month
+            text = f"{res['unexpected_count']} unexpected of {res.get('element_count')} rows"
+            named = _rows_out_of_range(batch, config.kwargs, meta["entity_columns"])
+            return f"{text}: {named}" if named else text
         elif "wanted" in meta:  # a value extract could not read as a date or a number
             text = f"{res['unexpected_count']} of {res.get('element_count')} rows hold a {meta['column']} that is not {meta['wanted']}"
         else:

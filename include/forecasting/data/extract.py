@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from forecasting.core import paths
 from forecasting.core.config import Config, SourceConfig
 from forecasting.core.db import make_engine
-from forecasting.core.months import month_end, month_start
+from forecasting.core.months import FIRST_MONTH, LAST_MONTH, month_end, month_start
 from forecasting.data.postgres_read import read_postgres_arrow
 
 log = logging.getLogger(__name__)
@@ -33,14 +33,14 @@ class Snapshot:
 def window_start(source: SourceConfig, month: pd.Period) -> pd.Period | None:
     """First month a run of M reads, or None to read all history."""
     n = source.history_months
-    return None if n is None else month - (n - 1)
+    return None if n is None else max(month - (n - 1), FIRST_MONTH)  # no earlier time is readable
 
 
 # Times a run can represent (pandas' nanosecond timestamps). A row whose time the database cannot
 # place inside this range (text that is not a date, a year like 99999) is read too, whatever the
 # window, so that validation counts it instead of the window's WHERE dropping it unseen.
-EARLIEST_TIME = pd.Timestamp("1678-01-01")
-LATEST_TIME = pd.Timestamp("2262-01-01")
+EARLIEST_TIME = month_start(FIRST_MONTH)
+LATEST_TIME = month_end(LAST_MONTH)
 
 # Beside each column that must hold dates or numbers, the snapshot keeps the raw text of the values
 # that are not (null elsewhere): validation names and counts them (``unreadable_column``).
@@ -175,6 +175,8 @@ class _ColumnReader:
             or not _plain_arrow_type(array.type)
             # Arrow makes ints beside floats floats; pandas only does if the whole column is numbers.
             or (array.type == pa.float64() and int in set(map(type, values)))
+            # Arrow makes text beside bytes bytes; the text must stay text.
+            or (pa.types.is_binary(array.type) and str in set(map(type, values)))
         ):
             self.chunks.append(_objects(values))
         else:
@@ -231,6 +233,7 @@ def typed_snapshot(frame: pd.DataFrame, src: SourceConfig) -> pd.DataFrame:
     Vectorised throughout: times are parsed once per distinct value, and only the values that
     fail are turned into text."""
     frame = frame.copy(deep=False)  # new columns only: the caller's frame is left as it was
+    blobs_as_text(frame)
     time = src.time_column
     if time in frame.columns:
         parse_into(frame, time, month_starts)
@@ -245,6 +248,28 @@ def typed_snapshot(frame: pd.DataFrame, src: SourceConfig) -> pd.DataFrame:
     # Keys and attributes that mix numbers and text (SQLite allows it) are kept as text.
     mixed_as_text(frame, frame.select_dtypes(include="object").columns)
     return frame
+
+
+def blobs_as_text(frame: pd.DataFrame) -> None:
+    """Bytes (a BLOB, which SQLite lets any column hold; PostgreSQL's bytea) as text that names
+    them, ``<3-byte blob fffe00>``: never a number or a date, so validation names the column
+    that holds one; and never decoded, since a BLOB need not be UTF-8."""
+    for column in frame.select_dtypes(include="object").columns:
+        kind = pd.api.types.infer_dtype(frame[column], skipna=True)
+        if kind == "bytes" or kind.startswith("mixed"):
+            frame[column] = frame[column].map(_blob_text, na_action="ignore")
+
+
+# Bytes of a BLOB shown in its text, enough to recognise it in a report.
+BLOB_BYTES_SHOWN = 16
+
+
+def _blob_text(value: Any) -> Any:
+    if not isinstance(value, bytes | bytearray | memoryview):
+        return value
+    data = bytes(value)
+    more = "..." if len(data) > BLOB_BYTES_SHOWN else ""
+    return f"<{len(data)}-byte blob {data[:BLOB_BYTES_SHOWN].hex()}{more}>"
 
 
 def parse_into(frame: pd.DataFrame, column: str, parse: Callable[[pd.Series], pd.Series]) -> None:
@@ -397,6 +422,7 @@ def typed_plans(frame: pd.DataFrame, config: Config) -> pd.DataFrame:
     plans = config.plans
     assert plans is not None
     frame = frame.copy(deep=False)
+    blobs_as_text(frame)
     if plans.month_column in frame.columns:
         parse_into(frame, plans.month_column, month_starts)
     if plans.planned_at in frame.columns:

@@ -19,6 +19,7 @@ from forecasting.core.months import month_of, month_range
 from forecasting.data.checkpoint import (
     DATETIME_TYPES,
     FINITE,
+    MAX_MAGNITUDE,
     MONTH_KEY,
     NUMERIC_TYPES,
     DataValidationError,
@@ -52,6 +53,9 @@ def validate_snapshot(
         expectations = build_suite_expectations(config, month, snapshot, keys=keys)
         result = run_checkpoint(batch, expectations, month, docs_dir)
         report = checkpoint_report(result, batch, month, docs_dir)
+    report.notes = attribute_notes(snapshot, config.source, keys)
+    for note in report.notes:
+        log.warning(note)
     log.info("Data Docs for %s: %s", report.month, report.data_docs)
     if not report.success:
         report.reason = months_missing_reason(keys, month)
@@ -76,6 +80,46 @@ def months_missing_reason(keys: pd.Series, month: pd.Period) -> str:
         return ""
     shown = ", ".join(gaps[:5]) + (f" and {len(gaps) - 5} more" if len(gaps) > 5 else "")
     return f"the data has no sales in {shown} (a gap before {month})"
+
+
+def attribute_notes(snapshot: pd.DataFrame, src: SourceConfig, keys: pd.Series) -> list[str]:
+    """What the features make of attributes that are not one value per entity, said once per
+    attribute with an example: a value that changes is used as of each month (the one in M for
+    M's forecasts); a null carries the entity's last value forward (nothing before its first).
+    Neither fails the run: stores do move region and grow."""
+    entity = [c for c in src.entity_columns if c in snapshot.columns]
+    notes = []
+    for a in src.attributes:
+        if a not in snapshot.columns or not entity or snapshot.empty:
+            continue
+        frame = snapshot[[*entity, a]].assign(_month=keys.astype(object).to_numpy())
+        frame = frame.sort_values("_month", kind="stable", na_position="first")
+        changing = frame.groupby(entity, sort=True, dropna=False)[a].transform("nunique") > 1
+        if changing.any():
+            rows = frame[changing.to_numpy()]
+            _, own = next(iter(rows.groupby(entity, sort=False, dropna=False)))  # the example
+            own = own[own[a].notna()]
+            moved = own[own[a] != own[a].iloc[0]].iloc[0]
+            count = len(rows[entity].drop_duplicates())
+            notes.append(
+                f"{a} changes within {count} {'entity' if count == 1 else 'entities'} "
+                f"(e.g. {_entity_text(moved, entity)}: {own[a].iloc[0]}, then {moved[a]} from "
+                f"{moved['_month']}): each month's features use that month's value"
+            )
+        nulls = frame[a].isna().to_numpy()
+        if nulls.any():
+            first = frame[nulls].iloc[0]
+            count = len(frame.loc[nulls, entity].drop_duplicates())
+            notes.append(
+                f"{a} is null in {int(nulls.sum())} rows of {count} {'entity' if count == 1 else 'entities'} "
+                f"(e.g. {_entity_text(first, entity)} in {first['_month']}): the entity's last value "
+                "before carries forward, and before its first value it has none"
+            )
+    return notes
+
+
+def _entity_text(row: pd.Series, entity: list[str]) -> str:
+    return ", ".join(f"{k}={row[k]}" for k in entity)
 
 
 def snapshot_batch(snapshot: pd.DataFrame, keys: pd.Series) -> pd.DataFrame:
@@ -194,8 +238,46 @@ def _completeness_expectations(src: SourceConfig, snapshot: pd.DataFrame) -> lis
             gxe.ExpectColumnValuesToBeBetween(column=c, min_value=-FINITE, max_value=FINITE)
             for c in src.covariates
         ),
+        *(plausible(c, src.entity_columns) for c in [src.target_column, *src.covariates]),
         gxe.ExpectCompoundColumnsToBeUnique(column_list=keys, notes="One row per entity and month."),
     ]
+
+
+def plausible(column: str, entity_columns: list[str], own_rows: Any = None) -> Expectation:
+    """|value| <= MAX_MAGNITUDE (see ``within``)."""
+    return within(
+        column,
+        (-MAX_MAGNITUDE, MAX_MAGNITUDE),
+        entity_columns,
+        own_rows,
+        notes=f"No {column} is this large: a unit or a sentinel value gone wrong.",
+    )
+
+
+def within(
+    column: str,
+    allowed: tuple[float, float] | list[float],
+    entity_columns: list[str],
+    own_rows: Any = None,
+    notes: str | None = None,
+) -> Expectation:
+    """Every finite value of ``column`` within ``allowed`` (bounds, or a list of the values
+    allowed); infinities are the finite check's. The failure names the first rows outside by
+    ``entity_columns`` and month, with their values."""
+    import great_expectations.expectations as gxe
+    from great_expectations.expectations.row_conditions import Column
+
+    finite = (Column(column) >= -FINITE) & (Column(column) <= FINITE)
+    rows = finite if own_rows is None else own_rows & finite
+    meta = {"entity_columns": entity_columns}
+    if isinstance(allowed, list):
+        return gxe.ExpectColumnValuesToBeInSet(
+            column=column, value_set=allowed, row_condition=rows, notes=notes, meta=meta
+        )
+    low, high = allowed
+    return gxe.ExpectColumnValuesToBeBetween(
+        column=column, min_value=low, max_value=high, row_condition=rows, notes=notes, meta=meta
+    )
 
 
 def _history_expectations(keys: pd.Series, month: pd.Period, tolerance: float) -> list[Expectation]:
@@ -351,6 +433,7 @@ def plan_expectations(config: Config, month: pd.Period, plans: pd.DataFrame) -> 
             )
             for c in pl.covariates
         ),
+        *(plausible(c, pl.entity_columns, own_rows) for c in pl.covariates),
         gxe.ExpectCompoundColumnsToBeUnique(
             column_list=keys, row_condition=own_rows, notes="One row per entity, month and revision."
         ),

@@ -18,6 +18,7 @@ import pandas as pd
 from forecasting.core import paths
 from forecasting.core.compute import workers
 from forecasting.core.config import Config, ModelConfig
+from forecasting.core.errors import DataError
 from forecasting.features.dataset import recent_level
 
 # A booster fitted on targets scaled per series carries this attribute (saved in its .ubj), so
@@ -167,10 +168,27 @@ def fingerprint(frame: pd.DataFrame, params: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
+class UnreadableModel(DataError):
+    """A saved model file XGBoost cannot read (corrupt, truncated): every retry reads the same
+    bytes, so the message says how to take the model out of the running instead."""
+
+
 def load(directory: Path, holdout: bool = False):
-    """A saved booster (the production model, or the holdout model) and its metadata.json."""
+    """A saved booster (the production model, or the holdout model) and its metadata.json.
+    Raises UnreadableModel if XGBoost cannot read the file."""
     import xgboost as xgb
 
     booster = xgb.Booster()
-    booster.load_model(paths.booster(directory, holdout))
+    path = paths.booster(directory, holdout)
+    try:
+        booster.load_model(path)
+    except xgb.core.XGBoostError as err:
+        version = directory.name
+        said = str(err).partition("Stack trace:")[0].strip()
+        raise UnreadableModel(
+            f"model {version}: XGBoost cannot read {path} ({said}); the file is corrupt or "
+            "truncated and will be on every retry. Take the model out of the running with "
+            f'`python -m forecasting.registry.models reject {version} --reason "corrupt model file"` '
+            "(the previous champion then takes its place), then run the month again."
+        ) from err
     return booster, paths.read_json(paths.model_metadata(directory))

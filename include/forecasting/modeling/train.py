@@ -119,8 +119,9 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
     version = f"{month}-{digest[:10]}"
     directory = paths.model_dir(config, version)
     directory.mkdir(parents=True, exist_ok=True)
-    production_model.save_model(paths.booster(directory))
-    holdout_model.save_model(paths.booster(directory, holdout=True))
+    # mkstemp's temp files (0600), as for every other file in data_dir: XGBoost alone made 0644.
+    paths.write_file_atomically(paths.booster(directory), production_model.save_model)
+    paths.write_file_atomically(paths.booster(directory, holdout=True), holdout_model.save_model)
     holdout_frame[dataset.ENTITY] = holdout_rows.entity
     holdout_frame[BACKTEST] = backtest_forecasts
     dataset.write_rows(holdout_rows, panel, holdout_frame, paths.holdout_rows(directory))

@@ -9,10 +9,8 @@ from typing import Any
 from airflow.sdk import Asset
 
 from forecasting.core.config import predictions_asset_uri
+from forecasting.core.names import MONTH_PATTERN
 from forecasting.monitoring.alerts import on_task_failure
-
-# A month M as the DAGs' params take it.
-MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 
 
 def default_args(execution_timeout: timedelta) -> dict[str, Any]:

@@ -44,7 +44,8 @@ def _stage(name: str, month: str, attempt: str, config: Config | None) -> Iterat
     m = month_of(month)
     paths.stage_failure(config, m, attempt, name).unlink(missing_ok=True)
     try:
-        yield config, m
+        with paths.hold_lease(paths.run_dir(config, m, attempt), name):  # its files are not pruned
+            yield config, m
     except Exception as err:
         from forecasting.core.errors import is_permanent
 
@@ -61,6 +62,8 @@ def _stage(name: str, month: str, attempt: str, config: Config | None) -> Iterat
             failure["failures"] = report.failures
             failure["data_docs"] = report.data_docs
         paths.write_json_atomically(failure, paths.stage_failure(config, m, attempt, name))
+        if failure["permanent"]:  # no retry will come: the attempt is over
+            paths.release_lease(paths.run_dir(config, m, attempt))
         raise
 
 
@@ -71,7 +74,7 @@ def _record(config: Config, month: pd.Period, attempt: str, stage: str, result: 
 
 
 def _snapshot(config: Config, month: pd.Period, attempt: str) -> pd.DataFrame:
-    return pd.read_parquet(paths.snapshot(config, month, attempt))
+    return pd.read_parquet(paths.existing(paths.snapshot(config, month, attempt)))
 
 
 def _sales(config: Config, month: pd.Period, attempt: str) -> pd.DataFrame:
@@ -79,7 +82,7 @@ def _sales(config: Config, month: pd.Period, attempt: str) -> pd.DataFrame:
     panel reads (the whole snapshot's text columns are most of the reading; docs/benchmarks.md)."""
     src = config.source
     columns = [*src.entity_columns, src.time_column, src.target_column]
-    return pd.read_parquet(paths.snapshot(config, month, attempt), columns=columns)
+    return pd.read_parquet(paths.existing(paths.snapshot(config, month, attempt)), columns=columns)
 
 
 def extract(month: str, run_id: str, config: Config | None = None) -> dict:

@@ -134,7 +134,10 @@ def forecast_scenarios(config: Config, month: pd.Period, attempt: str, client=No
     # Bad scenarios fail before Feast is asked for anything.
     scenarios = read_scenarios(config, month)
     forecast_keys = panel.keys.iloc[active_entities(panel, month_index(month))].reset_index(drop=True)
-    validate_scenarios(scenarios, forecast_keys, config, month, docs_path(config, month, attempt))
+    # What the covariates may be: what the sales and the plans (every revision known at M) held.
+    plans_path = paths.plans(config, month, attempt)
+    history = [snapshot, *([pd.read_parquet(plans_path)] if plans_path.is_file() else [])]
+    validate_scenarios(scenarios, forecast_keys, config, month, docs_path(config, month, attempt), history)
     inputs = forecast_inputs(snapshot, config, month, client, panel)
     covariates = [c for c in planned_columns(scenarios, config) if scenarios[c].notna().any()]
     unread = [c for c in covariates if f"plan_{c}" not in metadata["features"]]

@@ -11,9 +11,11 @@ record of what was known at the end of M.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -46,7 +48,7 @@ from forecasting.data.extract import (
     unreadable_column,
 )
 from forecasting.data.panel import key_text
-from forecasting.data.validate import month_keys, snapshot_batch
+from forecasting.data.validate import month_keys, snapshot_batch, within
 
 if TYPE_CHECKING:
     from great_expectations.expectations import Expectation
@@ -65,6 +67,39 @@ COVARIATES_SET = "covariates__set"
 
 # The entities named in full, at most, where an unknown one is reported.
 NAMED_ENTITIES = 20
+
+
+# A scenario's covariate may reach this many times the largest value its history holds (and as
+# far below zero as that, if the history goes below zero): room for any promotion or price
+# plan, none for a unit slip (price 1e300, price -100 where prices were never negative).
+HISTORY_MAX_FACTOR = 10.0
+
+
+def allowed_values(history: pd.Series) -> tuple[float, float] | list[float] | None:
+    """What a scenario may plan for a covariate whose history (sales and plans) is ``history``:
+    a flag whose history holds only 0 and 1 takes only the values seen; any other covariate
+    [HISTORY_MAX_FACTOR × its smallest value if below zero else 0, HISTORY_MAX_FACTOR × its
+    largest]. None: no history to go by."""
+    values = pd.to_numeric(history, errors="coerce").to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    seen = np.unique(values)
+    if set(seen.tolist()) <= {0.0, 1.0}:
+        return [int(v) for v in seen]
+    low, high = float(seen[0]), float(seen[-1])
+    return (HISTORY_MAX_FACTOR * low if low < 0 else 0.0, HISTORY_MAX_FACTOR * max(high, 0.0))
+
+
+def covariate_ranges(history: Sequence[pd.DataFrame], covariates: list[str]) -> dict[str, tuple | list]:
+    """``allowed_values`` of each covariate, from every frame of ``history`` that has it."""
+    ranges = {}
+    for c in covariates:
+        seen = [frame[c] for frame in history if c in frame.columns]
+        allowed = allowed_values(pd.concat(seen, ignore_index=True)) if seen else None
+        if allowed is not None:
+            ranges[c] = allowed
+    return ranges
 
 
 def scenarios_configured(config: Config) -> bool:
@@ -156,21 +191,28 @@ def _entity_labels(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
 
 
 def validate_scenarios(
-    scenarios: pd.DataFrame, forecast_keys: pd.DataFrame, config: Config, month: pd.Period, docs_dir: Path
+    scenarios: pd.DataFrame,
+    forecast_keys: pd.DataFrame,
+    config: Config,
+    month: pd.Period,
+    docs_dir: Path,
+    history: Sequence[pd.DataFrame] = (),
 ):
     """Great Expectations over the scenarios' rows for M; Data Docs into ``docs_dir``. Raises
     DataValidationError naming each failed expectation (fails closed): the scenario,
     entity and month columns and at least one planned covariate exist; the scenario, entity and
     month are not null; the month is a date and the covariates numbers (their unreadable text
     named), finite; one row per scenario, entity and month; no scenario takes the base's name or
-    a name longer than 64 characters; every row sets at least one covariate; and every entity is
+    a name longer than 64 characters; every row sets at least one covariate; every entity is
     one M's forecasts cover (``forecast_keys``: their entity columns as text), each unknown one
-    named."""
+    named; and every covariate within what its ``history`` allows (``allowed_values``), each row
+    outside named by scenario, entity and month."""
     pl, _ = scenario_settings(config)
     covariates = planned_columns(scenarios, config)
     docs_dir = Path(docs_dir).resolve()
     batch = _checked_batch(scenarios, forecast_keys, config, covariates)
     expectations = scenario_expectations(batch, covariates, config, month)
+    expectations += range_expectations(covariate_ranges(history, covariates), config)
     with quiet_gx_logging(), copy_on_write():
         batch = snapshot_batch(batch, month_keys(batch, pl.month_column))
         result = run_checkpoint(batch, expectations, month, docs_dir, what="scenarios")
@@ -271,6 +313,16 @@ def scenario_expectations(
             notes=f"Every entity of a scenario is one that M's forecasts cover (active in {month}).",
             meta={"unknown_entities": True},
         ),
+    ]
+
+
+def range_expectations(ranges: dict[str, tuple | list], config: Config) -> list[Expectation]:
+    """Each covariate within the values its history allows (``covariate_ranges``)."""
+    pl, sc = scenario_settings(config)
+    named_by = [sc.scenario_column, *pl.entity_columns]
+    return [
+        within(c, allowed, named_by, notes=f"Within what {c}'s history allows (sales and plans).")
+        for c, allowed in ranges.items()
     ]
 
 

@@ -14,6 +14,13 @@ is shared::
 Forms: ``auto_ets`` (error, trend, season and damping chosen by AICc: up to 30 fits per series),
 ``ets_aada`` / ``ets_mam`` (one fixed form each), ``theta`` (the classic Theta method), ``naive``
 (the reference floor: statsforecast's own overhead).
+
+What the fixed form costs in accuracy, on a real data set's holdout rows (a trained run's
+``holdout.parquet``, scored as evaluate scores AutoETS: each row from its entity's history up to
+its origin)::
+
+    FORECAST_CONFIG=config/tourism.yaml python benchmarks/statistical_speed.py \
+        --accuracy data/tourism/models/<version> --snapshot data/tourism/runs/<month>/<attempt>/raw.parquet
 """
 
 from __future__ import annotations
@@ -53,18 +60,59 @@ def forms(season_length: int) -> dict:
     }
 
 
-def time_form(model, frame: pd.DataFrame, horizon: int, jobs: int) -> float:
+def time_form(model, frame: pd.DataFrame, horizon: int, jobs: int) -> tuple[float, float]:
+    """Wall-clock and this process's CPU seconds of one fit and forecast of every series (the CPU
+    seconds count only with ``jobs`` 1: the load of a shared machine does not inflate them)."""
     from statsforecast import StatsForecast
     from statsforecast.models import Naive
 
     engine = StatsForecast(models=[model], freq=1, n_jobs=jobs, fallback_model=Naive())
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     engine.forecast(df=frame, h=horizon)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def accuracy(model_dir: str, snapshot_path: str, jobs: int) -> None:
+    """WAPE of AutoETS searched (ZZZ) and fixed (AAdA) and of Theta on the holdout rows, overall
+    and per horizon, with the CPU seconds each took."""
+    from pathlib import Path
+
+    from forecasting.core import paths
+    from forecasting.core.config import load_config
+    from forecasting.core.months import label_index
+    from forecasting.data.panel import build_panel
+    from forecasting.features import dataset
+    from forecasting.modeling.baselines import statistical_forecasts
+    from forecasting.modeling.scoring import metrics
+
+    config = load_config()
+    holdout = dataset.read_rows(paths.holdout_rows(Path(model_dir)))
+    panel = build_panel(pd.read_parquet(snapshot_path), config, sales_only=True)
+    entity = holdout[dataset.ENTITY].to_numpy()
+    origin = label_index(holdout[dataset.ORIGIN])
+    horizon = holdout[dataset.HORIZON].to_numpy()
+    actual = holdout[dataset.LABEL].to_numpy()
+    print(
+        f"{len(holdout):,} holdout rows of {len(np.unique(entity)):,} entities, {len(np.unique(origin))} origins"
+    )
+    for label, names, limit in (
+        ("AutoETS searched (ZZZ)", ["auto_ets"], None),
+        ("AutoETS fixed (AAdA)", ["auto_ets"], 1),
+        ("Theta", ["theta"], None),
+    ):
+        cpu = time.process_time()
+        got = statistical_forecasts(panel, entity, origin, horizon, names, jobs, limit)[names[0]]
+        spent = time.process_time() - cpu
+        by_h = " ".join(
+            f"h{h} {metrics(actual[horizon == h], got[horizon == h])['wape']:.4f}" for h in np.unique(horizon)
+        )
+        print(f"{label:<24} WAPE {metrics(actual, got)['wape']:.4f}  ({by_h})  {spent:.0f} cpu s")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--series", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--measure", type=int, default=2000, help="series actually fitted per timing")
     parser.add_argument("--months", type=int, default=60)
@@ -72,7 +120,14 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--forms", nargs="+", default=["auto_ets", "ets_aada", "ets_mam", "theta", "naive"])
+    parser.add_argument(
+        "--accuracy", metavar="MODEL_DIR", help="score the forms on this run's holdout instead"
+    )
+    parser.add_argument("--snapshot", help="with --accuracy: the run's raw.parquet")
     args = parser.parse_args()
+    if args.accuracy:
+        accuracy(args.accuracy, args.snapshot, args.jobs)
+        return
 
     print(
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
@@ -81,13 +136,21 @@ def main() -> None:
     )
     frame = series_frame(args.measure, args.months, seed=0)
     time_form(forms(12)["theta"], frame.head(args.months * 10), args.horizon, 1)  # numba's compilation
-    print(f"{'form':<10}{'ms/series':>11}" + "".join(f"{f'{n:,} series (s)':>20}" for n in args.series))
+    print(
+        f"{'form':<10}{'wall ms/series':>15}{'cpu ms/series':>15}"
+        + "".join(f"{f'{n:,} series (cpu s)':>22}" for n in args.series)
+    )
     for name in args.forms:
         model = forms(12)[name]
         time_form(model, frame.head(args.months * 10), args.horizon, 1)  # compile before timing
-        seconds = statistics.median(time_form(model, frame, args.horizon, args.jobs) for _ in range(args.repeat))
-        per_series = seconds / args.measure
-        print(f"{name:<10}{1000 * per_series:>11.2f}" + "".join(f"{per_series * n:>20.0f}" for n in args.series))
+        timings = [time_form(model, frame, args.horizon, args.jobs) for _ in range(args.repeat)]
+        wall = statistics.median(t[0] for t in timings) / args.measure
+        cpu = statistics.median(t[1] for t in timings) / args.measure
+        print(
+            f"{name:<10}{1000 * wall:>15.2f}{1000 * cpu:>15.2f}"
+            + "".join(f"{cpu * n:>22.0f}" for n in args.series),
+            flush=True,
+        )
     print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 

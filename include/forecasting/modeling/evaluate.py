@@ -162,8 +162,8 @@ def forecast_holdout(snapshot: pd.DataFrame, config: Config, model_dir: Path) ->
     names = config.evaluation.statistical_baselines
     sampled = sample_entities(entity, config)
     scored = np.ones(len(holdout), bool) if sampled is None else sampled
-    jobs = config.evaluation.statistical_jobs
-    got = statistical_forecasts(panel, entity[scored], origin[scored], horizon[scored], names, jobs)
+    jobs, search = config.evaluation.statistical_jobs, config.evaluation.auto_ets_search_max_series
+    got = statistical_forecasts(panel, entity[scored], origin[scored], horizon[scored], names, jobs, search)
     for name in names:
         forecasts[name] = np.full(len(holdout), np.nan)
         forecasts[name][scored] = got[name]

@@ -137,7 +137,8 @@ def baseline_forecasts(
     origin = np.full(len(entity), m)
     jobs = config.evaluation.statistical_jobs
     statistical = [name for name in names if name in baselines.STATISTICAL]
-    values = baselines.statistical_forecasts(panel, entity, origin, horizon, statistical, jobs)
+    search = config.evaluation.auto_ets_search_max_series  # the form evaluation scored
+    values = baselines.statistical_forecasts(panel, entity, origin, horizon, statistical, jobs, search)
     for name in names:
         if name not in values:
             values[name] = baselines.forecast(name, panel, entity, origin, horizon, jobs)

@@ -76,7 +76,7 @@ def score(
 
     def combination_scores(rows: np.ndarray, names: tuple[str, ...]) -> dict[str, dict[str, float]]:
         """Each combination whose baselines are among ``names``, the refit models as its model."""
-        refit = {MODEL: backtest_forecasts, **forecasts}
+        refit = {**forecasts, MODEL: backtest_forecasts}  # the refit models, not the holdout model
         return {
             name: metrics(actual[rows], combine([refit[m][rows] for m in members]))
             for name, members in (combinations or {}).items()

@@ -293,3 +293,40 @@ def test_a_blend_of_baselines_only_reads_its_members():
         (rows["model"] + rows["auto_ets"] + rows["theta"]) / 3,
     )
     assert sample.forecast_of(Blend("other", "auto_ets", ("theta",)), rows, CHALLENGER, None) is None
+
+
+def test_the_published_forecasters_bands_and_coverage_are_evaluates():
+    """The gate publishes, with any forecaster evaluate scored, evaluate's bands and their
+    measured coverage (evaluation.json's ``decision.coverage``, the run summary's line); the
+    sample comparison's own when it chose the forecaster; none for a model evaluate did not score."""
+    from forecasting.orchestration.summary import interval_lines
+
+    held = {"coverage": 0.79, "rows": 600, "target": 0.8, "relative_width": 0.5, "by_horizon": {}}
+    names = ["model", "auto_ets", "blend", "model+auto_ets+theta", "auto_ets+theta"]
+    evaluation = {
+        "blend": {"baseline": "mean_3"},
+        "intervals": {
+            "forecasters": {n: {"by_horizon": {}, "n": n} for n in names},
+            "coverage": {n: held for n in names},
+        },
+    }
+    cases = {
+        Model(CHALLENGER): "model",
+        Baseline("auto_ets"): "auto_ets",
+        Blend(CHALLENGER, "mean_3"): "blend",
+        Blend(CHALLENGER, "auto_ets", ("theta",)): "model+auto_ets+theta",
+        Blend(None, "auto_ets", ("theta",)): "auto_ets+theta",
+    }
+    for forecaster, name in cases.items():
+        assert sample.evaluation_name(evaluation, forecaster, CHALLENGER) == name
+        spec, coverage = sample.evaluation_bands(evaluation, forecaster, CHALLENGER)
+        assert spec is not None and spec["n"] == name and coverage == held
+        assert sample.published_coverage(evaluation, forecaster, CHALLENGER, None) == held
+    assert sample.evaluation_bands(evaluation, Model("old"), CHALLENGER) == (None, None)
+    chosen = {"published": "baseline:theta", "coverage": {**held, "coverage": 0.81}}
+    assert sample.published_coverage(evaluation, Baseline("theta"), CHALLENGER, chosen)["coverage"] == 0.81
+    line = interval_lines({}, {"forecaster": "blend:auto_ets+theta", "coverage": held})
+    assert line == [
+        "  intervals   p10-p90 held 79% of the actuals of holdout months they were not calibrated on "
+        "(goal 80%; blend:auto_ets+theta, 600 forecasts)"
+    ]

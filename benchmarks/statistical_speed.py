@@ -72,9 +72,10 @@ def time_form(model, frame: pd.DataFrame, horizon: int, jobs: int) -> tuple[floa
     return time.perf_counter() - started, time.process_time() - cpu
 
 
-def accuracy(model_dir: str, snapshot_path: str, jobs: int) -> None:
-    """WAPE of AutoETS searched (ZZZ) and fixed (AAdA) and of Theta on the holdout rows, overall
-    and per horizon, with the CPU seconds each took."""
+def accuracy(model_dir: str, snapshot_path: str, jobs: int, entities: int | None) -> None:
+    """WAPE of AutoETS searched (ZZZ) and fixed (AAdA) and of Theta on the holdout rows (of a
+    seeded sample of ``entities`` entities; None: all), overall and per horizon, with the CPU
+    seconds each took."""
     from pathlib import Path
 
     from forecasting.core import paths
@@ -87,6 +88,10 @@ def accuracy(model_dir: str, snapshot_path: str, jobs: int) -> None:
 
     config = load_config()
     holdout = dataset.read_rows(paths.holdout_rows(Path(model_dir)))
+    if entities is not None:
+        distinct = holdout[dataset.ENTITY].unique()
+        chosen = np.random.default_rng(0).choice(distinct, size=min(entities, len(distinct)), replace=False)
+        holdout = holdout[holdout[dataset.ENTITY].isin(chosen)].reset_index(drop=True)
     panel = build_panel(pd.read_parquet(snapshot_path), config, sales_only=True)
     entity = holdout[dataset.ENTITY].to_numpy()
     origin = label_index(holdout[dataset.ORIGIN])
@@ -124,9 +129,10 @@ def main() -> None:
         "--accuracy", metavar="MODEL_DIR", help="score the forms on this run's holdout instead"
     )
     parser.add_argument("--snapshot", help="with --accuracy: the run's raw.parquet")
+    parser.add_argument("--entities", type=int, help="with --accuracy: a seeded sample of this many entities")
     args = parser.parse_args()
     if args.accuracy:
-        accuracy(args.accuracy, args.snapshot, args.jobs)
+        accuracy(args.accuracy, args.snapshot, args.jobs, args.entities)
         return
 
     print(

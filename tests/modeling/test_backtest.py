@@ -211,6 +211,7 @@ def test_the_backtest_is_scored_against_every_baseline_on_the_same_rows(clean):
         backtest.HOLDOUT_MODEL,
         *NAIVE_BASELINES,
         "theta",
+        "model+theta",  # the combination, with the refit models as its model
     }
     assert written["statistical_baselines_scored_on"] == "sample"
 

@@ -116,6 +116,34 @@ def test_one_finite_forecast_per_row_and_rows_are_independent(config):
     assert 60 < got["auto_ets"][0] < 200 and 60 < got["theta"][0] < 200
 
 
+def test_above_the_search_limit_autoets_fits_its_fixed_form(config):
+    """A panel of more than ``auto_ets_search_max_series`` entities: AutoETS is the damped
+    additive form (AAdA, AAdN for a short series), statsforecast's own fit of it; Theta is
+    unchanged; at or under the limit, the search."""
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoETS
+
+    panel = build_panel(snapshot(), config, sales_only=True)
+    entity, origin, horizon = rows(panel, CASES[:1])
+    entities = len(panel.keys)
+    searched = statistical_forecasts(panel, entity, origin, horizon, NAMES, 1, entities)
+    fixed = statistical_forecasts(panel, entity, origin, horizon, NAMES, 1, entities - 1)
+    assert fixed["theta"] == pytest.approx(searched["theta"])
+    assert searched["auto_ets"] == pytest.approx(
+        statistical_forecasts(panel, entity, origin, horizon, NAMES)["auto_ets"]
+    )
+    col = panel.column(int(origin[0]))
+    start = int(panel.span_first[entity[0]])
+    y = panel.sales[entity[0], start : col + 1]
+    frame = pd.DataFrame({"unique_id": 0, "ds": np.arange(len(y)), "y": y})
+    model = AutoETS(season_length=12, model="AAA", damped=True, alias="ets")
+    expected = (
+        StatsForecast(models=[model], freq=1).forecast(df=frame, h=int(horizon[0]))["ets"].to_numpy()[-1]
+    )
+    assert fixed["auto_ets"][0] == pytest.approx(max(expected, 0.0))
+    assert fixed["auto_ets"][0] != pytest.approx(searched["auto_ets"][0])
+
+
 def test_forecasts_use_only_data_up_to_the_origin(config):
     history = snapshot()
     origin_month = pd.Timestamp("2024-06-01")
@@ -257,6 +285,11 @@ def test_config_defaults(tmp_path):
     assert config.evaluation.statistical_baselines == ["auto_ets", "theta"]
     assert config.evaluation.statistical_max_series == 100
     assert config.evaluation.statistical_jobs is None  # one process per core
+    assert config.evaluation.auto_ets_search_max_series == 10_000
+    assert (
+        make_config(tmp_path / "all", auto_ets_search_max_series=None).evaluation.auto_ets_search_max_series
+        is None
+    )
     assert make_config(tmp_path / "two", statistical_jobs=2).evaluation.statistical_jobs == 2
 
 
@@ -291,6 +324,7 @@ def test_config_accepts(tmp_path, evaluation, expected):
         ({"statistical_max_series": 0}, r"evaluation\.statistical_max_series: must be at least 1"),
         ({"statistical_max_series": "all"}, r"evaluation\.statistical_max_series: must be int"),
         ({"statistical_jobs": 0}, r"evaluation\.statistical_jobs: must be at least 1"),
+        ({"auto_ets_search_max_series": 0}, r"evaluation\.auto_ets_search_max_series: must be at least 1"),
         ({"statistical_baseline": ["theta"]}, r"evaluation\.statistical_baseline: unknown key"),
     ],
 )

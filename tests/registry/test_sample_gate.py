@@ -67,12 +67,14 @@ def evaluation_of(rows: pd.DataFrame) -> dict:
     }
 
 
-def gate_on(rows: pd.DataFrame, tmp_path, gate: GateConfig | None = None):
+def gate_on(rows: pd.DataFrame, tmp_path, gate: GateConfig | None = None, backtest: dict | None = None):
     raw = demo_config_dict(tmp_path)
     config = parse_config(raw, tmp_path / "forecast.yaml")
     if gate is not None:
         config = config.model_copy(update={"gate": gate})
     evaluation = evaluation_of(rows)
+    if backtest is not None:
+        evaluation["backtest"] = {"overall": backtest}
     best = evaluation["best_baseline"]
     rule = decide(
         CHALLENGER, evaluation["model"]["wape"], best, evaluation["baselines"][best]["wape"], config.gate
@@ -120,13 +122,20 @@ def test_autoets_better_on_the_sample_beyond_noise_displaces_a_promoted_challeng
             Baseline("theta"),
             Blend(CHALLENGER, "auto_ets"),
             Blend(CHALLENGER, "theta"),
+            Blend(None, "auto_ets", ("theta",)),
+            Blend(CHALLENGER, "auto_ets", ("theta",)),
         )
     }
+    assert report["selected_on"] == "holdout"  # no backtest: every candidate is considered
     # Theta is worse than the model there: its bound is above zero.
     assert by_name["baseline:theta"]["difference"] > 0 and not by_name["baseline:theta"]["beyond_noise"]
     winners = [c for c in report["candidates"] if c["lower_by_margin"] and c["beyond_noise"]]
     best = min(winners, key=lambda c: c["wape"])["forecaster"]
-    assert best in (str(Baseline("auto_ets")), str(Blend(CHALLENGER, "auto_ets")))
+    assert best in (
+        str(Baseline("auto_ets")),
+        str(Blend(CHALLENGER, "auto_ets")),
+        f"blend:{CHALLENGER}+auto_ets+theta",
+    )
     # Not promoted: AutoETS (or its blend, whichever is best there) forecasts every entity.
     assert decision.outcome in (models.BASELINE, models.BLENDED) and str(decision.forecaster) == best
     assert report["published"] == best
@@ -204,3 +213,120 @@ def test_the_sample_settings_are_checked_in_the_config(tmp_path):
         raw["gate"] = bad
         with pytest.raises(ConfigError, match=message):
             parse_config(raw, tmp_path / "f.yaml")
+
+
+def backtest_board(model: float, **wapes: float) -> dict:
+    """evaluation.json's ``backtest.overall`` as the gate reads it: the refit models' WAPE, each
+    baseline's and each combination's (named as evaluate names them: model+auto_ets, ...)."""
+    combos = {name.replace("__", "+"): {"wape": w} for name, w in wapes.items() if "__" in name}
+    baselines = {name: {"wape": w} for name, w in wapes.items() if "__" not in name}
+    baselines.update({n: {"wape": 0.5} for n in NAIVE})
+    return {"model": {"wape": model}, "baselines": baselines, "combinations": combos}
+
+
+def test_the_candidate_is_chosen_on_the_backtest_never_on_the_rows_that_score_it(tmp_path):
+    """On the holdout rows AutoETS (and its blend with the model) is best; on the backtest the
+    three-way combination is. The gate considers only the backtest's pick, which the holdout then
+    confirms: a gate that chose on the holdout rows (the rows whose WAPE it reports) would
+    publish AutoETS instead."""
+    rows = hand_made()
+    on_backtest = backtest_board(
+        0.20,
+        auto_ets=0.19,
+        theta=0.25,
+        model__auto_ets=0.18,
+        model__theta=0.19,
+        auto_ets__theta=0.20,
+        model__auto_ets__theta=0.15,
+    )
+    three = Blend(CHALLENGER, "auto_ets", ("theta",))
+    decision, report, found = gate_on(rows, tmp_path, backtest=on_backtest)
+    assert report is not None and report["selected_on"] == "backtest"
+    by_name = {c["forecaster"]: c for c in report["candidates"]}
+    holdout_best = min(report["candidates"], key=lambda c: c["wape"])["forecaster"]
+    assert holdout_best != str(three)  # the holdout alone would pick another
+    assert [c["forecaster"] for c in report["candidates"] if c["considered"]] == [str(three)]
+    assert by_name[str(three)]["backtest_wape"] == 0.15 and report["chosen_backtest_wape"] == 0.20
+    assert by_name[str(three)]["lower_by_margin"] and by_name[str(three)]["beyond_noise"]
+    assert decision.forecaster == three and decision.outcome == models.BLENDED
+    assert str(three) == f"blend:{CHALLENGER}+auto_ets+theta" and report["published"] == str(three)
+    assert "chosen on the backtest: " + str(three) in decision.reason
+    assert found.wapes[three] == pytest.approx(by_name[str(three)]["wape"])
+
+    # The backtest's pick fails on the holdout (Theta alone: worse than the model there): the
+    # rule's choice stays, though AutoETS is better on the holdout beyond noise.
+    others = {
+        "model__auto_ets": 0.195,
+        "model__theta": 0.2,
+        "auto_ets__theta": 0.2,
+        "model__auto_ets__theta": 0.2,
+    }
+    decision, report, _ = gate_on(
+        rows, tmp_path, backtest=backtest_board(0.20, auto_ets=0.19, theta=0.10, **others)
+    )
+    assert report is not None and report["published"] is None
+    assert [c["forecaster"] for c in report["candidates"] if c["considered"]] == ["baseline:theta"]
+    ets = next(c for c in report["candidates"] if c["forecaster"] == "baseline:auto_ets")
+    assert ets["lower_by_margin"] and ets["beyond_noise"] and not ets["considered"]
+    assert (decision.outcome, decision.forecaster) == (models.PROMOTED, Model(CHALLENGER))
+
+    # No candidate lower than the model on the backtest by the margin: nothing is confirmed.
+    decision, report, _ = gate_on(
+        rows,
+        tmp_path,
+        GateConfig(min_margin_over_baseline=0.1),
+        backtest_board(0.20, auto_ets=0.19, theta=0.30, **{**others, "model__auto_ets": 0.185}),
+    )
+    assert report is not None and not any(c["considered"] for c in report["candidates"])
+    assert decision.outcome == models.PROMOTED and "is not lower by 10.0%, so it stays" in decision.reason
+
+
+def test_a_blend_of_baselines_only_reads_its_members():
+    rows = hand_made(entities=20)
+    pair = Blend(None, "auto_ets", ("theta",))
+    np.testing.assert_allclose(
+        sample.forecast_of(pair, rows, CHALLENGER, None), (rows["auto_ets"] + rows["theta"]) / 2
+    )
+    three = Blend(CHALLENGER, "auto_ets", ("theta",))
+    np.testing.assert_allclose(
+        sample.forecast_of(three, rows, CHALLENGER, None),
+        (rows["model"] + rows["auto_ets"] + rows["theta"]) / 3,
+    )
+    assert sample.forecast_of(Blend("other", "auto_ets", ("theta",)), rows, CHALLENGER, None) is None
+
+
+def test_the_published_forecasters_bands_and_coverage_are_evaluates():
+    """The gate publishes, with any forecaster evaluate scored, evaluate's bands and their
+    measured coverage (evaluation.json's ``decision.coverage``, the run summary's line); the
+    sample comparison's own when it chose the forecaster; none for a model evaluate did not score."""
+    from forecasting.orchestration.summary import interval_lines
+
+    held = {"coverage": 0.79, "rows": 600, "target": 0.8, "relative_width": 0.5, "by_horizon": {}}
+    names = ["model", "auto_ets", "blend", "model+auto_ets+theta", "auto_ets+theta"]
+    evaluation = {
+        "blend": {"baseline": "mean_3"},
+        "intervals": {
+            "forecasters": {n: {"by_horizon": {}, "n": n} for n in names},
+            "coverage": {n: held for n in names},
+        },
+    }
+    cases = {
+        Model(CHALLENGER): "model",
+        Baseline("auto_ets"): "auto_ets",
+        Blend(CHALLENGER, "mean_3"): "blend",
+        Blend(CHALLENGER, "auto_ets", ("theta",)): "model+auto_ets+theta",
+        Blend(None, "auto_ets", ("theta",)): "auto_ets+theta",
+    }
+    for forecaster, name in cases.items():
+        assert sample.evaluation_name(evaluation, forecaster, CHALLENGER) == name
+        spec, coverage = sample.evaluation_bands(evaluation, forecaster, CHALLENGER)
+        assert spec is not None and spec["n"] == name and coverage == held
+        assert sample.published_coverage(evaluation, forecaster, CHALLENGER, None) == held
+    assert sample.evaluation_bands(evaluation, Model("old"), CHALLENGER) == (None, None)
+    chosen = {"published": "baseline:theta", "coverage": {**held, "coverage": 0.81}}
+    assert sample.published_coverage(evaluation, Baseline("theta"), CHALLENGER, chosen)["coverage"] == 0.81
+    line = interval_lines({}, {"forecaster": "blend:auto_ets+theta", "coverage": held})
+    assert line == [
+        "  intervals   p10-p90 held 79% of the actuals of holdout months they were not calibrated on "
+        "(goal 80%; blend:auto_ets+theta, 600 forecasts)"
+    ]

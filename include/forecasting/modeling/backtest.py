@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from forecasting.core.months import month_from_index
-from forecasting.modeling.scoring import blend, lowest_wape, metrics
+from forecasting.modeling.forecaster import MODEL
+from forecasting.modeling.scoring import blend, combine, lowest_wape, metrics
 
 # holdout.parquet's column of the backtest's forecasts.
 BACKTEST = "backtest_prediction"
@@ -37,6 +38,7 @@ def score(
     sampled: np.ndarray | None,
     fits: list[dict[str, Any]],
     blend_baseline: str | None = None,
+    combinations: dict[str, tuple[str, ...]] | None = None,
 ) -> dict[str, Any] | None:
     """evaluation.json's ``backtest`` (None when no row has a backtest forecast).
 
@@ -45,7 +47,9 @@ def score(
     ``sampled``: None, or the rows of the entities the statistical ones were scored on
     (``on_sample``: every baseline); ``fits``: metadata.json's ``backtest.fits``;
     ``blend_baseline``: the baseline evaluate blends the model with (the refit models are
-    blended with it too, as ``blend``)."""
+    blended with it too, as ``blend``); ``combinations``: each combination's members (evaluation's
+    names, ``model`` for the model), scored with the refit models as the model member wherever
+    all their baselines were scored (``combinations``): what the gate chooses among."""
     backtested = ~np.isnan(backtest_forecasts)
     if not backtested.any():
         return None
@@ -65,7 +69,19 @@ def score(
         if blend_baseline in names:
             blended = blend(backtest_forecasts[rows], forecasts[blend_baseline][rows])
             out["blend"] = {"baseline": blend_baseline, **metrics(actual[rows], blended)}
+        combined = combination_scores(rows, names)
+        if combined:
+            out["combinations"] = combined
         return out
+
+    def combination_scores(rows: np.ndarray, names: tuple[str, ...]) -> dict[str, dict[str, float]]:
+        """Each combination whose baselines are among ``names``, the refit models as its model."""
+        refit = {**forecasts, MODEL: backtest_forecasts}  # the refit models, not the holdout model
+        return {
+            name: metrics(actual[rows], combine([refit[m][rows] for m in members]))
+            for name, members in (combinations or {}).items()
+            if all(m == MODEL or m in names for m in members)
+        }
 
     def by_horizon(rows: np.ndarray, names: tuple[str, ...]) -> dict[str, dict[str, dict[str, float]]]:
         out = {}
@@ -75,6 +91,7 @@ def score(
                 "model": metrics(actual[at], backtest_forecasts[at]),
                 HOLDOUT_MODEL: metrics(actual[at], forecasts["model"][at]),
                 **{name: metrics(actual[at], forecasts[name][at]) for name in names},
+                **combination_scores(at, names),
             }
         return out
 

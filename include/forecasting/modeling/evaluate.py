@@ -9,6 +9,16 @@ section has the model and every baseline, statistical ones included, on the rows
 sample of that many entities. Its ``blend`` is the mean of the model's and the best baseline's
 forecasts (of those scored on every row), a forecaster the gate may publish.
 
+The combinations (``forecasting.modeling.forecaster.combinations``: the equal-weight means of the
+model, AutoETS and Theta, two or three at a time) are scored on the rows the statistical
+forecasters were scored on, into evaluation.json's ``combinations`` (and the backtest's, with the
+refit models as the model member): the gate chooses among them on the backtest.
+
+Every forecaster's p10/p90 bands (``intervals``) are calibrated on its errors as production makes
+its forecasts: where the backtest ran, with the refit models (a model refit each month, as the
+production model is) as the model and as every combination's model member; their coverage is
+measured on months the bands were not calibrated on (``forecasting.modeling.intervals.coverage``).
+
 The rolling-origin backtest (``forecasting.modeling.backtest``: a model refit per origin of the
 holdout's last ``evaluation.backtest_origins``, forecasting that origin's rows) is scored on its
 rows the same way, per origin, per horizon and overall, into evaluation.json's ``backtest``.
@@ -34,7 +44,8 @@ from forecasting.modeling import backtest, intervals
 from forecasting.modeling import booster as model
 from forecasting.modeling.baselines import NAIVE_BASELINES, naive_forecasts, statistical_forecasts
 from forecasting.modeling.baselines.statistical import sample_entities
-from forecasting.modeling.scoring import blend, lowest_wape, metrics
+from forecasting.modeling.forecaster import MODEL, combination_name, combinations
+from forecasting.modeling.scoring import combine, lowest_wape, metrics
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +80,8 @@ class EvaluationReport:
     # The model blended with the best baseline (evaluation.json's ``blend``: that baseline's name,
     # its metrics overall and per horizon).
     blend: dict | None = None
+    # The combinations on the statistical forecasters' rows (evaluation.json's ``combinations``).
+    combinations: dict | None = None
 
     @property
     def best_baseline(self) -> str:
@@ -89,10 +102,35 @@ class HoldoutForecasts:
     origin: np.ndarray
     horizon: np.ndarray
     actual: np.ndarray
-    # "model" (the holdout model), every naive baseline, every statistical one (NaN off the sample).
+    # "model" (the holdout model), every naive baseline, every statistical one and every
+    # combination of the model and them (NaN off the sample).
     forecasts: dict[str, np.ndarray]
     statistical: list[str]  # evaluation.statistical_baselines
     sampled: np.ndarray | None  # the rows the statistical ones were scored on (None: every row)
+    # Each forecast's members (evaluation's names; a model or a baseline is its own only member).
+    members: dict[str, tuple[str, ...]]
+
+    @property
+    def combinations(self) -> tuple[str, ...]:
+        return tuple(combination_name(c) for c in combinations(self.statistical))
+
+    def add_combination(self, name: str, members: tuple[str, ...]) -> None:
+        self.members[name] = members
+        self.forecasts[name] = combine([self.forecasts[m] for m in members])
+
+    def production_forms(self) -> tuple[dict[str, np.ndarray], str]:
+        """Each forecast as production makes it, and where that came from: with the backtest's
+        refit models as the model member (NaN off the backtest's rows), or the holdout model's
+        when there was no backtest."""
+        if backtest.BACKTEST not in self.holdout:
+            return self.forecasts, "holdout"
+        refit = self.holdout[backtest.BACKTEST].to_numpy(dtype=float)
+        if not np.isfinite(refit).any():
+            return self.forecasts, "holdout"
+        got = {m[0]: self.forecasts[m[0]] for m in self.members.values() if len(m) == 1} | {MODEL: refit}
+        return {
+            name: combine([got[m] for m in members]) for name, members in self.members.items()
+        }, "backtest"
 
     def score(self, rows: np.ndarray, which: tuple[str, ...]) -> dict[str, dict[str, float]]:
         """The model's and each of ``which``'s metrics on ``rows``."""
@@ -124,13 +162,19 @@ def forecast_holdout(snapshot: pd.DataFrame, config: Config, model_dir: Path) ->
     names = config.evaluation.statistical_baselines
     sampled = sample_entities(entity, config)
     scored = np.ones(len(holdout), bool) if sampled is None else sampled
-    jobs = config.evaluation.statistical_jobs
-    got = statistical_forecasts(panel, entity[scored], origin[scored], horizon[scored], names, jobs)
+    jobs, search = config.evaluation.statistical_jobs, config.evaluation.auto_ets_search_max_series
+    got = statistical_forecasts(panel, entity[scored], origin[scored], horizon[scored], names, jobs, search)
     for name in names:
         forecasts[name] = np.full(len(holdout), np.nan)
         forecasts[name][scored] = got[name]
     actual = holdout[LABEL].to_numpy()
-    return HoldoutForecasts(holdout, metadata, entity, origin, horizon, actual, forecasts, names, sampled)
+    members: dict[str, tuple[str, ...]] = {name: (name,) for name in forecasts}
+    made = HoldoutForecasts(
+        holdout, metadata, entity, origin, horizon, actual, forecasts, names, sampled, members
+    )
+    for combination in combinations(names):
+        made.add_combination(combination_name(combination), combination)
+    return made
 
 
 def score_sample(scored: HoldoutForecasts, config: Config) -> dict | None:
@@ -155,6 +199,24 @@ def score_sample(scored: HoldoutForecasts, config: Config) -> dict | None:
     }
 
 
+def score_combinations(scored: HoldoutForecasts) -> dict | None:
+    """evaluation.json's ``combinations``: each combination on the rows its statistical members
+    were scored on (every row, or the sample's), overall and per horizon, beside the model there
+    (None: no statistical forecasters, so no combination)."""
+    names = scored.combinations
+    if not names:
+        return None
+    rows = np.ones(len(scored.holdout), bool) if scored.sampled is None else scored.sampled
+    overall = scored.score(rows, names)
+    return {
+        "scored_on": "holdout" if scored.sampled is None else "sample",
+        "rows": int(rows.sum()),
+        "model": overall.pop("model"),
+        "forecasters": overall,
+        "by_horizon": scored.by_horizon(rows, names),
+    }
+
+
 def score_backtest(scored: HoldoutForecasts, on_all: tuple[str, ...], partner: str) -> dict | None:
     """The backtest's refit models against the same forecasts of the same rows (None: a model
     trained by an older release has no backtest column)."""
@@ -172,6 +234,7 @@ def score_backtest(scored: HoldoutForecasts, on_all: tuple[str, ...], partner: s
         scored.sampled,
         (scored.metadata.get("backtest") or {}).get("fits", []),
         blend_baseline=partner,
+        combinations={name: scored.members[name] for name in scored.combinations},
     )
 
 
@@ -185,7 +248,7 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
     # The model blended with the best baseline scored on every row: what the gate publishes when
     # neither model beats that baseline but their mean does.
     partner = lowest_wape({name: overall[name] for name in on_all})
-    scored.forecasts["blend"] = blend(scored.forecasts["model"], scored.forecasts[partner])
+    scored.add_combination("blend", (MODEL, partner))
     blend_scores = {
         "baseline": partner,
         "metrics": scored.score(every_row, ("blend",))["blend"],
@@ -199,6 +262,7 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
         sample=score_sample(scored, config),
         backtest=score_backtest(scored, on_all, partner),
         blend=blend_scores,
+        combinations=score_combinations(scored),
     )
     write_evaluation(report, scored, month)
     write_sample_rows(scored, model_dir)
@@ -231,10 +295,11 @@ def write_sample_rows(scored: HoldoutForecasts, model_dir: Path) -> None:
 
 
 def write_evaluation(report: EvaluationReport, scored: HoldoutForecasts, month: pd.Period) -> None:
-    """evaluation.json, with every forecaster's p10/p90 bands from its holdout errors (what predict
-    publishes with the gate's choice) and how often they held on months they were not calibrated
-    on; the scores logged."""
-    actual, horizon, forecasts = scored.actual, scored.horizon, scored.forecasts
+    """evaluation.json, with every forecaster's p10/p90 bands from its errors as production makes
+    its forecasts (what predict publishes with the gate's choice) and how often they held on
+    months they were not calibrated on; the scores logged."""
+    actual, horizon = scored.actual, scored.horizon
+    forecasts, calibrated_on = scored.production_forms()
     target = label_index(scored.holdout[TARGET_MONTH])
     interval_specs = {name: intervals.calibrate(f, actual, horizon) for name, f in forecasts.items()}
     interval_coverage = {
@@ -256,8 +321,11 @@ def write_evaluation(report: EvaluationReport, scored: HoldoutForecasts, month: 
         },
         "sample": report.sample,
         "blend": report.blend,
+        "combinations": report.combinations,
         "intervals": {
             "levels": [intervals.LOWER, intervals.UPPER],
+            # "backtest": the model's errors are the refit models' (as production's); "holdout": the holdout model's.
+            "calibrated_on": calibrated_on,
             "forecasters": interval_specs,
             "coverage": interval_coverage,
         },
@@ -295,6 +363,12 @@ def format_table(report: EvaluationReport) -> str:
     if report.blend is not None:
         b = report.blend
         lines += table(report.model, {f"blend {b['baseline']}": b["metrics"]})[2:]
+    if report.combinations is not None:
+        c = report.combinations
+        lines += [
+            f"Combinations (equal weights) on the {c['rows']:,} rows the statistical forecasters were scored on:"
+        ]
+        lines += table(c["model"], c["forecasters"])[1:]
     if report.sample is not None:
         s = report.sample
         lines += [f"On a sample of {s['entities']} of {s['of_entities']} entities:"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from forecasting.data.panel import Panel, build_panel
 from forecasting.features import dataset
 from forecasting.modeling import baselines
 from forecasting.modeling import booster as model
-from forecasting.modeling.scoring import blend
+from forecasting.modeling.forecaster import Blend
+from forecasting.modeling.scoring import combine
 
 log = logging.getLogger(__name__)
 
@@ -120,53 +122,75 @@ def forecast(
     return result
 
 
-def baseline_forecast(
-    snapshot: pd.DataFrame, config: Config, month: pd.Period, name: str, panel: Panel | None = None
+def baseline_forecasts(
+    snapshot: pd.DataFrame, config: Config, month: pd.Period, names: Sequence[str], panel: Panel | None = None
 ) -> pd.DataFrame:
-    """The rows of ``forecast``, made by the baseline ``name`` from each active entity's history
-    up to M, as evaluation scores it (what the gate publishes when no model beats it).
-    ``panel``: the snapshot's (sales only), if built already."""
+    """The rows of ``forecast`` with one column per baseline in ``names`` (instead of
+    ``prediction``), each made from each active entity's history up to M, as evaluation scores
+    it. The statistical ones are fitted together, once per entity (its forecasts of every
+    horizon come from that one fit). ``panel``: the snapshot's (sales only), if built already."""
     panel = panel if panel is not None else build_panel(snapshot, config, sales_only=True)
     m = month_index(month)
     active = active_entities(panel, m)
     horizons = np.arange(1, config.horizon + 1)
     entity, horizon = np.repeat(active, len(horizons)), np.tile(horizons, len(active))
     origin = np.full(len(entity), m)
-    values = baselines.forecast(name, panel, entity, origin, horizon, config.evaluation.statistical_jobs)
-    if np.isnan(values).any():  # an entity with a row in M always has a history: never publish NaN
-        raise RuntimeError(f"the {name} baseline has no forecast for {int(np.isnan(values).sum())} rows")
+    jobs = config.evaluation.statistical_jobs
+    statistical = [name for name in names if name in baselines.STATISTICAL]
+    search = config.evaluation.auto_ets_search_max_series  # the form evaluation scored
+    values = baselines.statistical_forecasts(panel, entity, origin, horizon, statistical, jobs, search)
+    for name in names:
+        if name not in values:
+            values[name] = baselines.forecast(name, panel, entity, origin, horizon, jobs)
     out = forecast_rows(panel, entity, m, horizon)
-    out["prediction"] = np.clip(values, 0, None)
+    for name in names:
+        if np.isnan(values[name]).any():  # an entity with a row in M always has a history: never publish NaN
+            raise RuntimeError(
+                f"the {name} baseline has no forecast for {int(np.isnan(values[name]).sum())} rows"
+            )
+        out[name] = np.clip(values[name], 0, None)
     out = out.sort_values(["horizon"], kind="stable").reset_index(drop=True)  # as forecast(): by horizon
     log.info(
-        "Forecast %d entities x %d horizons for %s with the %s baseline",
+        "Forecast %d entities x %d horizons for %s with %s",
         len(active),
         len(horizons),
         month,
-        name,
+        ", ".join(names),
     )
     return out
+
+
+def baseline_forecast(
+    snapshot: pd.DataFrame, config: Config, month: pd.Period, name: str, panel: Panel | None = None
+) -> pd.DataFrame:
+    """The rows of ``forecast``, made by the baseline ``name`` (what the gate publishes when no
+    model beats it)."""
+    return baseline_forecasts(snapshot, config, month, [name], panel).rename(columns={name: "prediction"})
 
 
 def blend_forecast(
     snapshot: pd.DataFrame,
     config: Config,
     month: pd.Period,
-    model_dir: Path,
-    baseline: str,
+    blended: Blend,
+    models_dir: Path,
     client=None,
 ) -> pd.DataFrame:
-    """The rows of ``forecast``: the mean of the model's and the baseline's forecasts of each row
-    (forecasting.modeling.scoring.blend, as evaluate scored it)."""
-    panel = build_panel(snapshot, config, sales_only=True)  # one panel for both
-    made = forecast(snapshot, config, month, model_dir, client, panel)
-    base = baseline_forecast(snapshot, config, month, baseline, panel)
-    identity = [c for c in made.columns if c != "prediction"]
-    # Both are by horizon, then entity, over the same active entities: the same rows in the same order.
-    if not made[identity].equals(base[identity]):
-        raise RuntimeError(
-            f"the model's and the {baseline} baseline's forecast rows differ: cannot blend them"
-        )
-    out = made.copy()
-    out["prediction"] = blend(made["prediction"].to_numpy(), base["prediction"].to_numpy())
+    """The rows of ``forecast``: the equal-weight mean of the blend's members' forecasts of each
+    row, its model's (from ``models_dir``) and its baselines' (forecasting.modeling.scoring.combine,
+    as evaluate scored it)."""
+    panel = build_panel(snapshot, config, sales_only=True)  # one panel for all
+    base = baseline_forecasts(snapshot, config, month, blended.baselines, panel)
+    identity = [c for c in base.columns if c not in blended.baselines]
+    parts = [base[name].to_numpy() for name in blended.baselines]
+    if blended.model_version is not None:
+        made = forecast(snapshot, config, month, models_dir / blended.model_version, client, panel)
+        # Both are by horizon, then entity, over the same active entities: the same rows in the same order.
+        if not made[identity].equals(base[identity]):
+            raise RuntimeError(
+                f"the model's and the baselines' forecast rows differ: cannot blend them ({blended})"
+            )
+        parts.insert(0, made["prediction"].to_numpy())
+    out = base[identity].copy()
+    out["prediction"] = combine(parts)
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
@@ -21,9 +23,18 @@ def metrics(actual: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
 
 
 def blend(model_forecast: np.ndarray, baseline_forecast: np.ndarray) -> np.ndarray:
-    """The blend of a model and a baseline: the plain mean of their forecasts. Equal weights, not
-    weights fitted on the holdout that then scores them (that would flatter the blend)."""
-    return (np.asarray(model_forecast, float) + np.asarray(baseline_forecast, float)) / 2
+    """The blend of a model and a baseline: the plain mean of their forecasts (:func:`combine`)."""
+    return combine([model_forecast, baseline_forecast])
+
+
+def combine(forecasts: Sequence[np.ndarray]) -> np.ndarray:
+    """A combination's forecast of each row: the plain mean of its members' forecasts (NaN where
+    any is). Equal weights, as the M4 competition's winning combinations mostly used: weights
+    fitted on the rows that then score them would flatter the combination, and weights estimated
+    from a few months of backtest are noisier than the gain they promise (the "forecast
+    combination puzzle")."""
+    stacked = np.stack([np.asarray(f, float) for f in forecasts])
+    return stacked.sum(axis=0) / len(stacked)
 
 
 def lowest_wape(baselines: dict[str, dict[str, float]]) -> str:

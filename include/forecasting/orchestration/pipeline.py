@@ -242,7 +242,7 @@ def predict(
     month: str, attempt: str, model_dir: str, config: Config | None = None, forecaster: str | None = None
 ) -> dict:
     """Forecast M+1..M+horizon with the forecaster the gate chose (``forecaster``: a model
-    version, ``baseline:<name>`` or ``blend:<version>+<name>``; default: the decision in ``model_dir``'s evaluation.json)."""
+    version, ``baseline:<name>`` or ``blend:[<version>+]<name>[+<name>...]``; default: the decision in ``model_dir``'s evaluation.json)."""
     from forecasting.modeling import intervals
     from forecasting.modeling.forecaster import Baseline, Blend, Model, parse
     from forecasting.modeling.predict import baseline_forecast, blend_forecast, forecast
@@ -258,11 +258,9 @@ def predict(
         match parse(forecaster):
             case Baseline(name):
                 frame = baseline_forecast(snapshot, config, m, name)
-            case Blend(version, baseline):
+            case Blend() as blended:
                 with client_for(config) as client:
-                    frame = blend_forecast(
-                        snapshot, config, m, paths.models(config) / version, baseline, client
-                    )
+                    frame = blend_forecast(snapshot, config, m, blended, paths.models(config), client)
             case Model(version):
                 with client_for(config) as client:
                     frame = forecast(snapshot, config, m, paths.models(config) / version, client)

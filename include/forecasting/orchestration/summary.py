@@ -219,6 +219,12 @@ def interval_lines(report: dict, decision: dict | None) -> list[str]:
     coverage = (report.get("intervals") or {}).get("coverage") or {}
     text = (decision or {}).get("forecaster", "")
     compared = (decision or {}).get("sample") or {}
+    if text and (decision or {}).get("coverage"):  # the gate's: the published forecaster's own
+        held = decision["coverage"]  # type: ignore[index]
+        return [
+            f"  intervals   p10-p90 held {100 * held['coverage']:.0f}% of the actuals of holdout months they were "
+            f"not calibrated on (goal {100 * held['target']:.0f}%; {text}, {held['rows']:,} forecasts)"
+        ]
     if text and compared.get("published") == text and compared.get("coverage"):
         held = compared["coverage"]  # calibrated and checked on the rows it was scored on
         return [

@@ -13,10 +13,11 @@ champion, the mean of the challenger's and the best baseline's forecasts (a *ble
 model beats that baseline but the blend does; ``gate.blend``), or the best baseline; the decision
 goes into the registry, into the challenger's evaluation.json and into the evaluate stage's
 result, and predict forecasts with that forecaster. The rule reads the forecasters scored on every
-row; where the statistical ones were scored only on a sample of entities, its choice is then
-checked there (:func:`on_sample`, ``forecasting.registry.sample``): AutoETS, Theta or the
-challenger's blend with one of them replaces it when lower on the sample by the baseline margin
-and beyond a paired bootstrap's noise. The overrides come after the rule: a person's
+row; its choice is then weighed on the rows the statistical forecasters were scored on (every
+row, or a sample of entities: :func:`on_sample`, ``forecasting.registry.sample``) against AutoETS,
+Theta and the combinations of the challenger with them: the candidate the rolling-origin backtest
+scores best replaces it when lower there by the baseline margin and, on the holdout, by the
+margin and beyond a paired bootstrap's noise. The overrides come after the rule: a person's
 earlier decision about this very model is kept (``python -m forecasting.registry.models
 promote|reject``), and a run may force a forecaster instead (the DAG param ``force_model_version``).
 """
@@ -340,19 +341,23 @@ def on_sample(
     statistical = (evaluation.get("statistical_baselines") or {}).get("forecasters") or []
     if rows is None or not config.gate.sample or not statistical:
         return decision, None
-    compared = sample.compare(
-        rows, decision.forecaster, statistical, challenger, found.champion, config.gate, config.model.seed
-    )
+    board = sample.backtest_board(evaluation)
+    chosen, gate, seed = decision.forecaster, config.gate, config.model.seed
+    compared = sample.compare(rows, chosen, statistical, challenger, found.champion, gate, seed, board)
     if compared is None:
         return decision, None
     reason = f"{decision.reason}; {sample.describe(compared.report)}"
     if compared.winner is None:
         return replace(decision, reason=reason), compared.report
     winner = compared.winner
-    # Its WAPE and bands are the sample's: the rows it was scored on.
+    # Its WAPE is the one on the rows it was scored on; its bands evaluate's (calibrated on its
+    # errors as production makes them), else the ones compare calibrated on these rows.
     found.wapes[winner] = next(
         c["wape"] for c in compared.report["candidates"] if c["forecaster"] == str(winner)
     )
+    spec, held = sample.evaluation_bands(evaluation, winner, challenger)
+    if spec is not None:
+        compared.report.update(intervals=spec, coverage=held)
     found.intervals[winner] = compared.report["intervals"]
     outcome = models.BLENDED if isinstance(winner, Blend) else models.BASELINE
     return Decision(outcome, winner, reason), compared.report
@@ -482,6 +487,8 @@ def run_gate(
         "decided_by": verdict.decided_by,
         # p10/p90 bands predict puts around the forecaster's forecasts (None: not calibrated).
         "intervals": found.intervals.get(forecaster),
+        # How often such bands held on holdout months they were not calibrated on (None: not measured).
+        "coverage": sample.published_coverage(evaluation, forecaster, challenger, compared),
         # The rule's choice against the statistical forecasters on their rows (None: not compared).
         "sample": compared,
     }
@@ -568,19 +575,20 @@ def force_forecaster(
 
 def check_forced(conn, table, force: Forecaster, baselines: list[str]) -> None:
     """Refuse a forced forecaster this run cannot publish: it must be a registered model, a
-    baseline this run scored (on every row or on the sample), or a blend of the two."""
+    baseline this run scored (on every row or on the sample), or a blend of them."""
     version: str | None
-    baseline: str | None
+    named: tuple[str, ...]
     match force:
         case Model(version):
-            baseline = None
+            named = ()
         case Baseline(name):
-            version, baseline = None, name
-        case Blend(version, baseline):
-            pass
-    if baseline is not None and baseline not in baselines:
+            version, named = None, (name,)
+        case Blend() as blended:
+            version, named = blended.model_version, blended.baselines
+    unknown = [name for name in named if name not in baselines]
+    if unknown:
         raise ConfigError(
-            f"force_model_version {str(force)!r}: no such baseline (have: {', '.join(baselines)})"
+            f"force_model_version {str(force)!r}: no such baseline {', '.join(unknown)} (have: {', '.join(baselines)})"
         )
     if version is not None and models.get(conn, table, version) is None:
         raise ConfigError(f"force_model_version {str(force)!r}: no such model in {table.name}")

@@ -228,6 +228,7 @@ class ModelConfig(Section):
 STATISTICAL_BASELINES = ("auto_ets", "theta")
 DEFAULT_STATISTICAL_MAX_SERIES = 100
 DEFAULT_BACKTEST_ORIGINS = 6
+DEFAULT_AUTO_ETS_SEARCH_MAX_SERIES = 10_000
 
 
 class EvaluationConfig(Section):
@@ -252,6 +253,13 @@ class EvaluationConfig(Section):
     # Each process is a fresh interpreter importing statsforecast: it pays from a few hundred series on.
     statistical_jobs: int | None = Field(
         default=None, ge=1, description="Processes the statistical fits run in (null: one per core)."
+    )
+    # AutoETS's search over forms costs about eight fixed fits a series (docs/modeling.md): above
+    # this many entities predict could not fit it for every one within a month's time budget.
+    auto_ets_search_max_series: int | None = Field(
+        default=DEFAULT_AUTO_ETS_SEARCH_MAX_SERIES,
+        ge=1,
+        description="More entities in the panel: AutoETS fits one fixed form (damped additive, AAdA) instead of choosing it by AICc (null: always choose).",
     )
     # At most holdout_months: an earlier origin's fit would reuse a number of trees early
     # stopping chose on targets after it. Unset in the file: the default, capped at holdout_months.

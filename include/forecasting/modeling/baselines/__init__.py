@@ -66,13 +66,16 @@ def statistical_forecasts(
     horizon: np.ndarray,
     names: Sequence[str],
     jobs: int | None = None,
+    search_max_series: int | None = None,
 ) -> dict[str, np.ndarray]:
     """The named statistical baselines' forecasts of each row, fitted together (NaN where the
-    entity has no history at its origin), in ``jobs`` processes (None: one per core)."""
+    entity has no history at its origin), in ``jobs`` processes (None: one per core); AutoETS's
+    fixed form for a panel of more than ``search_max_series`` entities (None: always the search)."""
     unknown = sorted(set(names) - set(STATISTICAL))
     if unknown:
         raise ValueError(f"unknown statistical forecasters {unknown} (known: {list(STATISTICAL)})")
-    return fit_statistical(panel, entity, origin, horizon, [STATISTICAL[name] for name in names], jobs)
+    chosen = [STATISTICAL[name] for name in names]
+    return fit_statistical(panel, entity, origin, horizon, chosen, jobs, search_max_series)
 
 
 def forecast(

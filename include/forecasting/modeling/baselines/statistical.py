@@ -17,6 +17,13 @@ every origin goes to statsforecast in one vectorised call per model group.
   (statsforecast refuses ETS on a handful of points and Theta on 3 or fewer) gets its last
   value (``Naive``).
 * A series with no negative value gets no negative forecast (clipped at 0: sales).
+* AutoETS's form: chosen per series by AICc among every error, trend, damping and season
+  (``ZZZ``, up to 30 fits a series), unless the panel holds more than
+  ``evaluation.auto_ets_search_max_series`` entities: then one fixed form, additive error, damped
+  additive trend and additive season (:data:`FIXED_ETS`, "AAdA"; "AAdN" without a season), one fit
+  a series. The search costs about eight fixed fits (``benchmarks/statistical_speed.py``, figures in
+  docs/modeling.md), too much for every entity of a month at 100,000 series, and the form
+  depends on the panel's size only, so evaluation scores the form predict publishes.
 
 The forecasters are the names in ``evaluation.statistical_baselines``, each a
 :class:`StatisticalBaseline` in ``forecasting.modeling.baselines``' registry. To bound the cost (a
@@ -43,6 +50,9 @@ from forecasting.data.panel import Panel
 log = logging.getLogger(__name__)
 
 SEASON_LENGTH = 12
+# AutoETS's form above evaluation.auto_ets_search_max_series entities: (error, trend, season), damped.
+# Additive throughout: a multiplicative form refuses series with a zero month.
+FIXED_ETS = ("A", "A", "A")
 # Fewer months than this: the non-seasonal forms (see the module docstring).
 MIN_SEASONAL_MONTHS = 2 * SEASON_LENGTH
 
@@ -54,8 +64,9 @@ class StatisticalBaseline(ABC):
     name: str
 
     @abstractmethod
-    def model(self, season_length: int):
-        """The statsforecast model, aliased ``self.name``, for series of this season length."""
+    def model(self, season_length: int, search: bool = True):
+        """The statsforecast model, aliased ``self.name``, for series of this season length
+        (``search``: False asks for the cheaper fixed form, where the forecaster has one)."""
 
     def forecast(
         self,
@@ -73,10 +84,14 @@ class AutoETS(StatisticalBaseline):
 
     name = "auto_ets"
 
-    def model(self, season_length: int):
+    def model(self, season_length: int, search: bool = True):
         from statsforecast import models  # statsforecast imports numba: only when fitted
 
-        return models.AutoETS(season_length=season_length, alias=self.name)
+        if search:
+            return models.AutoETS(season_length=season_length, alias=self.name)
+        error, trend, season = FIXED_ETS
+        form = f"{error}{trend}{season if season_length > 1 else 'N'}"
+        return models.AutoETS(season_length=season_length, model=form, damped=True, alias=self.name)
 
 
 class Theta(StatisticalBaseline):
@@ -84,7 +99,7 @@ class Theta(StatisticalBaseline):
 
     name = "theta"
 
-    def model(self, season_length: int):
+    def model(self, season_length: int, search: bool = True):
         from statsforecast import models
 
         return models.Theta(season_length=season_length, alias=self.name)
@@ -97,10 +112,12 @@ def forecasts(
     horizon: np.ndarray,
     baselines: Sequence[StatisticalBaseline],
     jobs: int | None = None,
+    search_max_series: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Each named forecaster's forecast of every row (entity: panel rows, origin: month indices,
     horizon: months ahead), from the entity's history up to its origin; NaN where the entity has
-    no history at its origin. Fitted in ``jobs`` processes (None: one per core)."""
+    no history at its origin. Fitted in ``jobs`` processes (None: one per core); a panel of more
+    than ``search_max_series`` entities gets AutoETS's fixed form (None: always the search)."""
     entity, origin, horizon = (np.asarray(a, dtype=np.int64) for a in (entity, origin, horizon))
     names = [b.name for b in baselines]
     out = {name: np.full(len(entity), np.nan) for name in names}
@@ -135,6 +152,7 @@ def forecasts(
             baselines,
             seasonal,
             _jobs(jobs, len(group)),
+            search_max_series is None or len(panel.keys) <= search_max_series,
         )
         for name in names:
             predicted[name][group] = got[name]
@@ -161,6 +179,7 @@ def _fit_forecast(
     baselines: Sequence[StatisticalBaseline],
     seasonal: bool,
     jobs: int,
+    search: bool = True,
 ) -> dict[str, np.ndarray]:
     """[series, steps] forecasts of each forecaster for the series sales[entity, start:start+length]."""
     from statsforecast import StatsForecast
@@ -173,7 +192,10 @@ def _fit_forecast(
     frame = pd.DataFrame({"unique_id": series, "ds": offset, "y": y})
     season_length = SEASON_LENGTH if seasonal else 1
     engine = StatsForecast(
-        models=[b.model(season_length) for b in baselines], freq=1, n_jobs=jobs, fallback_model=Naive()
+        models=[b.model(season_length, search) for b in baselines],
+        freq=1,
+        n_jobs=jobs,
+        fallback_model=Naive(),
     )
     result = engine.forecast(df=frame, h=steps)
     row = result["unique_id"].to_numpy().astype(np.int64)

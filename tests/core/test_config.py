@@ -29,9 +29,12 @@ def test_demo_config_loads():
     assert src.covariates == ["price", "promo"]
     assert src.attributes == ["store_size", "region", "category"]
     assert src.history_months == 60
-    assert config.features.lags == [1, 2, 3, 6, 12]
+    # The modelling settings are the library's common defaults (the file sets only data).
+    assert config.features.lags == [*range(1, 14), 24]
     assert config.features.rolling_windows == [3, 6, 12]
-    assert config.features.lookback_months == 12
+    assert config.features.derived == ["seasonal", "relative"]
+    assert config.features.lookback_months == 24
+    assert config.model.scale_by_recent_mean is True
     assert config.horizon == 3
     assert config.evaluation.holdout_months == 6
     assert config.model.validation_months == 3
@@ -56,12 +59,45 @@ def test_dominicks_config_loads():
     assert config.source.entity_columns == ["store", "brand"]
     assert config.source.covariates == ["price", "deal", "feat"]
     assert len(config.source.attributes) == 11
-    assert config.source.history_months == 36
+    assert config.source.history_months is None  # all 27 months: the 24-month lag keeps every origin
     assert config.horizon == 1
     assert config.feature_store["project"] == "dominicks"
     assert config.feature_store["online_store"]["path"] == str(
         (REPO / "data" / "dominicks" / "feast" / "online.db").resolve()
     )
+
+
+# What a shipped config may set: data, where things go and how they are checked, never how the
+# model is built (issue 22: one set of modelling defaults, the library's, for every data set).
+DATA_SECTIONS = {
+    "data_dir",
+    "source",
+    "plans",
+    "validation",
+    "feature_store",
+    "evaluation",
+    "horizon",
+    "monitoring",
+    "alerts",
+    "compute",
+    "predictions",
+}
+MODELLING_EVALUATION_KEYS = {"statistical_baselines", "backtest_origins"}
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "config").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_set_only_their_data(path, tmp_path, monkeypatch):
+    raw = yaml.safe_load(path.read_text())
+    # config/production.yaml's variables, as docker-compose.yml sets them.
+    monkeypatch.setenv("FORECAST_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SOURCE_DB_URL", "postgresql+psycopg://forecast:dummy@db/sales")
+    for name in ("FEAST_REGISTRY_URL", "REDIS_HOST", "REDIS_PORT", "FEAST_REDIS_DB", "DASK_SCHEDULER"):
+        monkeypatch.setenv(name, "1" if name != "DASK_SCHEDULER" else "")
+    assert set(raw) <= DATA_SECTIONS, f"{path.name} sets {sorted(set(raw) - DATA_SECTIONS)}"
+    assert not set(raw.get("evaluation") or {}) & MODELLING_EVALUATION_KEYS
+    config = load_config(path)
+    assert config.features.lags == [*range(1, 14), 24]
+    assert config.model.scale_by_recent_mean is True
 
 
 def test_forecast_config_env_selects_the_file(tmp_path, monkeypatch):
@@ -180,7 +216,7 @@ def _drop(section, key):
 
 def _set(section, key, value):
     def edit(raw):
-        (raw if section is None else raw[section])[key] = value
+        (raw if section is None else raw.setdefault(section, {}))[key] = value
 
     return edit
 
@@ -280,22 +316,22 @@ def test_only_braced_variables_expand_and_values_cannot_reshape_the_file(tmp_pat
 
 def test_history_too_short_to_train_is_refused(tmp_path):
     raw = demo_config_dict(tmp_path)
-    raw["source"]["history_months"] = 20  # lookback 12 + validation 3 + holdout 6 + 1 = 22
+    raw["source"]["history_months"] = 20  # lookback 24 + validation 3 + holdout 6 + 1 = 34
     with pytest.raises(ConfigError, match=r"source\.history_months: 20 leaves no month to train on"):
         load_config(write_config(tmp_path, raw))
 
 
 def test_a_horizon_longer_than_the_history_can_label_is_refused_naming_the_limit(tmp_path):
-    raw = demo_config_dict(tmp_path)  # history 60 - lookback 12 - validation 3 - holdout 6 = 39
+    raw = demo_config_dict(tmp_path)  # history 60 - lookback 24 - validation 3 - holdout 6 = 27
     raw["horizon"] = 100
     with pytest.raises(ConfigError) as err:
         load_config(write_config(tmp_path, raw))
     assert "horizon: 100 is longer than source.history_months 60 can label" in str(err.value)
-    assert "The longest horizon it can train is 39" in str(err.value)
-    assert "history_months of at least 121" in str(err.value)
+    assert "The longest horizon it can train is 27" in str(err.value)
+    assert "history_months of at least 133" in str(err.value)
 
-    raw["horizon"] = 39
-    assert load_config(write_config(tmp_path, raw)).horizon == 39
+    raw["horizon"] = 27
+    assert load_config(write_config(tmp_path, raw)).horizon == 27
 
 
 def test_feature_store_keeps_its_variables_beside_their_values(tmp_path, monkeypatch):

@@ -295,7 +295,7 @@ def test_prediction_on_the_workers_equals_in_process(both, cluster):
 
 
 def test_an_unscaled_model_fitted_on_the_workers_forecasts_like_one_fitted_in_process(both, cluster):
-    """The default (``scale_by_recent_mean: false``) fit, on the holdout rows: same tolerance."""
+    """An unscaled (``scale_by_recent_mean: false``) fit, on the holdout rows: same tolerance."""
     from dask.distributed import Client
 
     from forecasting.features import dataset

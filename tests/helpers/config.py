@@ -21,7 +21,7 @@ def demo_config_dict(folder: Path) -> dict:
     raw["feature_store"]["registry"] = str(folder / "feast" / "registry.db")
     raw["feature_store"]["online_store"] = {"type": "sqlite", "path": str(folder / "feast" / "online.db")}
     raw["predictions"]["url"] = f"sqlite:///{folder}/predictions.db"
-    raw["model"]["num_boost_round"] = 500
+    raw.setdefault("model", {})["num_boost_round"] = 500
     # Theta alone keeps the statistical baselines in every pipeline test at a fraction of
     # AutoETS's cost (about 20 times cheaper); test_statistical.py covers both.
     raw["evaluation"]["statistical_baselines"] = ["theta"]

@@ -112,17 +112,29 @@ class ValidationConfig(Section):
 DERIVED_FEATURE_GROUPS = ("seasonal", "relative")
 
 
+# The modelling defaults below (lags, derived groups, scaling) are the ones that did best across
+# every real data set (Dominick's, tourism, M3), chosen by benchmarks/choose_defaults.py on
+# rolling origins before each set's final holdout (docs/quality.md: One set of defaults).
+# Every lag to 13 puts the target's month a year before at each horizon 1..3 (lag 12, 11, 10),
+# and 24 the month two years before.
+DEFAULT_LAGS = (*range(1, 14), 24)
+DEFAULT_ROLLING_WINDOWS = (3, 6, 12)
+DEFAULT_DERIVED = DERIVED_FEATURE_GROUPS
+
+
 class FeatureConfig(Section):
     """The features computed from each series' history."""
 
     lags: PositiveInts = Field(
-        default_factory=lambda: [1, 2, 3, 6, 12], description="Months back of each lag feature."
+        default_factory=lambda: list(DEFAULT_LAGS), description="Months back of each lag feature."
     )
     rolling_windows: PositiveInts = Field(
-        default_factory=lambda: [3, 6, 12], description="Widths (months) of the rolling mean/std features."
+        default_factory=lambda: list(DEFAULT_ROLLING_WINDOWS),
+        description="Widths (months) of the rolling mean/std features.",
     )
     derived: Annotated[list[str], BeforeValidator(lambda v: choices(v, DERIVED_FEATURE_GROUPS))] = Field(
-        default_factory=list, description="Groups of derived features turned on: seasonal, relative."
+        default_factory=lambda: list(DEFAULT_DERIVED),
+        description="Groups of derived features turned on: seasonal, relative ([]: none).",
     )
 
     @property
@@ -199,7 +211,7 @@ class ModelConfig(Section):
         description="Fit on a uniform sample of about this many labelled rows (null: all).",
     )
     scale_by_recent_mean: bool = Field(
-        default=False,
+        default=True,
         description="Fit each row relative to its series' recent mean (a log-link objective's base margin).",
     )
 
@@ -217,7 +229,8 @@ class ModelConfig(Section):
         objective = self.params.get("objective")
         if self.scale_by_recent_mean and not str(objective or "").startswith(LOG_LINK_OBJECTIVES):
             raise fail(
-                f"needs a log-link objective ({', '.join(LOG_LINK_OBJECTIVES)}), not {objective!r}",
+                f"needs a log-link objective ({', '.join(LOG_LINK_OBJECTIVES)}), not {objective!r} "
+                "(it is on by default: set model.scale_by_recent_mean: false to fit absolute units)",
                 "scale_by_recent_mean",
             )
         return self

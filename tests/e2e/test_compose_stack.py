@@ -372,12 +372,14 @@ def start(s: Stack) -> dict[str, dict]:
 
 
 def run_month(s: Stack, month: pd.Period) -> tuple[dict, pd.DataFrame]:
-    """Trigger monthly_forecast for M as its schedule would (logical date: M's start) and unpause
-    it, with forecast_monitoring unpaused to follow the publish; wait for the run."""
+    """Trigger monthly_forecast for M as a user re-running a month does (the month param; a manual
+    run's data interval is the month before its logical date, so M's start would run M-1) and
+    unpause it, with forecast_monitoring unpaused to follow the publish; wait for the run."""
     started = time.monotonic()
     s.send("PATCH", f"/dags/{MONITORING_DAG}", {"is_paused": False})
-    logical_date = month_start(month).strftime("%Y-%m-%dT%H:%M:%SZ")
-    triggered = s.send("POST", f"/dags/{FORECAST_DAG}/dagRuns", {"logical_date": logical_date, "conf": {}})
+    logical_date = month_start(month + 1).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {"logical_date": logical_date, "conf": {"month": str(month)}}
+    triggered = s.send("POST", f"/dags/{FORECAST_DAG}/dagRuns", body)
     s.send("PATCH", f"/dags/{FORECAST_DAG}", {"is_paused": False})
     run = s.wait_for_run(FORECAST_DAG, triggered["dag_run_id"])
     s.timed("monthly_forecast run", started)

@@ -16,7 +16,7 @@ import forecasting.data.extract as extract_module
 from forecasting.core.config import Config
 from forecasting.data.checkpoint import DataValidationError
 from forecasting.data.extract import read_window
-from forecasting.data.postgres_read import connection_string
+from forecasting.data.postgres_read import connection_string, session_options
 from forecasting.data.validate import validate_snapshot
 from tests.data.test_extract import M, make_config
 
@@ -334,6 +334,34 @@ def test_the_connection_string_keeps_every_parameter_sqlalchemy_would_connect_wi
         "options": "-csearch_path=retail",
         "application_name": "forecast",
     }
+
+
+def test_the_fast_read_connects_with_the_sessions_options_and_search_path(postgres_source, tmp_path):
+    """make_engine moves the URL's options (here a search_path) and the liveness checks into the
+    connect arguments: the ADBC connection takes them from the live session, so an unqualified
+    table: is read from the schema the URL names, not from public."""
+    from forecasting.core.db import make_engine
+
+    execute(
+        postgres_source,
+        "CREATE SCHEMA retail",
+        "CREATE TABLE retail.sales AS SELECT * FROM sales WHERE k = 'a'",
+    )
+    url = sa.make_url(postgres_source.source.database.url).update_query_dict(
+        {"options": "-csearch_path=retail"}
+    )
+    config = make_config(tmp_path / "retail", url=url.render_as_string(hide_password=False), table="sales")
+    engine = make_engine(config.source.database)
+    try:
+        with engine.connect() as conn:
+            options = psycopg.conninfo.conninfo_to_dict(
+                connection_string(conn.engine.url, conn.dialect, session_options(conn))
+            )["options"]
+    finally:
+        engine.dispose()
+
+    assert "-csearch_path=retail" in options and "client_connection_check_interval" in options
+    assert read_window(config, M)["k"].tolist() == ["a"]
 
 
 def test_the_switch_reads_through_sqlalchemy(postgres_source, monkeypatch):

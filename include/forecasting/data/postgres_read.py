@@ -56,15 +56,26 @@ class _Unreadable(Exception):
     """A value the row reader would read differently: the caller falls back to it."""
 
 
-def connection_string(url: sa.URL, dialect: sa.Dialect) -> str:
+def connection_string(url: sa.URL, dialect: sa.Dialect, options: str | None = None) -> str:
     """libpq's key=value connection string for ``url``, with the parameters SQLAlchemy's psycopg
     dialect would connect with (user, password, host, port, dbname, and every query option such
-    as sslmode or options), each quoted by psycopg."""
+    as sslmode or options), each quoted by psycopg. ``options``: libpq's options as a live
+    session has them, in place of the URL's (``core.db.make_engine`` moves the URL's options and
+    the liveness checks into the connect arguments, which the URL no longer shows)."""
     import psycopg
 
     _, kwargs = dialect.create_connect_args(url)
     plain = {k: v for k, v in kwargs.items() if isinstance(v, str | int) and not isinstance(v, bool)}
+    if options:
+        plain["options"] = options
     return psycopg.conninfo.make_conninfo("", **plain)
+
+
+def session_options(conn: sa.Connection) -> str | None:
+    """The libpq options ``conn``'s session was opened with (search_path, liveness checks...)."""
+    import psycopg
+
+    return psycopg.conninfo.conninfo_to_dict(conn.connection.driver_connection.info.dsn).get("options")
 
 
 def literal_sql(conn: sa.Connection, query: sa.TextClause, params: dict) -> str:
@@ -86,7 +97,7 @@ def read_postgres_arrow(
     try:
         import adbc_driver_postgresql.dbapi as adbc
 
-        fast = adbc.connect(connection_string(conn.engine.url, conn.dialect))
+        fast = adbc.connect(connection_string(conn.engine.url, conn.dialect, session_options(conn)))
     except Exception as err:  # not installed, or its libpq cannot connect (e.g. no GSSAPI): say so
         log.warning("Reading the window through SQLAlchemy: ADBC could not connect: %s", err)
         return None

@@ -77,7 +77,8 @@ HISTORY_MAX_FACTOR = 10.0
 
 def allowed_values(history: pd.Series) -> tuple[float, float] | list[float] | None:
     """What a scenario may plan for a covariate whose history (sales and plans) is ``history``:
-    a flag whose history holds only 0 and 1 takes only the values seen; any other covariate
+    a flag whose history holds only 0 and 1 takes 0 or 1 (also when its history holds only one
+    of them: a promotion never run yet is what a what-if plans); any other covariate
     [HISTORY_MAX_FACTOR × its smallest value if below zero else 0, HISTORY_MAX_FACTOR × its
     largest]. None: no history to go by."""
     values = pd.to_numeric(history, errors="coerce").to_numpy(dtype=float)
@@ -86,7 +87,7 @@ def allowed_values(history: pd.Series) -> tuple[float, float] | list[float] | No
         return None
     seen = np.unique(values)
     if set(seen.tolist()) <= {0.0, 1.0}:
-        return [int(v) for v in seen]
+        return [0, 1]
     low, high = float(seen[0]), float(seen[-1])
     return (HISTORY_MAX_FACTOR * low if low < 0 else 0.0, HISTORY_MAX_FACTOR * max(high, 0.0))
 

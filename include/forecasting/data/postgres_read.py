@@ -75,7 +75,9 @@ def session_options(conn: sa.Connection) -> str | None:
     """The libpq options ``conn``'s session was opened with (search_path, liveness checks...)."""
     import psycopg
 
-    return psycopg.conninfo.conninfo_to_dict(conn.connection.driver_connection.info.dsn).get("options")
+    raw = conn.connection.driver_connection
+    options = psycopg.conninfo.conninfo_to_dict(raw.info.dsn).get("options") if raw is not None else None
+    return str(options) if options else None
 
 
 def literal_sql(conn: sa.Connection, query: sa.TextClause, params: dict) -> str:

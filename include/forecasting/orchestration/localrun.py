@@ -44,6 +44,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from forecasting.core.months import month_of
 from forecasting.core.names import ASSET_DAGS, FORECAST_DAG, SCENARIOS_DAG
 
 STARTUP_TIMEOUT = 300  # a fresh api-server and scheduler on a busy 2-core machine
@@ -449,7 +450,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("month", nargs="?", help="month M, YYYY-MM (default: the latest complete month)")
     args = parser.parse_args(argv)
-    month = str(pd.Period(args.month, "M")) if args.month else latest_complete_month()
+    try:
+        month = str(month_of(args.month)) if args.month else latest_complete_month()
+    except ValueError as err:  # MonthOutOfRange (2999-01) too, as the DAG's param refuses it
+        parser.error(str(err))
     if args.month and month != args.month:
         parser.error(f"month must be YYYY-MM, got {args.month!r}")
     config = os.environ.get("FORECAST_CONFIG", "config/demo.yaml")

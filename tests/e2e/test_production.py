@@ -610,7 +610,7 @@ def production_run(postgres_server, redis_client, tmp_path_factory):
         path = REPO / "config" / "production.yaml"
         raw = yaml.safe_load(os.path.expandvars(path.read_text()))
         raw["feature_store"]["project"] = project  # its own keys in Redis
-        raw["model"]["num_boost_round"] = 300
+        raw.setdefault("model", {})["num_boost_round"] = 300
         config = parse_config(raw, path)
         results = pipeline.run_month(str(MONTH), "manual__production_test", config)
         # The October run's forecasts for November and December, scored with their actuals.

@@ -238,7 +238,7 @@ def production_config(folder: Path, project: str) -> Path:
     and fewer boosting rounds, to keep the test quick."""
     raw = yaml.safe_load((REPO / "config" / "production.yaml").read_text())
     raw["feature_store"]["project"] = project
-    raw["model"]["num_boost_round"] = 300
+    raw.setdefault("model", {})["num_boost_round"] = 300
     path = folder / "production.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

@@ -189,13 +189,9 @@ def test_the_drift_table_flags_the_shifted_features_and_is_replaced_per_month(tm
     # one of 299, the vanished one of 299: under 10%).
     assert report.drifted == ["price", "price_mean_3"]
     rows = drift_rows(config)
-    features = [
-        "sales_lag_1",
-        "sales_lag_2",
-        "sales_lag_3",
-        "sales_lag_6",
-        "sales_lag_12",
-        *(f"sales_{s}_{w}" for w in (3, 6, 12) for s in ("mean", "std")),
+    features = [  # the stored features of the default lags and windows
+        *(f"sales_lag_{k}" for k in config.features.lags),
+        *(f"sales_{s}_{w}" for w in config.features.rolling_windows for s in ("mean", "std")),
         "price",
         "price_mean_3",
         "promo",

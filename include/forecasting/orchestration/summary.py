@@ -14,6 +14,7 @@ side by side, refusing two different holdouts (``make dominicks``: without plans
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -128,7 +129,9 @@ def describe_failure(month: str, run: Path, failure: dict, results: dict[str, di
         f"  stages done: {', '.join(done) or 'none'}",
     ]
     if failure.get("failures") is not None:  # validation: the summary line, then every expectation
-        lines.append(f"  {failure['message'].splitlines()[0]}")
+        # The summary's lines before the expectations: the plain reason first, then their count.
+        head = itertools.takewhile(lambda line: not line.startswith(" - "), failure["message"].splitlines())
+        lines += [f"  {line}" for line in head]
         lines += [f"   - {f['label']}: {f['details']}" for f in failure["failures"]]
         lines.append(f"  Data Docs: {failure.get('data_docs')}")
     else:

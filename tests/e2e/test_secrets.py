@@ -70,7 +70,7 @@ def secret_deployment(tmp_path, postgres_server, redis_client, synthetic_sales, 
         assert raw["feature_store"]["registry"]["path"] == "${FEAST_REGISTRY_URL}"
         raw["predictions"] = {"url": "${PREDICTIONS_DB_URL}", "table": "forecasts"}
         raw["feature_store"]["project"] = project
-        raw["model"]["num_boost_round"] = 300
+        raw.setdefault("model", {})["num_boost_round"] = 300
         path = tmp_path / "conf" / "forecast.yaml"  # outside data_dir: it holds ${VAR}s only
         path.parent.mkdir()
         path.write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -356,12 +356,20 @@ def follow_asset_runs(api: Api, run_id: str, out=sys.stdout, scenarios: bool = F
 
 def asset_run_of(api: Api, dag_id: str, source_run_id: str, timeout: float = STARTUP_TIMEOUT) -> str:
     """The id of the run of ``dag_id`` that consumed an Asset event of ``source_run_id``."""
+    import httpx
+
     deadline = time.monotonic() + timeout
     while True:
         runs = api.get(f"/dags/{dag_id}/dagRuns", run_type="asset_triggered", order_by="-run_after", limit=20)
         for candidate in runs["dag_runs"]:
             path = f"/dags/{dag_id}/dagRuns/{quote(candidate['dag_run_id'], safe='')}/upstreamAssetEvents"
-            if any(e.get("source_run_id") == source_run_id for e in api.get(path)["asset_events"]):
+            try:
+                events = api.get(path)["asset_events"]
+            except httpx.HTTPStatusError as err:  # a run just made may answer 500 until it is whole
+                if err.response.status_code < 500 or time.monotonic() > deadline:
+                    raise
+                continue
+            if any(e.get("source_run_id") == source_run_id for e in events):
                 return candidate["dag_run_id"]
         if time.monotonic() > deadline:
             raise TimeoutError(f"no run of {dag_id} followed the publish of {source_run_id} in {timeout} s")

@@ -59,7 +59,8 @@ from forecasting.features import dataset
 from forecasting.features.catalogue import feature_arrays, feature_frame, feature_names, stored
 from forecasting.modeling import booster
 from forecasting.modeling.baselines import naive_forecasts, statistical_forecasts
-from forecasting.modeling.scoring import blend, metrics
+from forecasting.modeling.forecaster import MODEL, combination_name, combinations
+from forecasting.modeling.scoring import combine, metrics
 from forecasting.modeling.train import check_trainable
 
 REPO = Path(__file__).resolve().parents[1]
@@ -350,11 +351,24 @@ def baselines(spec: DataSet, month: pd.Period, scored: Scored) -> dict[str, np.n
     }
 
 
+def combined(model: np.ndarray, base: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The combinations the gate may publish (``forecasting.modeling.forecaster.combinations``:
+    equal-weight means of the model, AutoETS and Theta, two or three at a time), named as in
+    evaluation.json; ``blend_auto_ets`` is the model with AutoETS, as earlier results name it."""
+    members = {MODEL: model, **{n: base[n] for n in STATISTICAL}}
+    out = {}
+    for combo in combinations(STATISTICAL):
+        name = combination_name(combo)
+        out[name] = combine([members[m] for m in combo])
+    out["blend_auto_ets"] = out[combination_name((MODEL, "auto_ets"))]
+    return out
+
+
 def score(spec: DataSet, month: pd.Period, name: str, overrides: dict) -> dict:
     config = load(spec, overrides)
     scored = fit_and_forecast(config, snapshot(spec, month), month)
     base = baselines(spec, month, scored)
-    forecasts = {"model": scored.forecast, **base, "blend_auto_ets": blend(scored.forecast, base["auto_ets"])}
+    forecasts = {"model": scored.forecast, **base, **combined(scored.forecast, base)}
     wape = {n: metrics(scored.actual, f)["wape"] for n, f in forecasts.items()}
     by_horizon = {
         str(h): {

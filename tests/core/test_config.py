@@ -28,7 +28,7 @@ def test_demo_config_loads():
     assert (src.time_column, src.target_column) == ("month", "units")
     assert src.covariates == ["price", "promo"]
     assert src.attributes == ["store_size", "region", "category"]
-    assert src.history_months == 60
+    assert src.history_months == 120
     # The modelling settings are the library's common defaults (the file sets only data).
     assert config.features.lags == [*range(1, 14), 24]
     assert config.features.rolling_windows == [3, 6, 12]
@@ -322,7 +322,8 @@ def test_history_too_short_to_train_is_refused(tmp_path):
 
 
 def test_a_horizon_longer_than_the_history_can_label_is_refused_naming_the_limit(tmp_path):
-    raw = demo_config_dict(tmp_path)  # history 60 - lookback 24 - validation 3 - holdout 6 = 27
+    raw = demo_config_dict(tmp_path)
+    raw["source"]["history_months"] = 60  # 60 - lookback 24 - validation 3 - holdout 6 = 27
     raw["horizon"] = 100
     with pytest.raises(ConfigError) as err:
         load_config(write_config(tmp_path, raw))

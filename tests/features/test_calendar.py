@@ -140,3 +140,13 @@ def test_the_model_with_the_calendar_beats_it_without_on_a_known_trading_day_eff
         informed = holdout_wape(snapshot, calendar_config(tmp_path / f"with{seed}", {"country": "US"}))
         gains.append(1 - informed / plain)
     assert min(gains) > 0 and np.mean(gains) > 0.03, gains
+
+
+def test_a_model_trained_with_the_calendar_refuses_a_config_without_it(tmp_path):
+    from forecasting.modeling.predict import check_planned_features
+
+    with_it = calendar_config(tmp_path / "with", {"country": "US"})
+    metadata = {"model_version": "2024-12-abc", "features": dataset.model_features(with_it)}
+    check_planned_features(metadata, with_it)  # the config it was trained under: fine
+    with pytest.raises(RuntimeError, match="target_trading_days, target_holidays"):
+        check_planned_features(metadata, calendar_config(tmp_path / "without"))

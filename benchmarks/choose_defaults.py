@@ -275,7 +275,7 @@ def fit_and_forecast(config: Config, snap: pd.DataFrame, month: pd.Period) -> Sc
         at = cells[which.entity, which.origin - panel.first_month]
         if (at < 0).any():
             raise RuntimeError(f"{int((at < 0).sum())} rows have no feature row")
-        return dataset.with_model_columns(table.take(at), which.horizon, wanted)
+        return dataset.with_model_columns(table.take(at), which.horizon, wanted, which.target, config)
 
     fit_frame = frame_of(fit_rows)
     categories = dataset.categories_of(fit_frame, config)

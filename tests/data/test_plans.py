@@ -346,7 +346,7 @@ def test_a_revision_after_the_origin_cannot_change_its_backtest_forecast(planned
     forecasts = forecast(snapshot, cheap, MONTH, models[-1])
     assert sorted(forecasts["horizon"].unique()) == [1, 2, 3] and np.isfinite(forecasts["prediction"]).all()
     raw.pop("plans")
-    with pytest.raises(RuntimeError, match="reads planned covariates .*plan_price"):
+    with pytest.raises(RuntimeError, match="reads known-future features .*plan_price"):
         forecast(snapshot, load_config(write_config(tmp_path / "no_plans", raw)), MONTH, models[-1])
 
 

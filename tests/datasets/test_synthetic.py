@@ -245,3 +245,31 @@ def test_runs_as_a_module(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout
     assert _read_back(url)["month"].max() == date(2026, 10, 1)
+
+
+def test_the_options_off_leave_the_frame_as_it_was_and_their_truth_is_known():
+    import numpy as np
+    import pandas as pd
+
+    from forecasting.core.calendar import month_calendar
+
+    plain = generate_sales(stores=4, items=10, months=36, seed=11)
+    off = generate_sales(stores=4, items=10, months=36, seed=11, intermittent_share=0.0, holiday_effect=0.0)
+    pd.testing.assert_frame_equal(plain, off)
+    assert plain.attrs["intermittent_items"] == []
+    # The trading-day effect draws nothing: the same seed's sales scale month by month by the
+    # month's trading days over the mean month's, to the power given (Poisson noise aside).
+    base = generate_sales(stores=8, items=40, months=36, seed=11)
+    effect = generate_sales(stores=8, items=40, months=36, seed=11, holiday_effect=2.0)
+    months = sorted(base["month"].unique())
+    days = np.array([month_calendar(m.year, m.month, "US")[0] for m in months], dtype=float)
+    ratio = (effect.groupby("month")["units"].sum() / base.groupby("month")["units"].sum()).to_numpy()
+    # log(ratio) = 2 x log(days / mean days) + Poisson noise: the slope is the elasticity given.
+    slope, _ = np.polyfit(np.log(days / days.mean()), np.log(ratio), 1)
+    assert slope == pytest.approx(2.0, abs=0.2)
+    assert np.corrcoef(np.log(days), np.log(ratio))[0, 1] > 0.95
+    sparse = generate_sales(stores=4, items=10, months=36, seed=11, intermittent_share=0.5)
+    items = sparse.attrs["intermittent_items"]
+    assert items and set(items) <= set(range(1, 11))
+    zero_share = sparse.assign(zero=sparse["units"] == 0).groupby("item_id")["zero"].mean()
+    assert zero_share[items].min() > 0.4  # sold in 15-45% of months

@@ -9,6 +9,7 @@ import pendulum
 import pytest
 import sqlalchemy as sa
 
+from forecasting.features.demand import CLASSES
 from tests.helpers.config import END_MONTH
 from tests.helpers.paths import REPO
 
@@ -61,6 +62,9 @@ def test_monthly_run_publishes_one_forecast_per_active_entity_and_horizon(
     assert (forecasts["prediction"] >= 0).all() and forecasts["prediction"].gt(0).mean() > 0.9
     assert forecasts["model_version"].nunique() == 1
     assert (pd.to_datetime(forecasts["run_month"]).dt.to_period("M") == pd.Period(END_MONTH)).all()
+    # Each forecast carries its entity's demand class as of the run month, one per entity.
+    assert forecasts["demand_class"].isin(CLASSES).all()
+    assert (forecasts.groupby(["store_id", "item_id"])["demand_class"].nunique() == 1).all()
 
     # The model must earn its keep: better WAPE on the holdout than every naive baseline.
     model_dir = deployment.data_dir / "models" / forecasts["model_version"].iloc[0]
@@ -71,6 +75,8 @@ def test_monthly_run_publishes_one_forecast_per_active_entity_and_horizon(
         f"{report['best_baseline']} {best['wape']:.3f}"
     )
     assert report["model"]["wape"] < best["wape"]
+    scored = report["demand_classes"]["classes"]
+    assert sum(c["rows"] for c in scored.values()) == report["model"]["rows"]
 
     # The runs table says which model made the month's forecasts and how it scored.
     runs = read_table(deployment, f"{deployment.predictions.table}_runs")

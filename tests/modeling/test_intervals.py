@@ -156,7 +156,8 @@ def test_published_bounds_and_null_where_there_is_none(config):
 @pytest.fixture(params=["sqlite", "postgresql"])
 def older_release(request, tmp_path):
     """A config whose predictions database holds the table and view as the release before
-    intervals made them, with one month in them (PostgreSQL: with a login analyst role)."""
+    intervals (and demand classes) made them, with one month in them (PostgreSQL: with a login
+    analyst role)."""
     from forecasting.core.config import load_config
     from forecasting.publishing.postgres import grant_analyst_role, temporary_database
     from forecasting.publishing.publish import predictions_tables
@@ -178,7 +179,7 @@ def older_release(request, tmp_path):
         config = load_config(write_config(tmp_path, raw))
         old, _ = predictions_tables(config, {"store_id": np.dtype("int64"), "item_id": np.dtype("int64")})
         old = old.to_metadata(sa.MetaData())
-        for name in ("p10", "p90"):
+        for name in ("p10", "p90", "demand_class"):
             old._columns.remove(old.c[name])
         engine = sa.create_engine(config.predictions.database.url)
         with engine.begin() as conn:
@@ -221,8 +222,14 @@ def test_a_table_made_by_an_older_release_gains_the_columns(older_release):
     assert table.loc[table["run_id"] == "old", ["p10", "p90"]].isna().all(axis=None)  # kept, no bounds
     latest = read(config, "forecasts_latest")
     assert {"p10", "p90"} <= set(latest.columns) and sorted(latest["p90"].dropna().tolist()) == [13.0]
+    # demand_class came later still: NULL for the old row and for forecasts published without it.
+    assert table["demand_class"].isna().all() and "demand_class" in latest.columns
+    publish(config, frame().assign(demand_class=["intermittent", None]), month="2024-01")
+    labelled = read(config, "forecasts_latest").query("run_id == 'run-1'")
+    assert labelled.sort_values("store_id")["demand_class"].tolist() == ["intermittent", None]
     if analyst_url is not None:  # the view made again is still the analyst's to read
         engine = sa.create_engine(analyst_url)
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT COUNT(p90) FROM forecasts_latest")).scalar() == 1
+            assert conn.execute(sa.text("SELECT COUNT(demand_class) FROM forecasts_latest")).scalar() == 1
         engine.dispose()

@@ -26,6 +26,16 @@ How the numbers come about (per store s, item i, month t, all on the log scale u
   few months) and ~10% are discontinued before the end (running down in their last months);
   each store carries most, not all, items (large stores more).
 
+Two options add effects whose truth a test knows (both off by default: the frame is then the same
+as without them):
+
+* ``intermittent_share``: that share of the items sell only in some months (each month with a
+  demand probability of 15-45% per item, their ids in ``frame.attrs["intermittent_items"]``):
+  intermittent or lumpy demand (forecasting.features.demand);
+* ``holiday_effect``: units scale with the month's trading days (weekdays that are not public
+  holidays of ``country``, ``forecasting.core.calendar``) to the power ``holiday_effect``, relative
+  to the mean month: a month that loses a trading day to a holiday sells less.
+
 Everything comes from one ``numpy.random.default_rng(seed)``: a seed and the sizes fix the frame.
 """
 
@@ -77,6 +87,10 @@ def generate_sales(
     months: int = 48,
     end_month: str | pd.Period = "2024-12",
     seed: int = 7,
+    *,
+    intermittent_share: float = 0.0,
+    holiday_effect: float = 0.0,
+    country: str = "US",
 ) -> pd.DataFrame:
     """Monthly sales of ``items`` items in ``stores`` stores over the ``months`` months ending
     with ``end_month``, one row per store, item and month in which the store lists the item.
@@ -84,7 +98,10 @@ def generate_sales(
     Columns: store_id, item_id (int), month (``datetime.date``, first of the month), units
     (float, whole, >= 0), price (float, 2 decimals), promo (int 0/1), store_size, region,
     category (str). Rows are sorted by store_id, item_id, month. Deterministic for a seed.
+    ``intermittent_share``, ``holiday_effect``, ``country``: see the module's docstring.
     """
+    if not 0.0 <= intermittent_share <= 1.0:
+        raise ValueError(f"intermittent_share must be in [0, 1], got {intermittent_share!r}")
     for name, value in (("stores", stores), ("items", items), ("months", months)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise ValueError(f"{name} must be a positive whole number, got {value!r}")
@@ -125,6 +142,14 @@ def generate_sales(
         + white
     )
     mu = np.exp(log_mu) * ramp * rundown
+    if holiday_effect:
+        mu = mu * _trading_day_factor(periods, country, holiday_effect)[None, None, :]
+    # Drawn from only when asked for, so the frame without the options is the same as before them.
+    intermittent = rng.random(N) < intermittent_share if intermittent_share else np.zeros(N, dtype=bool)
+    if intermittent.any():
+        chance = rng.uniform(0.15, 0.45, size=N)
+        occurs = rng.random((S, N, T)) < chance[None, :, None]
+        mu = np.where(intermittent[None, :, None] & ~occurs, 0.0, mu)
     units = rng.poisson(mu).astype(float)
 
     # --- the frame -------------------------------------------------------------------------------
@@ -143,7 +168,17 @@ def generate_sales(
             "category": np.array(CATEGORIES, dtype=object)[category][i_idx],
         }
     )
-    return frame[COLUMNS]
+    frame = frame[COLUMNS]
+    frame.attrs["intermittent_items"] = (np.flatnonzero(intermittent) + 1).tolist()
+    return frame
+
+
+def _trading_day_factor(periods: pd.PeriodIndex, country: str, power: float) -> np.ndarray:
+    """Each month's trading days over the mean month's, to the power ``power``."""
+    from forecasting.core.calendar import month_calendar
+
+    days = np.array([month_calendar(p.year, p.month, country)[0] for p in periods], dtype=float)
+    return (days / days.mean()) ** power
 
 
 def _stores_and_items(rng: np.random.Generator, S: int, N: int) -> tuple:
@@ -354,6 +389,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--months", type=int, default=48)
     parser.add_argument("--end-month", help="last month, YYYY-MM (default: the latest complete month, UTC)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--intermittent-share", type=float, default=0.0, help="share of intermittent items")
+    parser.add_argument(
+        "--holiday-effect", type=float, default=0.0, help="elasticity of units to the month's trading days"
+    )
+    parser.add_argument("--country", default="US", help="whose holidays --holiday-effect takes (ISO code)")
     args = parser.parse_args(argv)
 
     url, table, schema = args.url, args.table, args.schema
@@ -376,7 +416,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--end-month: not a month: {args.end_month!r} ({err})")
     started = time.perf_counter()
     try:
-        frame = generate_sales(args.stores, args.items, args.months, end, args.seed)
+        frame = generate_sales(
+            args.stores,
+            args.items,
+            args.months,
+            end,
+            args.seed,
+            intermittent_share=args.intermittent_share,
+            holiday_effect=args.holiday_effect,
+            country=args.country,
+        )
     except ValueError as err:
         parser.error(str(err))
     generated = time.perf_counter() - started

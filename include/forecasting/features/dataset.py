@@ -25,6 +25,7 @@ from forecasting.core.config import Config
 from forecasting.core.months import month_from_index, month_index, month_labels
 from forecasting.data.panel import Panel, build_panel, months_known
 from forecasting.features import store
+from forecasting.features.calendar import CALENDAR_FEATURES, calendar_columns, calendar_feature_names
 from forecasting.features.catalogue import TIMESTAMP, feature_months, feature_names, plan_feature_names
 
 log = logging.getLogger(__name__)
@@ -313,12 +314,14 @@ def pairs(*row_sets: Rows) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
 
 def model_features(config: Config) -> list[str]:
     """Columns the model reads: Feast's features, the plans for the target month (``plans:``),
-    the horizon, the target's month of year and the ``features.derived`` groups."""
+    the horizon, the target's month of year, its calendar (``calendar:``) and the
+    ``features.derived`` groups."""
     return [
         *feature_names(config),
         *plan_feature_names(config),
         HORIZON,
         "target_month_of_year",
+        *calendar_feature_names(config),
         *derived_feature_names(config),
     ]
 
@@ -398,14 +401,22 @@ def _with_derived(frame: pd.DataFrame, horizon: np.ndarray, wanted: list[str]) -
         frame[SEASONAL_INDEX] = np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
 
 
-def with_model_columns(features: pd.DataFrame, horizon: np.ndarray, wanted: list[str]) -> pd.DataFrame:
+def with_model_columns(
+    features: pd.DataFrame,
+    horizon: np.ndarray,
+    wanted: list[str],
+    target: np.ndarray | None = None,
+    config: Config | None = None,
+) -> pd.DataFrame:
     """Feature rows (one per labelled row) plus the horizon and the target's month of year; of
     the plans ``retrieve`` found for every horizon, each row keeps its own horizon's as
     ``plan_<covariate>``, and where the covariate is a source covariate too, what the plan
     changes from its value at the origin as ``plan_<covariate>_change``. ``wanted``: the
     columns the model reads (``model_features``, or a saved model's): the derived ones among
-    them are computed (``derived_feature_names``). ``features`` is not modified: the result
-    shares its columns (no copy of them; only new columns are added here)."""
+    them are computed (``derived_feature_names``), and the calendar's of the rows' ``target``
+    months (month indexes) with ``config``'s ``calendar:`` section if ``wanted`` names them.
+    ``features`` is not modified: the result shares its columns (no copy of them; only new
+    columns are added here)."""
     frame = features.set_axis(pd.RangeIndex(len(features)), axis=0, copy=False)
     horizon = np.asarray(horizon)
     by_plan: dict[str, dict[int, str]] = {}
@@ -426,6 +437,11 @@ def with_model_columns(features: pd.DataFrame, horizon: np.ndarray, wanted: list
         frame = frame.drop(columns=[c for columns in by_plan.values() for c in columns.values()])
     frame[HORIZON] = horizon
     frame["target_month_of_year"] = ((frame["month_of_year"] - 1 + frame[HORIZON]) % 12 + 1).astype(float)
+    if any(name in wanted for name in CALENDAR_FEATURES):
+        if target is None or config is None or config.calendar is None:
+            raise ValueError("the calendar features need the rows' target months and a config with calendar:")
+        for name, values in calendar_columns(target, config.calendar).items():
+            frame[name] = values
     _with_derived(frame, horizon, wanted)
     return frame
 
@@ -485,7 +501,9 @@ def training_frame(snapshot: pd.DataFrame, config: Config, month: pd.Period) -> 
     return pd.concat(
         [
             rows.frame(panel),
-            with_model_columns(features.take(at), rows.horizon, model_features(config)).drop(columns=HORIZON),
+            with_model_columns(
+                features.take(at), rows.horizon, model_features(config), rows.target, config
+            ).drop(columns=HORIZON),
         ],
         axis=1,
     )

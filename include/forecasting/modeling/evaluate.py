@@ -37,13 +37,15 @@ import pandas as pd
 from forecasting.core import paths
 from forecasting.core.config import Config
 from forecasting.core.months import label_index
-from forecasting.data.panel import build_panel
+from forecasting.data.panel import Panel, build_panel
 from forecasting.features import dataset
 from forecasting.features.dataset import HORIZON, LABEL, ORIGIN, TARGET_MONTH
+from forecasting.features.demand import demand_classes
 from forecasting.modeling import backtest, intervals
 from forecasting.modeling import booster as model
 from forecasting.modeling.baselines import NAIVE_BASELINES, naive_forecasts, statistical_forecasts
 from forecasting.modeling.baselines.statistical import sample_entities
+from forecasting.modeling.demand_scores import format_classes, score_demand_classes
 from forecasting.modeling.forecaster import MODEL, combination_name, combinations
 from forecasting.modeling.scoring import combine, lowest_wape, metrics
 
@@ -82,6 +84,8 @@ class EvaluationReport:
     blend: dict | None = None
     # The combinations on the statistical forecasters' rows (evaluation.json's ``combinations``).
     combinations: dict | None = None
+    # Per demand class (evaluation.json's ``demand_classes``, forecasting.modeling.demand_scores).
+    demand_classes: dict | None = None
 
     @property
     def best_baseline(self) -> str:
@@ -109,6 +113,8 @@ class HoldoutForecasts:
     sampled: np.ndarray | None  # the rows the statistical ones were scored on (None: every row)
     # Each forecast's members (evaluation's names; a model or a baseline is its own only member).
     members: dict[str, tuple[str, ...]]
+    panel: Panel | None = None  # the snapshot's (sales only)
+    demand_class: np.ndarray | None = None  # each row's entity's demand class as of its origin
 
     @property
     def combinations(self) -> tuple[str, ...]:
@@ -170,7 +176,18 @@ def forecast_holdout(snapshot: pd.DataFrame, config: Config, model_dir: Path) ->
     actual = holdout[LABEL].to_numpy()
     members: dict[str, tuple[str, ...]] = {name: (name,) for name in forecasts}
     made = HoldoutForecasts(
-        holdout, metadata, entity, origin, horizon, actual, forecasts, names, sampled, members
+        holdout,
+        metadata,
+        entity,
+        origin,
+        horizon,
+        actual,
+        forecasts,
+        names,
+        sampled,
+        members,
+        panel,
+        demand_classes(panel, entity, origin),
     )
     for combination in combinations(names):
         made.add_combination(combination_name(combination), combination)
@@ -263,6 +280,7 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
         backtest=score_backtest(scored, on_all, partner),
         blend=blend_scores,
         combinations=score_combinations(scored),
+        demand_classes=score_demand_classes(scored, on_all, config),
     )
     write_evaluation(report, scored, month)
     write_sample_rows(scored, model_dir)
@@ -330,6 +348,7 @@ def write_evaluation(report: EvaluationReport, scored: HoldoutForecasts, month: 
             "coverage": interval_coverage,
         },
         "backtest": report.backtest,
+        "demand_classes": report.demand_classes,
     }
     paths.write_json_atomically(written, report.path)
     log.info("Holdout evaluation of %s:\n%s", version, format_table(report))
@@ -340,6 +359,8 @@ def write_evaluation(report: EvaluationReport, scored: HoldoutForecasts, month: 
             version,
             backtest.format_table(report.backtest),
         )
+    if report.demand_classes is not None:
+        log.info("By demand class (as of each row's origin):\n%s", format_classes(report.demand_classes))
     held = interval_coverage["model"]
     if held is not None:
         log.info(

@@ -90,12 +90,17 @@ def apply(
 
 
 def coverage(
-    forecast: np.ndarray, actual: np.ndarray, horizon: np.ndarray, target: np.ndarray
+    forecast: np.ndarray,
+    actual: np.ndarray,
+    horizon: np.ndarray,
+    target: np.ndarray,
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any] | None:
     """How often the actual falls inside [p10, p90] on rows the bands were not calibrated on:
     calibrated on the earlier half of the target months and checked on the later half, and the
     other way round. Also the mean width relative to the actual total. None with fewer than two
-    target months."""
+    target months. With ``groups`` (a label per row), also ``by_group``: the same bands (every
+    row's, as published) checked on each group's rows."""
     forecast, actual, horizon = (np.asarray(a, dtype=float) for a in (forecast, actual, horizon))
     target = np.asarray(target)
     known = np.isfinite(forecast) & np.isfinite(actual)
@@ -120,8 +125,14 @@ def coverage(
             "rows": int(rows.sum()),
         }
 
-    return {
+    out = {
         **summary(known),
         "by_horizon": {str(int(h)): summary(known & (horizon == h)) for h in np.unique(horizon[known])},
         "target": UPPER - LOWER,
     }
+    if groups is not None:
+        labels = np.asarray(groups, dtype=object)
+        out["by_group"] = {
+            str(g): summary(known & (labels == g)) for g in sorted(set(labels[known].tolist()))
+        }
+    return out

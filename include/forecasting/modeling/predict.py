@@ -14,6 +14,7 @@ from forecasting.core.config import Config
 from forecasting.core.months import month_from_index, month_index
 from forecasting.data.panel import Panel, build_panel
 from forecasting.features import dataset
+from forecasting.features.calendar import CALENDAR_FEATURES
 from forecasting.modeling import baselines
 from forecasting.modeling import booster as model
 from forecasting.modeling.forecaster import Blend
@@ -56,13 +57,14 @@ class ForecastInputs:
 
 
 def check_planned_features(metadata: dict, config: Config) -> None:
-    """A model fitted on plans the config no longer reads may never forecast without them."""
-    planned = [f for f in metadata["features"] if f.startswith("plan_")]
+    """A model fitted on plans (or a calendar) the config no longer reads may never forecast
+    without them."""
+    planned = [f for f in metadata["features"] if f.startswith("plan_") or f in CALENDAR_FEATURES]
     unplanned = [f for f in planned if f not in dataset.model_features(config)]
     if unplanned:
         raise RuntimeError(
-            f"{metadata['model_version']} reads planned covariates the config's plans section does not "
-            f"provide ({', '.join(unplanned)}): configure them, or train a model without them"
+            f"{metadata['model_version']} reads known-future features the config's plans or calendar "
+            f"section does not provide ({', '.join(unplanned)}): configure them, or train a model without them"
         )
 
 
@@ -89,7 +91,13 @@ def predict_inputs(inputs: ForecastInputs, config: Config, booster, metadata: di
     m, active = month_index(inputs.month), inputs.active
     parts = []
     for h in range(1, config.horizon + 1):
-        frame = dataset.with_model_columns(inputs.features, np.full(len(active), h), metadata["features"])
+        frame = dataset.with_model_columns(
+            inputs.features,
+            np.full(len(active), h),
+            metadata["features"],
+            np.full(len(active), m + h),
+            config,
+        )
         out = forecast_rows(inputs.panel, active, m, np.full(len(active), h))
         out["prediction"] = model.predict(
             booster, dataset.design_matrix(frame, config, metadata["categories"], metadata["features"])

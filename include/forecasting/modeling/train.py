@@ -86,9 +86,11 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
             f"{int(features['sales_lag_1'].isna().sum())} training rows found no features in Feast"
         )
     wanted = dataset.model_features(config)
-    fit_frame = dataset.with_model_columns(features.take(position[fit_at]), fit_rows.horizon, wanted)
+    fit_frame = dataset.with_model_columns(
+        features.take(position[fit_at]), fit_rows.horizon, wanted, fit_rows.target, config
+    )
     holdout_frame = dataset.with_model_columns(
-        features.take(position[holdout_at]), holdout_rows.horizon, wanted
+        features.take(position[holdout_at]), holdout_rows.horizon, wanted, holdout_rows.target, config
     )
     del features
 

@@ -29,7 +29,7 @@ import pandas as pd
 from forecasting.core import names, paths
 from forecasting.core.compute import client_for
 from forecasting.core.config import Config, ConfigError, load_config
-from forecasting.core.months import month_of
+from forecasting.core.months import month_index, month_of
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +243,8 @@ def predict(
 ) -> dict:
     """Forecast M+1..M+horizon with the forecaster the gate chose (``forecaster``: a model
     version, ``baseline:<name>`` or ``blend:[<version>+]<name>[+<name>...]``; default: the decision in ``model_dir``'s evaluation.json)."""
+    from forecasting.data.panel import build_panel
+    from forecasting.features.demand import DEMAND_CLASS, label_forecasts
     from forecasting.modeling import intervals
     from forecasting.modeling.forecaster import Baseline, Blend, Model, parse
     from forecasting.modeling.predict import baseline_forecast, blend_forecast, forecast
@@ -269,6 +271,9 @@ def predict(
         if bands is None:
             log.warning("No prediction intervals for %s: p10 and p90 are left empty", forecaster)
         frame["p10"], frame["p90"] = intervals.apply(bands, frame["prediction"], frame["horizon"])
+        # Each entity's demand pattern as of M (smooth, erratic, intermittent, lumpy), published with its forecasts.
+        panel = build_panel(snapshot, config, sales_only=True)
+        frame[DEMAND_CLASS] = label_forecasts(frame, panel, config.source.entity_columns, month_index(m))
         path = paths.forecasts(config, m, attempt)
         paths.write_parquet_atomically(frame, path)
         result = {"forecasts": str(path), "rows": len(frame), "forecaster": forecaster}

@@ -371,7 +371,7 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
             f"              published forecaster: {decision['forecaster']}; challenger now "
             f"{decision['challenger_status']} in {relation_name(config.predictions.table, MODELS)}",
         ]
-    lines += ["", *interval_lines(report, decision)]
+    lines += ["", *interval_lines(report, decision), *demand_class_lines(report)]
     checked = stage.get("check_forecasts")
     if checked:
         lines.append(
@@ -399,6 +399,20 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
         f'{relation_name(config.predictions.table, RUNS)}"',
     ]
     return "\n".join(lines)
+
+
+def demand_class_lines(report: dict) -> list[str]:
+    """WAPE per demand class (evaluation.json's ``demand_classes``; older reports have none)."""
+    from forecasting.modeling.demand_scores import format_classes
+
+    classes = report.get("demand_classes")
+    if not classes or not classes.get("classes"):
+        return []
+    table = format_classes(classes).splitlines()
+    return [
+        "  By demand class (each holdout row's as of its origin; WAPE; p10-p90: the model's bands' coverage):",
+        *(f"    {line}" for line in table),
+    ]
 
 
 def _tuning_record(evaluated: dict) -> dict | None:

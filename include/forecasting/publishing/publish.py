@@ -70,8 +70,10 @@ def ensure_schema(conn: sa.Connection, config: Config, key_dtypes: dict[str, obj
     forecasts, runs = predictions_tables(config, key_dtypes)
     tables.create(conn, forecasts, runs)
     view_ref, select = tables.latest_view_sql(forecasts, config.source.entity_columns, conn.dialect)
-    # The interval columns came after the first release.
-    added = tables.add_missing_columns(conn, forecasts, [forecasts.c.p10, forecasts.c.p90])
+    # The interval columns and demand_class came after the first release.
+    added = tables.add_missing_columns(
+        conn, forecasts, [forecasts.c.p10, forecasts.c.p90, forecasts.c.demand_class]
+    )
     view = tables.relation_name(forecasts.name, tables.LATEST)
     exists = view in sa.inspect(conn).get_view_names(schema=forecasts.schema)
     if exists and added:  # the view lists its columns: make it show the new ones
@@ -160,10 +162,12 @@ def _publish_once(
     keys = config.source.entity_columns
     created_at = created_at or datetime.now(UTC)
     run_month = month_start(month).date()
-    columns = [*keys, "forecast_month", "horizon", "prediction", "p10", "p90"]
-    # NaN bounds (no calibrated interval) go in as NULL; forecasts without them, as NULLs too.
-    frame = forecasts.reindex(columns=columns).astype({"p10": object, "p90": object})
-    frame[["p10", "p90"]] = frame[["p10", "p90"]].where(frame[["p10", "p90"]].notna(), None)
+    columns = [*keys, "forecast_month", "horizon", "prediction", "p10", "p90", "demand_class"]
+    # NaN bounds (no calibrated interval) go in as NULL; forecasts without them (or without a
+    # demand class), as NULLs too.
+    nullable = ["p10", "p90", "demand_class"]
+    frame = forecasts.reindex(columns=columns).astype(dict.fromkeys(nullable, object))
+    frame[nullable] = frame[nullable].where(frame[nullable].notna(), None)
     frame = frame.assign(
         run_month=run_month, model_version=model_version, run_id=run_id, created_at=created_at
     )

@@ -66,6 +66,15 @@ def interval_columns() -> list[sa.Column]:
     ]
 
 
+def demand_class_column() -> sa.Column:
+    return sa.Column(
+        "demand_class",
+        sa.String(16),
+        comment="the entity's demand pattern as of run_month: smooth, erratic, intermittent, lumpy or "
+        "no_demand (ADI 1.32 and CV² 0.49 cut-offs; NULL: published before it was recorded)",
+    )
+
+
 def plan_columns(names: Iterable[str]) -> list[sa.Column]:
     """``<table>_scenarios``' ``plan_<covariate>`` columns: what the model read as each row's plan."""
     return [
@@ -233,6 +242,7 @@ def _forecasts(metadata: sa.MetaData, name: str, keys: list[str], entities: list
         sa.Column("model_version", sa.String(64), nullable=False),
         sa.Column("run_id", sa.String(250), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        demand_class_column(),
         sa.PrimaryKeyConstraint("run_month", *keys, "horizon", name=f"{name}_pkey"),
         sa.Index(f"{name}_entity_month_idx", *keys, "forecast_month"),
         sa.Index(f"{name}_forecast_month_idx", "forecast_month"),

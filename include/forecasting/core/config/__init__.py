@@ -24,6 +24,7 @@ from forecasting.core.config.base import (
     resolve_path,
     resolve_sqlite_url,
 )
+from forecasting.core.config.calendar import CalendarConfig
 from forecasting.core.config.deployment import Config, parse_config
 from forecasting.core.config.loading import (
     DEFAULT_CONFIG,
@@ -47,6 +48,7 @@ from forecasting.core.config.sections import (
     DEFAULT_MODEL_PARAMS,
     DEFAULT_STATISTICAL_MAX_SERIES,
     DERIVED_FEATURE_GROUPS,
+    INTERMITTENT_BASELINES,
     NOTIFIER_TYPES,
     STATISTICAL_BASELINES,
     AlertsConfig,
@@ -72,11 +74,13 @@ __all__ = [
     "DERIVED_FEATURE_GROUPS",
     "FILL_EMPTY",
     "IDENTIFIER",
+    "INTERMITTENT_BASELINES",
     "NOTIFIER_TYPES",
     "REPO_ROOT",
     "SCENARIO_NAME_LENGTH",
     "STATISTICAL_BASELINES",
     "AlertsConfig",
+    "CalendarConfig",
     "ComputeConfig",
     "Config",
     "ConfigError",

@@ -18,6 +18,7 @@ from forecasting.core.config.base import (
     refused,
     resolve_path,
 )
+from forecasting.core.config.calendar import CalendarConfig
 from forecasting.core.config.plans import PlansConfig
 from forecasting.core.config.sections import (
     AlertsConfig,
@@ -76,6 +77,9 @@ class Config(BaseModel):
     plans: PlansConfig | None = Field(
         default=None, description="Planned covariates of future months (null: none)."
     )
+    calendar: CalendarConfig | None = Field(
+        default=None, description="Trading days and holidays of the target month as features (null: none)."
+    )
 
     @property
     def base_dir(self) -> Path:
@@ -128,6 +132,8 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
     }
     if raw.get("plans") is not None:
         sections["plans"] = _section(PlansConfig, raw, "plans", path, {**context, "source": source})
+    if raw.get("calendar") is not None:
+        sections["calendar"] = _section(CalendarConfig, raw, "calendar", path, context)
     data_dir = raw.get("data_dir")
     if data_dir is None:
         raise config_error(path, "data_dir", "is required")

@@ -243,6 +243,9 @@ class ModelConfig(Section):
 # The statistical forecasters evaluation can score as baselines (forecasting.modeling.baselines;
 # tests/modeling check the two lists agree: core cannot import the registry).
 STATISTICAL_BASELINES = ("auto_ets", "theta")
+# The intermittent-demand forecasters (forecasting.modeling.baselines.statistical), scored on the
+# holdout rows of the intermittent and lumpy demand classes (forecasting.features.demand).
+INTERMITTENT_BASELINES = ("croston_sba", "tsb", "imapa")
 DEFAULT_STATISTICAL_MAX_SERIES = 100
 DEFAULT_BACKTEST_ORIGINS = 6
 DEFAULT_AUTO_ETS_SEARCH_MAX_SERIES = 10_000
@@ -259,6 +262,12 @@ class EvaluationConfig(Section):
     ] = Field(
         default_factory=lambda: list(STATISTICAL_BASELINES),
         description="Statistical baselines scored beside the naive ones, on the same rows ([]: none).",
+    )
+    intermittent_baselines: Annotated[
+        list[str], BeforeValidator(lambda v: choices(v, INTERMITTENT_BASELINES))
+    ] = Field(
+        default_factory=lambda: list(INTERMITTENT_BASELINES),
+        description="Intermittent-demand forecasters scored on the intermittent and lumpy classes' rows ([]: none).",
     )
     # An AutoETS and a Theta fit per entity and holdout origin are costly: a sample keeps the
     # baselines' time bounded at any scale.

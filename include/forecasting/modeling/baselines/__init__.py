@@ -23,7 +23,14 @@ import numpy as np
 
 from forecasting.data.panel import Panel
 from forecasting.modeling.baselines.naive import LastValue, Mean3, NaiveBaseline, SeasonalNaive
-from forecasting.modeling.baselines.statistical import AutoETS, StatisticalBaseline, Theta
+from forecasting.modeling.baselines.statistical import (
+    IMAPA,
+    TSB,
+    AutoETS,
+    CrostonSBA,
+    StatisticalBaseline,
+    Theta,
+)
 from forecasting.modeling.baselines.statistical import forecasts as fit_statistical
 
 
@@ -47,6 +54,8 @@ class BaselineMethod(Protocol):
 NAIVE: dict[str, NaiveBaseline] = {b.name: b for b in (SeasonalNaive(), LastValue(), Mean3())}
 STATISTICAL: dict[str, StatisticalBaseline] = {b.name: b for b in (AutoETS(), Theta())}
 BASELINES: dict[str, BaselineMethod] = {**NAIVE, **STATISTICAL}
+# Scored on the intermittent and lumpy demand classes only (``evaluation.intermittent_baselines``).
+INTERMITTENT: dict[str, StatisticalBaseline] = {b.name: b for b in (CrostonSBA(), TSB(), IMAPA())}
 
 # The naive baselines' names: scored on every holdout row and tracked by monitoring.
 NAIVE_BASELINES: tuple[str, ...] = tuple(NAIVE)
@@ -76,6 +85,21 @@ def statistical_forecasts(
         raise ValueError(f"unknown statistical forecasters {unknown} (known: {list(STATISTICAL)})")
     chosen = [STATISTICAL[name] for name in names]
     return fit_statistical(panel, entity, origin, horizon, chosen, jobs, search_max_series)
+
+
+def intermittent_forecasts(
+    panel: Panel,
+    entity: np.ndarray,
+    origin: np.ndarray,
+    horizon: np.ndarray,
+    names: Sequence[str],
+    jobs: int | None = None,
+) -> dict[str, np.ndarray]:
+    """The named intermittent-demand forecasters' forecasts of each row, fitted together."""
+    unknown = sorted(set(names) - set(INTERMITTENT))
+    if unknown:
+        raise ValueError(f"unknown intermittent forecasters {unknown} (known: {list(INTERMITTENT)})")
+    return fit_statistical(panel, entity, origin, horizon, [INTERMITTENT[n] for n in names], jobs)
 
 
 def forecast(

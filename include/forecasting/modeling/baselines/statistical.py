@@ -105,6 +105,46 @@ class Theta(StatisticalBaseline):
         return models.Theta(season_length=season_length, alias=self.name)
 
 
+# TSB's smoothing of the demand probability and of the demand size: a slow, common choice
+# (Teunter, Syntetos and Babai 2011 searched 0.05-0.3 for both).
+TSB_ALPHAS = (0.1, 0.1)
+
+
+class CrostonSBA(StatisticalBaseline):
+    """Croston's method with the Syntetos-Boylan approximation's debiasing (intermittent demand)."""
+
+    name = "croston_sba"
+
+    def model(self, season_length: int, search: bool = True):
+        from statsforecast import models
+
+        return models.CrostonSBA(alias=self.name)
+
+
+class TSB(StatisticalBaseline):
+    """Teunter-Syntetos-Babai: smooths the probability of demand, so a series that stops selling
+    decays towards 0 (Croston's forecast never moves without a demand)."""
+
+    name = "tsb"
+
+    def model(self, season_length: int, search: bool = True):
+        from statsforecast import models
+
+        return models.TSB(alpha_d=TSB_ALPHAS[0], alpha_p=TSB_ALPHAS[1], alias=self.name)
+
+
+class IMAPA(StatisticalBaseline):
+    """The intermittent multiple aggregation prediction algorithm: the mean of SES forecasts of
+    the series aggregated over several periods."""
+
+    name = "imapa"
+
+    def model(self, season_length: int, search: bool = True):
+        from statsforecast import models
+
+        return models.IMAPA(alias=self.name)
+
+
 def forecasts(
     panel: Panel,
     entity: np.ndarray,

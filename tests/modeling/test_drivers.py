@@ -41,7 +41,12 @@ def rows(n: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
             "region": region,
         }
     )
-    y = (0.5 * level + 0.5 * last_year) * (2.5 / price) * (1 + 0.4 * promo) * np.where(region == "north", 1.2, 1)
+    y = (
+        (0.5 * level + 0.5 * last_year)
+        * (2.5 / price)
+        * (1 + 0.4 * promo)
+        * np.where(region == "north", 1.2, 1)
+    )
     return X, rng.poisson(y).astype(float)
 
 
@@ -133,6 +138,14 @@ def test_long_form_shares_sum_to_one():
         }
     )
     long = drivers.long_form(frame, ["store"])
-    assert list(long.columns) == ["store", "forecast_month", "horizon", "family", "contribution", "share", "explained"]
+    assert list(long.columns) == [
+        "store",
+        "forecast_month",
+        "horizon",
+        "family",
+        "contribution",
+        "share",
+        "explained",
+    ]
     assert long[long.store == 1]["share"].sum() == pytest.approx(1.0)
     assert long[long.store == 2]["share"].isna().all()  # nothing forecast: no share

@@ -184,9 +184,7 @@ def contributions(booster, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | No
     if len(X) == 0:
         return np.zeros((0, X.shape[1] + 1)), margin
     matrix = xgb.DMatrix(X, base_margin=margin, enable_categorical=True, nthread=os.cpu_count() or 1)
-    contribs = booster.predict(
-        matrix, pred_contribs=True, iteration_range=(0, booster.num_boosted_rounds())
-    )
+    contribs = booster.predict(matrix, pred_contribs=True, iteration_range=(0, booster.num_boosted_rounds()))
     return np.asarray(contribs, dtype=float), margin
 
 

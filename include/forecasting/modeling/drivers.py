@@ -85,7 +85,9 @@ def explain(booster, X: pd.DataFrame, config: Config) -> pd.DataFrame | None:
     return pd.DataFrame({c: np.asarray(out[c], dtype=float) for c in order}, index=X.index)
 
 
-def blended(drivers: pd.DataFrame, model_prediction: np.ndarray, prediction: np.ndarray, members: int) -> pd.DataFrame:
+def blended(
+    drivers: pd.DataFrame, model_prediction: np.ndarray, prediction: np.ndarray, members: int
+) -> pd.DataFrame:
     """A blend's drivers: the model's, times its weight (1 / members), and ``driver_baselines``,
     the part of ``prediction`` its statistical members make; ``explained``, the model's share."""
     weight = 1.0 / members
@@ -104,7 +106,10 @@ def long_form(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     identity = [*keys, "forecast_month", "horizon"]
     columns = driver_columns(frame)
     long = frame.melt(
-        id_vars=[*identity, "prediction", EXPLAINED], value_vars=columns, var_name="family", value_name="contribution"
+        id_vars=[*identity, "prediction", EXPLAINED],
+        value_vars=columns,
+        var_name="family",
+        value_name="contribution",
     )
     long["family"] = long["family"].str.removeprefix(PREFIX)
     prediction = long.pop("prediction").to_numpy(float)

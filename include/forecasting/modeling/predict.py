@@ -14,9 +14,8 @@ from forecasting.core.config import Config
 from forecasting.core.months import month_from_index, month_index
 from forecasting.data.panel import Panel, build_panel
 from forecasting.features import dataset
-from forecasting.modeling import baselines
+from forecasting.modeling import baselines, drivers
 from forecasting.modeling import booster as model
-from forecasting.modeling import drivers
 from forecasting.modeling.forecaster import Blend
 from forecasting.modeling.scoring import combine
 

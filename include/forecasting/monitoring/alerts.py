@@ -8,7 +8,9 @@ What raises one:
 * ``accuracy``: the realised WAPE of a horizon's forecasts for M above ``alerts.max_wape``, or
   worse than the best naive forecast's in each of the last ``alerts.worse_than_naive_months``
   months up to M (from ``<table>_accuracy``);
-* ``drift``: a feature, the target or an entity share of M flagged in ``<table>_drift``.
+* ``drift``: a feature, the target or an entity share of M flagged in ``<table>_drift``;
+* ``revision``: run M moved the total forecast of the months an earlier run also forecast by
+  more than ``monitoring.max_total_revision`` (``<table>_churn``, forecasting.monitoring.revisions).
 
 Every alert is logged and appended to ``<table>_alerts`` (time, DAG, run, task, month, kind,
 metric, what it is about, value, threshold, message, and whom it was sent to); the alerts of one
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 
 # Alerts about the state of a month's data: checking the month again raises them again, so one
 # already told is not told twice (see ``repeats``). A task failure is an event: always told.
-STATE_KINDS = ("accuracy", "drift")
+STATE_KINDS = ("accuracy", "drift", "revision")
 LOG_ONLY = "log only"
 
 
@@ -56,7 +58,7 @@ LOG_ONLY = "log only"
 class Alert:
     dag_id: str
     month: str | None  # "YYYY-MM": the month M of the run
-    kind: str  # task_failure, accuracy or drift
+    kind: str  # task_failure, accuracy, drift or revision
     metric: str  # e.g. task_state, wape, wape_vs_best_naive, psi, share
     subject: str  # what it is about: a task, "horizon 1", a feature
     value: float | None
@@ -242,8 +244,11 @@ def check_month(
     dag_id: str = MONITORING_DAG,
     run_id: str | None = None,
 ) -> dict:
-    """Raise the accuracy and drift alerts of M; returns what was raised and to whom it went."""
+    """Raise the accuracy, drift and revision alerts of M; returns what was raised and to whom it went."""
+    from forecasting.monitoring.revisions import revision_alerts
+
     found = accuracy_alerts(config, month, dag_id, run_id) + drift_alerts(drift, month, dag_id, run_id)
+    found += revision_alerts(config, month, dag_id, run_id)
     return raise_alerts(config, found)
 
 

@@ -396,6 +396,14 @@ class MonitoringConfig(Section):
         description="The reference is the last this many months of the training window (null: all of it).",
     )
 
+    # A plan that moves a fifth between two runs without a reason is worth a look.
+    max_total_revision: float | None = Field(
+        default=0.2,
+        ge=0.0,
+        description="Alert when a run moves the total forecast of the months an earlier run also forecast "
+        "by more than this share (<table>_churn.total_revision; null: never).",
+    )
+
     @field_validator("ks_alpha", "entity_share_threshold")
     @classmethod
     def _share(cls, value: float) -> float:

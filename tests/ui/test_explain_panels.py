@@ -36,7 +36,7 @@ def test_the_newest_runs_drivers_sum_to_its_forecasts(deployment):
     panel = explain.drivers_panel(deployment, {"store_id": 2, "item_id": 3}, LATEST)
     assert panel["state"] == "shown" and panel["months"] == ["2025-01", "2025-02", "2025-03"]
     assert [row["family"] for row in panel["rows"]] == ["level", "trend", "calendar"]
-    for h, month in enumerate(panel["months"], start=1):
+    for h in range(1, len(panel["months"]) + 1):
         column = sum(float(row["cells"][h - 1]["value"]) for row in panel["rows"])
         assert column == pytest.approx(prediction(2, 3, h, LATEST))
         assert panel["totals"][h - 1] == f"{prediction(2, 3, h, LATEST):,.1f}"

@@ -40,7 +40,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from forecasting.core.config import Config, NotifierConfig
-from forecasting.core.names import ALERTS, MONITORING_DAG, relation_name
+from forecasting.core.names import ALERTS, MONITORING_DAG, REVISIONS, relation_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -236,6 +236,39 @@ def drift_alerts(
     return out
 
 
+def revision_alerts(
+    config: Config, month: pd.Period, dag_id: str = MONITORING_DAG, run_id: str | None = None
+) -> list[Alert]:
+    """One alert if run M moved the total forecast of the months an earlier run also forecast by
+    more than ``monitoring.max_total_revision``, either way (``<table>_churn``)."""
+    from forecasting.monitoring.revisions import churn_of
+
+    threshold = config.monitoring.max_total_revision
+    churn = churn_of(config, month) if threshold is not None else None
+    if churn is None or churn["total_revision"] is None or abs(churn["total_revision"]) <= threshold:
+        return []
+    moved = churn["total_revision"]
+    message = (
+        f"The run of {month} moved the total forecast of the {churn['revised']:,} forecasts an earlier "
+        f"run also made by {moved:+.1%} (from {churn['previous_total']:,.1f} to {churn['total']:,.1f}; "
+        f"churn {churn['churn']:.1%}), more than monitoring.max_total_revision {threshold:.1%}. "
+        f"Per entity: {relation_name(config.predictions.table, REVISIONS)}."
+    )
+    return [
+        Alert(
+            dag_id,
+            str(month),
+            "revision",
+            "total_revision",
+            "total forecast",
+            moved,
+            threshold,
+            message,
+            run_id,
+        )
+    ]
+
+
 def check_month(
     config: Config,
     month: pd.Period,
@@ -245,8 +278,6 @@ def check_month(
     run_id: str | None = None,
 ) -> dict:
     """Raise the accuracy, drift and revision alerts of M; returns what was raised and to whom it went."""
-    from forecasting.monitoring.revisions import revision_alerts
-
     found = accuracy_alerts(config, month, dag_id, run_id) + drift_alerts(drift, month, dag_id, run_id)
     found += revision_alerts(config, month, dag_id, run_id)
     return raise_alerts(config, found)

@@ -384,11 +384,13 @@ def _assert_drivers_and_revisions_are_the_database(view, config, store: int, ite
     revisions = _db(config, f"SELECT * FROM forecasts_revisions WHERE {entity}")
     revisions["month"] = pd.to_datetime(revisions["forecast_month"]).dt.strftime("%Y-%m")
     revisions["run"] = pd.to_datetime(revisions["run_month"]).dt.strftime("%Y-%m")
-    shown = view.locator("#revisions-table tbody tr").evaluate_all("rs => rs.map(r => r.dataset.month)")
+    shown = view.locator("#revisions-table tbody tr").evaluate_all(
+        "rs => rs.map(r => r.dataset.forecastMonth)"
+    )
     revised = revisions.groupby("month").filter(lambda g: len(g) > 1)
     assert shown == sorted(set(revised["month"]), reverse=True)
     for month, runs in revised.groupby("month"):
-        steps = view.locator(f"#revisions-table tr[data-month='{month}'] span[data-run]")
+        steps = view.locator(f"#revisions-table tr[data-forecast-month='{month}'] span[data-run]")
         assert steps.evaluate_all("ss => ss.map(s => s.dataset.run)") == sorted(runs["run"])
         values = [float(t.replace(",", "")) for t in steps.all_inner_texts()]
         assert values == pytest.approx(runs.sort_values("run")["prediction"].tolist(), abs=0.05)

@@ -46,14 +46,16 @@ def test_the_analyst_reads_everything_but_the_publish_locks():
         *(t for t in declared.metadata.tables if t != "forecasts_publish_lock"),
         "forecasts_latest",
         "forecasts_tracking_signal",
+        "forecasts_revisions",
+        "forecasts_churn",
     }
-    assert len(readable) == 10
+    assert len(readable) == 13
 
 
 def test_entity_columns_follow_the_config_in_order_and_type():
     declared = tables.declare("demand", {"store": sa.BigInteger(), "sku": sa.String(255)}, schema="analytics")
     assert declared.forecasts.name == "demand" and declared.forecasts.schema == "analytics"
-    for table in (declared.forecasts, declared.errors, declared.scenarios):
+    for table in (declared.forecasts, declared.errors, declared.scenarios, declared.drivers):
         keys = [c.name for c in table.columns if c.name in ("store", "sku")]
         assert keys == ["store", "sku"], table.name
         assert isinstance(table.c.store.type, sa.BigInteger) and not table.c.store.nullable
@@ -65,7 +67,17 @@ def test_entity_columns_follow_the_config_in_order_and_type():
     ]
     assert set(declared.metadata.tables) == {
         f"analytics.demand{suffix}"
-        for suffix in ("", "_runs", "_models", "_accuracy", "_errors", "_drift", "_alerts", "_scenarios")
+        for suffix in (
+            "",
+            "_runs",
+            "_models",
+            "_accuracy",
+            "_errors",
+            "_drift",
+            "_alerts",
+            "_scenarios",
+            "_drivers",
+        )
     } | {"analytics.demand_publish_lock"}
 
 

@@ -179,6 +179,7 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
             ):
                 drawn.setdefault(series, {})[month] = float(value)
             _assert_points_are_the_database(drawn, config, store, item)
+            _assert_drivers_and_revisions_are_the_database(view, config, store, item)
 
             with page.expect_download() as download:
                 view.get_by_role("link", name="Download CSV").click()
@@ -358,6 +359,41 @@ def _assert_points_are_the_database(drawn, config, store: int, item: int) -> Non
     history = snapshot()
     mine = history[(history["store_id"] == store) & (history["item_id"] == item)]
     assert drawn["actual"] == dict(zip(mine["month"].dt.strftime("%Y-%m"), mine["units"], strict=True))
+
+
+def _assert_drivers_and_revisions_are_the_database(view, config, store: int, item: int) -> None:
+    """Beside the chart: each family's contribution of the newest run, summing to its forecast of
+    each month, and each month's forecasts by every run, as the database has them."""
+    entity = f"store_id = {store} AND item_id = {item}"
+    drivers = _db(
+        config, f"SELECT * FROM forecasts_drivers WHERE {entity} AND run_month = '{RUN_MONTHS[-1]}-01'"
+    )
+    drivers["month"] = pd.to_datetime(drivers["forecast_month"]).dt.strftime("%Y-%m")
+    months = view.locator("#drivers-table thead th.n").all_inner_texts()
+    assert months == sorted(set(drivers["month"]))
+    for family, part in drivers.groupby("family"):
+        cells = view.locator(f"#drivers-table tr[data-family='{family}'] td").evaluate_all(
+            "cs => cs.map(c => Number(c.dataset.value))"
+        )
+        assert cells == pytest.approx(part.sort_values("month")["contribution"].tolist(), rel=1e-5)
+    latest = _db(config, f"SELECT * FROM forecasts WHERE {entity} AND run_month = '{RUN_MONTHS[-1]}-01'")
+    totals = view.locator("#drivers-table tfoot td").all_inner_texts()
+    assert [float(t.replace(",", "")) for t in totals] == pytest.approx(
+        latest.sort_values("forecast_month")["prediction"].tolist(), abs=0.05
+    )
+    revisions = _db(config, f"SELECT * FROM forecasts_revisions WHERE {entity}")
+    revisions["month"] = pd.to_datetime(revisions["forecast_month"]).dt.strftime("%Y-%m")
+    revisions["run"] = pd.to_datetime(revisions["run_month"]).dt.strftime("%Y-%m")
+    shown = view.locator("#revisions-table tbody tr").evaluate_all(
+        "rs => rs.map(r => r.dataset.forecastMonth)"
+    )
+    revised = revisions.groupby("month").filter(lambda g: len(g) > 1)
+    assert shown == sorted(set(revised["month"]), reverse=True)
+    for month, runs in revised.groupby("month"):
+        steps = view.locator(f"#revisions-table tr[data-forecast-month='{month}'] span[data-run]")
+        assert steps.evaluate_all("ss => ss.map(s => s.dataset.run)") == sorted(runs["run"])
+        values = [float(t.replace(",", "")) for t in steps.all_inner_texts()]
+        assert values == pytest.approx(runs.sort_values("run")["prediction"].tolist(), abs=0.05)
 
 
 def _assert_csv_is_what_is_shown(csv: pd.DataFrame, drawn, store: int, item: int) -> None:

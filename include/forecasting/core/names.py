@@ -54,6 +54,9 @@ TRACKING_SIGNAL = "tracking_signal"  # a view
 DRIFT = "drift"
 ALERTS = "alerts"
 SCENARIOS = "scenarios"
+DRIVERS = "drivers"
+REVISIONS = "revisions"  # a view
+CHURN = "churn"  # a view
 PUBLISH_LOCK = "publish_lock"  # PostgreSQL only: publish's row locks, the pipeline's alone
 
 

@@ -73,6 +73,11 @@ def forecasts(config: Config, month: pd.Period, attempt: str) -> Path:
     return run_dir(config, month, attempt) / "forecasts.parquet"
 
 
+def drivers(config: Config, month: pd.Period, attempt: str) -> Path:
+    """The drivers of predict's forecasts (forecasting.modeling.drivers), one row per family."""
+    return run_dir(config, month, attempt) / "drivers.parquet"
+
+
 def scenario_forecasts(config: Config, month: pd.Period, attempt: str) -> Path:
     """The what-if scenarios' forecasts (forecasting.scenarios), in M's published attempt."""
     return run_dir(config, month, attempt) / "scenarios.parquet"
@@ -165,7 +170,13 @@ def published_months(config: Config) -> list[str]:
 
 # Big files of a run: once another run of the month is published they only take space. Its
 # stage results, failures and Data Docs stay, so what happened to every attempt can be read.
-SUPERSEDED_FILES = ("raw.parquet", "plans.parquet", "forecasts.parquet", "scenarios.parquet")
+SUPERSEDED_FILES = (
+    "raw.parquet",
+    "plans.parquet",
+    "forecasts.parquet",
+    "drivers.parquet",
+    "scenarios.parquet",
+)
 
 
 def prune_superseded_runs(config: Config, month: pd.Period, keep: str) -> list[Path]:

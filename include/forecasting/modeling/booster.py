@@ -162,6 +162,39 @@ def predict(booster, X: pd.DataFrame, client=None) -> np.ndarray:
     return np.clip(np.asarray(raw, dtype=float), 0, None)
 
 
+# Objectives whose margin is the log of the forecast, and those whose margin is the forecast.
+LOG_LINK = ("reg:tweedie", "count:poisson", "reg:gamma")
+IDENTITY_LINK = ("reg:squarederror", "reg:absoluteerror", "reg:pseudohubererror", "reg:quantileerror")
+
+
+def link(booster) -> str | None:
+    """``log``, ``identity`` or None (an objective whose margin is neither: not explained)."""
+    objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
+    return "log" if objective in LOG_LINK else "identity" if objective in IDENTITY_LINK else None
+
+
+def contributions(booster, X: pd.DataFrame, exact: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Exact TreeSHAP (XGBoost's ``pred_contribs``; ``exact=False``: its approximate
+    contributions, each split's change of the expected value along the row's path) in the model's
+    margin: one column per column of X, then the bias column (the trees' expected value plus each
+    row's base margin, which a model scaled by the recent mean starts from); each row sums to its
+    margin either way. Also returns the base margin (None for an unscaled model). Computed here,
+    never on a Dask cluster."""
+    import xgboost as xgb
+
+    margin = recent_mean_margin(X) if booster.attr(SCALE_ATTRIBUTE) == RECENT_MEAN else None
+    if len(X) == 0:
+        return np.zeros((0, X.shape[1] + 1)), margin
+    matrix = xgb.DMatrix(X, base_margin=margin, enable_categorical=True, nthread=os.cpu_count() or 1)
+    contribs = booster.predict(
+        matrix,
+        pred_contribs=True,
+        approx_contribs=not exact,
+        iteration_range=(0, booster.num_boosted_rounds()),
+    )
+    return np.asarray(contribs, dtype=float), margin
+
+
 def fingerprint(frame: pd.DataFrame, params: dict[str, Any]) -> str:
     digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     digest.update(json.dumps(params, sort_keys=True, default=str).encode())

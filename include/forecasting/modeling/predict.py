@@ -15,7 +15,7 @@ from forecasting.core.months import month_from_index, month_index
 from forecasting.data.panel import Panel, build_panel
 from forecasting.features import dataset
 from forecasting.features.calendar import CALENDAR_FEATURES
-from forecasting.modeling import baselines
+from forecasting.modeling import baselines, drivers
 from forecasting.modeling import booster as model
 from forecasting.modeling.forecaster import Blend
 from forecasting.modeling.scoring import combine
@@ -85,9 +85,13 @@ def forecast_inputs(
     return ForecastInputs(panel, month, active, dataset.text_as_categories(features))
 
 
-def predict_inputs(inputs: ForecastInputs, config: Config, booster, metadata: dict) -> pd.DataFrame:
+def predict_inputs(
+    inputs: ForecastInputs, config: Config, booster, metadata: dict, explain: bool = False
+) -> pd.DataFrame:
     """One row per active entity and horizon (by horizon, then entity): keys, forecast_month,
-    horizon and the model's prediction from ``inputs.features``."""
+    horizon and the model's prediction from ``inputs.features``; with ``explain``, also its
+    drivers (``driver_<family>`` in the forecast's units, forecasting.modeling.drivers) and
+    ``explained`` (1: the model's drivers explain all of it)."""
     m, active = month_index(inputs.month), inputs.active
     parts = []
     for h in range(1, config.horizon + 1):
@@ -99,9 +103,12 @@ def predict_inputs(inputs: ForecastInputs, config: Config, booster, metadata: di
             config,
         )
         out = forecast_rows(inputs.panel, active, m, np.full(len(active), h))
-        out["prediction"] = model.predict(
-            booster, dataset.design_matrix(frame, config, metadata["categories"], metadata["features"])
-        )
+        X = dataset.design_matrix(frame, config, metadata["categories"], metadata["features"])
+        out["prediction"] = model.predict(booster, X)
+        made = drivers.explain(booster, X, config) if explain else None
+        if made is not None:
+            out = pd.concat([out, made.reset_index(drop=True)], axis=1)
+            out[drivers.EXPLAINED] = 1.0
         parts.append(out)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
@@ -113,13 +120,15 @@ def forecast(
     model_dir: Path,
     client=None,
     panel: Panel | None = None,
+    explain: bool = False,
 ) -> pd.DataFrame:
     """One row per active entity and horizon: keys (source types), forecast_month, horizon,
-    prediction. ``panel``: the snapshot's (sales only), if built already."""
+    prediction (and with ``explain``, its drivers: ``predict_inputs``). ``panel``: the
+    snapshot's (sales only), if built already."""
     booster, metadata = model.load(model_dir)
     check_planned_features(metadata, config)
     inputs = forecast_inputs(snapshot, config, month, client, panel)
-    result = predict_inputs(inputs, config, booster, metadata)
+    result = predict_inputs(inputs, config, booster, metadata, explain)
     log.info(
         "Forecast %d entities x %d horizons for %s with %s",
         len(inputs.active),
@@ -183,16 +192,20 @@ def blend_forecast(
     blended: Blend,
     models_dir: Path,
     client=None,
+    explain: bool = False,
 ) -> pd.DataFrame:
     """The rows of ``forecast``: the equal-weight mean of the blend's members' forecasts of each
     row, its model's (from ``models_dir``) and its baselines' (forecasting.modeling.scoring.combine,
-    as evaluate scored it)."""
+    as evaluate scored it). With ``explain`` and a model in the blend, the drivers of the model's
+    part and the baselines' part (forecasting.modeling.drivers.blended)."""
     panel = build_panel(snapshot, config, sales_only=True)  # one panel for all
     base = baseline_forecasts(snapshot, config, month, blended.baselines, panel)
     identity = [c for c in base.columns if c not in blended.baselines]
     parts = [base[name].to_numpy() for name in blended.baselines]
+    made = None
     if blended.model_version is not None:
-        made = forecast(snapshot, config, month, models_dir / blended.model_version, client, panel)
+        version = models_dir / blended.model_version
+        made = forecast(snapshot, config, month, version, client, panel, explain)
         # Both are by horizon, then entity, over the same active entities: the same rows in the same order.
         if not made[identity].equals(base[identity]):
             raise RuntimeError(
@@ -201,4 +214,7 @@ def blend_forecast(
         parts.insert(0, made["prediction"].to_numpy())
     out = base[identity].copy()
     out["prediction"] = combine(parts)
+    if made is not None and drivers.driver_columns(made):
+        share = drivers.blended(made, made["prediction"].to_numpy(), out["prediction"].to_numpy(), len(parts))
+        out = pd.concat([out, share], axis=1)
     return out

@@ -8,7 +8,9 @@ What raises one:
 * ``accuracy``: the realised WAPE of a horizon's forecasts for M above ``alerts.max_wape``, or
   worse than the best naive forecast's in each of the last ``alerts.worse_than_naive_months``
   months up to M (from ``<table>_accuracy``);
-* ``drift``: a feature, the target or an entity share of M flagged in ``<table>_drift``.
+* ``drift``: a feature, the target or an entity share of M flagged in ``<table>_drift``;
+* ``revision``: run M moved the total forecast of the months an earlier run also forecast by
+  more than ``monitoring.max_total_revision`` (``<table>_churn``, forecasting.monitoring.revisions).
 
 Every alert is logged and appended to ``<table>_alerts`` (time, DAG, run, task, month, kind,
 metric, what it is about, value, threshold, message, and whom it was sent to); the alerts of one
@@ -38,7 +40,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from forecasting.core.config import Config, NotifierConfig
-from forecasting.core.names import ALERTS, MONITORING_DAG, relation_name
+from forecasting.core.names import ALERTS, MONITORING_DAG, REVISIONS, relation_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 
 # Alerts about the state of a month's data: checking the month again raises them again, so one
 # already told is not told twice (see ``repeats``). A task failure is an event: always told.
-STATE_KINDS = ("accuracy", "drift")
+STATE_KINDS = ("accuracy", "drift", "revision")
 LOG_ONLY = "log only"
 
 
@@ -56,7 +58,7 @@ LOG_ONLY = "log only"
 class Alert:
     dag_id: str
     month: str | None  # "YYYY-MM": the month M of the run
-    kind: str  # task_failure, accuracy or drift
+    kind: str  # task_failure, accuracy, drift or revision
     metric: str  # e.g. task_state, wape, wape_vs_best_naive, psi, share
     subject: str  # what it is about: a task, "horizon 1", a feature
     value: float | None
@@ -234,6 +236,39 @@ def drift_alerts(
     return out
 
 
+def revision_alerts(
+    config: Config, month: pd.Period, dag_id: str = MONITORING_DAG, run_id: str | None = None
+) -> list[Alert]:
+    """One alert if run M moved the total forecast of the months an earlier run also forecast by
+    more than ``monitoring.max_total_revision``, either way (``<table>_churn``)."""
+    from forecasting.monitoring.revisions import churn_of
+
+    threshold = config.monitoring.max_total_revision
+    churn = churn_of(config, month) if threshold is not None else None
+    if churn is None or churn["total_revision"] is None or abs(churn["total_revision"]) <= threshold:
+        return []
+    moved = churn["total_revision"]
+    message = (
+        f"The run of {month} moved the total forecast of the {churn['revised']:,} forecasts an earlier "
+        f"run also made by {moved:+.1%} (from {churn['previous_total']:,.1f} to {churn['total']:,.1f}; "
+        f"churn {churn['churn']:.1%}), more than monitoring.max_total_revision {threshold:.1%}. "
+        f"Per entity: {relation_name(config.predictions.table, REVISIONS)}."
+    )
+    return [
+        Alert(
+            dag_id,
+            str(month),
+            "revision",
+            "total_revision",
+            "total forecast",
+            moved,
+            threshold,
+            message,
+            run_id,
+        )
+    ]
+
+
 def check_month(
     config: Config,
     month: pd.Period,
@@ -242,8 +277,9 @@ def check_month(
     dag_id: str = MONITORING_DAG,
     run_id: str | None = None,
 ) -> dict:
-    """Raise the accuracy and drift alerts of M; returns what was raised and to whom it went."""
+    """Raise the accuracy, drift and revision alerts of M; returns what was raised and to whom it went."""
     found = accuracy_alerts(config, month, dag_id, run_id) + drift_alerts(drift, month, dag_id, run_id)
+    found += revision_alerts(config, month, dag_id, run_id)
     return raise_alerts(config, found)
 
 

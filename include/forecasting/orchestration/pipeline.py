@@ -245,7 +245,7 @@ def predict(
     version, ``baseline:<name>`` or ``blend:[<version>+]<name>[+<name>...]``; default: the decision in ``model_dir``'s evaluation.json)."""
     from forecasting.data.panel import build_panel
     from forecasting.features.demand import DEMAND_CLASS, label_forecasts
-    from forecasting.modeling import intervals
+    from forecasting.modeling import drivers, intervals
     from forecasting.modeling.forecaster import Baseline, Blend, Model, parse
     from forecasting.modeling.predict import baseline_forecast, blend_forecast, forecast
 
@@ -262,10 +262,13 @@ def predict(
                 frame = baseline_forecast(snapshot, config, m, name)
             case Blend() as blended:
                 with client_for(config) as client:
-                    frame = blend_forecast(snapshot, config, m, blended, paths.models(config), client)
+                    frame = blend_forecast(
+                        snapshot, config, m, blended, paths.models(config), client, explain=True
+                    )
             case Model(version):
                 with client_for(config) as client:
-                    frame = forecast(snapshot, config, m, paths.models(config) / version, client)
+                    version_dir = paths.models(config) / version
+                    frame = forecast(snapshot, config, m, version_dir, client, explain=True)
         # The forecaster's own p10/p90 bands, calibrated on this run's holdout by evaluate.
         bands = decision.get("intervals") if decision.get("forecaster") == forecaster else None
         if bands is None:
@@ -274,9 +277,22 @@ def predict(
         # Each entity's demand pattern as of M (smooth, erratic, intermittent, lumpy), published with its forecasts.
         panel = build_panel(snapshot, config, sales_only=True)
         frame[DEMAND_CLASS] = label_forecasts(frame, panel, config.source.entity_columns, month_index(m))
+        # The drivers apart (one row per family), so the checks and publish read the forecasts as before.
+        explained = (
+            drivers.long_form(frame, config.source.entity_columns) if drivers.driver_columns(frame) else None
+        )
+        frame = frame.drop(columns=[*drivers.driver_columns(frame), drivers.EXPLAINED], errors="ignore")
+        paths.drivers(config, m, attempt).unlink(missing_ok=True)  # a re-run's baseline has none
+        if explained is not None:
+            paths.write_parquet_atomically(explained, paths.drivers(config, m, attempt))
         path = paths.forecasts(config, m, attempt)
         paths.write_parquet_atomically(frame, path)
-        result = {"forecasts": str(path), "rows": len(frame), "forecaster": forecaster}
+        result = {
+            "forecasts": str(path),
+            "rows": len(frame),
+            "forecaster": forecaster,
+            "driver_rows": 0 if explained is None else len(explained),
+        }
         return _record(config, m, attempt, "predict", result)
 
 
@@ -304,12 +320,22 @@ def publish(month: str, attempt: str, model_dir: str, run_id: str, config: Confi
         predicted = paths.read_json(paths.stage_result(config, m, attempt, "predict"))
         forecaster = predicted.get("forecaster") or metadata["model_version"]
         frame = pd.read_parquet(paths.forecasts(config, m, attempt))
-        published = run(frame, config, m, model_version=forecaster, run_id=run_id, evaluation=evaluation)
+        explained = paths.drivers(config, m, attempt)
+        published = run(
+            frame,
+            config,
+            m,
+            model_version=forecaster,
+            run_id=run_id,
+            evaluation=evaluation,
+            drivers=pd.read_parquet(explained) if explained.exists() else None,
+        )
         result = {
             "table": published.table,
             "url": published.url,
             "rows": published.rows,
             "replaced": published.replaced,
+            "driver_rows": published.drivers,
             "model_version": forecaster,
             "challenger": metadata["model_version"],
             "run_id": run_id,

@@ -405,8 +405,9 @@ def grant_analyst_role(
     The role gets LOGIN with ``password`` if one is given, else NOLOGIN (grant it to people's
     own login roles). It may connect, use ``schema`` and SELECT the predictions table, its
     runs table, its ``_latest`` view, the model registry ``_models``, the realised accuracy
-    (``_accuracy``, ``_errors``, ``_tracking_signal``), ``_drift``, ``_alerts`` and the what-if
-    scenarios' ``_scenarios`` (those that exist yet), and run none of WRITING_FUNCTIONS (revoked
+    (``_accuracy``, ``_errors``, ``_tracking_signal``), ``_drift``, ``_alerts``, the what-if
+    scenarios' ``_scenarios``, the drivers ``_drivers`` and the revisions (``_revisions``,
+    ``_churn``) (those that exist yet), and run none of WRITING_FUNCTIONS (revoked
     from PUBLIC when connected as a superuser, else warned about). With ``default_privileges``,
     tables and views that the connecting user creates in ``schema`` later are readable too,
     so a first publish after this call needs no second grant.

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from forecasting.core.config import Config, hide_password
 from forecasting.core.db import make_engine
 from forecasting.core.months import month_start
-from forecasting.publishing import tables
+from forecasting.publishing import revisions, tables
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,11 @@ def predictions_tables(config: Config, key_dtypes: dict[str, object]) -> tuple[s
 
 
 def ensure_schema(conn: sa.Connection, config: Config, key_dtypes: dict[str, object]):
-    """Create the tables, indexes and view if missing (safe to call on every run)."""
-    forecasts, runs = predictions_tables(config, key_dtypes)
-    tables.create(conn, forecasts, runs)
+    """Create the tables, indexes and views if missing (safe to call on every run)."""
+    declared = tables.for_config(config, key_dtypes)
+    forecasts, runs = declared.forecasts, declared.runs
+    tables.create(conn, forecasts, runs, declared.drivers)
+    revisions.ensure_views(conn, forecasts, config.source.entity_columns)
     view_ref, select = tables.latest_view_sql(forecasts, config.source.entity_columns, conn.dialect)
     # The interval columns and demand_class came after the first release.
     added = tables.add_missing_columns(
@@ -89,6 +91,7 @@ class PublishResult:
     url: str
     rows: int
     replaced: int
+    drivers: int = 0
 
 
 def insert_rows(conn: sa.Connection, table: sa.Table, records: list[dict]) -> None:
@@ -110,9 +113,12 @@ def publish(
     run_id: str,
     evaluation: dict | None = None,
     created_at: datetime | None = None,
+    drivers: pd.DataFrame | None = None,
 ) -> PublishResult:
     """Replace month M's forecasts with ``forecasts`` in one transaction (trying again while
-    the database cannot be reached, for FORECAST_PUBLISH_CONNECT_RETRY seconds)."""
+    the database cannot be reached, for FORECAST_PUBLISH_CONNECT_RETRY seconds), and M's rows
+    of ``<table>_drivers`` with ``drivers`` (forecasting.modeling.drivers.long_form; None: the
+    forecaster has none, a baseline's) in the same transaction."""
     from forecasting.publishing.postgres import seconds_from_env
 
     deadline = time.monotonic() + seconds_from_env(
@@ -129,6 +135,7 @@ def publish(
                 run_id=run_id,
                 evaluation=evaluation,
                 created_at=created_at,
+                drivers=drivers,
             )
         except sa.exc.DBAPIError as err:
             left = deadline - time.monotonic()
@@ -158,6 +165,7 @@ def _publish_once(
     run_id: str,
     evaluation: dict | None,
     created_at: datetime | None,
+    drivers: pd.DataFrame | None = None,
 ) -> PublishResult:
     keys = config.source.entity_columns
     created_at = created_at or datetime.now(UTC)
@@ -173,6 +181,8 @@ def _publish_once(
     )
     records = frame.to_dict(orient="records")
     dtypes = {k: forecasts[k].dtype for k in keys}
+    explained = _driver_records(drivers, keys, run_month, model_version)
+    drivers_table = tables.for_config(config, dtypes).drivers
     engine = make_engine(config.predictions.database)
     try:
         postgres = engine.dialect.name == "postgresql"
@@ -188,6 +198,9 @@ def _publish_once(
                 table, runs = ensure_schema(conn, config, dtypes)
             replaced = conn.execute(sa.delete(table).where(table.c.run_month == run_month)).rowcount
             insert_rows(conn, table, records)
+            # M's earlier drivers go too: they explained forecasts no longer published.
+            conn.execute(sa.delete(drivers_table).where(drivers_table.c.run_month == run_month))
+            insert_rows(conn, drivers_table, explained)
             conn.execute(sa.delete(runs).where(runs.c.run_month == run_month))
             evaluation = evaluation or {}
             # The holdout WAPE of the forecaster that made the rows (the gate's choice), if decided.
@@ -210,5 +223,28 @@ def _publish_once(
         url = hide_password(engine.url.render_as_string(hide_password=True))
     finally:
         engine.dispose()
-    log.info("Published %d forecasts for %s to %s (replaced %d)", len(records), month, table.name, replaced)
-    return PublishResult(table=table.name, url=url, rows=len(records), replaced=replaced)
+    log.info(
+        "Published %d forecasts (%d driver rows) for %s to %s (replaced %d)",
+        len(records),
+        len(explained),
+        month,
+        table.name,
+        replaced,
+    )
+    return PublishResult(
+        table=table.name, url=url, rows=len(records), replaced=replaced, drivers=len(explained)
+    )
+
+
+def _driver_records(
+    drivers: pd.DataFrame | None, keys: list[str], run_month: object, model_version: str
+) -> list[dict]:
+    if drivers is None or drivers.empty:
+        return []
+    columns = [*keys, "forecast_month", "horizon", "family", "contribution", "share", "explained"]
+    # NaN as NULL: a share of a zero forecast is none; a contribution of NaN is refused (NOT NULL).
+    frame = drivers[columns].astype({"share": object, "contribution": object})
+    frame[["share", "contribution"]] = frame[["share", "contribution"]].where(
+        frame[["share", "contribution"]].notna(), None
+    )
+    return frame.assign(run_month=run_month, model_version=model_version).to_dict(orient="records")

@@ -24,11 +24,14 @@ from forecasting.core.config import SCENARIO_NAME_LENGTH, Config
 from forecasting.core.names import (
     ACCURACY,
     ALERTS,
+    CHURN,
     DRIFT,
+    DRIVERS,
     ERRORS,
     LATEST,
     MODELS,
     PUBLISH_LOCK,
+    REVISIONS,
     RUNS,
     SCENARIOS,
     TRACKING_SIGNAL,
@@ -38,7 +41,7 @@ from forecasting.modeling.baselines import NAIVE_BASELINES
 
 log = logging.getLogger(__name__)
 
-VIEWS = (LATEST, TRACKING_SIGNAL)
+VIEWS = (LATEST, TRACKING_SIGNAL, REVISIONS, CHURN)
 # The months of errors each entity's tracking signal sums (the view <table>_tracking_signal).
 TRACKING_MONTHS = 12
 
@@ -103,6 +106,7 @@ class Tables:
     alerts: sa.Table
     scenarios: sa.Table
     publish_lock: sa.Table
+    drivers: sa.Table
 
 
 def declare(
@@ -130,6 +134,7 @@ def declare(
         alerts=_alerts(metadata, table),
         scenarios=_scenarios(metadata, table, keys, entities(), plans),
         publish_lock=_publish_lock(metadata, table),
+        drivers=_drivers(metadata, table, keys, entities()),
     )
 
 
@@ -434,7 +439,7 @@ def _alerts(metadata: sa.MetaData, table: str) -> sa.Table:
         sa.Column("run_id", sa.String(250)),
         sa.Column("task_id", sa.String(250), comment="task_failure: the task that failed"),
         sa.Column("month", sa.Date, comment="the month M of the run"),
-        sa.Column("kind", sa.String(32), nullable=False, comment="task_failure, accuracy or drift"),
+        sa.Column("kind", sa.String(32), nullable=False, comment="task_failure, accuracy, drift or revision"),
         sa.Column("metric", sa.String(64), nullable=False),
         sa.Column("subject", sa.String(255), nullable=False, comment="a task, a horizon or a feature"),
         sa.Column("value", sa.Float),
@@ -484,6 +489,30 @@ def _scenarios(
     )
 
 
+def _drivers(metadata: sa.MetaData, table: str, keys: list[str], entities: list[sa.Column]) -> sa.Table:
+    name, families = relation_name(table, DRIVERS), "level, seasonality, trend, price, promotion, calendar"
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("run_month", sa.Date, nullable=False, comment="logical month M whose run published it"),
+        *entities,
+        sa.Column("forecast_month", sa.Date, nullable=False, comment="first day of the month forecast"),
+        sa.Column("horizon", sa.Integer, nullable=False, comment="months ahead of run_month"),
+        sa.Column(
+            "family", sa.String(32), nullable=False, comment=f"{families}, attributes, bias, baselines"
+        ),
+        sa.Column(
+            "contribution", sa.Float, nullable=False, comment="in units: a row's sum is its prediction"
+        ),
+        sa.Column("share", sa.Float, comment="contribution / prediction (NULL: a forecast of zero)"),
+        sa.Column("explained", sa.Float, nullable=False, comment="the model's share of the prediction"),
+        sa.Column("model_version", sa.String(80), nullable=False, comment="the forecaster published"),
+        sa.PrimaryKeyConstraint("run_month", *keys, "horizon", "family", name=f"{name}_pkey"),
+        sa.Index(f"{name}_entity_month_idx", *keys, "forecast_month"),
+        info={"doc": "Each published forecast's drivers (docs/drivers.md): one row per family, in units."},
+    )
+
+
 def _publish_lock(metadata: sa.MetaData, table: str) -> sa.Table:
     return sa.Table(
         relation_name(table, PUBLISH_LOCK),
@@ -502,6 +531,12 @@ VIEW_DOCS = {
     TRACKING_SIGNAL: "Per entity and horizon, over its last {months} scored months of `<table>_errors`: "
     "`months`, `first_month`, `last_month`, `cumulative_error`, `mean_absolute_error` and "
     "`tracking_signal` (the cumulative error over the mean absolute error).",
+    REVISIONS: "Per entity, forecast month and run month, the forecast that run published (`prediction`, "
+    "`horizon`, `model_version`) beside the previous run's forecast of the same month "
+    "(`previous_run_month`, `previous_prediction`, NULL for its first) and `change`.",
+    CHURN: "Per run month, over the forecasts an earlier run also made: `revised` rows, `previous_total`, "
+    "`total`, `absolute_change`, `churn` (the sum of absolute changes over the previous total) and "
+    "`total_revision` (the change of the total over the previous total).",
 }
 _DOC_ENTITY = "<entity>"
 

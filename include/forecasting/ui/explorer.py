@@ -26,6 +26,7 @@ from forecasting.core.config import Config
 from forecasting.core.months import month_of
 from forecasting.core.names import RUNS, relation_name
 from forecasting.publishing.query import QueryError, run_query
+from forecasting.ui import explain
 from forecasting.ui.charts import Band, Series, line_chart
 from forecasting.ui.templating import render_page
 
@@ -345,7 +346,11 @@ def render_explorer(config: Config, given: dict[str, str]) -> str:
         found = entity_forecasts(config, shape, values)
         if found.predictions.empty:
             return page(published=True, error=None, entity={"entity_values": values, "empty": True})
-        section = _entity_view(config, found, time.perf_counter() - started)
+        panels = {
+            "drivers": explain.drivers_panel(config, values, found.latest_run),
+            "revisions": explain.revisions_panel(config, values),
+        }
+        section = {**_entity_view(config, found, time.perf_counter() - started), **panels}
         return page(published=True, error=None, entity=section)
     matches = find_entities(config, values)
     return page(

@@ -214,6 +214,13 @@ class ModelConfig(Section):
         ge=1000,
         description="Fit on a uniform sample of about this many labelled rows (null: all).",
     )
+    # Exact TreeSHAP costs about a hundred predictions a row (docs/benchmarks.md): above this many
+    # entities it would take most of the month's time budget.
+    exact_drivers_max_series: int | None = Field(
+        default=2_000,
+        ge=1,
+        description="More entities: drivers from XGBoost's approximate contributions (per path, linear in depth) instead of exact TreeSHAP (null: always exact).",
+    )
     scale_by_recent_mean: bool = Field(
         default=True,
         description="Fit each row relative to its series' recent mean (a log-link objective's base margin).",
@@ -407,6 +414,14 @@ class MonitoringConfig(Section):
         default=12,
         ge=1,
         description="The reference is the last this many months of the training window (null: all of it).",
+    )
+
+    # A plan that moves a fifth between two runs without a reason is worth a look.
+    max_total_revision: float | None = Field(
+        default=0.2,
+        ge=0.0,
+        description="Alert when a run moves the total forecast of the months an earlier run also forecast "
+        "by more than this share (<table>_churn.total_revision; null: never).",
     )
 
     @field_validator("ks_alpha", "entity_share_threshold")

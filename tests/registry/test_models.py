@@ -868,7 +868,9 @@ def test_autoets_better_only_on_the_sample_is_published_instead_of_the_model(tra
     decided = gate(config, M, model_dir)
     compared = decided["sample"]
     # Ranked on the backtest, the first confirmed on the holdout published.
-    considered = sorted((c for c in compared["candidates"] if c["considered"]), key=lambda c: c["backtest_wape"])
+    considered = sorted(
+        (c for c in compared["candidates"] if c["considered"]), key=lambda c: c["backtest_wape"]
+    )
     confirmed = [c for c in considered if c["lower_by_margin"] and c["beyond_noise"]]
     assert compared["selected_on"] == "backtest" and confirmed
     best = confirmed[0]["forecaster"]

@@ -248,7 +248,12 @@ def test_the_candidate_is_chosen_on_the_backtest_never_on_the_rows_that_score_it
     # Every candidate lower than the model's 0.20 on the backtest is considered; the first of them
     # on the backtest's order that the holdout confirms is published.
     considered = {c["forecaster"] for c in report["candidates"] if c["considered"]}
-    assert considered == {str(three), "baseline:auto_ets", f"blend:{CHALLENGER}+auto_ets", f"blend:{CHALLENGER}+theta"}
+    assert considered == {
+        str(three),
+        "baseline:auto_ets",
+        f"blend:{CHALLENGER}+auto_ets",
+        f"blend:{CHALLENGER}+theta",
+    }
     assert by_name[str(three)]["backtest_wape"] == 0.15 and report["chosen_backtest_wape"] == 0.20
     assert by_name[str(three)]["lower_by_margin"] and by_name[str(three)]["beyond_noise"]
     assert decision.forecaster == three and decision.outcome == models.BLENDED

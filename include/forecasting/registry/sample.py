@@ -248,7 +248,9 @@ def describe(report: dict[str, Any]) -> str:
     ]
     head = f"{where}, {report['chosen']} has WAPE {report['chosen_wape']:.4f}; " + ", ".join(parts)
     if report["selected_on"] == "backtest":
-        picked = sorted((c for c in report["candidates"] if c["considered"]), key=lambda c: c["backtest_wape"])
+        picked = sorted(
+            (c for c in report["candidates"] if c["considered"]), key=lambda c: c["backtest_wape"]
+        )
         chosen_bt = report["chosen_backtest_wape"]
         against = "" if chosen_bt is None else f" against {chosen_bt:.4f}"
         if not picked:

@@ -54,6 +54,8 @@ TRACKING_SIGNAL = "tracking_signal"  # a view
 DRIFT = "drift"
 ALERTS = "alerts"
 SCENARIOS = "scenarios"
+LEVELS = "levels"  # the hierarchy's levels (config hierarchy)
+LEVELS_LATEST = "levels_latest"  # a view
 PUBLISH_LOCK = "publish_lock"  # PostgreSQL only: publish's row locks, the pipeline's alone
 
 

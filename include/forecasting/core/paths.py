@@ -73,6 +73,11 @@ def forecasts(config: Config, month: pd.Period, attempt: str) -> Path:
     return run_dir(config, month, attempt) / "forecasts.parquet"
 
 
+def level_forecasts(config: Config, month: pd.Period, attempt: str) -> Path:
+    """The reconciled forecasts of the hierarchy's levels (config hierarchy), beside the forecasts."""
+    return run_dir(config, month, attempt) / "levels.parquet"
+
+
 def scenario_forecasts(config: Config, month: pd.Period, attempt: str) -> Path:
     """The what-if scenarios' forecasts (forecasting.scenarios), in M's published attempt."""
     return run_dir(config, month, attempt) / "scenarios.parquet"
@@ -165,7 +170,13 @@ def published_months(config: Config) -> list[str]:
 
 # Big files of a run: once another run of the month is published they only take space. Its
 # stage results, failures and Data Docs stay, so what happened to every attempt can be read.
-SUPERSEDED_FILES = ("raw.parquet", "plans.parquet", "forecasts.parquet", "scenarios.parquet")
+SUPERSEDED_FILES = (
+    "raw.parquet",
+    "plans.parquet",
+    "forecasts.parquet",
+    "levels.parquet",
+    "scenarios.parquet",
+)
 
 
 def prune_superseded_runs(config: Config, month: pd.Period, keep: str) -> list[Path]:
@@ -329,6 +340,13 @@ def sample_rows(model_dir: Path) -> Path:
     row's position in holdout.parquet, entity, horizon, target month, actual and every forecast,
     for the gate's paired comparison on exactly those rows."""
     return model_dir / "sample_rows.parquet"
+
+
+def holdout_forecasts(model_dir: Path) -> Path:
+    """Every single forecaster's forecasts of the holdout rows as production makes them (the
+    model's from the backtest's refits where it ran), with each row's entity, origin, horizon and
+    actual: what the hierarchy's reconciliation learns its weights and level intervals from."""
+    return model_dir / "holdout_forecasts.parquet"
 
 
 def evaluation(model_dir: Path) -> Path:

@@ -87,6 +87,7 @@ class PublishResult:
     url: str
     rows: int
     replaced: int
+    level_rows: int | None = None  # rows written to <table>_levels (None: no hierarchy)
 
 
 def insert_rows(conn: sa.Connection, table: sa.Table, records: list[dict]) -> None:
@@ -108,9 +109,12 @@ def publish(
     run_id: str,
     evaluation: dict | None = None,
     created_at: datetime | None = None,
+    levels: pd.DataFrame | None = None,
 ) -> PublishResult:
     """Replace month M's forecasts with ``forecasts`` in one transaction (trying again while
-    the database cannot be reached, for FORECAST_PUBLISH_CONNECT_RETRY seconds)."""
+    the database cannot be reached, for FORECAST_PUBLISH_CONNECT_RETRY seconds); with
+    ``levels`` (the hierarchy's reconciled levels), M's rows of ``<table>_levels`` too, in the
+    same transaction."""
     from forecasting.publishing.postgres import seconds_from_env
 
     deadline = time.monotonic() + seconds_from_env(
@@ -127,6 +131,7 @@ def publish(
                 run_id=run_id,
                 evaluation=evaluation,
                 created_at=created_at,
+                levels=levels,
             )
         except sa.exc.DBAPIError as err:
             left = deadline - time.monotonic()
@@ -156,7 +161,10 @@ def _publish_once(
     run_id: str,
     evaluation: dict | None,
     created_at: datetime | None,
+    levels: pd.DataFrame | None = None,
 ) -> PublishResult:
+    from forecasting.publishing.levels import ensure_levels_schema, level_records
+
     keys = config.source.entity_columns
     created_at = created_at or datetime.now(UTC)
     run_month = month_start(month).date()
@@ -169,6 +177,14 @@ def _publish_once(
     )
     records = frame.to_dict(orient="records")
     dtypes = {k: forecasts[k].dtype for k in keys}
+
+    def create(conn: sa.Connection) -> tuple[sa.Table, sa.Table]:
+        made = ensure_schema(conn, config, dtypes)
+        if levels is not None:
+            ensure_levels_schema(conn, config)
+        return made
+
+    level_rows = None
     engine = make_engine(config.predictions.database)
     try:
         postgres = engine.dialect.name == "postgresql"
@@ -176,14 +192,25 @@ def _publish_once(
             from forecasting.publishing.postgres import prepare_publish, publish_transaction
 
             name, schema = config.predictions.table, config.predictions.database.schema
-            table, runs = prepare_publish(
-                engine, lambda conn: ensure_schema(conn, config, dtypes), name, schema, run_month
-            )
+            table, runs = prepare_publish(engine, create, name, schema, run_month)
         with publish_transaction(engine, name, schema, run_month) if postgres else engine.begin() as conn:
             if not postgres:
-                table, runs = ensure_schema(conn, config, dtypes)
+                table, runs = create(conn)
             replaced = conn.execute(sa.delete(table).where(table.c.run_month == run_month)).rowcount
             insert_rows(conn, table, records)
+            if levels is not None:  # the hierarchy's levels, which add up to these forecasts
+                level_table = tables.for_config(config).levels  # created with the others, above
+                conn.execute(sa.delete(level_table).where(level_table.c.run_month == run_month))
+                level = level_records(
+                    config,
+                    levels,
+                    run_month,
+                    model_version=model_version,
+                    run_id=run_id,
+                    created_at=created_at,
+                )
+                insert_rows(conn, level_table, level)
+                level_rows = len(level)
             conn.execute(sa.delete(runs).where(runs.c.run_month == run_month))
             evaluation = evaluation or {}
             # The holdout WAPE of the forecaster that made the rows (the gate's choice), if decided.
@@ -207,4 +234,6 @@ def _publish_once(
     finally:
         engine.dispose()
     log.info("Published %d forecasts for %s to %s (replaced %d)", len(records), month, table.name, replaced)
-    return PublishResult(table=table.name, url=url, rows=len(records), replaced=replaced)
+    return PublishResult(
+        table=table.name, url=url, rows=len(records), replaced=replaced, level_rows=level_rows
+    )

@@ -27,6 +27,8 @@ from forecasting.core.names import (
     DRIFT,
     ERRORS,
     LATEST,
+    LEVELS,
+    LEVELS_LATEST,
     MODELS,
     PUBLISH_LOCK,
     RUNS,
@@ -38,7 +40,7 @@ from forecasting.modeling.baselines import NAIVE_BASELINES
 
 log = logging.getLogger(__name__)
 
-VIEWS = (LATEST, TRACKING_SIGNAL)
+VIEWS = (LATEST, TRACKING_SIGNAL, LEVELS_LATEST)
 # The months of errors each entity's tracking signal sums (the view <table>_tracking_signal).
 TRACKING_MONTHS = 12
 
@@ -93,6 +95,7 @@ class Tables:
     drift: sa.Table
     alerts: sa.Table
     scenarios: sa.Table
+    levels: sa.Table
     publish_lock: sa.Table
 
 
@@ -101,9 +104,11 @@ def declare(
     entity_types: Mapping[str, sa.types.TypeEngine],
     schema: str | None = None,
     plans: Sequence[str] = (),
+    level_columns: Sequence[str] = (),
 ) -> Tables:
     """Every table of the predictions table ``table``, its entity columns (in order) typed by
-    ``entity_types``, in ``schema``; ``<table>_scenarios`` has the ``plans`` columns."""
+    ``entity_types``, in ``schema``; ``<table>_scenarios`` has the ``plans`` columns,
+    ``<table>_levels`` the ``level_columns`` (those the hierarchy's levels group by)."""
     metadata = sa.MetaData(schema=schema)
     keys = list(entity_types)
 
@@ -120,6 +125,7 @@ def declare(
         drift=_drift(metadata, table),
         alerts=_alerts(metadata, table),
         scenarios=_scenarios(metadata, table, keys, entities(), plans),
+        levels=_levels(metadata, table, level_columns),
         publish_lock=_publish_lock(metadata, table),
     )
 
@@ -141,7 +147,9 @@ def for_config(
     ``key_dtypes`` (text where not given: for the tables without entity columns)."""
     dtypes = key_dtypes or {}
     types = {k: entity_type(dtypes.get(k, object)) for k in config.source.entity_columns}
-    return declare(config.predictions.table, types, config.predictions.database.schema, plans)
+    levels = config.hierarchy.levels if config.hierarchy is not None else []
+    columns = list(dict.fromkeys(c for level in levels for c in level))
+    return declare(config.predictions.table, types, config.predictions.database.schema, plans, columns)
 
 
 def create(conn: sa.Connection, *tables: sa.Table) -> None:
@@ -193,6 +201,21 @@ def latest_view_sql(forecasts: sa.Table, keys: Sequence[str], dialect: sa.Dialec
         f"FROM {relation}) ranked WHERE row_rank = 1"
     )
     return _view_ref(dialect, forecasts, relation_name(forecasts.name, LATEST)), select
+
+
+def levels_latest_view_sql(levels: sa.Table, dialect: sa.Dialect) -> tuple[str, str]:
+    """(view name, SELECT) of ``<table>_levels_latest``: per level, group and forecast month,
+    the row with the newest run_month."""
+    quote = dialect.identifier_preparer.quote
+    columns = ", ".join(quote(c.name) for c in levels.columns)
+    relation = dialect.identifier_preparer.format_table(levels)
+    select = (
+        f"SELECT {columns} FROM (SELECT {columns}, ROW_NUMBER() OVER (PARTITION BY {quote('level')}, "
+        f"{quote('level_key')}, {quote('forecast_month')} ORDER BY {quote('run_month')} DESC) AS row_rank "
+        f"FROM {relation}) ranked WHERE row_rank = 1"
+    )
+    table = levels.name.removesuffix(f"_{LEVELS}")
+    return _view_ref(dialect, levels, relation_name(table, LEVELS_LATEST)), select
 
 
 def tracking_signal_sql(
@@ -474,6 +497,60 @@ def _scenarios(
     )
 
 
+def _levels(metadata: sa.MetaData, table: str, columns: Sequence[str]) -> sa.Table:
+    name = relation_name(table, LEVELS)
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column(
+            "run_month", sa.Date, nullable=False, comment="logical month M whose data made the forecast"
+        ),
+        sa.Column(
+            "level",
+            sa.String(255),
+            nullable=False,
+            comment="the columns grouped by, comma-separated ('total': all)",
+        ),
+        sa.Column(
+            "level_key",
+            sa.String(1000),
+            nullable=False,
+            comment="the group's values of those columns, comma-separated ('total' for the total)",
+        ),
+        *(
+            sa.Column(
+                c,
+                sa.String(255),
+                comment=f"the group's {c} (as text; NULL where the level does not group by it)",
+            )
+            for c in columns
+        ),
+        sa.Column("forecast_month", sa.Date, nullable=False, comment="first day of the month forecast"),
+        sa.Column("horizon", sa.Integer, nullable=False, comment="months ahead of run_month"),
+        sa.Column(
+            "prediction",
+            sa.Float,
+            nullable=False,
+            comment="reconciled: the sum of the forecasts of the entities in the group (in <table>)",
+        ),
+        sa.Column(
+            "p10", sa.Float, comment="10th percentile, from the level's own holdout errors (NULL: none)"
+        ),
+        sa.Column(
+            "p90", sa.Float, comment="90th percentile, from the level's own holdout errors (NULL: none)"
+        ),
+        sa.Column("model_version", sa.String(64), nullable=False),
+        sa.Column("run_id", sa.String(250), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("run_month", "level", "level_key", "horizon", name=f"{name}_pkey"),
+        sa.Index(f"{name}_level_month_idx", "level", "forecast_month"),
+        info={
+            "doc": "The forecasts of the hierarchy's levels (config hierarchy): one row per run month, level, "
+            "group and horizon; each prediction is the sum of its entities' in `<table>`."
+        },
+    )
+
+
 def _publish_lock(metadata: sa.MetaData, table: str) -> sa.Table:
     return sa.Table(
         relation_name(table, PUBLISH_LOCK),
@@ -492,8 +569,11 @@ VIEW_DOCS = {
     TRACKING_SIGNAL: "Per entity and horizon, over its last {months} scored months of `<table>_errors`: "
     "`months`, `first_month`, `last_month`, `cumulative_error`, `mean_absolute_error` and "
     "`tracking_signal` (the cumulative error over the mean absolute error).",
+    LEVELS_LATEST: "Per level, group and forecast month, the forecast made from the most recent data: the "
+    "row of `<table>_levels` with the newest `run_month` (the same columns).",
 }
 _DOC_ENTITY = "<entity>"
+_DOC_LEVEL = "<level column>"
 
 
 def _cell(text: str) -> str:
@@ -508,6 +588,9 @@ def _describe_table(table: sa.Table, dialect: sa.Dialect) -> list[str]:
         if column.name == _DOC_ENTITY:
             kind = "BIGINT, FLOAT or VARCHAR(255), as in the source"
             name = "`<entity>` (each of `source.entity_columns`)"
+        elif column.name == _DOC_LEVEL:
+            kind = str(column.type.compile(dialect=dialect))
+            name = "`<level column>` (each column `hierarchy.levels` groups by)"
         else:
             kind, name = str(column.type.compile(dialect=dialect)), f"`{column.name}`"
         null = "" if column.nullable else "NOT NULL"
@@ -526,7 +609,9 @@ def describe() -> str:
     """docs/tables.md: every table of the predictions database, its columns, types and keys, and the views."""
     from sqlalchemy.dialects import postgresql
 
-    tables = declare("<table>", {_DOC_ENTITY: sa.String(255)}, plans=["plan_<covariate>"])
+    tables = declare(
+        "<table>", {_DOC_ENTITY: sa.String(255)}, plans=["plan_<covariate>"], level_columns=[_DOC_LEVEL]
+    )
     lines = [
         "# Tables of the predictions database",
         "",

@@ -172,14 +172,20 @@ def reconciler(config: HierarchyConfig, series: int) -> tuple[Any, bool, str]:
 
 
 def _fill_missing_errors(errors: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """A bottom series with fewer than two holdout errors (new in the holdout) gets a variance
-    from the bottom level's mean absolute relative error at its own forecast's scale, and no
-    correlation: W needs a positive variance for every series."""
+    """A series with fewer than two holdout errors (new in the holdout), or errors that never
+    vary (a series that sold nothing, forecast as nothing), gets a variance from the mean
+    absolute relative error of the others at its own forecast's scale (``base``: [series, 1]),
+    and no correlation: MinTrace's W needs a positive variance for every series."""
     known = np.isfinite(errors)
-    few = known.sum(axis=1) < 2
+    spread = np.zeros(len(errors))
+    some = known.sum(axis=1) >= 2
+    spread[some] = np.nanstd(np.where(known, errors, np.nan)[some], axis=1)
+    few = (known.sum(axis=1) < 2) | ~(np.nan_to_num(spread) > 1e-6)
     if not few.any():
         return errors
-    relative = np.abs(errors[known]) / np.maximum(np.abs(np.repeat(base, errors.shape[1], axis=1)[known]), 1)
+    scale_of = np.maximum(np.abs(np.repeat(base, errors.shape[1], axis=1)), 1)
+    usable = known & ~few[:, None]
+    relative = np.abs(errors[usable]) / scale_of[usable]
     scale = float(np.mean(relative)) if relative.size else 1.0
     signs = np.where(np.arange(errors.shape[1]) % 2 == 0, 1.0, -1.0)
     out = errors.copy()
@@ -228,24 +234,26 @@ def reconcile_month(
     target_col = pairs[:, 0] + pairs[:, 1] - panel.first_month
     agg_actual = np.nan_to_num(agg_panel.sales[:, target_col]) if held else np.zeros((st.aggregates, 0))
 
-    errors = np.concatenate(
-        [
-            agg_actual - base_agg[:, :held],
-            _fill_missing_errors(bottom_actual - bottom_held, base_bottom[:, :1]),
-        ]
-    )
+    errors = np.concatenate([agg_actual - base_agg[:, :held], bottom_actual - bottom_held])
     y_hat = np.concatenate([base_agg, np.concatenate([bottom_held, base_bottom], axis=1)])
-    method, dense, used = reconciler(config, y_hat.shape[0])
-    fitted = method.fit_predict(
-        S=st.S(dense), y_hat=y_hat, y_insample=errors, y_hat_insample=np.zeros_like(errors)
-    )["mean"]
-    # Clipped at 0, then every aggregate is the sum of the bottom: non-negative and coherent.
-    bottom = np.maximum(np.asarray(fitted)[st.aggregates :], 0.0)
+    fill = y_hat[:, held : held + 1]  # each series' forecast of M + 1: the scale of a made-up error
+    # M's forecasts: W from every holdout error.
+    bottom_now, used = _reconcile(st, y_hat[:, held:], errors, fill, config)
+    # The holdout's, to score and calibrate on: W from the errors of the other half of the target
+    # months only, so that no forecast is reconciled with weights fitted on its own error.
+    pair_h, pair_target = np.asarray(pairs[:, 1]), pairs[:, 0] + pairs[:, 1]
+    bottom_then = np.zeros((len(active), held))
+    months = np.unique(pair_target)
+    first_half = np.isin(pair_target, months[: len(months) // 2])
+    for fit, check in ((first_half, ~first_half), (~first_half, first_half)):
+        if check.any():
+            learn = fit if fit.any() else check  # one target month only: in sample
+            bottom_then[:, check], _ = _reconcile(st, y_hat[:, :held][:, check], errors[:, learn], fill, config)
+    bottom = np.concatenate([bottom_then, bottom_now], axis=1)
     aggregates = st.summing @ bottom
 
     report: dict[str, Any] = {"reconciliation": used, "series": int(y_hat.shape[0]), "levels": {}}
     level_rows = {level_name(level): st.rows_of(level) for level in st.levels}
-    pair_h, pair_target = np.asarray(pairs[:, 1]), pairs[:, 0] + pairs[:, 1]
     specs: dict[str, dict | None] = {}
     for name, rows in level_rows.items():
         specs[name], report["levels"][name] = _score_level(
@@ -278,6 +286,21 @@ def reconcile_month(
         levels,
         report,
     )
+
+
+def _reconcile(
+    st: Structure, y_hat: np.ndarray, errors: np.ndarray, fill: np.ndarray, config: HierarchyConfig
+) -> tuple[np.ndarray, str]:
+    """The bottom series' reconciled forecasts of the columns of ``y_hat`` (every series'
+    base forecasts), W estimated from ``errors`` (every series' holdout errors; ``fill``: each
+    series' scale for those it lacks), clipped at 0; and the reconciler's name."""
+    errors = _fill_missing_errors(errors, fill)
+    method, dense, used = reconciler(config, y_hat.shape[0])
+    fitted = method.fit_predict(
+        S=st.S(dense), y_hat=y_hat, y_insample=errors, y_hat_insample=np.zeros_like(errors)
+    )["mean"]
+    # Clipped at 0; every aggregate is then the sum of the bottom: non-negative and coherent.
+    return np.maximum(np.asarray(fitted)[st.aggregates :], 0.0), used
 
 
 def _aggregate_forecasts(

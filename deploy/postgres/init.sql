@@ -9,7 +9,8 @@
 --                                      table, its _latest view, the model registry _models,
 --                                      the realised accuracy _accuracy, _errors and the
 --                                      _tracking_signal view, the drift _drift, the alerts
---                                      _alerts, the what-if _scenarios; docs/tables.md lists
+--                                      _alerts, the what-if _scenarios, the hierarchy's _levels
+--                                      and the _levels_latest view; docs/tables.md lists
 --                                      them all); LOGIN only with a password
 --   predictions_db, registry_db        database names
 --   private_dbs                        comma-separated: the server's other databases (Airflow's

@@ -46,8 +46,9 @@ def test_the_analyst_reads_everything_but_the_publish_locks():
         *(t for t in declared.metadata.tables if t != "forecasts_publish_lock"),
         "forecasts_latest",
         "forecasts_tracking_signal",
+        "forecasts_levels_latest",
     }
-    assert len(readable) == 10
+    assert len(readable) == 12
 
 
 def test_entity_columns_follow_the_config_in_order_and_type():
@@ -65,7 +66,7 @@ def test_entity_columns_follow_the_config_in_order_and_type():
     ]
     assert set(declared.metadata.tables) == {
         f"analytics.demand{suffix}"
-        for suffix in ("", "_runs", "_models", "_accuracy", "_errors", "_drift", "_alerts", "_scenarios")
+        for suffix in ("", "_runs", "_models", "_accuracy", "_errors", "_drift", "_alerts", "_scenarios", "_levels")
     } | {"analytics.demand_publish_lock"}
 
 

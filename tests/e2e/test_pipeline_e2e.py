@@ -187,7 +187,9 @@ def assert_coherent(forecasts: pd.DataFrame, levels: pd.DataFrame, sales: pd.Dat
     """Every level's prediction is the sum of its entities' published forecasts (within 1e-6)."""
     from forecasting.modeling.hierarchy import bottom_sums
 
-    attributes = sales.drop_duplicates(["store_id", "item_id"], keep="last")[["store_id", "item_id", "region", "category"]]
+    attributes = sales.drop_duplicates(["store_id", "item_id"], keep="last")[
+        ["store_id", "item_id", "region", "category"]
+    ]
     bottom = forecasts.merge(attributes, on=["store_id", "item_id"], how="left").astype({"store_id": str})
     sums = bottom_sums(bottom, levels.reset_index(drop=True))
     np.testing.assert_allclose(levels["prediction"].to_numpy(), sums, rtol=1e-9, atol=1e-6)

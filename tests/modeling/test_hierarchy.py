@@ -63,7 +63,8 @@ def bottom_frame(made: hierarchy.Reconciled, members: pd.DataFrame) -> pd.DataFr
 
 @pytest.mark.parametrize(
     "settings",
-    [{"reconciliation": r} for r in RECONCILIATIONS] + [{"reconciliation": "mint_shrink", "sparse_above": 10}],
+    [{"reconciliation": r} for r in RECONCILIATIONS]
+    + [{"reconciliation": "mint_shrink", "sparse_above": 10}],
     ids=[*RECONCILIATIONS, "sparse"],
 )
 def test_levels_add_up_and_are_never_negative(setting, settings):

@@ -61,7 +61,9 @@ def members_of(forecasts: pd.DataFrame) -> pd.DataFrame:
 
 def levels_for(forecasts: pd.DataFrame) -> pd.DataFrame:
     """The levels of ``forecasts`` added up, with bounds around them."""
-    bottom = pd.concat([members_of(forecasts), forecasts[["forecast_month", "horizon", "prediction"]]], axis=1)
+    bottom = pd.concat(
+        [members_of(forecasts), forecasts[["forecast_month", "horizon", "prediction"]]], axis=1
+    )
     parts = []
     for level, columns in (("total", []), ("region", ["region"]), ("store_id", ["store_id"])):
         if columns:
@@ -123,7 +125,8 @@ def test_the_latest_view_prefers_the_newest_run(config):
     publish(config, "2024-05", may, levels_for(may))
     publish(config, "2024-06", june, levels_for(june))
     latest = read(
-        config, "SELECT forecast_month, run_month, prediction FROM forecasts_levels_latest WHERE level = 'total'"
+        config,
+        "SELECT forecast_month, run_month, prediction FROM forecasts_levels_latest WHERE level = 'total'",
     )
     months = pd.to_datetime(latest["forecast_month"]).dt.to_period("M").astype(str)
     # 2024-07 was forecast by both runs: June's (the newer data) is the one shown.

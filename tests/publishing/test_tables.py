@@ -66,7 +66,17 @@ def test_entity_columns_follow_the_config_in_order_and_type():
     ]
     assert set(declared.metadata.tables) == {
         f"analytics.demand{suffix}"
-        for suffix in ("", "_runs", "_models", "_accuracy", "_errors", "_drift", "_alerts", "_scenarios", "_levels")
+        for suffix in (
+            "",
+            "_runs",
+            "_models",
+            "_accuracy",
+            "_errors",
+            "_drift",
+            "_alerts",
+            "_scenarios",
+            "_levels",
+        )
     } | {"analytics.demand_publish_lock"}
 
 

@@ -248,7 +248,9 @@ def reconcile_month(
     for fit, check in ((first_half, ~first_half), (~first_half, first_half)):
         if check.any():
             learn = fit if fit.any() else check  # one target month only: in sample
-            bottom_then[:, check], _ = _reconcile(st, y_hat[:, :held][:, check], errors[:, learn], fill, config)
+            bottom_then[:, check], _ = _reconcile(
+                st, y_hat[:, :held][:, check], errors[:, learn], fill, config
+            )
     bottom = np.concatenate([bottom_then, bottom_now], axis=1)
     aggregates = st.summing @ bottom
 

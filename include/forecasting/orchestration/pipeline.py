@@ -23,6 +23,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -298,6 +299,11 @@ def _reconcile(
     frame, levels, report = reconcile(frame, snapshot, config, m, model_dir, forecaster)
     path = paths.level_forecasts(config, m, attempt)
     paths.write_parquet_atomically(levels, path)
+    # Each level's holdout scores beside the forecasters' in evaluation.json (of this forecaster).
+    evaluation = paths.read_json(paths.evaluation(model_dir))
+    paths.write_json_atomically(
+        {**evaluation, "hierarchy": {"forecaster": forecaster, **report}}, paths.evaluation(model_dir)
+    )
     return frame, {"forecasts": str(path), "rows": len(levels), **report}
 
 
@@ -311,7 +317,11 @@ def check_forecasts(month: str, attempt: str, config: Config | None = None) -> d
         forecasts = pd.read_parquet(paths.forecasts(config, m, attempt))
         docs = paths.forecast_docs(config, m, attempt)
         report = run(forecasts, _sales(config, m, attempt), config, m, docs, previous_run(config, m))
-        result = {"rows": report.rows, "expectations": report.expectations, "data_docs": report.data_docs}
+        result: dict[str, Any] = {
+            "rows": report.rows,
+            "expectations": report.expectations,
+            "data_docs": report.data_docs,
+        }
         if config.hierarchy is not None:  # the levels: coherent with the forecasts, ≥ 0, complete
             result["levels"] = _check_levels(forecasts, config, m, attempt, docs / "levels")
         return _record(config, m, attempt, "check_forecasts", result)

@@ -188,7 +188,7 @@ def check_levels(
         np.abs(sums), 1.0
     )
     names = [level_name(level) for level in config.hierarchy.levels]
-    expectations = [
+    expectations: list[Expectation] = [
         gxe.ExpectColumnValuesToNotBeNull(column="prediction"),
         gxe.ExpectColumnValuesToBeBetween(column="prediction", min_value=0, max_value=FINITE),
         *(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=FINITE) for c in ("p10", "p90")),

@@ -91,7 +91,7 @@ def test_bottom_up_keeps_the_bottom_forecasts_clipped_at_zero(setting):
 
 
 def test_mint_moves_the_bottom_and_is_scored_per_level_out_of_sample(setting):
-    made = reconcile(setting)
+    made = reconcile(setting, max_bottom_loss=10.0)  # kept whatever it does to the entities
     assert not np.allclose(made.bottom, np.maximum(setting[3], 0))
     report = made.report
     assert report["reconciliation"] == "mint_shrink"
@@ -100,6 +100,19 @@ def test_mint_moves_the_bottom_and_is_scored_per_level_out_of_sample(setting):
         for forecast in ("reconciled", "base", "bottom_up"):
             assert 0 <= scored[forecast]["wape"] < 5
         assert 0 <= scored["coverage"]["coverage"] <= 1
+
+
+@pytest.mark.parametrize("reconciliation", ["mint_shrink", "ols"])
+def test_the_entities_are_never_made_worse_than_unreconciled_on_the_holdout(setting, reconciliation):
+    """max_bottom_loss 0: a method that makes the entities' holdout WAPE worse at all is replaced
+    by bottom-up, which keeps their forecasts."""
+    made = reconcile(setting, reconciliation=reconciliation, max_bottom_loss=0.0)
+    scored = made.report["bottom"]
+    assert scored["reconciled"]["wape"] <= scored["base"]["wape"] + 1e-12
+    if "instead_of" in made.report:
+        assert made.report["reconciliation"] == "bottom_up"
+        assert made.report["instead_of"]["entities_wape"] > made.report["instead_of"]["unreconciled_wape"]
+        np.testing.assert_allclose(made.bottom, np.maximum(setting[3], 0))
 
 
 def test_a_levels_interval_is_its_own_not_the_sum_of_its_members(setting):

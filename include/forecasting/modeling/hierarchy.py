@@ -46,6 +46,8 @@ from forecasting.modeling.scoring import metrics
 log = logging.getLogger(__name__)
 
 TOTAL = "total"
+# A level with fewer holdout rows a horizon gets one band for every horizon.
+MIN_ROWS_PER_HORIZON = 40
 # Between the columns of a level's name and between the values of a group's key.
 SEPARATOR = ","
 
@@ -236,25 +238,31 @@ def reconcile_month(
 
     errors = np.concatenate([agg_actual - base_agg[:, :held], bottom_actual - bottom_held])
     y_hat = np.concatenate([base_agg, np.concatenate([bottom_held, base_bottom], axis=1)])
-    fill = y_hat[:, held : held + 1]  # each series' forecast of M + 1: the scale of a made-up error
-    # M's forecasts: W from every holdout error.
-    bottom_now, used = _reconcile(st, y_hat[:, held:], errors, fill, config)
-    # The holdout's, to score and calibrate on: W from the errors of the other half of the target
-    # months only, so that no forecast is reconciled with weights fitted on its own error.
     pair_h, pair_target = np.asarray(pairs[:, 1]), pairs[:, 0] + pairs[:, 1]
-    bottom_then = np.zeros((len(active), held))
-    months = np.unique(pair_target)
-    first_half = np.isin(pair_target, months[: len(months) // 2])
-    for fit, check in ((first_half, ~first_half), (~first_half, first_half)):
-        if check.any():
-            learn = fit if fit.any() else check  # one target month only: in sample
-            bottom_then[:, check], _ = _reconcile(
-                st, y_hat[:, :held][:, check], errors[:, learn], fill, config
-            )
+    bottom_then, bottom_now, used = _reconciled(st, y_hat, errors, held, pair_target, config)
+    # The guard: reconciliation may not make the entities worse than unreconciled on the holdout.
+    known = np.isfinite(bottom_actual)
+    before = metrics(bottom_actual[known], bottom_held[known])["wape"]
+    after = metrics(bottom_actual[known], bottom_then[known])["wape"] if known.any() else before
+    guarded = None
+    if config.reconciliation != "bottom_up" and after > before * (1 + config.max_bottom_loss):
+        guarded = {"configured": used, "entities_wape": after, "unreconciled_wape": before}
+        log.warning(
+            "%s made the entities' holdout WAPE %.4f against %.4f unreconciled (more than %.0f%% worse): "
+            "reconciling bottom-up instead",
+            used,
+            after,
+            before,
+            100 * config.max_bottom_loss,
+        )
+        bottom_up = config.model_copy(update={"reconciliation": "bottom_up"})
+        bottom_then, bottom_now, used = _reconciled(st, y_hat, errors, held, pair_target, bottom_up)
     bottom = np.concatenate([bottom_then, bottom_now], axis=1)
     aggregates = st.summing @ bottom
 
     report: dict[str, Any] = {"reconciliation": used, "series": int(y_hat.shape[0]), "levels": {}}
+    if guarded is not None:
+        report["instead_of"] = guarded
     level_rows = {level_name(level): st.rows_of(level) for level in st.levels}
     specs: dict[str, dict | None] = {}
     for name, rows in level_rows.items():
@@ -288,6 +296,33 @@ def reconcile_month(
         levels,
         report,
     )
+
+
+def _reconciled(
+    st: Structure,
+    y_hat: np.ndarray,
+    errors: np.ndarray,
+    held: int,
+    target: np.ndarray,
+    config: HierarchyConfig,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The bottom series' reconciled forecasts of the holdout's columns of ``y_hat`` (the first
+    ``held``, of target months ``target``) and of M's (the rest), and the reconciler's name.
+    M's use W from every holdout error; the holdout's, W from the errors of the other half of the
+    target months only, so that no forecast scored or calibrated on was reconciled with weights
+    fitted on its own error."""
+    fill = y_hat[:, held : held + 1]  # each series' forecast of M + 1: the scale of a made-up error
+    bottom_now, used = _reconcile(st, y_hat[:, held:], errors, fill, config)
+    bottom_then = np.zeros((st.summing.shape[1], held))
+    months = np.unique(target)
+    first_half = np.isin(target, months[: len(months) // 2])
+    for fit, check in ((first_half, ~first_half), (~first_half, first_half)):
+        if check.any():
+            learn = fit if fit.any() else check  # one target month only: in sample
+            bottom_then[:, check], _ = _reconcile(
+                st, y_hat[:, :held][:, check], errors[:, learn], fill, config
+            )
+    return bottom_then, bottom_now, used
 
 
 def _reconcile(
@@ -340,6 +375,9 @@ def _score_level(
     coverage of the bands on months they were not calibrated on."""
     known = np.isfinite(actual)
     h = np.broadcast_to(horizon, actual.shape)[known]
+    if len(h) and np.bincount(h).max() < MIN_ROWS_PER_HORIZON:
+        # Too few rows a horizon for percentiles (a level of a few groups): one band for all.
+        h = np.ones_like(h)
     t = np.broadcast_to(target, actual.shape)[known]
     y, f = actual[known], reconciled[known]
     spec = intervals.calibrate(f, y, h) if len(y) else None

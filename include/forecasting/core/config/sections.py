@@ -388,9 +388,15 @@ class HierarchyConfig(Section):
     # mint_shrink's covariance is dense (series x series): above this many series MinTrace's
     # sparse form with wls_var (a diagonal W) reconciles instead.
     sparse_above: int = Field(
-        default=5000,
+        default=2000,
         ge=1,
         description="More series in the hierarchy: hierarchicalforecast's sparse MinTrace (wls_var, or the method if ols/wls_struct).",
+    )
+
+    max_bottom_loss: float = Field(
+        default=0.01,
+        ge=0.0,
+        description="Reconcile bottom-up instead when the method makes the entities' holdout WAPE this much worse (relative) than unreconciled.",
     )
 
     @model_validator(mode="after")

@@ -270,9 +270,15 @@ def level_lines(config: Config, predicted: dict, published: dict, checked: dict 
         summed = wape(scored, "bottom_up") if bottom_up else f"{'-':>11}"
         return f"    {name:<18}{scored['series']:>7,}{wape(scored, 'base')}{summed}{wape(scored, 'reconciled')}{cover}"
 
+    method = levels["reconciliation"]
+    instead = levels.get("instead_of")
+    if instead:  # the guard: the configured method made the entities worse on the holdout
+        method += (
+            f" instead of {instead['configured']}, which made the entities' WAPE {instead['entities_wape']:.3f} "
+            f"against {instead['unreconciled_wape']:.3f} unreconciled"
+        )
     lines = [
-        f"  Levels ({levels['reconciliation']}; holdout WAPE, each month reconciled with weights from the other "
-        "half of the months):",
+        f"  Levels ({method}; holdout WAPE, each month reconciled with weights from the other half of the months):",
         f"    {'level':<18}{'series':>7}{'base':>11}{'bottom-up':>11}{'reconciled':>11}{'p10-p90':>10}",
         *(row(name, scored) for name, scored in levels["levels"].items()),
         row("entities", levels["bottom"], bottom_up=False),

@@ -86,7 +86,9 @@ def levels(frame: pd.DataFrame) -> pd.DataFrame:
     by = ["forecast_month", "horizon"]
     total = frame.groupby(by, as_index=False)["prediction"].sum().assign(level="total", level_key="total")
     stores = frame.groupby(["store_id", *by], as_index=False)["prediction"].sum()
-    stores = stores.assign(level="store_id", level_key=stores["store_id"].astype(str), store_id=stores["store_id"].astype(str))
+    stores = stores.assign(
+        level="store_id", level_key=stores["store_id"].astype(str), store_id=stores["store_id"].astype(str)
+    )
     out = pd.concat([total, stores], ignore_index=True)
     out["p10"], out["p90"] = 0.9 * out["prediction"], 1.1 * out["prediction"]
     return out

@@ -240,21 +240,8 @@ def reconcile_month(
     y_hat = np.concatenate([base_agg, np.concatenate([bottom_held, base_bottom], axis=1)])
     pair_h, pair_target = np.asarray(pairs[:, 1]), pairs[:, 0] + pairs[:, 1]
     bottom_then, bottom_now, used = _reconciled(st, y_hat, errors, held, pair_target, config)
-    # The guard: reconciliation may not make the entities worse than unreconciled on the holdout.
-    known = np.isfinite(bottom_actual)
-    before = metrics(bottom_actual[known], bottom_held[known])["wape"]
-    after = metrics(bottom_actual[known], bottom_then[known])["wape"] if known.any() else before
-    guarded = None
-    if config.reconciliation != "bottom_up" and after > before * (1 + config.max_bottom_loss):
-        guarded = {"configured": used, "entities_wape": after, "unreconciled_wape": before}
-        log.warning(
-            "%s made the entities' holdout WAPE %.4f against %.4f unreconciled (more than %.0f%% worse): "
-            "reconciling bottom-up instead",
-            used,
-            after,
-            before,
-            100 * config.max_bottom_loss,
-        )
+    guarded = _guard(bottom_then, bottom_held, bottom_actual, used, config)
+    if guarded is not None:  # the entities got worse: bottom-up instead
         bottom_up = config.model_copy(update={"reconciliation": "bottom_up"})
         bottom_then, bottom_now, used = _reconciled(st, y_hat, errors, held, pair_target, bottom_up)
     bottom = np.concatenate([bottom_then, bottom_now], axis=1)
@@ -296,6 +283,29 @@ def reconcile_month(
         levels,
         report,
     )
+
+
+def _guard(
+    reconciled: np.ndarray, unreconciled: np.ndarray, actual: np.ndarray, used: str, config: HierarchyConfig
+) -> dict[str, Any] | None:
+    """Why the reconciliation ``used`` may not be kept (None: it may): it made the entities'
+    holdout WAPE more than ``max_bottom_loss`` worse than their unreconciled forecasts'."""
+    known = np.isfinite(actual)
+    if config.reconciliation == "bottom_up" or not known.any():
+        return None
+    before = metrics(actual[known], unreconciled[known])["wape"]
+    after = metrics(actual[known], reconciled[known])["wape"]
+    if not after > before * (1 + config.max_bottom_loss):
+        return None
+    log.warning(
+        "%s made the entities' holdout WAPE %.4f against %.4f unreconciled (more than %.0f%% worse): "
+        "reconciling bottom-up instead",
+        used,
+        after,
+        before,
+        100 * config.max_bottom_loss,
+    )
+    return {"configured": used, "entities_wape": after, "unreconciled_wape": before}
 
 
 def _reconciled(

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from forecasting.core.config import Config
 from forecasting.core.names import LEVELS_LATEST, relation_name
 from forecasting.publishing import tables
+from forecasting.publishing.levels_table import levels_latest_view_sql
 
 LEVEL_COLUMNS = ("level", "level_key")
 
@@ -30,7 +31,7 @@ def ensure_levels_schema(conn: sa.Connection, config: Config) -> sa.Table:
     levels = levels_table(config)
     tables.create(conn, levels)
     added = tables.add_missing_columns(conn, levels)
-    view_ref, select = tables.levels_latest_view_sql(levels, conn.dialect)
+    view_ref, select = levels_latest_view_sql(levels, conn.dialect)
     view = relation_name(config.predictions.table, LEVELS_LATEST)
     exists = view in sa.inspect(conn).get_view_names(schema=levels.schema)
     if exists and added:  # the view lists its columns: make it show the new ones

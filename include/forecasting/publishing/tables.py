@@ -27,7 +27,6 @@ from forecasting.core.names import (
     DRIFT,
     ERRORS,
     LATEST,
-    LEVELS,
     LEVELS_LATEST,
     MODELS,
     PUBLISH_LOCK,
@@ -37,6 +36,7 @@ from forecasting.core.names import (
     relation_name,
 )
 from forecasting.modeling.baselines import NAIVE_BASELINES
+from forecasting.publishing.levels_table import declare_levels
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def declare(
         drift=_drift(metadata, table),
         alerts=_alerts(metadata, table),
         scenarios=_scenarios(metadata, table, keys, entities(), plans),
-        levels=_levels(metadata, table, level_columns),
+        levels=declare_levels(metadata, table, level_columns),
         publish_lock=_publish_lock(metadata, table),
     )
 
@@ -201,21 +201,6 @@ def latest_view_sql(forecasts: sa.Table, keys: Sequence[str], dialect: sa.Dialec
         f"FROM {relation}) ranked WHERE row_rank = 1"
     )
     return _view_ref(dialect, forecasts, relation_name(forecasts.name, LATEST)), select
-
-
-def levels_latest_view_sql(levels: sa.Table, dialect: sa.Dialect) -> tuple[str, str]:
-    """(view name, SELECT) of ``<table>_levels_latest``: per level, group and forecast month,
-    the row with the newest run_month."""
-    quote = dialect.identifier_preparer.quote
-    columns = ", ".join(quote(c.name) for c in levels.columns)
-    relation = dialect.identifier_preparer.format_table(levels)
-    select = (
-        f"SELECT {columns} FROM (SELECT {columns}, ROW_NUMBER() OVER (PARTITION BY {quote('level')}, "
-        f"{quote('level_key')}, {quote('forecast_month')} ORDER BY {quote('run_month')} DESC) AS row_rank "
-        f"FROM {relation}) ranked WHERE row_rank = 1"
-    )
-    table = levels.name.removesuffix(f"_{LEVELS}")
-    return _view_ref(dialect, levels, relation_name(table, LEVELS_LATEST)), select
 
 
 def tracking_signal_sql(
@@ -494,60 +479,6 @@ def _scenarios(
         sa.Index(f"{name}_entity_month_idx", *keys, "forecast_month"),
         sa.Index(f"{name}_scenario_month_idx", "scenario", "forecast_month"),
         info={"doc": "What-if forecasts: per scenario of plans.scenarios, entity, month and horizon."},
-    )
-
-
-def _levels(metadata: sa.MetaData, table: str, columns: Sequence[str]) -> sa.Table:
-    name = relation_name(table, LEVELS)
-    return sa.Table(
-        name,
-        metadata,
-        sa.Column(
-            "run_month", sa.Date, nullable=False, comment="logical month M whose data made the forecast"
-        ),
-        sa.Column(
-            "level",
-            sa.String(255),
-            nullable=False,
-            comment="the columns grouped by, comma-separated ('total': all)",
-        ),
-        sa.Column(
-            "level_key",
-            sa.String(1000),
-            nullable=False,
-            comment="the group's values of those columns, comma-separated ('total' for the total)",
-        ),
-        *(
-            sa.Column(
-                c,
-                sa.String(255),
-                comment=f"the group's {c} (as text; NULL where the level does not group by it)",
-            )
-            for c in columns
-        ),
-        sa.Column("forecast_month", sa.Date, nullable=False, comment="first day of the month forecast"),
-        sa.Column("horizon", sa.Integer, nullable=False, comment="months ahead of run_month"),
-        sa.Column(
-            "prediction",
-            sa.Float,
-            nullable=False,
-            comment="reconciled: the sum of the forecasts of the entities in the group (in <table>)",
-        ),
-        sa.Column(
-            "p10", sa.Float, comment="10th percentile, from the level's own holdout errors (NULL: none)"
-        ),
-        sa.Column(
-            "p90", sa.Float, comment="90th percentile, from the level's own holdout errors (NULL: none)"
-        ),
-        sa.Column("model_version", sa.String(64), nullable=False),
-        sa.Column("run_id", sa.String(250), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("run_month", "level", "level_key", "horizon", name=f"{name}_pkey"),
-        sa.Index(f"{name}_level_month_idx", "level", "forecast_month"),
-        info={
-            "doc": "The forecasts of the hierarchy's levels (config hierarchy): one row per run month, level, "
-            "group and horizon; each prediction is the sum of its entities' in `<table>`."
-        },
     )
 
 

@@ -121,7 +121,7 @@ docs: setup
 
 # Every table's columns, types and keys, from their one declaration (tests/publishing/test_tables.py checks it).
 tables-doc: setup
-	$(PYTHON) -m forecasting.publishing.tables > docs/tables.md
+	$(PYTHON) -m forecasting.publishing.tables_doc > docs/tables.md
 
 # The same month without plans and with them (the realised promotions standing in for plans),
 # then their holdout WAPEs side by side.

@@ -10,8 +10,9 @@
 --                                      the realised accuracy _accuracy, _errors and the
 --                                      _tracking_signal view, the drift _drift, the alerts
 --                                      _alerts, the what-if _scenarios, the forecasts' drivers
---                                      _drivers and the _revisions and _churn views;
---                                      docs/tables.md lists them all); LOGIN only with a password
+--                                      _drivers, the _revisions and _churn views, the hierarchy's
+--                                      _levels and the _levels_latest view; docs/tables.md lists
+--                                      them all); LOGIN only with a password
 --   predictions_db, registry_db        database names
 --   private_dbs                        comma-separated: the server's other databases (Airflow's
 --                                      metadata DB, postgres, template1); only their owners and

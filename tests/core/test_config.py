@@ -81,6 +81,7 @@ DATA_SECTIONS = {
     "alerts",
     "compute",
     "predictions",
+    "hierarchy",
 }
 MODELLING_EVALUATION_KEYS = {"statistical_baselines", "backtest_origins"}
 

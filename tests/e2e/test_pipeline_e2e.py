@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pendulum
 import pytest
@@ -171,3 +172,88 @@ def test_backfilling_an_older_month_keeps_the_newer_one(deployment, synthetic_sa
     assert registry.loc[by_month["2024-10"], "status"] in (models.RETIRED, models.REJECTED)
     assert models.current_champion(deployment)["model_version"] == by_month["2024-11"]
     assert pd.isna(registry.loc[by_month["2024-10"], "champion_version"])
+
+
+@pytest.fixture
+def hierarchy_deployment(tmp_path, synthetic_sales, monkeypatch):
+    """The demo deployment with the demo config's hierarchy (total, region, store, category,
+    region x category), selected through FORECAST_CONFIG."""
+    from forecasting.core.config import load_config
+    from forecasting.datasets.synthetic import seed_source_database
+    from tests.helpers.config import demo_config_dict, write_config
+
+    path = write_config(tmp_path, demo_config_dict(tmp_path, hierarchy=True))
+    config = load_config(path)
+    seed_source_database(config.source.database.url, synthetic_sales, table=config.source.table)
+    monkeypatch.setenv("FORECAST_CONFIG", str(path))
+    return config
+
+
+def assert_coherent(forecasts: pd.DataFrame, levels: pd.DataFrame, sales: pd.DataFrame) -> None:
+    """Every level's prediction is the sum of its entities' published forecasts (within 1e-6)."""
+    from forecasting.modeling.hierarchy import bottom_sums
+
+    attributes = sales.drop_duplicates(["store_id", "item_id"], keep="last")[
+        ["store_id", "item_id", "region", "category"]
+    ]
+    bottom = forecasts.merge(attributes, on=["store_id", "item_id"], how="left").astype({"store_id": str})
+    sums = bottom_sums(bottom, levels.reset_index(drop=True))
+    np.testing.assert_allclose(levels["prediction"].to_numpy(), sums, rtol=1e-9, atol=1e-6)
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_the_hierarchy_publishes_coherent_non_negative_levels_replaced_on_a_rerun(
+    hierarchy_deployment, synthetic_sales, request
+):
+    """The demo config's levels: published in <table>_levels beside the forecasts, adding up to
+    them and never negative, with p10/p90 around every one; a re-run of the month (here its
+    publish again, and the same files published to PostgreSQL twice) replaces them."""
+    from forecasting.core import paths
+    from forecasting.orchestration import pipeline
+
+    config = hierarchy_deployment
+    dag_run = run_dag()
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    forecasts = read_table(config)
+    levels = read_table(config, f"{config.predictions.table}_levels")
+    expected = {"total", "region", "store_id", "category", "region,category"}
+    assert set(levels["level"]) == expected
+    stores, regions = synthetic_sales["store_id"].nunique(), synthetic_sales["region"].nunique()
+    assert (levels["level"] == "store_id").sum() == stores * config.horizon
+    assert (levels["level"] == "region").sum() == regions * config.horizon
+    assert (levels[["prediction", "p10", "p90"]] >= 0).all(axis=None)
+    assert (levels["p10"] <= levels["prediction"]).all() and (levels["prediction"] <= levels["p90"]).all()
+    assert_coherent(forecasts, levels, synthetic_sales)
+    assert len(read_table(config, f"{config.predictions.table}_levels_latest")) == len(levels)
+
+    # What evaluate's holdout says of each level, recorded by predict.
+    attempt = paths.published_attempt(config, pd.Period(END_MONTH, "M"))
+    predicted = json.loads((attempt / "predict.json").read_text())["levels"]
+    # The demo's mint_shrink, or bottom-up when it made the entities' holdout WAPE over 1% worse.
+    assert predicted["reconciliation"] == ("bottom_up" if "instead_of" in predicted else "mint_shrink")
+    entities = predicted["bottom"]
+    assert entities["reconciled"]["wape"] <= 1.01 * entities["base"]["wape"]
+    assert set(predicted["levels"]) == expected
+    for scored in predicted["levels"].values():
+        assert scored["reconciled"]["wape"] > 0 and 0 < scored["coverage"]["coverage"] <= 1
+
+    # Publishing the month again replaces its rows: no duplicates, the same values.
+    model_dir = json.loads((attempt / "train.json").read_text())["model_dir"]
+    again = pipeline.publish(END_MONTH, attempt.name, model_dir, "rerun", config)
+    assert again["level_rows"] == len(levels)
+    republished = read_table(config, f"{config.predictions.table}_levels")
+    assert len(republished) == len(levels) and set(republished["run_id"]) == {"rerun"}
+
+    # The same attempt published to PostgreSQL, twice: the same rows, coherent there too.
+    from forecasting.core.config import Database
+    from forecasting.publishing.postgres import temporary_database
+
+    with temporary_database(request.getfixturevalue("postgres_server"), prefix="forecast_levels_e2e") as url:
+        predictions = config.predictions.model_copy(update={"database": Database(url=url)})
+        on_postgres = config.model_copy(update={"predictions": predictions})
+        for run_id in ("first", "second"):
+            published = pipeline.publish(END_MONTH, attempt.name, model_dir, run_id, on_postgres)
+            assert published["level_rows"] == len(levels)
+        there = read_table(on_postgres, f"{config.predictions.table}_levels")
+        assert len(there) == len(levels) and set(there["run_id"]) == {"second"}
+        assert_coherent(read_table(on_postgres), there, synthetic_sales)

@@ -13,9 +13,12 @@ END_MONTH = "2024-12"
 SYNTHETIC_SIZE = {"stores": 6, "items": 25, "months": 48}
 
 
-def demo_config_dict(folder: Path) -> dict:
-    """The demo config, with every path moved under ``folder``."""
+def demo_config_dict(folder: Path, hierarchy: bool = False) -> dict:
+    """The demo config, with every path moved under ``folder``; without its hierarchy section
+    unless ``hierarchy`` (the tests of the hierarchy's levels ask for it)."""
     raw = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    if not hierarchy:
+        raw.pop("hierarchy", None)
     raw["data_dir"] = str(folder / "data")
     raw["source"]["url"] = f"sqlite:///{folder}/source.db"
     raw["feature_store"]["registry"] = str(folder / "feast" / "registry.db")

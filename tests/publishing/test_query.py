@@ -80,6 +80,20 @@ def forecasts(run: str) -> pd.DataFrame:
     )
 
 
+def levels(frame: pd.DataFrame) -> pd.DataFrame:
+    """The total's and each store's forecasts: the sums of the entities' (``<table>_levels``; the
+    sales below put every store in one region)."""
+    by = ["forecast_month", "horizon"]
+    total = frame.groupby(by, as_index=False)["prediction"].sum().assign(level="total", level_key="total")
+    stores = frame.groupby(["store_id", *by], as_index=False)["prediction"].sum()
+    stores = stores.assign(
+        level="store_id", level_key=stores["store_id"].astype(str), store_id=stores["store_id"].astype(str)
+    )
+    out = pd.concat([total, stores], ignore_index=True)
+    out["p10"], out["p90"] = 0.9 * out["prediction"], 1.1 * out["prediction"]
+    return out
+
+
 def sales() -> pd.DataFrame:
     rows = [
         {
@@ -125,7 +139,7 @@ def build(backend: str, folder: Path, stack: ExitStack, request) -> SimpleNamesp
         url = stack.enter_context(temporary_database(request.getfixturevalue("postgres_server")))
     else:
         url = f"sqlite:///{folder}/predictions.db"
-    raw = demo_config_dict(folder)
+    raw = demo_config_dict(folder, hierarchy=True)
     raw["predictions"] = {"url": url, "table": "forecasts"}
     path = write_config(folder, raw)
     config = load_config(path)
@@ -143,6 +157,7 @@ def build(backend: str, folder: Path, stack: ExitStack, request) -> SimpleNamesp
             },
             created_at=datetime(2025, 1, 2, tzinfo=UTC),
             drivers=drivers_of(forecasts(run), run),
+            levels=levels(forecasts(run)),
         )
     register_models(config)
     publish_scenarios(config)

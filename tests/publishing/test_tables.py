@@ -8,15 +8,15 @@ import re
 import sqlalchemy as sa
 
 from forecasting.core.names import PUBLISH_LOCK, relation_name
-from forecasting.publishing import tables
+from forecasting.publishing import tables, tables_doc
 from tests.helpers.paths import REPO
 
 
 def test_docs_tables_md_is_up_to_date():
     written = (REPO / "docs" / "tables.md").read_text()
-    assert written == tables.describe(), (
+    assert written == tables_doc.describe(), (
         "docs/tables.md is out of date: regenerate it with "
-        "`python -m forecasting.publishing.tables > docs/tables.md` (or make tables-doc)"
+        "`python -m forecasting.publishing.tables_doc > docs/tables.md` (or make tables-doc)"
     )
 
 
@@ -48,8 +48,9 @@ def test_the_analyst_reads_everything_but_the_publish_locks():
         "forecasts_tracking_signal",
         "forecasts_revisions",
         "forecasts_churn",
+        "forecasts_levels_latest",
     }
-    assert len(readable) == 13
+    assert len(readable) == 15
 
 
 def test_entity_columns_follow_the_config_in_order_and_type():
@@ -77,6 +78,7 @@ def test_entity_columns_follow_the_config_in_order_and_type():
             "_alerts",
             "_scenarios",
             "_drivers",
+            "_levels",
         )
     } | {"analytics.demand_publish_lock"}
 

@@ -57,6 +57,8 @@ SCENARIOS = "scenarios"
 DRIVERS = "drivers"
 REVISIONS = "revisions"  # a view
 CHURN = "churn"  # a view
+LEVELS = "levels"  # the hierarchy's levels (config hierarchy)
+LEVELS_LATEST = "levels_latest"  # a view
 PUBLISH_LOCK = "publish_lock"  # PostgreSQL only: publish's row locks, the pipeline's alone
 
 

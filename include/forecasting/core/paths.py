@@ -78,6 +78,11 @@ def drivers(config: Config, month: pd.Period, attempt: str) -> Path:
     return run_dir(config, month, attempt) / "drivers.parquet"
 
 
+def level_forecasts(config: Config, month: pd.Period, attempt: str) -> Path:
+    """The reconciled forecasts of the hierarchy's levels (config hierarchy), beside the forecasts."""
+    return run_dir(config, month, attempt) / "levels.parquet"
+
+
 def scenario_forecasts(config: Config, month: pd.Period, attempt: str) -> Path:
     """The what-if scenarios' forecasts (forecasting.scenarios), in M's published attempt."""
     return run_dir(config, month, attempt) / "scenarios.parquet"
@@ -175,6 +180,7 @@ SUPERSEDED_FILES = (
     "plans.parquet",
     "forecasts.parquet",
     "drivers.parquet",
+    "levels.parquet",
     "scenarios.parquet",
 )
 
@@ -340,6 +346,13 @@ def sample_rows(model_dir: Path) -> Path:
     row's position in holdout.parquet, entity, horizon, target month, actual and every forecast,
     for the gate's paired comparison on exactly those rows."""
     return model_dir / "sample_rows.parquet"
+
+
+def holdout_forecasts(model_dir: Path) -> Path:
+    """Every single forecaster's forecasts of the holdout rows as production makes them (the
+    model's from the backtest's refits where it ran), with each row's entity, origin, horizon and
+    actual: what the hierarchy's reconciliation learns its weights and level intervals from."""
+    return model_dir / "holdout_forecasts.parquet"
 
 
 def evaluation(model_dir: Path) -> Path:

@@ -284,7 +284,33 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
     )
     write_evaluation(report, scored, month)
     write_sample_rows(scored, model_dir)
+    write_holdout_forecasts(scored, model_dir, config)
     return report
+
+
+def write_holdout_forecasts(scored: HoldoutForecasts, model_dir: Path, config: Config) -> None:
+    """holdout_forecasts.parquet, for a config with a hierarchy (forecasting.modeling.hierarchy
+    reconciles with the published forecaster's errors there): each row's identity and actual and
+    the forecasts of the model (as production makes them) and of every baseline (NaN off the
+    sample for the statistical ones). No hierarchy: no file."""
+    path = paths.holdout_forecasts(model_dir)
+    if config.hierarchy is None:
+        path.unlink(missing_ok=True)
+        return
+    forecasts, _ = scored.production_forms()
+    # Off the backtest's rows, the holdout model's forecasts stand in for the refit models'.
+    forecasts[MODEL] = np.where(np.isfinite(forecasts[MODEL]), forecasts[MODEL], scored.forecasts[MODEL])
+    single = [name for name, members in scored.members.items() if len(members) == 1]
+    frame = pd.DataFrame(
+        {
+            "entity": scored.entity,
+            "origin": scored.origin,
+            "horizon": scored.horizon,
+            "actual": scored.actual,
+            **{name: forecasts[name] for name in single},
+        }
+    )
+    paths.write_parquet_atomically(frame, path)
 
 
 def write_sample_rows(scored: HoldoutForecasts, model_dir: Path) -> None:

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -285,6 +286,11 @@ def predict(
         paths.drivers(config, m, attempt).unlink(missing_ok=True)  # a re-run's baseline has none
         if explained is not None:
             paths.write_parquet_atomically(explained, paths.drivers(config, m, attempt))
+        levels = paths.level_forecasts(config, m, attempt)
+        levels.unlink(missing_ok=True)
+        hierarchy = None
+        if config.hierarchy is not None:  # reconciled with the levels' forecasts, into levels.parquet
+            frame, hierarchy = _reconcile(frame, config, m, attempt, Path(model_dir), forecaster)
         path = paths.forecasts(config, m, attempt)
         paths.write_parquet_atomically(frame, path)
         result = {
@@ -293,7 +299,33 @@ def predict(
             "forecaster": forecaster,
             "driver_rows": 0 if explained is None else len(explained),
         }
+        if hierarchy is not None:
+            result["levels"] = hierarchy
         return _record(config, m, attempt, "predict", result)
+
+
+def _reconcile(
+    frame: pd.DataFrame, config: Config, m: pd.Period, attempt: str, model_dir: Path, forecaster: str
+) -> tuple[pd.DataFrame, dict]:
+    """M's forecasts reconciled with the hierarchy's levels (forecasting.orchestration.levels),
+    the levels' rows written to levels.parquet; what to record."""
+    from forecasting.orchestration.levels import level_columns, reconcile
+
+    assert config.hierarchy is not None
+    src = config.source
+    columns = [*src.entity_columns, src.time_column, src.target_column, *level_columns(config)]
+    snapshot = pd.read_parquet(
+        paths.existing(paths.snapshot(config, m, attempt)), columns=list(dict.fromkeys(columns))
+    )
+    frame, levels, report = reconcile(frame, snapshot, config, m, model_dir, forecaster)
+    path = paths.level_forecasts(config, m, attempt)
+    paths.write_parquet_atomically(levels, path)
+    # Each level's holdout scores beside the forecasters' in evaluation.json (of this forecaster).
+    evaluation = paths.read_json(paths.evaluation(model_dir))
+    paths.write_json_atomically(
+        {**evaluation, "hierarchy": {"forecaster": forecaster, **report}}, paths.evaluation(model_dir)
+    )
+    return frame, {"forecasts": str(path), "rows": len(levels), **report}
 
 
 def check_forecasts(month: str, attempt: str, config: Config | None = None) -> dict:
@@ -306,8 +338,28 @@ def check_forecasts(month: str, attempt: str, config: Config | None = None) -> d
         forecasts = pd.read_parquet(paths.forecasts(config, m, attempt))
         docs = paths.forecast_docs(config, m, attempt)
         report = run(forecasts, _sales(config, m, attempt), config, m, docs, previous_run(config, m))
-        result = {"rows": report.rows, "expectations": report.expectations, "data_docs": report.data_docs}
+        result: dict[str, Any] = {
+            "rows": report.rows,
+            "expectations": report.expectations,
+            "data_docs": report.data_docs,
+        }
+        if config.hierarchy is not None:  # the levels: coherent with the forecasts, ≥ 0, complete
+            result["levels"] = _check_levels(forecasts, config, m, attempt, docs / "levels")
         return _record(config, m, attempt, "check_forecasts", result)
+
+
+def _check_levels(forecasts: pd.DataFrame, config: Config, m: pd.Period, attempt: str, docs: Path) -> dict:
+    from forecasting.data.panel import key_text
+    from forecasting.orchestration.levels import level_columns, level_members
+    from forecasting.publishing.checks import check_levels
+
+    src = config.source
+    columns = list(dict.fromkeys([*src.entity_columns, src.time_column, *level_columns(config)]))
+    snapshot = pd.read_parquet(paths.existing(paths.snapshot(config, m, attempt)), columns=columns)
+    keys = pd.DataFrame({k: key_text(forecasts[k]) for k in src.entity_columns})
+    levels = pd.read_parquet(paths.existing(paths.level_forecasts(config, m, attempt)))
+    report = check_levels(levels, forecasts, level_members(snapshot, config, keys), config, m, docs)
+    return {"rows": report.rows, "expectations": report.expectations, "data_docs": report.data_docs}
 
 
 def publish(month: str, attempt: str, model_dir: str, run_id: str, config: Config | None = None) -> dict:
@@ -321,6 +373,9 @@ def publish(month: str, attempt: str, model_dir: str, run_id: str, config: Confi
         forecaster = predicted.get("forecaster") or metadata["model_version"]
         frame = pd.read_parquet(paths.forecasts(config, m, attempt))
         explained = paths.drivers(config, m, attempt)
+        levels = None
+        if config.hierarchy is not None:  # the reconciled levels, in the same transaction
+            levels = pd.read_parquet(paths.existing(paths.level_forecasts(config, m, attempt)))
         published = run(
             frame,
             config,
@@ -329,6 +384,7 @@ def publish(month: str, attempt: str, model_dir: str, run_id: str, config: Confi
             run_id=run_id,
             evaluation=evaluation,
             drivers=pd.read_parquet(explained) if explained.exists() else None,
+            levels=levels,
         )
         result = {
             "table": published.table,
@@ -340,6 +396,8 @@ def publish(month: str, attempt: str, model_dir: str, run_id: str, config: Confi
             "challenger": metadata["model_version"],
             "run_id": run_id,
         }
+        if published.level_rows is not None:
+            result["level_rows"] = published.level_rows
         _record(config, m, attempt, "publish", result)
         paths.prune_superseded_runs(config, m, keep=attempt)
         return result

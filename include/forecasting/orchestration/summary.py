@@ -23,7 +23,7 @@ import pandas as pd
 
 from forecasting.core import paths
 from forecasting.core.config import Config, load_config
-from forecasting.core.names import LATEST, MODELS, RUNS, SCENARIO_STAGES, STAGES, relation_name
+from forecasting.core.names import LATEST, LEVELS, MODELS, RUNS, SCENARIO_STAGES, STAGES, relation_name
 from forecasting.modeling.forecaster import Baseline, Blend, Model, parse
 from forecasting.publishing.query import run_query
 
@@ -253,6 +253,48 @@ def interval_lines(report: dict, decision: dict | None) -> list[str]:
     ]
 
 
+def level_lines(config: Config, predicted: dict, published: dict, checked: dict | None) -> list[str]:
+    """The hierarchy's levels (config hierarchy): each level's holdout WAPE before and after
+    reconciliation, how often its p10-p90 held, and where they were published."""
+    levels = predicted.get("levels")
+    if not levels:
+        return []
+
+    def wape(scored: dict | None, key: str) -> str:
+        value = ((scored or {}).get(key) or {}).get("wape")
+        return f"{value:>11.3f}" if value is not None else f"{'-':>11}"
+
+    def row(name: str, scored: dict, bottom_up: bool = True) -> str:
+        held = (scored.get("coverage") or {}).get("coverage")
+        cover = f"{100 * held:>9.0f}%" if held is not None else f"{'-':>10}"
+        summed = wape(scored, "bottom_up") if bottom_up else f"{'-':>11}"
+        return f"    {name:<18}{scored['series']:>7,}{wape(scored, 'base')}{summed}{wape(scored, 'reconciled')}{cover}"
+
+    method = levels["reconciliation"]
+    instead = levels.get("instead_of")
+    if instead:  # the guard: the configured method made the entities worse on the holdout
+        method += (
+            f" instead of {instead['configured']}, which made the entities' WAPE {instead['entities_wape']:.3f} "
+            f"against {instead['unreconciled_wape']:.3f} unreconciled"
+        )
+    lines = [
+        f"  Levels ({method}; holdout WAPE, each month reconciled with weights from the other half of the months):",
+        f"    {'level':<18}{'series':>7}{'base':>11}{'bottom-up':>11}{'reconciled':>11}{'p10-p90':>10}",
+        *(row(name, scored) for name, scored in levels["levels"].items()),
+        row("entities", levels["bottom"], bottom_up=False),
+    ]
+    if checked and checked.get("levels"):
+        lines.append(
+            f"  checked     {checked['levels']['expectations']} expectations passed on the levels (coherent, >= 0)"
+        )
+    if "level_rows" in published:
+        table = relation_name(config.predictions.table, LEVELS)
+        lines.append(
+            f"  Published {published['level_rows']:,} level forecasts to table {table} (they add up to the forecasts)"
+        )
+    return [*lines, ""]
+
+
 def sample_gate_lines(decision: dict | None) -> list[str]:
     """What the gate did with the sample: the rule's choice against each statistical forecaster
     and blend on the sample's rows, with the paired bootstrap's bound (evaluation.json's
@@ -382,6 +424,7 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
         f"  Published {pub['rows']:,} forecasts to table {pub['table']} at {pub['url']}",
         f"  made by {pub['model_version']} (their model_version)",
         "",
+        *level_lines(config, stage.get("predict") or {}, pub, checked),
         *realised_accuracy_lines(month, stage.get("monitor")),
         *drift_lines(month, stage.get("drift"), stage.get("alerts")),
         *scenario_lines(config, stage, scenario_failure(run)),

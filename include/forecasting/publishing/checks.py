@@ -153,6 +153,86 @@ def build_expectations(
     return expectations
 
 
+# Added to the validated batch of the levels: each level's gap to the sum of its entities'
+# forecasts, relative to that sum (at least 1 unit).
+COHERENCE_GAP = "coherence_gap"
+COHERENCE_TOLERANCE = 1e-6
+
+
+def check_levels(
+    levels: pd.DataFrame,
+    forecasts: pd.DataFrame,
+    members: pd.DataFrame,
+    config: Config,
+    month: pd.Period,
+    docs_dir: Path,
+) -> ValidationReport:
+    """Validate M's forecasts of the hierarchy's levels (config hierarchy) against the entities'
+    forecasts: each level's prediction is the sum of its entities' (within COHERENCE_TOLERANCE,
+    relative), every prediction and bound finite and ≥ 0 with p10 ≤ prediction ≤ p90, one row per
+    group and horizon, every configured level present. ``members``: each forecast row's level
+    columns as text. Raises DataValidationError (after building the Data Docs) if any fails."""
+    import great_expectations.expectations as gxe
+
+    from forecasting.modeling.hierarchy import bottom_sums, level_name
+
+    assert config.hierarchy is not None
+    month = month_of(month)
+    docs_dir = Path(docs_dir).resolve()
+    bottom = pd.concat(
+        [members.reset_index(drop=True), forecasts[["horizon", "prediction"]].reset_index(drop=True)], axis=1
+    )
+    batch = levels.reset_index(drop=True).copy()
+    sums = bottom_sums(bottom, batch)
+    batch[COHERENCE_GAP] = np.abs(batch["prediction"].to_numpy(dtype=float) - sums) / np.maximum(
+        np.abs(sums), 1.0
+    )
+    names = [level_name(level) for level in config.hierarchy.levels]
+    expectations: list[Expectation] = [
+        gxe.ExpectColumnValuesToNotBeNull(column="prediction"),
+        gxe.ExpectColumnValuesToBeBetween(column="prediction", min_value=0, max_value=FINITE),
+        *(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=FINITE) for c in ("p10", "p90")),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="prediction", column_B="p10", or_equal=True, ignore_row_if="either_value_is_missing"
+        ),
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="p90", column_B="prediction", or_equal=True, ignore_row_if="either_value_is_missing"
+        ),
+        gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=["level", "level_key", "horizon"], notes="One row per level, group and horizon."
+        ),
+        gxe.ExpectColumnDistinctValuesToEqualSet(column="level", value_set=names),
+        gxe.ExpectColumnValuesToBeBetween(
+            column=COHERENCE_GAP,
+            min_value=0,
+            max_value=COHERENCE_TOLERANCE,
+            notes="Coherent: each level's prediction is the sum of its entities' forecasts.",
+        ),
+    ]
+    with quiet_gx_logging(), copy_on_write():
+        result = run_checkpoint(batch, expectations, month, docs_dir, what="levels")
+    (suite_result,) = result.run_results.values()
+    (definition,) = result.checkpoint_config.validation_definitions
+    index = paths.docs_index(docs_dir)
+    report = ValidationReport(
+        success=bool(result.success),
+        month=str(month),
+        rows=len(batch),
+        rows_in_month=len(batch),
+        expectations=int(suite_result.statistics["evaluated_expectations"]),
+        failures=[
+            failure_of(r, batch)
+            for r in in_suite_order(suite_result.results, definition.suite)
+            if not r.success
+        ],
+        data_docs=str(index) if index.is_file() else None,
+    )
+    if not report.success:
+        raise DataValidationError(report)
+    log.info("Levels' forecasts of %s passed %d checks (%d rows)", month, report.expectations, report.rows)
+    return report
+
+
 def previous_run(config: Config, month: pd.Period) -> tuple[str, int] | None:
     """(run month, forecasts) of the newest run published before M, from ``<table>_runs``;
     None when there is none yet (or no table)."""

@@ -17,7 +17,8 @@
 * ``grant_analyst_role`` creates (or updates) a read-only role that may SELECT the
   predictions table, its runs table, the ``_latest`` view, the model registry (``_models``),
   the realised accuracy (``_accuracy``, ``_errors``, the ``_tracking_signal`` view), drift,
-  alerts and the what-if scenarios (``_scenarios``), and nothing else. From a shell::
+  alerts, the what-if scenarios (``_scenarios``) and the hierarchy's levels (``_levels``, the
+  ``_levels_latest`` view), and nothing else. From a shell::
 
       python -m forecasting.publishing.postgres grant-analyst --url postgresql://USER@HOST/predictions \\
           --role analyst [--table forecasts] [--schema public] [--password-env ANALYST_PASSWORD]
@@ -406,8 +407,9 @@ def grant_analyst_role(
     own login roles). It may connect, use ``schema`` and SELECT the predictions table, its
     runs table, its ``_latest`` view, the model registry ``_models``, the realised accuracy
     (``_accuracy``, ``_errors``, ``_tracking_signal``), ``_drift``, ``_alerts``, the what-if
-    scenarios' ``_scenarios``, the drivers ``_drivers`` and the revisions (``_revisions``,
-    ``_churn``) (those that exist yet), and run none of WRITING_FUNCTIONS (revoked
+    scenarios' ``_scenarios``, the drivers ``_drivers``, the revisions (``_revisions``,
+    ``_churn``) and the hierarchy's ``_levels`` and ``_levels_latest`` (those that exist yet),
+    and run none of WRITING_FUNCTIONS (revoked
     from PUBLIC when connected as a superuser, else warned about). With ``default_privileges``,
     tables and views that the connecting user creates in ``schema`` later are readable too,
     so a first publish after this call needs no second grant.

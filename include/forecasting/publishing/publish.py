@@ -92,6 +92,7 @@ class PublishResult:
     rows: int
     replaced: int
     drivers: int = 0
+    level_rows: int | None = None  # rows written to <table>_levels (None: no hierarchy)
 
 
 def insert_rows(conn: sa.Connection, table: sa.Table, records: list[dict]) -> None:
@@ -114,11 +115,13 @@ def publish(
     evaluation: dict | None = None,
     created_at: datetime | None = None,
     drivers: pd.DataFrame | None = None,
+    levels: pd.DataFrame | None = None,
 ) -> PublishResult:
     """Replace month M's forecasts with ``forecasts`` in one transaction (trying again while
     the database cannot be reached, for FORECAST_PUBLISH_CONNECT_RETRY seconds), and M's rows
     of ``<table>_drivers`` with ``drivers`` (forecasting.modeling.drivers.long_form; None: the
-    forecaster has none, a baseline's) in the same transaction."""
+    forecaster has none, a baseline's) in the same transaction; with ``levels`` (the
+    hierarchy's reconciled levels), M's rows of ``<table>_levels`` too."""
     from forecasting.publishing.postgres import seconds_from_env
 
     deadline = time.monotonic() + seconds_from_env(
@@ -136,6 +139,7 @@ def publish(
                 evaluation=evaluation,
                 created_at=created_at,
                 drivers=drivers,
+                levels=levels,
             )
         except sa.exc.DBAPIError as err:
             left = deadline - time.monotonic()
@@ -166,7 +170,10 @@ def _publish_once(
     evaluation: dict | None,
     created_at: datetime | None,
     drivers: pd.DataFrame | None = None,
+    levels: pd.DataFrame | None = None,
 ) -> PublishResult:
+    from forecasting.publishing.levels import ensure_levels_schema, level_records
+
     keys = config.source.entity_columns
     created_at = created_at or datetime.now(UTC)
     run_month = month_start(month).date()
@@ -183,6 +190,14 @@ def _publish_once(
     dtypes = {k: forecasts[k].dtype for k in keys}
     explained = _driver_records(drivers, keys, run_month, model_version)
     drivers_table = tables.for_config(config, dtypes).drivers
+
+    def create(conn: sa.Connection) -> tuple[sa.Table, sa.Table]:
+        made = ensure_schema(conn, config, dtypes)
+        if levels is not None:
+            ensure_levels_schema(conn, config)
+        return made
+
+    level_rows = None
     engine = make_engine(config.predictions.database)
     try:
         postgres = engine.dialect.name == "postgresql"
@@ -190,17 +205,28 @@ def _publish_once(
             from forecasting.publishing.postgres import prepare_publish, publish_transaction
 
             name, schema = config.predictions.table, config.predictions.database.schema
-            table, runs = prepare_publish(
-                engine, lambda conn: ensure_schema(conn, config, dtypes), name, schema, run_month
-            )
+            table, runs = prepare_publish(engine, create, name, schema, run_month)
         with publish_transaction(engine, name, schema, run_month) if postgres else engine.begin() as conn:
             if not postgres:
-                table, runs = ensure_schema(conn, config, dtypes)
+                table, runs = create(conn)
             replaced = conn.execute(sa.delete(table).where(table.c.run_month == run_month)).rowcount
             insert_rows(conn, table, records)
             # M's earlier drivers go too: they explained forecasts no longer published.
             conn.execute(sa.delete(drivers_table).where(drivers_table.c.run_month == run_month))
             insert_rows(conn, drivers_table, explained)
+            if levels is not None:  # the hierarchy's levels, which add up to these forecasts
+                level_table = tables.for_config(config).levels  # created with the others, above
+                conn.execute(sa.delete(level_table).where(level_table.c.run_month == run_month))
+                level = level_records(
+                    config,
+                    levels,
+                    run_month,
+                    model_version=model_version,
+                    run_id=run_id,
+                    created_at=created_at,
+                )
+                insert_rows(conn, level_table, level)
+                level_rows = len(level)
             conn.execute(sa.delete(runs).where(runs.c.run_month == run_month))
             evaluation = evaluation or {}
             # The holdout WAPE of the forecaster that made the rows (the gate's choice), if decided.
@@ -232,7 +258,12 @@ def _publish_once(
         replaced,
     )
     return PublishResult(
-        table=table.name, url=url, rows=len(records), replaced=replaced, drivers=len(explained)
+        table=table.name,
+        url=url,
+        rows=len(records),
+        replaced=replaced,
+        drivers=len(explained),
+        level_rows=level_rows,
     )
 
 

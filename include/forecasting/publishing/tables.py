@@ -8,7 +8,7 @@ docs/tables.md all read the declarations below.
 
 Regenerate docs/tables.md after changing them (a test fails while it is out of date)::
 
-    python -m forecasting.publishing.tables > docs/tables.md
+    python -m forecasting.publishing.tables_doc > docs/tables.md
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from forecasting.core.names import (
     DRIVERS,
     ERRORS,
     LATEST,
+    LEVELS_LATEST,
     MODELS,
     PUBLISH_LOCK,
     REVISIONS,
@@ -38,10 +39,11 @@ from forecasting.core.names import (
     relation_name,
 )
 from forecasting.modeling.baselines import NAIVE_BASELINES
+from forecasting.publishing.levels_table import declare_levels
 
 log = logging.getLogger(__name__)
 
-VIEWS = (LATEST, TRACKING_SIGNAL, REVISIONS, CHURN)
+VIEWS = (LATEST, TRACKING_SIGNAL, REVISIONS, CHURN, LEVELS_LATEST)
 # The months of errors each entity's tracking signal sums (the view <table>_tracking_signal).
 TRACKING_MONTHS = 12
 
@@ -105,6 +107,7 @@ class Tables:
     drift: sa.Table
     alerts: sa.Table
     scenarios: sa.Table
+    levels: sa.Table
     publish_lock: sa.Table
     drivers: sa.Table
 
@@ -114,9 +117,11 @@ def declare(
     entity_types: Mapping[str, sa.types.TypeEngine],
     schema: str | None = None,
     plans: Sequence[str] = (),
+    level_columns: Sequence[str] = (),
 ) -> Tables:
     """Every table of the predictions table ``table``, its entity columns (in order) typed by
-    ``entity_types``, in ``schema``; ``<table>_scenarios`` has the ``plans`` columns."""
+    ``entity_types``, in ``schema``; ``<table>_scenarios`` has the ``plans`` columns,
+    ``<table>_levels`` the ``level_columns`` (those the hierarchy's levels group by)."""
     metadata = sa.MetaData(schema=schema)
     keys = list(entity_types)
 
@@ -133,6 +138,7 @@ def declare(
         drift=_drift(metadata, table),
         alerts=_alerts(metadata, table),
         scenarios=_scenarios(metadata, table, keys, entities(), plans),
+        levels=declare_levels(metadata, table, level_columns),
         publish_lock=_publish_lock(metadata, table),
         drivers=_drivers(metadata, table, keys, entities()),
     )
@@ -155,7 +161,9 @@ def for_config(
     ``key_dtypes`` (text where not given: for the tables without entity columns)."""
     dtypes = key_dtypes or {}
     types = {k: entity_type(dtypes.get(k, object)) for k in config.source.entity_columns}
-    return declare(config.predictions.table, types, config.predictions.database.schema, plans)
+    levels = config.hierarchy.levels if config.hierarchy is not None else []
+    columns = list(dict.fromkeys(c for level in levels for c in level))
+    return declare(config.predictions.table, types, config.predictions.database.schema, plans, columns)
 
 
 def create(conn: sa.Connection, *tables: sa.Table) -> None:
@@ -524,75 +532,3 @@ def _publish_lock(metadata: sa.MetaData, table: str) -> sa.Table:
 
 
 # --- docs/tables.md -------------------------------------------------------------------------
-
-VIEW_DOCS = {
-    LATEST: "Per entity and forecast month, the forecast made from the most recent data: the row of "
-    "`<table>` with the newest `run_month` (the same columns).",
-    TRACKING_SIGNAL: "Per entity and horizon, over its last {months} scored months of `<table>_errors`: "
-    "`months`, `first_month`, `last_month`, `cumulative_error`, `mean_absolute_error` and "
-    "`tracking_signal` (the cumulative error over the mean absolute error).",
-    REVISIONS: "Per entity, forecast month and run month, the forecast that run published (`prediction`, "
-    "`horizon`, `model_version`) beside the previous run's forecast of the same month "
-    "(`previous_run_month`, `previous_prediction`, NULL for its first) and `change`.",
-    CHURN: "Per run month, over the forecasts an earlier run also made: `revised` rows, `previous_total`, "
-    "`total`, `absolute_change`, `churn` (the sum of absolute changes over the previous total) and "
-    "`total_revision` (the change of the total over the previous total).",
-}
-_DOC_ENTITY = "<entity>"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def _describe_table(table: sa.Table, dialect: sa.Dialect) -> list[str]:
-    keys = {c.name for c in table.primary_key.columns}
-    lines = [f"## `{table.name}`", "", table.info["doc"], ""]
-    lines += ["| column | type | null | key | comment |", "|---|---|---|---|---|"]
-    for column in table.columns:
-        if column.name == _DOC_ENTITY:
-            kind = "BIGINT, FLOAT or VARCHAR(255), as in the source"
-            name = "`<entity>` (each of `source.entity_columns`)"
-        else:
-            kind, name = str(column.type.compile(dialect=dialect)), f"`{column.name}`"
-        null = "" if column.nullable else "NOT NULL"
-        key = "PK" if column.name in keys else ""
-        lines.append(f"| {name} | {kind} | {null} | {key} | {_cell(column.comment or '')} |")
-    lines += [""]
-    if table.primary_key.name and len(keys) > 1:
-        columns = ", ".join(c.name for c in table.primary_key.columns)
-        lines.append(f"Primary key `{table.primary_key.name}`: `({columns})`.")
-    for index in sorted(table.indexes, key=lambda i: str(i.name)):
-        lines.append(f"Index `{index.name}`: `({', '.join(c.name for c in index.columns)})`.")
-    return [*lines, ""] if lines[-1] else lines
-
-
-def describe() -> str:
-    """docs/tables.md: every table of the predictions database, its columns, types and keys, and the views."""
-    from sqlalchemy.dialects import postgresql
-
-    tables = declare("<table>", {_DOC_ENTITY: sa.String(255)}, plans=["plan_<covariate>"])
-    lines = [
-        "# Tables of the predictions database",
-        "",
-        "<!-- Generated from include/forecasting/publishing/tables.py by",
-        "     python -m forecasting.publishing.tables > docs/tables.md (make tables-doc): do not edit. -->",
-        "",
-        "Every name starts with the predictions table's (config `predictions.table`, `forecasts` by "
-        "default), written `<table>` here; `<entity>` stands for the entity columns (config "
-        "`source.entity_columns`), in their order. Types as PostgreSQL shows them; SQLite gets the "
-        "same columns, keys and indexes. The analyst role (`python -m forecasting.publishing.postgres "
-        "grant-analyst`, deploy/postgres/init.sql) may read every table and view but the publish locks.",
-        "",
-    ]
-    dialect = postgresql.dialect()
-    for table in tables.metadata.tables.values():  # in the order declared
-        lines += _describe_table(table, dialect)
-    lines += ["# Views", ""]
-    for suffix, text in VIEW_DOCS.items():
-        lines += [f"## `{relation_name('<table>', suffix)}`", "", text.format(months=TRACKING_MONTHS), ""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-if __name__ == "__main__":
-    print(describe(), end="")

@@ -26,6 +26,7 @@ from forecasting.core.config.sections import (
     EvaluationConfig,
     FeatureConfig,
     GateConfig,
+    HierarchyConfig,
     ModelConfig,
     MonitoringConfig,
     PredictionsConfig,
@@ -79,6 +80,9 @@ class Config(BaseModel):
     )
     calendar: CalendarConfig | None = Field(
         default=None, description="Trading days and holidays of the target month as features (null: none)."
+    )
+    hierarchy: HierarchyConfig | None = Field(
+        default=None, description="Aggregation levels reconciled with the entities (null: none)."
     )
 
     @property
@@ -134,6 +138,8 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
         sections["plans"] = _section(PlansConfig, raw, "plans", path, {**context, "source": source})
     if raw.get("calendar") is not None:
         sections["calendar"] = _section(CalendarConfig, raw, "calendar", path, context)
+    if raw.get("hierarchy") is not None:
+        sections["hierarchy"] = _section(HierarchyConfig, raw, "hierarchy", path, context)
     data_dir = raw.get("data_dir")
     if data_dir is None:
         raise config_error(path, "data_dir", "is required")
@@ -147,6 +153,7 @@ def parse_config(raw: Any, path: Path, unexpanded: Any = None) -> Config:
         raise refused(err, path, "", Config) from None
     _check_history(config)
     _check_segment(config)
+    _check_hierarchy(config)
     return config
 
 
@@ -215,6 +222,28 @@ def _check_segment(config: Config) -> None:
             "monitoring.segment",
             f"must be one of the entity columns or attributes ({', '.join(columns)}), got {segment!r}",
         )
+
+
+def _check_hierarchy(config: Config) -> None:
+    """Every level groups by entity columns and attributes, and none is the entities themselves."""
+    if config.hierarchy is None:
+        return
+    source = config.source
+    columns = [*source.entity_columns, *source.attributes]
+    for i, level in enumerate(config.hierarchy.levels):
+        unknown = [c for c in level if c not in columns]
+        if unknown:
+            raise config_error(
+                config.path,
+                f"hierarchy.levels[{i}]",
+                f"{unknown[0]!r} is not an entity column or attribute ({', '.join(columns)})",
+            )
+        if set(source.entity_columns) <= set(level):
+            raise config_error(
+                config.path,
+                f"hierarchy.levels[{i}]",
+                f"{level!r} groups by every entity column: that is the entities themselves (the forecasts table)",
+            )
 
 
 # --- the feature_store section: Feast's settings, its paths resolved against the config file --

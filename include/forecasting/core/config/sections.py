@@ -368,6 +368,69 @@ class GateConfig(Section):
         return value
 
 
+# How the forecasts of a hierarchy's levels are made to add up (forecasting.modeling.hierarchy):
+# hierarchicalforecast's BottomUp, or its MinTrace with one of these estimators of W.
+RECONCILIATIONS = ("mint_shrink", "bottom_up", "ols", "wls_struct", "wls_var")
+# The baselines that may forecast the aggregates before reconciliation (forecasting.modeling.baselines).
+AGGREGATE_FORECASTERS = (*STATISTICAL_BASELINES, "seasonal_naive")
+
+
+def _one_of(allowed: tuple[str, ...]) -> Any:
+    def check(value: Any) -> Any:
+        if value not in allowed:
+            raise fail(f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _levels(value: Any) -> Any:
+    if not isinstance(value, list) or not value or not all(isinstance(level, list) for level in value):
+        raise fail(f"must be a non-empty list of lists of column names ([] for the total), got {value!r}")
+    return [identifiers(level) for level in value]
+
+
+class HierarchyConfig(Section):
+    """The aggregation levels forecast beside the entities, reconciled so that they add up
+    (forecasting.modeling.hierarchy) and published into <table>_levels."""
+
+    levels: Annotated[list[list[str]], BeforeValidator(_levels)] = Field(
+        description="Each level: the entity columns and attributes it groups by ([]: the total)."
+    )
+    reconciliation: Annotated[str, _one_of(RECONCILIATIONS)] = Field(
+        default="mint_shrink",
+        description="How the levels are made to add up: mint_shrink, bottom_up, ols, wls_struct or wls_var.",
+    )
+    aggregate_forecaster: Annotated[str, _one_of(AGGREGATE_FORECASTERS)] = Field(
+        default="auto_ets",
+        description="The baseline that forecasts each aggregate before reconciliation: auto_ets, theta or seasonal_naive.",
+    )
+    # mint_shrink's covariance is dense (series x series): above this many series MinTrace's
+    # sparse form with wls_var (a diagonal W) reconciles instead.
+    sparse_above: int = Field(
+        default=2000,
+        ge=1,
+        description="More series in the hierarchy: hierarchicalforecast's sparse MinTrace (wls_var, or the method if ols/wls_struct).",
+    )
+
+    max_bottom_loss: float = Field(
+        default=0.01,
+        ge=0.0,
+        description="Reconcile bottom-up instead when the method makes the entities' holdout WAPE this much worse (relative) than unreconciled.",
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> HierarchyConfig:
+        seen = [tuple(sorted(level)) for level in self.levels]
+        repeated = sorted({",".join(level) or "total" for level in seen if seen.count(level) > 1})
+        if repeated:
+            raise fail(f"names a level more than once: {'; '.join(repeated)}", "levels")
+        for level in self.levels:
+            if len(set(level)) < len(level):
+                raise fail(f"a level names a column twice: {level!r}", "levels")
+        return self
+
+
 class PredictionsConfig(WithDatabase):
     """Where the forecasts are published."""
 

@@ -72,25 +72,7 @@ def check_forecasts(
     batch[TO_HISTORY_MAX] = batch["prediction"] / _history_max(batch, panel, config)
     with quiet_gx_logging(), copy_on_write():
         expectations = build_expectations(config, month, active, previous)
-        result = run_checkpoint(batch, expectations, month, docs_dir, what="forecasts")
-    (suite_result,) = result.run_results.values()
-    (definition,) = result.checkpoint_config.validation_definitions
-    index = paths.docs_index(docs_dir)
-    report = ValidationReport(
-        success=bool(result.success),
-        month=str(month),
-        rows=len(batch),
-        rows_in_month=len(batch),
-        expectations=int(suite_result.statistics["evaluated_expectations"]),
-        failures=[
-            failure_of(r, batch)
-            for r in in_suite_order(suite_result.results, definition.suite)
-            if not r.success
-        ],
-        data_docs=str(index) if index.is_file() else None,
-    )
-    if not report.success:
-        raise DataValidationError(report)
+        report = _checked(batch, expectations, month, docs_dir, "forecasts")
     log.info("Forecasts of %s passed %d checks (%d rows)", month, report.expectations, report.rows)
     return report
 
@@ -210,7 +192,17 @@ def check_levels(
         ),
     ]
     with quiet_gx_logging(), copy_on_write():
-        result = run_checkpoint(batch, expectations, month, docs_dir, what="levels")
+        report = _checked(batch, expectations, month, docs_dir, "levels")
+    log.info("Levels' forecasts of %s passed %d checks (%d rows)", month, report.expectations, report.rows)
+    return report
+
+
+def _checked(
+    batch: pd.DataFrame, expectations: list, month: pd.Period, docs_dir, what: str
+) -> ValidationReport:
+    """Run ``expectations`` over ``batch`` (Data Docs in ``docs_dir``); the report, or
+    DataValidationError naming every failure."""
+    result = run_checkpoint(batch, expectations, month, docs_dir, what=what)
     (suite_result,) = result.run_results.values()
     (definition,) = result.checkpoint_config.validation_definitions
     index = paths.docs_index(docs_dir)
@@ -229,7 +221,6 @@ def check_levels(
     )
     if not report.success:
         raise DataValidationError(report)
-    log.info("Levels' forecasts of %s passed %d checks (%d rows)", month, report.expectations, report.rows)
     return report
 
 

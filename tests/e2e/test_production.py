@@ -319,7 +319,15 @@ def test_analyst_role_reads_tables_and_views_but_cannot_change_them(
         granted = grant_analyst_role(owner, analyst_role, password="analyst-test-password")
     finally:
         owner.dispose()
-    assert sorted(granted) == ["forecasts", "forecasts_latest", "forecasts_runs"]
+    # Every relation the publish made: the forecasts, their runs, drivers and the views over them.
+    assert sorted(granted) == [
+        "forecasts",
+        "forecasts_churn",
+        "forecasts_drivers",
+        "forecasts_latest",
+        "forecasts_revisions",
+        "forecasts_runs",
+    ]
     # Again, from the command line: idempotent.
     monkeypatch.setenv("FORECAST_TEST_ANALYST_PASSWORD", "analyst-test-password")
     assert (

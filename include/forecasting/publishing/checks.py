@@ -87,14 +87,12 @@ def _history_max(forecasts: pd.DataFrame, panel, config: Config) -> np.ndarray:
     return found["_largest"].to_numpy(dtype=float)
 
 
-def build_expectations(
-    config: Config, month: pd.Period, active: int, previous: tuple[str, int] | None
-) -> list[Expectation]:
+def _value_expectations() -> list[Expectation]:
+    """What every published forecast row must hold, the entities' and the levels': a finite,
+    non-negative prediction inside its p10-p90 band (where it has one)."""
     import great_expectations.expectations as gxe
 
-    horizons = list(range(1, config.horizon + 1))
-    limit = config.validation.forecast_max_to_history_max
-    expectations: list[Expectation] = [
+    return [
         gxe.ExpectColumnValuesToNotBeNull(column="prediction"),
         gxe.ExpectColumnValuesToBeBetween(column="prediction", min_value=0, max_value=FINITE),
         *(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=FINITE) for c in ("p10", "p90")),
@@ -104,6 +102,18 @@ def build_expectations(
         gxe.ExpectColumnPairValuesAToBeGreaterThanB(
             column_A="p90", column_B="prediction", or_equal=True, ignore_row_if="either_value_is_missing"
         ),
+    ]
+
+
+def build_expectations(
+    config: Config, month: pd.Period, active: int, previous: tuple[str, int] | None
+) -> list[Expectation]:
+    import great_expectations.expectations as gxe
+
+    horizons = list(range(1, config.horizon + 1))
+    limit = config.validation.forecast_max_to_history_max
+    expectations: list[Expectation] = [
+        *_value_expectations(),
         gxe.ExpectCompoundColumnsToBeUnique(
             column_list=[*config.source.entity_columns, "horizon"], notes="One row per entity and horizon."
         ),
@@ -171,15 +181,7 @@ def check_levels(
     )
     names = [level_name(level) for level in config.hierarchy.levels]
     expectations: list[Expectation] = [
-        gxe.ExpectColumnValuesToNotBeNull(column="prediction"),
-        gxe.ExpectColumnValuesToBeBetween(column="prediction", min_value=0, max_value=FINITE),
-        *(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=FINITE) for c in ("p10", "p90")),
-        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-            column_A="prediction", column_B="p10", or_equal=True, ignore_row_if="either_value_is_missing"
-        ),
-        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-            column_A="p90", column_B="prediction", or_equal=True, ignore_row_if="either_value_is_missing"
-        ),
+        *_value_expectations(),
         gxe.ExpectCompoundColumnsToBeUnique(
             column_list=["level", "level_key", "horizon"], notes="One row per level, group and horizon."
         ),

@@ -97,6 +97,59 @@ def test_coverage_is_measured_on_months_the_bands_did_not_see():
     assert intervals.coverage(forecast, actual, horizon, np.full(6_000, 24290)) is None
 
 
+def test_each_demand_class_gets_the_bands_its_errors_need():
+    """Mondrian conformal: erratic series (errors twice as wide) get their own wider bands
+    and hold about 80% of their new actuals; pooled bands would hold far fewer of theirs."""
+    rng = np.random.default_rng(6)
+
+    def mixed(rows):
+        forecast, actual, horizon = draw(rng, rows)
+        erratic = rng.random(rows) < 0.3
+        actual = np.where(erratic, np.maximum(forecast + 2 * (actual - forecast), 0), actual)
+        return forecast, actual, horizon, np.where(erratic, "erratic", "smooth")
+
+    forecast, actual, horizon, classes = mixed(20_000)
+    by_class = intervals.calibrate(forecast, actual, horizon, groups=classes)
+    pooled = intervals.calibrate(forecast, actual, horizon)
+    new_forecast, new_actual, new_horizon, new_classes = mixed(20_000)
+    erratic = new_classes == "erratic"
+
+    lower, upper = intervals.apply(by_class, new_forecast, new_horizon, new_classes)
+    assert 0.77 < inside(new_actual[erratic], lower[erratic], upper[erratic]) < 0.83
+    assert 0.77 < inside(new_actual[~erratic], lower[~erratic], upper[~erratic]) < 0.83
+    plain = intervals.apply(pooled, new_forecast, new_horizon)
+    assert inside(new_actual[erratic], plain[0][erratic], plain[1][erratic]) < 0.72
+    # A class the calibration had too few rows of, or none, takes every row's bands.
+    unseen = intervals.apply(by_class, np.array([100.0, 100.0]), np.array([1, 1]), np.array(["lumpy", None]))
+    pooled_one = intervals.apply(pooled, np.array([100.0]), np.array([1]))
+    assert unseen[0][0] == unseen[0][1] == pooled_one[0][0]
+
+
+def test_levels_widen_for_the_shift_between_months(monkeypatch):
+    """Each target month's errors are shifted by a month-wide shock: percentiles of the pooled
+    months cover less than 80% of a month left out, so the levels widen until they do; with
+    identical months nothing widens, and one month cannot tell."""
+    rng = np.random.default_rng(7)
+    forecast, actual, horizon = draw(rng, 12_000, horizons=(1,))
+    target = rng.choice(np.arange(24290, 24296), 12_000)
+    shock = rng.normal(0, 0.3, 6)[target - 24290]
+    shifted = np.maximum(actual * (1 + shock), 0)
+
+    steady = intervals.calibrate(forecast, actual, horizon, target)
+    shaken = intervals.calibrate(forecast, shifted, horizon, target)
+    once = intervals.calibrate(forecast, shifted, horizon, np.full(12_000, 24290))
+
+    assert steady["by_horizon"]["1"]["widening"] <= 0.005
+    assert shaken["by_horizon"]["1"]["widening"] >= 0.02
+    assert once["by_horizon"]["1"]["widening"] == 0.0
+    # On months they were not calibrated on, widened bands hold more of the actuals than plain ones.
+    held = intervals.coverage(forecast, shifted, horizon, target)
+    monkeypatch.setattr(intervals, "WIDENINGS", np.array([0.0]))
+    plain = intervals.coverage(forecast, shifted, horizon, target)
+    assert held is not None and plain is not None
+    assert held["coverage"] > plain["coverage"] + 0.02
+
+
 # ------------------------------------------------------------------------ the predictions table
 
 

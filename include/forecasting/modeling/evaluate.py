@@ -126,14 +126,18 @@ class HoldoutForecasts:
 
     def production_forms(self) -> tuple[dict[str, np.ndarray], str]:
         """Each forecast as production makes it, and where that came from: with the backtest's
-        refit models as the model member (NaN off the backtest's rows), or the holdout model's
-        when there was no backtest."""
+        refit models as the model member where the backtest forecast the row, the holdout
+        model's elsewhere (the holdout's earlier origins, where it is barely staler than a model
+        refit there, and the longer horizons the backtest's origins do not reach: without them
+        a long horizon's bands would rest on the last target month alone), or the holdout
+        model's everywhere when there was no backtest."""
         if backtest.BACKTEST not in self.holdout:
             return self.forecasts, "holdout"
         refit = self.holdout[backtest.BACKTEST].to_numpy(dtype=float)
         if not np.isfinite(refit).any():
             return self.forecasts, "holdout"
-        got = {m[0]: self.forecasts[m[0]] for m in self.members.values() if len(m) == 1} | {MODEL: refit}
+        model = np.where(np.isfinite(refit), refit, self.forecasts[MODEL])
+        got = {m[0]: self.forecasts[m[0]] for m in self.members.values() if len(m) == 1} | {MODEL: model}
         return {
             name: combine([got[m] for m in members]) for name, members in self.members.items()
         }, "backtest"
@@ -298,8 +302,6 @@ def write_holdout_forecasts(scored: HoldoutForecasts, model_dir: Path, config: C
         path.unlink(missing_ok=True)
         return
     forecasts, _ = scored.production_forms()
-    # Off the backtest's rows, the holdout model's forecasts stand in for the refit models'.
-    forecasts[MODEL] = np.where(np.isfinite(forecasts[MODEL]), forecasts[MODEL], scored.forecasts[MODEL])
     single = [name for name, members in scored.members.items() if len(members) == 1]
     frame = pd.DataFrame(
         {
@@ -345,9 +347,13 @@ def write_evaluation(report: EvaluationReport, scored: HoldoutForecasts, month: 
     actual, horizon = scored.actual, scored.horizon
     forecasts, calibrated_on = scored.production_forms()
     target = label_index(scored.holdout[TARGET_MONTH])
-    interval_specs = {name: intervals.calibrate(f, actual, horizon) for name, f in forecasts.items()}
+    # Bands per demand class (as of each row's origin) and widened for the shift between months.
+    classes = scored.demand_class
+    interval_specs = {
+        name: intervals.calibrate(f, actual, horizon, target, classes) for name, f in forecasts.items()
+    }
     interval_coverage = {
-        name: intervals.coverage(f, actual, horizon, target) for name, f in forecasts.items()
+        name: intervals.coverage(f, actual, horizon, target, classes) for name, f in forecasts.items()
     }
     version = scored.metadata["model_version"]
     written: dict[str, Any] = {
@@ -368,7 +374,8 @@ def write_evaluation(report: EvaluationReport, scored: HoldoutForecasts, month: 
         "combinations": report.combinations,
         "intervals": {
             "levels": [intervals.LOWER, intervals.UPPER],
-            # "backtest": the model's errors are the refit models' (as production's); "holdout": the holdout model's.
+            # "backtest": the model's errors are the refit models' where the backtest ran (as production's),
+            # the holdout model's elsewhere; "holdout": the holdout model's.
             "calibrated_on": calibrated_on,
             "forecasters": interval_specs,
             "coverage": interval_coverage,

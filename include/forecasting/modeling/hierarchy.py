@@ -390,7 +390,7 @@ def _score_level(
         h = np.ones_like(h)
     t = np.broadcast_to(target, actual.shape)[known]
     y, f = actual[known], reconciled[known]
-    spec = intervals.calibrate(f, y, h) if len(y) else None
+    spec = intervals.calibrate(f, y, h, t) if len(y) else None
     held = intervals.coverage(f, y, h, t) if len(y) else None
     return spec, {
         "series": int(actual.shape[0]),

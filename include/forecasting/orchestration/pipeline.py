@@ -270,14 +270,16 @@ def predict(
                 with client_for(config) as client:
                     version_dir = paths.models(config) / version
                     frame = forecast(snapshot, config, m, version_dir, client, explain=True)
-        # The forecaster's own p10/p90 bands, calibrated on this run's holdout by evaluate.
-        bands = decision.get("intervals") if decision.get("forecaster") == forecaster else None
-        if bands is None:
-            log.warning("No prediction intervals for %s: p10 and p90 are left empty", forecaster)
-        frame["p10"], frame["p90"] = intervals.apply(bands, frame["prediction"], frame["horizon"])
         # Each entity's demand pattern as of M (smooth, erratic, intermittent, lumpy), published with its forecasts.
         panel = build_panel(snapshot, config, sales_only=True)
         frame[DEMAND_CLASS] = label_forecasts(frame, panel, config.source.entity_columns, month_index(m))
+        # The forecaster's own p10/p90 bands (per demand class), calibrated on this run's holdout by evaluate.
+        bands = decision.get("intervals") if decision.get("forecaster") == forecaster else None
+        if bands is None:
+            log.warning("No prediction intervals for %s: p10 and p90 are left empty", forecaster)
+        frame["p10"], frame["p90"] = intervals.apply(
+            bands, frame["prediction"], frame["horizon"], frame[DEMAND_CLASS].to_numpy()
+        )
         # The drivers apart (one row per family), so the checks and publish read the forecasts as before.
         explained = (
             drivers.long_form(frame, config.source.entity_columns) if drivers.driver_columns(frame) else None

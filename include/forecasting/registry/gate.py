@@ -37,7 +37,7 @@ from forecasting.core import paths
 from forecasting.core.config import Config, ConfigError, GateConfig
 from forecasting.core.months import month_start
 from forecasting.features import dataset
-from forecasting.features.dataset import HORIZON, LABEL
+from forecasting.features.dataset import HORIZON, LABEL, TARGET_MONTH
 from forecasting.modeling import booster as model
 from forecasting.modeling import intervals
 from forecasting.modeling.forecaster import Baseline, Blend, Forecaster, Model, model_version
@@ -220,7 +220,9 @@ def scores_of(made: tuple[np.ndarray, dict[str, list[str]]], holdout: pd.DataFra
         "metrics": metrics(actual, predicted),
         "by_horizon": by_horizon,
         # Its own p10/p90 bands from its errors on these rows, should it be published.
-        "intervals": intervals.calibrate(predicted, actual, holdout[HORIZON].to_numpy()),
+        "intervals": intervals.calibrate(
+            predicted, actual, holdout[HORIZON].to_numpy(), holdout[TARGET_MONTH].astype(str).to_numpy()
+        ),
     }
     if unseen:  # scored as missing values, as the model would in production
         result["unseen_categories"] = unseen

@@ -231,7 +231,7 @@ def compare(
     horizon, target = rows["horizon"].to_numpy(), rows["target"].to_numpy()
     # Its own p10/p90 bands from its errors on these rows, and how often they hold on months
     # they were not calibrated on (as evaluate measures every forecaster's on the holdout).
-    report["intervals"] = intervals.calibrate(forecast, actual, horizon)
+    report["intervals"] = intervals.calibrate(forecast, actual, horizon, target)
     report["coverage"] = intervals.coverage(forecast, actual, horizon, target)
     return Comparison(report, winner)
 

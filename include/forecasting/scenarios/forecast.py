@@ -26,6 +26,7 @@ from forecasting.core.errors import DataError
 from forecasting.core.months import month_index, month_of
 from forecasting.data.panel import build_panel, key_text
 from forecasting.features.dataset import PLAN_HORIZON_SEP
+from forecasting.features.demand import label_forecasts
 from forecasting.modeling import booster as model
 from forecasting.modeling import intervals
 from forecasting.modeling.forecaster import Baseline, Blend, parse
@@ -149,7 +150,8 @@ def forecast_scenarios(config: Config, month: pd.Period, attempt: str, client=No
 
     def rows_of(name: str, features: pd.DataFrame, overridden: np.ndarray) -> pd.DataFrame:
         frame = predict_inputs(replace_features(inputs, features), config, booster, metadata)
-        frame["p10"], frame["p90"] = intervals.apply(forecaster.bands, frame["prediction"], frame["horizon"])
+        classes = label_forecasts(frame, panel, config.source.entity_columns, month_index(month))
+        frame["p10"], frame["p90"] = intervals.apply(forecaster.bands, frame["prediction"], frame["horizon"], classes)
         frame["overridden"] = overridden.T.ravel()  # predict_inputs' order: by horizon, then entity
         for c in pl.covariates:  # what the model read as the plan of each row's month
             planned = np.concatenate(

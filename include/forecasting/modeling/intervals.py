@@ -18,7 +18,8 @@ Two refinements, both because the plain recipe covered less than 80% on the real
 * **Per demand class** (Mondrian conformal): with ``groups`` (each row's demand class: smooth,
   erratic, intermittent, lumpy), a class with enough rows at a horizon gets bands of its own
   there, so erratic series get the wider intervals their errors need and smooth ones narrower
-  ones; a class with too few rows uses the bands of every row.
+  ones; at a horizon where it has too few rows, one band of all its rows; with too few rows in
+  all, the bands of every row.
 * **Across months**: demand shifts from month to month, so percentiles taken on some months
   cover less than 80% of another month's actuals. With ``target`` (each row's target month), the
   levels are widened from 10%/90% by the least step (:data:`WIDENINGS`) under which bands
@@ -42,8 +43,11 @@ WIDENINGS = np.round(np.arange(0.0, 0.0801, 0.005), 3)
 BANDS = 5
 # A band needs this many holdout rows, or its percentiles are noise: fewer rows, fewer bands.
 MIN_ROWS_PER_BAND = 40
-# A demand class gets bands of its own at a horizon from this many rows there.
-MIN_GROUP_ROWS = 100
+# A demand class gets bands of its own at a horizon from this many rows there, and one band for
+# all its horizons from this many rows in all (its errors are further from every row's than a
+# rough percentile is from the truth).
+MIN_GROUP_ROWS = 30
+ALL_HORIZONS = "all"
 # Forecasts below this many units are scaled as if they were this many (absolute errors).
 FLOOR = 1.0
 
@@ -141,8 +145,10 @@ def calibrate(
         spec["by_group"] = {}
         for key in sorted(set(keys.tolist()) - {""}):
             rows = keys == key
-            own = _by_horizon(f[rows], error[rows], h[rows], None if month is None else month[rows], MIN_GROUP_ROWS)
-            if own:
+            group_month = None if month is None else month[rows]
+            own = _by_horizon(f[rows], error[rows], h[rows], group_month, MIN_GROUP_ROWS)
+            if rows.sum() >= MIN_GROUP_ROWS:  # for its horizons with too few rows: all of its rows
+                own[ALL_HORIZONS] = _horizon_bands(f[rows], error[rows], group_month)
                 spec["by_group"][key] = own
     return spec
 
@@ -177,7 +183,8 @@ def apply(
     for h in np.unique(horizon):
         for key in set(keys[horizon == h].tolist()):
             rows = (horizon == h) & (keys == key)
-            band_spec = own.get(key, {}).get(str(h)) or _horizon_spec(pooled, int(h))
+            group_spec = own.get(key, {})
+            band_spec = group_spec.get(str(h)) or group_spec.get(ALL_HORIZONS) or _horizon_spec(pooled, int(h))
             f = forecast[rows]
             band = np.searchsorted(np.asarray(band_spec["edges"], dtype=float), f, side="right")
             scale = _scale(f)

@@ -2,7 +2,9 @@
 
 PostgreSQL at FORECAST_TEST_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/postgres,
 a user that may create databases and roles); Redis at FORECAST_TEST_REDIS (default 127.0.0.1:6379)
-in db FORECAST_TEST_REDIS_DB (default 15). The fixtures that check they answer are in conftest.py.
+in db FORECAST_TEST_REDIS_DB (default 15, and one below it per pytest-xdist worker: gw1 uses 14, so
+two workers' Celery brokers and online stores never share a db; the compose stack test keeps 12
+and 13). The fixtures that check they answer are in conftest.py.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ ADMIN_URL = os.environ.get(
 )
 REDIS_HOST, _, REDIS_PORT = os.environ.get("FORECAST_TEST_REDIS", "127.0.0.1:6379").partition(":")
 REDIS_PORT = REDIS_PORT or "6379"
-REDIS_DB = int(os.environ.get("FORECAST_TEST_REDIS_DB", "15"))
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+REDIS_DB = int(os.environ.get("FORECAST_TEST_REDIS_DB", "15")) - _WORKER
 
 
 def feast_keys(client, project: str) -> list[bytes]:

@@ -139,7 +139,7 @@ def fetch_orange_juice_rda(cache_dir: Path) -> Path:
         found = sorted(unpacked.rglob(RDA_NAME))
         if not found:
             raise FetchError(f"{deb.name} holds no {RDA_NAME}; has the package changed?")
-        partial = target.with_name(target.name + ".part")
+        partial = target.with_name(f"{target.name}.{os.getpid()}.part")  # two fetches at once: two files
         shutil.copyfile(found[0], partial)
         os.replace(partial, target)  # atomic: a reader never sees half a file
     return target

@@ -60,7 +60,9 @@ def _group_keys(groups: np.ndarray | None, n: int) -> np.ndarray:
     """Each row's group as text ("": none, as for an entity without a demand class)."""
     if groups is None:
         return np.full(n, "", dtype=object)
-    return np.array(["" if g is None or g != g else str(g) for g in np.asarray(groups, dtype=object)], dtype=object)
+    return np.array(
+        ["" if g is None or g != g else str(g) for g in np.asarray(groups, dtype=object)], dtype=object
+    )
 
 
 def _widening(error: np.ndarray, band: np.ndarray, bands: int, month: np.ndarray | None) -> float:
@@ -184,7 +186,9 @@ def apply(
         for key in set(keys[horizon == h].tolist()):
             rows = (horizon == h) & (keys == key)
             group_spec = own.get(key, {})
-            band_spec = group_spec.get(str(h)) or group_spec.get(ALL_HORIZONS) or _horizon_spec(pooled, int(h))
+            band_spec = (
+                group_spec.get(str(h)) or group_spec.get(ALL_HORIZONS) or _horizon_spec(pooled, int(h))
+            )
             f = forecast[rows]
             band = np.searchsorted(np.asarray(band_spec["edges"], dtype=float), f, side="right")
             scale = _scale(f)
@@ -221,7 +225,9 @@ def coverage(
     width = np.zeros(len(forecast))
     for fit, check in ((first_half, ~first_half), (~first_half, first_half)):
         fitted = known & fit
-        spec = calibrate(forecast[fitted], actual[fitted], horizon[fitted], target[fitted], _rows_of(keys, fitted))
+        spec = calibrate(
+            forecast[fitted], actual[fitted], horizon[fitted], target[fitted], _rows_of(keys, fitted)
+        )
         rows = known & check
         lower, upper = apply(spec, forecast[rows], horizon[rows], _rows_of(keys, rows))
         inside[rows] = (actual[rows] >= lower) & (actual[rows] <= upper)
@@ -241,5 +247,7 @@ def coverage(
         "target": UPPER - LOWER,
     }
     if keys is not None:
-        out["by_group"] = {key: summary(known & (keys == key)) for key in sorted(set(keys[known].tolist()) - {""})}
+        out["by_group"] = {
+            key: summary(known & (keys == key)) for key in sorted(set(keys[known].tolist()) - {""})
+        }
     return out

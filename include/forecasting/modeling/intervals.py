@@ -36,6 +36,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 LOWER, UPPER = 0.1, 0.9
 # How far the levels may move outwards for the shift between months (0.1 - w, 0.9 + w).
@@ -48,6 +49,9 @@ MIN_ROWS_PER_BAND = 40
 # rough percentile is from the truth).
 MIN_GROUP_ROWS = 30
 ALL_HORIZONS = "all"
+# Percentiles of more rows than this a horizon (or a class's horizon) are no better: a sample
+# of them keeps calibrating a million-row holdout quick.
+MAX_ROWS = 100_000
 # Forecasts below this many units are scaled as if they were this many (absolute errors).
 FLOOR = 1.0
 
@@ -56,13 +60,21 @@ def _scale(forecast: np.ndarray) -> np.ndarray:
     return np.maximum(forecast, FLOOR)
 
 
-def _group_keys(groups: np.ndarray | None, n: int) -> np.ndarray:
-    """Each row's group as text ("": none, as for an entity without a demand class)."""
+def _group_codes(groups: np.ndarray | None, n: int) -> tuple[np.ndarray, list[str]]:
+    """Each row's group as a code into the groups' names (-1: none, as for an entity without a
+    demand class); integer codes, as comparing millions of strings per group is slow."""
     if groups is None:
-        return np.full(n, "", dtype=object)
-    return np.array(
-        ["" if g is None or g != g else str(g) for g in np.asarray(groups, dtype=object)], dtype=object
-    )
+        return np.full(n, -1), []
+    codes, names = pd.factorize(np.asarray(groups, dtype=object))
+    return codes, [str(name) for name in names]
+
+
+def _sorted_quantiles(ordered: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """np.quantile's (linear) of an array already sorted, without sorting it again."""
+    position = (len(ordered) - 1) * levels
+    below = np.floor(position).astype(int)
+    above = np.minimum(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
 
 
 def _widening(error: np.ndarray, band: np.ndarray, bands: int, month: np.ndarray | None) -> float:
@@ -72,19 +84,22 @@ def _widening(error: np.ndarray, band: np.ndarray, bands: int, month: np.ndarray
         return 0.0
     lows, highs = LOWER - WIDENINGS, UPPER + WIDENINGS
     inside = np.zeros(len(WIDENINGS))
-    for left_out in np.unique(month):
-        fit, check = month != left_out, month == left_out
-        for b in range(bands):
-            checked = check & (band == b)
-            if not checked.any():
+    for b in range(bands):
+        in_band = band == b
+        # Sorted once: any month's rows, and all the others', are sorted subsequences of it.
+        order = np.argsort(error[in_band], kind="stable")
+        ordered, months = error[in_band][order], month[in_band][order]
+        for left_out in np.unique(months):
+            fitted = ordered[months != left_out]
+            if not len(fitted):
                 continue
-            fitted = fit & (band == b)
-            group = error[fitted] if fitted.any() else error[fit]
+            checked = ordered[months == left_out]
             # As apply() clips: p10 never above the forecast, p90 never below it.
-            low = np.minimum(np.quantile(group, lows), 0.0)
-            high = np.maximum(np.quantile(group, highs), 0.0)
-            e = error[checked][:, None]
-            inside += ((e >= low) & (e <= high)).sum(axis=0)
+            low = np.minimum(_sorted_quantiles(fitted, lows), 0.0)
+            high = np.maximum(_sorted_quantiles(fitted, highs), 0.0)
+            inside += np.searchsorted(checked, high, side="right") - np.searchsorted(
+                checked, low, side="left"
+            )
     held = inside / len(error)
     enough = np.flatnonzero(held >= UPPER - LOWER)
     return float(WIDENINGS[enough[0]] if len(enough) else WIDENINGS[-1])
@@ -110,13 +125,20 @@ def _horizon_bands(f: np.ndarray, error: np.ndarray, month: np.ndarray | None) -
     }
 
 
+def _at_most(rows: np.ndarray) -> np.ndarray:
+    """``rows``, or a seeded sample of MAX_ROWS of them (the same rows give the same bands)."""
+    if len(rows) <= MAX_ROWS:
+        return rows
+    return np.sort(np.random.default_rng(len(rows)).choice(rows, MAX_ROWS, replace=False))
+
+
 def _by_horizon(
     forecast: np.ndarray, error: np.ndarray, horizon: np.ndarray, month: np.ndarray | None, min_rows: int = 1
 ) -> dict[str, dict[str, Any]]:
     out = {}
     for h in np.unique(horizon).astype(int):
-        rows = horizon == h
-        if rows.sum() >= min_rows:
+        rows = _at_most(np.flatnonzero(horizon == h))
+        if len(rows) >= min_rows:
             out[str(h)] = _horizon_bands(forecast[rows], error[rows], None if month is None else month[rows])
     return out
 
@@ -143,15 +165,19 @@ def calibrate(
         "by_horizon": _by_horizon(f, error, h, month),
     }
     if groups is not None:
-        keys = _group_keys(groups, len(forecast))[known]
+        codes, names = _group_codes(groups, len(forecast))
+        codes = codes[known]
         spec["by_group"] = {}
-        for key in sorted(set(keys.tolist()) - {""}):
-            rows = keys == key
-            group_month = None if month is None else month[rows]
-            own = _by_horizon(f[rows], error[rows], h[rows], group_month, MIN_GROUP_ROWS)
-            if rows.sum() >= MIN_GROUP_ROWS:  # for its horizons with too few rows: all of its rows
-                own[ALL_HORIZONS] = _horizon_bands(f[rows], error[rows], group_month)
-                spec["by_group"][key] = own
+        for code, key in sorted(enumerate(names), key=lambda pair: pair[1]):
+            rows = np.flatnonzero(codes == code)
+            if len(rows) < MIN_GROUP_ROWS:
+                continue
+            own = _by_horizon(
+                f[rows], error[rows], h[rows], None if month is None else month[rows], MIN_GROUP_ROWS
+            )
+            rows = _at_most(rows)  # for its horizons with too few rows: one band of all its rows
+            own[ALL_HORIZONS] = _horizon_bands(f[rows], error[rows], None if month is None else month[rows])
+            spec["by_group"][key] = own
     return spec
 
 
@@ -181,11 +207,12 @@ def apply(
     if not pooled:
         return lower, upper
     own = (spec or {}).get("by_group") or {}
-    keys = _group_keys(groups, len(forecast))
+    codes, names = _group_codes(groups, len(forecast))
     for h in np.unique(horizon):
-        for key in set(keys[horizon == h].tolist()):
-            rows = (horizon == h) & (keys == key)
-            group_spec = own.get(key, {})
+        at_h = horizon == h
+        for code in np.unique(codes[at_h]):
+            rows = at_h & (codes == code)
+            group_spec = own.get(names[code], {}) if code >= 0 else {}
             band_spec = (
                 group_spec.get(str(h)) or group_spec.get(ALL_HORIZONS) or _horizon_spec(pooled, int(h))
             )
@@ -220,7 +247,9 @@ def coverage(
     if len(months) < 2:
         return None
     first_half = np.isin(target, months[: len(months) // 2])
-    keys = None if groups is None else _group_keys(groups, len(forecast))
+    codes, names = _group_codes(groups, len(forecast))
+    # Each row's group again, as calibrate and apply take them (None: no group).
+    keys = None if groups is None else np.array([*names, None], dtype=object)[codes]
     inside = np.zeros(len(forecast), dtype=bool)
     width = np.zeros(len(forecast))
     for fit, check in ((first_half, ~first_half), (~first_half, first_half)):
@@ -246,8 +275,9 @@ def coverage(
         "by_horizon": {str(int(h)): summary(known & (horizon == h)) for h in np.unique(horizon[known])},
         "target": UPPER - LOWER,
     }
-    if keys is not None:
+    if groups is not None:
         out["by_group"] = {
-            key: summary(known & (keys == key)) for key in sorted(set(keys[known].tolist()) - {""})
+            names[code]: summary(known & (codes == code))
+            for code in sorted(set(np.unique(codes[known]).tolist()) - {-1}, key=lambda c: names[c])
         }
     return out

@@ -91,8 +91,10 @@ month: setup
 ui: setup
 	airflow standalone
 
+# Two workers (pytest-xdist), a test file at a time each: files share fixtures within, never
+# state across (their own databases, Redis db, AIRFLOW_HOME and ports); the longest files first.
 test: setup
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # The production stack as containers, alone (make test runs it too): a Docker daemon of its own,
 # the image from the Dockerfile, docker-compose.yml up on the host's network (docs/deploy.md).

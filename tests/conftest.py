@@ -93,3 +93,37 @@ def redis_client():
         pytest.skip(f"Redis not reachable at {REDIS_HOST}:{REDIS_PORT}: {err}")
     yield client
     client.close()
+
+
+# The files that run whole stacks, schedulers or DAGs, longest first: under pytest-xdist (make
+# test: two workers, a file at a time each) a long file started last would run alone at the end.
+LONGEST_FIRST = (
+    "tests/e2e/test_compose_stack.py",
+    "tests/e2e/test_production.py",
+    "tests/e2e/test_production_dag.py",
+    "tests/e2e/test_local_run_beside_a_scheduler.py",
+    "tests/e2e/test_local_run.py",
+    "tests/e2e/test_dominicks_e2e.py",
+    "tests/e2e/test_pipeline_e2e.py",
+    "tests/monitoring/test_monitoring.py",
+    "tests/e2e/test_dask.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under xdist, the LONGEST_FIRST files first, then every other file with a slow test, then
+    the rest, each in collection order (xdist keeps it: --no-loadscope-reorder)."""
+    if not getattr(config.option, "numprocesses", None):
+        return
+
+    def path(item) -> str:
+        return item.nodeid.split("::", 1)[0]
+
+    slow = {path(item) for item in items if item.get_closest_marker("slow")}
+
+    def rank(item) -> tuple[int, int]:
+        if path(item) in LONGEST_FIRST:
+            return 0, LONGEST_FIRST.index(path(item))
+        return (1 if path(item) in slow else 2), 0
+
+    items.sort(key=rank)

@@ -14,7 +14,13 @@ series have wider relative intervals than large ones, as demand has; the floor o
 near-zero forecasts from getting zero-width intervals.
 
 The production model is the holdout model's recipe refit on more months, so its errors are taken
-to be like the holdout model's. Whether the intervals hold is measured, not assumed:
+to be like the holdout model's. Demand can change faster than a holdout shows, so the bands also
+learn from production: given ``realised`` (the published forecasts' errors of the last
+``monitoring.intervals.realised_months`` months before M, forecasting.monitoring.coverage), each
+horizon's rows are the holdout's pooled with the realised ones of that horizon, one row each,
+before the bands are cut: forecasts that missed more in production widen the next run's bands
+(in proportion to their share of the pooled rows), ones that missed less narrow them. Whether
+the intervals hold is measured, not assumed:
 :func:`coverage` calibrates on half the holdout's target months and counts how often the actuals
 of the other half fall inside, both ways round (evaluation.json's ``intervals.coverage``; 80%
 is the goal of a p10-p90 interval).
@@ -25,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 LOWER, UPPER = 0.1, 0.9
 BANDS = 5
@@ -38,10 +45,20 @@ def _scale(forecast: np.ndarray) -> np.ndarray:
     return np.maximum(forecast, FLOOR)
 
 
-def calibrate(forecast: np.ndarray, actual: np.ndarray, horizon: np.ndarray) -> dict[str, Any]:
-    """Bands of relative errors per horizon, from rows scored out of sample. Rows without a
-    finite forecast and actual are left out; a horizon without rows gets no band."""
+def calibrate(
+    forecast: np.ndarray, actual: np.ndarray, horizon: np.ndarray, realised: pd.DataFrame | None = None
+) -> dict[str, Any]:
+    """Bands of relative errors per horizon, from rows scored out of sample, pooled with the
+    ``realised`` rows (columns forecast, actual, horizon; None: none). Rows without a finite
+    forecast and actual are left out; a horizon without rows gets no band."""
     forecast, actual, horizon = (np.asarray(a, dtype=float) for a in (forecast, actual, horizon))
+    pooled = np.zeros(len(forecast), dtype=bool)
+    if realised is not None and len(realised):
+        forecast, actual, horizon = (
+            np.concatenate([mine, realised[column].to_numpy(dtype=float)])
+            for mine, column in ((forecast, "forecast"), (actual, "actual"), (horizon, "horizon"))
+        )
+        pooled = np.concatenate([pooled, np.ones(len(realised), dtype=bool)])
     known = np.isfinite(forecast) & np.isfinite(actual)
     by_horizon: dict[str, dict[str, Any]] = {}
     for h in np.unique(horizon[known]).astype(int):
@@ -61,8 +78,10 @@ def calibrate(forecast: np.ndarray, actual: np.ndarray, horizon: np.ndarray) -> 
             "lower": lower,
             "upper": upper,
             "rows": int(rows.sum()),
+            "realised_rows": int((rows & pooled).sum()),
         }
-    return {"levels": [LOWER, UPPER], "method": "split conformal, relative errors", "by_horizon": by_horizon}
+    method = "split conformal, relative errors" + (", pooled with realised errors" if pooled.any() else "")
+    return {"levels": [LOWER, UPPER], "method": method, "by_horizon": by_horizon}
 
 
 def apply(

@@ -206,9 +206,12 @@ def predict_saved_model(
     return predicted, {c: v for c, v in unseen.items() if v}
 
 
-def scores_of(made: tuple[np.ndarray, dict[str, list[str]]], holdout: pd.DataFrame) -> dict[str, Any]:
+def scores_of(
+    made: tuple[np.ndarray, dict[str, list[str]]], holdout: pd.DataFrame, realised: pd.DataFrame | None = None
+) -> dict[str, Any]:
     """evaluation.json's ``champion``: a saved model's forecasts of ``holdout`` scored overall and
-    per horizon, and its own p10/p90 bands from its errors there."""
+    per horizon, and its own p10/p90 bands from its errors there (pooled with ``realised``, as
+    evaluate's)."""
     predicted, unseen = made
     actual = holdout[LABEL].to_numpy()
     by_horizon = {
@@ -220,7 +223,7 @@ def scores_of(made: tuple[np.ndarray, dict[str, list[str]]], holdout: pd.DataFra
         "metrics": metrics(actual, predicted),
         "by_horizon": by_horizon,
         # Its own p10/p90 bands from its errors on these rows, should it be published.
-        "intervals": intervals.calibrate(predicted, actual, holdout[HORIZON].to_numpy()),
+        "intervals": intervals.calibrate(predicted, actual, holdout[HORIZON].to_numpy(), realised),
     }
     if unseen:  # scored as missing values, as the model would in production
         result["unseen_categories"] = unseen
@@ -242,6 +245,7 @@ class Candidates:
     champion: tuple[str, np.ndarray] | None = None
     # The statistical baselines evaluate scored (on the sample, or on every row).
     statistical: list[str] = field(default_factory=list)
+    realised: pd.DataFrame | None = None  # the realised errors evaluate pooled into the bands
 
     def add_scored(self, version: str, scored: dict[str, Any]) -> None:
         """A registered model scored on these rows (score_saved_model)."""
@@ -282,7 +286,7 @@ def score_champion(
     except ChampionUnavailable as err:
         log.warning("The champion %s cannot score this holdout: %s", version, err)
         return {"model_version": version, "available": False, "why": str(err)}, None
-    scored = scores_of(made, holdout)
+    scored = scores_of(made, holdout, found.realised)
     found.add_scored(version, scored)
     found.champion = (version, made[0])
     return {"model_version": version, "available": True, **scored}, scored["metrics"]["wape"]
@@ -426,6 +430,8 @@ def run_gate(
     best_wape = evaluation["baselines"][best]["wape"]
     now = datetime.now(UTC)
     found = candidates(config, evaluation, challenger)
+    if paths.realised_errors(model_dir).is_file():
+        found.realised = pd.read_parquet(paths.realised_errors(model_dir))
 
     with models.registry(config) as (conn, table):
         previous = models.get(conn, table, challenger)

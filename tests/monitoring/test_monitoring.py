@@ -18,6 +18,7 @@ import email
 import socket
 from contextlib import ExitStack
 from datetime import UTC, date, datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -26,6 +27,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from forecasting.core import paths
 from forecasting.core.config import load_config
 from forecasting.monitoring.accuracy import ALL, months_to_score, realised_accuracy
 from forecasting.publishing.publish import publish
@@ -441,8 +443,9 @@ def test_which_months_a_monitoring_run_scores():
 
 
 def by_hand(config, sales_frame: pd.DataFrame, month: pd.Period) -> pd.DataFrame:
-    """Per run month and horizon: WAPE and bias of the published forecasts for ``month``, and the
-    last-value and 3-month-mean naive forecasts' WAPE, from the tables and the sales in pandas."""
+    """Per run month and horizon: WAPE and bias of the published forecasts for ``month``, the
+    last-value and 3-month-mean naive forecasts' WAPE and the share of actuals inside the
+    published p10-p90, from the tables and the sales in pandas."""
     engine = sa.create_engine(config.predictions.database.url)
     with engine.connect() as conn:
         published = pd.read_sql_query(
@@ -472,6 +475,7 @@ def by_hand(config, sales_frame: pd.DataFrame, month: pd.Period) -> pd.DataFrame
             ]
         )
         error = part["prediction"].to_numpy() - actual
+        inside = (actual >= part["p10"].to_numpy()) & (actual <= part["p90"].to_numpy())
         out.append(
             {
                 "run_month": str(origin),
@@ -482,6 +486,7 @@ def by_hand(config, sales_frame: pd.DataFrame, month: pd.Period) -> pd.DataFrame
                 "bias_pct": error.sum() / actual.sum(),
                 "last_value_wape": np.abs(last - actual).sum() / actual.sum(),
                 "mean_3_wape": np.abs(mean_3 - actual).sum() / actual.sum(),
+                "coverage": inside.mean(),
             }
         )
     return pd.DataFrame(out)
@@ -635,6 +640,45 @@ def test_four_months_with_a_shift_in_the_third_through_both_dags(tmp_path, synth
     assert f"{october}" in text and f"{november}" in text
     assert "Drift of 2024-12 against the training window of" in text
     assert "price (PSI" in text
+
+    # The value added's waterfall of each scored month, over every entity: the five steps on the
+    # same rows (predict stored the model's and Theta's forecast of each), its published step
+    # the accuracy table's WAPE, its final step the same (no override).
+    for month in (october, november, december):
+        steps = pd.DataFrame(
+            rows(
+                config,
+                f"SELECT * FROM forecasts_fva WHERE forecast_month = '{month}-01' AND segment = '(all)'",
+            )
+        )
+        accuracy_rows = pd.DataFrame(
+            rows(
+                config,
+                f"SELECT * FROM forecasts_accuracy WHERE forecast_month = '{month}-01' AND segment = '(all)'",
+            )
+        )
+        for (run_month, horizon), group in steps.groupby(["run_month", "horizon"]):
+            group = group.sort_values("step_order")
+            assert list(group["step"]) == ["naive", "statistical", "model", "published", "final"]
+            assert group["forecasts"].nunique() == 1 and set(group["forecaster"][:2]) == {
+                "seasonal_naive",
+                "theta",
+            }
+            scored = accuracy_rows[
+                (accuracy_rows["run_month"] == run_month) & (accuracy_rows["horizon"] == horizon)
+            ]
+            published = group.set_index("step")["wape"]
+            assert published["published"] == pytest.approx(float(scored["wape"].iloc[0]))
+            assert published["final"] == published["published"]
+    # December's run calibrated its bands on its holdout pooled with the realised errors of the
+    # months before it (October's and November's, scored by then; the shift's misses among them).
+    attempt = paths.published_attempt(config, december).name
+    report = paths.read_json(paths.stage_result(config, december, attempt, "evaluate"))["report"]
+    pooled = paths.read_json(Path(report))["intervals"]["realised"]
+    scored_before = rows(
+        config, f"SELECT count(*) AS n FROM forecasts_errors WHERE forecast_month < '{december}-01'"
+    )
+    assert pooled == {"rows": scored_before[0]["n"], "months": [str(october), str(november)]}
 
 
 def run_sql_file(config, name: str) -> list[dict]:

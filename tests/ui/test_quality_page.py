@@ -420,6 +420,45 @@ def test_monitoring_sections_show_the_accuracy_drift_and_alerts_tables(view_depl
     assert "logged only" in shown
 
 
+def test_the_value_added_waterfall_and_the_interval_coverage_beside_the_accuracy(view_deployment):
+    """Each step's WAPE and value added as <table>_fva holds them; 2024-12 one month ahead by
+    hand: every published forecast 10.89 under (12 - 1 - 0.11), the model's 0.89 under, the
+    statistical one 15.89 under; and the share of actuals inside p10-p90 beside the WAPE."""
+    import sqlalchemy as sa
+
+    from forecasting.ui.overview import render
+    from tests.helpers.forecasts_view_data import ITEMS, STORES, actual, add_monitoring
+
+    config = view_deployment
+    engine = sa.create_engine(config.predictions.database.url)
+    with engine.begin() as conn:  # 2024-11's band holds December's actuals, 2024-10's does not
+        conn.exec_driver_sql("UPDATE forecasts SET p10 = prediction - 12, p90 = prediction + 12")
+        conn.exec_driver_sql("UPDATE forecasts SET p90 = prediction + 1 WHERE run_month < '2024-11-01'")
+    engine.dispose()
+    add_monitoring(config)
+    page = render(config)
+    block = section(page, "<h3 id='value-added'>", "</table>")
+    stored = run_query(config, "SELECT * FROM forecasts_fva WHERE segment_column = '(all)'")
+    assert len(stored) == 3 * 5  # 2024-11 (horizon 1), 2024-12 (horizons 1 and 2): five steps each
+    for record in stored.to_dict(orient="records"):
+        month = f"{pd.Timestamp(record['forecast_month']):%Y-%m}"
+        row = section(block, f"<tr data-month='{month}' data-horizon='{record['horizon']}'>", "</tr>")
+        cell = section(row, f"data-step='{record['step']}'>", "</td>")
+        assert f"{record['wape']:.3f}" in cell
+        if record["step"] != "naive":
+            assert f"{record['value_added']:+.3f}" in cell
+    sold = sum(actual(s, i, "2024-12") for s in STORES for i in ITEMS)
+    december = section(block, "<tr data-month='2024-12' data-horizon='1'>", "</tr>")
+    entities = len(STORES) * len(ITEMS)
+    for step, miss in (("statistical", 15.89), ("model", 0.89), ("published", 10.89), ("final", 10.89)):
+        assert f"data-step='{step}'>{entities * miss / sold:.3f}" in december, step
+    assert f"{(15.89 - 0.89) * entities / sold:+.3f}" in section(december, "data-step='model'>", "</td>")
+    assert "id='planners'" not in page  # no override yet
+    h1 = section(page, "<details class='accuracy' data-horizon='1'", "</details>")
+    assert "data-col='coverage'>100%</td>" in section(h1, "<tr data-month='2024-12'", "</tr>")
+    assert "data-col='coverage'>0%</td>" in section(h1, "<tr data-month='2024-11'", "</tr>")
+
+
 def test_alerts_before_any_month_is_scored(view_deployment):
     from forecasting.monitoring.alerts import Alert, raise_alerts
     from forecasting.ui.overview import render

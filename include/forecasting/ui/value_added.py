@@ -59,7 +59,8 @@ def waterfall(config: Config, present: set[str]) -> list[dict] | None:
     out = []
     for (month, horizon), group in frame[frame["month"].isin(newest)].groupby(["month", "horizon"]):
         wapes = {step: _pooled_wape(rows) for step, rows in group.groupby("step")}
-        steps, before = [], None
+        steps: list[dict[str, Any]] = []
+        before: float | None = None
         for step in STEPS:
             wape = wapes.get(step)
             added = None if wape is None or before is None else before - wape

@@ -118,7 +118,8 @@ def _steps(identity: dict, scored: pd.DataFrame, statistical: str | None) -> lis
         return []
     actual = rows["actual"].to_numpy(dtype=float)
     published = str(rows["model_version"].iloc[0])
-    changed = rows[FINAL].to_numpy(dtype=float) != rows["prediction"].to_numpy(dtype=float)
+    final = rows[FINAL].to_numpy(dtype=float)
+    changed = np.isfinite(final) & (final != rows["prediction"].to_numpy(dtype=float))
     overridden = int((changed | rows[PLANNER].notna().to_numpy()).sum())
     out: list[dict] = []
     wapes: dict[str, float] = {}

@@ -253,9 +253,9 @@ class Candidates:
         self.intervals[Model(version)] = scored["intervals"]
 
 
-def candidates(config: Config, evaluation: dict, challenger: str) -> Candidates:
+def candidates(config: Config, evaluation: dict, challenger: str, realised: Path) -> Candidates:
     """The challenger, every baseline and, when neither model beats the best baseline, the
-    challenger blended with it, as evaluate scored them."""
+    challenger blended with it, as evaluate scored them (and the ``realised`` errors it pooled)."""
     best, baselines = evaluation["best_baseline"], evaluation["baselines"]
     bands = (evaluation.get("intervals") or {}).get("forecasters", {})
     wapes: dict[Forecaster, float] = {
@@ -273,7 +273,8 @@ def candidates(config: Config, evaluation: dict, challenger: str) -> Candidates:
         wapes[Blend(challenger, best)] = blend_wape
         interval_specs[Blend(challenger, best)] = bands.get("blend")
     statistical = (evaluation.get("statistical_baselines") or {}).get("forecasters") or []
-    return Candidates(wapes, interval_specs, blend_wape, statistical=list(statistical))
+    pooled = pd.read_parquet(realised) if realised.is_file() else None
+    return Candidates(wapes, interval_specs, blend_wape, statistical=list(statistical), realised=pooled)
 
 
 def score_champion(
@@ -429,9 +430,7 @@ def run_gate(
     best = evaluation["best_baseline"]
     best_wape = evaluation["baselines"][best]["wape"]
     now = datetime.now(UTC)
-    found = candidates(config, evaluation, challenger)
-    if paths.realised_errors(model_dir).is_file():
-        found.realised = pd.read_parquet(paths.realised_errors(model_dir))
+    found = candidates(config, evaluation, challenger, paths.realised_errors(model_dir))
 
     with models.registry(config) as (conn, table):
         previous = models.get(conn, table, challenger)

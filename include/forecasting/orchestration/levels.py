@@ -148,4 +148,3 @@ def _realised(model_dir: Path) -> pd.DataFrame | None:
     """The realised errors evaluate pooled into its bands (beside the model; None: none)."""
     path = paths.realised_errors(model_dir)
     return pd.read_parquet(path) if path.is_file() else None
-

@@ -144,9 +144,8 @@ def coverage_outside_band(config: Config, month: pd.Period) -> list[dict]:
             for m, s in zip(wanted, streak, strict=True)
             if s is not None
         )
-        why = (
-            "too narrow: the next run's bands pool the latest realised errors" if low else "wider than needed"
-        )
+        learns = "; the next run's bands pool the latest realised errors" if watch.realised_months else ""
+        why = f"{'too narrow' if low else 'wider than needed'}{learns}"
         out.append(
             {
                 "metric": "p10_p90_coverage",

@@ -426,8 +426,9 @@ def test_the_value_added_waterfall_and_the_interval_coverage_beside_the_accuracy
     statistical one 15.89 under; and the share of actuals inside p10-p90 beside the WAPE."""
     import sqlalchemy as sa
 
+    from forecasting.monitoring.accuracy import realised_accuracy
     from forecasting.ui.overview import render
-    from tests.helpers.forecasts_view_data import ITEMS, STORES, actual, add_monitoring
+    from tests.helpers.forecasts_view_data import ITEMS, STORES, actual, add_monitoring, snapshot
 
     config = view_deployment
     engine = sa.create_engine(config.predictions.database.url)
@@ -454,6 +455,24 @@ def test_the_value_added_waterfall_and_the_interval_coverage_beside_the_accuracy
         assert f"data-step='{step}'>{entities * miss / sold:.3f}" in december, step
     assert f"{(15.89 - 0.89) * entities / sold:+.3f}" in section(december, "data-step='model'>", "</td>")
     assert "id='planners'" not in page  # no override yet
+    # Once the overrides (issue 25 item 2) are there, as their helper names them: Ana set store 1 /
+    # item 1's December forecast (one month ahead) to what sold; scored again, her row says so.
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE forecasts ADD COLUMN final FLOAT")
+        conn.exec_driver_sql("ALTER TABLE forecasts ADD COLUMN override_id INTEGER")
+        conn.exec_driver_sql("UPDATE forecasts SET final = prediction")
+        conn.exec_driver_sql("CREATE TABLE forecasts_overrides (override_id INTEGER, created_by TEXT)")
+        conn.exec_driver_sql("INSERT INTO forecasts_overrides VALUES (7, 'ana')")
+        conn.exec_driver_sql(
+            f"UPDATE forecasts SET final = {actual(1, 1, '2024-12')}, override_id = 7 "
+            "WHERE run_month = '2024-11-01' AND horizon = 1 AND store_id = 1 AND item_id = 1"
+        )
+    engine.dispose()
+    realised_accuracy(snapshot(), config, pd.Period("2024-12", "M"))
+    ana = section(render(config), "<tr data-month='2024-12' data-planner='ana'>", "</tr>")
+    missed = 10.89 / actual(1, 1, "2024-12")  # published 10.89 under, the override exact
+    assert f"<td class='n'>1</td><td class='n'>{missed:.3f}</td><td class='n'>0.000</td>" in ana
+    assert f"good'>{missed:+.3f}</td>" in ana
     h1 = section(page, "<details class='accuracy' data-horizon='1'", "</details>")
     assert "data-col='coverage'>100%</td>" in section(h1, "<tr data-month='2024-12'", "</tr>")
     assert "data-col='coverage'>0%</td>" in section(h1, "<tr data-month='2024-11'", "</tr>")

@@ -8,7 +8,7 @@
 --                                      predictions database (the forecasts table, its _runs
 --                                      table, its _latest view, the model registry _models,
 --                                      the realised accuracy _accuracy, _errors and the
---                                      _tracking_signal view, the drift _drift, the alerts
+--                                      _tracking_signal view, the value added _fva, the drift _drift, the alerts
 --                                      _alerts, the what-if _scenarios, the forecasts' drivers
 --                                      _drivers, the _revisions and _churn views, the hierarchy's
 --                                      _levels and the _levels_latest view; docs/tables.md lists

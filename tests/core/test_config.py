@@ -417,3 +417,27 @@ def test_every_setting_says_what_it_is():
         f"{m.__name__}.{n}" for m in sections for n, i in m.model_fields.items() if not i.description
     ]
     assert undescribed == []
+
+
+def test_the_value_added_and_the_intervals_watch_settings(tmp_path):
+    raw = demo_config_dict(tmp_path)
+    defaults = load_config(write_config(tmp_path, raw)).monitoring
+    assert defaults.fva_statistical == "theta"
+    watch = defaults.intervals
+    assert (watch.min_coverage, watch.max_coverage, watch.months, watch.realised_months) == (0.7, 0.9, 2, 3)
+    raw["monitoring"] = {"fva_statistical": None, "intervals": {"min_coverage": 0.75, "realised_months": 0}}
+    set_ = load_config(write_config(tmp_path, raw)).monitoring
+    assert set_.fva_statistical is None and set_.intervals.min_coverage == 0.75
+    assert (set_.intervals.max_coverage, set_.intervals.realised_months) == (0.9, 0)
+    for bad, message in (
+        (
+            {"fva_statistical": "prophet"},
+            r"monitoring\.fva_statistical: must be one of auto_ets, theta or null",
+        ),
+        ({"intervals": {"min_coverage": 0.9, "max_coverage": 0.8}}, r"monitoring\.intervals\.max_coverage: "),
+        ({"intervals": {"months": -1}}, r"monitoring\.intervals\.months"),
+        ({"intervals": {"window": 3}}, r"monitoring\.intervals\.window: unknown key"),
+    ):
+        raw["monitoring"] = bad
+        with pytest.raises(ConfigError, match=message):
+            load_config(write_config(tmp_path, raw))

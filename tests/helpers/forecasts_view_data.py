@@ -66,6 +66,12 @@ def forecasts(run: str) -> pd.DataFrame:
     )
 
 
+def with_steps(frame: pd.DataFrame) -> pd.DataFrame:
+    """The forecasts with the value added's steps predict stores beside them: the model's own
+    forecast 10 units above the published one, the statistical one 5 below."""
+    return frame.assign(model_forecast=frame["prediction"] + 10, statistical_forecast=frame["prediction"] - 5)
+
+
 def drivers_of(frame: pd.DataFrame, run: str) -> pd.DataFrame:
     """Each prediction's drivers (they sum to it): level 100 s + 10 i, calendar h, trend r.month / 100."""
     from forecasting.modeling.drivers import long_form
@@ -153,7 +159,7 @@ def build_deployment(folder: Path, url: str | None = None):
         model_dir.mkdir(parents=True, exist_ok=True)
         paths.write_json_atomically(report, model_dir / "evaluation.json")
         publish(
-            forecasts(run),
+            with_steps(forecasts(run)),
             config,
             pd.Period(run, "M"),
             model_version=version,

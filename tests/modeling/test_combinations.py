@@ -20,8 +20,18 @@ from forecasting.core import paths
 from forecasting.features import dataset
 from forecasting.modeling import evaluate
 from forecasting.modeling.backtest import BACKTEST
-from forecasting.modeling.forecaster import Blend, as_blend, combinations, model_version, parse
-from forecasting.modeling.predict import baseline_forecasts, blend_forecast, forecast
+from forecasting.modeling.forecaster import (
+    MODEL_FORECAST,
+    STATISTICAL_FORECAST,
+    Baseline,
+    Blend,
+    Model,
+    as_blend,
+    combinations,
+    model_version,
+    parse,
+)
+from forecasting.modeling.predict import baseline_forecasts, blend_forecast, forecast, with_step_forecasts
 from forecasting.modeling.scoring import combine, metrics
 from tests.modeling.test_backtest import MONTH, history, make_config, no_feast, trained  # noqa: F401
 
@@ -163,3 +173,72 @@ def test_a_combination_forecasts_every_active_entity_as_the_mean_of_its_members(
             members.append(made["prediction"].to_numpy())
         np.testing.assert_allclose(got["prediction"].to_numpy(), np.mean(members, axis=0))
         assert got["prediction"].notna().all() and (got["prediction"] >= 0).all()
+
+
+def test_predict_keeps_each_rows_model_and_statistical_forecast_for_the_value_added(run):
+    """The FVA waterfall's model and statistical steps (monitoring.fva_statistical: Theta) for
+    every row, whatever the gate published: a blend's members as it made them, the challenger
+    forecast anew when baselines were published, Theta fitted where no member was Theta."""
+    config, snapshot = run.config, run.snapshot
+    version, models_dir = run.metadata["model_version"], run.model_dir.parent
+    made = forecast(snapshot, config, MONTH, run.model_dir)
+    theta = baseline_forecasts(snapshot, config, MONTH, ["theta"])["theta"].to_numpy()
+    published = {
+        Model(version): made,
+        parse(f"blend:{version}+theta"): blend_forecast(
+            snapshot, config, MONTH, parse(f"blend:{version}+theta"), models_dir
+        ),
+        parse("blend:auto_ets+theta"): blend_forecast(
+            snapshot, config, MONTH, parse("blend:auto_ets+theta"), models_dir
+        ),
+        Baseline("auto_ets"): baseline_forecasts(snapshot, config, MONTH, ["auto_ets"]).rename(
+            columns={"auto_ets": "prediction"}
+        ),
+    }
+    for forecaster, frame in published.items():
+        stepped = with_step_forecasts(frame, snapshot, config, MONTH, forecaster, run.model_dir)
+        np.testing.assert_allclose(stepped["prediction"], frame["prediction"])  # the published, as it was
+        np.testing.assert_allclose(stepped[MODEL_FORECAST], made["prediction"], rtol=1e-6)
+        np.testing.assert_allclose(stepped[STATISTICAL_FORECAST], theta, rtol=1e-6)
+    # The blend of the model and Theta made both steps itself (nothing fitted again).
+    assert {MODEL_FORECAST, STATISTICAL_FORECAST} <= set(published[parse(f"blend:{version}+theta")].columns)
+
+
+def test_realised_errors_that_widened_widen_the_next_runs_bands(run, tmp_path):
+    """Evaluate again, pooled with realised errors of forecasts that sold three times what they
+    said (as after a demand shift): every horizon's and size band's p90 reaches further, the
+    forecasts published with them get wider intervals, and evaluation.json says what was pooled."""
+    import shutil
+
+    from forecasting.modeling import intervals
+
+    moved = tmp_path / "model"
+    shutil.copytree(run.model_dir, moved)
+    rows = run.rows  # the model's forecast of every holdout row
+    realised = pd.DataFrame(
+        {
+            "forecast_month": "2024-11-01",
+            "horizon": rows["horizon"],
+            "forecast": rows["model"],
+            "actual": 3 * rows["model"],
+        }
+    )
+    evaluate.evaluate(run.snapshot, run.config, MONTH, moved, realised)
+    written = json.loads(paths.evaluation(moved).read_text())
+    before = run.written["intervals"]["forecasters"]["model"]["by_horizon"]
+    after = written["intervals"]["forecasters"]["model"]["by_horizon"]
+    assert set(after) == set(before)
+    for h in before:
+        assert (
+            after[h]["realised_rows"] == int((rows["horizon"] == int(h)).sum())
+            and after[h]["rows"] > before[h]["rows"]
+        )
+        assert min(after[h]["upper"]) > max(before[h]["upper"]), h
+    assert written["intervals"]["realised"] == {"rows": len(realised), "months": ["2024-11"]}
+    assert run.written["intervals"]["realised"] == {"rows": 0, "months": []}
+    forecast_, horizon = rows["model"].to_numpy(), rows["horizon"].to_numpy()
+    _, p90_before = intervals.apply(run.written["intervals"]["forecasters"]["model"], forecast_, horizon)
+    _, p90_after = intervals.apply(written["intervals"]["forecasters"]["model"], forecast_, horizon)
+    assert (p90_after >= p90_before).all() and (p90_after > p90_before).mean() > 0.9
+    # The gate calibrates a champion's bands with the same errors (beside the model).
+    pd.testing.assert_frame_equal(pd.read_parquet(paths.realised_errors(moved)), realised)

@@ -149,3 +149,19 @@ def test_the_config_names_levels_of_entity_columns_and_attributes(tmp_path):
     raw["hierarchy"] = {"levels": [[]], "reconciliation": "top_down"}
     with pytest.raises(ConfigError, match="hierarchy.reconciliation: must be one of mint_shrink"):
         load_config(write_config(tmp_path, raw))
+
+
+def test_the_entities_bands_pool_the_realised_errors_and_widen_when_they_did(setting):
+    """Published forecasts that sold three times what they said (realised, per horizon) widen the
+    entities' reconciled p90s; the levels' bands, which no realised error is scored for, stay."""
+    panel, active, m, base, held, members = setting
+    config = HierarchyConfig(levels=LEVELS, aggregate_forecaster="seasonal_naive", reconciliation="bottom_up")
+    before = hierarchy.reconcile_month(panel, active, m, base, held, members, config)
+    forecast = np.nan_to_num(held.forecast)
+    realised = pd.DataFrame({"horizon": held.horizon, "forecast": forecast, "actual": 3 * forecast + 10})
+    after = hierarchy.reconcile_month(panel, active, m, base, held, members, config, realised=realised)
+    np.testing.assert_allclose(after.bottom, before.bottom)  # the forecasts do not move
+    widened = after.bottom_p90 > before.bottom_p90
+    assert widened.mean() > 0.9 and after.bottom_p90.sum() > 1.5 * before.bottom_p90.sum()
+    pd.testing.assert_frame_equal(after.levels, before.levels)
+    assert after.report["bottom"]["rows"] == before.report["bottom"]["rows"]

@@ -18,6 +18,7 @@ import email
 import socket
 from contextlib import ExitStack
 from datetime import UTC, date, datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -26,6 +27,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from forecasting.core import paths
 from forecasting.core.config import load_config
 from forecasting.monitoring.accuracy import ALL, months_to_score, realised_accuracy
 from forecasting.publishing.publish import publish
@@ -256,6 +258,162 @@ def test_the_analyst_role_reads_the_accuracy_tables(handmade):
             conn.exec_driver_sql("DELETE FROM forecasts_accuracy")
 
 
+def with_steps(run: str, offset: float, width: float) -> pd.DataFrame:
+    """The run's forecasts (the truth + ``offset``) with what predict stores beside them: the
+    model's own forecast (the truth + 1), the statistical one (the truth - 3), a band of
+    ``width`` units each side (drinks' p10 a quarter unit under the forecast) and a demand class
+    (drinks erratic, snacks smooth)."""
+    frame = forecasts(run, offset)
+    truth = frame["prediction"] - offset
+    drinks = frame["item_id"] == 3
+    frame["model_forecast"], frame["statistical_forecast"] = truth + 1, truth - 3
+    frame["p10"] = np.where(drinks, frame["prediction"] - 0.25, frame["prediction"] - width)
+    frame["p90"] = frame["prediction"] + width
+    frame["demand_class"] = np.where(drinks, "erratic", "smooth")
+    return frame
+
+
+def fva(config, month: str) -> dict[tuple, dict]:
+    found = rows(config, f"SELECT * FROM forecasts_fva WHERE forecast_month = '{month}-01'")
+    return {
+        (r["run_month"][:7], r["horizon"], r["segment_column"], r["segment"], r["step"]): r for r in found
+    }
+
+
+def override(conn, store: int, item: int, final: float, override_id: int) -> None:
+    conn.execute(
+        sa.text(
+            "UPDATE forecasts SET final = :final, override_id = :id WHERE run_month = '2024-10-01' "
+            "AND horizon = 1 AND store_id = :store AND item_id = :item"
+        ),
+        {"final": final, "id": override_id, "store": store, "item": item},
+    )
+
+
+def test_the_value_added_waterfall_per_step_segment_and_planner(handmade):
+    """November's forecasts of the October run, step by step (234 units sold): seasonal naive
+    under by 12 each, the statistical forecast under by 3, the model over by 1, the published
+    blend over by 0.5; then two planners' overrides, one that helped and one that did not."""
+    from forecasting.monitoring import value_added
+
+    config = handmade.config
+    publish(
+        with_steps("2024-10", 0.5, 1.0),
+        config,
+        pd.Period("2024-10", "M"),
+        model_version="2024-10-model",
+        run_id="r",
+    )
+    realised_accuracy(sales(), config, pd.Period("2024-11", "M"), run_id="monitor_1")
+
+    got = fva(config, "2024-11")
+    steps = [got[("2024-10", 1, ALL, ALL, step)] for step in value_added.STEPS]
+    assert [(r["step"], r["step_order"], r["forecaster"]) for r in steps] == [
+        ("naive", 1, "seasonal_naive"),
+        ("statistical", 2, "theta"),  # monitoring.fva_statistical's default
+        ("model", 3, "2024-10-model"),
+        ("published", 4, "2024-10-model"),
+        ("final", 5, "overrides"),  # no overrides yet: final is the published forecast
+    ]
+    assert [r["wape"] for r in steps] == pytest.approx([72 / 234, 18 / 234, 6 / 234, 3 / 234, 3 / 234])
+    assert [r["value_added"] for r in steps[1:]] == pytest.approx([54 / 234, 12 / 234, 3 / 234, 0.0])
+    assert steps[0]["value_added"] is None or np.isnan(steps[0]["value_added"])
+    assert steps[-1]["value_added_vs_naive"] == pytest.approx(69 / 234)
+    assert {(r["forecasts"], r["overridden"], r["actual_sum"]) for r in steps} == {(6, 0, 234.0)}
+    assert [r["forecast_sum"] for r in steps] == pytest.approx([234 - 72, 234 - 18, 240, 237, 237])
+    # Per category (monitoring.segment) and per demand class as of the run: drinks are erratic.
+    assert got[("2024-10", 1, "category", "drinks", "model")]["wape"] == pytest.approx(2 / 80)
+    assert got[("2024-10", 1, "demand_class", "erratic", "statistical")]["wape"] == pytest.approx(6 / 80)
+    assert got[("2024-10", 1, "demand_class", "smooth", "naive")]["forecasts"] == 4
+    assert len(got) == 5 * 5  # (all), two categories, two demand classes: five steps each
+
+    # The realised p10-p90 coverage: drinks' actuals (half a unit under) fall below their p10.
+    [coverage] = rows(config, "SELECT * FROM forecasts_accuracy WHERE segment_column = '(all)'")
+    assert (coverage["interval_forecasts"], coverage["coverage"]) == (6, pytest.approx(4 / 6))
+    assert (coverage["below_p10"], coverage["above_p90"]) == (pytest.approx(2 / 6), 0.0)
+
+    # The overrides (issue 25 item 2) as their helper names them: ``final`` and ``override_id``
+    # in the predictions table, who made each in ``<table>_overrides``. Ana set store 1 / item 1
+    # to what sold (33), Bo store 2 / item 3 five units over the published 45.5.
+    engine = sa.create_engine(handmade.url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE forecasts ADD COLUMN final FLOAT"))
+        conn.execute(sa.text("ALTER TABLE forecasts ADD COLUMN override_id INTEGER"))
+        conn.execute(sa.text("UPDATE forecasts SET final = prediction"))
+        conn.execute(
+            sa.text("CREATE TABLE forecasts_overrides (override_id INTEGER PRIMARY KEY, created_by TEXT)")
+        )
+        conn.execute(sa.text("INSERT INTO forecasts_overrides VALUES (1, 'ana'), (2, 'bo')"))
+        override(conn, 1, 1, 33.0, 1)
+        override(conn, 2, 3, 50.5, 2)
+    engine.dispose()
+    realised_accuracy(sales(), config, pd.Period("2024-11", "M"), run_id="monitor_2")
+    got = fva(config, "2024-11")
+    final = got[("2024-10", 1, ALL, ALL, "final")]
+    assert (final["wape"], final["value_added"]) == pytest.approx((7.5 / 234, -4.5 / 234))
+    assert final["overridden"] == 2
+    ana, bo = (got[("2024-10", 1, "planner", who, "final")] for who in ("ana", "bo"))
+    assert (ana["forecasts"], ana["actual_sum"], ana["value_added"]) == (1, 33.0, pytest.approx(0.5 / 33))
+    assert (bo["forecasts"], bo["actual_sum"], bo["value_added"]) == (1, 45.0, pytest.approx(-5 / 45))
+    assert got[("2024-10", 1, "planner", "ana", "naive")]["wape"] == pytest.approx(12 / 33)
+
+
+def test_realised_coverage_alerts_after_months_outside_the_band_and_feeds_the_next_bands(handmade):
+    """Horizon 1 held 4 of 6 actuals in November (below min_coverage 0.70) and none in December
+    (the November run's band of 0.1 unit missed its 2-unit under-forecasts, and store 2 / item 3
+    sold nothing): two months in a row, an alert. Horizon 2 has one scored month only. The runs after read those months' errors."""
+    from forecasting.modeling import intervals
+    from forecasting.monitoring.alerts import check_month, coverage_alerts
+    from forecasting.monitoring.coverage import realised_errors
+
+    config = handmade.config
+    publish(
+        with_steps("2024-10", 0.5, 1.0),
+        config,
+        pd.Period("2024-10", "M"),
+        model_version="2024-10-model",
+        run_id="r",
+    )
+    publish(
+        with_steps("2024-11", -2.0, 0.1),
+        config,
+        pd.Period("2024-11", "M"),
+        model_version="2024-11-model",
+        run_id="r",
+    )
+    november, december = pd.Period("2024-11", "M"), pd.Period("2024-12", "M")
+    realised_accuracy(sales(), config, november)
+    assert coverage_alerts(config, november) == []  # one month below the band is not a streak
+    realised_accuracy(sales(), config, december)
+    [alert] = coverage_alerts(config, december, run_id="monitor_1")
+    assert (alert.kind, alert.metric, alert.subject) == ("coverage", "p10_p90_coverage", "horizon 1")
+    assert (alert.value, alert.threshold) == (0.0, 0.7)
+    assert (
+        "2024-11 67% (33% below p10, 0% above p90); 2024-12 0% (17% below p10, 83% above p90)"
+        in alert.message
+    )
+    raised = check_month(config, december, None, run_id="monitor_1")
+    assert [(a["kind"], a["subject"]) for a in raised["alerts"] if a["kind"] == "coverage"] == [
+        ("coverage", "horizon 1")
+    ]
+
+    # The run of January 2025 pools the errors of October..December (those scored: November's
+    # 6 and December's 12); December's run only November's: never a month from M on.
+    assert len(realised_errors(config, pd.Period("2025-01", "M"))) == 18
+    before_december = realised_errors(config, december)
+    assert (len(before_december), set(before_december["horizon"])) == (6, {1})
+    assert before_december["forecast"].to_numpy() - before_december["actual"].to_numpy() == pytest.approx(
+        [0.5] * 6
+    )
+    january = realised_errors(config, pd.Period("2025-01", "M"))
+    # A holdout whose horizon-1 errors were within 1%: with December's misses pooled (store 2 /
+    # item 3 forecast 44 for nothing sold), the next run's horizon-1 band reaches further down.
+    holdout = np.full(200, 100.0), np.linspace(99, 101, 200), np.ones(200)
+    alone = intervals.calibrate(*holdout)["by_horizon"]["1"]
+    pooled = intervals.calibrate(*holdout, january)["by_horizon"]["1"]
+    assert min(pooled["lower"]) < min(alone["lower"]) and pooled["realised_rows"] == 12
+
+
 def test_which_months_a_monitoring_run_scores():
     events = [
         {"month": "2024-11", "attempt": "a1"},
@@ -285,8 +443,9 @@ def test_which_months_a_monitoring_run_scores():
 
 
 def by_hand(config, sales_frame: pd.DataFrame, month: pd.Period) -> pd.DataFrame:
-    """Per run month and horizon: WAPE and bias of the published forecasts for ``month``, and the
-    last-value and 3-month-mean naive forecasts' WAPE, from the tables and the sales in pandas."""
+    """Per run month and horizon: WAPE and bias of the published forecasts for ``month``, the
+    last-value and 3-month-mean naive forecasts' WAPE and the share of actuals inside the
+    published p10-p90, from the tables and the sales in pandas."""
     engine = sa.create_engine(config.predictions.database.url)
     with engine.connect() as conn:
         published = pd.read_sql_query(
@@ -316,6 +475,7 @@ def by_hand(config, sales_frame: pd.DataFrame, month: pd.Period) -> pd.DataFrame
             ]
         )
         error = part["prediction"].to_numpy() - actual
+        inside = (actual >= part["p10"].to_numpy()) & (actual <= part["p90"].to_numpy())
         out.append(
             {
                 "run_month": str(origin),
@@ -326,6 +486,7 @@ def by_hand(config, sales_frame: pd.DataFrame, month: pd.Period) -> pd.DataFrame
                 "bias_pct": error.sum() / actual.sum(),
                 "last_value_wape": np.abs(last - actual).sum() / actual.sum(),
                 "mean_3_wape": np.abs(mean_3 - actual).sum() / actual.sum(),
+                "coverage": inside.mean(),
             }
         )
     return pd.DataFrame(out)
@@ -479,6 +640,45 @@ def test_four_months_with_a_shift_in_the_third_through_both_dags(tmp_path, synth
     assert f"{october}" in text and f"{november}" in text
     assert "Drift of 2024-12 against the training window of" in text
     assert "price (PSI" in text
+
+    # The value added's waterfall of each scored month, over every entity: the five steps on the
+    # same rows (predict stored the model's and Theta's forecast of each), its published step
+    # the accuracy table's WAPE, its final step the same (no override).
+    for month in (october, november, december):
+        steps = pd.DataFrame(
+            rows(
+                config,
+                f"SELECT * FROM forecasts_fva WHERE forecast_month = '{month}-01' AND segment = '(all)'",
+            )
+        )
+        accuracy_rows = pd.DataFrame(
+            rows(
+                config,
+                f"SELECT * FROM forecasts_accuracy WHERE forecast_month = '{month}-01' AND segment = '(all)'",
+            )
+        )
+        for (run_month, horizon), group in steps.groupby(["run_month", "horizon"]):
+            group = group.sort_values("step_order")
+            assert list(group["step"]) == ["naive", "statistical", "model", "published", "final"]
+            assert group["forecasts"].nunique() == 1 and set(group["forecaster"][:2]) == {
+                "seasonal_naive",
+                "theta",
+            }
+            scored = accuracy_rows[
+                (accuracy_rows["run_month"] == run_month) & (accuracy_rows["horizon"] == horizon)
+            ]
+            published = group.set_index("step")["wape"]
+            assert published["published"] == pytest.approx(float(scored["wape"].iloc[0]))
+            assert published["final"] == published["published"]
+    # December's run calibrated its bands on its holdout pooled with the realised errors of the
+    # months before it (October's and November's, scored by then; the shift's misses among them).
+    attempt = paths.published_attempt(config, december).name
+    report = paths.read_json(paths.stage_result(config, december, attempt, "evaluate"))["report"]
+    pooled = paths.read_json(Path(report))["intervals"]["realised"]
+    scored_before = rows(
+        config, f"SELECT count(*) AS n FROM forecasts_errors WHERE forecast_month < '{december}-01'"
+    )
+    assert pooled == {"rows": scored_before[0]["n"], "months": [str(october), str(november)]}
 
 
 def run_sql_file(config, name: str) -> list[dict]:

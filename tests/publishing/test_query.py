@@ -72,6 +72,9 @@ def forecasts(run: str) -> pd.DataFrame:
                 "prediction": prediction(s, i, h, run),
                 "p10": prediction(s, i, h, run) - 20,
                 "p90": prediction(s, i, h, run) + 30,
+                # The value added's steps before it: the model 4 units further off, Theta 10.
+                "model_forecast": prediction(s, i, h, run) + 4,
+                "statistical_forecast": prediction(s, i, h, run) + 10,
             }
             for s in STORES
             for i in ITEMS
@@ -325,6 +328,27 @@ def test_readme_and_docs_sql_blocks_run_on_both_backends(examples_db):
     assert [r["holdout_wape"] for r in runs] == [0.21, 0.25]
     assert [r["best_baseline"] for r in runs] == ["mean_3", "seasonal_naive"]
     assert [r["best_baseline_wape"] for r in runs] == [0.30, 0.24]
+
+
+def test_the_value_added_example_of_the_monitoring_page(examples_db):
+    """docs/monitoring.md's waterfall query: December 2024, one month ahead (the 2024-11 run).
+    2,360 units sold; every forecast 1.26 over, but 341.26 for store 3 / item 4, which sold
+    nothing; the seasonal naive (November: no December 2023 in the sales) exact but 340 for it;
+    the model 4 units and Theta 10 further off than the published forecast."""
+    [waterfall] = [sql for sql in sql_statements(REPO / "docs" / "monitoring.md") if "forecasts_fva" in sql]
+    got = [r for r in run(examples_db, waterfall) if r["horizon"] == 1]
+    assert [(r["step"], r["forecaster"]) for r in got] == [
+        ("naive", "seasonal_naive"),
+        ("statistical", "theta"),
+        ("model", "2024-11-bbbb"),
+        ("published", "2024-11-bbbb"),
+        ("final", "overrides"),
+    ]
+    errors = [340, 11 * 11.26 + 351.26, 11 * 5.26 + 345.26, 11 * 1.26 + 341.26, 11 * 1.26 + 341.26]
+    assert [r["wape"] for r in got] == pytest.approx([e / 2360 for e in errors])
+    assert [r["value_added"] for r in got[1:]] == pytest.approx(
+        [(errors[k - 1] - errors[k]) / 2360 for k in range(1, 5)]
+    )
 
 
 def test_readme_and_docs_forecasting_query_examples_run_on_both_backends(examples_db):

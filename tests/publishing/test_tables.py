@@ -50,7 +50,7 @@ def test_the_analyst_reads_everything_but_the_publish_locks():
         "forecasts_churn",
         "forecasts_levels_latest",
     }
-    assert len(readable) == 15
+    assert len(readable) == 16  # the tables but the locks (fva included), and five views
 
 
 def test_entity_columns_follow_the_config_in_order_and_type():
@@ -74,6 +74,7 @@ def test_entity_columns_follow_the_config_in_order_and_type():
             "_models",
             "_accuracy",
             "_errors",
+            "_fva",
             "_drift",
             "_alerts",
             "_scenarios",

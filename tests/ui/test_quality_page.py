@@ -420,6 +420,64 @@ def test_monitoring_sections_show_the_accuracy_drift_and_alerts_tables(view_depl
     assert "logged only" in shown
 
 
+def test_the_value_added_waterfall_and_the_interval_coverage_beside_the_accuracy(view_deployment):
+    """Each step's WAPE and value added as <table>_fva holds them; 2024-12 one month ahead by
+    hand: every published forecast 10.89 under (12 - 1 - 0.11), the model's 0.89 under, the
+    statistical one 15.89 under; and the share of actuals inside p10-p90 beside the WAPE."""
+    import sqlalchemy as sa
+
+    from forecasting.monitoring.accuracy import realised_accuracy
+    from forecasting.ui.overview import render
+    from tests.helpers.forecasts_view_data import ITEMS, STORES, actual, add_monitoring, snapshot
+
+    config = view_deployment
+    engine = sa.create_engine(config.predictions.database.url)
+    with engine.begin() as conn:  # 2024-11's band holds December's actuals, 2024-10's does not
+        conn.exec_driver_sql("UPDATE forecasts SET p10 = prediction - 12, p90 = prediction + 12")
+        conn.exec_driver_sql("UPDATE forecasts SET p90 = prediction + 1 WHERE run_month < '2024-11-01'")
+    engine.dispose()
+    add_monitoring(config)
+    page = render(config)
+    block = section(page, "<h3 id='value-added'>", "</table>")
+    stored = run_query(config, "SELECT * FROM forecasts_fva WHERE segment_column = '(all)'")
+    assert len(stored) == 3 * 5  # 2024-11 (horizon 1), 2024-12 (horizons 1 and 2): five steps each
+    for record in stored.to_dict(orient="records"):
+        month = f"{pd.Timestamp(record['forecast_month']):%Y-%m}"
+        row = section(block, f"<tr data-month='{month}' data-horizon='{record['horizon']}'>", "</tr>")
+        cell = section(row, f"data-step='{record['step']}'>", "</td>")
+        assert f"{record['wape']:.3f}" in cell
+        if record["step"] != "naive":
+            assert f"{record['value_added']:+.3f}" in cell
+    sold = sum(actual(s, i, "2024-12") for s in STORES for i in ITEMS)
+    december = section(block, "<tr data-month='2024-12' data-horizon='1'>", "</tr>")
+    entities = len(STORES) * len(ITEMS)
+    for step, miss in (("statistical", 15.89), ("model", 0.89), ("published", 10.89), ("final", 10.89)):
+        assert f"data-step='{step}'>{entities * miss / sold:.3f}" in december, step
+    assert f"{(15.89 - 0.89) * entities / sold:+.3f}" in section(december, "data-step='model'>", "</td>")
+    assert "id='planners'" not in page  # no override yet
+    # Once the overrides (issue 25 item 2) are there, as their helper names them: Ana set store 1 /
+    # item 1's December forecast (one month ahead) to what sold; scored again, her row says so.
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE forecasts ADD COLUMN final FLOAT")
+        conn.exec_driver_sql("ALTER TABLE forecasts ADD COLUMN override_id INTEGER")
+        conn.exec_driver_sql("UPDATE forecasts SET final = prediction")
+        conn.exec_driver_sql("CREATE TABLE forecasts_overrides (override_id INTEGER, created_by TEXT)")
+        conn.exec_driver_sql("INSERT INTO forecasts_overrides VALUES (7, 'ana')")
+        conn.exec_driver_sql(
+            f"UPDATE forecasts SET final = {actual(1, 1, '2024-12')}, override_id = 7 "
+            "WHERE run_month = '2024-11-01' AND horizon = 1 AND store_id = 1 AND item_id = 1"
+        )
+    engine.dispose()
+    realised_accuracy(snapshot(), config, pd.Period("2024-12", "M"))
+    ana = section(render(config), "<tr data-month='2024-12' data-planner='ana'>", "</tr>")
+    missed = 10.89 / actual(1, 1, "2024-12")  # published 10.89 under, the override exact
+    assert f"<td class='n'>1</td><td class='n'>{missed:.3f}</td><td class='n'>0.000</td>" in ana
+    assert f"good'>{missed:+.3f}</td>" in ana
+    h1 = section(page, "<details class='accuracy' data-horizon='1'", "</details>")
+    assert "data-col='coverage'>100%</td>" in section(h1, "<tr data-month='2024-12'", "</tr>")
+    assert "data-col='coverage'>0%</td>" in section(h1, "<tr data-month='2024-11'", "</tr>")
+
+
 def test_alerts_before_any_month_is_scored(view_deployment):
     from forecasting.monitoring.alerts import Alert, raise_alerts
     from forecasting.ui.overview import render

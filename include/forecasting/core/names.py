@@ -50,6 +50,7 @@ LATEST = "latest"  # a view
 MODELS = "models"
 ACCURACY = "accuracy"
 ERRORS = "errors"
+FVA = "fva"  # the forecast value added's waterfall
 TRACKING_SIGNAL = "tracking_signal"  # a view
 DRIFT = "drift"
 ALERTS = "alerts"

@@ -355,6 +355,12 @@ def holdout_forecasts(model_dir: Path) -> Path:
     return model_dir / "holdout_forecasts.parquet"
 
 
+def realised_errors(model_dir: Path) -> Path:
+    """The published forecasts' realised errors the run's bands pooled with its holdout's
+    (forecasting.monitoring.coverage.realised_errors), for the gate's bands of the champion."""
+    return model_dir / "realised_errors.parquet"
+
+
 def evaluation(model_dir: Path) -> Path:
     """Evaluate's scores and the gate's decision."""
     return model_dir / "evaluation.json"

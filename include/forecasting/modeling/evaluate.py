@@ -16,8 +16,10 @@ refit models as the model member): the gate chooses among them on the backtest.
 
 Every forecaster's p10/p90 bands (``intervals``) are calibrated on its errors as production makes
 its forecasts: where the backtest ran, with the refit models (a model refit each month, as the
-production model is) as the model and as every combination's model member; their coverage is
-measured on months the bands were not calibrated on (``forecasting.modeling.intervals.coverage``).
+production model is) as the model and as every combination's model member, pooled with the
+published forecasts' realised errors of the last months when monitoring has them (``realised``:
+forecasting.modeling.intervals); their coverage is measured on holdout months the bands were not
+calibrated on (``forecasting.modeling.intervals.coverage``).
 
 The rolling-origin backtest (``forecasting.modeling.backtest``: a model refit per origin of the
 holdout's last ``evaluation.backtest_origins``, forecasting that origin's rows) is scored on its
@@ -259,8 +261,15 @@ def score_backtest(scored: HoldoutForecasts, on_all: tuple[str, ...], partner: s
     )
 
 
-def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir: Path) -> EvaluationReport:
-    """Score the holdout model and the baselines; write evaluation.json beside the model."""
+def evaluate(
+    snapshot: pd.DataFrame,
+    config: Config,
+    month: pd.Period,
+    model_dir: Path,
+    realised: pd.DataFrame | None = None,
+) -> EvaluationReport:
+    """Score the holdout model and the baselines; write evaluation.json beside the model, the
+    bands pooled with the ``realised`` errors (forecasting.monitoring.coverage.realised_errors)."""
     scored = forecast_holdout(snapshot, config, model_dir)
     on_all = (*NAIVE_BASELINES, *scored.statistical) if scored.sampled is None else NAIVE_BASELINES
     every_row = np.ones(len(scored.holdout), bool)
@@ -286,7 +295,11 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
         combinations=score_combinations(scored),
         demand_classes=score_demand_classes(scored, on_all, config),
     )
-    write_evaluation(report, scored, month)
+    write_evaluation(report, scored, month, realised)
+    path = paths.realised_errors(model_dir)  # the gate calibrates the champion's bands with them too
+    path.unlink(missing_ok=True)
+    if realised is not None and len(realised):
+        paths.write_parquet_atomically(realised, path)
     write_sample_rows(scored, model_dir)
     write_holdout_forecasts(scored, model_dir, config)
     return report
@@ -340,17 +353,21 @@ def write_sample_rows(scored: HoldoutForecasts, model_dir: Path) -> None:
     paths.write_parquet_atomically(frame, path)
 
 
-def write_evaluation(report: EvaluationReport, scored: HoldoutForecasts, month: pd.Period) -> None:
+def write_evaluation(
+    report: EvaluationReport, scored: HoldoutForecasts, month: pd.Period, realised: pd.DataFrame | None = None
+) -> None:
     """evaluation.json, with every forecaster's p10/p90 bands from its errors as production makes
-    its forecasts (what predict publishes with the gate's choice) and how often they held on
-    months they were not calibrated on; the scores logged."""
+    its forecasts (what predict publishes with the gate's choice), pooled with the ``realised``
+    errors, and how often they held on months they were not calibrated on; the scores logged."""
     actual, horizon = scored.actual, scored.horizon
     forecasts, calibrated_on = scored.production_forms()
     target = label_index(scored.holdout[TARGET_MONTH])
-    # Bands per demand class (as of each row's origin) and widened for the shift between months.
+    # Bands per demand class (as of each row's origin), widened for the shift between months,
+    # pooled with the realised errors.
     classes = scored.demand_class
     interval_specs = {
-        name: intervals.calibrate(f, actual, horizon, target, classes) for name, f in forecasts.items()
+        name: intervals.calibrate(f, actual, horizon, target, classes, realised)
+        for name, f in forecasts.items()
     }
     interval_coverage = {
         name: intervals.coverage(f, actual, horizon, target, classes) for name, f in forecasts.items()
@@ -377,6 +394,7 @@ def write_evaluation(report: EvaluationReport, scored: HoldoutForecasts, month: 
             # "backtest": the model's errors are the refit models' where the backtest ran (as production's),
             # the holdout model's elsewhere; "holdout": the holdout model's.
             "calibrated_on": calibrated_on,
+            "realised": _realised_summary(realised),
             "forecasters": interval_specs,
             "coverage": interval_coverage,
         },
@@ -402,6 +420,14 @@ def write_evaluation(report: EvaluationReport, scored: HoldoutForecasts, month: 
             100 * held["coverage"],
             100 * held["target"],
         )
+
+
+def _realised_summary(realised: pd.DataFrame | None) -> dict[str, Any]:
+    """evaluation.json's record of the realised errors the bands pooled: their months and rows."""
+    if realised is None or not len(realised):
+        return {"rows": 0, "months": []}
+    months = sorted({str(m)[:7] for m in realised["forecast_month"]})
+    return {"rows": len(realised), "months": months}
 
 
 def format_table(report: EvaluationReport) -> str:

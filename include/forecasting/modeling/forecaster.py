@@ -26,6 +26,11 @@ BASELINE_PREFIX = "baseline:"
 BLEND_PREFIX = "blend:"
 # evaluation's name for the model's forecasts, as a member of a combination.
 MODEL = "model"
+# Predict's columns (and the predictions table's) beside the published forecast, for the forecast
+# value added's waterfall (forecasting.monitoring.value_added): the model's own forecast of the
+# row and the statistical forecaster's (monitoring.fva_statistical).
+MODEL_FORECAST = "model_forecast"
+STATISTICAL_FORECAST = "statistical_forecast"
 
 
 @dataclass(frozen=True)

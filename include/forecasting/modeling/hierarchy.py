@@ -205,10 +205,13 @@ def reconcile_month(
     config: HierarchyConfig,
     jobs: int | None = None,
     search_max_series: int | None = None,
+    realised: pd.DataFrame | None = None,
 ) -> Reconciled:
     """Reconcile M's forecasts: ``active`` (panel rows) are the bottom series, ``base_bottom``
     their forecasts ([series, horizon]), ``holdout`` the same forecaster's on the holdout rows,
-    ``members`` the level columns of each bottom series (text)."""
+    ``members`` the level columns of each bottom series (text). The bottom series' bands pool
+    the published forecasts' ``realised`` errors (forecasting.modeling.intervals) with the
+    holdout's; the levels' are their holdout's alone (no level forecast is scored realised)."""
     started = time.perf_counter()
     horizons = base_bottom.shape[1]
     st = structure(members, config.levels)
@@ -262,7 +265,7 @@ def reconcile_month(
             pair_target,
         )
     bottom_spec, report["bottom"] = _score_level(
-        bottom[:, :held], bottom_held, bottom_held, bottom_actual, pair_h, pair_target
+        bottom[:, :held], bottom_held, bottom_held, bottom_actual, pair_h, pair_target, realised
     )
     horizon_of = np.tile(np.arange(1, horizons + 1), (len(active), 1))
     p10, p90 = intervals.apply(bottom_spec, bottom[:, held:].ravel(), horizon_of.ravel())
@@ -379,18 +382,20 @@ def _score_level(
     actual: np.ndarray,
     horizon: np.ndarray,
     target: np.ndarray,
+    realised: pd.DataFrame | None = None,
 ) -> tuple[dict | None, dict[str, Any]]:
-    """A level's p10/p90 bands from its reconciled holdout errors, and its scores: WAPE of the
-    reconciled forecasts, of the base forecasts and of the sum of the bottom forecasts, and the
-    coverage of the bands on months they were not calibrated on."""
+    """A level's p10/p90 bands from its reconciled holdout errors (pooled with ``realised``),
+    and its scores: WAPE of the reconciled forecasts, of the base forecasts and of the sum of the
+    bottom forecasts, and the coverage of the bands on months they were not calibrated on."""
     known = np.isfinite(actual)
     h = np.broadcast_to(horizon, actual.shape)[known]
     if len(h) and np.bincount(h).max() < MIN_ROWS_PER_HORIZON:
         # Too few rows a horizon for percentiles (a level of a few groups): one band for all.
         h = np.ones_like(h)
+        realised = None if realised is None else realised.assign(horizon=1)
     t = np.broadcast_to(target, actual.shape)[known]
     y, f = actual[known], reconciled[known]
-    spec = intervals.calibrate(f, y, h, t) if len(y) else None
+    spec = intervals.calibrate(f, y, h, t, realised=realised) if len(y) else None
     held = intervals.coverage(f, y, h, t) if len(y) else None
     return spec, {
         "series": int(actual.shape[0]),

@@ -26,6 +26,14 @@ Two refinements, both because the plain recipe covered less than 80% on the real
   calibrated on every target month but one held 80% of the left-out month's actuals, each month
   left out in turn. One target month: no widening can be measured, none is applied.
 
+* **From production**: demand can change faster than a holdout shows, so given ``realised`` (the
+  published forecasts' errors of the last ``monitoring.intervals.realised_months`` months before
+  M, forecasting.monitoring.coverage), each horizon's rows are the holdout's pooled with the
+  realised ones of that horizon, one row each, before the bands are cut: forecasts that missed
+  more in production widen the next run's bands (in proportion to their share of the pooled
+  rows), ones that missed less narrow them. They have no demand class: they join every row's
+  bands, not a class's.
+
 Whether the intervals hold is measured, not assumed: :func:`coverage` calibrates on half the
 holdout's target months and counts how often the actuals of the other half fall inside, both
 ways round (evaluation.json's ``intervals.coverage``; 80% is the goal of a p10-p90 interval).
@@ -149,21 +157,38 @@ def calibrate(
     horizon: np.ndarray,
     target: np.ndarray | None = None,
     groups: np.ndarray | None = None,
+    realised: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Bands of relative errors per horizon, from rows scored out of sample, widened for the
-    shift between ``target`` months and, with ``groups``, per group with enough rows (the
+    shift between ``target`` months, with ``groups`` per group with enough rows, and pooled with
+    the ``realised`` rows (columns forecast_month, horizon, forecast, actual; None: none) (the
     module's docstring). Rows without a finite forecast and actual are left out; a horizon
     without rows gets no band."""
     forecast, actual, horizon = (np.asarray(a, dtype=float) for a in (forecast, actual, horizon))
+    pooled = np.zeros(len(forecast), dtype=bool)
+    if realised is not None and len(realised):
+        forecast, actual, horizon = (
+            np.concatenate([mine, realised[column].to_numpy(dtype=float)])
+            for mine, column in ((forecast, "forecast"), (actual, "actual"), (horizon, "horizon"))
+        )
+        pooled = np.concatenate([pooled, np.ones(len(realised), dtype=bool)])
+        if target is not None:  # labels apart from the holdout's: each realised month its own
+            realised_months = ("realised " + realised["forecast_month"].astype(str)).to_numpy()
+            target = np.concatenate([np.asarray(target).astype(str), realised_months])
+        if groups is not None:
+            groups = np.concatenate([np.asarray(groups, dtype=object), np.full(len(realised), None)])
     known = np.isfinite(forecast) & np.isfinite(actual)
     f, h = forecast[known], horizon[known]
     error = (actual[known] - f) / _scale(f)
     month = None if target is None else np.asarray(target)[known]
     spec: dict[str, Any] = {
         "levels": [LOWER, UPPER],
-        "method": "split conformal, relative errors",
+        "method": "split conformal, relative errors"
+        + (", pooled with realised errors" if pooled.any() else ""),
         "by_horizon": _by_horizon(f, error, h, month),
     }
+    for key, bands in spec["by_horizon"].items():
+        bands["realised_rows"] = int((pooled[known] & (h == int(key))).sum())
     if groups is not None:
         codes, names = _group_codes(groups, len(forecast))
         codes = codes[known]

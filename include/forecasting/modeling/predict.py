@@ -17,7 +17,14 @@ from forecasting.features import dataset
 from forecasting.features.calendar import CALENDAR_FEATURES
 from forecasting.modeling import baselines, drivers
 from forecasting.modeling import booster as model
-from forecasting.modeling.forecaster import Blend
+from forecasting.modeling.forecaster import (
+    MODEL_FORECAST,
+    STATISTICAL_FORECAST,
+    Baseline,
+    Blend,
+    Forecaster,
+    Model,
+)
 from forecasting.modeling.scoring import combine
 
 log = logging.getLogger(__name__)
@@ -214,7 +221,62 @@ def blend_forecast(
         parts.insert(0, made["prediction"].to_numpy())
     out = base[identity].copy()
     out["prediction"] = combine(parts)
+    # The members the forecast value added's waterfall reads (with_step_forecasts): made already.
+    if made is not None:
+        out[MODEL_FORECAST] = made["prediction"].to_numpy()
+    if config.monitoring.fva_statistical in blended.baselines:
+        out[STATISTICAL_FORECAST] = base[config.monitoring.fva_statistical].to_numpy()
     if made is not None and drivers.driver_columns(made):
         share = drivers.blended(made, made["prediction"].to_numpy(), out["prediction"].to_numpy(), len(parts))
         out = pd.concat([out, share], axis=1)
     return out
+
+
+def with_step_forecasts(
+    frame: pd.DataFrame,
+    snapshot: pd.DataFrame,
+    config: Config,
+    month: pd.Period,
+    forecaster: Forecaster,
+    challenger_dir: Path,
+    client=None,
+) -> pd.DataFrame:
+    """``frame`` (the published forecaster's rows) with the forecasts of the steps before it in
+    the forecast value added's waterfall (forecasting.monitoring.value_added), each made only
+    where the forecaster did not make it already:
+
+    * ``model_forecast``: the model's own forecast: the published model's (alone, or its part of
+      a blend); when the gate published a baseline or a blend of baselines, the model this run
+      trained (``challenger_dir``, the one it turned down), forecast now;
+    * ``statistical_forecast``: ``monitoring.fva_statistical``'s forecast (Theta by default) for
+      every active entity, one fit each, as predict fits a published one (none: null).
+    """
+    out, keys = frame.copy(), config.source.entity_columns
+    panel = None
+    if MODEL_FORECAST not in out:
+        if isinstance(forecaster, Model):
+            out[MODEL_FORECAST] = out["prediction"]
+        else:
+            panel = build_panel(snapshot, config, sales_only=True)
+            made = forecast(snapshot, config, month, challenger_dir, client, panel)
+            out[MODEL_FORECAST] = _same_rows(out, made, "prediction", "the challenger's", keys)
+    name = config.monitoring.fva_statistical
+    if name is not None and STATISTICAL_FORECAST not in out:
+        if forecaster == Baseline(name):
+            out[STATISTICAL_FORECAST] = out["prediction"]
+        else:
+            panel = panel if panel is not None else build_panel(snapshot, config, sales_only=True)
+            made = baseline_forecasts(snapshot, config, month, [name], panel)
+            out[STATISTICAL_FORECAST] = _same_rows(out, made, name, f"the {name}", keys)
+    return out
+
+
+def _same_rows(
+    frame: pd.DataFrame, made: pd.DataFrame, column: str, whose: str, keys: list[str]
+) -> np.ndarray:
+    """``made[column]`` for the rows of ``frame`` (both by horizon, then entity, over the same
+    active entities: the same rows in the same order, or refused)."""
+    identity = [*keys, "forecast_month", "horizon"]
+    if not made[identity].reset_index(drop=True).equals(frame[identity].reset_index(drop=True)):
+        raise RuntimeError(f"{whose} forecast rows differ from the published forecaster's")
+    return made[column].to_numpy(dtype=float)

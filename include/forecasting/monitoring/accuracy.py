@@ -41,13 +41,15 @@ from forecasting.core.months import month_index, month_start
 from forecasting.data.panel import build_panel
 from forecasting.modeling.baselines import NAIVE_BASELINES as BASELINES
 from forecasting.modeling.baselines import naive_forecasts
+from forecasting.modeling.forecaster import MODEL_FORECAST, STATISTICAL_FORECAST
 from forecasting.modeling.scoring import metrics
+from forecasting.monitoring import value_added
+from forecasting.monitoring.coverage import ALL, COVERAGE_COLUMNS, interval_coverage
 from forecasting.publishing import tables
 from forecasting.publishing.publish import predictions_tables
 
 log = logging.getLogger(__name__)
 
-ALL = "(all)"  # segment_column and segment of the rows over every entity
 _ENTITY = "_entity"
 GROUP_COLUMNS = ["forecast_month", "run_month", "horizon", "model_version", "segment_column", "segment"]
 METRIC_COLUMNS = [
@@ -62,6 +64,7 @@ METRIC_COLUMNS = [
     "best_naive",
     "best_naive_wape",
     "fva",
+    *COVERAGE_COLUMNS,
 ]
 ACCURACY_COLUMNS = [*GROUP_COLUMNS, *METRIC_COLUMNS]  # what score() computes of each accuracy row
 _CREATE_RACE = {"23505", "42P07", "42710"}  # unique_violation, duplicate_table, duplicate_object
@@ -80,6 +83,10 @@ def tracking_view_name(config: Config) -> str:
     return tables.relation_name(config.predictions.table, tables.TRACKING_SIGNAL)
 
 
+def fva_table_name(config: Config) -> str:
+    return tables.for_config(config).fva.name
+
+
 def monitoring_tables(config: Config, key_dtypes: dict[str, object]) -> tuple[sa.Table, sa.Table]:
     """The accuracy and errors tables, the entity columns typed as in the predictions table."""
     declared = tables.for_config(config, key_dtypes)
@@ -89,9 +96,11 @@ def monitoring_tables(config: Config, key_dtypes: dict[str, object]) -> tuple[sa
 def ensure_monitoring_schema(
     conn: sa.Connection, config: Config, key_dtypes: dict[str, object]
 ) -> tuple[sa.Table, sa.Table]:
-    """Create the accuracy and errors tables and the tracking-signal view if missing."""
+    """Create the accuracy, errors and FVA tables and the tracking-signal view if missing."""
     accuracy, errors = monitoring_tables(config, key_dtypes)
-    tables.create(conn, accuracy, errors)
+    tables.create(conn, accuracy, errors, tables.for_config(config).fva)
+    # The interval coverage came after the first release.
+    tables.add_missing_columns(conn, accuracy, [accuracy.c[c] for c in COVERAGE_COLUMNS])
     view_ref, select = tables.tracking_signal_sql(
         errors, config.predictions.table, config.source.entity_columns, conn.dialect
     )
@@ -109,6 +118,9 @@ class Scores:
     accuracy: pd.DataFrame
     segment_column: str | None = None
     key_dtypes: dict[str, object] = field(default_factory=dict)
+    fva: pd.DataFrame = field(
+        default_factory=pd.DataFrame
+    )  # the waterfall (forecasting.monitoring.value_added)
 
     def overall(self) -> list[dict]:
         """The accuracy rows over every entity, by horizon (JSON-ready, for the run summary)."""
@@ -166,17 +178,23 @@ def score(forecasts: pd.DataFrame, snapshot: pd.DataFrame, config: Config, month
 
     segment = config.monitoring.segment
     frame = errors.assign(**{f"_naive_{name}": values for name, values in naive.items()})
+    for column in SCORED_COLUMNS:  # the intervals, and what the value added's waterfall reads
+        frame[column] = forecasts[column].to_numpy() if column in forecasts else None
     frame["segment_column"], frame["segment"] = ALL, ALL
     parts = [frame]
+    by_segment = _segments(snapshot, config, forecasts) if segment is not None else None
     if segment is not None:
-        parts.append(frame.assign(segment_column=segment, segment=_segments(snapshot, config, forecasts)))
+        parts.append(frame.assign(segment_column=segment, segment=by_segment))
     rows = [
         _accuracy_row(dict(zip(GROUP_COLUMNS, group, strict=True)), rows_of_group)
         for part in parts
         for group, rows_of_group in part.groupby(GROUP_COLUMNS, sort=True)
     ]
     accuracy = pd.DataFrame(rows, columns=ACCURACY_COLUMNS)
-    return Scores(month, errors, accuracy, segment, _dtypes(snapshot, keys))
+    fva = value_added.waterfall(
+        value_added.segments(frame, segment, by_segment), config.monitoring.fva_statistical
+    )
+    return Scores(month, errors, accuracy, segment, _dtypes(snapshot, keys), fva)
 
 
 def _dtypes(snapshot: pd.DataFrame, keys: list[str]) -> dict[str, object]:
@@ -219,31 +237,45 @@ def _accuracy_row(identity: dict, rows: pd.DataFrame) -> dict:
     row["best_naive"] = best
     row["best_naive_wape"] = defined[best] if best else float("nan")
     row["fva"] = row["best_naive_wape"] - row["wape"]
-    return row
+    return {**row, **interval_coverage(actual, rows["p10"].to_numpy(float), rows["p90"].to_numpy(float))}
+
+
+# Read with each published forecast when the predictions table has them (an older release's
+# rows: NULL): its interval and the forecasts of the value added's steps (final: after overrides).
+SCORED_COLUMNS = [
+    "p10",
+    "p90",
+    value_added.DEMAND_CLASS,
+    STATISTICAL_FORECAST,
+    MODEL_FORECAST,
+    value_added.FINAL,
+    value_added.PLANNER,
+]
 
 
 def published_forecasts(
     conn: sa.Connection, config: Config, month: pd.Period, key_dtypes: dict
 ) -> pd.DataFrame:
-    """The rows of the predictions table for forecast_month = M (none if it does not exist yet)."""
-    table, _ = predictions_tables(config, key_dtypes)
-    columns = [
-        *config.source.entity_columns,
-        "run_month",
-        "forecast_month",
-        "horizon",
-        "prediction",
-        "model_version",
-    ]
-    if not sa.inspect(conn).has_table(table.name, schema=table.schema):
-        return pd.DataFrame(columns=columns)
+    """The rows of the predictions table for forecast_month = M (none if it does not exist yet),
+    with the SCORED_COLUMNS."""
+    declared, _ = predictions_tables(config, key_dtypes)
+    keys = config.source.entity_columns
+    columns = [*keys, "run_month", "forecast_month", "horizon", "prediction", "model_version"]
+    if not sa.inspect(conn).has_table(declared.name, schema=declared.schema):
+        return pd.DataFrame(columns=[*columns, *SCORED_COLUMNS])
+    # As it is in the database: a later release's columns (the overrides') are read where they exist.
+    table = sa.Table(declared.name, sa.MetaData(schema=declared.schema), autoload_with=conn)
+    source, planner = value_added.with_planner(conn, table, config.predictions.table)
+    optional = [table.c[c] if c in table.c else sa.null().label(c) for c in SCORED_COLUMNS[:-2]]
+    final = table.c[value_added.final_column(table.c.keys())].label(value_added.FINAL)
     query = (
-        sa.select(*(table.c[c] for c in columns))
+        sa.select(*(table.c[c] for c in columns), *optional, final, planner.label(value_added.PLANNER))
+        .select_from(source)
         .where(table.c.forecast_month == month_start(month).date())
-        .order_by(table.c.run_month, *(table.c[k] for k in config.source.entity_columns))
+        .order_by(table.c.run_month, *(table.c[k] for k in keys))
     )
     result = conn.execute(query)
-    return pd.DataFrame(result.all(), columns=columns)
+    return pd.DataFrame(result.all(), columns=[*columns, *SCORED_COLUMNS])
 
 
 @dataclass
@@ -252,7 +284,7 @@ class AccuracyResult:
     forecasts: int  # published forecasts for M that were scored
     accuracy_rows: int
     scores: Scores
-    tables: tuple[str, str, str]  # accuracy, errors, tracking-signal view
+    tables: tuple[str, str, str, str]  # accuracy, errors, tracking-signal view, FVA
 
 
 def realised_accuracy(
@@ -273,12 +305,14 @@ def realised_accuracy(
             forecasts = published_forecasts(conn, config, month, _dtypes(snapshot, keys))
         scores = score(forecasts, snapshot, config, month)
         accuracy, errors = _create_tables(engine, config, scores.key_dtypes)
-        with write_transaction(engine, accuracy, errors) as conn:
+        fva = tables.for_config(config).fva
+        with write_transaction(engine, accuracy, errors, fva) as conn:
             first = month_start(month).date()
-            conn.execute(sa.delete(errors).where(errors.c.forecast_month == first))
-            conn.execute(sa.delete(accuracy).where(accuracy.c.forecast_month == first))
+            for table in (errors, accuracy, fva):
+                conn.execute(sa.delete(table).where(table.c.forecast_month == first))
             insert_rows(conn, errors, scores.errors.assign(scored_at=scored_at))
             insert_rows(conn, accuracy, scores.accuracy.assign(run_id=run_id, scored_at=scored_at))
+            insert_rows(conn, fva, scores.fva.assign(run_id=run_id, scored_at=scored_at))
     finally:
         engine.dispose()
     log.info(
@@ -298,7 +332,7 @@ def realised_accuracy(
         forecasts=len(forecasts),
         accuracy_rows=len(scores.accuracy),
         scores=scores,
-        tables=(accuracy.name, errors.name, tracking_view_name(config)),
+        tables=(accuracy.name, errors.name, tracking_view_name(config), fva_table_name(config)),
     )
 
 

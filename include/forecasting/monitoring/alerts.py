@@ -9,6 +9,8 @@ What raises one:
   worse than the best naive forecast's in each of the last ``alerts.worse_than_naive_months``
   months up to M (from ``<table>_accuracy``);
 * ``drift``: a feature, the target or an entity share of M flagged in ``<table>_drift``;
+* ``coverage``: a horizon's realised p10-p90 coverage outside ``monitoring.intervals``' band
+  in each of its last ``months`` months up to M (forecasting.monitoring.coverage);
 * ``revision``: run M moved the total forecast of the months an earlier run also forecast by
   more than ``monitoring.max_total_revision`` (``<table>_churn``, forecasting.monitoring.revisions).
 
@@ -50,7 +52,7 @@ log = logging.getLogger(__name__)
 
 # Alerts about the state of a month's data: checking the month again raises them again, so one
 # already told is not told twice (see ``repeats``). A task failure is an event: always told.
-STATE_KINDS = ("accuracy", "drift", "revision")
+STATE_KINDS = ("accuracy", "drift", "revision", "coverage")
 LOG_ONLY = "log only"
 
 
@@ -58,7 +60,7 @@ LOG_ONLY = "log only"
 class Alert:
     dag_id: str
     month: str | None  # "YYYY-MM": the month M of the run
-    kind: str  # task_failure, accuracy, drift or revision
+    kind: str  # task_failure, accuracy, drift, revision or coverage
     metric: str  # e.g. task_state, wape, wape_vs_best_naive, psi, share
     subject: str  # what it is about: a task, "horizon 1", a feature
     value: float | None
@@ -269,6 +271,16 @@ def revision_alerts(
     ]
 
 
+def coverage_alerts(
+    config: Config, month: pd.Period, dag_id: str = MONITORING_DAG, run_id: str | None = None
+) -> list[Alert]:
+    """One alert per horizon whose intervals held too few or too many actuals, months in a row."""
+    from forecasting.monitoring.coverage import coverage_outside_band
+
+    found = coverage_outside_band(config, month)
+    return [Alert(dag_id, str(month), "coverage", run_id=run_id, **fields) for fields in found]
+
+
 def check_month(
     config: Config,
     month: pd.Period,
@@ -277,9 +289,9 @@ def check_month(
     dag_id: str = MONITORING_DAG,
     run_id: str | None = None,
 ) -> dict:
-    """Raise the accuracy, drift and revision alerts of M; returns what was raised and to whom it went."""
+    """Raise the accuracy, drift, revision and coverage alerts of M; returns what was raised and to whom it went."""
     found = accuracy_alerts(config, month, dag_id, run_id) + drift_alerts(drift, month, dag_id, run_id)
-    found += revision_alerts(config, month, dag_id, run_id)
+    found += revision_alerts(config, month, dag_id, run_id) + coverage_alerts(config, month, dag_id, run_id)
     return raise_alerts(config, found)
 
 

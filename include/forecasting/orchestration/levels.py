@@ -135,9 +135,16 @@ def reconcile(
         config.hierarchy,
         config.evaluation.statistical_jobs,
         config.evaluation.auto_ets_search_max_series,
+        _realised(model_dir),
     )
     out = frame.copy()
     out["prediction"] = made.bottom[position, horizon - 1]
     out["p10"] = made.bottom_p10[position, horizon - 1]
     out["p90"] = made.bottom_p90[position, horizon - 1]
     return out, made.levels, made.report
+
+
+def _realised(model_dir: Path) -> pd.DataFrame | None:
+    """The realised errors evaluate pooled into its bands (beside the model; None: none)."""
+    path = paths.realised_errors(model_dir)
+    return pd.read_parquet(path) if path.is_file() else None

@@ -204,10 +204,12 @@ def evaluate(
     the champion scores the same rows, and the result names the forecaster predict uses."""
     from forecasting.modeling.evaluate import evaluate as run
     from forecasting.modeling.forecaster import parse
+    from forecasting.monitoring.coverage import realised_errors
     from forecasting.registry.gate import run_gate
 
     with _stage("evaluate", month, attempt, config) as (config, m):
-        report = run(_sales(config, m, attempt), config, m, Path(model_dir))
+        # The bands learn from the published forecasts' latest realised errors too.
+        report = run(_sales(config, m, attempt), config, m, Path(model_dir), realised_errors(config, m))
         best = report.baselines[report.best_baseline]["wape"]
         if not report.beats_baselines:
             log.warning(
@@ -248,7 +250,7 @@ def predict(
     from forecasting.features.demand import DEMAND_CLASS, label_forecasts
     from forecasting.modeling import drivers, intervals
     from forecasting.modeling.forecaster import Baseline, Blend, Model, parse
-    from forecasting.modeling.predict import baseline_forecast, blend_forecast, forecast
+    from forecasting.modeling.predict import baseline_forecast, blend_forecast, forecast, with_step_forecasts
 
     with _stage("predict", month, attempt, config) as (config, m):
         decision = paths.read_json(paths.evaluation(Path(model_dir))).get("decision") or {}
@@ -270,6 +272,10 @@ def predict(
                 with client_for(config) as client:
                     version_dir = paths.models(config) / version
                     frame = forecast(snapshot, config, m, version_dir, client, explain=True)
+        with client_for(config) as client:  # the model's and the statistical step's, for the value added
+            frame = with_step_forecasts(
+                frame, snapshot, config, m, parse(forecaster), Path(model_dir), client
+            )
         # Each entity's demand pattern as of M (smooth, erratic, intermittent, lumpy), published with its forecasts.
         panel = build_panel(snapshot, config, sales_only=True)
         frame[DEMAND_CLASS] = label_forecasts(frame, panel, config.source.entity_columns, month_index(m))
@@ -416,14 +422,14 @@ def monitor(
     attempt = _published(config, month, attempt)
     with _stage("monitor", month, attempt, config) as (config, m):
         scored = realised_accuracy(_snapshot(config, m, attempt), config, m, run_id=run_id)
-        accuracy, errors, tracking = scored.tables
+        accuracy, errors, tracking, fva = scored.tables
         result = {
             "run_id": run_id,
             "forecasts_scored": scored.forecasts,
             "accuracy_rows": scored.accuracy_rows,
             "segment_column": scored.scores.segment_column,
             "overall": scored.scores.overall(),
-            "tables": {"accuracy": accuracy, "errors": errors, "tracking_signal": tracking},
+            "tables": {"accuracy": accuracy, "errors": errors, "tracking_signal": tracking, "fva": fva},
         }
         return _record(config, m, attempt, "monitor", result)
 

@@ -170,6 +170,7 @@ def realised_accuracy_lines(month: str, monitor: dict | None) -> list[str]:
         "    FVA: the best naive WAPE minus the forecasts' (> 0: they beat every naive forecast).",
         f"    Over time: {tables.get('accuracy', 'the _accuracy table')}; per entity: "
         f"{tables.get('errors', 'the _errors table')}, {tables.get('tracking_signal', 'the _tracking_signal view')}",
+        f"    Step by step (naive, statistical, model, published, final): {tables.get('fva', 'the _fva table')}",
         "",
     ]
     return lines

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from forecasting.core.config import Config, hide_password
 from forecasting.core.db import make_engine
 from forecasting.core.months import month_start
+from forecasting.modeling.forecaster import MODEL_FORECAST, STATISTICAL_FORECAST
 from forecasting.publishing import revisions, tables
 
 log = logging.getLogger(__name__)
@@ -72,10 +73,9 @@ def ensure_schema(conn: sa.Connection, config: Config, key_dtypes: dict[str, obj
     tables.create(conn, forecasts, runs, declared.drivers)
     revisions.ensure_views(conn, forecasts, config.source.entity_columns)
     view_ref, select = tables.latest_view_sql(forecasts, config.source.entity_columns, conn.dialect)
-    # The interval columns and demand_class came after the first release.
-    added = tables.add_missing_columns(
-        conn, forecasts, [forecasts.c.p10, forecasts.c.p90, forecasts.c.demand_class]
-    )
+    # The interval columns, demand_class and the steps' forecasts came after the first release.
+    later = ["p10", "p90", "demand_class", STATISTICAL_FORECAST, MODEL_FORECAST]
+    added = tables.add_missing_columns(conn, forecasts, [forecasts.c[c] for c in later])
     view = tables.relation_name(forecasts.name, tables.LATEST)
     exists = view in sa.inspect(conn).get_view_names(schema=forecasts.schema)
     if exists and added:  # the view lists its columns: make it show the new ones
@@ -177,10 +177,10 @@ def _publish_once(
     keys = config.source.entity_columns
     created_at = created_at or datetime.now(UTC)
     run_month = month_start(month).date()
-    columns = [*keys, "forecast_month", "horizon", "prediction", "p10", "p90", "demand_class"]
+    nullable = ["p10", "p90", "demand_class", STATISTICAL_FORECAST, MODEL_FORECAST]
+    columns = [*keys, "forecast_month", "horizon", "prediction", *nullable]
     # NaN bounds (no calibrated interval) go in as NULL; forecasts without them (or without a
-    # demand class), as NULLs too.
-    nullable = ["p10", "p90", "demand_class"]
+    # demand class, or without the steps' forecasts of the value added), as NULLs too.
     frame = forecasts.reindex(columns=columns).astype(dict.fromkeys(nullable, object))
     frame[nullable] = frame[nullable].where(frame[nullable].notna(), None)
     frame = frame.assign(

@@ -39,6 +39,7 @@ from forecasting.core.names import (
     relation_name,
 )
 from forecasting.modeling.baselines import NAIVE_BASELINES
+from forecasting.publishing.fva_table import declare_fva, step_forecast_columns
 from forecasting.publishing.levels_table import declare_levels
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,16 @@ def interval_columns() -> list[sa.Column]:
     return [
         sa.Column("p10", sa.Float, comment="10th percentile: 1 month in 10 sells less (NULL: no interval)"),
         sa.Column("p90", sa.Float, comment="90th percentile: 1 month in 10 sells more (NULL: no interval)"),
+    ]
+
+
+def coverage_columns() -> list[sa.Column]:
+    """``<table>_accuracy``'s realised p10-p90 coverage (forecasting.monitoring.coverage)."""
+    return [
+        sa.Column("interval_forecasts", sa.Integer, comment="forecasts published with a p10 and a p90"),
+        sa.Column("coverage", sa.Float, comment="share of those whose actual is in [p10, p90] (goal 0.8)"),
+        sa.Column("below_p10", sa.Float, comment="share of those whose actual is below p10"),
+        sa.Column("above_p90", sa.Float, comment="share of those whose actual is above p90"),
     ]
 
 
@@ -110,6 +121,7 @@ class Tables:
     levels: sa.Table
     publish_lock: sa.Table
     drivers: sa.Table
+    fva: sa.Table
 
 
 def declare(
@@ -141,6 +153,7 @@ def declare(
         levels=declare_levels(metadata, table, level_columns),
         publish_lock=_publish_lock(metadata, table),
         drivers=_drivers(metadata, table, keys, entities()),
+        fva=declare_fva(metadata, table),
     )
 
 
@@ -256,6 +269,7 @@ def _forecasts(metadata: sa.MetaData, name: str, keys: list[str], entities: list
         sa.Column("run_id", sa.String(250), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         demand_class_column(),
+        *step_forecast_columns(),
         sa.PrimaryKeyConstraint("run_month", *keys, "horizon", name=f"{name}_pkey"),
         sa.Index(f"{name}_entity_month_idx", *keys, "forecast_month"),
         sa.Index(f"{name}_forecast_month_idx", "forecast_month"),
@@ -372,6 +386,7 @@ def _accuracy(metadata: sa.MetaData, table: str) -> sa.Table:
         sa.Column("best_naive", sa.String(64), comment="the naive baseline with the lowest WAPE here"),
         sa.Column("best_naive_wape", sa.Float),
         sa.Column("fva", sa.Float, comment="forecast value added: best_naive_wape - wape"),
+        *coverage_columns(),
         sa.Column("run_id", sa.String(250), comment="the run that scored them"),
         sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint(
@@ -447,7 +462,12 @@ def _alerts(metadata: sa.MetaData, table: str) -> sa.Table:
         sa.Column("run_id", sa.String(250)),
         sa.Column("task_id", sa.String(250), comment="task_failure: the task that failed"),
         sa.Column("month", sa.Date, comment="the month M of the run"),
-        sa.Column("kind", sa.String(32), nullable=False, comment="task_failure, accuracy, drift or revision"),
+        sa.Column(
+            "kind",
+            sa.String(32),
+            nullable=False,
+            comment="task_failure, accuracy, drift, revision or coverage",
+        ),
         sa.Column("metric", sa.String(64), nullable=False),
         sa.Column("subject", sa.String(255), nullable=False, comment="a task, a horizon or a feature"),
         sa.Column("value", sa.Float),

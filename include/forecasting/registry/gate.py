@@ -206,9 +206,12 @@ def predict_saved_model(
     return predicted, {c: v for c, v in unseen.items() if v}
 
 
-def scores_of(made: tuple[np.ndarray, dict[str, list[str]]], holdout: pd.DataFrame) -> dict[str, Any]:
+def scores_of(
+    made: tuple[np.ndarray, dict[str, list[str]]], holdout: pd.DataFrame, realised: pd.DataFrame | None = None
+) -> dict[str, Any]:
     """evaluation.json's ``champion``: a saved model's forecasts of ``holdout`` scored overall and
-    per horizon, and its own p10/p90 bands from its errors there."""
+    per horizon, and its own p10/p90 bands from its errors there (pooled with ``realised``, as
+    evaluate's)."""
     predicted, unseen = made
     actual = holdout[LABEL].to_numpy()
     by_horizon = {
@@ -216,13 +219,12 @@ def scores_of(made: tuple[np.ndarray, dict[str, list[str]]], holdout: pd.DataFra
         for h in sorted(holdout[HORIZON].unique())
         for rows in [(holdout[HORIZON] == h).to_numpy()]
     }
+    horizon, target = holdout[HORIZON].to_numpy(), holdout[TARGET_MONTH].astype(str).to_numpy()
     result: dict[str, Any] = {
         "metrics": metrics(actual, predicted),
         "by_horizon": by_horizon,
         # Its own p10/p90 bands from its errors on these rows, should it be published.
-        "intervals": intervals.calibrate(
-            predicted, actual, holdout[HORIZON].to_numpy(), holdout[TARGET_MONTH].astype(str).to_numpy()
-        ),
+        "intervals": intervals.calibrate(predicted, actual, horizon, target, realised=realised),
     }
     if unseen:  # scored as missing values, as the model would in production
         result["unseen_categories"] = unseen
@@ -244,6 +246,7 @@ class Candidates:
     champion: tuple[str, np.ndarray] | None = None
     # The statistical baselines evaluate scored (on the sample, or on every row).
     statistical: list[str] = field(default_factory=list)
+    realised: pd.DataFrame | None = None  # the realised errors evaluate pooled into the bands
 
     def add_scored(self, version: str, scored: dict[str, Any]) -> None:
         """A registered model scored on these rows (score_saved_model)."""
@@ -251,9 +254,9 @@ class Candidates:
         self.intervals[Model(version)] = scored["intervals"]
 
 
-def candidates(config: Config, evaluation: dict, challenger: str) -> Candidates:
+def candidates(config: Config, evaluation: dict, challenger: str, realised: Path) -> Candidates:
     """The challenger, every baseline and, when neither model beats the best baseline, the
-    challenger blended with it, as evaluate scored them."""
+    challenger blended with it, as evaluate scored them (and the ``realised`` errors it pooled)."""
     best, baselines = evaluation["best_baseline"], evaluation["baselines"]
     bands = (evaluation.get("intervals") or {}).get("forecasters", {})
     wapes: dict[Forecaster, float] = {
@@ -271,7 +274,8 @@ def candidates(config: Config, evaluation: dict, challenger: str) -> Candidates:
         wapes[Blend(challenger, best)] = blend_wape
         interval_specs[Blend(challenger, best)] = bands.get("blend")
     statistical = (evaluation.get("statistical_baselines") or {}).get("forecasters") or []
-    return Candidates(wapes, interval_specs, blend_wape, statistical=list(statistical))
+    pooled = pd.read_parquet(realised) if realised.is_file() else None
+    return Candidates(wapes, interval_specs, blend_wape, statistical=list(statistical), realised=pooled)
 
 
 def score_champion(
@@ -284,7 +288,7 @@ def score_champion(
     except ChampionUnavailable as err:
         log.warning("The champion %s cannot score this holdout: %s", version, err)
         return {"model_version": version, "available": False, "why": str(err)}, None
-    scored = scores_of(made, holdout)
+    scored = scores_of(made, holdout, found.realised)
     found.add_scored(version, scored)
     found.champion = (version, made[0])
     return {"model_version": version, "available": True, **scored}, scored["metrics"]["wape"]
@@ -427,7 +431,7 @@ def run_gate(
     best = evaluation["best_baseline"]
     best_wape = evaluation["baselines"][best]["wape"]
     now = datetime.now(UTC)
-    found = candidates(config, evaluation, challenger)
+    found = candidates(config, evaluation, challenger, paths.realised_errors(model_dir))
 
     with models.registry(config) as (conn, table):
         previous = models.get(conn, table, challenger)

@@ -4,7 +4,9 @@ forecast_monitoring DAG wrote to the predictions database.
 * Realised accuracy: per horizon, the WAPE of the published forecasts for each month whose
   actuals are in, against each naive baseline as of the same origin (``<table>_accuracy``): a
   line chart and its numbers; and the biggest misses of the newest scored month
-  (``<table>_errors``), linked into the explorer.
+  (``<table>_errors``), linked into the explorer; the realised p10-p90 coverage beside each WAPE.
+* Forecast value added: the waterfall naive → statistical → model → published → final, and each
+  planner's overrides (``<table>_fva``, forecasting.ui.value_added).
 * Drift: ``<table>_drift`` of the newest month compared, the flagged rows highlighted and named.
 * Alerts: ``<table>_alerts``, newest first.
 
@@ -31,6 +33,7 @@ from forecasting.publishing.query import run_query
 from forecasting.ui.charts import Series, line_chart
 from forecasting.ui.explorer import quote, relation
 from forecasting.ui.templating import render
+from forecasting.ui.value_added import value_added_view
 
 MISSES = 10  # the biggest misses shown
 ALERTS = 50  # the newest alerts shown
@@ -39,7 +42,7 @@ ALL = "(all)"  # the accuracy rows over every entity (forecasting.monitoring.acc
 
 def table_names(config: Config) -> dict[str, str]:
     name = config.predictions.table
-    kinds = (names.ACCURACY, names.ERRORS, names.DRIFT, names.ALERTS)
+    kinds = (names.ACCURACY, names.ERRORS, names.DRIFT, names.ALERTS, names.FVA)
     return {kind: names.relation_name(name, kind) for kind in kinds}
 
 
@@ -72,7 +75,7 @@ def _float(value: Any) -> float | None:
 def accuracy_trend(config: Config, present: set[str] | None = None) -> list[dict] | None:
     """Per forecast month (oldest first) and horizon, over every entity: forecasts, actual sum,
     the published forecasts' WAPE, each naive baseline's WAPE (``wape_<name>``), the best of
-    them and the forecast value added over it. Rows of several run months or model versions for
+    them, the forecast value added over it and the realised p10-p90 coverage. Rows of several run months or model versions for
     one forecast month and horizon are pooled (their absolute errors added up)."""
     name = table_names(config)["accuracy"]
     if name not in (existing(config) if present is None else present):
@@ -80,8 +83,8 @@ def accuracy_trend(config: Config, present: set[str] | None = None) -> list[dict
     baselines = ", ".join(f"{quote(f'{b}_wape')}" for b in BASELINES)
     frame = run_query(
         config,
-        f"SELECT forecast_month, run_month, horizon, model_version, forecasts, actual_sum, wape, {baselines} "
-        f"FROM {relation(config, name)} WHERE segment_column = :all "
+        f"SELECT forecast_month, run_month, horizon, model_version, forecasts, actual_sum, wape, {baselines}, "
+        f"interval_forecasts, coverage FROM {relation(config, name)} WHERE segment_column = :all "
         "ORDER BY forecast_month, horizon, run_month, model_version",
         params={"all": ALL},
     )
@@ -112,8 +115,17 @@ def accuracy_trend(config: Config, present: set[str] | None = None) -> list[dict
         row["best_naive"] = best
         row["best_naive_wape"] = naive[best] if best else None
         row["fva"] = None if best is None or row["wape"] is None else naive[best] - row["wape"]
+        row["coverage"] = _pooled_coverage(group)
         out.append(row)
     return out
+
+
+def _pooled_coverage(group: pd.DataFrame) -> float | None:
+    """The share of actuals inside their p10-p90 over the rows of several runs (None: no interval)."""
+    counted = group["interval_forecasts"].fillna(0).astype(float)
+    held = group["coverage"].astype(float)
+    known = held.notna() & (counted > 0)
+    return float((held[known] * counted[known]).sum() / counted[known].sum()) if known.any() else None
 
 
 def biggest_misses(config: Config, present: set[str] | None = None) -> tuple[str, list[dict]] | None:
@@ -243,6 +255,7 @@ def render_monitoring(config: Config) -> Markup:
             baselines=BASELINES,
             accuracy=_accuracy_view(trend) if trend else None,
             misses=_misses_view(config, present) if trend else None,
+            value_added=value_added_view(config, present) if trend else None,
             drift=_drift_view(config, present),
             alerts=_alerts_view(config, present),
         )

@@ -35,6 +35,7 @@ from forecasting.core.config.loading import (
     predictions_asset_uri,
     unset_variables,
 )
+from forecasting.core.config.monitoring import IntervalsWatchConfig, MonitoringConfig
 from forecasting.core.config.plans import (
     BASE_SCENARIO,
     FILL_EMPTY,
@@ -59,7 +60,6 @@ from forecasting.core.config.sections import (
     GateConfig,
     HierarchyConfig,
     ModelConfig,
-    MonitoringConfig,
     NotifierConfig,
     PredictionsConfig,
     SourceConfig,
@@ -92,6 +92,7 @@ __all__ = [
     "FeatureConfig",
     "GateConfig",
     "HierarchyConfig",
+    "IntervalsWatchConfig",
     "ModelConfig",
     "MonitoringConfig",
     "NotifierConfig",

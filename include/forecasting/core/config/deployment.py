@@ -19,6 +19,7 @@ from forecasting.core.config.base import (
     resolve_path,
 )
 from forecasting.core.config.calendar import CalendarConfig
+from forecasting.core.config.monitoring import MonitoringConfig
 from forecasting.core.config.plans import PlansConfig
 from forecasting.core.config.sections import (
     AlertsConfig,
@@ -28,7 +29,6 @@ from forecasting.core.config.sections import (
     GateConfig,
     HierarchyConfig,
     ModelConfig,
-    MonitoringConfig,
     PredictionsConfig,
     SourceConfig,
     ValidationConfig,

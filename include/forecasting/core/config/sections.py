@@ -445,56 +445,6 @@ class PredictionsConfig(WithDatabase):
         return self
 
 
-class MonitoringConfig(Section):
-    """How realised accuracy is reported (forecasting.monitoring.accuracy) and drift detected
-    (forecasting.monitoring.drift)."""
-
-    segment: str | None = Field(
-        default=None, description="An entity column or attribute: <table>_accuracy also has a row per value."
-    )
-    # 0.1-0.2: a moderate shift, above 0.2: a significant one.
-    psi_threshold: float = Field(
-        default=0.2,
-        ge=0.0,
-        description="A feature drifted when its PSI against the training window is at least this (and KS rejects).",
-    )
-    ks_alpha: float = Field(
-        default=0.01, ge=0.0, description="The Kolmogorov-Smirnov test's level for 'same distribution'."
-    )
-    psi_bins: int = Field(
-        default=10,
-        ge=2,
-        description="PSI's bins: quantiles of the training window (plus one for missing values).",
-    )
-    entity_share_threshold: float = Field(
-        default=0.1, ge=0.0, description="The share of new or vanished entities that counts as drift."
-    )
-    drift_sample_rows: int = Field(
-        default=100_000, ge=1000, description="Rows compared at most on each side (a seeded sample beyond)."
-    )
-    # A full year has every season once, without years of trend (prices follow inflation).
-    reference_months: int | None = Field(
-        default=12,
-        ge=1,
-        description="The reference is the last this many months of the training window (null: all of it).",
-    )
-
-    # A plan that moves a fifth between two runs without a reason is worth a look.
-    max_total_revision: float | None = Field(
-        default=0.2,
-        ge=0.0,
-        description="Alert when a run moves the total forecast of the months an earlier run also forecast "
-        "by more than this share (<table>_churn.total_revision; null: never).",
-    )
-
-    @field_validator("ks_alpha", "entity_share_threshold")
-    @classmethod
-    def _share(cls, value: float) -> float:
-        if value > 1:
-            raise fail(f"is a share between 0 and 1, got {value!r}")
-        return value
-
-
 # Notifier types an alerts.notifiers entry may name (forecasting.monitoring.alerts builds them).
 NOTIFIER_TYPES = ("smtp",)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")

@@ -1,0 +1,253 @@
+"""The overrides in force at a publish, applied to its forecasts as the final layer.
+
+Which are in force for the run of month M (docs/publishing.md#overrides): of each override_id
+its newest version, if that is ``active`` (not withdrawn), not expired (``expires_on`` after the
+run's date, M + 1's first day) and not over (its last month at or after M + 1, the run's first
+forecast month). Each is then either
+
+* **applied**: the forecasts of its entity, or of every entity of its level's group, in its
+  months that the run forecast. An absolute value sets the entity's forecast, or the group's
+  total; a percent scales; a delta adds (never below 0). A group's new total is spread over its
+  entities in proportion to their forecasts (equally where they are all 0), so the levels stay
+  the sums of the entities. Broader overrides apply first (the total, then larger groups,
+  then smaller ones, then entities; the older first within each): a narrower one refines what
+  a broader one set, and ``override_id`` names the last applied to a row. Or
+* **refused**, with the reason, naming what it names that the run did not forecast: an entity,
+  a level that is no level of the hierarchy, a group, or months of which the run forecast none.
+  A refusal never stops the publish (a planner's typo must not hold back every forecast); it is
+  recorded in ``<table>_override_outcomes`` and ``<table>_runs``, the run's summary and the
+  Forecasts view, and raised as an alert.
+
+``final_p10``/``final_p90``: the band moves with the forecast, scaled by final / prediction
+(shifted by final - prediction where the prediction is 0), never below 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from forecasting.data.panel import key_text
+from forecasting.publishing.overrides_table import ABSOLUTE, ACTIVE, APPLIED, PERCENT, REFUSED
+
+TOTAL, SEPARATOR = "total", ","  # as forecasting.modeling.hierarchy names levels and groups
+
+
+def months(values: pd.Series | Sequence) -> pd.PeriodIndex:
+    return pd.PeriodIndex(pd.to_datetime(pd.Series(values)), freq="M")
+
+
+def span(first: pd.Period, last: pd.Period) -> str:
+    return str(first) if first == last else f"{first}..{last}"
+
+
+def in_force(overrides: pd.DataFrame, run_month: pd.Period) -> pd.DataFrame:
+    """Of ``overrides`` (rows of ``<table>_overrides``), those the run of ``run_month`` applies or
+    refuses: each id's newest version, active, not expired and not over."""
+    if overrides.empty:
+        return overrides
+    newest = overrides.sort_values("version").drop_duplicates("override_id", keep="last")
+    run_date = (run_month + 1).to_timestamp()
+    expires = pd.to_datetime(newest["expires_on"])
+    kept = (
+        (newest["status"] == ACTIVE)
+        & (expires.isna() | (expires > run_date))
+        & (months(newest["last_month"]) >= run_month + 1)
+    )
+    return newest[kept.to_numpy()].reset_index(drop=True)
+
+
+def target_name(row: pd.Series, keys: Sequence[str]) -> str:
+    """What an override adjusts, as a planner names it: ``store_id 3, item_id 7`` or ``region North``."""
+    level = row.get("level")
+    if level is None or pd.isna(level):
+        return ", ".join(f"{k} {key_text(pd.Series([row[k]]))[0]}" for k in keys)
+    return "the total" if level == TOTAL else f"{level} {row['level_key']}"
+
+
+@dataclass
+class Applied:
+    """The forecasts with ``final``, ``final_p10``, ``final_p90`` and ``override_id``; what became
+    of each override in force (rows of ``<table>_override_outcomes`` without run_month)."""
+
+    frame: pd.DataFrame
+    outcomes: list[dict] = field(default_factory=list)
+
+    def count(self, outcome: str) -> int:
+        return sum(o["outcome"] == outcome for o in self.outcomes)
+
+    @property
+    def refusals(self) -> list[str]:
+        return [f"{o['override_id']}: {o['message']}" for o in self.outcomes if o["outcome"] == REFUSED]
+
+
+def _row_groups(frame: pd.DataFrame, keys: Sequence[str], members: pd.DataFrame | None) -> pd.DataFrame:
+    """Per forecast row: its entity columns as text and (with ``members``) its level columns."""
+    rows = pd.DataFrame({k: key_text(frame[k]) for k in keys})
+    if members is None:
+        return rows
+    extra = [c for c in members.columns if c not in keys]
+    return rows.merge(members[[*keys, *extra]].astype(str), on=list(keys), how="left")
+
+
+def _target(
+    override: pd.Series, rows: pd.DataFrame, keys: Sequence[str], levels: Sequence[Sequence[str]]
+) -> tuple[np.ndarray | None, str]:
+    """The rows an override's entity or group covers (any month), or None and why not."""
+    level = override.get("level")
+    if level is None or pd.isna(level):
+        mask = np.ones(len(rows), dtype=bool)
+        for k in keys:
+            mask &= rows[k].to_numpy() == key_text(pd.Series([override[k]]))[0]
+        return mask, ""
+    names = {SEPARATOR.join(columns) or TOTAL: list(columns) for columns in levels}
+    if level not in names:
+        known = ", ".join(names) or "none: the config has no hierarchy"
+        return None, f"level {level!r} is no level of the hierarchy (its levels: {known})"
+    columns = names[level]
+    if not columns:
+        return np.ones(len(rows), dtype=bool), ""
+    group = rows[columns].astype(str).agg(SEPARATOR.join, axis=1).to_numpy()
+    return group == str(override["level_key"]), ""
+
+
+def _order(overrides: pd.DataFrame, sizes: dict[str, int]) -> pd.DataFrame:
+    """Broadest first: levels by the rows they cover, then entities; the older first within each."""
+    if overrides.empty:
+        return overrides
+    order = pd.DataFrame(
+        {
+            "entity": overrides["level"].isna().to_numpy(),
+            "size": [-sizes.get(i, 0) for i in overrides["override_id"]],
+            "created": pd.to_datetime(overrides["created_at"], utc=True).to_numpy(),
+            "id": overrides["override_id"].to_numpy(),
+        }
+    )
+    return overrides.iloc[order.sort_values(["entity", "size", "created", "id"]).index.to_numpy()]
+
+
+def _adjust(final: np.ndarray, rows: np.ndarray, month: np.ndarray, kind: str, value: float) -> None:
+    """Set each month's total of ``final[rows]`` after ``kind`` and ``value``, spread in proportion."""
+    for m in np.unique(month[rows]):
+        at = rows & (month == m)
+        total = final[at].sum()
+        if kind == ABSOLUTE:
+            wanted = value
+        elif kind == PERCENT:
+            wanted = total * (1 + value / 100)
+        else:
+            wanted = max(total + value, 0.0)
+        final[at] = final[at] * (wanted / total) if total > 0 else wanted / at.sum()
+
+
+def apply_overrides(
+    frame: pd.DataFrame,
+    overrides: pd.DataFrame,
+    keys: Sequence[str],
+    members: pd.DataFrame | None = None,
+    levels: Sequence[Sequence[str]] = (),
+) -> Applied:
+    """``frame`` (a run's forecasts) with the overrides in force (``in_force``) applied. ``members``:
+    each entity's level columns as text (the entity columns as text too), for level overrides."""
+    out = frame.copy()
+    final = out["prediction"].to_numpy(dtype=float).copy()
+    applied_by = np.full(len(out), None, dtype=object)
+    month = months(out["forecast_month"]).asi8
+    run_months = months(out["forecast_month"])
+    first_run, last_run = (run_months.min(), run_months.max()) if len(out) else (None, None)
+    rows = _row_groups(out, keys, members)
+    targets, outcomes = {}, []
+    for _, override in overrides.iterrows():
+        mask, why = _target(override, rows, keys, levels)
+        name = target_name(override, keys)
+        first, last = pd.Period(override["first_month"], "M"), pd.Period(override["last_month"], "M")
+        if mask is not None and not mask.any():
+            why = f"{name} has no forecast in this run"
+        elif mask is not None:
+            mask = mask & (month >= first.ordinal) & (month <= last.ordinal)
+            if not mask.any():
+                why = (
+                    f"forecast months {span(first, last)} of {name} are not among this run's "
+                    f"({span(first_run, last_run)})"
+                )
+        if why:
+            outcomes.append(_outcome(override, REFUSED, 0, why))
+        else:
+            targets[override["override_id"]] = mask
+    for _, override in _order(overrides, {i: int(m.sum()) for i, m in targets.items()}).iterrows():
+        mask = targets.get(override["override_id"])
+        if mask is None:
+            continue
+        _adjust(final, mask, month, override["kind"], float(override["value"]))
+        applied_by[mask] = override["override_id"]
+        first, last = pd.Period(override["first_month"], "M"), pd.Period(override["last_month"], "M")
+        what = (
+            f"{override['kind']} {override['value']:g} on {target_name(override, keys)}, {span(first, last)}"
+        )
+        outcomes.append(_outcome(override, APPLIED, int(mask.sum()), what))
+    out["final"] = final
+    out["final_p10"], out["final_p90"] = moved_band(out["prediction"], final, out.get("p10"), out.get("p90"))
+    out["override_id"] = applied_by
+    return Applied(out, sorted(outcomes, key=lambda o: o["override_id"]))
+
+
+def _outcome(override: pd.Series, outcome: str, forecasts: int, message: str) -> dict:
+    return {
+        "override_id": override["override_id"],
+        "version": int(override["version"]),
+        "outcome": outcome,
+        "forecasts": forecasts,
+        "message": message,
+    }
+
+
+def moved_band(
+    prediction: pd.Series, final: np.ndarray, p10: pd.Series | None, p90: pd.Series | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """p10 and p90 moved with the forecast: scaled by final / prediction (shifted by the change
+    where the prediction is 0), never below 0; NaN where there is no band."""
+    base = prediction.to_numpy(dtype=float)
+    ratio = np.divide(final, base, out=np.ones_like(base), where=base > 0)
+
+    def move(bound: pd.Series | None) -> np.ndarray:
+        if bound is None:
+            return np.full(len(base), np.nan)
+        values = pd.to_numeric(bound, errors="coerce").to_numpy(dtype=float)
+        return np.maximum(np.where(base > 0, values * ratio, values + (final - base)), 0.0)
+
+    return move(p10), move(p90)
+
+
+def level_finals(
+    levels: pd.DataFrame, applied: pd.DataFrame, keys: Sequence[str], members: pd.DataFrame | None
+) -> pd.DataFrame:
+    """``levels`` (the run's level forecasts) with ``final`` = prediction + the sum of the changes
+    its entities' forecasts got (so a level's final is its entities' finals' sum), and the band
+    moved as the entities' is. ``members`` (each entity's level columns) may be None only while
+    no forecast changed."""
+    rows = _row_groups(applied, keys, members)
+    change = applied["final"].to_numpy(dtype=float) - applied["prediction"].to_numpy(dtype=float)
+    if members is None and np.any(change != 0):
+        raise ValueError("the levels' final figures need each entity's level columns (members)")
+    rows["forecast_month"] = months(applied["forecast_month"]).astype(str)
+    rows["change"] = change
+    parts = []
+    for level in levels["level"].unique():
+        columns = [] if level == TOTAL else level.split(SEPARATOR)
+        columns = columns if set(columns) <= set(rows.columns) else []  # members None: no change
+        key = rows[columns].astype(str).agg(SEPARATOR.join, axis=1) if columns else TOTAL
+        summed = rows.assign(level=level, level_key=key).groupby(["level", "level_key", "forecast_month"])
+        parts.append(summed["change"].sum().reset_index())
+    changes = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    out = levels.copy()
+    at = out[["level", "level_key"]].assign(forecast_month=months(out["forecast_month"]).astype(str))
+    found = at.merge(changes, on=["level", "level_key", "forecast_month"], how="left")["change"]
+    out["final"] = out["prediction"].to_numpy(dtype=float) + found.fillna(0.0).to_numpy()
+    out["final"] = np.maximum(out["final"], 0.0)  # float error of a sum of non-negative finals
+    out["final_p10"], out["final_p90"] = moved_band(
+        out["prediction"], out["final"].to_numpy(), out.get("p10"), out.get("p90")
+    )
+    return out

@@ -289,3 +289,77 @@ def test_the_table_refuses_a_malformed_row_whoever_writes_it(config):
         assert stamped is not None
     finally:
         engine.dispose()
+
+
+def test_the_planner_role_inserts_overrides_and_writes_nothing_else(config):
+    url = config.predictions.database.url
+    if url.startswith("sqlite"):
+        pytest.skip("roles are PostgreSQL's")
+    from forecasting.publishing.overrides import grant_planner_role
+    from tests.helpers.servers import analyst_role
+
+    owner = sa.create_engine(url)
+    with pytest.raises(OverrideError, match="publish a month first"):
+        grant_planner_role(owner, "forecast_test_planner_early")
+    owner.dispose()
+    publish_june(config)
+    with analyst_role(url, planner=True) as (granted, planner):
+        assert {"forecasts", "forecasts_overrides", "forecasts_override_outcomes"} <= set(granted)
+        with planner.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO forecasts_overrides (override_id, version, status, store_id, item_id, "
+                    "first_month, last_month, kind, value, reason, created_by) VALUES ('sql-1', 1, 'active', "
+                    "1, 1, DATE '2024-07-01', DATE '2024-07-01', 'absolute', 42, 'from SQL', CURRENT_USER)"
+                )
+            )
+            assert conn.execute(sa.text("SELECT count(*) FROM forecasts")).scalar_one() == 6
+        for statement in (
+            "UPDATE forecasts_overrides SET value = 1",
+            "DELETE FROM forecasts_overrides",
+            "UPDATE forecasts SET prediction = 0",
+            "INSERT INTO forecasts_override_outcomes VALUES (DATE '2024-06-01', 'x', 1, 'applied', 0, 'x')",
+            "DELETE FROM forecasts_runs",
+            "CREATE TABLE planner_scratch (x int)",
+        ):
+            with pytest.raises(sa.exc.ProgrammingError, match="permission denied"), planner.begin() as conn:
+                conn.execute(sa.text(statement))
+    publish_june(config)
+    assert row(config, 1, 1, "2024-07")["final"] == 42.0
+    trail = read_overrides(config)
+    assert trail["created_by"].str.startswith("forecast_test_planner_").all()
+
+
+def test_the_command_line_records_lists_withdraws_and_refuses_naming_the_typo(config, monkeypatch, capsys):
+    from forecasting.publishing.overrides import main
+
+    if not config.predictions.database.url.startswith("sqlite"):
+        pytest.skip("the library's checks are the same on PostgreSQL (above)")
+    monkeypatch.setenv("FORECAST_CONFIG", str(config.path))
+    publish_june(config)
+    add = ["add", "--months", "2024-07:2024-08", "--kind", "delta", "--value", "5", "--by", "frank"]
+    assert main([*add, "--entity", "store_id=1", "--entity", "item_id=2", "--reason", "display"]) == 0
+    recorded = capsys.readouterr().out
+    override_id = recorded.split()[1]
+    assert recorded.startswith(f"Recorded {override_id} version 1 (active)")
+    assert main([*add, "--entity", "store_id=1", "--entity", "item_id=99", "--reason", "typo"]) == 2
+    assert (
+        "Refused: store_id 1, item_id 99 has no forecast in the newest published run"
+        in capsys.readouterr().err
+    )
+    assert main([*add, "--level", "total", "--reason", "inflation"]) == 0
+    capsys.readouterr()
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert override_id in listed and "display" in listed and "inflation" in listed
+    assert main(["withdraw", override_id, "--reason", "display moved", "--by", "frank"]) == 0
+    assert f"Recorded {override_id} version 2 (withdrawn)" in capsys.readouterr().out
+    assert main(["list"]) == 0
+    assert override_id not in capsys.readouterr().out
+    result = publish_june(config)
+    assert result.overrides["applied"] == 1  # the total's delta, spread over every entity
+    totals = read(
+        config,
+        "SELECT forecast_month, SUM(final) - SUM(prediction) AS added FROM forecasts GROUP BY forecast_month",
+    )
+    np.testing.assert_allclose(totals["added"], [5.0, 5.0])

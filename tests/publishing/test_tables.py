@@ -50,7 +50,7 @@ def test_the_analyst_reads_everything_but_the_publish_locks():
         "forecasts_churn",
         "forecasts_levels_latest",
     }
-    assert len(readable) == 15
+    assert len(readable) == 17
 
 
 def test_entity_columns_follow_the_config_in_order_and_type():
@@ -60,6 +60,8 @@ def test_entity_columns_follow_the_config_in_order_and_type():
         keys = [c.name for c in table.columns if c.name in ("store", "sku")]
         assert keys == ["store", "sku"], table.name
         assert isinstance(table.c.store.type, sa.BigInteger) and not table.c.store.nullable
+    # An override names an entity or a level's group: its entity columns, typed alike, may be NULL.
+    assert isinstance(declared.overrides.c.store.type, sa.BigInteger) and declared.overrides.c.store.nullable
     assert [c.name for c in declared.forecasts.primary_key.columns] == [
         "run_month",
         "store",
@@ -79,6 +81,8 @@ def test_entity_columns_follow_the_config_in_order_and_type():
             "_scenarios",
             "_drivers",
             "_levels",
+            "_overrides",
+            "_override_outcomes",
         )
     } | {"analytics.demand_publish_lock"}
 

@@ -159,7 +159,8 @@ def apply_overrides(
     run_months = months(out["forecast_month"])
     first_run, last_run = (run_months.min(), run_months.max()) if len(out) else (None, None)
     rows = _row_groups(out, keys, members)
-    targets, outcomes = {}, []
+    targets: dict[str, np.ndarray] = {}
+    outcomes: list[dict] = []
     for _, override in overrides.iterrows():
         mask, why = _target(override, rows, keys, levels)
         name = target_name(override, keys)
@@ -173,7 +174,7 @@ def apply_overrides(
                     f"forecast months {span(first, last)} of {name} are not among this run's "
                     f"({span(first_run, last_run)})"
                 )
-        if why:
+        if why or mask is None:
             outcomes.append(_outcome(override, REFUSED, 0, why))
         else:
             targets[override["override_id"]] = mask

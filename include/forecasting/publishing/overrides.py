@@ -395,8 +395,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OverrideError as err:
         print(f"Refused: {err}", file=sys.stderr)
         return 2
+    then = "applies it" if row["status"] == ACTIVE else "no longer applies it"
     print(
-        f"Recorded {row['override_id']} version {row['version']} ({row['status']}); the next publish applies it."
+        f"Recorded {row['override_id']} version {row['version']} ({row['status']}); the next publish {then}."
     )
     return 0
 

@@ -8,14 +8,15 @@ import pandas as pd
 
 from forecasting.core import paths
 from forecasting.core.config import Config
-from forecasting.core.names import FORECAST_DAG, OVERRIDE_OUTCOMES, relation_name
+from forecasting.core.names import FORECAST_DAG, OVERRIDE_OUTCOMES, OVERRIDES, relation_name
 from forecasting.data.panel import key_text
 from forecasting.monitoring.alerts import Alert, raise_alerts
-from forecasting.orchestration.levels import level_columns, level_members
 
 
 def entity_members(config: Config, m: pd.Period, attempt: str, forecasts: pd.DataFrame) -> pd.DataFrame:
     """Per entity forecast: its entity columns and the hierarchy's level columns, as text."""
+    from forecasting.orchestration.levels import level_columns, level_members  # the hierarchy's heavy imports
+
     src = config.source
     columns = list(dict.fromkeys([*src.entity_columns, src.time_column, *level_columns(config)]))
     snapshot = pd.read_parquet(paths.existing(paths.snapshot(config, m, attempt)), columns=columns)
@@ -41,3 +42,19 @@ def alert_refused(config: Config, m: pd.Period, run_id: str, overrides: dict) ->
         FORECAST_DAG, str(m), "override", "overrides_refused", "overrides", len(refusals), 0, message, run_id
     )
     return raise_alerts(config, [alert])
+
+
+def summary_lines(config: Config, published: dict) -> list[str]:
+    """The run summary's lines on the overrides its publish applied and refused (each named)."""
+    overrides = published.get("overrides")
+    if overrides is None:  # published before overrides existed
+        return []
+    table = relation_name(config.predictions.table, OVERRIDES)
+    if not overrides["applied"] and not overrides["refused"]:
+        return [f"  Overrides   none in force in {table}: final = prediction", ""]
+    lines = [
+        f"  Overrides   {overrides['applied']} applied to {overrides['adjusted_forecasts']:,} forecasts "
+        f"(their final; prediction kept), {overrides['refused']} refused, from {table}"
+    ]
+    lines += [f"    REFUSED {refusal}" for refusal in overrides["refusals"]]
+    return [*lines, ""]

@@ -37,7 +37,13 @@ TOTAL, SEPARATOR = "total", ","  # as forecasting.modeling.hierarchy names level
 
 
 def months(values: pd.Series | Sequence) -> pd.PeriodIndex:
+    """Forecast months (dates, timestamps or text) as monthly periods."""
     return pd.PeriodIndex(pd.to_datetime(pd.Series(values)), freq="M")
+
+
+def month_of(value: object) -> pd.Period:
+    """A month an override names (a date or YYYY-MM...): any year, 9999 too (no timestamps)."""
+    return pd.Period(str(value)[:7], "M")
 
 
 def span(first: pd.Period, last: pd.Period) -> str:
@@ -50,14 +56,13 @@ def in_force(overrides: pd.DataFrame, run_month: pd.Period) -> pd.DataFrame:
     if overrides.empty:
         return overrides
     newest = overrides.sort_values("version").drop_duplicates("override_id", keep="last")
-    run_date = (run_month + 1).to_timestamp()
-    expires = pd.to_datetime(newest["expires_on"])
+    run_date = str((run_month + 1).to_timestamp().date())  # ISO dates compare as text
+    expired = [not pd.isna(e) and str(e)[:10] <= run_date for e in newest["expires_on"]]
+    over = [month_of(m) < run_month + 1 for m in newest["last_month"]]
     kept = (
-        (newest["status"] == ACTIVE)
-        & (expires.isna() | (expires > run_date))
-        & (months(newest["last_month"]) >= run_month + 1)
+        (newest["status"] == ACTIVE).to_numpy() & ~np.array(expired, dtype=bool) & ~np.array(over, dtype=bool)
     )
-    return newest[kept.to_numpy()].reset_index(drop=True)
+    return newest[kept].reset_index(drop=True)
 
 
 def target_name(row: pd.Series, keys: Sequence[str]) -> str:
@@ -164,7 +169,7 @@ def apply_overrides(
     for _, override in overrides.iterrows():
         mask, why = _target(override, rows, keys, levels)
         name = target_name(override, keys)
-        first, last = pd.Period(override["first_month"], "M"), pd.Period(override["last_month"], "M")
+        first, last = month_of(override["first_month"]), month_of(override["last_month"])
         if mask is not None and not mask.any():
             why = f"{name} has no forecast in this run"
         elif mask is not None:
@@ -184,7 +189,7 @@ def apply_overrides(
             continue
         _adjust(final, mask, month, override["kind"], float(override["value"]))
         applied_by[mask] = override["override_id"]
-        first, last = pd.Period(override["first_month"], "M"), pd.Period(override["last_month"], "M")
+        first, last = month_of(override["first_month"]), month_of(override["last_month"])
         what = (
             f"{override['kind']} {override['value']:g} on {target_name(override, keys)}, {span(first, last)}"
         )

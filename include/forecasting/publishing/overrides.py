@@ -24,6 +24,7 @@ import argparse
 import logging
 import math
 import os
+import re
 import secrets
 import sys
 from collections.abc import Mapping, Sequence
@@ -36,21 +37,35 @@ from forecasting.core.config import Config, load_config
 from forecasting.core.db import make_engine
 from forecasting.core.errors import DataError
 from forecasting.publishing import tables
-from forecasting.publishing.apply_overrides import SEPARATOR, TOTAL, months, span
+from forecasting.publishing.apply_overrides import SEPARATOR, TOTAL, month_of, months, span
 from forecasting.publishing.overrides_table import ACTIVE, KINDS, PERCENT, WITHDRAWN
 
 log = logging.getLogger(__name__)
+_MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+_BIGINT = 2**63
 
 
 class OverrideError(DataError):
     """An override that cannot be recorded as given; the message says what to change."""
 
 
-def _month(text: str | date, what: str) -> date:
+def _month(value: object, what: str) -> date:
+    """A month (YYYY-MM, or a date in it) as its first day; OverrideError for anything else."""
+    text = value.isoformat() if isinstance(value, date) else str(value).strip()
+    if not _MONTH.match(text[:7]) or len(text) not in (7, 10):
+        raise OverrideError(f"{what} {str(value)[:40]!r} is not a month (YYYY-MM)")
+    return date(int(text[:4]), int(text[5:7]), 1)
+
+
+def _day(value: object) -> date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, date):
+        return value
     try:
-        return pd.Period(str(text)[:7], "M").to_timestamp().date()
+        return date.fromisoformat(str(value).strip())
     except ValueError:
-        raise OverrideError(f"{what} {text!r} is not a month (YYYY-MM)") from None
+        raise OverrideError(f"expiry {str(value)[:40]!r} is not a day (YYYY-MM-DD)") from None
 
 
 def database_tables(conn: sa.Connection, config: Config) -> tables.Tables:
@@ -77,7 +92,9 @@ def _typed(declared: tables.Tables, entity: Mapping[str, object]) -> dict[str, o
         try:
             out[key] = kind(str(value).strip()) if kind in (int, float) else kind(value)
         except (TypeError, ValueError):
-            raise OverrideError(f"{key} {value!r} is not a {kind.__name__}") from None
+            raise OverrideError(f"{key} {str(value)[:40]!r} is not a {kind.__name__}") from None
+        if kind is int and not -_BIGINT <= out[key] < _BIGINT:
+            raise OverrideError(f"{key} {str(value)[:40]!r} is no entity (too large)")
     return out
 
 
@@ -102,6 +119,9 @@ def _forecast_months(conn: sa.Connection, declared: tables.Tables, row: dict, co
 def _check(conn: sa.Connection, declared: tables.Tables, row: dict, config: Config) -> None:
     """Refuse the row, naming what is wrong, unless the newest run forecast its target and months."""
     keys = config.source.entity_columns
+    texts = [v for v in row.values() if isinstance(v, str)]
+    if any("\x00" in v for v in texts):
+        raise OverrideError("a field holds a NUL character")
     if row["kind"] not in KINDS:
         raise OverrideError(f"kind {row['kind']!r} is not one of {', '.join(KINDS)}")
     value = row["value"]
@@ -130,7 +150,7 @@ def _check(conn: sa.Connection, declared: tables.Tables, row: dict, config: Conf
     )
     if not found:
         raise OverrideError(f"{name} has no forecast in the newest published run")
-    first, last = pd.Period(row["first_month"], "M"), pd.Period(row["last_month"], "M")
+    first, last = month_of(row["first_month"]), month_of(row["last_month"])
     if not any(first <= pd.Period(m, "M") <= last for m in found):
         raise OverrideError(
             f"forecast months {span(first, last)} of {name} are not among the newest run's "
@@ -161,6 +181,9 @@ def _insert(config: Config, build) -> dict:
             declared = database_tables(conn, config)
             row = build(conn, declared)
             conn.execute(sa.insert(declared.overrides).values(**row))
+    except sa.exc.DataError as err:  # a value the database's types cannot hold (too long ...)
+        reason = str(err.orig).strip().splitlines()[0]
+        raise OverrideError(f"override not recorded: the database refuses a value ({reason})") from err
     except sa.exc.IntegrityError as err:
         raise OverrideError(
             f"override not recorded: it was changed meanwhile, or breaks a rule of the table ({err.orig}); "
@@ -212,7 +235,7 @@ def record_override(
             "reason": reason.strip(),
             "created_by": created_by.strip(),
             "created_at": now or datetime.now(UTC),
-            "expires_on": None if expires_on in (None, "") else pd.Timestamp(str(expires_on)).date(),
+            "expires_on": _day(expires_on),
             "status": ACTIVE,
         }
         if level is not None and not level_key and level != TOTAL:

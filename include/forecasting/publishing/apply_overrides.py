@@ -145,7 +145,7 @@ def _adjust(final: np.ndarray, rows: np.ndarray, month: np.ndarray, kind: str, v
             wanted = total * (1 + value / 100)
         else:
             wanted = max(total + value, 0.0)
-        final[at] = final[at] * (wanted / total) if total > 0 else wanted / at.sum()
+        final[at] = wanted * (final[at] / total) if total > 0 else wanted / at.sum()  # its share
 
 
 def apply_overrides(

@@ -103,7 +103,10 @@ def render_overrides(
     keys = config.source.entity_columns
     trail = read_overrides(config)
     current: list[dict] = []
+    done = None  # the version just recorded, if ``recorded`` names an override
     if not trail.empty:
+        mine = trail[trail["override_id"] == recorded]
+        done = mine.sort_values("version").iloc[-1].to_dict() if len(mine) else None
         newest = trail.sort_values("version").drop_duplicates("override_id", keep="last")
         current = _rows(newest[newest["status"] == ACTIVE].sort_values("created_at", ascending=False), keys)
     return render_page(
@@ -119,7 +122,7 @@ def render_overrides(
         kinds=KINDS,
         form=dict(form or {}),
         error=error,
-        recorded=recorded,
+        recorded=done,
     )
 
 

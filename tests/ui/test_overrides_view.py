@@ -7,6 +7,7 @@ and an anonymous request is refused; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import importlib.util
+import re
 from contextlib import ExitStack
 from datetime import UTC, datetime
 
@@ -15,7 +16,7 @@ import pytest
 
 from forecasting.publishing.overrides import read_overrides
 from forecasting.publishing.query import run_query
-from tests.helpers.forecasts_view_data import RUN_IDS, RUN_MONTHS, forecasts
+from tests.helpers.forecasts_view_data import RUN_IDS, RUN_MONTHS, forecasts, prediction
 from tests.helpers.paths import REPO
 
 NEWEST = RUN_MONTHS[-1]  # its run forecasts 2025-01..2025-03
@@ -98,6 +99,16 @@ def test_a_planner_records_through_the_form_and_the_next_publish_applies_it(view
     assert finals["override_id"].tolist() == [None, recorded["override_id"], recorded["override_id"]]
     overview = http.get("/", headers=headers["viewer"]).text
     assert f"the run of {NEWEST} applied <b>1</b> to its <code>final</code> forecasts" in overview
+    explorer = http.get("/explorer", params={"store_id": "2", "item_id": "3"}, headers=headers["viewer"]).text
+    assert 'data-column="latest_final"' in explorer  # the final figures beside the newest run's
+    drawn = re.findall(r'data-series="final" data-month="([^"]+)" data-value="([^"]+)"', explorer)
+    # January keeps the model's forecast as its final; February and March are the override's.
+    january = pytest.approx(prediction(2, 3, 1, NEWEST))
+    assert [(month, float(value)) for month, value in drawn] == [
+        ("2025-01", january),
+        ("2025-02", 500),
+        ("2025-03", 500),
+    ]
     outcomes = http.get("/overrides", headers=headers["viewer"]).text
     assert f"The run of {NEWEST} applied <b>1</b> override" in outcomes and "refused" not in outcomes
 

@@ -58,7 +58,7 @@ LOG_ONLY = "log only"
 class Alert:
     dag_id: str
     month: str | None  # "YYYY-MM": the month M of the run
-    kind: str  # task_failure, accuracy, drift or revision
+    kind: str  # task_failure, accuracy, drift, revision or override (a publish refused one)
     metric: str  # e.g. task_state, wape, wape_vs_best_naive, psi, share
     subject: str  # what it is about: a task, "horizon 1", a feature
     value: float | None

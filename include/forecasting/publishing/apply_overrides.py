@@ -232,18 +232,19 @@ def level_finals(
 ) -> pd.DataFrame:
     """``levels`` (the run's level forecasts) with ``final`` = prediction + the sum of the changes
     its entities' forecasts got (so a level's final is its entities' finals' sum), and the band
-    moved as the entities' is. ``members`` (each entity's level columns) may be None only while
-    no forecast changed."""
+    moved as the entities' is. ``members``: each entity's level columns (None: levels of entity
+    columns only, or no forecast changed)."""
     rows = _row_groups(applied, keys, members)
     change = applied["final"].to_numpy(dtype=float) - applied["prediction"].to_numpy(dtype=float)
-    if members is None and np.any(change != 0):
-        raise ValueError("the levels' final figures need each entity's level columns (members)")
     rows["forecast_month"] = months(applied["forecast_month"]).astype(str)
     rows["change"] = change
     parts = []
     for level in levels["level"].unique():
         columns = [] if level == TOTAL else level.split(SEPARATOR)
-        columns = columns if set(columns) <= set(rows.columns) else []  # members None: no change
+        if not set(columns) <= set(rows.columns):
+            if np.any(change != 0):
+                raise ValueError(f"level {level}'s final figures need each entity's {level} (members)")
+            columns = []  # nothing changed: every level's final is its prediction
         key = rows[columns].astype(str).agg(SEPARATOR.join, axis=1) if columns else TOTAL
         summed = rows.assign(level=level, level_key=key).groupby(["level", "level_key", "forecast_month"])
         parts.append(summed["change"].sum().reset_index())

@@ -437,7 +437,7 @@ def test_a_planner_records_an_override_in_the_view_the_publish_applies_it_and_a_
                 page.click("button[type=submit]")
                 page.wait_for_url("**/plugin/forecasts**", timeout=30_000)
                 view = page.frame_locator("iframe[title=Forecasts]")
-                view.get_by_role("link", name="Overrides").click()
+                view.locator("nav.tabs").get_by_role("link", name="Overrides").click()
                 form = view.locator("#override-form")
                 form.wait_for(timeout=30_000)
                 form.locator("input[name=store_id]").fill("2")
@@ -461,7 +461,7 @@ def test_a_planner_records_an_override_in_the_view_the_publish_applies_it_and_a_
                         run_id=RUN_IDS[newest],
                         created_at=datetime(2025, 1, 2, tzinfo=UTC),
                     )
-                    view.get_by_role("link", name="Overrides").click()
+                    view.locator("nav.tabs").get_by_role("link", name="Overrides").click()
                     view.locator("#outcomes-table").wait_for(timeout=15_000)
                     assert (
                         f"The run of {newest} applied 1 override"

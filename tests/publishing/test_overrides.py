@@ -228,25 +228,29 @@ def test_a_bad_entity_level_or_month_is_refused_named_at_entry_and_at_the_publis
                 "first_month": date(2030, 1, 1),
                 "last_month": date(2030, 1, 1),
             },
+            {"override_id": "infinite", "store_id": 2, "item_id": 1, "kind": "delta", "value": float("inf")},
             {"override_id": "good", "store_id": 1, "item_id": 1},
         ):
             cells = values | extra
             conn.execute(sa.text(insert.format(", ".join(cells), ", ".join(f":{c}" for c in cells))), cells)
     engine.dispose()
     result = publish_june(config)
-    assert result.overrides["applied"] == 1 and result.overrides["refused"] == 3
+    assert result.overrides["applied"] == 1 and result.overrides["refused"] == 4
     refusals = " | ".join(result.overrides["refusals"])
     assert "typo-entity: store_id 9, item_id 9 has no forecast in this run" in refusals
     assert "typo-level: level 'regoin' is no level of the hierarchy" in refusals
     assert "far-month: forecast months 2030-01 of store_id 1, item_id 1 are not among this run's" in refusals
+    assert "infinite: value inf does not make a finite forecast" in refusals
+    assert row(config, 2, 1, "2024-07")["final"] == row(config, 2, 1, "2024-07")["prediction"]
     outcomes = read(config, "SELECT override_id, outcome, message FROM forecasts_override_outcomes")
     assert dict(zip(outcomes["override_id"], outcomes["outcome"], strict=True)) == {
         "typo-entity": "refused",
         "typo-level": "refused",
         "far-month": "refused",
+        "infinite": "refused",
         "good": "applied",
     }
-    assert read(config, "SELECT overrides_refused FROM forecasts_runs")["overrides_refused"].tolist() == [3]
+    assert read(config, "SELECT overrides_refused FROM forecasts_runs")["overrides_refused"].tolist() == [4]
     np.testing.assert_allclose(row(config, 1, 1, "2024-07")["final"], 1.1 * 12)
 
 

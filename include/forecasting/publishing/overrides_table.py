@@ -79,9 +79,7 @@ def declare_overrides(
         comment="units (absolute: >= 0; delta) or percent (>= -100); a level's is its group's total",
     )
     reason = sa.Column("reason", sa.Text, nullable=False, comment="why: a promotion, a store closing ...")
-    entity_set = sa.and_(*(c.isnot(None) for c in entities))
-    entity_unset = sa.and_(*(c.is_(None) for c in entities))
-    return sa.Table(
+    made = sa.Table(
         name,
         metadata,
         sa.Column(
@@ -114,27 +112,34 @@ def declare_overrides(
             comment="runs scheduled on or after it (the run of month M: on M + 1's first day) skip it",
         ),
         sa.PrimaryKeyConstraint("override_id", "version", name=f"{name}_pkey"),
-        sa.CheckConstraint(version >= 1, name=f"{name}_version_check"),
-        sa.CheckConstraint(_one_of(status, STATUSES), name=f"{name}_status_check"),
-        sa.CheckConstraint(_one_of(kind, KINDS), name=f"{name}_kind_check"),
-        sa.CheckConstraint(first <= last, name=f"{name}_months_check"),
-        sa.CheckConstraint(
-            sa.or_(kind != ABSOLUTE, value >= 0) & sa.or_(kind != PERCENT, value >= -100),
-            name=f"{name}_value_check",
-        ),
-        sa.CheckConstraint(sa.func.length(sa.func.trim(reason)) > 0, name=f"{name}_reason_check"),
-        sa.CheckConstraint(
-            sa.or_(
-                sa.and_(level.is_(None), level_key.is_(None), entity_set),
-                sa.and_(level.isnot(None), level_key.isnot(None), entity_unset),
-            ),
-            name=f"{name}_target_check",
-        ),
         info={
             "doc": "Planners' overrides (docs/publishing.md#overrides), never updated in place: a change or a "
             "withdrawal is a new version of the same `override_id`, the newest version is in force."
         },
     )
+    _add_checks(made, keys)
+    return made
+
+
+def _add_checks(table: sa.Table, keys: Sequence[str]) -> None:
+    """The CHECK constraints that refuse a malformed override, whoever writes it."""
+    c = table.c
+    entity_set = sa.and_(*(c[k].isnot(None) for k in keys))
+    entity_unset = sa.and_(*(c[k].is_(None) for k in keys))
+    checks = {
+        "version": c.version >= 1,
+        "status": _one_of(c.status, STATUSES),
+        "kind": _one_of(c.kind, KINDS),
+        "months": c.first_month <= c.last_month,
+        "value": sa.or_(c.kind != ABSOLUTE, c.value >= 0) & sa.or_(c.kind != PERCENT, c.value >= -100),
+        "reason": sa.func.length(sa.func.trim(c.reason)) > 0,
+        "target": sa.or_(
+            sa.and_(c.level.is_(None), c.level_key.is_(None), entity_set),
+            sa.and_(c.level.isnot(None), c.level_key.isnot(None), entity_unset),
+        ),
+    }
+    for what, check in checks.items():
+        table.append_constraint(sa.CheckConstraint(check, name=f"{table.name}_{what}_check"))
 
 
 def declare_outcomes(metadata: sa.MetaData, table: str) -> sa.Table:

@@ -161,3 +161,30 @@ def test_a_viewer_reads_but_cannot_record_nor_withdraw_and_anonymous_is_refused(
     withdraw = {"override_id": made, "reason": "not mine"}
     assert http.post("/withdraw", data=withdraw, headers=headers["viewer"]).status_code == 403
     assert read_overrides(config)["version"].tolist() == [1]
+
+
+def test_before_anything_is_published_the_page_says_so_and_a_form_is_refused(
+    tmp_path, monkeypatch, airflow_db
+):
+    from airflow.api_fastapi.app import create_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from fastapi.testclient import TestClient
+
+    from forecasting.core.config import load_config
+    from tests.helpers.config import demo_config_dict, write_config
+
+    spec = importlib.util.spec_from_file_location(
+        "forecast_quality", REPO / "plugins" / "forecast_quality.py"
+    )
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    config = load_config(write_config(tmp_path, demo_config_dict(tmp_path)))
+    monkeypatch.setenv("FORECAST_CONFIG", str(config.path))
+    token = create_auth_manager().generate_jwt(SimpleAuthManagerUser(username="pat", role="user"))
+    http = TestClient(plugin.app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {token}"})
+    page = http.get("/overrides")
+    assert page.status_code == 200 and "No override recorded yet" in page.text
+    refused = http.post("/overrides", data=FORM)
+    assert refused.status_code == 400 and "Refused: nothing is published to forecasts yet" in refused.text
+    database = tmp_path / "predictions.db"
+    assert not database.exists()  # reading the page made no database

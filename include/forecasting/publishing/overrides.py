@@ -68,6 +68,19 @@ def _day(value: object) -> date | None:
         raise OverrideError(f"expiry {str(value)[:40]!r} is not a day (YYYY-MM-DD)") from None
 
 
+def nothing_published(config: Config) -> bool:
+    """No predictions database or table yet (asked read-only: a SQLite file is not created)."""
+    from forecasting.publishing.query import QueryError, run_query
+
+    schema, name = config.predictions.database.schema, config.predictions.table
+    relation = f'"{name}"' if schema is None else f'"{schema}"."{name}"'
+    try:
+        run_query(config, f"SELECT 1 FROM {relation} WHERE 1 = 0")
+    except (QueryError, sa.exc.DBAPIError):
+        return True
+    return False
+
+
 def database_tables(conn: sa.Connection, config: Config) -> tables.Tables:
     """The predictions database's tables, the entity columns typed as the published table has
     them; refused while nothing is published (an override is checked against a run)."""
@@ -175,6 +188,10 @@ def _newest_version(conn: sa.Connection, overrides: sa.Table, override_id: str) 
 
 def _insert(config: Config, build) -> dict:
     """Insert the row ``build(conn, declared)`` returns, in one transaction; the row."""
+    if nothing_published(config):
+        raise OverrideError(
+            f"nothing is published to {config.predictions.table} yet: an override adjusts a run's forecasts"
+        )
     engine = make_engine(config.predictions.database)
     try:
         with engine.begin() as conn:
@@ -274,6 +291,8 @@ def withdraw_override(
 
 def read_overrides(config: Config, engine: sa.Engine | None = None) -> pd.DataFrame:
     """Every version of every override (the audit trail), newest first; empty before any."""
+    if engine is None and nothing_published(config):
+        return pd.DataFrame()
     owned = engine is None
     engine = engine or make_engine(config.predictions.database)
     try:

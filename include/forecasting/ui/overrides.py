@@ -21,7 +21,13 @@ from forecasting.core.config import Config
 from forecasting.core.db import make_engine
 from forecasting.publishing import tables
 from forecasting.publishing.apply_overrides import SEPARATOR, TOTAL
-from forecasting.publishing.overrides import OverrideError, read_overrides, record_override, withdraw_override
+from forecasting.publishing.overrides import (
+    OverrideError,
+    nothing_published,
+    read_overrides,
+    record_override,
+    withdraw_override,
+)
 from forecasting.publishing.overrides_table import ACTIVE, KINDS
 from forecasting.ui.templating import render_page
 
@@ -37,6 +43,8 @@ def newest_run(config: Config, engine: sa.Engine | None = None) -> dict | None:
     in force at its publish (None: nothing published, or by a release before overrides)."""
     declared = tables.for_config(config)
     runs, outcomes = declared.runs, declared.override_outcomes
+    if engine is None and nothing_published(config):  # not even a database yet: none made here
+        return None
     owned = engine is None
     engine = engine or make_engine(config.predictions.database)
     try:

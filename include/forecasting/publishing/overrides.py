@@ -38,7 +38,7 @@ from forecasting.core.db import make_engine
 from forecasting.core.errors import DataError
 from forecasting.publishing import tables
 from forecasting.publishing.apply_overrides import SEPARATOR, TOTAL, month_of, months, span
-from forecasting.publishing.overrides_table import ACTIVE, KINDS, PERCENT, WITHDRAWN
+from forecasting.publishing.overrides_table import ABSOLUTE, ACTIVE, KINDS, PERCENT, WITHDRAWN
 
 log = logging.getLogger(__name__)
 _MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
@@ -112,7 +112,7 @@ def _typed(declared: tables.Tables, entity: Mapping[str, object]) -> dict[str, o
 
 
 def _forecast_months(conn: sa.Connection, declared: tables.Tables, row: dict, config: Config) -> list[str]:
-    """The forecast months of the override's entity or group in the newest run ([]: none), and that run."""
+    """The forecast months ("YYYY-MM") of the override's entity or group in the newest run ([]: none)."""
     forecasts = declared.forecasts
     newest = sa.select(sa.func.max(forecasts.c.run_month)).scalar_subquery()
     if row.get("level") is None:
@@ -140,7 +140,7 @@ def _check(conn: sa.Connection, declared: tables.Tables, row: dict, config: Conf
     value = row["value"]
     if not isinstance(value, int | float) or not math.isfinite(value):
         raise OverrideError(f"value {value!r} is not a finite number")
-    if row["kind"] == "absolute" and value < 0 or row["kind"] == PERCENT and value < -100:
+    if row["kind"] == ABSOLUTE and value < 0 or row["kind"] == PERCENT and value < -100:
         raise OverrideError(f"a {row['kind']} value of {value:g} would make a negative forecast")
     for field, text in (("reason", row["reason"]), ("created_by", row["created_by"])):
         if not str(text or "").strip():

@@ -1,21 +1,25 @@
 """The Forecasts view in the Airflow UI.
 
 Adds "Forecasts" to Browse: an overview (every month's runs and status, the model against every
-baseline) and an explorer (one entity's history, forecasts and earlier forecasts vs actuals, as
-a chart, a table and a CSV), plus each attempt's Great Expectations Data Docs served offline. A
+baseline), an explorer (one entity's history, forecasts and earlier forecasts vs actuals, as
+a chart, a table and a CSV) and the planners' overrides (what the newest run applied and refused,
+a form, the audit trail), plus each attempt's Great Expectations Data Docs served offline. A
 FastAPI app mounted by the api-server at /forecast-quality; only users who may read
-monthly_forecast's runs can open it. The pages are rendered by forecasting.ui.overview and
+monthly_forecast's runs can open it, and only those who may trigger them can record an override
+(forecasting.ui.overrides). The pages are rendered by forecasting.ui.overview and
 forecasting.ui.explorer (from the Jinja2 templates in forecasting/ui/templates, the stylesheet
 inlined); the Data Docs and their vendored assets are served by forecasting.ui.data_docs.
 """
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-from airflow.api_fastapi.core_api.security import requires_access_dag
+from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from forecasting.core.names import FORECAST_DAG as DAG_ID
 from forecasting.orchestration.warm_up import warm_up
@@ -73,6 +77,52 @@ def explorer_csv(request: Request) -> Response:
     return Response(
         text, media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
     )
+
+
+# Recording an override takes Airflow's permission to trigger monthly_forecast runs (the User
+# role and above with the simple auth manager): a viewer reads the page, and is refused (403) here.
+may_override = [Depends(requires_access_dag("POST", DagAccessEntity.RUN, param_dag_id=DAG_ID))]
+
+
+@app.get("/overrides", response_class=HTMLResponse)
+def overrides(request: Request) -> str:
+    from forecasting.core.config import load_config
+    from forecasting.ui.overrides import render_overrides
+
+    return render_overrides(load_config(), recorded=request.query_params.get("recorded"))
+
+
+async def _form(request: Request) -> dict[str, str]:
+    return {key: str(value) for key, value in (await request.form()).items()}
+
+
+@app.post("/overrides", dependencies=may_override)
+async def record_override(request: Request, user: GetUserDep) -> Response:
+    """Record the form's override as the signed-in user; refused (400): the page with why."""
+    from forecasting.core.config import load_config
+    from forecasting.publishing.overrides import OverrideError
+    from forecasting.ui.overrides import record_from_form, render_overrides
+
+    config, form = load_config(), await _form(request)
+    try:
+        row = record_from_form(config, form, user.get_name())
+    except OverrideError as err:
+        return HTMLResponse(render_overrides(config, form=form, error=str(err)), status_code=400)
+    return RedirectResponse(f"overrides?recorded={quote(row['override_id'])}", status_code=303)
+
+
+@app.post("/withdraw", dependencies=may_override)
+async def withdraw_override(request: Request, user: GetUserDep) -> Response:
+    from forecasting.core.config import load_config
+    from forecasting.publishing.overrides import OverrideError
+    from forecasting.ui.overrides import render_overrides, withdraw_from_form
+
+    config = load_config()
+    try:
+        row = withdraw_from_form(config, await _form(request), user.get_name())
+    except OverrideError as err:
+        return HTMLResponse(render_overrides(config, error=str(err)), status_code=400)
+    return RedirectResponse(f"overrides?recorded={quote(row['override_id'])}", status_code=303)
 
 
 @app.get("/assets/{name}")

@@ -11,8 +11,11 @@
 --                                      _tracking_signal view, the value added _fva, the drift _drift, the alerts
 --                                      _alerts, the what-if _scenarios, the forecasts' drivers
 --                                      _drivers, the _revisions and _churn views, the hierarchy's
---                                      _levels and the _levels_latest view; docs/tables.md lists
---                                      them all); LOGIN only with a password
+--                                      _levels and the _levels_latest view, the planners'
+--                                      _overrides and their _override_outcomes; docs/tables.md
+--                                      lists them all); LOGIN only with a password. A planner
+--                                      role (INSERT on _overrides) is made after the first
+--                                      publish: python -m forecasting.publishing.overrides grant-planner
 --   predictions_db, registry_db        database names
 --   private_dbs                        comma-separated: the server's other databases (Airflow's
 --                                      metadata DB, postgres, template1); only their owners and

@@ -237,12 +237,15 @@ def test_the_hierarchy_publishes_coherent_non_negative_levels_replaced_on_a_reru
     for scored in predicted["levels"].values():
         assert scored["reconciled"]["wape"] > 0 and 0 < scored["coverage"]["coverage"] <= 1
 
-    # Publishing the month again replaces its rows: no duplicates, the same values.
+    # Publishing the month again replaces its rows: no duplicates, the same predictions; and it
+    # applies the overrides planners recorded meanwhile (docs/publishing.md#overrides).
+    region = record_overrides(config, synthetic_sales)
     model_dir = json.loads((attempt / "train.json").read_text())["model_dir"]
     again = pipeline.publish(END_MONTH, attempt.name, model_dir, "rerun", config)
     assert again["level_rows"] == len(levels)
     republished = read_table(config, f"{config.predictions.table}_levels")
     assert len(republished) == len(levels) and set(republished["run_id"]) == {"rerun"}
+    assert_overrides_applied(config, again, forecasts, republished, synthetic_sales, region)
 
     # The same attempt published to PostgreSQL, twice: the same rows, coherent there too.
     from forecasting.core.config import Database
@@ -257,3 +260,66 @@ def test_the_hierarchy_publishes_coherent_non_negative_levels_replaced_on_a_reru
         there = read_table(on_postgres, f"{config.predictions.table}_levels")
         assert len(there) == len(levels) and set(there["run_id"]) == {"second"}
         assert_coherent(read_table(on_postgres), there, synthetic_sales)
+
+
+FIRST_FORECAST = pd.Period(END_MONTH, "M") + 1
+
+
+def record_overrides(config, sales: pd.DataFrame) -> str:
+    """A region's total for the first forecast month set by a planner (the library checks it),
+    and a typo written through SQL (nothing checks it there); returns the region."""
+    from forecasting.publishing.overrides import record_override
+
+    region = str(sorted(sales["region"].unique())[0])
+    record_override(
+        config,
+        level="region",
+        level_key=region,
+        first_month=str(FIRST_FORECAST),
+        last_month=None,
+        kind="absolute",
+        value=1000.0,
+        reason="a regional promotion",
+        created_by="planner",
+    )
+    engine = sa.create_engine(config.predictions.database.url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO forecasts_overrides (override_id, version, status, store_id, item_id, first_month, "
+                "last_month, kind, value, reason, created_by) VALUES ('typo', 1, 'active', 999, 1, :m, :m, "
+                "'percent', 10, 'a typo', 'planner')"
+            ),
+            {"m": FIRST_FORECAST.to_timestamp().date()},
+        )
+    engine.dispose()
+    return region
+
+
+def assert_overrides_applied(config, published, before, levels, sales, region) -> None:
+    """The region's forecasts of that month add up to its override, the others keep their
+    prediction as final, the levels' finals are the sums of the entities'; the typo is refused by
+    name (the publish went on), alerted and in the run's summary."""
+    from forecasting.orchestration.summary import summarize
+
+    assert published["overrides"]["applied"] == 1 and published["overrides"]["refused"] == 1
+    assert published["overrides"]["refusals"] == ["typo: store_id 999, item_id 1 has no forecast in this run"]
+    after = read_table(config).sort_values(["store_id", "item_id", "horizon"]).reset_index(drop=True)
+    before = before.sort_values(["store_id", "item_id", "horizon"]).reset_index(drop=True)
+    np.testing.assert_allclose(after["prediction"], before["prediction"])  # the model's, kept
+    attributes = sales.drop_duplicates(["store_id", "item_id"], keep="last")[
+        ["store_id", "item_id", "region"]
+    ]
+    rows = after.merge(attributes, on=["store_id", "item_id"], how="left")
+    chosen = (rows["region"].astype(str) == region) & (
+        rows["forecast_month"].astype(str).str[:7] == str(FIRST_FORECAST)
+    )
+    assert chosen.sum() > 1 and rows.loc[chosen, "final"].sum() == pytest.approx(1000.0)
+    assert rows.loc[chosen, "override_id"].notna().all() and rows.loc[~chosen, "override_id"].isna().all()
+    np.testing.assert_allclose(rows.loc[~chosen, "final"], rows.loc[~chosen, "prediction"])
+    assert_coherent(after.assign(prediction=after["final"]), levels.assign(prediction=levels["final"]), sales)
+    alerts = read_table(config, f"{config.predictions.table}_alerts")
+    assert alerts.loc[alerts["kind"] == "override", "message"].str.contains("typo: store_id 999").any()
+    summary = summarize(config, END_MONTH)
+    assert f"Overrides   1 applied to {chosen.sum()} forecasts" in summary
+    assert "REFUSED typo: store_id 999, item_id 1 has no forecast" in summary

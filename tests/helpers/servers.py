@@ -41,16 +41,20 @@ def query(url: str, sql: str, **params) -> pd.DataFrame:
 
 
 @contextmanager
-def analyst_role(url: str) -> Iterator[tuple[list[str], object]]:
+def analyst_role(url: str, planner: bool = False) -> Iterator[tuple[list[str], object]]:
     """A throwaway analyst role on the PostgreSQL predictions database at ``url``, made by
-    forecasting.publishing.postgres.grant_analyst_role: (what it was granted, an engine logged in as it).
-    Dropped afterwards, failed or not."""
+    forecasting.publishing.postgres.grant_analyst_role (``planner``: a planner role, made by
+    forecasting.publishing.overrides.grant_planner_role): (what it was granted, an engine logged
+    in as it). Dropped afterwards, failed or not."""
+    from forecasting.publishing.overrides import grant_planner_role
     from forecasting.publishing.postgres import grant_analyst_role
 
-    role, password = f"forecast_test_analyst_{secrets.token_hex(4)}", secrets.token_hex(8)
+    kind = "planner" if planner else "analyst"
+    role, password = f"forecast_test_{kind}_{secrets.token_hex(4)}", secrets.token_hex(8)
     owner = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     try:
-        granted = grant_analyst_role(owner, role, password=password)
+        grant = grant_planner_role if planner else grant_analyst_role
+        granted = grant(owner, role, password=password)
         analyst = sa.create_engine(sa.make_url(url).set(username=role, password=password))
         try:
             yield granted, analyst

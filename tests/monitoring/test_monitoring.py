@@ -280,17 +280,7 @@ def fva(config, month: str) -> dict[tuple, dict]:
     }
 
 
-def override(conn, store: int, item: int, final: float, override_id: int) -> None:
-    conn.execute(
-        sa.text(
-            "UPDATE forecasts SET final = :final, override_id = :id WHERE run_month = '2024-10-01' "
-            "AND horizon = 1 AND store_id = :store AND item_id = :item"
-        ),
-        {"final": final, "id": override_id, "store": store, "item": item},
-    )
-
-
-def test_the_value_added_waterfall_per_step_segment_and_planner(handmade):
+def test_the_value_added_waterfall_per_step_segment_and_planner(handmade, monkeypatch):
     """November's forecasts of the October run, step by step (234 units sold): seasonal naive
     under by 12 each, the statistical forecast under by 3, the model over by 1, the published
     blend over by 0.5; then two planners' overrides, one that helped and one that did not."""
@@ -332,21 +322,32 @@ def test_the_value_added_waterfall_per_step_segment_and_planner(handmade):
     assert (coverage["interval_forecasts"], coverage["coverage"]) == (6, pytest.approx(4 / 6))
     assert (coverage["below_p10"], coverage["above_p90"]) == (pytest.approx(2 / 6), 0.0)
 
-    # The overrides (issue 25 item 2) as their helper names them: ``final`` and ``override_id``
-    # in the predictions table, who made each in ``<table>_overrides``. Ana set store 1 / item 1
-    # to what sold (33), Bo store 2 / item 3 five units over the published 45.5.
-    engine = sa.create_engine(handmade.url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE forecasts ADD COLUMN final FLOAT"))
-        conn.execute(sa.text("ALTER TABLE forecasts ADD COLUMN override_id INTEGER"))
-        conn.execute(sa.text("UPDATE forecasts SET final = prediction"))
-        conn.execute(
-            sa.text("CREATE TABLE forecasts_overrides (override_id INTEGER PRIMARY KEY, created_by TEXT)")
+    # Two planners' overrides of November (horizon 1 of the October run), recorded as a planner
+    # does and applied by the October run published again: Ana set store 1 / item 1 to what sold
+    # (33), Bo store 2 / item 3 five units over the published 45.5.
+    from forecasting.publishing import overrides
+
+    monkeypatch.setattr(
+        overrides, "_check", lambda *args: None
+    )  # checked against October, not the newest run
+    for who, store, item, value in (("ana", 1, 1, 33.0), ("bo", 2, 3, 50.5)):
+        overrides.record_override(
+            config,
+            first_month="2024-11",
+            last_month="2024-11",
+            kind="absolute",
+            value=value,
+            reason="known promotion",
+            created_by=who,
+            entity={"store_id": store, "item_id": item},
         )
-        conn.execute(sa.text("INSERT INTO forecasts_overrides VALUES (1, 'ana'), (2, 'bo')"))
-        override(conn, 1, 1, 33.0, 1)
-        override(conn, 2, 3, 50.5, 2)
-    engine.dispose()
+    publish(
+        with_steps("2024-10", 0.5, 1.0),
+        config,
+        pd.Period("2024-10", "M"),
+        model_version="2024-10-model",
+        run_id="r",
+    )
     realised_accuracy(sales(), config, pd.Period("2024-11", "M"), run_id="monitor_2")
     got = fva(config, "2024-11")
     final = got[("2024-10", 1, ALL, ALL, "final")]

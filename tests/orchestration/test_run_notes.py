@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from urllib.parse import quote
 
+import pandas as pd
 import pytest
 
 from forecasting.orchestration.run_notes import months_of_run, note_with_months
@@ -76,6 +77,31 @@ def test_the_note_names_the_months_first_and_keeps_what_a_person_wrote():
     assert note_with_months("month=2024-03\n\nre-run", ["2024-03"]) is None
     assert note_with_months("month=2024-02", ["2024-03"]) is None
     assert note_with_months("anything", []) is None
+
+
+def test_a_forecast_run_that_published_says_how_many_overrides_it_applied_and_refused(tmp_path, monkeypatch):
+    from forecasting.core import paths
+    from forecasting.core.config import load_config
+    from forecasting.orchestration.run_notes import note_with_line, overrides_line, published_result
+
+    config = load_config(write_config(tmp_path, demo_config_dict(tmp_path)))
+    monkeypatch.setenv("FORECAST_CONFIG", str(config.path))
+    run_id = "scheduled__2024-12-01T00:00:00+00:00"
+    refusal = "typo: store_id 9, item_id 9 has no forecast in this run"
+    overrides = {"applied": 2, "refused": 1, "adjusted_forecasts": 5, "refusals": [refusal]}
+    attempt = paths.new_attempt(run_id)
+    result = paths.stage_result(config, pd.Period("2024-11", "M"), attempt, "publish")
+    paths.write_json_atomically({"run_id": run_id, "overrides": overrides}, result)
+    published = published_result("2024-11", run_id)
+    assert published is not None and published["overrides"] == overrides
+    assert published_result("2024-11", "manual__other") is None  # another run of the month
+    line = overrides_line(published)
+    assert line == f"overrides: 2 applied, 1 refused ({refusal})"
+    assert note_with_line("month=2024-11", line) == f"month=2024-11\n{line}"
+    assert note_with_line(f"month=2024-11\n{line}", line) is None  # written already
+    assert overrides_line({"run_id": run_id}) is None  # published before overrides existed
+    many = {**overrides, "refused": 40, "refusals": [refusal] * 40}
+    assert len(overrides_line({"overrides": many})) == 600  # Airflow keeps a note in 1,000 characters
 
 
 # --- in a real Airflow ----------------------------------------------------------------------

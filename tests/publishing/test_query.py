@@ -34,6 +34,7 @@ from forecasting.core.config import load_config
 from forecasting.datasets.synthetic import seed_source_database
 from forecasting.orchestration.summary import example_query
 from forecasting.publishing import query
+from forecasting.publishing.overrides import record_override
 from forecasting.publishing.postgres import temporary_database
 from forecasting.publishing.publish import publish
 from tests.helpers.config import demo_config_dict, write_config
@@ -147,6 +148,18 @@ def build(backend: str, folder: Path, stack: ExitStack, request) -> SimpleNamesp
     path = write_config(folder, raw)
     config = load_config(path)
     for run, (version, _, scores) in RUNS.items():
+        if run == "2024-11":  # a planner's override the 2024-11 run applies (docs/publishing.md#overrides)
+            record_override(
+                config,
+                entity={"store_id": 1, "item_id": 2},
+                first_month="2024-12",
+                last_month="2025-01",
+                kind="absolute",
+                value=200.0,
+                reason="a new shelf",
+                created_by="alice",
+                now=datetime(2024, 11, 20, tzinfo=UTC),
+            )
         publish(
             forecasts(run),
             config,
@@ -297,14 +310,37 @@ def test_docs_show_the_summarys_example_query_exactly():
     assert docs_try_it() == example_query(demo)
 
 
+def is_planner_insert(sql: str) -> bool:
+    """A planner's INSERT into <table>_overrides (docs/publishing.md#overrides), after its comments."""
+    text = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return re.match(r"\s*INSERT\s+INTO\s+forecasts_overrides\b", text, flags=re.I) is not None
+
+
+def planner_inserts(db, statements: list[str]) -> list[int]:
+    """The rows each INSERT adds, run in order in one transaction, rolled back after (the
+    examples' database stays as built)."""
+    engine = sa.create_engine(db.url)
+    try:
+        with engine.connect() as conn, conn.begin() as transaction:
+            added = [conn.execute(sa.text(sql)).rowcount for sql in statements]
+            transaction.rollback()
+        return added
+    finally:
+        engine.dispose()
+
+
 def test_readme_and_docs_sql_blocks_run_on_both_backends(examples_db):
     every = {page.name: sql_statements(page) for page in DOC_PAGES}
     assert every["README.md"], "README.md shows no ```sql block"
     for name, page_statements in every.items():
+        writes = [sql for sql in page_statements if is_planner_insert(sql)]
+        assert planner_inserts(examples_db, writes) == [1] * len(writes), f"{name}: {writes}"
         for sql in page_statements:
-            assert run(examples_db, sql), f"{name}: returned no rows:\n{sql}"
+            if sql not in writes:
+                assert run(examples_db, sql), f"{name}: returned no rows:\n{sql}"
     # The predictions table's examples, in the order the page shows them.
-    statements = every[PUBLISHING_PAGE.name]
+    assert len([s for s in every[PUBLISHING_PAGE.name] if is_planner_insert(s)]) == 2  # a new one, its change
+    statements = [s for s in every[PUBLISHING_PAGE.name] if not is_planner_insert(s)]
     assert len(statements) >= 2
     results = [run(examples_db, sql) for sql in statements]
     for sql, rows in zip(statements, results, strict=True):
@@ -328,6 +364,27 @@ def test_readme_and_docs_sql_blocks_run_on_both_backends(examples_db):
     assert [r["holdout_wape"] for r in runs] == [0.21, 0.25]
     assert [r["best_baseline"] for r in runs] == ["mean_3", "seasonal_naive"]
     assert [r["best_baseline_wape"] for r in runs] == [0.30, 0.24]
+    # The overrides: the one in force, the two forecasts of the newest run it set, its outcome.
+    [in_force] = results[4]
+    assert (in_force["store_id"], in_force["item_id"], in_force["kind"], in_force["value"]) == (
+        1,
+        2,
+        "absolute",
+        200,
+    )
+    assert (in_force["version"], in_force["created_by"], in_force["level"]) == (1, "alice", None)
+    changed = results[5]
+    assert [(r["forecast_month"], r["final"], r["override_id"]) for r in changed] == [
+        ("2024-12-01", 200.0, in_force["override_id"]),
+        ("2025-01-01", 200.0, in_force["override_id"]),
+    ]
+    assert [r["prediction"] for r in changed] == pytest.approx(
+        [prediction(1, 2, h, "2024-11") for h in (1, 2)]
+    )
+    for r in changed:  # the band scaled with the forecast: final / prediction
+        assert r["final_p10"] == pytest.approx((r["prediction"] - 20) * 200 / r["prediction"])
+    [outcome] = results[6]
+    assert (outcome["run_month"], outcome["outcome"], outcome["forecasts"]) == ("2024-11-01", "applied", 2)
 
 
 def test_the_value_added_example_of_the_monitoring_page(examples_db):

@@ -50,7 +50,9 @@ def test_the_analyst_reads_everything_but_the_publish_locks():
         "forecasts_churn",
         "forecasts_levels_latest",
     }
-    assert len(readable) == 16  # the tables but the locks (fva included), and five views
+    assert (
+        len(readable) == 18
+    )  # the tables but the locks (fva, overrides and outcomes included), and five views
 
 
 def test_entity_columns_follow_the_config_in_order_and_type():
@@ -60,6 +62,8 @@ def test_entity_columns_follow_the_config_in_order_and_type():
         keys = [c.name for c in table.columns if c.name in ("store", "sku")]
         assert keys == ["store", "sku"], table.name
         assert isinstance(table.c.store.type, sa.BigInteger) and not table.c.store.nullable
+    # An override names an entity or a level's group: its entity columns, typed alike, may be NULL.
+    assert isinstance(declared.overrides.c.store.type, sa.BigInteger) and declared.overrides.c.store.nullable
     assert [c.name for c in declared.forecasts.primary_key.columns] == [
         "run_month",
         "store",
@@ -80,6 +84,8 @@ def test_entity_columns_follow_the_config_in_order_and_type():
             "_scenarios",
             "_drivers",
             "_levels",
+            "_overrides",
+            "_override_outcomes",
         )
     } | {"analytics.demand_publish_lock"}
 

@@ -32,10 +32,11 @@ import sqlalchemy as sa
 from tests.helpers.forecasts_view_data import FAILED_VALIDATION, RUN_MONTHS, add_monitoring, build_deployment
 from tests.helpers.paths import REPO
 
-pytestmark = pytest.mark.slow  # starts an api-server and a browser (about 30 s)
+pytestmark = pytest.mark.slow  # starts an api-server and a browser (about 30 s each test)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 VIEWER, PASSWORD = "viewer", "viewer-password"
+PLANNER, PLANNER_PASSWORD = "planner", "planner-password"  # Airflow's User role: may record overrides
 
 
 def readme_pictures(shots: Path) -> Path:
@@ -66,7 +67,7 @@ def api_server(airflow_db, tmp_path):
     config = build_deployment(tmp_path / "deployment")
     add_monitoring(config)  # what forecast_monitoring writes: accuracy, drift, alerts
     passwords = tmp_path / "passwords.json"
-    passwords.write_text(json.dumps({VIEWER: PASSWORD}))
+    passwords.write_text(json.dumps({VIEWER: PASSWORD, PLANNER: PLANNER_PASSWORD}))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
@@ -75,7 +76,7 @@ def api_server(airflow_db, tmp_path):
         "FORECAST_CONFIG": str(config.path),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{VIEWER}:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{VIEWER}:viewer,{PLANNER}:user",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
@@ -405,3 +406,76 @@ def _assert_csv_is_what_is_shown(csv: pd.DataFrame, drawn, store: int, item: int
     ):
         present = csv.dropna(subset=[column])
         assert dict(zip(present["month"], present[column], strict=True)) == drawn[series]
+
+
+def test_a_planner_records_an_override_in_the_view_the_publish_applies_it_and_a_viewer_may_not(api_server):
+    """The Overrides page inside Airflow: the planner's form post goes through Airflow's login
+    (the session cookie, in the sandboxed iframe) and is recorded with the planner's name; the
+    next publish applies it and the page says so; the same form from a viewer is refused (403)."""
+    from datetime import UTC, datetime
+
+    from forecasting.publishing.overrides import read_overrides
+    from forecasting.publishing.publish import publish
+    from tests.helpers.forecasts_view_data import RUN_IDS, forecasts
+
+    sync_playwright = _browser_or_skip()
+    base, config, folder = api_server
+    pictures = readme_pictures(folder / "screenshots")
+    newest = RUN_MONTHS[-1]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            for user, password in ((PLANNER, PLANNER_PASSWORD), (VIEWER, PASSWORD)):
+                context = browser.new_context(viewport={"width": 1280, "height": 800})
+                context.route(
+                    "**/*", lambda r: r.continue_() if r.request.url.startswith(base) else r.abort()
+                )
+                page = context.new_page()
+                page.goto(f"{base}/auth/login/?next={base}/plugin/forecasts")
+                page.fill("input[name=username]", user)
+                page.fill("input[name=password]", password)
+                page.click("button[type=submit]")
+                page.wait_for_url("**/plugin/forecasts**", timeout=30_000)
+                view = page.frame_locator("iframe[title=Forecasts]")
+                view.locator("nav.tabs").get_by_role("link", name="Overrides").click()
+                form = view.locator("#override-form")
+                form.wait_for(timeout=30_000)
+                form.locator("input[name=store_id]").fill("2")
+                form.locator("input[name=item_id]").fill("3")
+                form.locator("input[name=first_month]").fill("2025-02")
+                form.locator("select[name=kind]").select_option("absolute")
+                form.locator("input[name=value]").fill("500")
+                form.locator("input[name=reason]").fill(f"a new shelf, says {user}")
+                form.get_by_role("button", name="Record").click()
+                if user == PLANNER:
+                    recorded = view.locator("#override-recorded")
+                    recorded.wait_for(timeout=15_000)
+                    assert "version 1 (active): the next publish applies it" in recorded.inner_text()
+                    [row] = read_overrides(config).to_dict(orient="records")
+                    assert (row["created_by"], row["value"], row["store_id"]) == (PLANNER, 500.0, 2)
+                    publish(
+                        forecasts(newest),
+                        config,
+                        pd.Period(newest, "M"),
+                        model_version="again",
+                        run_id=RUN_IDS[newest],
+                        created_at=datetime(2025, 1, 2, tzinfo=UTC),
+                    )
+                    view.locator("nav.tabs").get_by_role("link", name="Overrides").click()
+                    view.locator("#outcomes-table").wait_for(timeout=15_000)
+                    assert (
+                        f"The run of {newest} applied 1 override"
+                        in view.locator("#override-outcomes").inner_text()
+                    )
+                    page.screenshot(path=str(pictures / "overrides.png"), full_page=True)
+                else:
+                    view.locator("body").get_by_text("Forbidden").wait_for(timeout=15_000)
+                    assert len(read_overrides(config)) == 1  # nothing written
+                context.close()
+        finally:
+            browser.close()
+    final = _db(
+        config,
+        f"SELECT final FROM forecasts WHERE run_month = '{newest}-01' AND store_id = 2 AND item_id = 3 AND forecast_month = '2025-02-01'",
+    )
+    assert final["final"].tolist() == [500.0]

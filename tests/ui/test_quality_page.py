@@ -420,7 +420,9 @@ def test_monitoring_sections_show_the_accuracy_drift_and_alerts_tables(view_depl
     assert "logged only" in shown
 
 
-def test_the_value_added_waterfall_and_the_interval_coverage_beside_the_accuracy(view_deployment):
+def test_the_value_added_waterfall_and_the_interval_coverage_beside_the_accuracy(
+    view_deployment, monkeypatch
+):
     """Each step's WAPE and value added as <table>_fva holds them; 2024-12 one month ahead by
     hand: every published forecast 10.89 under (12 - 1 - 0.11), the model's 0.89 under, the
     statistical one 15.89 under; and the share of actuals inside p10-p90 beside the WAPE."""
@@ -455,17 +457,38 @@ def test_the_value_added_waterfall_and_the_interval_coverage_beside_the_accuracy
         assert f"data-step='{step}'>{entities * miss / sold:.3f}" in december, step
     assert f"{(15.89 - 0.89) * entities / sold:+.3f}" in section(december, "data-step='model'>", "</td>")
     assert "id='planners'" not in page  # no override yet
-    # Once the overrides (issue 25 item 2) are there, as their helper names them: Ana set store 1 /
-    # item 1's December forecast (one month ahead) to what sold; scored again, her row says so.
+    # Once a planner overrides: Ana set store 1 / item 1's December forecast (one month ahead of
+    # the November run) to what sold; recorded as the view records it, applied as publish applies
+    # it (final, override_id and the run's outcome); scored again, her row says so.
+    from forecasting.publishing import overrides
+
+    monkeypatch.setattr(
+        overrides, "_check", lambda *args: None
+    )  # checked against November, not the newest run
+    recorded = overrides.record_override(
+        config,
+        first_month="2024-12",
+        last_month="2024-12",
+        kind="absolute",
+        value=actual(1, 1, "2024-12"),
+        reason="store event",
+        created_by="ana",
+        entity={"store_id": 1, "item_id": 1},
+    )
     with engine.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE forecasts ADD COLUMN final FLOAT")
-        conn.exec_driver_sql("ALTER TABLE forecasts ADD COLUMN override_id INTEGER")
-        conn.exec_driver_sql("UPDATE forecasts SET final = prediction")
-        conn.exec_driver_sql("CREATE TABLE forecasts_overrides (override_id INTEGER, created_by TEXT)")
-        conn.exec_driver_sql("INSERT INTO forecasts_overrides VALUES (7, 'ana')")
-        conn.exec_driver_sql(
-            f"UPDATE forecasts SET final = {actual(1, 1, '2024-12')}, override_id = 7 "
-            "WHERE run_month = '2024-11-01' AND horizon = 1 AND store_id = 1 AND item_id = 1"
+        conn.execute(
+            sa.text(
+                "UPDATE forecasts SET final = :final, override_id = :id WHERE run_month = '2024-11-01' "
+                "AND horizon = 1 AND store_id = 1 AND item_id = 1"
+            ),
+            {"final": actual(1, 1, "2024-12"), "id": recorded["override_id"]},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO forecasts_override_outcomes (run_month, override_id, version, outcome, forecasts, message) "
+                "VALUES ('2024-11-01', :id, 1, 'applied', 1, 'store 1 / item 1')"
+            ),
+            {"id": recorded["override_id"]},
         )
     engine.dispose()
     realised_accuracy(snapshot(), config, pd.Period("2024-12", "M"))

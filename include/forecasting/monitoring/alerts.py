@@ -60,7 +60,7 @@ LOG_ONLY = "log only"
 class Alert:
     dag_id: str
     month: str | None  # "YYYY-MM": the month M of the run
-    kind: str  # task_failure, accuracy, drift, revision or coverage
+    kind: str  # task_failure, accuracy, drift, revision, coverage or override (a publish refused one)
     metric: str  # e.g. task_state, wape, wape_vs_best_naive, psi, share
     subject: str  # what it is about: a task, "horizon 1", a feature
     value: float | None

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from forecasting.core.names import relation_name
+from forecasting.core.names import OVERRIDE_OUTCOMES, OVERRIDES, relation_name
 from forecasting.modeling.baselines.naive import SeasonalNaive
 from forecasting.modeling.forecaster import MODEL_FORECAST, STATISTICAL_FORECAST, model_version, parse
 from forecasting.modeling.scoring import metrics
@@ -46,8 +46,7 @@ from forecasting.publishing.fva_table import STEPS
 FINAL = "final"  # the forecast after planner overrides; equal to prediction where none applied
 OVERRIDE_ID = "override_id"  # the override that made a row's final (NULL: none)
 OVERRIDDEN_BY = "overridden_by"  # who made it, if the predictions table names them itself
-OVERRIDES = "overrides"  # <table>_overrides: one row per override version, keyed by override_id
-OVERRIDE_AUTHOR = "created_by"  # who recorded an override, in <table>_overrides
+OVERRIDE_AUTHOR = "created_by"  # who recorded an override's version, in <table>_overrides
 
 PLANNER = "planner"  # the FVA's segment_column of the per-planner rows (and the scored column)
 DEMAND_CLASS = "demand_class"
@@ -69,16 +68,26 @@ def with_planner(
     conn: sa.Connection, predictions: sa.Table, table: str
 ) -> tuple[sa.FromClause, sa.ColumnElement]:
     """What to select the scored rows from, and who made each row's override: the predictions
-    table's own ``overridden_by``, else ``<table>_overrides``' ``created_by`` joined on
-    ``override_id``; NULL where no override applied or no planner can be named."""
+    table's own ``overridden_by``, else the ``created_by`` of the override's version the row's run
+    applied (``<table>_override_outcomes`` names it, ``<table>_overrides`` holds it); NULL where no
+    override applied or no planner can be named."""
     if OVERRIDDEN_BY in predictions.c:
         return predictions, predictions.c[OVERRIDDEN_BY]
-    name = relation_name(table, OVERRIDES)
-    if OVERRIDE_ID in predictions.c and sa.inspect(conn).has_table(name, schema=predictions.schema):
-        overrides = sa.Table(name, sa.MetaData(schema=predictions.schema), autoload_with=conn)
-        if {OVERRIDE_ID, OVERRIDE_AUTHOR} <= set(overrides.c.keys()):
-            joined = predictions.outerjoin(overrides, predictions.c[OVERRIDE_ID] == overrides.c[OVERRIDE_ID])
-            return joined, overrides.c[OVERRIDE_AUTHOR]
+    names = relation_name(table, OVERRIDES), relation_name(table, OVERRIDE_OUTCOMES)
+    inspector = sa.inspect(conn)
+    if OVERRIDE_ID in predictions.c and all(inspector.has_table(n, schema=predictions.schema) for n in names):
+        metadata = sa.MetaData(schema=predictions.schema)
+        overrides, outcomes = (sa.Table(n, metadata, autoload_with=conn) for n in names)
+        joined = predictions.outerjoin(
+            outcomes,
+            (predictions.c[OVERRIDE_ID] == outcomes.c[OVERRIDE_ID])
+            & (predictions.c.run_month == outcomes.c.run_month),
+        ).outerjoin(
+            overrides,
+            (outcomes.c[OVERRIDE_ID] == overrides.c[OVERRIDE_ID])
+            & (outcomes.c.version == overrides.c.version),
+        )
+        return joined, overrides.c[OVERRIDE_AUTHOR]
     return predictions, sa.null()
 
 

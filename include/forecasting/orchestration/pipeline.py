@@ -372,6 +372,7 @@ def _check_levels(forecasts: pd.DataFrame, config: Config, m: pd.Period, attempt
 
 def publish(month: str, attempt: str, model_dir: str, run_id: str, config: Config | None = None) -> dict:
     """Write the forecasts predict made; their ``model_version`` is the forecaster that made them."""
+    from forecasting.orchestration.overrides import alert_refused, entity_members
     from forecasting.publishing.publish import publish as run
 
     with _stage("publish", month, attempt, config) as (config, m):
@@ -381,9 +382,10 @@ def publish(month: str, attempt: str, model_dir: str, run_id: str, config: Confi
         forecaster = predicted.get("forecaster") or metadata["model_version"]
         frame = pd.read_parquet(paths.forecasts(config, m, attempt))
         explained = paths.drivers(config, m, attempt)
-        levels = None
+        levels = members = None
         if config.hierarchy is not None:  # the reconciled levels, in the same transaction
             levels = pd.read_parquet(paths.existing(paths.level_forecasts(config, m, attempt)))
+            members = entity_members(config, m, attempt, frame)  # a level's override is spread on them
         published = run(
             frame,
             config,
@@ -393,6 +395,7 @@ def publish(month: str, attempt: str, model_dir: str, run_id: str, config: Confi
             evaluation=evaluation,
             drivers=pd.read_parquet(explained) if explained.exists() else None,
             levels=levels,
+            members=members,
         )
         result = {
             "table": published.table,
@@ -403,7 +406,9 @@ def publish(month: str, attempt: str, model_dir: str, run_id: str, config: Confi
             "model_version": forecaster,
             "challenger": metadata["model_version"],
             "run_id": run_id,
+            "overrides": published.overrides,  # applied, refused (each named): also in <table>_runs
         }
+        alert_refused(config, m, run_id, published.overrides)
         if published.level_rows is not None:
             result["level_rows"] = published.level_rows
         _record(config, m, attempt, "publish", result)

@@ -5,7 +5,9 @@ A run's id says when it was made (``scheduled__2026-11-01T00:00:00+00:00``,
 month before, and a manual run works on its ``month`` param. The note names the month(s), so
 Airflow's list of runs says which month is which. The ``forecast_run_notes`` plugin writes it
 when a run starts (an Airflow listener in the scheduler) and when it ends (``dag.test()`` runs
-start without the scheduler); this module decides what it says, the same way the DAGs do.
+start without the scheduler); this module decides what it says, the same way the DAGs do. When
+a monthly_forecast run succeeds, a line says how many planners' overrides its publish applied
+and refused, naming each refusal.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 from forecasting.core.names import ASSET_DAGS, FORECAST_DAG
 
 NOTE_PREFIX = "month="
+OVERRIDES_PREFIX = "overrides: "
+OVERRIDES_LINE_LIMIT = 600  # characters: Airflow keeps a note in 1,000
 
 
 def months_of_run(
@@ -71,3 +75,32 @@ def published_months() -> list[str]:
     from forecasting.monitoring.accuracy import published_months as published_in
 
     return published_in(load_config())
+
+
+def overrides_line(published: Mapping[str, Any] | None) -> str | None:
+    """What a publish (its publish.json) did with the planners' overrides, as a line of the note."""
+    overrides = (published or {}).get("overrides")
+    if not overrides:
+        return None
+    line = f"{OVERRIDES_PREFIX}{overrides['applied']} applied, {overrides['refused']} refused"
+    if overrides.get("refusals"):
+        line += " (" + "; ".join(overrides["refusals"]) + ")"
+    return line if len(line) <= OVERRIDES_LINE_LIMIT else line[: OVERRIDES_LINE_LIMIT - 1] + "…"
+
+
+def note_with_line(existing: str | None, line: str | None) -> str | None:
+    """The note with ``line`` appended, or None to leave it: no line, or it is there already."""
+    current = (existing or "").strip()
+    if line is None or line in current:
+        return None
+    return f"{current}\n{line}" if current else line
+
+
+def published_result(month: str, run_id: str) -> dict | None:
+    """The publish.json of run ``run_id`` of ``month`` (FORECAST_CONFIG's deployment), if it published."""
+    from forecasting.core import paths
+    from forecasting.core.config import load_config
+    from forecasting.core.months import month_of
+
+    attempt = paths.published_attempt(load_config(), month_of(month), run_id)
+    return paths.read_json(paths.result_in(attempt, "publish")) if attempt is not None else None

@@ -25,6 +25,7 @@ from forecasting.core import paths
 from forecasting.core.config import Config, load_config
 from forecasting.core.names import LATEST, LEVELS, MODELS, RUNS, SCENARIO_STAGES, STAGES, relation_name
 from forecasting.modeling.forecaster import Baseline, Blend, Model, parse
+from forecasting.orchestration.overrides import summary_lines as override_lines
 from forecasting.publishing.query import run_query
 
 
@@ -425,6 +426,7 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
         f"  Published {pub['rows']:,} forecasts to table {pub['table']} at {pub['url']}",
         f"  made by {pub['model_version']} (their model_version)",
         "",
+        *override_lines(config, pub),
         *level_lines(config, stage.get("predict") or {}, pub, checked),
         *realised_accuracy_lines(month, stage.get("monitor")),
         *drift_lines(month, stage.get("drift"), stage.get("alerts")),

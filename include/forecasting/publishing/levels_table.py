@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from forecasting.core.names import LEVELS, LEVELS_LATEST, relation_name
+from forecasting.publishing.overrides_table import final_columns
 
 
 def declare_levels(metadata: sa.MetaData, table: str, columns: Sequence[str]) -> sa.Table:
@@ -57,6 +58,7 @@ def declare_levels(metadata: sa.MetaData, table: str, columns: Sequence[str]) ->
         sa.Column("model_version", sa.String(64), nullable=False),
         sa.Column("run_id", sa.String(250), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        *final_columns(override_id=False),
         sa.PrimaryKeyConstraint("run_month", "level", "level_key", "horizon", name=f"{name}_pkey"),
         sa.Index(f"{name}_level_month_idx", "level", "forecast_month"),
         info={

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -29,6 +29,8 @@ from forecasting.core.db import make_engine
 from forecasting.core.months import month_start
 from forecasting.modeling.forecaster import MODEL_FORECAST, STATISTICAL_FORECAST
 from forecasting.publishing import revisions, tables
+from forecasting.publishing.apply_overrides import Applied, apply_overrides, in_force, level_finals
+from forecasting.publishing.overrides_table import APPLIED, REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +72,15 @@ def ensure_schema(conn: sa.Connection, config: Config, key_dtypes: dict[str, obj
     """Create the tables, indexes and views if missing (safe to call on every run)."""
     declared = tables.for_config(config, key_dtypes)
     forecasts, runs = declared.forecasts, declared.runs
-    tables.create(conn, forecasts, runs, declared.drivers)
+    tables.create(conn, forecasts, runs, declared.drivers, declared.overrides, declared.override_outcomes)
     revisions.ensure_views(conn, forecasts, config.source.entity_columns)
     view_ref, select = tables.latest_view_sql(forecasts, config.source.entity_columns, conn.dialect)
-    # The interval columns, demand_class and the steps' forecasts came after the first release.
+    # The interval columns, demand_class, the steps' forecasts and the overrides' columns came
+    # after the first release.
     later = ["p10", "p90", "demand_class", STATISTICAL_FORECAST, MODEL_FORECAST]
+    later += ["final", "final_p10", "final_p90", "override_id"]
     added = tables.add_missing_columns(conn, forecasts, [forecasts.c[c] for c in later])
+    tables.add_missing_columns(conn, runs, [runs.c.overrides_applied, runs.c.overrides_refused])
     view = tables.relation_name(forecasts.name, tables.LATEST)
     exists = view in sa.inspect(conn).get_view_names(schema=forecasts.schema)
     if exists and added:  # the view lists its columns: make it show the new ones
@@ -93,6 +98,7 @@ class PublishResult:
     replaced: int
     drivers: int = 0
     level_rows: int | None = None  # rows written to <table>_levels (None: no hierarchy)
+    overrides: dict = field(default_factory=dict)  # applied, refused, adjusted_forecasts, refusals
 
 
 def insert_rows(conn: sa.Connection, table: sa.Table, records: list[dict]) -> None:
@@ -116,12 +122,16 @@ def publish(
     created_at: datetime | None = None,
     drivers: pd.DataFrame | None = None,
     levels: pd.DataFrame | None = None,
+    members: pd.DataFrame | None = None,
 ) -> PublishResult:
     """Replace month M's forecasts with ``forecasts`` in one transaction (trying again while
     the database cannot be reached, for FORECAST_PUBLISH_CONNECT_RETRY seconds), and M's rows
     of ``<table>_drivers`` with ``drivers`` (forecasting.modeling.drivers.long_form; None: the
     forecaster has none, a baseline's) in the same transaction; with ``levels`` (the
-    hierarchy's reconciled levels), M's rows of ``<table>_levels`` too."""
+    hierarchy's reconciled levels), M's rows of ``<table>_levels`` too. The planners' overrides in
+    force are applied as the final layer (``final`` beside ``prediction``; ``members``: each
+    entity's level columns as text, for overrides of a level's group) and what became of each is
+    written to ``<table>_override_outcomes``, in the same transaction."""
     from forecasting.publishing.postgres import seconds_from_env
 
     deadline = time.monotonic() + seconds_from_env(
@@ -140,6 +150,7 @@ def publish(
                 created_at=created_at,
                 drivers=drivers,
                 levels=levels,
+                members=members,
             )
         except sa.exc.DBAPIError as err:
             left = deadline - time.monotonic()
@@ -171,25 +182,17 @@ def _publish_once(
     created_at: datetime | None,
     drivers: pd.DataFrame | None = None,
     levels: pd.DataFrame | None = None,
+    members: pd.DataFrame | None = None,
 ) -> PublishResult:
     from forecasting.publishing.levels import ensure_levels_schema, level_records
 
     keys = config.source.entity_columns
     created_at = created_at or datetime.now(UTC)
     run_month = month_start(month).date()
-    nullable = ["p10", "p90", "demand_class", STATISTICAL_FORECAST, MODEL_FORECAST]
-    columns = [*keys, "forecast_month", "horizon", "prediction", *nullable]
-    # NaN bounds (no calibrated interval) go in as NULL; forecasts without them (or without a
-    # demand class, or without the steps' forecasts of the value added), as NULLs too.
-    frame = forecasts.reindex(columns=columns).astype(dict.fromkeys(nullable, object))
-    frame[nullable] = frame[nullable].where(frame[nullable].notna(), None)
-    frame = frame.assign(
-        run_month=run_month, model_version=model_version, run_id=run_id, created_at=created_at
-    )
-    records = frame.to_dict(orient="records")
+    run = {"run_month": run_month, "model_version": model_version, "run_id": run_id, "created_at": created_at}
     dtypes = {k: forecasts[k].dtype for k in keys}
     explained = _driver_records(drivers, keys, run_month, model_version)
-    drivers_table = tables.for_config(config, dtypes).drivers
+    declared = tables.for_config(config, dtypes)
 
     def create(conn: sa.Connection) -> tuple[sa.Table, sa.Table]:
         made = ensure_schema(conn, config, dtypes)
@@ -209,17 +212,25 @@ def _publish_once(
         with publish_transaction(engine, name, schema, run_month) if postgres else engine.begin() as conn:
             if not postgres:
                 table, runs = create(conn)
+            # The planners' overrides in force now, read in this transaction: the final layer.
+            applied, final_levels = _overrides_layer(
+                conn, declared, config, month, forecasts, levels, members
+            )
+            records = _forecast_records(applied.frame, keys, run)
             replaced = conn.execute(sa.delete(table).where(table.c.run_month == run_month)).rowcount
             insert_rows(conn, table, records)
             # M's earlier drivers go too: they explained forecasts no longer published.
-            conn.execute(sa.delete(drivers_table).where(drivers_table.c.run_month == run_month))
-            insert_rows(conn, drivers_table, explained)
-            if levels is not None:  # the hierarchy's levels, which add up to these forecasts
+            conn.execute(sa.delete(declared.drivers).where(declared.drivers.c.run_month == run_month))
+            insert_rows(conn, declared.drivers, explained)
+            outcomes = declared.override_outcomes
+            conn.execute(sa.delete(outcomes).where(outcomes.c.run_month == run_month))
+            insert_rows(conn, outcomes, [{"run_month": run_month, **o} for o in applied.outcomes])
+            if final_levels is not None:  # the hierarchy's levels, which add up to these forecasts
                 level_table = tables.for_config(config).levels  # created with the others, above
                 conn.execute(sa.delete(level_table).where(level_table.c.run_month == run_month))
                 level = level_records(
                     config,
-                    levels,
+                    final_levels,
                     run_month,
                     model_version=model_version,
                     run_id=run_id,
@@ -228,24 +239,7 @@ def _publish_once(
                 insert_rows(conn, level_table, level)
                 level_rows = len(level)
             conn.execute(sa.delete(runs).where(runs.c.run_month == run_month))
-            evaluation = evaluation or {}
-            # The holdout WAPE of the forecaster that made the rows (the gate's choice), if decided.
-            decision = evaluation.get("decision") or {}
-            wape = decision["wape"] if "wape" in decision else evaluation.get("model", {}).get("wape")
-            conn.execute(
-                sa.insert(runs).values(
-                    run_month=run_month,
-                    model_version=model_version,
-                    run_id=run_id,
-                    created_at=created_at,
-                    forecasts=len(records),
-                    holdout_wape=wape,
-                    best_baseline=evaluation.get("best_baseline"),
-                    best_baseline_wape=evaluation.get("baselines", {})
-                    .get(evaluation.get("best_baseline"), {})
-                    .get("wape"),
-                )
-            )
+            conn.execute(sa.insert(runs).values(**_run_record(run, len(records), evaluation, applied)))
         url = hide_password(engine.url.render_as_string(hide_password=True))
     finally:
         engine.dispose()
@@ -264,7 +258,70 @@ def _publish_once(
         replaced=replaced,
         drivers=len(explained),
         level_rows=level_rows,
+        overrides=_overrides_summary(applied),
     )
+
+
+def _forecast_records(frame: pd.DataFrame, keys: list[str], run: dict) -> list[dict]:
+    columns = [*keys, "forecast_month", "horizon", "prediction", "p10", "p90", "demand_class"]
+    columns += [STATISTICAL_FORECAST, MODEL_FORECAST, "final", "final_p10", "final_p90", "override_id"]
+    # NaN bounds (no calibrated interval) go in as NULL; forecasts without them (or without a
+    # demand class, the steps' forecasts of the value added, or an override), as NULLs too.
+    nullable = ["p10", "p90", "demand_class", STATISTICAL_FORECAST, MODEL_FORECAST]
+    nullable += ["final_p10", "final_p90", "override_id"]
+    frame = frame.reindex(columns=columns).astype(dict.fromkeys(nullable, object))
+    frame[nullable] = frame[nullable].where(frame[nullable].notna(), None)
+    return frame.assign(**run).to_dict(orient="records")
+
+
+def _run_record(run: dict, rows: int, evaluation: dict | None, applied: Applied) -> dict:
+    """M's row of ``<table>_runs``: the forecaster, its holdout WAPE (the gate's choice, if decided)
+    against the best baseline's, and how many overrides the publish applied and refused."""
+    evaluation = evaluation or {}
+    decision = evaluation.get("decision") or {}
+    wape = decision["wape"] if "wape" in decision else evaluation.get("model", {}).get("wape")
+    best = evaluation.get("best_baseline")
+    return {
+        **run,
+        "forecasts": rows,
+        "holdout_wape": wape,
+        "best_baseline": best,
+        "best_baseline_wape": evaluation.get("baselines", {}).get(best, {}).get("wape"),
+        "overrides_applied": applied.count(APPLIED),
+        "overrides_refused": applied.count(REFUSED),
+    }
+
+
+def _overrides_layer(
+    conn: sa.Connection,
+    declared: tables.Tables,
+    config: Config,
+    month: pd.Period,
+    forecasts: pd.DataFrame,
+    levels: pd.DataFrame | None,
+    members: pd.DataFrame | None,
+) -> tuple[Applied, pd.DataFrame | None]:
+    """The forecasts with the overrides in force applied (forecasting.publishing.apply_overrides),
+    and the levels with their final figures (the sums of their entities' finals)."""
+    keys = config.source.entity_columns
+    written = pd.DataFrame(conn.execute(sa.select(declared.overrides)).mappings().all())
+    active = in_force(written, month) if not written.empty else written
+    hierarchy = config.hierarchy.levels if config.hierarchy is not None else []
+    applied = apply_overrides(forecasts, active, keys, members, hierarchy)
+    for refusal in applied.refusals:
+        log.warning("Override refused by the publish of %s: %s", month, refusal)
+    if levels is None:
+        return applied, None
+    return applied, level_finals(levels, applied.frame, keys, members)
+
+
+def _overrides_summary(applied: Applied) -> dict:
+    return {
+        "applied": applied.count(APPLIED),
+        "refused": applied.count(REFUSED),
+        "adjusted_forecasts": int(applied.frame["override_id"].notna().sum()),
+        "refusals": applied.refusals,
+    }
 
 
 def _driver_records(

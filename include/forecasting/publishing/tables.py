@@ -41,6 +41,7 @@ from forecasting.core.names import (
 from forecasting.modeling.baselines import NAIVE_BASELINES
 from forecasting.publishing.fva_table import declare_fva, step_forecast_columns
 from forecasting.publishing.levels_table import declare_levels
+from forecasting.publishing.overrides_table import declare_outcomes, declare_overrides, final_columns
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,8 @@ class Tables:
     publish_lock: sa.Table
     drivers: sa.Table
     fva: sa.Table
+    overrides: sa.Table
+    override_outcomes: sa.Table
 
 
 def declare(
@@ -154,6 +157,8 @@ def declare(
         publish_lock=_publish_lock(metadata, table),
         drivers=_drivers(metadata, table, keys, entities()),
         fva=declare_fva(metadata, table),
+        overrides=declare_overrides(metadata, table, keys, dict(entity_types)),
+        override_outcomes=declare_outcomes(metadata, table),
     )
 
 
@@ -263,13 +268,14 @@ def _forecasts(metadata: sa.MetaData, name: str, keys: list[str], entities: list
         *entities,
         sa.Column("forecast_month", sa.Date, nullable=False, comment="first day of the month forecast"),
         sa.Column("horizon", sa.Integer, nullable=False, comment="months ahead of run_month"),
-        sa.Column("prediction", sa.Float, nullable=False),
+        sa.Column("prediction", sa.Float, nullable=False, comment="the forecaster's (before overrides)"),
         *interval_columns(),
         sa.Column("model_version", sa.String(64), nullable=False),
         sa.Column("run_id", sa.String(250), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         demand_class_column(),
         *step_forecast_columns(),
+        *final_columns(),
         sa.PrimaryKeyConstraint("run_month", *keys, "horizon", name=f"{name}_pkey"),
         sa.Index(f"{name}_entity_month_idx", *keys, "forecast_month"),
         sa.Index(f"{name}_forecast_month_idx", "forecast_month"),
@@ -289,7 +295,15 @@ def _runs(metadata: sa.MetaData, table: str) -> sa.Table:
         sa.Column("holdout_wape", sa.Float),
         sa.Column("best_baseline", sa.String(64)),
         sa.Column("best_baseline_wape", sa.Float),
-        info={"doc": "Which forecaster made each published month's forecasts, and its holdout WAPE."},
+        sa.Column(
+            "overrides_applied", sa.Integer, comment="overrides applied by its publish (NULL: before them)"
+        ),
+        sa.Column(
+            "overrides_refused", sa.Integer, comment="overrides refused: <table>_override_outcomes says why"
+        ),
+        info={
+            "doc": "Which forecaster made each published month's forecasts, its holdout WAPE, the overrides."
+        },
     )
 
 
@@ -466,7 +480,7 @@ def _alerts(metadata: sa.MetaData, table: str) -> sa.Table:
             "kind",
             sa.String(32),
             nullable=False,
-            comment="task_failure, accuracy, drift, revision or coverage",
+            comment="task_failure, accuracy, drift, revision, coverage or override",
         ),
         sa.Column("metric", sa.String(64), nullable=False),
         sa.Column("subject", sa.String(255), nullable=False, comment="a task, a horizon or a feature"),

@@ -34,6 +34,7 @@ SEARCH_LIMIT = 50
 # A search value of an integer column must fit a 64-bit integer: SQLite and PostgreSQL refuse more.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 INTERVAL_COLUMNS = ("p10", "p90")  # a prediction interval, once the predictions table has one
+FINAL_COLUMNS = ("final", "override_id")  # the planners' overrides' layer, once the table has it
 
 
 class BadEntity(ValueError):
@@ -60,6 +61,10 @@ class TableShape:
     @property
     def has_interval(self) -> bool:
         return all(c in self.columns for c in INTERVAL_COLUMNS)
+
+    @property
+    def has_final(self) -> bool:
+        return all(c in self.columns for c in FINAL_COLUMNS)
 
 
 def table_shape(config: Config) -> TableShape | None:
@@ -149,6 +154,7 @@ class EntityForecasts:
     horizon: int
     has_interval: bool
     seconds: dict[str, float] = field(default_factory=dict)  # server time per step
+    has_final: bool = False  # the table has final and override_id (planners' overrides)
 
 
 def entity_query(config: Config, shape: TableShape, entity: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -156,6 +162,7 @@ def entity_query(config: Config, shape: TableShape, entity: dict[str, Any]) -> t
     forecast_month) serves it: a range scan of this entity's rows only."""
     where, params = _where({k: entity[k] for k in config.source.entity_columns})
     extra = list(INTERVAL_COLUMNS) if shape.has_interval else []
+    extra += list(FINAL_COLUMNS) if shape.has_final else []
     columns = ["run_month", "forecast_month", "horizon", "prediction", "model_version", "run_id", *extra]
     sql = (
         f"SELECT {', '.join(quote(c) for c in columns)} FROM {relation(config, config.predictions.table)} "
@@ -192,6 +199,7 @@ def entity_forecasts(config: Config, shape: TableShape, entity: dict[str, Any]) 
         history_source=snapshot,
         horizon=config.horizon,
         has_interval=shape.has_interval,
+        has_final=shape.has_final,
         seconds={"predictions": queried - started, "history": time.perf_counter() - queried},
     )
 
@@ -232,8 +240,11 @@ def shown_rows(found: EntityForecasts) -> pd.DataFrame:
             at_h = earlier[earlier["horizon"] == h].set_index("forecast_month")["prediction"]
             table = table.join(at_h.rename(column), how="outer")
         latest = rows[rows["run_month"] == found.latest_run].set_index("forecast_month")
+        # The final figures beside the forecast where an override changed some of them.
+        overridden = found.has_final and latest["override_id"].notna().any()
         kept = [
             "prediction",
+            *(["final", "override_id"] if overridden else []),
             "horizon",
             *([*INTERVAL_COLUMNS] if found.has_interval else []),
             "model_version",
@@ -241,6 +252,8 @@ def shown_rows(found: EntityForecasts) -> pd.DataFrame:
         renamed = latest[kept].rename(
             columns={
                 "prediction": "latest_forecast",
+                "final": "latest_final",
+                "override_id": "latest_override",
                 "horizon": "latest_horizon",
                 "model_version": "latest_model",
             }
@@ -269,6 +282,8 @@ def chart(found: EntityForecasts, shown: pd.DataFrame, config: Config) -> str:
     series.append(
         Series("latest", f"forecast of run {found.latest_run}", points("latest_forecast"), dashed=True)
     )
+    if "latest_final" in shown.columns:  # the newest run's figures after the planners' overrides
+        series.append(Series("final", "final, after overrides", points("latest_final"), dashed=True))
     bands = []
     if found.has_interval and "p10" in shown.columns:
         present = shown[shown["p10"].notna() & shown["p90"].notna()]
@@ -397,7 +412,8 @@ def _entity_view(config: Config, found: EntityForecasts, seconds: float) -> dict
 def _header(column: str) -> str:
     if column.startswith("forecast_") and column.endswith("m_ahead"):
         return f"{column.split('_')[1].removesuffix('m')} mo ahead"
-    return {"latest_forecast": "newest run", "latest_horizon": "h"}.get(column, column)
+    headers = {"latest_forecast": "newest run", "latest_final": "final", "latest_override": "override"}
+    return {**headers, "latest_horizon": "h"}.get(column, column)
 
 
 def _cell(value: Any) -> str:

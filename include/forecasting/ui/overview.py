@@ -30,6 +30,7 @@ from forecasting.core.months import month_of
 from forecasting.core.names import FORECAST_DAG, RUNS, STAGES, relation_name
 from forecasting.modeling.forecaster import Baseline, Blend, parse
 from forecasting.ui.monitoring import render_monitoring
+from forecasting.ui.overrides import newest_run
 from forecasting.ui.templating import macro, render_page
 
 DAG_ID = FORECAST_DAG
@@ -206,11 +207,12 @@ def render(config: Config, run_states: Mapping[str, str] | None = None) -> str:
     rows = quality_rows(config)
     attempts = attempt_statuses(config, run_states)
     if not rows and not attempts:
-        return render_page(config, "Overview", "overview.html", months=[], attempts=[])
+        return render_page(config, "Overview", "overview.html", months=[], attempts=[], overrides=None)
     return render_page(
         config,
         "Overview",
         "overview.html",
+        overrides=newest_run(config),  # how many overrides the newest publish applied and refused
         attempts=[_attempt_view(a) for a in attempts],
         monitoring=render_monitoring(config),
         months=[_month_view(r, open_=i == 0) for i, r in enumerate(rows)],

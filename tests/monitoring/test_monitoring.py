@@ -411,7 +411,7 @@ def test_realised_coverage_alerts_after_months_outside_the_band_and_feeds_the_ne
     # item 3 forecast 44 for nothing sold), the next run's horizon-1 band reaches further down.
     holdout = np.full(200, 100.0), np.linspace(99, 101, 200), np.ones(200)
     alone = intervals.calibrate(*holdout)["by_horizon"]["1"]
-    pooled = intervals.calibrate(*holdout, january)["by_horizon"]["1"]
+    pooled = intervals.calibrate(*holdout, realised=january)["by_horizon"]["1"]
     assert min(pooled["lower"]) < min(alone["lower"]) and pooled["realised_rows"] == 12
 
 

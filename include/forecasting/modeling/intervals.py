@@ -173,7 +173,8 @@ def calibrate(
         )
         pooled = np.concatenate([pooled, np.ones(len(realised), dtype=bool)])
         if target is not None:  # labels apart from the holdout's: each realised month its own
-            realised_months = ("realised " + realised["forecast_month"].astype(str)).to_numpy()
+            months = realised["forecast_month"].astype(str) if "forecast_month" in realised else "any"
+            realised_months = np.broadcast_to(np.asarray("realised " + months, dtype=object), len(realised))
             target = np.concatenate([np.asarray(target).astype(str), realised_months])
         if groups is not None:
             groups = np.concatenate([np.asarray(groups, dtype=object), np.full(len(realised), None)])

@@ -43,6 +43,7 @@ from forecasting.features.dataset import HORIZON, LABEL, ORIGIN, TARGET_MONTH
 from forecasting.features.demand import demand_classes
 from forecasting.modeling import backtest, intervals
 from forecasting.modeling import booster as model
+from forecasting.modeling.age_scores import format_ages, score_ages
 from forecasting.modeling.baselines import NAIVE_BASELINES, naive_forecasts, statistical_forecasts
 from forecasting.modeling.baselines.statistical import sample_entities
 from forecasting.modeling.demand_scores import format_classes, score_demand_classes
@@ -86,6 +87,8 @@ class EvaluationReport:
     combinations: dict | None = None
     # Per demand class (evaluation.json's ``demand_classes``, forecasting.modeling.demand_scores).
     demand_classes: dict | None = None
+    # Per age bucket (evaluation.json's ``ages``, forecasting.modeling.age_scores).
+    ages: dict | None = None
 
     @property
     def best_baseline(self) -> str:
@@ -285,6 +288,7 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
         blend=blend_scores,
         combinations=score_combinations(scored),
         demand_classes=score_demand_classes(scored, on_all, config),
+        ages=score_ages(scored, on_all, config),
     )
     write_evaluation(report, scored, month)
     write_sample_rows(scored, model_dir)
@@ -382,6 +386,7 @@ def write_evaluation(report: EvaluationReport, scored: HoldoutForecasts, month: 
         },
         "backtest": report.backtest,
         "demand_classes": report.demand_classes,
+        "ages": report.ages,
     }
     paths.write_json_atomically(written, report.path)
     log.info("Holdout evaluation of %s:\n%s", version, format_table(report))
@@ -394,6 +399,8 @@ def write_evaluation(report: EvaluationReport, scored: HoldoutForecasts, month: 
         )
     if report.demand_classes is not None:
         log.info("By demand class (as of each row's origin):\n%s", format_classes(report.demand_classes))
+    if report.ages is not None:
+        log.info("By months of history (as of each row's origin):\n%s", format_ages(report.ages))
     held = interval_coverage["model"]
     if held is not None:
         log.info(

@@ -56,7 +56,9 @@ def _group_keys(groups: np.ndarray | None, n: int) -> np.ndarray:
     """Each row's group as text ("": none, as for an entity without a demand class)."""
     if groups is None:
         return np.full(n, "", dtype=object)
-    return np.array(["" if g is None or g != g else str(g) for g in np.asarray(groups, dtype=object)], dtype=object)
+    return np.array(
+        ["" if g is None or g != g else str(g) for g in np.asarray(groups, dtype=object)], dtype=object
+    )
 
 
 def _widening(error: np.ndarray, band: np.ndarray, bands: int, month: np.ndarray | None) -> float:
@@ -141,7 +143,9 @@ def calibrate(
         spec["by_group"] = {}
         for key in sorted(set(keys.tolist()) - {""}):
             rows = keys == key
-            own = _by_horizon(f[rows], error[rows], h[rows], None if month is None else month[rows], MIN_GROUP_ROWS)
+            own = _by_horizon(
+                f[rows], error[rows], h[rows], None if month is None else month[rows], MIN_GROUP_ROWS
+            )
             if own:
                 spec["by_group"][key] = own
     return spec
@@ -196,12 +200,14 @@ def coverage(
     horizon: np.ndarray,
     target: np.ndarray,
     groups: np.ndarray | None = None,
+    summarise_by: np.ndarray | None = None,
 ) -> dict[str, Any] | None:
     """How often the actual falls inside [p10, p90] on rows the bands were not calibrated on:
     calibrated on the earlier half of the target months and checked on the later half, and the
     other way round. Also the mean width relative to the actual total. None with fewer than two
     target months. With ``groups`` (a label per row: the demand class), the bands are per group
-    as published, and ``by_group`` says how each group's held."""
+    as published, and ``by_group`` says how each group's held; with ``summarise_by`` (another
+    label per row, not calibrated on: the age bucket), ``by_label`` says how each label's held."""
     forecast, actual, horizon = (np.asarray(a, dtype=float) for a in (forecast, actual, horizon))
     target = np.asarray(target)
     known = np.isfinite(forecast) & np.isfinite(actual)
@@ -214,7 +220,9 @@ def coverage(
     width = np.zeros(len(forecast))
     for fit, check in ((first_half, ~first_half), (~first_half, first_half)):
         fitted = known & fit
-        spec = calibrate(forecast[fitted], actual[fitted], horizon[fitted], target[fitted], _rows_of(keys, fitted))
+        spec = calibrate(
+            forecast[fitted], actual[fitted], horizon[fitted], target[fitted], _rows_of(keys, fitted)
+        )
         rows = known & check
         lower, upper = apply(spec, forecast[rows], horizon[rows], _rows_of(keys, rows))
         inside[rows] = (actual[rows] >= lower) & (actual[rows] <= upper)
@@ -234,5 +242,12 @@ def coverage(
         "target": UPPER - LOWER,
     }
     if keys is not None:
-        out["by_group"] = {key: summary(known & (keys == key)) for key in sorted(set(keys[known].tolist()) - {""})}
+        out["by_group"] = {
+            key: summary(known & (keys == key)) for key in sorted(set(keys[known].tolist()) - {""})
+        }
+    if summarise_by is not None:
+        labels = _group_keys(summarise_by, len(forecast))
+        out["by_label"] = {
+            key: summary(known & (labels == key)) for key in sorted(set(labels[known].tolist()) - {""})
+        }
     return out

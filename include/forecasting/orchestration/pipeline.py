@@ -245,6 +245,7 @@ def predict(
     """Forecast M+1..M+horizon with the forecaster the gate chose (``forecaster``: a model
     version, ``baseline:<name>`` or ``blend:[<version>+]<name>[+<name>...]``; default: the decision in ``model_dir``'s evaluation.json)."""
     from forecasting.data.panel import build_panel
+    from forecasting.features import age
     from forecasting.features.demand import DEMAND_CLASS, label_forecasts
     from forecasting.modeling import drivers, intervals
     from forecasting.modeling.forecaster import Baseline, Blend, Model, parse
@@ -273,6 +274,10 @@ def predict(
         # Each entity's demand pattern as of M (smooth, erratic, intermittent, lumpy), published with its forecasts.
         panel = build_panel(snapshot, config, sales_only=True)
         frame[DEMAND_CLASS] = label_forecasts(frame, panel, config.source.entity_columns, month_index(m))
+        # And its months of history as of M (fewer than the feature lookback: a new item).
+        frame[age.HISTORY_MONTHS] = age.label_forecasts(
+            frame, panel, config.source.entity_columns, month_index(m)
+        )
         # The forecaster's own p10/p90 bands (per demand class), calibrated on this run's holdout by evaluate.
         bands = decision.get("intervals") if decision.get("forecaster") == forecaster else None
         if bands is None:

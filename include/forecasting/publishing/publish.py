@@ -72,10 +72,9 @@ def ensure_schema(conn: sa.Connection, config: Config, key_dtypes: dict[str, obj
     tables.create(conn, forecasts, runs, declared.drivers)
     revisions.ensure_views(conn, forecasts, config.source.entity_columns)
     view_ref, select = tables.latest_view_sql(forecasts, config.source.entity_columns, conn.dialect)
-    # The interval columns and demand_class came after the first release.
-    added = tables.add_missing_columns(
-        conn, forecasts, [forecasts.c.p10, forecasts.c.p90, forecasts.c.demand_class]
-    )
+    # The interval columns, demand_class and history_months came after the first release.
+    later = [forecasts.c.p10, forecasts.c.p90, forecasts.c.demand_class, forecasts.c.history_months]
+    added = tables.add_missing_columns(conn, forecasts, later)
     view = tables.relation_name(forecasts.name, tables.LATEST)
     exists = view in sa.inspect(conn).get_view_names(schema=forecasts.schema)
     if exists and added:  # the view lists its columns: make it show the new ones
@@ -177,12 +176,24 @@ def _publish_once(
     keys = config.source.entity_columns
     created_at = created_at or datetime.now(UTC)
     run_month = month_start(month).date()
-    columns = [*keys, "forecast_month", "horizon", "prediction", "p10", "p90", "demand_class"]
+    columns = [
+        *keys,
+        "forecast_month",
+        "horizon",
+        "prediction",
+        "p10",
+        "p90",
+        "demand_class",
+        "history_months",
+    ]
     # NaN bounds (no calibrated interval) go in as NULL; forecasts without them (or without a
-    # demand class), as NULLs too.
-    nullable = ["p10", "p90", "demand_class"]
+    # demand class or months of history), as NULLs too.
+    nullable = ["p10", "p90", "demand_class", "history_months"]
     frame = forecasts.reindex(columns=columns).astype(dict.fromkeys(nullable, object))
     frame[nullable] = frame[nullable].where(frame[nullable].notna(), None)
+    # Whole numbers as ints (COPY refuses "2.0" for an INTEGER), in an object column that keeps them.
+    months = [None if v is None else int(v) for v in frame["history_months"]]
+    frame["history_months"] = pd.Series(months, index=frame.index, dtype=object)
     frame = frame.assign(
         run_month=run_month, model_version=model_version, run_id=run_id, created_at=created_at
     )

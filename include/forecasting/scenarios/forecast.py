@@ -151,7 +151,9 @@ def forecast_scenarios(config: Config, month: pd.Period, attempt: str, client=No
     def rows_of(name: str, features: pd.DataFrame, overridden: np.ndarray) -> pd.DataFrame:
         frame = predict_inputs(replace_features(inputs, features), config, booster, metadata)
         classes = label_forecasts(frame, panel, config.source.entity_columns, month_index(month))
-        frame["p10"], frame["p90"] = intervals.apply(forecaster.bands, frame["prediction"], frame["horizon"], classes)
+        frame["p10"], frame["p90"] = intervals.apply(
+            forecaster.bands, frame["prediction"], frame["horizon"], classes
+        )
         frame["overridden"] = overridden.T.ravel()  # predict_inputs' order: by horizon, then entity
         for c in pl.covariates:  # what the model read as the plan of each row's month
             planned = np.concatenate(

@@ -16,11 +16,13 @@ from forecasting.core.months import label_index
 from forecasting.data.panel import build_panel
 from forecasting.datasets.synthetic import generate_sales
 from forecasting.features import dataset
-from forecasting.features.age import ESTABLISHED, age_buckets, history_months
+from forecasting.features.age import ESTABLISHED, age_buckets, history_months, interval_groups
+from forecasting.features.demand import demand_classes
 from forecasting.modeling import booster as model
-from forecasting.modeling import evaluate
+from forecasting.modeling import evaluate, intervals
 from forecasting.modeling.age_scores import format_ages
 from forecasting.modeling.baselines import NAIVE_BASELINES, naive_forecasts
+from forecasting.modeling.cold_start import sibling_forecasts, with_siblings
 from forecasting.modeling.scoring import metrics
 from forecasting.modeling.train import train
 from tests.features.test_calendar import calendar_config
@@ -67,3 +69,23 @@ def test_every_age_bucket_is_scored_on_its_rows(tmp_path, monkeypatch):
         assert held["rows"] == rows.sum() and 0 <= held["coverage"] <= 1
     table = format_ages(written)
     assert all(name in table for name in scored)
+
+    # The siblings' forecast: chosen per forecaster and young bucket on these rows, and the bands
+    # calibrated on the forecasts as predict makes them (no backtest here: the holdout model's),
+    # a young entity's in a group of their own.
+    cold = json.loads(report.path.read_text())["cold_start"]
+    sibling = sibling_forecasts(panel, entity, origin, horizon, 24)
+    target = label_index(holdout[dataset.TARGET_MONTH])
+    for name in ("1-2", "3-5", "6-23"):
+        rows = bucket == name
+        entry = cold["forecasters"]["model"][name]
+        mixed = with_siblings(predicted, sibling, bucket, [name])
+        assert entry["without"] == pytest.approx(metrics(actual[rows], predicted[rows])["wape"])
+        assert entry["with"] == pytest.approx(metrics(actual[rows], mixed[rows])["wape"])
+        assert cold["buckets"][name]["with_siblings"] == (rows & np.isfinite(sibling)).sum() > 0
+        assert (name in cold["used"]["model"]) == entry["used"]
+    published = with_siblings(predicted, sibling, bucket, cold["used"]["model"])
+    groups = interval_groups(demand_classes(panel, entity, origin), history_months(panel, entity, origin), 24)
+    bands = json.loads(report.path.read_text())["intervals"]["forecasters"]["model"]
+    assert bands == json.loads(json.dumps(intervals.calibrate(published, actual, horizon, target, groups)))
+    assert "new" in bands["by_group"]

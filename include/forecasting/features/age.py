@@ -67,3 +67,15 @@ def label_forecasts(frame: pd.DataFrame, panel: Panel, keys: list[str], month_id
     rows = entity[known].astype(np.int64)
     out[known] = history_months(panel, rows, np.full(len(rows), month_idx))
     return out
+
+
+NEW = "new"  # the interval group of every young row
+
+
+def interval_groups(demand_class: np.ndarray, months: np.ndarray, lookback: int) -> np.ndarray:
+    """Each row's group for its p10/p90 bands (forecasting.modeling.intervals): ``new`` for an
+    entity with 1 to lookback - 1 months of history (their errors are wider than an established
+    series' of any class: docs/quality.md), else its demand class."""
+    months = np.asarray(months, dtype=float)
+    young = (months >= 1) & (months < lookback)
+    return np.where(young, NEW, np.asarray(demand_class, dtype=object)).astype(object)

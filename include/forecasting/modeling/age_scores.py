@@ -5,7 +5,8 @@ Each holdout row gets the bucket of its entity's months of history as of the row
 the entities, their share of the actuals, the model's and every baseline's metrics on the
 bucket's rows (the statistical ones where they were scored on every row), and how often each
 forecaster's p10/p90 bands, calibrated as predict publishes them (per demand class, on every
-row), held on the bucket's rows of months they were not calibrated on.
+row; a young entity's bands its own, ``new``), held on the bucket's rows of months they were not
+calibrated on.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Scored(Protocol):
     forecasts: dict[str, np.ndarray]
     panel: Panel | None
     demand_class: np.ndarray | None
+    interval_group: np.ndarray | None
 
     def production_forms(self) -> tuple[dict[str, np.ndarray], str]: ...
 
@@ -53,12 +55,10 @@ def score_ages(scored: Scored, on_all: tuple[str, ...], config: Config) -> dict[
     bucket = holdout_buckets(scored, config)
     forecasts, _ = scored.production_forms()
     target = label_index(scored.holdout[TARGET_MONTH])
+    groups = scored.interval_group if scored.interval_group is not None else scored.demand_class
     coverage = {
         name: (
-            intervals.coverage(
-                forecasts[name], scored.actual, scored.horizon, target, scored.demand_class, bucket
-            )
-            or {}
+            intervals.coverage(forecasts[name], scored.actual, scored.horizon, target, groups, bucket) or {}
         ).get("by_label", {})
         for name in ("model", *on_all, *(["blend"] if "blend" in forecasts else []))
     }
@@ -77,10 +77,14 @@ def score_ages(scored: Scored, on_all: tuple[str, ...], config: Config) -> dict[
     return {"lookback": lookback, "buckets": out}
 
 
-def format_ages(section: dict[str, Any]) -> str:
-    """The per-bucket WAPE table for the log and the run summary."""
+def format_ages(section: dict[str, Any], cold_start: dict[str, Any] | None = None) -> str:
+    """The per-bucket WAPE table for the log and the run summary; with evaluation.json's
+    ``cold_start``, the model's WAPE as production makes its forecasts, without > with the
+    siblings' forecast averaged in (``*``: predict does so)."""
+    cold = ((cold_start or {}).get("forecasters") or {}).get("model", {})
     lines = [
-        f"{'months of history':<19}{'rows':>8}{'entities':>10}{'model':>8}{'best baseline':>23}{'p10-p90':>9}"
+        f"{'months of history':<19}{'rows':>8}{'entities':>10}{'model':>8}{'with siblings':>17}"
+        f"{'best baseline':>23}{'p10-p90':>9}"
     ]
     for name, b in section["buckets"].items():
         baselines = {k: v for k, v in b.items() if isinstance(v, dict) and "wape" in v and k != "model"}
@@ -89,7 +93,11 @@ def format_ages(section: dict[str, Any]) -> str:
         base = f"{best} {finite[best]['wape']:.3f}" if best else "-"
         held = b["interval_coverage"].get("model", {}).get("coverage")
         cover = f"{100 * held:.0f}%" if held is not None and np.isfinite(held) else "-"
+        mixed = cold.get(name)
+        siblings = (
+            f"{mixed['without']:.3f}>{mixed['with']:.3f}{'*' if mixed['used'] else ' '}" if mixed else "-"
+        )
         lines.append(
-            f"{name:<19}{b['rows']:>8}{b['entities']:>10}{b['model']['wape']:>8.3f}{base:>23}{cover:>9}"
+            f"{name:<19}{b['rows']:>8}{b['entities']:>10}{b['model']['wape']:>8.3f}{siblings:>17}{base:>23}{cover:>9}"
         )
     return "\n".join(lines)

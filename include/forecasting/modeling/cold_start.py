@@ -21,10 +21,17 @@ or without references, get NaN (the forecaster's own forecast stands).
 
 from __future__ import annotations
 
-import numpy as np
+import logging
+from typing import Any
 
-from forecasting.data.panel import Panel
-from forecasting.features.age import history_months
+import numpy as np
+import pandas as pd
+
+from forecasting.data.panel import Panel, key_text
+from forecasting.features.age import age_buckets, history_months
+from forecasting.modeling import drivers
+
+log = logging.getLogger(__name__)
 
 # References a group needs for its ratio (fewer: the next, wider group).
 MIN_REFERENCES = 5
@@ -93,4 +100,113 @@ def sibling_forecasts(
             ratio[ok] = num[mine[ok]] / den[mine[ok]]
         own = start_mean[entity[at], a - 1]
         out[at] = own * ratio
+    return out
+
+
+# --- where it is used: evaluate chooses, predict applies -----------------------------------------
+
+
+def with_siblings(
+    forecast: np.ndarray, sibling: np.ndarray, bucket: np.ndarray, used: list[str]
+) -> np.ndarray:
+    """``forecast`` where the row's bucket is not in ``used`` or it has no siblings' forecast,
+    else the mean of the two."""
+    forecast = np.asarray(forecast, dtype=float)
+    applied = np.isin(bucket.astype(str), used) & np.isfinite(sibling)
+    return np.where(applied, (forecast + np.where(applied, sibling, 0.0)) / 2, forecast)
+
+
+def choose(
+    forecasts: dict[str, np.ndarray],
+    actual: np.ndarray,
+    target: np.ndarray,
+    bucket: np.ndarray,
+    sibling: np.ndarray,
+    young: list[str],
+) -> dict[str, Any]:
+    """evaluation.json's ``cold_start``: per young bucket, the siblings' forecast's rows and WAPE
+    there beside the model's; per forecaster, each young bucket's WAPE without and with the
+    siblings (the mean of the two where the siblings have a forecast) and the buckets where
+    the mean is used: lower on the bucket's rows, and on each half of the target months too
+    (a gain that one month makes is not taken)."""
+    months = np.unique(target)
+    early = np.isin(target, months[: max(len(months) // 2, 1)])
+    halves = [early, ~early] if len(months) > 1 else [early]
+
+    def wape(rows: np.ndarray, f: np.ndarray) -> float:
+        total = np.abs(actual[rows]).sum()
+        return float(np.abs(f[rows] - actual[rows]).sum() / total) if total else float("nan")
+
+    buckets, used = {}, {}
+    for name in young:
+        rows = bucket == name
+        has = rows & np.isfinite(sibling)
+        if rows.any():
+            model = forecasts.get("model", np.full(len(actual), np.nan))
+            buckets[name] = {
+                "rows": int(rows.sum()),
+                "with_siblings": int(has.sum()),
+                "siblings_wape": wape(has, sibling) if has.any() else None,
+                "model_wape": wape(has, model) if has.any() else None,
+            }
+    forecasters: dict[str, Any] = {}
+    for forecaster, f in forecasts.items():
+        entry: dict[str, Any] = {}
+        for name in buckets:
+            rows = bucket == name
+            mixed = with_siblings(f, sibling, bucket, [name])
+            scores = [(wape(r, f), wape(r, mixed)) for r in (rows, *(rows & h for h in halves)) if r.any()]
+            better = all(np.isfinite(w) and np.isfinite(m) and m < w for w, m in scores)
+            entry[name] = {"without": scores[0][0], "with": scores[0][1], "used": bool(better)}
+        forecasters[forecaster] = entry
+        used[forecaster] = [name for name, e in entry.items() if e["used"]]
+    return {
+        "method": "mean with the siblings' forecast at the same age",
+        "min_references": MIN_REFERENCES,
+        "buckets": buckets,
+        "forecasters": forecasters,
+        "used": used,
+    }
+
+
+def apply_to_forecasts(
+    frame: pd.DataFrame, panel: Panel, keys: list[str], month_idx: int, lookback: int, used: list[str]
+) -> pd.DataFrame:
+    """Predict's forecasts of M (``frame``: keys in the source's types, horizon, prediction and
+    maybe drivers), each young entity's in the ``used`` buckets averaged with its siblings'
+    forecast as of M. The drivers keep summing to the prediction: the forecaster's are halved and
+    the siblings' half counts in ``baselines`` (the part no driver explains), ``explained`` shrinks
+    with the forecaster's share. Returned as a new frame; unchanged without ``used``."""
+    if not used or frame.empty:
+        return frame
+    index = panel.keys.reset_index().rename(columns={"index": "_entity"})
+    entity = pd.DataFrame({k: key_text(frame[k]) for k in keys}).merge(index, on=keys, how="left")["_entity"]
+    known = entity.notna().to_numpy()
+    rows = entity.fillna(0).to_numpy(dtype=np.int64)
+    origin = np.full(len(frame), month_idx)
+    horizon = frame["horizon"].to_numpy(dtype=np.int64)
+    sibling = np.where(known, sibling_forecasts(panel, rows, origin, horizon, lookback), np.nan)
+    bucket = age_buckets(history_months(panel, rows, origin), lookback)
+    before = frame["prediction"].to_numpy(dtype=float)
+    after = with_siblings(before, sibling, bucket, used)
+    applied = after != before
+    out = frame.copy()
+    out["prediction"] = after
+    parts = drivers.driver_columns(out)
+    if parts:
+        baselines = drivers.column(drivers.BASELINES)
+        if baselines not in out:
+            out[baselines] = 0.0
+            parts.append(baselines)
+        out.loc[applied, parts] = out.loc[applied, parts] / 2
+        out.loc[applied, baselines] += after[applied] - before[applied] / 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(after > 0, before / 2 / after, 0.5)
+        out.loc[applied, drivers.EXPLAINED] = out.loc[applied, drivers.EXPLAINED].to_numpy() * share[applied]
+    log.info(
+        "New items: %d of %d forecasts (%s months of history) averaged with their siblings' forecast",
+        int(applied.sum()),
+        len(frame),
+        ", ".join(used),
+    )
     return out

@@ -247,9 +247,10 @@ def predict(
     from forecasting.data.panel import build_panel
     from forecasting.features import age
     from forecasting.features.demand import DEMAND_CLASS, label_forecasts
-    from forecasting.modeling import drivers, intervals
+    from forecasting.modeling import cold_start, drivers, intervals
     from forecasting.modeling.forecaster import Baseline, Blend, Model, parse
     from forecasting.modeling.predict import baseline_forecast, blend_forecast, forecast
+    from forecasting.registry.sample import cold_start_buckets
 
     with _stage("predict", month, attempt, config) as (config, m):
         decision = paths.read_json(paths.evaluation(Path(model_dir))).get("decision") or {}
@@ -273,18 +274,21 @@ def predict(
                     frame = forecast(snapshot, config, m, version_dir, client, explain=True)
         # Each entity's demand pattern as of M (smooth, erratic, intermittent, lumpy), published with its forecasts.
         panel = build_panel(snapshot, config, sales_only=True)
-        frame[DEMAND_CLASS] = label_forecasts(frame, panel, config.source.entity_columns, month_index(m))
-        # And its months of history as of M (fewer than the feature lookback: a new item).
-        frame[age.HISTORY_MONTHS] = age.label_forecasts(
-            frame, panel, config.source.entity_columns, month_index(m)
-        )
+        keys, at = config.source.entity_columns, month_index(m)
+        frame[DEMAND_CLASS] = label_forecasts(frame, panel, keys, at)
+        # And its months of history as of M (fewer than the feature lookback: a new item), whose
+        # forecast is averaged with its siblings' where evaluate found that better (modeling.cold_start).
+        frame[age.HISTORY_MONTHS] = age.label_forecasts(frame, panel, keys, at)
+        used = cold_start_buckets(paths.read_json(paths.evaluation(Path(model_dir))), parse(forecaster))
+        frame = cold_start.apply_to_forecasts(frame, panel, keys, at, config.features.lookback_months, used)
         # The forecaster's own p10/p90 bands (per demand class), calibrated on this run's holdout by evaluate.
         bands = decision.get("intervals") if decision.get("forecaster") == forecaster else None
         if bands is None:
             log.warning("No prediction intervals for %s: p10 and p90 are left empty", forecaster)
-        frame["p10"], frame["p90"] = intervals.apply(
-            bands, frame["prediction"], frame["horizon"], frame[DEMAND_CLASS].to_numpy()
+        groups = age.interval_groups(
+            frame[DEMAND_CLASS], frame[age.HISTORY_MONTHS], config.features.lookback_months
         )
+        frame["p10"], frame["p90"] = intervals.apply(bands, frame["prediction"], frame["horizon"], groups)
         # The drivers apart (one row per family), so the checks and publish read the forecasts as before.
         explained = (
             drivers.long_form(frame, config.source.entity_columns) if drivers.driver_columns(frame) else None

@@ -467,8 +467,9 @@ def age_lines(report: dict) -> list[str]:
         return []
     return [
         "  By months of history (each holdout row's as of its origin; new items below "
-        f"{ages['lookback']}; WAPE; p10-p90: the model's bands' coverage):",
-        *(f"    {line}" for line in format_ages(ages).splitlines()),
+        f"{ages['lookback']}; WAPE; with siblings: the mean with the siblings' forecast, * where used; "
+        "p10-p90: the model's bands' coverage):",
+        *(f"    {line}" for line in format_ages(ages, report.get("cold_start")).splitlines()),
     ]
 
 

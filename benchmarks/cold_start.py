@@ -56,10 +56,27 @@ def synthetic_config() -> Path:
     return path
 
 
-def cases() -> list[tuple[str, Path, str]]:
+def tourism_config(label: str) -> Path:
+    """config/tourism.yaml over data/cold_start/tourism_<label> (variants may run side by side),
+    reading data/tourism/source.db."""
+    folder = OUT / f"tourism_{label}"
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = yaml.safe_load((REPO / "config" / "tourism.yaml").read_text())
+    raw["data_dir"] = str(folder)
+    raw["source"]["url"] = f"sqlite:///{REPO}/data/tourism/source.db"
+    raw["predictions"]["url"] = f"sqlite:///{folder}/predictions.db"
+    raw["feature_store"]["registry"] = str(folder / "feast" / "registry.db")
+    raw["feature_store"]["online_store"]["path"] = str(folder / "feast" / "online.db")
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def cases(label: str = "before") -> list[tuple[str, Path, str]]:
+    tourism = REPO / "config" / "tourism.yaml" if label == "before" else tourism_config(label)
     return [
         ("synthetic", synthetic_config(), SYNTHETIC_MONTH),
-        *(("tourism", REPO / "config" / "tourism.yaml", month) for month in TOURISM_MONTHS),
+        *(("tourism", tourism, month) for month in TOURISM_MONTHS),
     ]
 
 
@@ -74,7 +91,7 @@ def run(label: str, only: list[str]) -> None:
     from forecasting.orchestration.pipeline import run_month
 
     done = {(r["set"], r["month"], r["label"]) for r in results()}
-    for name, config_path, month in cases():
+    for name, config_path, month in cases(label):
         if (name, month, label) in done or (only and name not in only):
             continue
         config = load_config(config_path)

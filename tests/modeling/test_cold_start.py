@@ -89,46 +89,47 @@ def test_the_siblings_ratio_recovers_a_shared_ramp_up_and_reads_nothing_after_th
     ).all()
 
 
-def test_a_bucket_uses_the_siblings_only_where_the_mean_is_lower_on_every_half_of_the_months():
-    actual = np.array([10.0, 10.0, 10.0, 10.0, 10.0, 10.0])
-    target = np.array([1, 1, 2, 2, 1, 2])
-    bucket = np.array(["1-2", "1-2", "1-2", "1-2", "3-5", "3-5"], dtype=object)
-    sibling = np.array([10.0, 10.0, 10.0, 30.0, 10.0, np.nan])
-    forecasts = {
-        "model": np.array([14.0, 14.0, 14.0, 14.0, 10.0, 10.0]),
-        "other": np.array([6.0, 6, 10, 10, 20, 20]),
-    }
-    section = choose(forecasts, actual, target, bucket, sibling, ["1-2", "3-5", "6-23"])
+def test_a_bucket_uses_the_siblings_only_where_the_mean_is_lower_beyond_noise():
+    # 20 entities in bucket 1-2 (one row each) and 20 in 3-5, each sold 10.
+    entity = np.arange(40)
+    actual = np.full(40, 10.0)
+    bucket = np.array(["1-2"] * 20 + ["3-5"] * 20, dtype=object)
+    # The model is 4 over everywhere; the siblings are right on in 1-2; in 3-5 right on for one
+    # entity, 8 over for the others.
+    forecasts = {"model": np.full(40, 14.0), "other": np.full(40, 10.0)}
+    sibling = np.concatenate([np.full(20, 10.0), [10.0], np.full(19, 18.0)])
+    section = choose(forecasts, actual, entity, bucket, sibling, ["1-2", "3-5", "6-23"], (500, 0.9, 0))
     assert section["buckets"]["1-2"] == {
-        "rows": 4,
-        "with_siblings": 4,
-        "siblings_wape": 0.5,
+        "rows": 20,
+        "with_siblings": 20,
+        "siblings_wape": 0.0,
         "model_wape": 0.4,
     }
     assert "6-23" not in section["buckets"]
-    # model, 1-2: WAPE 0.4 without, (2 + 2 + 2 + 12) / 40 with; lower in month 1, not in month 2.
-    model = section["forecasters"]["model"]["1-2"]
-    assert (model["without"], model["with"], model["used"]) == (
-        pytest.approx(0.4),
-        pytest.approx(0.45),
-        False,
+    model = section["forecasters"]["model"]
+    assert (model["1-2"]["without"], model["1-2"]["with"]) == (pytest.approx(0.4), pytest.approx(0.2))
+    assert model["1-2"]["upper"] < 0 and model["1-2"]["used"]
+    # 3-5: (2 + 19 x 6) / 200 = 0.58 with, 0.4 without: not used.
+    assert model["3-5"]["with"] == pytest.approx(0.58) and not model["3-5"]["used"]
+    # A forecaster that is right on gains nothing (1-2: the same forecasts): nothing to test, not used.
+    assert section["forecasters"]["other"]["1-2"]["with"] == 0.0 and np.isnan(
+        section["forecasters"]["other"]["1-2"]["upper"]
     )
-    # other, 3-5: one row mixed ((10 + 20) / 2 = 15) and one without siblings: 15 / 20, worse than 0.5.
-    assert section["used"]["model"] == [] and section["forecasters"]["other"]["3-5"]["used"] is False
-    assert section["forecasters"]["other"]["3-5"]["with"] == pytest.approx(
-        0.75
-    )  # one row mixed (10 + 20) / 2
-    mixed = with_siblings(forecasts["model"], sibling, bucket, ["1-2"])
-    assert mixed.tolist() == [12.0, 12.0, 12.0, 22.0, 10.0, 10.0]
-    better = choose(
-        {"model": forecasts["model"]},
+    assert section["used"] == {"model": ["1-2"], "other": []}
+    # A forecaster already close, siblings right on for 2 entities and 4 over for 18: not used.
+    few = np.where(np.arange(40) < 2, 10.0, 14.0)
+    noisy = choose(
+        {"model": np.where(np.arange(40) < 20, 10.4, 14.0)},
         actual,
-        target,
+        entity,
         bucket,
-        np.where(np.isfinite(sibling), 10.0, np.nan),
+        np.where(np.arange(40) < 20, few, np.nan),
         ["1-2"],
+        (500, 0.9, 0),
     )
-    assert better["used"]["model"] == ["1-2"]
+    assert not noisy["forecasters"]["model"]["1-2"]["used"]
+    mixed = with_siblings(forecasts["model"], sibling, bucket, ["1-2"])
+    assert mixed.tolist() == [12.0] * 20 + [14.0] * 20
 
 
 def test_predict_averages_the_young_rows_and_the_drivers_still_sum_to_the_prediction(tmp_path):

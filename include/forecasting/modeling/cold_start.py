@@ -30,6 +30,7 @@ import pandas as pd
 from forecasting.data.panel import Panel, key_text
 from forecasting.features.age import age_buckets, history_months
 from forecasting.modeling import drivers
+from forecasting.modeling.scoring import paired_bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -119,25 +120,24 @@ def with_siblings(
 def choose(
     forecasts: dict[str, np.ndarray],
     actual: np.ndarray,
-    target: np.ndarray,
+    entity: np.ndarray,
     bucket: np.ndarray,
     sibling: np.ndarray,
     young: list[str],
+    bootstrap: tuple[int, float, int] = (1000, 0.9, 0),
 ) -> dict[str, Any]:
     """evaluation.json's ``cold_start``: per young bucket, the siblings' forecast's rows and WAPE
     there beside the model's; per forecaster, each young bucket's WAPE without and with the
-    siblings (the mean of the two where the siblings have a forecast) and the buckets where
-    the mean is used: lower on the bucket's rows, and on each half of the target months too
-    (a gain that one month makes is not taken)."""
-    months = np.unique(target)
-    early = np.isin(target, months[: max(len(months) // 2, 1)])
-    halves = [early, ~early] if len(months) > 1 else [early]
+    siblings (the mean of the two where the siblings have a forecast) and the buckets where the
+    mean is used: lower beyond noise, the one-sided upper bound of the paired bootstrap over
+    entities of the WAPE difference below 0 (``bootstrap``: resamples, confidence, seed; the
+    gate's ``bootstrap_resamples`` and ``bootstrap_confidence``)."""
 
     def wape(rows: np.ndarray, f: np.ndarray) -> float:
         total = np.abs(actual[rows]).sum()
         return float(np.abs(f[rows] - actual[rows]).sum() / total) if total else float("nan")
 
-    buckets, used = {}, {}
+    buckets = {}
     for name in young:
         rows = bucket == name
         has = rows & np.isfinite(sibling)
@@ -149,23 +149,33 @@ def choose(
                 "siblings_wape": wape(has, sibling) if has.any() else None,
                 "model_wape": wape(has, model) if has.any() else None,
             }
+    resamples, confidence, seed = bootstrap
     forecasters: dict[str, Any] = {}
     for forecaster, f in forecasts.items():
         entry: dict[str, Any] = {}
         for name in buckets:
-            rows = bucket == name
+            rows = (bucket == name) & np.isfinite(f)
             mixed = with_siblings(f, sibling, bucket, [name])
-            scores = [(wape(r, f), wape(r, mixed)) for r in (rows, *(rows & h for h in halves)) if r.any()]
-            better = all(np.isfinite(w) and np.isfinite(m) and m < w for w, m in scores)
-            entry[name] = {"without": scores[0][0], "with": scores[0][1], "used": bool(better)}
+            upper = float("nan")
+            if rows.any() and (mixed[rows] != f[rows]).any():
+                noise = paired_bootstrap(
+                    actual[rows], f[rows], mixed[rows], entity[rows], resamples, confidence, seed
+                )
+                upper = noise["upper"]
+            entry[name] = {
+                "without": wape(rows, f) if rows.any() else float("nan"),
+                "with": wape(rows, mixed) if rows.any() else float("nan"),
+                "upper": upper,
+                "used": bool(np.isfinite(upper) and upper < 0),
+            }
         forecasters[forecaster] = entry
-        used[forecaster] = [name for name, e in entry.items() if e["used"]]
     return {
         "method": "mean with the siblings' forecast at the same age",
         "min_references": MIN_REFERENCES,
+        "confidence": confidence,
         "buckets": buckets,
         "forecasters": forecasters,
-        "used": used,
+        "used": {f: [name for name, e in entry.items() if e["used"]] for f, entry in forecasters.items()},
     }
 
 

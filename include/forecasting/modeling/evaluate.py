@@ -321,7 +321,7 @@ def evaluate(snapshot: pd.DataFrame, config: Config, month: pd.Period, model_dir
 
 def choose_cold_start(scored: HoldoutForecasts, config: Config) -> dict:
     """evaluation.json's ``cold_start``: the siblings' forecast of the young holdout rows and,
-    per forecaster, the age buckets where its mean with it beats it (forecasting.modeling.cold_start);
+    per forecaster, the age buckets where its mean with it beats it beyond noise (forecasting.modeling.cold_start);
     from then on ``scored.production_forms`` (the bands, the coverage) use it there."""
     assert scored.panel is not None and scored.demand_class is not None
     lookback = config.features.lookback_months
@@ -332,9 +332,11 @@ def choose_cold_start(scored: HoldoutForecasts, config: Config) -> dict:
         scored.panel, scored.entity, scored.origin, scored.horizon, lookback
     )
     forms, _ = scored.plain_forms()
-    target = label_index(scored.holdout[TARGET_MONTH])
     young = bucket_names(lookback)[:-1]
-    section = cold_start.choose(forms, scored.actual, target, scored.age_bucket, scored.sibling, young)
+    noise = (config.gate.bootstrap_resamples, config.gate.bootstrap_confidence, config.model.seed)
+    section = cold_start.choose(
+        forms, scored.actual, scored.entity, scored.age_bucket, scored.sibling, young, noise
+    )
     scored.cold_start = section["used"]
     return section
 
@@ -446,8 +448,8 @@ def write_evaluation(report: EvaluationReport, scored: HoldoutForecasts, month: 
         log.info("By demand class (as of each row's origin):\n%s", format_classes(report.demand_classes))
     if report.ages is not None:
         log.info(
-            "By months of history (as of each row's origin; with siblings: the holdout model's forecasts "
-            "averaged with the siblings', * where predict does so):\n%s",
+            "By months of history (as of each row's origin; with siblings: the model's forecasts as production makes them "
+            "without > with the siblings' averaged in, * where predict does so):\n%s",
             format_ages(report.ages, report.cold_start),
         )
     held = interval_coverage["model"]

@@ -17,6 +17,13 @@ over the siblings that share e's value of an entity column (for store x item, th
 other stores, then the same store), the first with at least :data:`MIN_REFERENCES` references,
 else over every launched entity. Nothing later than o is read. Rows of established entities,
 or without references, get NaN (the forecaster's own forecast stands).
+
+Where it is used: evaluate scores, per forecaster and age bucket, the forecaster alone and its
+mean with the siblings' forecast on the holdout's young rows, and keeps the mean for a bucket
+only where it is lower beyond noise (``choose``: the gate's paired bootstrap over entities).
+From then on the forecaster's bands are calibrated on the forecasts with it, and predict
+averages the published forecaster's young forecasts in those buckets (``apply_to_forecasts``).
+Measured per data set in docs/quality.md (New items).
 """
 
 from __future__ import annotations

@@ -77,11 +77,14 @@ def score_ages(scored: Scored, on_all: tuple[str, ...], config: Config) -> dict[
     return {"lookback": lookback, "buckets": out}
 
 
-def format_ages(section: dict[str, Any], cold_start: dict[str, Any] | None = None) -> str:
+def format_ages(
+    section: dict[str, Any], cold_start: dict[str, Any] | None = None, forecaster: str = "model"
+) -> str:
     """The per-bucket WAPE table for the log and the run summary; with evaluation.json's
-    ``cold_start``, the model's WAPE as production makes its forecasts, without > with the
-    siblings' forecast averaged in (``*``: predict does so)."""
-    cold = ((cold_start or {}).get("forecasters") or {}).get("model", {})
+    ``cold_start``, ``forecaster``'s WAPE (evaluation.json's name; default the model's) as
+    production makes its forecasts, without > with the siblings' forecast averaged in (``*``:
+    predict does so)."""
+    cold = ((cold_start or {}).get("forecasters") or {}).get(forecaster, {})
     lines = [
         f"{'months of history':<19}{'rows':>8}{'entities':>10}{'model':>8}{'with siblings':>17}"
         f"{'best baseline':>23}{'p10-p90':>9}"

@@ -461,15 +461,22 @@ def demand_class_lines(report: dict) -> list[str]:
 def age_lines(report: dict) -> list[str]:
     """WAPE per age bucket (evaluation.json's ``ages``; older reports have none)."""
     from forecasting.modeling.age_scores import format_ages
+    from forecasting.modeling.forecaster import parse
+    from forecasting.registry.sample import evaluation_name
 
     ages = report.get("ages")
     if not ages or not ages.get("buckets"):
         return []
+    published = (report.get("decision") or {}).get("forecaster")
+    name = evaluation_name(report, parse(published), report.get("model_version", "")) if published else None
     return [
         "  By months of history (each holdout row's as of its origin; new items below "
-        f"{ages['lookback']}; WAPE; with siblings: the mean with the siblings' forecast, * where used; "
-        "p10-p90: the model's bands' coverage):",
-        *(f"    {line}" for line in format_ages(ages, report.get("cold_start")).splitlines()),
+        f"{ages['lookback']}; WAPE; with siblings: the published {name or 'model'}'s alone > averaged with "
+        "the siblings' forecast, * where published so; p10-p90: the model's bands' coverage):",
+        *(
+            f"    {line}"
+            for line in format_ages(ages, report.get("cold_start"), name or "model").splitlines()
+        ),
     ]
 
 

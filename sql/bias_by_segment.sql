@@ -1,4 +1,5 @@
--- Bias by segment (the config's monitoring.segment column, e.g. category) over every month
+-- Bias by segment (the config's monitoring.segment column, e.g. category, and the age bucket of
+-- new items, segment_column history_months: 1-2, 3-5, 6-23 months of history or established) over every month
 -- scored so far, per horizon: > 0 means the segment is over-forecast. WAPE and bias are
 -- re-aggregated from the monthly rows (weighted by units sold), not averaged.
 SELECT a.segment_column,

@@ -66,6 +66,11 @@ def test_monthly_run_publishes_one_forecast_per_active_entity_and_horizon(
     # Each forecast carries its entity's demand class as of the run month, one per entity.
     assert forecasts["demand_class"].isin(CLASSES).all()
     assert (forecasts.groupby(["store_id", "item_id"])["demand_class"].nunique() == 1).all()
+    # And its months of history as of the run month: from its first row (the generator's launches).
+    first = pd.to_datetime(synthetic_sales.groupby(["store_id", "item_id"])["month"].min()).dt.to_period("M")
+    months = (pd.Period(END_MONTH) - first).map(lambda d: d.n + 1).rename("expected")
+    joined = forecasts.join(months, on=["store_id", "item_id"])
+    assert (joined["history_months"] == joined["expected"]).all() and joined["history_months"].min() >= 1
 
     # The model must earn its keep: better WAPE on the holdout than every naive baseline.
     model_dir = deployment.data_dir / "models" / forecasts["model_version"].iloc[0]
@@ -78,6 +83,8 @@ def test_monthly_run_publishes_one_forecast_per_active_entity_and_horizon(
     assert report["model"]["wape"] < best["wape"]
     scored = report["demand_classes"]["classes"]
     assert sum(c["rows"] for c in scored.values()) == report["model"]["rows"]
+    assert sum(b["rows"] for b in report["ages"]["buckets"].values()) == report["model"]["rows"]
+    assert set(report["cold_start"]["used"]) >= {"model", *report["baselines"]}
 
     # The runs table says which model made the month's forecasts and how it scored.
     runs = read_table(deployment, f"{deployment.predictions.table}_runs")
@@ -95,6 +102,7 @@ def test_monthly_run_publishes_one_forecast_per_active_entity_and_horizon(
     summary = summarize(deployment, END_MONTH)
     assert f"Published {len(forecasts):,} forecasts to table forecasts" in summary
     assert "The model beats the best baseline" in summary and "FROM forecasts_latest" in summary
+    assert "By months of history" in summary and "established" in summary
     blend = report["blend"]["baseline"]  # its row is explained where it is shown
     assert f"blend {blend} = the mean of the model's and {blend}'s forecasts" in summary
     # Theta was scored on a sample of entities: the gate compared the model with it there, paired,

@@ -232,7 +232,7 @@ def older_release(request, tmp_path):
         config = load_config(write_config(tmp_path, raw))
         old, _ = predictions_tables(config, {"store_id": np.dtype("int64"), "item_id": np.dtype("int64")})
         old = old.to_metadata(sa.MetaData())
-        for name in ("p10", "p90", "demand_class"):
+        for name in ("p10", "p90", "demand_class", "history_months"):
             old._columns.remove(old.c[name])
         engine = sa.create_engine(config.predictions.database.url)
         with engine.begin() as conn:
@@ -277,12 +277,17 @@ def test_a_table_made_by_an_older_release_gains_the_columns(older_release):
     assert {"p10", "p90"} <= set(latest.columns) and sorted(latest["p90"].dropna().tolist()) == [13.0]
     # demand_class came later still: NULL for the old row and for forecasts published without it.
     assert table["demand_class"].isna().all() and "demand_class" in latest.columns
-    publish(config, frame().assign(demand_class=["intermittent", None]), month="2024-01")
-    labelled = read(config, "forecasts_latest").query("run_id == 'run-1'")
-    assert labelled.sort_values("store_id")["demand_class"].tolist() == ["intermittent", None]
+    # So did history_months (months of history as of run_month: whole numbers, NULL unknown).
+    assert table["history_months"].isna().all() and "history_months" in latest.columns
+    labels = {"demand_class": ["intermittent", None], "history_months": [2.0, np.nan]}
+    publish(config, frame().assign(**labels), month="2024-01")
+    labelled = read(config, "forecasts_latest").query("run_id == 'run-1'").sort_values("store_id")
+    assert labelled["demand_class"].tolist() == ["intermittent", None]
+    assert labelled["history_months"].iloc[0] == 2 and pd.isna(labelled["history_months"].iloc[1])
     if analyst_url is not None:  # the view made again is still the analyst's to read
         engine = sa.create_engine(analyst_url)
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT COUNT(p90) FROM forecasts_latest")).scalar() == 1
             assert conn.execute(sa.text("SELECT COUNT(demand_class) FROM forecasts_latest")).scalar() == 1
+            assert conn.execute(sa.text("SELECT SUM(history_months) FROM forecasts_latest")).scalar() == 2
         engine.dispose()

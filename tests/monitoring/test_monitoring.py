@@ -130,13 +130,19 @@ def test_realised_accuracy_scores_each_published_run_against_the_actuals_and_the
     config = handmade.config
     snapshot = sales()
     november = realised_accuracy(snapshot, config, pd.Period("2024-11", "M"), run_id="monitor_1")
-    assert (november.forecasts, november.accuracy_rows) == (6, 3)  # one run; all, snacks, drinks
+    # One run: all, snacks, drinks, and its entities' age (22 months of history as of 2024-10).
+    assert (november.forecasts, november.accuracy_rows) == (6, 4)
 
     # November (k = 22): the October run's horizon 1, all 6 entities over by 0.5. 234 units sold
     # (10*(1+1+1+2+2+2) + 2*(1+2+3) + 6*22). From the history up to October (k = 21): last value
     # k = 21 (under by 1), mean of k = 19..21 (under by 2), November a year before k = 10 (by 12).
     got = accuracy(config, "2024-11")
-    assert set(got) == {("2024-10", 1, ALL), ("2024-10", 1, "snacks"), ("2024-10", 1, "drinks")}
+    assert set(got) == {
+        ("2024-10", 1, ALL),
+        ("2024-10", 1, "snacks"),
+        ("2024-10", 1, "drinks"),
+        ("2024-10", 1, "6-23"),
+    }
     overall = got[("2024-10", 1, ALL)]
     expected = {
         "model_version": "2024-10-model",
@@ -166,10 +172,16 @@ def test_realised_accuracy_scores_each_published_run_against_the_actuals_and_the
     assert (snacks["segment_column"], snacks["forecasts"], snacks["actual_sum"]) == ("category", 4, 154.0)
     assert (drinks["forecasts"], drinks["actual_sum"]) == (2, 80.0)
     assert (snacks["wape"], drinks["wape"]) == pytest.approx((2 / 154, 1 / 80))
+    # By age: every entity first sold in 2023-01, 22 months before the run: all in bucket 6-23.
+    young = got[("2024-10", 1, "6-23")]
+    assert (young["segment_column"], young["forecasts"]) == ("history_months", 6)
+    assert {k: young[k] for k in expected if k not in ("segment_column",)} == pytest.approx(
+        {k: v for k, v in expected.items() if k != "segment_column"}
+    )
 
     # December (k = 23): store 2 / item 3 has no row, so it sold 0; the other five sold 194.
     december = realised_accuracy(snapshot, config, pd.Period("2024-12", "M"), run_id="monitor_2")
-    assert (december.forecasts, december.accuracy_rows) == (12, 6)  # two runs x (all, snacks, drinks)
+    assert (december.forecasts, december.accuracy_rows) == (12, 8)  # two runs x (all, snacks, drinks, 6-23)
     got = accuracy(config, "2024-12")
     # The November run's horizon 1: five under by 2, store 2 / item 3 forecast 44 for 0 sold.
     h1 = got[("2024-11", 1, ALL)]
@@ -229,7 +241,7 @@ def test_realised_accuracy_scores_each_published_run_against_the_actuals_and_the
     assert again[("2024-10", 2, ALL)]["wape"] == pytest.approx(49 / 194)
     assert accuracy(config, "2024-11") == before_november
     assert rows(config, "SELECT count(*) AS n FROM forecasts_errors") == [{"n": 18}]
-    assert rows(config, "SELECT count(*) AS n FROM forecasts_accuracy") == [{"n": 9}]
+    assert rows(config, "SELECT count(*) AS n FROM forecasts_accuracy") == [{"n": 12}]
 
 
 def test_nothing_published_for_the_month_scores_nothing_and_a_month_without_actuals_is_refused(handmade):
@@ -720,13 +732,22 @@ def test_the_example_queries_of_the_realised_accuracy(handmade):
     assert [
         (r["segment"], r["horizon"], r["months"], r["forecasts"], float(r["bias"]), float(r["wape"]))
         for r in bias
+        if r["segment_column"] == "category"
     ] == [
         ("drinks", 2, 1, 2, 1.306, 1.306),  # December: 83 forecast for 36 sold
         ("drinks", 1, 2, 4, 0.371, 0.405),  # 81 for 80, then 78 for 36: 43 / 116, |1| + |46| over 116
         ("snacks", 2, 1, 4, 0.013, 0.013),  # 160 for 158
         ("snacks", 1, 2, 8, -0.019, 0.032),  # 156 for 154, then 150 for 158: -6 / 312, 10 / 312
     ]
-    assert {r["segment_column"] for r in bias} == {"category"}
+    # And by age: every entity has 21 to 22 months of history at the runs, all in bucket 6-23,
+    # whose rows are the overall ones (December's horizon 2: 49 over for 194 sold).
+    assert {r["segment_column"] for r in bias} == {"category", "history_months"}
+    ages = [
+        (r["segment"], r["horizon"], r["forecasts"], float(r["wape"]))
+        for r in bias
+        if r["segment_column"] == "history_months"
+    ]
+    assert ages == [("6-23", 2, 6, 0.253), ("6-23", 1, 12, 0.133)]  # (3 + 54) / (234 + 194)
 
 
 def test_the_segment_must_be_an_entity_column_or_attribute(tmp_path):

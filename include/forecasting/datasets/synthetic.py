@@ -26,8 +26,8 @@ How the numbers come about (per store s, item i, month t, all on the log scale u
   few months) and ~10% are discontinued before the end (running down in their last months);
   each store carries most, not all, items (large stores more).
 
-Two options add effects whose truth a test knows (both off by default: the frame is then the same
-as without them):
+Options add effects whose truth a test knows (off by default: the frame is then the same as
+without them):
 
 * ``intermittent_share``: that share of the items sell only in some months (each month with a
   demand probability of 15-45% per item, their ids in ``frame.attrs["intermittent_items"]``):
@@ -91,6 +91,8 @@ def generate_sales(
     intermittent_share: float = 0.0,
     holiday_effect: float = 0.0,
     country: str = "US",
+    launch_share: float = 0.15,
+    launch_within: int | None = None,
 ) -> pd.DataFrame:
     """Monthly sales of ``items`` items in ``stores`` stores over the ``months`` months ending
     with ``end_month``, one row per store, item and month in which the store lists the item.
@@ -98,10 +100,15 @@ def generate_sales(
     Columns: store_id, item_id (int), month (``datetime.date``, first of the month), units
     (float, whole, >= 0), price (float, 2 decimals), promo (int 0/1), store_size, region,
     category (str). Rows are sorted by store_id, item_id, month. Deterministic for a seed.
-    ``intermittent_share``, ``holiday_effect``, ``country``: see the module's docstring.
+    ``intermittent_share``, ``holiday_effect``, ``country``, ``launch_share``, ``launch_within``: see
+    the module's docstring.
     """
     if not 0.0 <= intermittent_share <= 1.0:
         raise ValueError(f"intermittent_share must be in [0, 1], got {intermittent_share!r}")
+    if not 0.0 <= launch_share <= 0.9:
+        raise ValueError(f"launch_share must be in [0, 0.9], got {launch_share!r}")
+    if launch_within is not None and not 1 <= launch_within <= months - 2:
+        raise ValueError(f"launch_within must be 1 to months - 2, got {launch_within!r}")
     for name, value in (("stores", stores), ("items", items), ("months", months)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise ValueError(f"{name} must be a positive whole number, got {value!r}")
@@ -114,7 +121,7 @@ def generate_sales(
     rng = np.random.default_rng(seed)
 
     size, region, category, base = _stores_and_items(rng, S, N)
-    listed, ramp, rundown = _listing(rng, size, S, N, T)
+    listed, ramp, rundown, launched = _listing(rng, size, S, N, T, launch_share, launch_within)
     trend, season = _trend_and_season(rng, category, region, S, N, T, t, moy)
     promo, price, real_ratio = _promotions_and_price(rng, category, region, S, N, T, t)
 
@@ -170,6 +177,7 @@ def generate_sales(
     )
     frame = frame[COLUMNS]
     frame.attrs["intermittent_items"] = (np.flatnonzero(intermittent) + 1).tolist()
+    frame.attrs["launched_items"] = sorted((launched + 1).tolist())
     return frame
 
 
@@ -194,19 +202,30 @@ def _stores_and_items(rng: np.random.Generator, S: int, N: int) -> tuple:
     return size, region, category, base
 
 
-def _listing(rng: np.random.Generator, size: np.ndarray, S: int, N: int, T: int) -> tuple:
+def _listing(
+    rng: np.random.Generator,
+    size: np.ndarray,
+    S: int,
+    N: int,
+    T: int,
+    launch_share: float = 0.15,
+    launch_within: int | None = None,
+) -> tuple:
     """Which store lists which item in which month (assortment, launches, discontinuations),
-    and the launched items' ramp-up and the discontinued ones' run-down, each (S, N, T)."""
+    and the launched items' ramp-up and the discontinued ones' run-down, each (S, N, T); and the
+    launched items (0-based)."""
     carried = rng.random((S, N)) < _SIZE_ASSORTMENT[size][:, None]
     carried[rng.integers(0, S, size=N), np.arange(N)] = True  # every item in some store
     carried[np.arange(S), rng.integers(0, N, size=S)] = True  # every store carries something
     first = np.zeros((S, N), dtype=int)
     final = np.full((S, N), T - 1, dtype=int)
     order = rng.permutation(N)
-    n_launch = round(0.15 * N) if T >= 8 else 0
-    n_stop = round(0.10 * N) if T >= 8 else 0
+    n_launch = round(launch_share * N) if T >= 8 else 0
+    n_stop = min(round(0.10 * N), N - n_launch) if T >= 8 else 0
     launched, stopped = order[:n_launch], order[n_launch : n_launch + n_stop]
-    launch_month = rng.integers(2, T - 5, size=n_launch) if n_launch else np.zeros(0, int)
+    # As many draws either way, so the rest of the frame comes from the same numbers.
+    low, high = (2, T - 5) if launch_within is None else (T - launch_within, T)
+    launch_month = rng.integers(low, high, size=n_launch) if n_launch else np.zeros(0, int)
     rollout = rng.integers(0, 3, size=(S, n_launch))
     first[:, launched] = np.minimum(launch_month[None, :] + rollout, T - 1)
     stop_month = rng.integers(T // 3, T - 1, size=n_stop) if n_stop else np.zeros(0, int)
@@ -226,7 +245,7 @@ def _listing(rng: np.random.Generator, size: np.ndarray, S: int, N: int, T: int)
     rundown = np.where(
         np.isin(np.arange(N), stopped)[None, :, None], 1.0 - 0.45 * np.exp(-np.maximum(until, 0) / 1.2), 1.0
     )
-    return listed, ramp, rundown
+    return listed, ramp, rundown, launched
 
 
 def _trend_and_season(
@@ -394,6 +413,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--holiday-effect", type=float, default=0.0, help="elasticity of units to the month's trading days"
     )
     parser.add_argument("--country", default="US", help="whose holidays --holiday-effect takes (ISO code)")
+    parser.add_argument(
+        "--launch-share", type=float, default=0.15, help="share of items launched mid-history"
+    )
+    parser.add_argument(
+        "--launch-within", type=int, help="launch them in the last this many months (default: any time)"
+    )
     args = parser.parse_args(argv)
 
     url, table, schema = args.url, args.table, args.schema
@@ -425,6 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             intermittent_share=args.intermittent_share,
             holiday_effect=args.holiday_effect,
             country=args.country,
+            launch_share=args.launch_share,
+            launch_within=args.launch_within,
         )
     except ValueError as err:
         parser.error(str(err))

@@ -41,6 +41,7 @@ class Scored(Protocol):
     sampled: np.ndarray | None
     panel: Panel | None
     demand_class: np.ndarray | None
+    interval_group: np.ndarray | None
 
     def production_forms(self) -> tuple[dict[str, np.ndarray], str]: ...
 
@@ -67,10 +68,12 @@ def score_demand_classes(scored: Scored, on_all: tuple[str, ...], config: Config
         )
     forecasts, _ = scored.production_forms()
     target = label_index(scored.holdout[TARGET_MONTH])
+    # The bands as published (per interval group: a young entity's are its own), held per class.
+    groups = scored.interval_group if scored.interval_group is not None else classes
     coverage = {
-        name: (intervals.coverage(forecasts[name], scored.actual, scored.horizon, target, classes) or {}).get(
-            "by_group", {}
-        )
+        name: (
+            intervals.coverage(forecasts[name], scored.actual, scored.horizon, target, groups, classes) or {}
+        ).get("by_label", {})
         for name in ("model", *on_all, *(["blend"] if "blend" in forecasts else []))
     }
     out: dict[str, Any] = {}

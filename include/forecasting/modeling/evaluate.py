@@ -29,7 +29,7 @@ rows the same way, per origin, per horizon and overall, into evaluation.json's `
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +41,12 @@ from forecasting.core.config import Config
 from forecasting.core.months import label_index
 from forecasting.data.panel import Panel, build_panel
 from forecasting.features import dataset
+from forecasting.features.age import bucket_names, history_months, interval_groups
 from forecasting.features.dataset import HORIZON, LABEL, ORIGIN, TARGET_MONTH
 from forecasting.features.demand import demand_classes
-from forecasting.modeling import backtest, intervals
+from forecasting.modeling import backtest, cold_start, intervals
 from forecasting.modeling import booster as model
+from forecasting.modeling.age_scores import format_ages, holdout_buckets, score_ages
 from forecasting.modeling.baselines import NAIVE_BASELINES, naive_forecasts, statistical_forecasts
 from forecasting.modeling.baselines.statistical import sample_entities
 from forecasting.modeling.demand_scores import format_classes, score_demand_classes
@@ -88,6 +90,10 @@ class EvaluationReport:
     combinations: dict | None = None
     # Per demand class (evaluation.json's ``demand_classes``, forecasting.modeling.demand_scores).
     demand_classes: dict | None = None
+    # Per age bucket (evaluation.json's ``ages``, forecasting.modeling.age_scores).
+    ages: dict | None = None
+    # New items: the siblings' forecast and where it is used (forecasting.modeling.cold_start).
+    cold_start: dict | None = None
 
     @property
     def best_baseline(self) -> str:
@@ -117,6 +123,13 @@ class HoldoutForecasts:
     members: dict[str, tuple[str, ...]]
     panel: Panel | None = None  # the snapshot's (sales only)
     demand_class: np.ndarray | None = None  # each row's entity's demand class as of its origin
+    # New items (forecasting.modeling.cold_start): each row's age bucket and siblings' forecast,
+    # and per forecaster the buckets whose forecasts production averages with the siblings'.
+    age_bucket: np.ndarray | None = None
+    sibling: np.ndarray | None = None
+    # Each row's group for the p10/p90 bands: ``new`` for a young entity, else its demand class.
+    interval_group: np.ndarray | None = None
+    cold_start: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def combinations(self) -> tuple[str, ...]:
@@ -127,7 +140,18 @@ class HoldoutForecasts:
         self.forecasts[name] = combine([self.forecasts[m] for m in members])
 
     def production_forms(self) -> tuple[dict[str, np.ndarray], str]:
-        """Each forecast as production makes it, and where that came from: with the backtest's
+        """Each forecast as production makes it (``plain_forms``), its young rows averaged with
+        the siblings' forecast in the buckets ``cold_start`` names for it."""
+        forms, calibrated_on = self.plain_forms()
+        if not self.cold_start or self.sibling is None or self.age_bucket is None:
+            return forms, calibrated_on
+        return {
+            name: cold_start.with_siblings(f, self.sibling, self.age_bucket, self.cold_start.get(name, []))
+            for name, f in forms.items()
+        }, calibrated_on
+
+    def plain_forms(self) -> tuple[dict[str, np.ndarray], str]:
+        """Each forecaster's forecasts as production makes them, and where that came from: with the backtest's
         refit models as the model member where the backtest forecast the row, the holdout
         model's elsewhere (the holdout's earlier origins, where it is barely staler than a model
         refit there, and the longer horizons the backtest's origins do not reach: without them
@@ -284,6 +308,7 @@ def evaluate(
         "metrics": scored.score(every_row, ("blend",))["blend"],
         "by_horizon": {h: s["blend"] for h, s in scored.by_horizon(every_row, ("blend",)).items()},
     }
+    new_items = choose_cold_start(scored, config)
     report = EvaluationReport(
         path=paths.evaluation(model_dir),
         model=overall.pop("model"),
@@ -294,6 +319,8 @@ def evaluate(
         blend=blend_scores,
         combinations=score_combinations(scored),
         demand_classes=score_demand_classes(scored, on_all, config),
+        ages=score_ages(scored, on_all, config),
+        cold_start=new_items,
     )
     write_evaluation(report, scored, month, realised)
     path = paths.realised_errors(model_dir)  # the gate calibrates the champion's bands with them too
@@ -303,6 +330,28 @@ def evaluate(
     write_sample_rows(scored, model_dir)
     write_holdout_forecasts(scored, model_dir, config)
     return report
+
+
+def choose_cold_start(scored: HoldoutForecasts, config: Config) -> dict:
+    """evaluation.json's ``cold_start``: the siblings' forecast of the young holdout rows and,
+    per forecaster, the age buckets where its mean with it beats it beyond noise (forecasting.modeling.cold_start);
+    from then on ``scored.production_forms`` (the bands, the coverage) use it there."""
+    assert scored.panel is not None and scored.demand_class is not None
+    lookback = config.features.lookback_months
+    scored.age_bucket = holdout_buckets(scored, config)
+    months = history_months(scored.panel, scored.entity, scored.origin)
+    scored.interval_group = interval_groups(scored.demand_class, months, lookback)
+    scored.sibling = cold_start.sibling_forecasts(
+        scored.panel, scored.entity, scored.origin, scored.horizon, lookback
+    )
+    forms, _ = scored.plain_forms()
+    young = bucket_names(lookback)[:-1]
+    noise = (config.gate.bootstrap_resamples, config.gate.bootstrap_confidence, config.model.seed)
+    section = cold_start.choose(
+        forms, scored.actual, scored.entity, scored.age_bucket, scored.sibling, young, noise
+    )
+    scored.cold_start = section["used"]
+    return section
 
 
 def write_holdout_forecasts(scored: HoldoutForecasts, model_dir: Path, config: Config) -> None:
@@ -362,9 +411,9 @@ def write_evaluation(
     actual, horizon = scored.actual, scored.horizon
     forecasts, calibrated_on = scored.production_forms()
     target = label_index(scored.holdout[TARGET_MONTH])
-    # Bands per demand class (as of each row's origin), widened for the shift between months,
-    # pooled with the realised errors.
-    classes = scored.demand_class
+    # Bands per demand class (as of each row's origin; a young entity's: its own, ``new``),
+    # widened for the shift between months, pooled with the realised errors.
+    classes = scored.interval_group if scored.interval_group is not None else scored.demand_class
     interval_specs = {
         name: intervals.calibrate(f, actual, horizon, target, classes, realised)
         for name, f in forecasts.items()
@@ -400,6 +449,8 @@ def write_evaluation(
         },
         "backtest": report.backtest,
         "demand_classes": report.demand_classes,
+        "ages": report.ages,
+        "cold_start": report.cold_start,
     }
     paths.write_json_atomically(written, report.path)
     log.info("Holdout evaluation of %s:\n%s", version, format_table(report))
@@ -412,6 +463,12 @@ def write_evaluation(
         )
     if report.demand_classes is not None:
         log.info("By demand class (as of each row's origin):\n%s", format_classes(report.demand_classes))
+    if report.ages is not None:
+        log.info(
+            "By months of history (as of each row's origin; with siblings: the model's forecasts as production makes them "
+            "without > with the siblings' averaged in, * where predict does so):\n%s",
+            format_ages(report.ages, report.cold_start),
+        )
     held = interval_coverage["model"]
     if held is not None:
         log.info(

@@ -260,12 +260,14 @@ def coverage(
     horizon: np.ndarray,
     target: np.ndarray,
     groups: np.ndarray | None = None,
+    summarise_by: np.ndarray | None = None,
 ) -> dict[str, Any] | None:
     """How often the actual falls inside [p10, p90] on rows the bands were not calibrated on:
     calibrated on the earlier half of the target months and checked on the later half, and the
     other way round. Also the mean width relative to the actual total. None with fewer than two
     target months. With ``groups`` (a label per row: the demand class), the bands are per group
-    as published, and ``by_group`` says how each group's held."""
+    as published, and ``by_group`` says how each group's held; with ``summarise_by`` (another
+    label per row, not calibrated on: the age bucket), ``by_label`` says how each label's held."""
     forecast, actual, horizon = (np.asarray(a, dtype=float) for a in (forecast, actual, horizon))
     target = np.asarray(target)
     known = np.isfinite(forecast) & np.isfinite(actual)
@@ -305,5 +307,11 @@ def coverage(
         out["by_group"] = {
             names[code]: summary(known & (codes == code))
             for code in sorted(set(np.unique(codes[known]).tolist()) - {-1}, key=lambda c: names[c])
+        }
+    if summarise_by is not None:
+        label_codes, labels = _group_codes(summarise_by, len(forecast))
+        out["by_label"] = {
+            labels[code]: summary(known & (label_codes == code))
+            for code in sorted(set(np.unique(label_codes[known]).tolist()) - {-1}, key=lambda c: labels[c])
         }
     return out

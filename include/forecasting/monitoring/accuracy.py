@@ -12,6 +12,9 @@ published for ``forecast_month = M`` (made by the runs of M-1 ... M-horizon) aga
   ``forecasting.modeling.evaluate``, made as of the same origin from the snapshot's history up to that
   origin; the best of those baselines and the forecast value added over it
   (``fva`` = best naive WAPE - WAPE: > 0 when the published forecasts beat every naive one).
+  Also per age bucket of the entity as of the forecast's run month (``segment_column``
+  ``history_months``, ``segment`` 1-2, 3-5, 6-23 or established: ``forecasting.features.age``),
+  so new items' forecasts are scored apart.
 * ``<table>_tracking_signal`` (view): per entity and horizon, over its last 12 scored months,
   the cumulative error over the mean absolute error (persistently > 0: over-forecast).
 
@@ -38,7 +41,8 @@ from forecasting.core.config import Config
 from forecasting.core.db import make_engine
 from forecasting.core.errors import DataError
 from forecasting.core.months import month_index, month_start
-from forecasting.data.panel import build_panel
+from forecasting.data.panel import Panel, build_panel
+from forecasting.features import age
 from forecasting.modeling.baselines import NAIVE_BASELINES as BASELINES
 from forecasting.modeling.baselines import naive_forecasts
 from forecasting.modeling.forecaster import MODEL_FORECAST, STATISTICAL_FORECAST
@@ -185,6 +189,8 @@ def score(forecasts: pd.DataFrame, snapshot: pd.DataFrame, config: Config, month
     by_segment = _segments(snapshot, config, forecasts) if segment is not None else None
     if segment is not None:
         parts.append(frame.assign(segment_column=segment, segment=by_segment))
+    ages = _age_segments(panel, entity, origin, known, config)
+    parts.append(frame.assign(segment_column=age.HISTORY_MONTHS, segment=ages))
     rows = [
         _accuracy_row(dict(zip(GROUP_COLUMNS, group, strict=True)), rows_of_group)
         for part in parts
@@ -214,6 +220,15 @@ def _segments(snapshot: pd.DataFrame, config: Config, forecasts: pd.DataFrame) -
     )
     values = forecasts[keys].astype(str).merge(latest, on=keys, how="left")[segment]
     return values.map(lambda v: "(none)" if pd.isna(v) else str(v)).to_numpy()
+
+
+def _age_segments(
+    panel: Panel, entity: np.ndarray, origin: np.ndarray, known: np.ndarray, config: Config
+) -> np.ndarray:
+    """Each forecast's entity's age bucket as of its run month ("(none)": not in the snapshot)."""
+    months = np.where(known, age.history_months(panel, entity, origin), 0)
+    buckets = age.age_buckets(months, config.features.lookback_months)
+    return np.where(pd.isna(buckets), "(none)", buckets).astype(object)
 
 
 def _accuracy_row(identity: dict, rows: pd.DataFrame) -> dict:

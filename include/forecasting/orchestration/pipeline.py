@@ -247,10 +247,12 @@ def predict(
     """Forecast M+1..M+horizon with the forecaster the gate chose (``forecaster``: a model
     version, ``baseline:<name>`` or ``blend:[<version>+]<name>[+<name>...]``; default: the decision in ``model_dir``'s evaluation.json)."""
     from forecasting.data.panel import build_panel
+    from forecasting.features import age
     from forecasting.features.demand import DEMAND_CLASS, label_forecasts
-    from forecasting.modeling import drivers, intervals
+    from forecasting.modeling import cold_start, drivers, intervals
     from forecasting.modeling.forecaster import Baseline, Blend, Model, parse
     from forecasting.modeling.predict import baseline_forecast, blend_forecast, forecast, with_step_forecasts
+    from forecasting.registry.sample import cold_start_buckets
 
     with _stage("predict", month, attempt, config) as (config, m):
         decision = paths.read_json(paths.evaluation(Path(model_dir))).get("decision") or {}
@@ -276,16 +278,22 @@ def predict(
             frame = with_step_forecasts(
                 frame, snapshot, config, m, parse(forecaster), Path(model_dir), client
             )
-        # Each entity's demand pattern as of M (smooth, erratic, intermittent, lumpy), published with its forecasts.
+        # Each entity's demand class as of M (smooth, erratic, intermittent, lumpy), published with it.
         panel = build_panel(snapshot, config, sales_only=True)
-        frame[DEMAND_CLASS] = label_forecasts(frame, panel, config.source.entity_columns, month_index(m))
+        keys, at = config.source.entity_columns, month_index(m)
+        frame[DEMAND_CLASS] = label_forecasts(frame, panel, keys, at)
+        # Its months of history as of M: a new item leans on its siblings where evaluate found it better.
+        frame[age.HISTORY_MONTHS] = age.label_forecasts(frame, panel, keys, at)
+        used = cold_start_buckets(paths.read_json(paths.evaluation(Path(model_dir))), parse(forecaster))
+        frame = cold_start.apply_to_forecasts(frame, panel, keys, at, config.features.lookback_months, used)
         # The forecaster's own p10/p90 bands (per demand class), calibrated on this run's holdout by evaluate.
         bands = decision.get("intervals") if decision.get("forecaster") == forecaster else None
         if bands is None:
             log.warning("No prediction intervals for %s: p10 and p90 are left empty", forecaster)
-        frame["p10"], frame["p90"] = intervals.apply(
-            bands, frame["prediction"], frame["horizon"], frame[DEMAND_CLASS].to_numpy()
+        groups = age.interval_groups(
+            frame[DEMAND_CLASS], frame[age.HISTORY_MONTHS], config.features.lookback_months
         )
+        frame["p10"], frame["p90"] = intervals.apply(bands, frame["prediction"], frame["horizon"], groups)
         # The drivers apart (one row per family), so the checks and publish read the forecasts as before.
         explained = (
             drivers.long_form(frame, config.source.entity_columns) if drivers.driver_columns(frame) else None
@@ -294,19 +302,14 @@ def predict(
         paths.drivers(config, m, attempt).unlink(missing_ok=True)  # a re-run's baseline has none
         if explained is not None:
             paths.write_parquet_atomically(explained, paths.drivers(config, m, attempt))
-        levels = paths.level_forecasts(config, m, attempt)
-        levels.unlink(missing_ok=True)
+        paths.level_forecasts(config, m, attempt).unlink(missing_ok=True)
         hierarchy = None
         if config.hierarchy is not None:  # reconciled with the levels' forecasts, into levels.parquet
             frame, hierarchy = _reconcile(frame, config, m, attempt, Path(model_dir), forecaster)
         path = paths.forecasts(config, m, attempt)
         paths.write_parquet_atomically(frame, path)
-        result = {
-            "forecasts": str(path),
-            "rows": len(frame),
-            "forecaster": forecaster,
-            "driver_rows": 0 if explained is None else len(explained),
-        }
+        result = {"forecasts": str(path), "rows": len(frame), "forecaster": forecaster}
+        result["driver_rows"] = 0 if explained is None else len(explained)
         if hierarchy is not None:
             result["levels"] = hierarchy
         return _record(config, m, attempt, "predict", result)

@@ -415,7 +415,7 @@ def summarize(config: Config, month: str, run_id: str | None = None) -> str:
             f"              published forecaster: {decision['forecaster']}; challenger now "
             f"{decision['challenger_status']} in {relation_name(config.predictions.table, MODELS)}",
         ]
-    lines += ["", *interval_lines(report, decision), *demand_class_lines(report)]
+    lines += ["", *interval_lines(report, decision), *demand_class_lines(report), *age_lines(report)]
     checked = stage.get("check_forecasts")
     if checked:
         lines.append(
@@ -458,6 +458,28 @@ def demand_class_lines(report: dict) -> list[str]:
     return [
         "  By demand class (each holdout row's as of its origin; WAPE; p10-p90: the model's bands' coverage):",
         *(f"    {line}" for line in table),
+    ]
+
+
+def age_lines(report: dict) -> list[str]:
+    """WAPE per age bucket (evaluation.json's ``ages``; older reports have none)."""
+    from forecasting.modeling.age_scores import format_ages
+    from forecasting.modeling.forecaster import parse
+    from forecasting.registry.sample import evaluation_name
+
+    ages = report.get("ages")
+    if not ages or not ages.get("buckets"):
+        return []
+    published = (report.get("decision") or {}).get("forecaster")
+    name = evaluation_name(report, parse(published), report.get("model_version", "")) if published else None
+    return [
+        "  By months of history (each holdout row's as of its origin; new items below "
+        f"{ages['lookback']}; WAPE; with siblings: the published {name or 'model'}'s alone > averaged with "
+        "the siblings' forecast, * where published so; p10-p90: the model's bands' coverage):",
+        *(
+            f"    {line}"
+            for line in format_ages(ages, report.get("cold_start"), name or "model").splitlines()
+        ),
     ]
 
 

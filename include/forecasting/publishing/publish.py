@@ -75,10 +75,10 @@ def ensure_schema(conn: sa.Connection, config: Config, key_dtypes: dict[str, obj
     tables.create(conn, forecasts, runs, declared.drivers, declared.overrides, declared.override_outcomes)
     revisions.ensure_views(conn, forecasts, config.source.entity_columns)
     view_ref, select = tables.latest_view_sql(forecasts, config.source.entity_columns, conn.dialect)
-    # The interval columns, demand_class, the steps' forecasts and the overrides' columns came
-    # after the first release.
+    # The interval columns, demand_class, the steps' forecasts, the overrides' columns and
+    # history_months came after the first release.
     later = ["p10", "p90", "demand_class", STATISTICAL_FORECAST, MODEL_FORECAST]
-    later += ["final", "final_p10", "final_p90", "override_id"]
+    later += ["final", "final_p10", "final_p90", "override_id", "history_months"]
     added = tables.add_missing_columns(conn, forecasts, [forecasts.c[c] for c in later])
     tables.add_missing_columns(conn, runs, [runs.c.overrides_applied, runs.c.overrides_refused])
     view = tables.relation_name(forecasts.name, tables.LATEST)
@@ -263,14 +263,27 @@ def _publish_once(
 
 
 def _forecast_records(frame: pd.DataFrame, keys: list[str], run: dict) -> list[dict]:
-    columns = [*keys, "forecast_month", "horizon", "prediction", "p10", "p90", "demand_class"]
+    columns = [
+        *keys,
+        "forecast_month",
+        "horizon",
+        "prediction",
+        "p10",
+        "p90",
+        "demand_class",
+        "history_months",
+    ]
     columns += [STATISTICAL_FORECAST, MODEL_FORECAST, "final", "final_p10", "final_p90", "override_id"]
     # NaN bounds (no calibrated interval) go in as NULL; forecasts without them (or without a
-    # demand class, the steps' forecasts of the value added, or an override), as NULLs too.
-    nullable = ["p10", "p90", "demand_class", STATISTICAL_FORECAST, MODEL_FORECAST]
+    # demand class, months of history, the steps' forecasts of the value added, or an override),
+    # as NULLs too.
+    nullable = ["p10", "p90", "demand_class", "history_months", STATISTICAL_FORECAST, MODEL_FORECAST]
     nullable += ["final_p10", "final_p90", "override_id"]
     frame = frame.reindex(columns=columns).astype(dict.fromkeys(nullable, object))
     frame[nullable] = frame[nullable].where(frame[nullable].notna(), None)
+    # Whole numbers as ints (COPY refuses "2.0" for an INTEGER), in an object column that keeps them.
+    months = [None if v is None else int(v) for v in frame["history_months"]]
+    frame["history_months"] = pd.Series(months, index=frame.index, dtype=object)
     return frame.assign(**run).to_dict(orient="records")
 
 

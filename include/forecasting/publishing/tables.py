@@ -92,6 +92,16 @@ def demand_class_column() -> sa.Column:
     )
 
 
+def history_months_column() -> sa.Column:
+    return sa.Column(
+        "history_months",
+        sa.Integer,
+        comment="the entity's months of sales history as of run_month, from its first row in the run's window "
+        "(1: it first sold in run_month; fewer than the feature lookback: a new item; NULL: published "
+        "before it was recorded)",
+    )
+
+
 def plan_columns(names: Iterable[str]) -> list[sa.Column]:
     """``<table>_scenarios``' ``plan_<covariate>`` columns: what the model read as each row's plan."""
     return [
@@ -274,6 +284,7 @@ def _forecasts(metadata: sa.MetaData, name: str, keys: list[str], entities: list
         sa.Column("run_id", sa.String(250), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         demand_class_column(),
+        history_months_column(),
         *step_forecast_columns(),
         *final_columns(),
         sa.PrimaryKeyConstraint("run_month", *keys, "horizon", name=f"{name}_pkey"),

@@ -284,6 +284,13 @@ def evaluation_name(evaluation: dict, forecaster: Forecaster, challenger: str) -
     return None
 
 
+def cold_start_buckets(evaluation: dict, forecaster: Forecaster) -> list[str]:
+    """The age buckets whose forecasts by ``forecaster`` evaluate found better averaged with the
+    siblings' (evaluation.json's ``cold_start``; none for a forecaster evaluate did not make)."""
+    name = evaluation_name(evaluation, forecaster, evaluation.get("model_version", ""))
+    return ((evaluation.get("cold_start") or {}).get("used") or {}).get(name, []) if name else []
+
+
 def evaluation_bands(
     evaluation: dict, forecaster: Forecaster, challenger: str
 ) -> tuple[dict | None, dict | None]:

@@ -25,6 +25,7 @@ from forecasting.core.config import Config
 from forecasting.core.errors import DataError
 from forecasting.core.months import month_index, month_of
 from forecasting.data.panel import build_panel, key_text
+from forecasting.features import age
 from forecasting.features.dataset import PLAN_HORIZON_SEP
 from forecasting.features.demand import label_forecasts
 from forecasting.modeling import booster as model
@@ -150,9 +151,13 @@ def forecast_scenarios(config: Config, month: pd.Period, attempt: str, client=No
 
     def rows_of(name: str, features: pd.DataFrame, overridden: np.ndarray) -> pd.DataFrame:
         frame = predict_inputs(replace_features(inputs, features), config, booster, metadata)
-        classes = label_forecasts(frame, panel, config.source.entity_columns, month_index(month))
+        keys, at = config.source.entity_columns, month_index(month)
+        months = age.label_forecasts(frame, panel, keys, at)  # a new item's bands are its own, as predict's
+        groups = age.interval_groups(
+            label_forecasts(frame, panel, keys, at), months, config.features.lookback_months
+        )
         frame["p10"], frame["p90"] = intervals.apply(
-            forecaster.bands, frame["prediction"], frame["horizon"], classes
+            forecaster.bands, frame["prediction"], frame["horizon"], groups
         )
         frame["overridden"] = overridden.T.ravel()  # predict_inputs' order: by horizon, then entity
         for c in pl.covariates:  # what the model read as the plan of each row's month

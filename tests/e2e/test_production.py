@@ -319,12 +319,15 @@ def test_analyst_role_reads_tables_and_views_but_cannot_change_them(
         granted = grant_analyst_role(owner, analyst_role, password="analyst-test-password")
     finally:
         owner.dispose()
-    # Every relation the publish made: the forecasts, their runs, drivers and the views over them.
+    # Every relation the publish made: the forecasts, their runs, drivers, the planners' overrides
+    # and what each run did with them, and the views over them.
     assert sorted(granted) == [
         "forecasts",
         "forecasts_churn",
         "forecasts_drivers",
         "forecasts_latest",
+        "forecasts_override_outcomes",
+        "forecasts_overrides",
         "forecasts_revisions",
         "forecasts_runs",
     ]

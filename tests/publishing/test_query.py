@@ -391,7 +391,8 @@ def test_the_value_added_example_of_the_monitoring_page(examples_db):
     """docs/monitoring.md's waterfall query: December 2024, one month ahead (the 2024-11 run).
     2,360 units sold; every forecast 1.26 over, but 341.26 for store 3 / item 4, which sold
     nothing; the seasonal naive (November: no December 2023 in the sales) exact but 340 for it;
-    the model 4 units and Theta 10 further off than the published forecast."""
+    the model 4 units and Theta 10 further off than the published forecast; Alice's override set
+    store 1 / item 2 to 200, 80 units over what sold (its forecast was 1.26 over)."""
     [waterfall] = [sql for sql in sql_statements(REPO / "docs" / "monitoring.md") if "forecasts_fva" in sql]
     got = [r for r in run(examples_db, waterfall) if r["horizon"] == 1]
     assert [(r["step"], r["forecaster"]) for r in got] == [
@@ -401,7 +402,8 @@ def test_the_value_added_example_of_the_monitoring_page(examples_db):
         ("published", "2024-11-bbbb"),
         ("final", "overrides"),
     ]
-    errors = [340, 11 * 11.26 + 351.26, 11 * 5.26 + 345.26, 11 * 1.26 + 341.26, 11 * 1.26 + 341.26]
+    alice = 200 - (prediction(1, 2, 1, "2024-11") - 1.26)
+    errors = [340, 11 * 11.26 + 351.26, 11 * 5.26 + 345.26, 11 * 1.26 + 341.26, 10 * 1.26 + alice + 341.26]
     assert [r["wape"] for r in got] == pytest.approx([e / 2360 for e in errors])
     assert [r["value_added"] for r in got[1:]] == pytest.approx(
         [(errors[k - 1] - errors[k]) / 2360 for k in range(1, 5)]

@@ -159,6 +159,19 @@ def publish(
             wait = min(2 * wait, _LONGEST_WAIT)
 
 
+def forecast_records(forecasts: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The forecasts' columns of the table, as the database takes them: NaN bounds (no calibrated
+    interval) as NULL, and forecasts without them (or without a demand class or months of
+    history) NULLs too; months of history as whole ints (COPY refuses "2.0" for an INTEGER)."""
+    nullable = ["p10", "p90", "demand_class", "history_months"]
+    columns = [*keys, "forecast_month", "horizon", "prediction", *nullable]
+    frame = forecasts.reindex(columns=columns).astype(dict.fromkeys(nullable, object))
+    frame[nullable] = frame[nullable].where(frame[nullable].notna(), None)
+    months = [None if v is None else int(v) for v in frame["history_months"]]
+    frame["history_months"] = pd.Series(months, index=frame.index, dtype=object)
+    return frame
+
+
 def _publish_once(
     forecasts: pd.DataFrame,
     config: Config,
@@ -176,28 +189,11 @@ def _publish_once(
     keys = config.source.entity_columns
     created_at = created_at or datetime.now(UTC)
     run_month = month_start(month).date()
-    columns = [
-        *keys,
-        "forecast_month",
-        "horizon",
-        "prediction",
-        "p10",
-        "p90",
-        "demand_class",
-        "history_months",
-    ]
-    # NaN bounds (no calibrated interval) go in as NULL; forecasts without them (or without a
-    # demand class or months of history), as NULLs too.
-    nullable = ["p10", "p90", "demand_class", "history_months"]
-    frame = forecasts.reindex(columns=columns).astype(dict.fromkeys(nullable, object))
-    frame[nullable] = frame[nullable].where(frame[nullable].notna(), None)
-    # Whole numbers as ints (COPY refuses "2.0" for an INTEGER), in an object column that keeps them.
-    months = [None if v is None else int(v) for v in frame["history_months"]]
-    frame["history_months"] = pd.Series(months, index=frame.index, dtype=object)
-    frame = frame.assign(
-        run_month=run_month, model_version=model_version, run_id=run_id, created_at=created_at
+    records = (
+        forecast_records(forecasts, keys)
+        .assign(run_month=run_month, model_version=model_version, run_id=run_id, created_at=created_at)
+        .to_dict(orient="records")
     )
-    records = frame.to_dict(orient="records")
     dtypes = {k: forecasts[k].dtype for k in keys}
     explained = _driver_records(drivers, keys, run_month, model_version)
     drivers_table = tables.for_config(config, dtypes).drivers

@@ -21,6 +21,12 @@ published forecasts' realised errors of the last months when monitoring has them
 forecasting.modeling.intervals); their coverage is measured on holdout months the bands were not
 calibrated on (``forecasting.modeling.intervals.coverage``).
 
+New items (entities younger than the feature lookback): evaluation.json's ``ages`` scores every
+forecaster per age bucket (``forecasting.modeling.age_scores``), its ``cold_start`` says per
+forecaster in which buckets its mean with the siblings' forecast beat it beyond noise
+(``forecasting.modeling.cold_start``); the forecasts as production makes them, and so the bands,
+include that mean there, and a young entity's bands are their own (the interval group ``new``).
+
 The rolling-origin backtest (``forecasting.modeling.backtest``: a model refit per origin of the
 holdout's last ``evaluation.backtest_origins``, forecasting that origin's rows) is scored on its
 rows the same way, per origin, per horizon and overall, into evaluation.json's ``backtest``.

@@ -11,35 +11,16 @@ calibrated on.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from forecasting.core.config import Config
 from forecasting.core.months import label_index
-from forecasting.data.panel import Panel
 from forecasting.features.age import age_buckets, bucket_names, history_months
 from forecasting.features.dataset import TARGET_MONTH
 from forecasting.modeling import intervals
-
-
-class Scored(Protocol):
-    """What is read of evaluate's ``HoldoutForecasts`` (evaluate imports this module)."""
-
-    holdout: pd.DataFrame
-    entity: np.ndarray
-    origin: np.ndarray
-    horizon: np.ndarray
-    actual: np.ndarray
-    forecasts: dict[str, np.ndarray]
-    panel: Panel | None
-    demand_class: np.ndarray | None
-    interval_group: np.ndarray | None
-
-    def production_forms(self) -> tuple[dict[str, np.ndarray], str]: ...
-
-    def score(self, rows: np.ndarray, which: tuple[str, ...]) -> dict[str, dict[str, float]]: ...
+from forecasting.modeling.demand_scores import Scored  # evaluate's HoldoutForecasts, as both read it
 
 
 def holdout_buckets(scored: Scored, config: Config) -> np.ndarray:

@@ -310,7 +310,8 @@ def add_monitoring(config) -> None:
     from forecasting.core.config import AlertsConfig
     from forecasting.core.db import make_engine
     from forecasting.monitoring.accuracy import create_missing, insert_rows, realised_accuracy
-    from forecasting.monitoring.alerts import Alert, accuracy_alerts, drift_alerts, raise_alerts, write_alerts
+    from forecasting.monitoring.alert_checks import accuracy_alerts, drift_alerts
+    from forecasting.monitoring.alerts import Alert, raise_alerts, write_alerts
     from forecasting.monitoring.drift import drift_table
     from forecasting.publishing import tables
 

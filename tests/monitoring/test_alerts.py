@@ -14,7 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from forecasting.core.config import load_config
-from forecasting.monitoring.alerts import Alert, accuracy_alerts, drift_alerts, raise_alerts
+from forecasting.monitoring.alert_checks import accuracy_alerts, drift_alerts
+from forecasting.monitoring.alerts import Alert, raise_alerts
 from forecasting.orchestration.localrun import free_port
 from forecasting.publishing.query import run_query
 from tests.helpers.config import demo_config_dict, write_config
@@ -176,7 +177,7 @@ def predictions_url(request, tmp_path):
 def test_checking_a_month_again_sends_only_new_or_changed_alerts(tmp_path, smtp_server, predictions_url):
     """Monitoring re-run for a month raises the same alerts: they are not sent (or written) twice;
     a changed value, a new alert, or one whose sending failed, is sent."""
-    from forecasting.monitoring.alerts import check_month
+    from forecasting.monitoring.alert_checks import check_month
 
     raw = demo_config_dict(tmp_path)
     raw["alerts"] = {"notifiers": [{"type": "smtp", "to": ["planning@example.com"]}]}
@@ -231,7 +232,7 @@ def test_checking_a_month_again_sends_only_new_or_changed_alerts(tmp_path, smtp_
 def test_an_alert_whose_sending_failed_or_to_a_new_notifier_is_sent_again(tmp_path, smtp_server, monkeypatch):
     import os
 
-    from forecasting.monitoring.alerts import check_month
+    from forecasting.monitoring.alert_checks import check_month
 
     config, _ = configure(tmp_path, notifiers=[{"type": "smtp", "to": "planning@example.com"}])
     november = pd.Period("2024-11", "M")

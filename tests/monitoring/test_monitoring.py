@@ -376,7 +376,7 @@ def test_realised_coverage_alerts_after_months_outside_the_band_and_feeds_the_ne
     (the November run's band of 0.1 unit missed its 2-unit under-forecasts, and store 2 / item 3
     sold nothing): two months in a row, an alert. Horizon 2 has one scored month only. The runs after read those months' errors."""
     from forecasting.modeling import intervals
-    from forecasting.monitoring.alerts import check_month, coverage_alerts
+    from forecasting.monitoring.alert_checks import check_month, coverage_alerts
     from forecasting.monitoring.coverage import realised_errors
 
     config = handmade.config

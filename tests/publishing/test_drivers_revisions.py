@@ -179,7 +179,7 @@ def test_revisions_after_two_runs_of_different_months(database):
 
 
 def test_the_revision_alert_fires_when_a_run_moves_the_total_too_far(database):
-    from forecasting.monitoring.alerts import check_month, revision_alerts
+    from forecasting.monitoring.alert_checks import check_month, revision_alerts
 
     config = database.config
     publish_run(config, "2024-05")

@@ -314,7 +314,7 @@ def test_a_corrupt_champion_fails_for_good_saying_how_to_reject_it(registry_db, 
     from forecasting.core import paths
     from forecasting.core.errors import is_permanent
     from forecasting.modeling.booster import UnreadableModel
-    from forecasting.registry.gate import predict_saved_model
+    from forecasting.registry.champion import predict_saved_model
 
     config = registry_db
     with models.registry(config) as (conn, table):

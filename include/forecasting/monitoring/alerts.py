@@ -1,18 +1,7 @@
 """Alerts: a failed task, forecasts that turned out bad, data that drifted; told to people.
 
-What raises one:
-
-* ``task_failure``: any task of ``monthly_forecast``, ``forecast_monitoring`` or
-  ``forecast_scenarios`` that failed for good (``on_task_failure``, the three DAGs'
-  ``on_failure_callback``; not a try that will be retried);
-* ``accuracy``: the realised WAPE of a horizon's forecasts for M above ``alerts.max_wape``, or
-  worse than the best naive forecast's in each of the last ``alerts.worse_than_naive_months``
-  months up to M (from ``<table>_accuracy``);
-* ``drift``: a feature, the target or an entity share of M flagged in ``<table>_drift``;
-* ``coverage``: a horizon's realised p10-p90 coverage outside ``monitoring.intervals``' band
-  in each of its last ``months`` months up to M (forecasting.monitoring.coverage);
-* ``revision``: run M moved the total forecast of the months an earlier run also forecast by
-  more than ``monitoring.max_total_revision`` (``<table>_churn``, forecasting.monitoring.revisions).
+What raises one: a task that failed for good (forecasting.monitoring.task_failure), and the
+accuracy, drift, coverage and revision of a month (forecasting.monitoring.alert_checks).
 
 Every alert is logged and appended to ``<table>_alerts`` (time, DAG, run, task, month, kind,
 metric, what it is about, value, threshold, message, and whom it was sent to); the alerts of one
@@ -42,10 +31,9 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from forecasting.core.config import Config, NotifierConfig
-from forecasting.core.names import ALERTS, MONITORING_DAG, REVISIONS, relation_name
+from forecasting.core.names import ALERTS, relation_name
 
 if TYPE_CHECKING:
-    import pandas as pd
     import sqlalchemy as sa
 
 log = logging.getLogger(__name__)
@@ -73,9 +61,9 @@ class Alert:
         """One line: kind, month, metric, value against threshold."""
         numbers = ""
         if self.value is not None:
-            numbers = f" {_number(self.value)}"
+            numbers = f" {format_number(self.value)}"
             if self.threshold is not None:
-                numbers += f" (threshold {_number(self.threshold)})"
+                numbers += f" (threshold {format_number(self.threshold)})"
         return f"{self.kind} {self.month or '?'}: {self.metric} of {self.subject}{numbers}"
 
     def identity(self) -> tuple[str, str | None, str, str, str]:
@@ -83,7 +71,7 @@ class Alert:
         return (self.dag_id, _month_key(self.month), self.kind, self.metric, self.subject)
 
 
-def _number(value: float) -> str:
+def format_number(value: float) -> str:
     return f"{value:.4g}"
 
 
@@ -97,202 +85,6 @@ def alerts_table(config: Config) -> sa.Table:
     from forecasting.publishing import tables
 
     return tables.for_config(config).alerts
-
-
-# --- what raises an alert ----------------------------------------------------------------------
-
-
-def accuracy_alerts(
-    config: Config, month: pd.Period, dag_id: str = MONITORING_DAG, run_id: str | None = None
-) -> list[Alert]:
-    """The realised-accuracy alerts of M, from ``<table>_accuracy`` (over every entity)."""
-    import sqlalchemy as sa
-
-    from forecasting.core.db import make_engine
-    from forecasting.monitoring.accuracy import ALL, monitoring_tables
-
-    rules = config.alerts
-    months = max(rules.worse_than_naive_months, 1)
-    accuracy, _ = monitoring_tables(config, {k: object for k in config.source.entity_columns})
-    first = (month - (months - 1)).to_timestamp().date()
-    engine = make_engine(config.predictions.database)
-    try:
-        with engine.connect() as conn:
-            if not sa.inspect(conn).has_table(accuracy.name, schema=accuracy.schema):
-                return []
-            columns = ["forecast_month", "horizon", "actual_sum", "wape", "best_naive", "best_naive_wape"]
-            found = conn.execute(
-                sa.select(*(accuracy.c[c] for c in columns)).where(
-                    accuracy.c.segment_column == ALL,
-                    accuracy.c.forecast_month >= first,
-                    accuracy.c.forecast_month <= month.to_timestamp().date(),
-                )
-            ).all()
-    finally:
-        engine.dispose()
-    by_horizon: dict[int, dict[str, dict[str, Any]]] = {}
-    for row in found:
-        key = str(row.forecast_month)[:7]
-        by_horizon.setdefault(int(row.horizon), {})[key] = _combine(
-            by_horizon.get(int(row.horizon), {}).get(key), row
-        )
-
-    out = []
-    this = str(month)
-    wanted = [str(month - k) for k in range(months - 1, -1, -1)]
-    for horizon, scored in sorted(by_horizon.items()):
-        now = scored.get(this)
-        if now is None or now["wape"] is None:
-            continue
-        about = f"horizon {horizon}"
-        if rules.max_wape is not None and now["wape"] > rules.max_wape:
-            out.append(
-                Alert(
-                    dag_id,
-                    this,
-                    "accuracy",
-                    "wape",
-                    about,
-                    now["wape"],
-                    rules.max_wape,
-                    f"The realised WAPE of the horizon-{horizon} forecasts for {this} is "
-                    f"{_number(now['wape'])}, above alerts.max_wape {_number(rules.max_wape)}.",
-                    run_id,
-                )
-            )
-        streak = [scored.get(m) for m in wanted]
-        if rules.worse_than_naive_months and all(
-            s is not None and s["wape"] is not None and s["naive"] is not None and s["wape"] > s["naive"]
-            for s in streak
-        ):
-            history = "; ".join(
-                f"{m} {_number(s['wape'])} against {s['best_naive']} {_number(s['naive'])}"
-                for m, s in zip(wanted, streak, strict=True)
-                if s is not None
-            )
-            out.append(
-                Alert(
-                    dag_id,
-                    this,
-                    "accuracy",
-                    "wape_vs_best_naive",
-                    about,
-                    now["wape"],
-                    now["naive"],
-                    f"The horizon-{horizon} forecasts were worse than the best naive forecast "
-                    f"{rules.worse_than_naive_months} month(s) in a row (alerts.worse_than_naive_months): "
-                    f"realised WAPE {history}.",
-                    run_id,
-                )
-            )
-    return out
-
-
-def _combine(before: dict[str, Any] | None, row) -> dict[str, Any]:
-    """WAPE and best naive WAPE of a horizon's rows of a month (several models: weighted by sales)."""
-    actual = float(row.actual_sum or 0.0)
-    entry = before or {"actual": 0.0, "errors": 0.0, "naive_errors": 0.0, "best_naive": row.best_naive}
-    entry["actual"] += actual
-    entry["errors"] += (row.wape or 0.0) * actual
-    entry["naive_errors"] += (row.best_naive_wape or 0.0) * actual
-    defined = entry["actual"] > 0 and row.wape is not None
-    entry["wape"] = entry["errors"] / entry["actual"] if defined else None
-    entry["naive"] = (
-        entry["naive_errors"] / entry["actual"] if defined and row.best_naive_wape is not None else None
-    )
-    return entry
-
-
-def drift_alerts(
-    drift: dict | None, month: pd.Period, dag_id: str = MONITORING_DAG, run_id: str | None = None
-) -> list[Alert]:
-    """One alert per row that the drift stage flagged (``drift``: its result, drift.json)."""
-    out = []
-    for row in (drift or {}).get("rows", []):
-        if not row.get("drifted"):
-            continue
-        window = f"{row.get('reference_first_month')}..{row.get('reference_last_month')}"
-        if row["kind"] == "entities":
-            message = (
-                f"{row['feature'].replace('_', ' ').capitalize()} in {month}: {row['entities']:,} "
-                f"({row['share']:.1%}), at least monitoring.entity_share_threshold {row['threshold']:.1%}."
-            )
-            metric, value = "share", row["share"]
-        else:
-            test = (
-                f"; KS statistic {_number(row['ks_statistic'])}, p-value {row['ks_pvalue']:.2g}"
-                if row.get("ks_pvalue") is not None
-                else ""
-            )
-            message = (
-                f"The {row['kind']} {row['feature']} drifted in {month}: PSI {_number(row['psi'])}, at least "
-                f"monitoring.psi_threshold {_number(row['threshold'])}, against the training window "
-                f"{window} of {drift.get('model_version') if drift else '?'}{test}."
-            )
-            metric, value = "psi", row["psi"]
-        out.append(
-            Alert(
-                dag_id, str(month), "drift", metric, row["feature"], value, row["threshold"], message, run_id
-            )
-        )
-    return out
-
-
-def revision_alerts(
-    config: Config, month: pd.Period, dag_id: str = MONITORING_DAG, run_id: str | None = None
-) -> list[Alert]:
-    """One alert if run M moved the total forecast of the months an earlier run also forecast by
-    more than ``monitoring.max_total_revision``, either way (``<table>_churn``)."""
-    from forecasting.monitoring.revisions import churn_of
-
-    threshold = config.monitoring.max_total_revision
-    churn = churn_of(config, month) if threshold is not None else None
-    if churn is None or churn["total_revision"] is None or abs(churn["total_revision"]) <= threshold:
-        return []
-    moved = churn["total_revision"]
-    message = (
-        f"The run of {month} moved the total forecast of the {churn['revised']:,} forecasts an earlier "
-        f"run also made by {moved:+.1%} (from {churn['previous_total']:,.1f} to {churn['total']:,.1f}; "
-        f"churn {churn['churn']:.1%}), more than monitoring.max_total_revision {threshold:.1%}. "
-        f"Per entity: {relation_name(config.predictions.table, REVISIONS)}."
-    )
-    return [
-        Alert(
-            dag_id,
-            str(month),
-            "revision",
-            "total_revision",
-            "total forecast",
-            moved,
-            threshold,
-            message,
-            run_id,
-        )
-    ]
-
-
-def coverage_alerts(
-    config: Config, month: pd.Period, dag_id: str = MONITORING_DAG, run_id: str | None = None
-) -> list[Alert]:
-    """One alert per horizon whose intervals held too few or too many actuals, months in a row."""
-    from forecasting.monitoring.coverage import coverage_outside_band
-
-    found = coverage_outside_band(config, month)
-    return [Alert(dag_id, str(month), "coverage", run_id=run_id, **fields) for fields in found]
-
-
-def check_month(
-    config: Config,
-    month: pd.Period,
-    drift: dict | None,
-    *,
-    dag_id: str = MONITORING_DAG,
-    run_id: str | None = None,
-) -> dict:
-    """Raise the accuracy, drift, revision and coverage alerts of M; returns what was raised and to whom it went."""
-    found = accuracy_alerts(config, month, dag_id, run_id) + drift_alerts(drift, month, dag_id, run_id)
-    found += revision_alerts(config, month, dag_id, run_id) + coverage_alerts(config, month, dag_id, run_id)
-    return raise_alerts(config, found)
 
 
 # --- raising them ------------------------------------------------------------------------------
@@ -375,8 +167,8 @@ def repeats(config: Config, alerts: list[Alert]) -> dict[int, str]:
             same = (
                 (row.dag_id, _month_key(str(row.month)), row.kind, row.metric, row.subject)
                 == alert.identity()
-                and _same_number(row.value, alert.value)
-                and _same_number(row.threshold, alert.threshold)
+                and _sameformat_number(row.value, alert.value)
+                and _sameformat_number(row.threshold, alert.threshold)
             )
             if same and wanted <= delivered(row.notified):
                 found[i] = f"alert {row.alert_id} of {row.raised_at:%Y-%m-%d %H:%M}, notified: {row.notified}"
@@ -390,7 +182,7 @@ def delivered(notified: str) -> set[str]:
     return {p for p in parts if p and p != LOG_ONLY and " FAILED" not in p}
 
 
-def _same_number(stored: float | None, value: float | None) -> bool:
+def _sameformat_number(stored: float | None, value: float | None) -> bool:
     value = _finite(value)
     if stored is None or value is None:
         return stored is None and value is None
@@ -498,7 +290,7 @@ def email_subject(alerts: list[Alert]) -> str:
 def email_html(config: Config, alerts: list[Alert]) -> str:
     def cell(value: object) -> str:
         if isinstance(value, float):
-            value = _number(value)
+            value = format_number(value)
         return f"<td>{html.escape('' if value is None else str(value))}</td>"
 
     header = ["DAG", "run", "month", "kind", "metric", "about", "value", "threshold", "message"]
@@ -527,74 +319,3 @@ def email_html(config: Config, alerts: list[Alert]) -> str:
         f"<table border='1' cellpadding='4'><tr>{''.join(f'<th>{h}</th>' for h in header)}</tr>{rows}</table>"
         f"<p>All alerts: the table {html.escape(alerts_table_name(config))} of the predictions database.</p>"
     )
-
-
-# --- task failures (the three DAGs' on_failure_callback) -----------------------------------------
-
-
-def on_task_failure(context: dict) -> None:
-    """An Airflow ``on_failure_callback``: the task failed for good. Raises the ``task_failure``
-    alert through the deployment's notifiers; never raises itself."""
-    try:
-        ti = context.get("ti") or context.get("task_instance")
-        dag_id = str(getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "?"))
-        task_id = getattr(ti, "task_id", None) or "?"
-        run_id = context.get("run_id") or getattr(ti, "run_id", None)
-        month = failed_month(context, dag_id)
-        error = context.get("exception")
-        why = f"{type(error).__name__}: {error}" if error is not None else "see the task's log"
-        alert = Alert(
-            dag_id=dag_id,
-            month=month,
-            kind="task_failure",
-            metric="task_state",
-            subject=task_id,
-            value=None,
-            threshold=None,
-            message=f"Task {task_id} of {dag_id} failed for month {month or '(unknown)'} "
-            f"(run {run_id}, try {getattr(ti, 'try_number', '?')}): {why}",
-            run_id=run_id,
-            task_id=task_id,
-        )
-        config = _config_or_none()
-        raise_alerts(config, [alert], context)
-    except Exception:
-        log.exception("The task-failure alert itself failed")
-
-
-def _config_or_none() -> Config | None:
-    from forecasting.core.config import ConfigError, load_config
-
-    try:
-        return load_config()
-    except ConfigError:  # a bad config may be why the task failed: the alert is logged only
-        log.exception("No config: the task-failure alert is only logged")
-        return None
-
-
-def failed_month(context: dict, dag_id: str) -> str | None:
-    """The month M of the failed task's run: its ``month`` param, its mapped job's month, the
-    month its data interval names (monthly_forecast), or those of the Asset events that
-    triggered it (forecast_monitoring)."""
-    params = context.get("params") or {}
-    if params.get("month"):
-        return str(params["month"])
-    job = (getattr(context.get("task"), "op_kwargs", None) or {}).get("job")
-    if isinstance(job, dict) and job.get("month"):
-        return str(job["month"])
-    if dag_id == MONITORING_DAG:
-        try:
-            events = context.get("triggering_asset_events") or {}
-            months = sorted(
-                {str(e.extra["month"]) for found in events.values() for e in found if e.extra.get("month")}
-            )
-        except Exception:
-            months = []
-        return ",".join(months) or None
-    from forecasting.core.months import month_to_run
-
-    dag_run = context.get("dag_run")
-    try:
-        return month_to_run(None, context.get("data_interval_start"), getattr(dag_run, "run_after", None))
-    except Exception:
-        return None

@@ -10,7 +10,7 @@ from airflow.sdk import Asset
 
 from forecasting.core.config import predictions_asset_uri
 from forecasting.core.names import MONTH_PATTERN
-from forecasting.monitoring.alerts import on_task_failure
+from forecasting.monitoring.task_failure import on_task_failure
 
 
 def default_args(execution_timeout: timedelta) -> dict[str, Any]:

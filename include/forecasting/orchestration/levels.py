@@ -32,7 +32,7 @@ def _member_forecasts(
 ) -> np.ndarray:
     """One member's holdout forecasts: the challenger's or a baseline's as evaluate saved them,
     a champion's from its holdout model (the challenger's when it cannot forecast these rows)."""
-    from forecasting.registry.gate import ChampionUnavailable, predict_saved_model
+    from forecasting.registry.champion import ChampionUnavailable, predict_saved_model
 
     if member != MODEL:
         got = held[member].to_numpy(dtype=float)

@@ -490,7 +490,7 @@ def alerts(
     """Raise the alerts M's realised accuracy (``<table>_accuracy``) and drift (this attempt's
     drift.json) call for: logged, written to ``<table>_alerts`` and sent by the config's
     notifiers."""
-    from forecasting.monitoring.alerts import check_month
+    from forecasting.monitoring.alert_checks import check_month
 
     config = config or load_config()
     attempt = _published(config, month, attempt)

@@ -11,6 +11,7 @@ from forecasting.core.names import (
     FORECAST_DAG,
     FORECAST_STAGES,
     MONITORING_DAG,
+    MONITORING_STAGES,
     SCENARIO_STAGES,
     SCENARIOS_DAG,
     STAGES,
@@ -151,12 +152,16 @@ def test_dag_file_imports_no_heavy_libraries(name):
     assert out.stdout.strip() == "", f"heavy imports at parse time: {out.stdout.strip()}"
 
 
-def test_every_stage_name_is_a_pipeline_stage_function():
-    """forecasting.core.names lists the stages that forecasting.orchestration.pipeline defines."""
-    from forecasting.orchestration import pipeline
+def test_every_stage_name_is_a_stage_function():
+    """forecasting.core.names lists the stages: monthly_forecast's are functions of
+    forecasting.orchestration.pipeline, the DAGs' that a publish starts of after_publish."""
+    from forecasting.orchestration import after_publish, pipeline
 
-    assert pipeline.STAGES == STAGES
-    assert all(callable(getattr(pipeline, stage, None)) for stage in STAGES)
+    assert STAGES == (*FORECAST_STAGES, *MONITORING_STAGES, *SCENARIO_STAGES)
+    assert all(callable(getattr(pipeline, stage, None)) for stage in FORECAST_STAGES)
+    assert all(
+        callable(getattr(after_publish, stage, None)) for stage in (*MONITORING_STAGES, *SCENARIO_STAGES)
+    )
 
 
 def test_names_module_imports_nothing_heavy():

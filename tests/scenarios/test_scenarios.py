@@ -68,7 +68,7 @@ def deployed(tmp_path_factory, synthetic_sales):
         seed_plans_table,
         seed_scenarios_table,
     )
-    from forecasting.orchestration import pipeline
+    from forecasting.orchestration import after_publish, pipeline
 
     folder = tmp_path_factory.mktemp("scenarios")
     config = scenarios_config(folder)
@@ -87,7 +87,7 @@ def deployed(tmp_path_factory, synthetic_sales):
     pipeline.predict(END_MONTH, attempt, model_dir, config, decided["forecaster"])
     pipeline.check_forecasts(END_MONTH, attempt, config)
     pipeline.publish(END_MONTH, attempt, model_dir, "manual__scenarios", config)
-    made = pipeline.forecast_scenarios(END_MONTH, "scenarios__1", None, config)
+    made = after_publish.forecast_scenarios(END_MONTH, "scenarios__1", None, config)
     return SimpleNamespace(
         config=config,
         attempt=attempt,
@@ -253,7 +253,7 @@ def test_rerunning_replaces_the_months_rows(deployed, backend):
 
 def test_bad_scenario_rows_are_refused_with_nothing_written(deployed, backend):
     from forecasting.data.checkpoint import DataValidationError
-    from forecasting.orchestration import pipeline
+    from forecasting.orchestration import after_publish
     from forecasting.scenarios.read import forecasts_path
 
     publish_made(backend, deployed)
@@ -270,7 +270,7 @@ def test_bad_scenario_rows_are_refused_with_nothing_written(deployed, backend):
     try:
         bad.to_sql("sales_scenarios", engine, if_exists="replace", index=False)
         with pytest.raises(DataValidationError) as failed:
-            pipeline.forecast_scenarios(END_MONTH, "bad", deployed.attempt, backend)
+            after_publish.forecast_scenarios(END_MONTH, "bad", deployed.attempt, backend)
     finally:
         from forecasting.datasets.synthetic_plans import seed_scenarios_table
 
@@ -298,7 +298,7 @@ def test_bad_scenario_rows_are_refused_with_nothing_written(deployed, backend):
     folder = deployed.config.data_dir / "runs" / END_MONTH / deployed.attempt
     assert (folder / "forecast_scenarios.failed.json").is_file()
     assert (folder / "scenario_docs" / "index.html").is_file()
-    made = pipeline.forecast_scenarios(END_MONTH, "scenarios__1", deployed.attempt, deployed.config)
+    made = after_publish.forecast_scenarios(END_MONTH, "scenarios__1", deployed.attempt, deployed.config)
     pd.testing.assert_frame_equal(pd.read_parquet(made["forecasts"]), deployed.frame)  # the good ones again
     assert not (folder / "forecast_scenarios.failed.json").exists()
 
@@ -308,7 +308,7 @@ def test_scenario_values_outside_their_history_are_refused_naming_each(deployed)
     covariate stays within 10 times its history (a 0/1 flag within the values it took)."""
     from forecasting.data.checkpoint import DataValidationError
     from forecasting.datasets.synthetic_plans import seed_scenarios_table
-    from forecasting.orchestration import pipeline
+    from forecasting.orchestration import after_publish
     from forecasting.scenarios.read import HISTORY_MAX_FACTOR
 
     good = deployed.scenarios
@@ -320,7 +320,7 @@ def test_scenario_values_outside_their_history_are_refused_naming_each(deployed)
     try:
         seed_scenarios_table(deployed.config.source.database.url, bad)
         with pytest.raises(DataValidationError) as failed:
-            pipeline.forecast_scenarios(END_MONTH, "bad-ranges", deployed.attempt, deployed.config)
+            after_publish.forecast_scenarios(END_MONTH, "bad-ranges", deployed.attempt, deployed.config)
     finally:
         seed_scenarios_table(deployed.config.source.database.url, good)
     high = HISTORY_MAX_FACTOR * max(deployed.plans["price"].max(), 0)
@@ -380,7 +380,7 @@ def test_a_baseline_or_blend_forecaster_is_refused(deployed, tmp_path):
     or a blend: half of each forecast is a baseline's."""
     from forecasting.core import paths
     from forecasting.core.errors import DataError, is_permanent
-    from forecasting.orchestration import pipeline
+    from forecasting.orchestration import after_publish
 
     config = scenarios_config(tmp_path)
     attempt = "manual__baseline__20250101T000000000000Z"
@@ -391,7 +391,7 @@ def test_a_baseline_or_blend_forecaster_is_refused(deployed, tmp_path):
         {**published, "model_version": "baseline:seasonal_naive"}, folder / "publish.json"
     )
     with pytest.raises(DataError, match="made by baseline:seasonal_naive, which reads no plans") as refused:
-        pipeline.forecast_scenarios(END_MONTH, "x", None, config)
+        after_publish.forecast_scenarios(END_MONTH, "x", None, config)
     assert is_permanent(refused.value)
     assert paths.read_json(folder / "forecast_scenarios.failed.json")["permanent"]
     # A blend of the model with a baseline: a scenario would move its forecasts only half as far.
@@ -400,7 +400,7 @@ def test_a_baseline_or_blend_forecaster_is_refused(deployed, tmp_path):
     with pytest.raises(
         DataError, match=re.escape(f"made by {blend}, half of each from a baseline")
     ) as refused:
-        pipeline.forecast_scenarios(END_MONTH, "x", None, config)
+        after_publish.forecast_scenarios(END_MONTH, "x", None, config)
     assert is_permanent(refused.value)
 
 
@@ -408,7 +408,7 @@ def test_a_month_republished_by_a_baseline_has_its_scenario_rows_withdrawn(deplo
     """M re-run and published by a baseline: the scenario rows of the model published before no
     longer describe M's forecasts. The refusal withdraws them (M's only), saying so."""
     from forecasting.core import paths
-    from forecasting.orchestration import pipeline
+    from forecasting.orchestration import after_publish
     from forecasting.scenarios.forecast import NoScenariosForecaster
     from forecasting.scenarios.publish import publish_scenarios, withdraw_scenarios
 
@@ -423,7 +423,7 @@ def test_a_month_republished_by_a_baseline_has_its_scenario_rows_withdrawn(deplo
     paths.write_json_atomically({**published, "model_version": "baseline:mean_3"}, folder / "publish.json")
     try:
         with pytest.raises(NoScenariosForecaster) as refused:
-            pipeline.forecast_scenarios(END_MONTH, "x", None, config)
+            after_publish.forecast_scenarios(END_MONTH, "x", None, config)
         message = str(refused.value)
         assert "made by baseline:mean_3, which reads no plans" in message
         assert f"Withdrew {END_MONTH}'s earlier scenario rows from forecasts_scenarios" in message
@@ -433,7 +433,7 @@ def test_a_month_republished_by_a_baseline_has_its_scenario_rows_withdrawn(deplo
         assert set(months) == {MONTH - 1} and len(rows) == len(deployed.frame)  # another month's stay
         # Nothing left to withdraw: the plain refusal.
         with pytest.raises(NoScenariosForecaster) as again:
-            pipeline.forecast_scenarios(END_MONTH, "x", None, config)
+            after_publish.forecast_scenarios(END_MONTH, "x", None, config)
         assert "Withdrew" not in str(again.value)
     finally:
         withdraw_scenarios(backend, MONTH - 1)

@@ -1,89 +1,38 @@
-"""The monthly pipeline as stage functions with plain inputs and JSON-ready outputs.
+"""The monthly forecast's pipeline as stage functions with plain inputs and JSON-ready outputs.
 
-Each Airflow task calls one of these with the logical month ("YYYY-MM") and what upstream
-tasks returned; each loads the deployment's config itself (``FORECAST_CONFIG``), so a task can
-run on any worker. ``extract`` starts a new *attempt* (``paths.new_attempt``: a folder of its
-own, passed on to every later stage), so a later or failed attempt never overwrites the
-snapshot, Data Docs or results of the one that was published. Each stage records what it
-returned as ``<stage>.json``, or why it failed as ``<stage>.failed.json`` (read by
-``forecasting.orchestration.summary`` and the UI). ``run_month`` runs them in order without Airflow.
-
-``monitor``, ``drift`` and ``alerts`` are not stages of the monthly DAG but of
-``forecast_monitoring``, which an Airflow Asset event of each publish starts: the first scores the
-forecasts published for M against M's actuals (``forecasting.monitoring.accuracy``), the second compares
-M's data with the model's training window (``forecasting.monitoring.drift``), the third raises the alerts
-they call for (``forecasting.monitoring.alerts``); each records its result in M's published attempt.
-``forecast_scenarios`` and ``publish_scenarios`` are ``forecast_scenarios``'s, which the same
-events start: M's what-if scenarios (``forecasting.scenarios``), recorded there too.
+Each Airflow task of ``monthly_forecast`` calls one of these with the logical month ("YYYY-MM")
+and what upstream tasks returned; each loads the deployment's config itself
+(``FORECAST_CONFIG``), so a task can run on any worker. ``extract`` starts a new *attempt*
+(``paths.new_attempt``: a folder of its own, passed on to every later stage), so a later or
+failed attempt never overwrites the snapshot, Data Docs or results of the one that was
+published. Each stage records what it returned as ``<stage>.json``, or why it failed as
+``<stage>.failed.json`` (forecasting.orchestration.stage; read by
+``forecasting.orchestration.summary`` and the UI). The stages of the DAGs a publish starts are
+in forecasting.orchestration.after_publish. ``run_month`` runs them all in order without Airflow.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from forecasting.core import names, paths
+from forecasting.core import paths
 from forecasting.core.compute import client_for
 from forecasting.core.config import Config, ConfigError, load_config
-from forecasting.core.months import month_index, month_of
+from forecasting.core.months import month_index
+from forecasting.orchestration.after_publish import (
+    alerts,
+    drift,
+    forecast_scenarios,
+    monitor,
+    publish_scenarios,
+)
+from forecasting.orchestration.stage import read_sales, read_snapshot, record, running
 
 log = logging.getLogger(__name__)
-
-# The stage functions below, one per name (forecasting.core.names: the DAGs' tasks are named after them).
-STAGES = names.STAGES
-
-
-@contextmanager
-def _stage(name: str, month: str, attempt: str, config: Config | None) -> Iterator[tuple[Config, pd.Period]]:
-    """Load the config and M; if the stage fails, record why beside the attempt's files."""
-    config = config or load_config()
-    m = month_of(month)
-    paths.stage_failure(config, m, attempt, name).unlink(missing_ok=True)
-    try:
-        with paths.hold_lease(paths.run_dir(config, m, attempt), name):  # its files are not pruned
-            yield config, m
-    except Exception as err:
-        from forecasting.core.errors import is_permanent
-
-        failure = {
-            "stage": name,
-            "month": str(m),
-            "attempt": attempt,
-            "error": type(err).__name__,
-            "message": str(err),
-            "permanent": is_permanent(err),
-        }
-        report = getattr(err, "report", None)  # a failed validation names every expectation
-        if report is not None:
-            failure["failures"] = report.failures
-            failure["data_docs"] = report.data_docs
-        paths.write_json_atomically(failure, paths.stage_failure(config, m, attempt, name))
-        if failure["permanent"]:  # no retry will come: the attempt is over
-            paths.release_lease(paths.run_dir(config, m, attempt))
-        raise
-
-
-def _record(config: Config, month: pd.Period, attempt: str, stage: str, result: dict) -> dict:
-    result = {"month": str(month), "attempt": attempt, **result}
-    paths.write_json_atomically(result, paths.stage_result(config, month, attempt, stage))
-    return result
-
-
-def _snapshot(config: Config, month: pd.Period, attempt: str) -> pd.DataFrame:
-    return pd.read_parquet(paths.existing(paths.snapshot(config, month, attempt)))
-
-
-def _sales(config: Config, month: pd.Period, attempt: str) -> pd.DataFrame:
-    """The snapshot's entity, time and target columns: all that a stage building the sales-only
-    panel reads (the whole snapshot's text columns are most of the reading; docs/benchmarks.md)."""
-    src = config.source
-    columns = [*src.entity_columns, src.time_column, src.target_column]
-    return pd.read_parquet(paths.existing(paths.snapshot(config, month, attempt)), columns=columns)
 
 
 def extract(month: str, run_id: str, config: Config | None = None) -> dict:
@@ -91,7 +40,7 @@ def extract(month: str, run_id: str, config: Config | None = None) -> dict:
     from forecasting.data.extract import extract as run
 
     attempt = paths.new_attempt(run_id)
-    with _stage("extract", month, attempt, config) as (config, m):
+    with running("extract", month, attempt, config) as (config, m):
         snap = run(config, m, paths.snapshot(config, m, attempt))
         result = {
             "run_id": run_id,
@@ -105,17 +54,17 @@ def extract(month: str, run_id: str, config: Config | None = None) -> dict:
 
             planned = extract_plans(config, m, paths.plans(config, m, attempt))
             plans = {"path": str(planned.path), "rows": planned.rows, "known_at": planned.known_at}
-            return _record(config, m, attempt, "extract", {**result, "plans": plans})
-        return _record(config, m, attempt, "extract", result)
+            return record(config, m, attempt, "extract", {**result, "plans": plans})
+        return record(config, m, attempt, "extract", result)
 
 
 def validate(month: str, attempt: str, config: Config | None = None) -> dict:
     """Raises DataValidationError, naming each failed expectation, on bad data."""
     from forecasting.data.validate import validate_snapshot
 
-    with _stage("validate", month, attempt, config) as (config, m):
+    with running("validate", month, attempt, config) as (config, m):
         docs = paths.data_docs(config, m, attempt)
-        report = validate_snapshot(_snapshot(config, m, attempt), config, m, docs)
+        report = validate_snapshot(read_snapshot(config, m, attempt), config, m, docs)
         result = {
             "rows": report.rows,
             "rows_in_month": report.rows_in_month,
@@ -124,8 +73,8 @@ def validate(month: str, attempt: str, config: Config | None = None) -> dict:
         }
         if config.plans is not None:
             checked = _validate_and_store_plans(config, m, attempt)
-            return _record(config, m, attempt, "validate", {**result, "plans": checked})
-        return _record(config, m, attempt, "validate", result)
+            return record(config, m, attempt, "validate", {**result, "plans": checked})
+        return record(config, m, attempt, "validate", result)
 
 
 def _validate_and_store_plans(config: Config, m: pd.Period, attempt: str) -> dict:
@@ -136,7 +85,7 @@ def _validate_and_store_plans(config: Config, m: pd.Period, attempt: str) -> dic
 
     plans = pd.read_parquet(paths.plans(config, m, attempt))
     docs = paths.plan_docs(config, m, attempt)
-    report = validate_plans(plans, _snapshot(config, m, attempt), config, m, docs)
+    report = validate_plans(plans, read_snapshot(config, m, attempt), config, m, docs)
     built = write_plan_features(plans, config, m)
     return {
         "rows": report.rows,
@@ -151,8 +100,8 @@ def _validate_and_store_plans(config: Config, m: pd.Period, attempt: str) -> dic
 def build_features(month: str, attempt: str, config: Config | None = None) -> dict:
     from forecasting.features.catalogue import build_features as run
 
-    with _stage("build_features", month, attempt, config) as (config, m), client_for(config) as client:
-        built = run(_snapshot(config, m, attempt), config, m, client)
+    with running("build_features", month, attempt, config) as (config, m), client_for(config) as client:
+        built = run(read_snapshot(config, m, attempt), config, m, client)
         result = {
             "rows": built.rows_written,
             "months": built.months_written,
@@ -160,14 +109,14 @@ def build_features(month: str, attempt: str, config: Config | None = None) -> di
             "first_month": built.first_month,
             "last_month": built.last_month,
         }
-        return _record(config, m, attempt, "build_features", result)
+        return record(config, m, attempt, "build_features", result)
 
 
 def register_features(month: str, attempt: str, config: Config | None = None) -> dict:
     """Apply the Feast definitions and materialize month M into the online store."""
     from forecasting.features import store
 
-    with _stage("register_features", month, attempt, config) as (config, m):
+    with running("register_features", month, attempt, config) as (config, m):
         definitions = store.apply(config)
         materialized = store.materialize(config, m)
         result = {
@@ -175,21 +124,21 @@ def register_features(month: str, attempt: str, config: Config | None = None) ->
             "feature_service": definitions.service.name,
             "materialized_entities": materialized,
         }
-        return _record(config, m, attempt, "register_features", result)
+        return record(config, m, attempt, "register_features", result)
 
 
 def train(month: str, attempt: str, config: Config | None = None) -> dict:
     from forecasting.modeling.train import train as run
 
-    with _stage("train", month, attempt, config) as (config, m), client_for(config) as client:
-        model = run(_sales(config, m, attempt), config, m, client)
+    with running("train", month, attempt, config) as (config, m), client_for(config) as client:
+        model = run(read_sales(config, m, attempt), config, m, client)
         result = {
             "model_version": model.version,
             "model_dir": str(model.directory),
             "rows": model.metadata["rows"],
             "trees": model.metadata["params"]["num_boost_round"],
         }
-        return _record(config, m, attempt, "train", result)
+        return record(config, m, attempt, "train", result)
 
 
 def evaluate(
@@ -207,9 +156,9 @@ def evaluate(
     from forecasting.monitoring.coverage import realised_errors
     from forecasting.registry.gate import run_gate
 
-    with _stage("evaluate", month, attempt, config) as (config, m):
+    with running("evaluate", month, attempt, config) as (config, m):
         # The bands learn from the published forecasts' latest realised errors too.
-        report = run(_sales(config, m, attempt), config, m, Path(model_dir), realised_errors(config, m))
+        report = run(read_sales(config, m, attempt), config, m, Path(model_dir), realised_errors(config, m))
         best = report.baselines[report.best_baseline]["wape"]
         if not report.beats_baselines:
             log.warning(
@@ -238,7 +187,7 @@ def evaluate(
             "forecaster": decision["forecaster"],
             "forecaster_wape": decision["wape"],
         }
-        return _record(config, m, attempt, "evaluate", result)
+        return record(config, m, attempt, "evaluate", result)
 
 
 def predict(
@@ -254,14 +203,14 @@ def predict(
     from forecasting.modeling.predict import baseline_forecast, blend_forecast, forecast, with_step_forecasts
     from forecasting.registry.sample import cold_start_buckets
 
-    with _stage("predict", month, attempt, config) as (config, m):
+    with running("predict", month, attempt, config) as (config, m):
         decision = paths.read_json(paths.evaluation(Path(model_dir))).get("decision") or {}
         if forecaster is None:
             forecaster = (
                 decision.get("forecaster")
                 or paths.read_json(paths.model_metadata(Path(model_dir)))["model_version"]
             )
-        snapshot = _sales(config, m, attempt)
+        snapshot = read_sales(config, m, attempt)
         match parse(forecaster):
             case Baseline(name):
                 frame = baseline_forecast(snapshot, config, m, name)
@@ -312,7 +261,7 @@ def predict(
         result["driver_rows"] = 0 if explained is None else len(explained)
         if hierarchy is not None:
             result["levels"] = hierarchy
-        return _record(config, m, attempt, "predict", result)
+        return record(config, m, attempt, "predict", result)
 
 
 def _reconcile(
@@ -345,10 +294,10 @@ def check_forecasts(month: str, attempt: str, config: Config | None = None) -> d
     from forecasting.publishing.checks import check_forecasts as run
     from forecasting.publishing.checks import previous_run
 
-    with _stage("check_forecasts", month, attempt, config) as (config, m):
+    with running("check_forecasts", month, attempt, config) as (config, m):
         forecasts = pd.read_parquet(paths.forecasts(config, m, attempt))
         docs = paths.forecast_docs(config, m, attempt)
-        report = run(forecasts, _sales(config, m, attempt), config, m, docs, previous_run(config, m))
+        report = run(forecasts, read_sales(config, m, attempt), config, m, docs, previous_run(config, m))
         result: dict[str, Any] = {
             "rows": report.rows,
             "expectations": report.expectations,
@@ -356,7 +305,7 @@ def check_forecasts(month: str, attempt: str, config: Config | None = None) -> d
         }
         if config.hierarchy is not None:  # the levels: coherent with the forecasts, ≥ 0, complete
             result["levels"] = _check_levels(forecasts, config, m, attempt, docs / "levels")
-        return _record(config, m, attempt, "check_forecasts", result)
+        return record(config, m, attempt, "check_forecasts", result)
 
 
 def _check_levels(forecasts: pd.DataFrame, config: Config, m: pd.Period, attempt: str, docs: Path) -> dict:
@@ -378,7 +327,7 @@ def publish(month: str, attempt: str, model_dir: str, run_id: str, config: Confi
     from forecasting.orchestration.overrides import alert_refused, entity_members
     from forecasting.publishing.publish import publish as run
 
-    with _stage("publish", month, attempt, config) as (config, m):
+    with running("publish", month, attempt, config) as (config, m):
         metadata = paths.read_json(paths.model_metadata(Path(model_dir)))
         evaluation = paths.read_json(paths.evaluation(Path(model_dir)))
         predicted = paths.read_json(paths.stage_result(config, m, attempt, "predict"))
@@ -414,163 +363,9 @@ def publish(month: str, attempt: str, model_dir: str, run_id: str, config: Confi
         alert_refused(config, m, run_id, published.overrides)
         if published.level_rows is not None:
             result["level_rows"] = published.level_rows
-        _record(config, m, attempt, "publish", result)
+        record(config, m, attempt, "publish", result)
         paths.prune_superseded_runs(config, m, keep=attempt)
         return result
-
-
-def monitor(
-    month: str, run_id: str | None = None, attempt: str | None = None, config: Config | None = None
-) -> dict:
-    """Score every forecast published for M against M's actuals (realised accuracy), from the
-    snapshot of ``attempt`` (default: M's published attempt, whose folder gets ``monitor.json``)."""
-    from forecasting.monitoring.accuracy import realised_accuracy
-
-    config = config or load_config()
-    attempt = _published(config, month, attempt)
-    with _stage("monitor", month, attempt, config) as (config, m):
-        scored = realised_accuracy(_snapshot(config, m, attempt), config, m, run_id=run_id)
-        accuracy, errors, tracking, fva = scored.tables
-        result = {
-            "run_id": run_id,
-            "forecasts_scored": scored.forecasts,
-            "accuracy_rows": scored.accuracy_rows,
-            "segment_column": scored.scores.segment_column,
-            "overall": scored.scores.overall(),
-            "tables": {"accuracy": accuracy, "errors": errors, "tracking_signal": tracking, "fva": fva},
-        }
-        return _record(config, m, attempt, "monitor", result)
-
-
-def _published(config: Config, month: str, attempt: str | None) -> str:
-    """``attempt``, else M's published attempt (the monitoring's stages read its snapshot)."""
-    from forecasting.core.errors import DataError
-
-    if attempt is not None:
-        return attempt
-    published = paths.published_attempt(config, month_of(month))
-    if published is None:
-        raise DataError(
-            f"no published run of {month_of(month)} under {paths.month_dir(config, month_of(month))}: "
-            f"run monthly_forecast for {month_of(month)} first, its actuals come with it"
-        )
-    return published.name
-
-
-def drift(
-    month: str, run_id: str | None = None, attempt: str | None = None, config: Config | None = None
-) -> dict:
-    """Compare M's feature rows and actuals with the training window of the model whose forecasts
-    M's run published, and M's entities with M-1's, into ``<table>_drift``."""
-    from forecasting.monitoring.drift import record_drift
-
-    config = config or load_config()
-    attempt = _published(config, month, attempt)
-    with _stage("drift", month, attempt, config) as (config, m):
-        published = paths.read_json(paths.stage_result(config, m, attempt, "publish"))
-        report = record_drift(_snapshot(config, m, attempt), config, m, published, run_id=run_id)
-        rows = report.records()
-        result = {
-            "run_id": run_id,
-            "model_version": report.model_version,
-            "table": report.table,
-            "drifted": report.drifted,
-            "rows": rows,
-        }
-        return _record(config, m, attempt, "drift", result)
-
-
-def alerts(
-    month: str,
-    run_id: str | None = None,
-    attempt: str | None = None,
-    config: Config | None = None,
-    dag_id: str = names.MONITORING_DAG,
-) -> dict:
-    """Raise the alerts M's realised accuracy (``<table>_accuracy``) and drift (this attempt's
-    drift.json) call for: logged, written to ``<table>_alerts`` and sent by the config's
-    notifiers."""
-    from forecasting.monitoring.alert_checks import check_month
-
-    config = config or load_config()
-    attempt = _published(config, month, attempt)
-    with _stage("alerts", month, attempt, config) as (config, m):
-        drifted = paths.stage_result(config, m, attempt, "drift")
-        found = check_month(
-            config,
-            m,
-            paths.read_json(drifted) if drifted.is_file() else None,
-            dag_id=dag_id,
-            run_id=run_id,
-        )
-        return _record(config, m, attempt, "alerts", {"run_id": run_id, **found})
-
-
-def forecast_scenarios(
-    month: str, run_id: str | None = None, attempt: str | None = None, config: Config | None = None
-) -> dict:
-    """Forecast M's what-if scenarios (and the base plan) with the model M's published attempt
-    published, into that attempt's ``scenarios.parquet`` (forecasting.scenarios)."""
-    from forecasting.scenarios.forecast import NoScenariosForecaster, forecast_scenarios
-    from forecasting.scenarios.publish import table_name, withdraw_scenarios
-    from forecasting.scenarios.read import forecasts_path
-
-    config = config or load_config()
-    attempt = _published(config, month, attempt)
-    with (
-        _stage("forecast_scenarios", month, attempt, config) as (config, m),
-        client_for(config) as client,
-    ):
-        # A failed re-run leaves nothing for publish_scenarios to publish again.
-        paths.stage_result(config, m, attempt, "forecast_scenarios").unlink(missing_ok=True)
-        path = forecasts_path(config, m, attempt)
-        path.unlink(missing_ok=True)
-        try:
-            made = forecast_scenarios(config, m, attempt, client)
-        except NoScenariosForecaster as refused:
-            # Scenario rows an earlier publish of M left would answer "what if" about forecasts
-            # that are no longer M's: withdrawn, so the table never disagrees with the forecasts.
-            withdrawn = withdraw_scenarios(config, m)
-            if withdrawn:
-                made_by = ", ".join(f"{n:,} of {version}" for version, n in withdrawn.items())
-                raise NoScenariosForecaster(
-                    f"{refused} Withdrew {m}'s earlier scenario rows from {table_name(config)} "
-                    f"({made_by}): they were not of the forecasts now published."
-                ) from refused
-            raise
-        paths.write_parquet_atomically(made.frame, path)
-        result = {"run_id": run_id, "forecasts": str(path), **made.summary()}
-        return _record(config, m, attempt, "forecast_scenarios", result)
-
-
-def publish_scenarios(
-    month: str, run_id: str | None = None, attempt: str | None = None, config: Config | None = None
-) -> dict:
-    """Replace M's rows of ``<table>_scenarios`` with what forecast_scenarios made, in one transaction."""
-    from forecasting.scenarios.publish import publish_scenarios as publish
-
-    config = config or load_config()
-    attempt = _published(config, month, attempt)
-    with _stage("publish_scenarios", month, attempt, config) as (config, m):
-        made = paths.read_json(paths.stage_result(config, m, attempt, "forecast_scenarios"))
-        frame = pd.read_parquet(made["forecasts"])
-        published = publish(
-            frame,
-            config,
-            m,
-            model_version=made["model_version"],
-            run_id=run_id or made.get("run_id") or attempt,
-        )
-        result = {
-            "run_id": run_id,
-            "table": published.table,
-            "url": published.url,
-            "rows": published.rows,
-            "replaced": published.replaced,
-            "scenarios": published.scenarios,
-            "model_version": made["model_version"],
-        }
-        return _record(config, m, attempt, "publish_scenarios", result)
 
 
 def run_month(month: str, run_id: str, config: Config | None = None) -> dict:

@@ -32,7 +32,7 @@ from forecasting.core import paths
 from forecasting.core.config import Config, EvaluationConfig
 from forecasting.core.errors import DataError
 from forecasting.core.months import month_from_index, month_index
-from forecasting.data.panel import build_panel
+from forecasting.data.panel import Panel, build_panel
 from forecasting.features import dataset
 from forecasting.features.dataset import HORIZON, LABEL, ORIGIN, TARGET_MONTH, Rows, training_frame
 from forecasting.modeling import booster as model
@@ -127,11 +127,51 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
     holdout_frame[dataset.ENTITY] = holdout_rows.entity
     holdout_frame[BACKTEST] = backtest_forecasts
     dataset.write_rows(holdout_rows, panel, holdout_frame, paths.holdout_rows(directory))
-    metadata: dict[str, Any] = {
+    metadata = _metadata(
+        version, month, params, wanted, categories, rows, fit_rows, fit_split, holdout_rows, panel, config
+    )
+    metadata.update(
+        data_fingerprint=digest,
+        # Early stopping's metric on the validation months (the objective's default metric).
+        validation_score=validation_score,
+        backtest={
+            "trees": best_rounds,
+            "seconds": round(sum(f["seconds"] for f in backtest_fits), 3),
+            "fits": backtest_fits,
+        },
+        tuning=tuned,
+    )
+    paths.write_json_atomically(metadata, paths.model_metadata(directory))
+    log.info(
+        "Trained %s on %d rows of %d entities (%d trees); saved to %s",
+        version,
+        len(fit_rows),
+        metadata["entities"]["fitted"],
+        best_rounds,
+        directory,
+    )
+    return TrainedModel(version=version, directory=directory, metadata=metadata)
+
+
+def _metadata(
+    version: str,
+    month: pd.Period,
+    params: dict[str, Any],
+    features: list[str],
+    categories: dict[str, list[str]],
+    rows: Rows,
+    fit_rows: Rows,
+    fit_split: dataset.Split,
+    holdout_rows: Rows,
+    panel: Panel,
+    config: Config,
+) -> dict[str, Any]:
+    """model.json's description of what a model was fitted on: its features, categories, window and rows."""
+    return {
         "model_version": version,
         "run_month": str(month),
         "params": params,
-        "features": wanted,
+        "features": features,
         "categories": categories,
         "training_window": {
             "first_target_month": str(month_from_index(int(fit_rows.target.min()))),
@@ -149,26 +189,7 @@ def train(snapshot: pd.DataFrame, config: Config, month: pd.Period, client=None)
         "max_training_rows": config.model.max_training_rows,
         "holdout_months": config.evaluation.holdout_months,
         "horizon": config.horizon,
-        "data_fingerprint": digest,
-        # Early stopping's metric on the validation months (the objective's default metric).
-        "validation_score": validation_score,
-        "backtest": {
-            "trees": best_rounds,
-            "seconds": round(sum(f["seconds"] for f in backtest_fits), 3),
-            "fits": backtest_fits,
-        },
-        "tuning": tuned,
     }
-    paths.write_json_atomically(metadata, paths.model_metadata(directory))
-    log.info(
-        "Trained %s on %d rows of %d entities (%d trees); saved to %s",
-        version,
-        len(fit_rows),
-        metadata["entities"]["fitted"],
-        best_rounds,
-        directory,
-    )
-    return TrainedModel(version=version, directory=directory, metadata=metadata)
 
 
 def backtest_origins(holdout_rows: Rows, evaluation: EvaluationConfig, month: pd.Period) -> list[int]:

@@ -12,8 +12,8 @@ from forecasting.core.months import month_index
 from forecasting.data.panel import build_panel
 from forecasting.modeling import hierarchy
 from forecasting.modeling.baselines import naive_forecasts
+from forecasting.modeling.hierarchy import level_members
 from forecasting.modeling.predict import active_entities
-from forecasting.orchestration.levels import level_members
 from tests.helpers.config import demo_config_dict, write_config
 
 END = "2024-12"

@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from forecasting.core.config import HierarchyConfig
+from forecasting.core.config import Config, HierarchyConfig
 from forecasting.core.months import month_from_index
-from forecasting.data.panel import Panel
+from forecasting.data.panel import Panel, key_text
 from forecasting.modeling import baselines, intervals
 from forecasting.modeling.scoring import metrics
 
@@ -55,6 +55,26 @@ SEPARATOR = ","
 def level_name(columns: Sequence[str]) -> str:
     """``total`` for the empty level, else its columns: ``region,category``."""
     return SEPARATOR.join(columns) or TOTAL
+
+
+def level_columns(config: Config) -> list[str]:
+    """The columns the hierarchy's levels group by, in the order first named."""
+    assert config.hierarchy is not None
+    return list(dict.fromkeys(c for level in config.hierarchy.levels for c in level))
+
+
+def level_members(snapshot: pd.DataFrame, config: Config, keys: pd.DataFrame) -> pd.DataFrame:
+    """Each entity's level columns as text (its latest row's attributes), in the order of ``keys``."""
+    assert config.hierarchy is not None
+    src = config.source
+    columns = level_columns(config)
+    latest = snapshot.sort_values(src.time_column).drop_duplicates(src.entity_columns, keep="last")
+    text = pd.DataFrame({k: key_text(latest[k]) for k in src.entity_columns})
+    for c in columns:
+        if c not in src.entity_columns:
+            text[c] = latest[c].astype("string").fillna("").to_numpy()
+    found = keys.merge(text, on=src.entity_columns, how="left")
+    return found[columns].astype(str)
 
 
 @dataclass

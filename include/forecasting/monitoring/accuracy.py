@@ -14,7 +14,9 @@ published for ``forecast_month = M`` (made by the runs of M-1 ... M-horizon) aga
   (``fva`` = best naive WAPE - WAPE: > 0 when the published forecasts beat every naive one).
   Also per age bucket of the entity as of the forecast's run month (``segment_column``
   ``history_months``, ``segment`` 1-2, 3-5, 6-23 or established: ``forecasting.features.age``),
-  so new items' forecasts are scored apart.
+  so new items' forecasts are scored apart. With a hierarchy, per level too (``segment_column``
+  ``level``, ``segment`` the level's name): each group's total against its forecast in
+  ``<table>_levels`` (forecasting.monitoring.level_accuracy).
 * ``<table>_tracking_signal`` (view): per entity and horizon, over its last 12 scored months,
   the cumulative error over the mean absolute error (persistently > 0: over-forecast).
 
@@ -49,6 +51,8 @@ from forecasting.modeling.forecaster import MODEL_FORECAST, STATISTICAL_FORECAST
 from forecasting.modeling.scoring import metrics
 from forecasting.monitoring import value_added
 from forecasting.monitoring.coverage import ALL, COVERAGE_COLUMNS, interval_coverage
+from forecasting.monitoring.level_accuracy import SEGMENT_COLUMN as LEVEL_SEGMENT
+from forecasting.monitoring.level_accuracy import level_rows, published_levels
 from forecasting.publishing import tables
 from forecasting.publishing.publish import predictions_tables
 
@@ -136,6 +140,19 @@ class Scores:
             for row in rows[columns].to_dict(orient="records")
         ]
 
+    def by_level(self) -> list[dict]:
+        """The accuracy rows of the hierarchy's levels, by level and horizon (JSON-ready)."""
+        rows = self.accuracy[self.accuracy["segment_column"] == LEVEL_SEGMENT]
+        columns = ["run_month", "horizon", "segment", "forecasts", "wape", "bias_pct", "best_naive_wape"]
+        columns += ["fva", "coverage"]
+        return [
+            {
+                ("level" if c == "segment" else c): (str(v)[:7] if c == "run_month" else plain(v))
+                for c, v in row.items()
+            }
+            for row in rows.sort_values(["segment", "horizon"])[columns].to_dict(orient="records")
+        ]
+
 
 def plain(value):
     """A NumPy or pandas scalar as the Python value a database driver and JSON take (NaN: None)."""
@@ -146,10 +163,18 @@ def plain(value):
     return value
 
 
-def score(forecasts: pd.DataFrame, snapshot: pd.DataFrame, config: Config, month: pd.Period) -> Scores:
+def score(
+    forecasts: pd.DataFrame,
+    snapshot: pd.DataFrame,
+    config: Config,
+    month: pd.Period,
+    levels: pd.DataFrame | None = None,
+) -> Scores:
     """Score the published ``forecasts`` for M (rows of the predictions table with
     forecast_month = M) against the actuals of M in ``snapshot``, a validated snapshot whose
-    history ends with M; the naive baselines use only the history up to each row's run month."""
+    history ends with M; the naive baselines use only the history up to each row's run month.
+    ``levels``: the hierarchy's level forecasts for M (forecasting.monitoring.level_accuracy),
+    scored into accuracy rows of their own."""
     keys = config.source.entity_columns
     panel = build_panel(snapshot, config, sales_only=True)
     m = month_index(month)
@@ -191,6 +216,8 @@ def score(forecasts: pd.DataFrame, snapshot: pd.DataFrame, config: Config, month
         parts.append(frame.assign(segment_column=segment, segment=by_segment))
     ages = _age_segments(panel, entity, origin, known, config)
     parts.append(frame.assign(segment_column=age.HISTORY_MONTHS, segment=ages))
+    if levels is not None and len(levels):
+        parts.append(level_rows(levels, panel, snapshot, config, month, list(BASELINES)))
     rows = [
         _accuracy_row(dict(zip(GROUP_COLUMNS, group, strict=True)), rows_of_group)
         for part in parts
@@ -318,7 +345,8 @@ def realised_accuracy(
     try:
         with engine.connect() as conn:
             forecasts = published_forecasts(conn, config, month, _dtypes(snapshot, keys))
-        scores = score(forecasts, snapshot, config, month)
+            levels = published_levels(conn, config, month)
+        scores = score(forecasts, snapshot, config, month, levels)
         accuracy, errors = _create_tables(engine, config, scores.key_dtypes)
         fva = tables.for_config(config).fva
         with write_transaction(engine, accuracy, errors, fva) as conn:

@@ -37,6 +37,7 @@ def monitor(
             "accuracy_rows": scored.accuracy_rows,
             "segment_column": scored.scores.segment_column,
             "overall": scored.scores.overall(),
+            "levels": scored.scores.by_level(),
             "tables": {"accuracy": accuracy, "errors": errors, "tracking_signal": tracking, "fva": fva},
         }
         return record(config, m, attempt, "monitor", result)

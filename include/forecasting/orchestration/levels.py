@@ -78,26 +78,6 @@ def holdout_of(forecaster: str, config: Config, model_dir: Path) -> hierarchy.Ho
     )
 
 
-def level_columns(config: Config) -> list[str]:
-    """The columns the hierarchy's levels group by, in the order first named."""
-    assert config.hierarchy is not None
-    return list(dict.fromkeys(c for level in config.hierarchy.levels for c in level))
-
-
-def level_members(snapshot: pd.DataFrame, config: Config, keys: pd.DataFrame) -> pd.DataFrame:
-    """Each entity's level columns as text (its latest row's attributes), in the order of ``keys``."""
-    assert config.hierarchy is not None
-    src = config.source
-    columns = level_columns(config)
-    latest = snapshot.sort_values(src.time_column).drop_duplicates(src.entity_columns, keep="last")
-    text = pd.DataFrame({k: key_text(latest[k]) for k in src.entity_columns})
-    for c in columns:
-        if c not in src.entity_columns:
-            text[c] = latest[c].astype("string").fillna("").to_numpy()
-    found = keys.merge(text, on=src.entity_columns, how="left")
-    return found[columns].astype(str)
-
-
 def reconcile(
     frame: pd.DataFrame,
     snapshot: pd.DataFrame,
@@ -124,7 +104,7 @@ def reconcile(
     horizon = frame["horizon"].to_numpy(dtype=np.int64)
     base = np.zeros((len(active), config.horizon))
     base[position, horizon - 1] = frame["prediction"].to_numpy(dtype=float)
-    members = level_members(snapshot, config, panel.keys.iloc[active].reset_index(drop=True))
+    members = hierarchy.level_members(snapshot, config, panel.keys.iloc[active].reset_index(drop=True))
     made = hierarchy.reconcile_month(
         panel,
         active,

@@ -15,7 +15,7 @@ from forecasting.monitoring.alerts import Alert, raise_alerts
 
 def entity_members(config: Config, m: pd.Period, attempt: str, forecasts: pd.DataFrame) -> pd.DataFrame:
     """Per entity forecast: its entity columns and the hierarchy's level columns, as text."""
-    from forecasting.orchestration.levels import level_columns, level_members  # the hierarchy's heavy imports
+    from forecasting.modeling.hierarchy import level_columns, level_members  # the hierarchy's heavy imports
 
     src = config.source
     columns = list(dict.fromkeys([*src.entity_columns, src.time_column, *level_columns(config)]))

@@ -269,7 +269,8 @@ def _reconcile(
 ) -> tuple[pd.DataFrame, dict]:
     """M's forecasts reconciled with the hierarchy's levels (forecasting.orchestration.levels),
     the levels' rows written to levels.parquet; what to record."""
-    from forecasting.orchestration.levels import level_columns, reconcile
+    from forecasting.modeling.hierarchy import level_columns
+    from forecasting.orchestration.levels import reconcile
 
     assert config.hierarchy is not None
     src = config.source
@@ -310,7 +311,7 @@ def check_forecasts(month: str, attempt: str, config: Config | None = None) -> d
 
 def _check_levels(forecasts: pd.DataFrame, config: Config, m: pd.Period, attempt: str, docs: Path) -> dict:
     from forecasting.data.panel import key_text
-    from forecasting.orchestration.levels import level_columns, level_members
+    from forecasting.modeling.hierarchy import level_columns, level_members
     from forecasting.publishing.checks import check_levels
 
     src = config.source

@@ -398,9 +398,22 @@ def _accuracy(metadata: sa.MetaData, table: str) -> sa.Table:
         sa.Column("run_month", sa.Date, nullable=False, comment="the month whose run made the forecasts"),
         sa.Column("horizon", sa.Integer, nullable=False),
         sa.Column("model_version", sa.String(64), nullable=False),
-        sa.Column("segment_column", sa.String(64), nullable=False, comment="'(all)': every entity"),
-        sa.Column("segment", sa.String(255), nullable=False, comment="the segment's value, or '(all)'"),
-        sa.Column("forecasts", sa.Integer, nullable=False),
+        sa.Column(
+            "segment_column",
+            sa.String(64),
+            nullable=False,
+            comment="'(all)': every entity; monitoring.segment, history_months (age buckets), or level "
+            "(a hierarchy level's groups)",
+        ),
+        sa.Column(
+            "segment",
+            sa.String(255),
+            nullable=False,
+            comment="the segment's value or level's name, or '(all)'",
+        ),
+        sa.Column(
+            "forecasts", sa.Integer, nullable=False, comment="forecasts scored (a level's: its groups)"
+        ),
         sa.Column("actual_sum", sa.Float, nullable=False),
         sa.Column("prediction_sum", sa.Float, nullable=False),
         sa.Column("wape", sa.Float, comment="sum |prediction - actual| / sum actual (null: nothing sold)"),

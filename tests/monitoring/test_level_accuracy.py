@@ -161,3 +161,30 @@ def test_without_a_hierarchy_nothing_is_scored_by_level(tmp_path):
     publish(forecasts("2024-11", 0.0), config, pd.Period("2024-11", "M"), model_version="m", run_id="r")
     result = realised_accuracy(sales(), config, pd.Period("2024-12", "M"))
     assert result.scores.by_level() == []
+
+
+def test_the_forecasts_view_shows_the_newest_months_accuracy_by_level(with_levels):
+    from forecasting.ui.monitoring import level_accuracy, render_monitoring
+
+    config = with_levels
+    realised_accuracy(sales(), config, pd.Period("2024-12", "M"))
+    month, shown = level_accuracy(config)
+    stored = rows(config, "SELECT * FROM forecasts_accuracy WHERE segment_column = 'level'")
+    assert month == "2024-12"
+    assert [(r["level"], r["horizon"], r["run_month"]) for r in shown] == [
+        ("category", 1, "2024-11"),
+        ("total", 1, "2024-11"),
+        ("category", 2, "2024-10"),
+        ("total", 2, "2024-10"),
+    ]
+    by_key = {(r["segment"], r["horizon"]): r for r in stored}
+    for r in shown:
+        row = by_key[(r["level"], r["horizon"])]
+        assert (r["groups"], r["wape"], r["coverage"]) == (
+            row["forecasts"],
+            pytest.approx(row["wape"]),
+            row["coverage"],
+        )
+    page = str(render_monitoring(config))
+    assert "id='level-accuracy'" in page and "By level · 2024-12" in page
+    assert page.count("<tr data-level=") == 4

@@ -4,7 +4,8 @@ forecast_monitoring DAG wrote to the predictions database.
 * Realised accuracy: per horizon, the WAPE of the published forecasts for each month whose
   actuals are in, against each naive baseline as of the same origin (``<table>_accuracy``): a
   line chart and its numbers; and the biggest misses of the newest scored month
-  (``<table>_errors``), linked into the explorer; the realised p10-p90 coverage beside each WAPE.
+  (``<table>_errors``), linked into the explorer; the realised p10-p90 coverage beside each WAPE;
+  with a hierarchy, the newest month's accuracy of each level (its groups' totals).
 * Forecast value added: the waterfall naive → statistical → model → published → final, and each
   planner's overrides (``<table>_fva``, forecasting.ui.value_added).
 * Drift: ``<table>_drift`` of the newest month compared, the flagged rows highlighted and named.
@@ -38,6 +39,7 @@ from forecasting.ui.value_added import value_added_view
 MISSES = 10  # the biggest misses shown
 ALERTS = 50  # the newest alerts shown
 ALL = "(all)"  # the accuracy rows over every entity (forecasting.monitoring.accuracy.ALL)
+LEVEL = "level"  # a hierarchy level's accuracy rows (forecasting.monitoring.level_accuracy)
 
 
 def table_names(config: Config) -> dict[str, str]:
@@ -118,6 +120,39 @@ def accuracy_trend(config: Config, present: set[str] | None = None) -> list[dict
         row["coverage"] = _pooled_coverage(group)
         out.append(row)
     return out
+
+
+def level_accuracy(config: Config, present: set[str] | None = None) -> tuple[str, list[dict]] | None:
+    """The newest scored month's realised accuracy of each hierarchy level and horizon (the
+    accuracy rows with ``segment_column = 'level'``; forecasting.monitoring.level_accuracy):
+    groups, WAPE over the groups' totals, the best naive WAPE, value added and p10-p90 coverage.
+    None: no level scored yet."""
+    name = table_names(config)["accuracy"]
+    if name not in (existing(config) if present is None else present):
+        return None
+    table = relation(config, name)
+    frame = run_query(
+        config,
+        f"SELECT forecast_month, run_month, horizon, segment, forecasts, wape, best_naive, best_naive_wape, fva, "
+        f"coverage FROM {table} WHERE segment_column = :level AND forecast_month = "
+        f"(SELECT MAX(forecast_month) FROM {table} WHERE segment_column = :level) "
+        "ORDER BY horizon, segment, run_month",
+        params={"level": LEVEL},
+    )
+    if frame.empty:
+        return None
+    rows = [
+        {
+            "level": r["segment"],
+            "horizon": int(r["horizon"]),
+            "run_month": _month(r["run_month"]),
+            "groups": int(r["forecasts"]),
+            **{k: _float(r[k]) for k in ("wape", "best_naive_wape", "fva", "coverage")},
+            "best_naive": r["best_naive"],
+        }
+        for r in frame.to_dict(orient="records")
+    ]
+    return _month(frame["forecast_month"].iloc[0]), rows
 
 
 def _pooled_coverage(group: pd.DataFrame) -> float | None:
@@ -255,6 +290,7 @@ def render_monitoring(config: Config) -> Markup:
             baselines=BASELINES,
             accuracy=_accuracy_view(trend) if trend else None,
             misses=_misses_view(config, present) if trend else None,
+            levels=level_accuracy(config, present) if trend else None,
             value_added=value_added_view(config, present) if trend else None,
             drift=_drift_view(config, present),
             alerts=_alerts_view(config, present),

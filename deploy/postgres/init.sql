@@ -11,7 +11,8 @@
 --                                      _tracking_signal view, the value added _fva, the drift _drift, the alerts
 --                                      _alerts, the what-if _scenarios, the forecasts' drivers
 --                                      _drivers, the _revisions and _churn views, the hierarchy's
---                                      _levels and the _levels_latest view, the planners'
+--                                      _levels, the _levels_latest view and their realised
+--                                      _level_errors, the planners'
 --                                      _overrides and their _override_outcomes; docs/tables.md
 --                                      lists them all); LOGIN only with a password. A planner
 --                                      role (INSERT on _overrides) is made after the first

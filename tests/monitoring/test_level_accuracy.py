@@ -147,6 +147,16 @@ def test_each_level_is_scored_on_its_groups_totals_with_its_own_bands(with_level
         abs(last_total - total) / total
     )
 
+    # Each group's forecast beside its actual, for sorting by error and the revision alert.
+    errors = rows(config, "SELECT * FROM forecasts_level_errors ORDER BY run_month, level, level_key")
+    assert len(errors) == 2 * 3  # two runs x (the total and two categories)
+    drinks = next(r for r in errors if r["run_month"] == "2024-11-01" and r["level_key"] == "drinks")
+    assert drinks["actual"] == pytest.approx(by_category["drinks"])
+    assert (
+        drinks["error"] == pytest.approx(drinks["prediction"] - by_category["drinks"]) and drinks["error"] > 0
+    )
+    assert drinks["p10"] == pytest.approx(drinks["prediction"] - 1)
+
     # The monitor stage's result carries them by level and horizon; the entities' rows are unchanged.
     by_level = {(r["run_month"], r["horizon"], r["level"]) for r in result.scores.by_level()}
     assert by_level == set(scored)

@@ -50,9 +50,8 @@ def test_the_analyst_reads_everything_but_the_publish_locks():
         "forecasts_churn",
         "forecasts_levels_latest",
     }
-    assert (
-        len(readable) == 18
-    )  # the tables but the locks (fva, overrides and outcomes included), and five views
+    # the tables but the locks (fva, level errors, overrides and outcomes included), and five views
+    assert len(readable) == 19
 
 
 def test_entity_columns_follow_the_config_in_order_and_type():
@@ -84,6 +83,7 @@ def test_entity_columns_follow_the_config_in_order_and_type():
             "_scenarios",
             "_drivers",
             "_levels",
+            "_level_errors",
             "_overrides",
             "_override_outcomes",
         )

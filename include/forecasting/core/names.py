@@ -60,6 +60,7 @@ REVISIONS = "revisions"  # a view
 CHURN = "churn"  # a view
 LEVELS = "levels"  # the hierarchy's levels (config hierarchy)
 LEVELS_LATEST = "levels_latest"  # a view
+LEVEL_ERRORS = "level_errors"  # each level group's realised error (forecasting.monitoring.level_accuracy)
 OVERRIDES = "overrides"  # planners' adjustments, versioned: the audit trail (docs/publishing.md)
 OVERRIDE_OUTCOMES = "override_outcomes"  # what each run did with each active override
 PUBLISH_LOCK = "publish_lock"  # PostgreSQL only: publish's row locks, the pipeline's alone

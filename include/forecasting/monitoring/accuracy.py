@@ -52,7 +52,7 @@ from forecasting.modeling.scoring import metrics
 from forecasting.monitoring import value_added
 from forecasting.monitoring.coverage import ALL, COVERAGE_COLUMNS, interval_coverage
 from forecasting.monitoring.level_accuracy import SEGMENT_COLUMN as LEVEL_SEGMENT
-from forecasting.monitoring.level_accuracy import level_rows, published_levels
+from forecasting.monitoring.level_accuracy import level_errors, level_rows, published_levels
 from forecasting.publishing import tables
 from forecasting.publishing.publish import predictions_tables
 
@@ -104,9 +104,13 @@ def monitoring_tables(config: Config, key_dtypes: dict[str, object]) -> tuple[sa
 def ensure_monitoring_schema(
     conn: sa.Connection, config: Config, key_dtypes: dict[str, object]
 ) -> tuple[sa.Table, sa.Table]:
-    """Create the accuracy, errors and FVA tables and the tracking-signal view if missing."""
+    """Create the accuracy, errors and FVA tables (and the level errors', with a hierarchy) and the
+    tracking-signal view if missing."""
     accuracy, errors = monitoring_tables(config, key_dtypes)
-    tables.create(conn, accuracy, errors, tables.for_config(config).fva)
+    declared = tables.for_config(config)
+    tables.create(
+        conn, accuracy, errors, declared.fva, *((declared.level_errors,) if config.hierarchy else ())
+    )
     # The interval coverage came after the first release.
     tables.add_missing_columns(conn, accuracy, [accuracy.c[c] for c in COVERAGE_COLUMNS])
     view_ref, select = tables.tracking_signal_sql(
@@ -129,6 +133,7 @@ class Scores:
     fva: pd.DataFrame = field(
         default_factory=pd.DataFrame
     )  # the waterfall (forecasting.monitoring.value_added)
+    level_errors: pd.DataFrame = field(default_factory=pd.DataFrame)  # each level group's error
 
     def overall(self) -> list[dict]:
         """The accuracy rows over every entity, by horizon (JSON-ready, for the run summary)."""
@@ -216,8 +221,10 @@ def score(
         parts.append(frame.assign(segment_column=segment, segment=by_segment))
     ages = _age_segments(panel, entity, origin, known, config)
     parts.append(frame.assign(segment_column=age.HISTORY_MONTHS, segment=ages))
+    by_level = pd.DataFrame()
     if levels is not None and len(levels):
-        parts.append(level_rows(levels, panel, snapshot, config, month, list(BASELINES)))
+        by_level = level_rows(levels, panel, snapshot, config, month, list(BASELINES))
+        parts.append(by_level)
     rows = [
         _accuracy_row(dict(zip(GROUP_COLUMNS, group, strict=True)), rows_of_group)
         for part in parts
@@ -227,7 +234,7 @@ def score(
     fva = value_added.waterfall(
         value_added.segments(frame, segment, by_segment), config.monitoring.fva_statistical
     )
-    return Scores(month, errors, accuracy, segment, _dtypes(snapshot, keys), fva)
+    return Scores(month, errors, accuracy, segment, _dtypes(snapshot, keys), fva, level_errors(by_level))
 
 
 def _dtypes(snapshot: pd.DataFrame, keys: list[str]) -> dict[str, object]:
@@ -348,14 +355,17 @@ def realised_accuracy(
             levels = published_levels(conn, config, month)
         scores = score(forecasts, snapshot, config, month, levels)
         accuracy, errors = _create_tables(engine, config, scores.key_dtypes)
-        fva = tables.for_config(config).fva
-        with write_transaction(engine, accuracy, errors, fva) as conn:
+        declared = tables.for_config(config)
+        written = (errors, accuracy, declared.fva) + ((declared.level_errors,) if config.hierarchy else ())
+        with write_transaction(engine, *written) as conn:
             first = month_start(month).date()
-            for table in (errors, accuracy, fva):
+            for table in written:
                 conn.execute(sa.delete(table).where(table.c.forecast_month == first))
             insert_rows(conn, errors, scores.errors.assign(scored_at=scored_at))
             insert_rows(conn, accuracy, scores.accuracy.assign(run_id=run_id, scored_at=scored_at))
-            insert_rows(conn, fva, scores.fva.assign(run_id=run_id, scored_at=scored_at))
+            insert_rows(conn, declared.fva, scores.fva.assign(run_id=run_id, scored_at=scored_at))
+            if config.hierarchy:
+                insert_rows(conn, declared.level_errors, scores.level_errors.assign(scored_at=scored_at))
     finally:
         engine.dispose()
     log.info(

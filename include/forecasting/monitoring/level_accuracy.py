@@ -6,7 +6,8 @@ the group holds now, new items included, since that is the total the planners pl
 naive baselines forecast the same group series (each month the sum of its members' sales, as
 the hierarchy's aggregate forecaster saw it) as of the forecast's run month.
 
-The rows join ``<table>_accuracy`` with ``segment_column = 'level'`` and ``segment`` the
+Each group's forecast and actual go into ``<table>_level_errors``; the rows of each level join
+``<table>_accuracy`` with ``segment_column = 'level'`` and ``segment`` the
 level's name (``total``, ``region``, ``region,category``...): ``forecasts`` counts the level's
 groups, WAPE is over the groups' totals, and the coverage columns say how often the level's own
 p10-p90 held its actual (forecasting.monitoring.accuracy makes and writes them).
@@ -26,6 +27,8 @@ from forecasting.modeling.baselines import naive_forecasts
 from forecasting.publishing import tables
 
 SEGMENT_COLUMN = "level"  # the accuracy rows' segment_column for a level's rows
+ERROR_COLUMNS = ["level", "level_key", "forecast_month", "run_month", "horizon", "model_version"]
+ERROR_COLUMNS += ["actual", "prediction", "p10", "p90", "error"]
 LEVEL_COLUMNS = ["level", "level_key", "run_month", "horizon", "model_version", "prediction", "p10", "p90"]
 
 
@@ -80,6 +83,7 @@ def level_rows(
             "model_version": found["model_version"].to_numpy(),
             "segment_column": SEGMENT_COLUMN,
             "segment": found["level"].to_numpy(),
+            "level_key": found["level_key"].to_numpy(),
             "actual": actual,
             "prediction": found["prediction"].to_numpy(dtype=float),
             "p10": pd.to_numeric(found["p10"]).to_numpy(dtype=float),
@@ -92,3 +96,11 @@ def level_rows(
         values[known] = np.nan_to_num(made[name], nan=0.0)  # no history at the origin: nothing known sold
         rows[f"_naive_{name}"] = values
     return rows
+
+
+def level_errors(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``<table>_level_errors`` of what ``level_rows`` made."""
+    if rows.empty:
+        return pd.DataFrame(columns=ERROR_COLUMNS)
+    errors = rows.rename(columns={"segment": "level"})
+    return errors.assign(error=errors["prediction"] - errors["actual"])[ERROR_COLUMNS]

@@ -1,5 +1,5 @@
-"""``<table>_levels`` (the hierarchy's levels, config ``hierarchy``) and its
-``<table>_levels_latest`` view, declared for ``forecasting.publishing.tables`` (which holds every
+"""``<table>_levels`` (the hierarchy's levels, config ``hierarchy``), its
+``<table>_levels_latest`` view and ``<table>_level_errors`` (their realised errors), declared for ``forecasting.publishing.tables`` (which holds every
 table of the predictions database) and ``forecasting.publishing.levels`` (which writes them)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from forecasting.core.names import LEVELS, LEVELS_LATEST, relation_name
+from forecasting.core.names import LEVEL_ERRORS, LEVELS, LEVELS_LATEST, relation_name
 from forecasting.publishing.overrides_table import final_columns
 
 
@@ -64,6 +64,43 @@ def declare_levels(metadata: sa.MetaData, table: str, columns: Sequence[str]) ->
         info={
             "doc": "The forecasts of the hierarchy's levels (config hierarchy): one row per run month, level, "
             "group and horizon; each prediction is the sum of its entities' in `<table>`."
+        },
+    )
+
+
+def declare_level_errors(metadata: sa.MetaData, table: str) -> sa.Table:
+    """``<table>_level_errors``: each level group's published forecast of a month beside the
+    group's actual total, once the month's actuals are in (forecasting.monitoring.level_accuracy)."""
+    name = relation_name(table, LEVEL_ERRORS)
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("level", sa.String(255), nullable=False, comment="as in <table>_levels"),
+        sa.Column("level_key", sa.String(1000), nullable=False, comment="as in <table>_levels"),
+        sa.Column(
+            "forecast_month", sa.Date, nullable=False, comment="the month forecast, whose actuals are in"
+        ),
+        sa.Column("run_month", sa.Date, nullable=False, comment="the month whose run made the forecast"),
+        sa.Column("horizon", sa.Integer, nullable=False),
+        sa.Column("model_version", sa.String(64), nullable=False),
+        sa.Column(
+            "actual",
+            sa.Float,
+            nullable=False,
+            comment="the group's sales in forecast_month: every entity in it now, new items included",
+        ),
+        sa.Column("prediction", sa.Float, nullable=False),
+        sa.Column("p10", sa.Float),
+        sa.Column("p90", sa.Float),
+        sa.Column("error", sa.Float, nullable=False, comment="prediction - actual (> 0: over-forecast)"),
+        sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "forecast_month", "run_month", "level", "level_key", "horizon", name=f"{name}_pkey"
+        ),
+        sa.Index(f"{name}_level_month_idx", "level", "forecast_month"),
+        info={
+            "doc": "Realised errors of the hierarchy's levels: each group's forecast of a month beside its actual "
+            "total (config hierarchy)."
         },
     )
 

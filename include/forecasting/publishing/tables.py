@@ -40,7 +40,7 @@ from forecasting.core.names import (
 )
 from forecasting.modeling.baselines import NAIVE_BASELINES
 from forecasting.publishing.fva_table import declare_fva, step_forecast_columns
-from forecasting.publishing.levels_table import declare_levels
+from forecasting.publishing.levels_table import declare_level_errors, declare_levels
 from forecasting.publishing.overrides_table import declare_outcomes, declare_overrides, final_columns
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,7 @@ class Tables:
     alerts: sa.Table
     scenarios: sa.Table
     levels: sa.Table
+    level_errors: sa.Table
     publish_lock: sa.Table
     drivers: sa.Table
     fva: sa.Table
@@ -164,6 +165,7 @@ def declare(
         alerts=_alerts(metadata, table),
         scenarios=_scenarios(metadata, table, keys, entities(), plans),
         levels=declare_levels(metadata, table, level_columns),
+        level_errors=declare_level_errors(metadata, table),
         publish_lock=_publish_lock(metadata, table),
         drivers=_drivers(metadata, table, keys, entities()),
         fva=declare_fva(metadata, table),

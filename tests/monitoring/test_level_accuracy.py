@@ -32,7 +32,7 @@ from tests.monitoring.test_monitoring import (
     units,
 )
 
-BANDS = {"2024-10": 4.0, "2024-11": 1.0}
+BANDS = {"2024-10": 4.0, "2024-11": 1.0, "2024-12": 1.0}
 
 
 def level_forecasts(run: str, offset: float) -> pd.DataFrame:
@@ -198,3 +198,66 @@ def test_the_forecasts_view_shows_the_newest_months_accuracy_by_level(with_level
     page = str(render_monitoring(config))
     assert "id='level-accuracy'" in page and "By level · 2024-12" in page
     assert page.count("<tr data-level=") == 4
+
+
+def test_a_level_group_moved_beyond_what_its_newest_month_explains_raises_one_alert_per_level(with_levels):
+    from forecasting.monitoring.alert_checks import level_revision_alerts
+    from forecasting.monitoring.revisions import level_revisions
+
+    config = with_levels
+    december = pd.Period("2024-12", "M")
+    realised_accuracy(sales(), config, december)  # December's actuals: each group's surprise
+    # The run of 2024-12 forecasts snacks 1.5 times and drinks 0.45 times what 2024-11's did
+    # (the same truth - 2 a series) for January and February, the months both runs forecast.
+    factor = {"total": 1.0, "snacks": 1.5, "drinks": 0.45}
+    levels = level_forecasts("2024-12", OFFSETS["2024-11"])
+    levels["prediction"] *= levels["level_key"].map(factor)
+    total = levels["level"] == "total"  # the sum of the categories, as reconciled levels are
+    by_month = levels[levels["level"] == "category"].groupby("forecast_month")["prediction"].sum()
+    levels.loc[total, "prediction"] = levels.loc[total, "forecast_month"].map(by_month)
+    levels[["p10", "p90"]] = np.nan
+    publish(
+        forecasts("2024-12", OFFSETS["2024-11"]),
+        config,
+        december,
+        model_version="2024-12-model",
+        run_id="2024-12",
+        levels=levels,
+        members=members(),
+    )
+
+    moved = level_revisions(config, december).set_index("level_key")
+    assert set(moved.index) == {"total", "snacks", "drinks"}
+    assert (moved["previous_run"] == "2024-11").all()
+    assert moved.loc["snacks", "revision"] == pytest.approx(0.5)
+    assert moved.loc["drinks", "revision"] == pytest.approx(-0.55)
+    # December came in off the 2024-11 run's forecast of it: drinks far under (store 2 / item 3
+    # sold nothing), which explains most of their cut; snacks 8 units over on 4 series.
+    sold = {
+        c: sum(
+            units(s, i, december)
+            for s in STORES
+            for i in ITEMS
+            if CATEGORY[i] == c and (s, i, "2024-12") != MISSING
+        )
+        for c in ("snacks", "drinks")
+    }
+    for c in ("snacks", "drinks"):
+        forecast = sum(units(s, i, december) - 2 for s in STORES for i in ITEMS if CATEGORY[i] == c)
+        assert moved.loc[c, "surprise"] == pytest.approx((sold[c] - forecast) / forecast)
+        assert moved.loc[c, "unexplained"] == pytest.approx(
+            moved.loc[c, "revision"] - moved.loc[c, "surprise"]
+        )
+    assert abs(moved.loc["drinks", "unexplained"]) < 0.25 < moved.loc["snacks", "unexplained"]
+
+    alerts = level_revision_alerts(config, december)
+    assert [(a.kind, a.metric, a.subject) for a in alerts] == [
+        ("revision", "level_revision", "level category")
+    ]
+    assert "snacks +50.0%" in alerts[0].message and "drinks" not in alerts[0].message
+    assert alerts[0].value == pytest.approx(0.5) and alerts[0].threshold == 0.25
+    # Off by config: no alert.
+    quiet = config.model_copy(
+        update={"monitoring": config.monitoring.model_copy(update={"max_level_revision": None})}
+    )
+    assert level_revision_alerts(quiet, december) == []

@@ -7,7 +7,9 @@
 * ``coverage``: a horizon's realised p10-p90 coverage outside ``monitoring.intervals``' band
   in each of its last ``months`` months up to M (forecasting.monitoring.coverage);
 * ``revision``: run M moved the total forecast of the months an earlier run also forecast by
-  more than ``monitoring.max_total_revision`` (``<table>_churn``, forecasting.monitoring.revisions).
+  more than ``monitoring.max_total_revision`` (``<table>_churn``, forecasting.monitoring.revisions),
+  or a hierarchy level group's by more than ``monitoring.max_level_revision`` beyond what its
+  newest month's actual explains (one alert per level, naming its groups that moved most).
 
 DAG files import this module when they are parsed, so it imports nothing heavy at the top.
 """
@@ -17,11 +19,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from forecasting.core.config import Config
-from forecasting.core.names import MONITORING_DAG, REVISIONS, relation_name
+from forecasting.core.names import LEVELS, MONITORING_DAG, REVISIONS, relation_name
 from forecasting.monitoring.alerts import Alert, format_number, raise_alerts
 
 if TYPE_CHECKING:
     import pandas as pd
+
+MOST_NAMED = 5  # the groups a level's revision alert names
 
 
 def accuracy_alerts(
@@ -193,6 +197,53 @@ def revision_alerts(
     ]
 
 
+def level_revision_alerts(
+    config: Config, month: pd.Period, dag_id: str = MONITORING_DAG, run_id: str | None = None
+) -> list[Alert]:
+    """One alert per hierarchy level some of whose groups run M moved by more than
+    ``monitoring.max_level_revision``, beyond what the group's newest actual explains
+    (forecasting.monitoring.revisions.level_revisions), naming the groups that moved most."""
+    import pandas as pd
+
+    from forecasting.monitoring.revisions import level_revisions
+
+    threshold = config.monitoring.max_level_revision
+    if threshold is None:
+        return []
+    moved = level_revisions(config, month)
+    flagged = moved[(moved["revision"].abs() > threshold) & (moved["unexplained"].abs() > threshold)]
+    out = []
+    for level, groups in flagged.groupby("level", sort=True):
+        groups = groups.reindex(groups["unexplained"].abs().sort_values(ascending=False).index)
+        named = "; ".join(
+            f"{g.level_key} {g.revision:+.1%}"
+            + ("" if pd.isna(g.surprise) else f" (its {month} came in {g.surprise:+.1%} off that forecast)")
+            for g in groups.head(MOST_NAMED).itertuples()
+        )
+        more = f" and {len(groups) - MOST_NAMED} more" if len(groups) > MOST_NAMED else ""
+        message = (
+            f"The run of {month} moved the forecast of {len(groups):,} {level} group(s) by more than "
+            f"monitoring.max_level_revision {threshold:.1%} against the run of {groups['previous_run'].iloc[0]}, "
+            f"beyond what their newest month explains: {named}{more}. Per group and month: "
+            f"{relation_name(config.predictions.table, LEVELS)}."
+        )
+        worst = groups.iloc[0]
+        out.append(
+            Alert(
+                dag_id,
+                str(month),
+                "revision",
+                "level_revision",
+                f"level {level}",
+                float(worst.revision),
+                threshold,
+                message,
+                run_id,
+            )
+        )
+    return out
+
+
 def coverage_alerts(
     config: Config, month: pd.Period, dag_id: str = MONITORING_DAG, run_id: str | None = None
 ) -> list[Alert]:
@@ -213,5 +264,8 @@ def check_month(
 ) -> dict:
     """Raise the accuracy, drift, revision and coverage alerts of M; returns what was raised and to whom it went."""
     found = accuracy_alerts(config, month, dag_id, run_id) + drift_alerts(drift, month, dag_id, run_id)
-    found += revision_alerts(config, month, dag_id, run_id) + coverage_alerts(config, month, dag_id, run_id)
+    found += revision_alerts(config, month, dag_id, run_id) + level_revision_alerts(
+        config, month, dag_id, run_id
+    )
+    found += coverage_alerts(config, month, dag_id, run_id)
     return raise_alerts(config, found)

@@ -112,6 +112,14 @@ class MonitoringConfig(Section):
         description="Alert when a run moves the total forecast of the months an earlier run also forecast "
         "by more than this share (<table>_churn.total_revision; null: never).",
     )
+    # A store's or a category's plan moves more than the company's: a looser bar than the total's.
+    max_level_revision: float | None = Field(
+        default=0.25,
+        ge=0.0,
+        description="Alert when a run moves a hierarchy level group's forecast of the months the run before "
+        "also forecast by more than this share, beyond what its newest month's actual explains (the "
+        "share by which it came in off that earlier run's forecast; null: never).",
+    )
 
     @field_validator("ks_alpha", "entity_share_threshold")
     @classmethod

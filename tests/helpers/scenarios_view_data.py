@@ -60,10 +60,16 @@ def scenario_prediction(scenario: str, store: int, item: int, month: str, base: 
 
 def build_scenarios_deployment(folder: Path, url: str | None = None):
     """The deployment, its config with plans, scenarios and a hierarchy, and the files and rows above."""
+    return add_scenarios(build_deployment(folder, url))
+
+
+def add_scenarios(config):
+    """A forecasts_view_data deployment given the config, files and rows above (its config
+    file rewritten in place: a running api-server reads it on its next request)."""
     from forecasting.core import paths
     from forecasting.core.config import load_config
 
-    config = build_deployment(folder, url)
+    folder = config.path.parent
     raw = yaml.safe_load(config.path.read_text())
     raw["plans"] = {
         "table": "sales_plans",

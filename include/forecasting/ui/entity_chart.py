@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -70,21 +71,20 @@ def snapshot_columns(config: Config, snapshot: Path) -> list[str]:
 
 
 def read_plans(
-    config: Config, entity: dict[str, Any], latest_run: str | None, run_id: str | None
+    config: Config, entity: dict[str, Any], latest_run: str | None, attempt: Path | None
 ) -> pd.DataFrame:
     """The entity's planned covariates for the months its newest run forecasts (month
     "YYYY-MM", one column per covariate), as they stood at the end of the run month: what the
-    forecasts read. Empty without plans or the attempt's plans.parquet."""
+    forecasts read. Empty without plans or the published ``attempt``'s plans.parquet."""
     wanted = drivers_of(config).columns
     empty = pd.DataFrame({"month": pd.Series(dtype=str)})
     plans = config.plans
     if plans is None or latest_run is None or not wanted:
         return empty
     run = month_of(latest_run)
-    attempt = paths.published_attempt(config, run, run_id)
-    if attempt is None or not (attempt / "plans.parquet").is_file():
+    file = paths.plans(config, run, attempt.name) if attempt is not None else None
+    if file is None or not file.is_file():
         return empty
-    file = attempt / "plans.parquet"
     names = set(pq.read_schema(file).names)
     covariates = [c for c in plans.covariates if c in wanted and c in names]
     keys = [k for k in plans.entity_columns if k in entity]
@@ -134,10 +134,10 @@ def context_columns(
         )
         values = values[~values.index.duplicated(keep="last")]
         out[f"covariate_{c}" if c in taken else c] = values.reindex(months).astype(float)
-    if len(scenarios):
-        wide = scenarios.pivot_table(index="forecast_month", columns="scenario", values="prediction")
-        for name in wide.columns:
-            out[SCENARIO_PREFIX + str(name)] = wide[name].reindex(months).astype(float)
+    for name, rows in scenarios.groupby("scenario", sort=True):
+        out[SCENARIO_PREFIX + str(name)] = (
+            rows.set_index("forecast_month")["prediction"].reindex(months).astype(float)
+        )
     return out
 
 
@@ -173,10 +173,12 @@ def header(column: str) -> str | None:
 
 
 def _points(shown: pd.DataFrame, column: str) -> list[tuple[str, float]]:
+    """(month, value) of the rows that have a value in ``column``, as Python floats."""
     if column not in shown.columns:
         return []
-    present = shown[shown[column].notna()]
-    return list(zip(present["month"], present[column].astype(float), strict=True))
+    values = pd.to_numeric(shown[column], errors="coerce").to_numpy(dtype=float)
+    present = ~np.isnan(values)
+    return list(zip(shown["month"].to_numpy()[present].tolist(), values[present].tolist(), strict=True))
 
 
 @dataclass

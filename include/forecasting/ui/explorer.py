@@ -189,15 +189,14 @@ def entity_forecasts(config: Config, shape: TableShape, entity: dict[str, Any]) 
     )
     queried = time.perf_counter()
     latest_run = _month(runs["run_month"].iloc[0]) if len(runs) else None
-    snapshot = None
+    snapshot, attempt = None, None
     if latest_run is not None:
         attempt = paths.published_attempt(config, month_of(latest_run), runs["run_id"].iloc[0])
         if attempt is not None and paths.snapshot_in(attempt).is_file():
             snapshot = paths.snapshot_in(attempt)
     history = read_history(config, snapshot, entity) if snapshot else _empty_history()
     read = time.perf_counter()
-    run_id = runs["run_id"].iloc[0] if len(runs) else None
-    plans = entity_chart.read_plans(config, entity, latest_run, run_id)
+    plans = entity_chart.read_plans(config, entity, latest_run, attempt)
     scenarios = entity_scenarios(config, entity, latest_run)
     return EntityForecasts(
         entity=entity,

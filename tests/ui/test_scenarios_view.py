@@ -130,7 +130,8 @@ def expected_totals(scenario: str) -> pd.DataFrame:
 
 def test_scenarios_page_is_the_tables_totals_movers_and_groups(deployment):
     run = scenarios.newest_run(deployment)
-    assert run == {"month": RUN, "model_version": f"{RUN}-abc2"}
+    assert run is not None and (run["month"], run["model_version"]) == (RUN, f"{RUN}-abc2")
+    assert run["publication"][0] == "scenarios__2025-01-02"  # the run that published them
     totals = scenarios.month_totals(deployment, RUN)
     listed = {s["name"]: s for s in scenarios.scenario_list(totals, "base")}
     assert sorted(listed) == sorted(SCENARIO_MONTHS)
@@ -158,7 +159,15 @@ def test_scenarios_page_is_the_tables_totals_movers_and_groups(deployment):
     assert list(zip(movers["store_id"], movers["item_id"], strict=True)) == [(s, i) for s, i, _ in snacks]
     assert movers["difference"].tolist() == pytest.approx([d for _, _, d in snacks])
 
-    groups = scenarios.level_totals(deployment, RUN, "base", "price_cut", ["store_id"]).set_index("store_id")
+    grouped = scenarios.grouped_totals(deployment, RUN, ["store_id"])
+    pd.testing.assert_frame_equal(  # one scan serves both: the month totals are the groups' sums
+        scenarios.totals_of(grouped).sort_values(["scenario", "forecast_month"]).reset_index(drop=True),
+        totals.sort_values(["scenario", "forecast_month"]).reset_index(drop=True)[
+            list(scenarios.totals_of(grouped).columns)
+        ],
+        check_dtype=False,
+    )
+    groups = scenarios.level_totals(grouped, "base", "price_cut", ["store_id"]).set_index("store_id")
     assert groups.index.tolist() == [1, 2]  # store 1 moves, store 2 does not
     assert groups.at[1, "difference"] == pytest.approx(5 * len(ITEMS))
     assert groups.at[2, "difference"] == 0
@@ -193,3 +202,26 @@ def test_pages_before_any_scenario_say_so(tmp_path):
     panel = entity_chart.drivers_chart(explorer.chart_of(found, config), shown)
     assert panel is not None and not drawn(panel, SHADE)
     assert set(drawn(panel)["price"].values()) == {1.0}
+
+
+def test_a_republished_month_is_read_again_not_served_from_the_cache(tmp_path):
+    from datetime import UTC, datetime
+
+    from forecasting.scenarios.publish import publish_scenarios
+
+    config = build_scenarios_deployment(tmp_path)
+    listed = re.compile(r'<tr data-scenario="promo_snacks".*?<td class="n" data-value="([^"]+)"', re.S)
+    before = float(listed.search(scenarios.render_scenarios(config, {"level": "store_id"})).group(1))
+    assert before == pytest.approx(expected_totals("promo_snacks")["scenario"].sum())
+    rows = scenario_rows()
+    rows.loc[rows["scenario"] == "promo_snacks", "prediction"] += 1.0  # forecast_scenarios run again
+    publish_scenarios(
+        rows,
+        config,
+        pd.Period(RUN, "M"),
+        model_version="again",
+        run_id="scenarios__again",
+        created_at=datetime(2025, 1, 3, tzinfo=UTC),
+    )
+    after = float(listed.search(scenarios.render_scenarios(config, {"level": "store_id"})).group(1))
+    assert after == pytest.approx(before + len(rows[rows["scenario"] == "promo_snacks"]))

@@ -16,6 +16,8 @@ forecast is the base's, docs/scenarios.md) to the base's rows by the primary key
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -30,6 +32,8 @@ from forecasting.ui.charts import Series, line_chart
 from forecasting.ui.templating import render_page
 
 MOVERS = 20  # the entities listed, largest move first
+CACHED = 16  # the month scans and movers kept (``cached``)
+_CACHE: OrderedDict[tuple, Any] = OrderedDict()
 GROUPS = 50  # the groups of a level listed, largest move first
 AMOUNTS = ("base", "scenario", "difference")  # columns in units of the target
 
@@ -112,20 +116,26 @@ def entity_scenarios(config: Config, entity: dict[str, Any], run: str | None) ->
 
 
 def newest_run(config: Config) -> dict[str, Any] | None:
-    """The newest run month with scenarios and the model that made them (None: none yet)."""
+    """The newest run month with scenarios and the model that made them (None: none yet), with
+    what names its publication: a re-publish of the month writes a new run_id and created_at."""
     found = rows_or_none(
         config,
-        f"SELECT run_month, model_version FROM {scenarios_relation(config)} "
+        f"SELECT run_month, model_version, run_id, created_at FROM {scenarios_relation(config)} "
         f"WHERE run_month = (SELECT max(run_month) FROM {scenarios_relation(config)}) LIMIT 1",
     )
     if found is None or found.empty:
         return None
-    return {"month": _month(found["run_month"].iloc[0]), "model_version": str(found["model_version"].iloc[0])}
+    row = found.iloc[0]
+    return {
+        "month": _month(row["run_month"]),
+        "model_version": str(row["model_version"]),
+        "publication": (str(row["run_id"]), str(row["created_at"])),
+    }
 
 
 def month_totals(config: Config, run: str) -> pd.DataFrame:
     """Per scenario (base included) and forecast month of run ``run``: forecasts, how many the
-    scenario plans, their total. One scan of the month's rows."""
+    scenario plans, their total. One scan of the month's rows (the primary key's range)."""
     sql = (
         "SELECT scenario, forecast_month, count(*) AS forecasts, "
         "sum(CASE WHEN overridden THEN 1 ELSE 0 END) AS planned, sum(prediction) AS total "
@@ -135,6 +145,30 @@ def month_totals(config: Config, run: str) -> pd.DataFrame:
     found["forecast_month"] = [_month(v) for v in found["forecast_month"]]
     found["scenario"] = found["scenario"].astype(str)
     return found.astype({"forecasts": int, "planned": int, "total": float})
+
+
+def totals_of(grouped: pd.DataFrame) -> pd.DataFrame:
+    """``month_totals`` from ``grouped_totals``: its sums over the groups."""
+    columns = ["forecasts", "planned", "total"]
+    return grouped.groupby(["scenario", "forecast_month"], as_index=False)[columns].sum()
+
+
+def clear_cache() -> None:
+    """Forget every kept scan (benchmarks time a first view with it)."""
+    _CACHE.clear()
+
+
+def cached(key: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()``, kept for ``key`` (which names a publication: its rows never change) while
+    it is among the CACHED newest; a planner clicking through scenarios and levels reads the
+    month's rows once."""
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    value = _CACHE[key] = compute()
+    while len(_CACHE) > CACHED:
+        _CACHE.popitem(last=False)
+    return value
 
 
 def compared(totals: pd.DataFrame, base: str, scenario: str) -> pd.DataFrame:
@@ -194,20 +228,31 @@ def movers(config: Config, run: str, base: str, scenario: str, limit: int = MOVE
     return run_query(config, sql, params={"run": _month_date(run), "base": base, "scenario": scenario})
 
 
-def level_totals(
-    config: Config, run: str, base: str, scenario: str, level: list[str], limit: int = GROUPS
-) -> pd.DataFrame:
-    """Per group of ``level`` (entity columns only: the table has them), over the months
-    forecast: the base's total, the scenario's and the difference, the groups that move most
-    first (at most ``limit``), then those that do not."""
-    columns = ", ".join(quote(c) for c in level)
+def grouped_totals(config: Config, run: str, level: list[str]) -> pd.DataFrame:
+    """``month_totals`` per group of ``level`` (the month totals are its sums over the groups)."""
+    groups = ", ".join(quote(c) for c in level)
     sql = (
-        f"SELECT {columns}, sum(CASE WHEN scenario = :base THEN prediction ELSE 0 END) AS base, "
-        "sum(CASE WHEN scenario = :scenario THEN prediction ELSE 0 END) AS scenario "
-        f"FROM {scenarios_relation(config)} WHERE run_month = :run AND scenario IN (:base, :scenario) "
-        f"GROUP BY {columns}"
+        f"SELECT scenario, forecast_month, {groups}, count(*) AS forecasts, "
+        "sum(CASE WHEN overridden THEN 1 ELSE 0 END) AS planned, sum(prediction) AS total "
+        f"FROM {scenarios_relation(config)} WHERE run_month = :run GROUP BY scenario, forecast_month, {groups}"
     )
-    found = run_query(config, sql, params={"run": _month_date(run), "base": base, "scenario": scenario})
+    found = run_query(config, sql, params={"run": _month_date(run)})
+    found["forecast_month"] = [_month(v) for v in found["forecast_month"]]
+    found["scenario"] = found["scenario"].astype(str)
+    return found.astype({"forecasts": int, "planned": int, "total": float})
+
+
+def level_totals(
+    grouped: pd.DataFrame, base: str, scenario: str, level: list[str], limit: int = GROUPS
+) -> pd.DataFrame:
+    """Per group of ``level``, over the months forecast (from ``grouped_totals``): the base's
+    total, the scenario's and the difference, the groups that move most first (at most
+    ``limit``), then those that do not."""
+
+    def of(name: str) -> pd.Series:
+        return grouped[grouped["scenario"] == name].groupby(level)["total"].sum()
+
+    found = pd.DataFrame({"base": of(base), "scenario": of(scenario)}).reset_index()
     found["difference"] = found["scenario"] - found["base"]
     found["share"] = found["difference"] / found["base"].where(found["base"] != 0)
     found["size"] = found["difference"].abs()
@@ -243,7 +288,18 @@ def _page_context(config: Config, given: dict[str, str]) -> dict[str, Any]:
             "base": base,
             "configured": config.plans is not None and config.plans.scenarios is not None,
         }
-    totals = month_totals(config, run["month"])
+    levels = table_levels(config)
+    level = next((lv for lv in levels if ",".join(lv) == given.get("level")), levels[0] if levels else None)
+    month, where = (
+        run["month"],
+        (str(config.predictions.database.url), config.predictions.table, run["publication"]),
+    )
+    grouped = None
+    if level:  # one scan: the level's groups, summed to the month totals
+        grouped = cached((*where, "groups", *level), lambda: grouped_totals(config, month, level))
+        totals = totals_of(grouped)
+    else:
+        totals = cached((*where, "months"), lambda: month_totals(config, month))
     listed = scenario_list(totals, base)
     names = [s["name"] for s in listed]
     chosen = given.get("scenario") if given.get("scenario") in names else (names[0] if names else None)
@@ -257,20 +313,18 @@ def _page_context(config: Config, given: dict[str, str]) -> dict[str, Any]:
     if chosen is None:
         return context
     by_month = compared(totals, base, chosen)
-    levels = table_levels(config)
-    level = next((lv for lv in levels if ",".join(lv) == given.get("level")), levels[0] if levels else None)
     keys = config.source.entity_columns
-    moved = movers(config, run["month"], base, chosen)
+    moved = cached((*where, "movers", chosen), lambda: movers(config, month, base, chosen))
     context.update(
         months=_rows(by_month, ["month", "base", "scenario", "difference", "share", "planned"]),
         chart=Markup(_chart(by_month, base, chosen, config)),
         levels=[{"name": ",".join(lv), "label": " × ".join(lv), "chosen": lv == level} for lv in levels],
         level=level,
         groups=_rows(
-            level_totals(config, run["month"], base, chosen, level),
+            level_totals(grouped, base, chosen, level),
             [*level, "base", "scenario", "difference", "share"],
         )
-        if level
+        if level and grouped is not None
         else [],
         keys=keys,
         movers=[

@@ -553,7 +553,7 @@ def test_a_viewer_compares_a_scenario_with_the_base_and_zooms_into_an_entity_it_
             assert promotions == ["2024-03", "2024-11", "2025-02"]  # the snapshot's, then the plan's
             assert set(zoomed["price_planned"]) == set(mine["month"])
             _assert_readable_on_a_laptop(view)
-            page.screenshot(path=str(pictures / "explorer-context.png"), full_page=True)
+            view.locator(".entity-charts").screenshot(path=str(pictures / "explorer-context.png"))
         finally:
             browser.close()
     assert not errors, errors

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import pandas as pd
@@ -63,12 +64,20 @@ class Frame:
     height: int
 
     def x(self, month: str) -> float:
-        index = (pd.Period(month, "M") - self.first).n
+        index = month_number(month) - (self.first.year * 12 + self.first.month - 1)
         step = self.width / max(self.months - 1, 1)
         return round(self.left + index * step, 1)
 
     def y(self, value: float) -> float:
         return round(self.top + self.height * (1 - value / self.y_max), 1)
+
+
+@lru_cache(maxsize=4096)
+def month_number(month: str) -> int:
+    """Months since year 0 of a month ("YYYY-MM", or any text pandas reads as one): placing
+    and sorting hundreds of points needs no Period arithmetic per point."""
+    period = pd.Period(month, "M")
+    return period.year * 12 + period.month - 1
 
 
 def nice_step(span: float, ticks: int = 5) -> float:
@@ -113,7 +122,9 @@ def line_chart(
     if not months_drawn and not shades:
         return render("chart.svg", empty=True)
     months_drawn += [m for s in shades for m, _ in s.months] + list(months or ())
-    periods = sorted({pd.Period(m, "M") for m in months_drawn})
+    periods = [
+        pd.Period(m, "M") for m in (min(months_drawn, key=month_number), max(months_drawn, key=month_number))
+    ]
     values = [v for s in series for _, v in s.points] + [hi for b in bands for _, _, hi in b.points]
     values = values or [1.0]
     step = nice_step(max(max(values), 0.0) or 1.0)
@@ -165,7 +176,7 @@ def _month_ticks(frame: Frame) -> list[str]:
 
 
 def _series(frame: Frame, s: Series) -> dict[str, Any]:
-    points = sorted(s.points, key=lambda p: pd.Period(p[0], "M"))
+    points = sorted(s.points, key=lambda p: month_number(p[0]))
     drawn = s.line and len(points) > 1
     coords = [(frame.x(m), frame.y(v)) for m, v in points]
     if s.step:  # the value holds until the next month's: across, then up or down
@@ -190,7 +201,7 @@ def _series(frame: Frame, s: Series) -> dict[str, Any]:
 
 
 def _band(frame: Frame, band: Band) -> dict[str, str]:
-    points = sorted(band.points, key=lambda p: pd.Period(p[0], "M"))
+    points = sorted(band.points, key=lambda p: month_number(p[0]))
     upper = [f"{frame.x(m)},{frame.y(hi)}" for m, _, hi in points]
     lower = [f"{frame.x(m)},{frame.y(lo)}" for m, lo, _ in reversed(points)]
     return {"key": band.key, "label": band.label, "points": " ".join(upper + lower)}
@@ -199,7 +210,7 @@ def _band(frame: Frame, band: Band) -> dict[str, str]:
 def _shade(frame: Frame, shade: Shade, step: float) -> dict[str, Any]:
     """A rectangle per month, a month wide (half a step each side of the month's x, within the plot)."""
     rects = []
-    for month, label in sorted(shade.months, key=lambda p: pd.Period(p[0], "M")):
+    for month, label in sorted(shade.months, key=lambda p: month_number(p[0])):
         left = max(frame.left, frame.x(month) - step / 2)
         right = min(frame.left + frame.width, frame.x(month) + step / 2)
         rects.append(

@@ -116,29 +116,27 @@ def context_columns(
     ``same_month_last_year`` beside each forecast month, each covariate (the snapshot's up to
     the run month, the plan's after it), each scenario's forecast (``scenario_<name>``).
     A covariate named like a column of ``taken`` gets the prefix ``covariate_``."""
-    out = pd.DataFrame(index=months)
-    actual = history.set_index("month")["actual"]
-    year_before = {m: str(pd.Period(m, "M") - 12) for m in forecast_months}
-    out[LAST_YEAR] = [actual.get(year_before[m]) if m in year_before else None for m in months]
-    out[LAST_YEAR] = out[LAST_YEAR].astype(float)
+
+    def by_month(frame: pd.DataFrame, column: str, month: str = "month") -> dict[str, float]:
+        if column not in frame.columns:
+            return {}
+        return dict(zip(frame[month].tolist(), frame[column].astype(float).tolist(), strict=True))
+
+    listed, forecast = list(months), set(forecast_months)
+    actual = by_month(history, "actual")
+    columns: dict[str, list[float]] = {
+        LAST_YEAR: [actual.get(str(month_of(m) - 12), np.nan) if m in forecast else np.nan for m in listed]
+    }
     covariates = [c for c in history.columns if c not in ("month", "actual")]
     covariates += [c for c in plans.columns if c != "month" and c not in covariates]
-    known = history.set_index("month")
-    planned = plans.set_index("month")
-    for c in covariates:
-        values = pd.concat(
-            [
-                known[c] if c in known.columns else pd.Series(dtype=float),
-                planned[c] if c in planned.columns else pd.Series(dtype=float),
-            ]
-        )
-        values = values[~values.index.duplicated(keep="last")]
-        out[f"covariate_{c}" if c in taken else c] = values.reindex(months).astype(float)
+    for c in covariates:  # the plan where there is one (months forecast), else the snapshot's
+        known, planned = by_month(history, c), by_month(plans, c)
+        column = f"covariate_{c}" if c in taken else c
+        columns[column] = [planned.get(m, known.get(m, np.nan)) for m in listed]
     for name, rows in scenarios.groupby("scenario", sort=True):
-        out[SCENARIO_PREFIX + str(name)] = (
-            rows.set_index("forecast_month")["prediction"].reindex(months).astype(float)
-        )
-    return out
+        predicted = by_month(rows, "prediction", month="forecast_month")
+        columns[SCENARIO_PREFIX + str(name)] = [predicted.get(m, np.nan) for m in listed]
+    return pd.DataFrame(columns, index=months, dtype=float)
 
 
 def zoomed(shown: pd.DataFrame, latest_run: str | None, zoom: str) -> pd.DataFrame:

@@ -236,11 +236,15 @@ def read_history(config: Config, snapshot: Path, entity: dict[str, Any]) -> pd.D
         filters=[(k, "==", entity[k]) for k in keys],
     )
     frame = frame.dropna(subset=[time_column, target])
-    by_month = frame.groupby(frame[time_column].dt.to_period("M"))
-    sums = by_month[target].sum().sort_index()
-    out = pd.DataFrame({"month": [str(p) for p in sums.index], "actual": sums.to_numpy(dtype=float)})
+    months = frame.groupby(frame[time_column].dt.to_period("M")).agg(
+        {target: "sum", **dict.fromkeys(covariates, "mean")}
+    )
+    months = months.sort_index()
+    out = pd.DataFrame(
+        {"month": [str(p) for p in months.index], "actual": months[target].to_numpy(dtype=float)}
+    )
     for c in covariates:
-        out[c] = by_month[c].mean().reindex(sums.index).to_numpy(dtype=float)
+        out[c] = months[c].to_numpy(dtype=float)
     return out
 
 

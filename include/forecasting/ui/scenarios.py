@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from markupsafe import Markup
@@ -97,18 +98,24 @@ def no_entity_scenarios() -> pd.DataFrame:
 
 def entity_scenarios(config: Config, entity: dict[str, Any], run: str | None) -> pd.DataFrame:
     """The entity's forecasts under each scenario (not the base's) of run month ``run``:
-    forecast_month ("YYYY-MM"), scenario, prediction. The index on (entity columns,
-    forecast_month) serves it. Empty: no scenarios table, or none for that run."""
+    forecast_month ("YYYY-MM"), scenario, prediction. Empty: no scenarios table, or none for
+    that run. The WHERE names the entity only, so the index on (entity columns, forecast_month)
+    serves it (with run_month in it, SQLite takes the primary key's range of the whole month):
+    every run's rows of the entity are few, the run is picked here."""
     empty = no_entity_scenarios()
     if run is None:
         return empty
     where, params = _entity_where(config.source.entity_columns, entity)
     sql = (
-        f"SELECT scenario, forecast_month, prediction FROM {scenarios_relation(config)} "
-        f"WHERE {where} AND run_month = :run AND scenario <> :base ORDER BY scenario, forecast_month"
+        f"SELECT run_month, scenario, forecast_month, prediction FROM {scenarios_relation(config)} "
+        f"WHERE {where} ORDER BY scenario, forecast_month"
     )
-    found = rows_or_none(config, sql, {**params, "run": _month_date(run), "base": base_name(config)})
+    found = rows_or_none(config, sql, params)
     if found is None or found.empty:
+        return empty
+    of_run = np.array([_month(v) == run for v in found["run_month"]])
+    found = found[of_run & (found["scenario"].astype(str) != base_name(config)).to_numpy()]
+    if found.empty:
         return empty
     found["forecast_month"] = [_month(v) for v in found["forecast_month"]]
     found["scenario"] = found["scenario"].astype(str)

@@ -87,7 +87,7 @@ def test_the_entitys_price_promotions_last_year_and_scenarios_are_its_rows(deplo
         series = {"latest_forecast": "latest", entity_chart.LAST_YEAR: "last_year"}.get(column, column)
         present = shown.dropna(subset=[column])
         assert sales[series] == dict(zip(present["month"], present[column], strict=True))
-    panel = entity_chart.drivers_chart(chart, shown)
+    panel = entity_chart.covariates_chart(chart, shown)
     assert panel is not None
     prices = drawn(panel)
     assert prices["price"] == {m: rows.at[m, "price"] for m in rows.index if m <= RUN}
@@ -199,7 +199,7 @@ def test_pages_before_any_scenario_say_so(tmp_path):
     found, shown = entity_view(config, 1, 1)
     assert not [c for c in shown.columns if c.startswith(entity_chart.SCENARIO_PREFIX)]
     # The view's snapshot has constant price 1 and no promotion: a flat price, nothing shaded.
-    panel = entity_chart.drivers_chart(explorer.chart_of(found, config), shown)
+    panel = entity_chart.covariates_chart(explorer.chart_of(found, config), shown)
     assert panel is not None and not drawn(panel, SHADE)
     assert set(drawn(panel)["price"].values()) == {1.0}
 

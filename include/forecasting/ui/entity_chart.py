@@ -41,7 +41,7 @@ SCENARIO_STYLES = 4  # scenario series cycle through this many colours (forecast
 
 
 @dataclass
-class Drivers:
+class Covariates:
     """The entity's price and promotion columns (the source's covariates, by family)."""
 
     prices: list[str]
@@ -52,10 +52,10 @@ class Drivers:
         return [*self.prices, *self.promotions]
 
 
-def drivers_of(config: Config) -> Drivers:
+def covariates_of(config: Config) -> Covariates:
     covariates = config.source.covariates
     prices = [c for c in covariates if covariate_family(c) == PRICE]
-    return Drivers(prices=prices, promotions=[c for c in covariates if c not in prices])
+    return Covariates(prices=prices, promotions=[c for c in covariates if c not in prices])
 
 
 def zoom_of(given: Mapping[str, str]) -> str:
@@ -67,7 +67,7 @@ def zoom_of(given: Mapping[str, str]) -> str:
 def snapshot_columns(config: Config, snapshot: Path) -> list[str]:
     """The covariates the snapshot has (read with the actuals): its footer says which."""
     names = set(pq.read_schema(snapshot).names)
-    return [c for c in drivers_of(config).columns if c in names]
+    return [c for c in covariates_of(config).columns if c in names]
 
 
 def read_plans(
@@ -76,7 +76,7 @@ def read_plans(
     """The entity's planned covariates for the months its newest run forecasts (month
     "YYYY-MM", one column per covariate), as they stood at the end of the run month: what the
     forecasts read. Empty without plans or the published ``attempt``'s plans.parquet."""
-    wanted = drivers_of(config).columns
+    wanted = covariates_of(config).columns
     empty = pd.DataFrame({"month": pd.Series(dtype=str)})
     plans = config.plans
     if plans is None or latest_run is None or not wanted:
@@ -188,7 +188,7 @@ class EntityChart:
     horizon: int
     latest_run: str | None
     has_interval: bool
-    drivers: Drivers
+    covariates: Covariates
 
 
 def sales_chart(chart: EntityChart, shown: pd.DataFrame) -> str:
@@ -228,16 +228,16 @@ def sales_chart(chart: EntityChart, shown: pd.DataFrame) -> str:
     )
 
 
-def drivers_chart(chart: EntityChart, shown: pd.DataFrame) -> str | None:
+def covariates_chart(chart: EntityChart, shown: pd.DataFrame) -> str | None:
     """The panel under the sales chart, over the same months: each price as a step line (solid
     up to the run month, dashed where planned), each promotion's months shaded. None: the
     entity has neither."""
-    drivers = [c for c in chart.drivers.columns if c in shown.columns]
-    if not drivers or shown[drivers].isna().all().all():
+    present = [c for c in chart.covariates.columns if c in shown.columns]
+    if not present or shown[present].isna().all().all():
         return None
     run = chart.latest_run or "9999-12"
     series = []
-    for c in (c for c in chart.drivers.prices if c in shown.columns):
+    for c in (c for c in chart.covariates.prices if c in shown.columns):
         points = _points(shown, c)
         known = [p for p in points if p[0] <= run]
         planned = [p for p in points if p[0] > run]
@@ -246,7 +246,7 @@ def drivers_chart(chart: EntityChart, shown: pd.DataFrame) -> str | None:
             Series(f"{c}_planned", f"{c}, planned", planned, step=True, dashed=True, style="price"),
         ]
     shades = []
-    for c in (c for c in chart.drivers.promotions if c in shown.columns):
+    for c in (c for c in chart.covariates.promotions if c in shown.columns):
         on = shown[shown[c].notna() & (shown[c] != 0)]
         shades.append(
             Shade(c, f"{c} (promotion)", [(m, f"{v:g}") for m, v in zip(on["month"], on[c], strict=True)])
@@ -256,7 +256,7 @@ def drivers_chart(chart: EntityChart, shown: pd.DataFrame) -> str | None:
         series,
         shades=shades,
         title=f"{chart.title}: price and promotions per month",
-        y_label=", ".join(c for c in chart.drivers.prices if c in shown.columns) or "promotion",
+        y_label=", ".join(c for c in chart.covariates.prices if c in shown.columns) or "promotion",
         marker=marker,
         months=_span(shown),
         height=170,

@@ -306,7 +306,7 @@ def chart_of(found: EntityForecasts, config: Config) -> entity_chart.EntityChart
         horizon=found.horizon,
         latest_run=found.latest_run,
         has_interval=found.has_interval,
-        drivers=entity_chart.drivers_of(config),
+        covariates=entity_chart.covariates_of(config),
     )
 
 
@@ -389,7 +389,7 @@ def _entity_view(config: Config, found: EntityForecasts, zoom: str, started: flo
     (the zoom's rows of ``shown_rows``; the CSV has them all)."""
     shown = entity_chart.zoomed(shown_rows(found), found.latest_run, zoom)
     drawn = chart_of(found, config)
-    sales, drivers = entity_chart.sales_chart(drawn, shown), entity_chart.drivers_chart(drawn, shown)
+    sales, covariates = entity_chart.sales_chart(drawn, shown), entity_chart.covariates_chart(drawn, shown)
     source = (
         f"actuals from the snapshot of run {found.latest_run}"
         if found.history_source
@@ -412,7 +412,7 @@ def _entity_view(config: Config, found: EntityForecasts, zoom: str, started: flo
         "latest_run": found.latest_run,
         "milliseconds": f"{1000 * (time.perf_counter() - started):.0f}",
         "chart": Markup(sales),
-        "drivers_chart": Markup(drivers) if drivers else None,
+        "covariates_chart": Markup(covariates) if covariates else None,
         "zooms": entity_chart.zoom_links(found.entity, zoom),
         "scenarios": sorted(set(found.scenarios["scenario"])),
         "columns": [(c, _header(c)) for c in displayed],

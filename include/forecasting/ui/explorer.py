@@ -3,10 +3,13 @@
 Predictions are read through the read-only query layer (``forecasting.publishing.query``) with bound
 parameters, by the entity columns, which lead the table's ``<table>_entity_month_idx`` index
 (entity columns, forecast_month): one entity costs an index range scan whatever the table's size.
-Actuals come from the newest published attempt's source snapshot (``raw.parquet``), read with
-a filter on the entity columns. Everything shown is one table (``shown_rows``): the chart, the
-numbers beside it and the CSV download are all drawn from it, so they cannot disagree. The page
-is drawn by ``templates/explorer.html`` (an entity: ``templates/explorer_entity.html``).
+Actuals (and the price and promotion covariates) come from the newest published attempt's source
+snapshot (``raw.parquet``), read with a filter on the entity columns; the chart's context (the
+plans, the same month last year, the entity's what-if scenarios, the zoom) is
+``forecasting.ui.entity_chart``'s. Everything shown is one table (``shown_rows``): the charts,
+the numbers beside them and the CSV download are all drawn from it, so they cannot disagree (the
+zoom cuts the charts and the numbers, never the CSV). The page is drawn by
+``templates/explorer.html`` (an entity: ``templates/explorer_entity.html``).
 """
 
 from __future__ import annotations

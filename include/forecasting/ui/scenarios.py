@@ -15,6 +15,7 @@ forecast is the base's, docs/scenarios.md) to the base's rows by the primary key
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from forecasting.ui.templating import render_page
 MOVERS = 20  # the entities listed, largest move first
 CACHED = 16  # the month scans and movers kept (``cached``)
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
 GROUPS = 50  # the groups of a level listed, largest move first
 AMOUNTS = ("base", "scenario", "difference")  # columns in units of the target
 
@@ -162,19 +164,23 @@ def totals_of(grouped: pd.DataFrame) -> pd.DataFrame:
 
 def clear_cache() -> None:
     """Forget every kept scan (benchmarks time a first view with it)."""
-    _CACHE.clear()
+    with _CACHE_LOCK:
+        _CACHE.clear()
 
 
 def cached(key: tuple, compute: Callable[[], Any]) -> Any:
     """``compute()``, kept for ``key`` (which names a publication: its rows never change) while
     it is among the CACHED newest; a planner clicking through scenarios and levels reads the
     month's rows once."""
-    if key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key]
-    value = _CACHE[key] = compute()
-    while len(_CACHE) > CACHED:
-        _CACHE.popitem(last=False)
+    with _CACHE_LOCK:  # the api-server serves pages from a pool of threads
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    value = compute()  # outside the lock: another page need not wait for this scan
+    with _CACHE_LOCK:
+        _CACHE[key] = value
+        while len(_CACHE) > CACHED:
+            _CACHE.popitem(last=False)
     return value
 
 

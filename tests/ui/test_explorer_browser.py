@@ -170,7 +170,7 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
             view.locator("input[name=item_id]").fill(str(item))
             view.get_by_role("button", name="Find").click()
             view.get_by_role("link", name=f"store_id {store}, item_id {item}").click()
-            view.locator("svg.chart").wait_for(timeout=15_000)
+            view.locator("svg.chart").first.wait_for(timeout=15_000)  # the sales chart, then the price panel
             page.screenshot(path=str(pictures / "explorer.png"), full_page=True)
             _assert_readable_on_a_laptop(view)
 

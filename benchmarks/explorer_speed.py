@@ -1,11 +1,17 @@
-"""Server time of the Forecasts view's explorer for one entity, on a big deployment.
+"""Server time of the Forecasts view's explorer for one entity, and of its Scenarios page, on a
+big deployment.
 
 Builds a predictions table of ``--series`` entities x ``--runs`` published months x 3 horizons
-(through publish(), so with the table's own primary key and indexes) and the newest run's
-snapshot (``--series`` x 60 months of actuals, in source order as extract writes it), then times
-the explorer for ``--entities`` random entities: the predictions query (read-only query layer,
-index on the entity columns), the snapshot read (parquet filtered on the entity columns) and the
-whole page. Prints the median and worst of each in milliseconds, and the query plan on PostgreSQL.
+(through publish(), so with the table's own primary key and indexes), the newest run's
+snapshot (``--series`` x 60 months of actuals with a price and a promotion, in source order as
+extract writes it) and plans (plans.parquet), and that run's what-if scenarios (the base and
+``--scenarios`` more, each planning a tenth of the forecasts, through publish_scenarios), then
+times the explorer for ``--entities`` random entities: the predictions query (read-only query
+layer, index on the entity columns), the snapshot read (parquet filtered on the entity columns),
+the plans and scenarios reads, and the whole page (every month, and zoomed to 24); and the
+Scenarios page once per scenario (its first view, then again: the month's scan and the movers are
+kept per publication). Prints the median and worst of each in milliseconds, and the
+query plan on PostgreSQL.
 
     python benchmarks/explorer_speed.py --series 100000 \\
         --url postgresql+psycopg://postgres@127.0.0.1:5432/postgres   # a throwaway database
@@ -31,7 +37,8 @@ from forecasting.core import paths
 from forecasting.core.config import Config, parse_config
 from forecasting.publishing.postgres import temporary_database
 from forecasting.publishing.publish import publish
-from forecasting.ui import explorer
+from forecasting.scenarios.publish import publish_scenarios
+from forecasting.ui import explorer, scenarios
 
 KEYS = ["store_id", "item_id"]
 STORES = 100
@@ -47,7 +54,16 @@ def config_for(url: str, folder: Path) -> Config:
             "entity_columns": KEYS,
             "time_column": "month",
             "target_column": "units",
+            "covariates": ["price", "promo"],
         },
+        "plans": {
+            "table": "sales_plans",
+            "month_column": "month",
+            "covariates": ["price", "promo"],
+            "planned_at": "planned_at",
+            "scenarios": {"table": "sales_scenarios"},
+        },
+        "hierarchy": {"levels": [[], ["store_id"]]},
         "feature_store": {"project": "benchmark"},
         "horizon": HORIZON,
         "predictions": {"url": url, "table": "forecasts"},
@@ -61,7 +77,7 @@ def entities(series: int) -> pd.DataFrame:
     return grid.to_frame(index=False).head(series)
 
 
-def build(config: Config, series: int, runs: int, rng: np.random.Generator) -> None:
+def build(config: Config, series: int, runs: int, rng: np.random.Generator, scenario_count: int) -> None:
     keys = entities(series)
     last = pd.Period("2024-12", "M")
     for run in pd.period_range(last - runs + 1, last, freq="M"):
@@ -84,9 +100,39 @@ def build(config: Config, series: int, runs: int, rng: np.random.Generator) -> N
             snapshot = keys.loc[keys.index.repeat(len(months))].reset_index(drop=True)
             snapshot["month"] = np.tile(months, len(keys))
             snapshot["units"] = rng.poisson(30, len(snapshot)).astype(float)
+            snapshot["price"] = rng.uniform(1, 5, len(snapshot)).round(2)
+            snapshot["promo"] = (rng.random(len(snapshot)) < 0.1).astype(float)
             # Extract writes rows as the source returns them: month by month, not entity by entity.
             snapshot = snapshot.sort_values(["month", *KEYS], kind="stable")
             paths.write_parquet_atomically(snapshot, paths.snapshot(config, run, attempt))
+            plans = frame[[*KEYS, "forecast_month"]].rename(columns={"forecast_month": "month"})
+            plans = plans.assign(
+                month=pd.to_datetime(plans["month"]),
+                price=rng.uniform(1, 5, len(plans)).round(2),
+                promo=(rng.random(len(plans)) < 0.1).astype(float),
+                planned_at=(run).to_timestamp(),
+            )
+            paths.write_parquet_atomically(plans, paths.plans(config, run, attempt))
+            build_scenarios(config, frame, run, scenario_count, rng)
+
+
+def build_scenarios(
+    config: Config, base: pd.DataFrame, run: pd.Period, count: int, rng: np.random.Generator
+) -> None:
+    """The run's scenarios as forecast_scenarios publishes them: the base (the published
+    forecasts) and ``count`` scenarios, each planning a random tenth of the forecasts (+ 30%)."""
+    frames = [base.assign(scenario="base", overridden=False)]
+    for i in range(count):
+        planned = rng.random(len(base)) < 0.1
+        frames.append(
+            base.assign(
+                scenario=f"scenario_{i + 1}",
+                overridden=planned,
+                prediction=np.where(planned, base["prediction"] * 1.3, base["prediction"]),
+            )
+        )
+    rows = pd.concat(frames, ignore_index=True).assign(plan_promo=0.0, plan_price=1.0)
+    publish_scenarios(rows, config, run, model_version=f"{run}-bench", run_id=f"scenarios__{run}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--series", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=12, help="published months (default 12)")
     parser.add_argument("--entities", type=int, default=20, help="entities timed (default 20)")
+    parser.add_argument("--scenarios", type=int, default=2, help="scenarios beside the base (default 2)")
     parser.add_argument("--url", help="PostgreSQL admin URL: a throwaway database is made there")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
@@ -108,23 +155,40 @@ def main(argv: list[str] | None = None) -> int:
         )
         config = config_for(url, folder)
         started = time.perf_counter()
-        build(config, args.series, args.runs, rng)
+        build(config, args.series, args.runs, rng, args.scenarios)
         print(
             f"built {args.series:,} series x {args.runs} runs x {HORIZON} horizons in {time.perf_counter() - started:.0f} s"
         )
         shape = explorer.table_shape(config)
         assert shape is not None
         keys = entities(args.series).sample(args.entities, random_state=1)
-        timings: dict[str, list[float]] = {"predictions": [], "history": [], "page": []}
+        timings: dict[str, list[float]] = {
+            "predictions": [],
+            "history": [],
+            "plans and scenarios": [],
+            "page": [],
+            "page, zoom 24": [],
+            "scenarios page, first view": [],
+            "scenarios page, again": [],
+        }
         for store, item in keys.itertuples(index=False):
             entity = {"store_id": int(store), "item_id": int(item)}
             found = explorer.entity_forecasts(config, shape, entity)
             assert len(found.predictions) == args.runs * HORIZON and len(found.history) == 60
-            for step in ("predictions", "history"):
+            for step in ("predictions", "history", "plans and scenarios"):
                 timings[step].append(1000 * found.seconds[step])
-            started = time.perf_counter()
-            explorer.render_explorer(config, {k: str(v) for k, v in entity.items()})
-            timings["page"].append(1000 * (time.perf_counter() - started))
+            for zoom, step in (("all", "page"), ("24", "page, zoom 24")):
+                started = time.perf_counter()
+                explorer.render_explorer(config, {**{k: str(v) for k, v in entity.items()}, "zoom": zoom})
+                timings[step].append(1000 * (time.perf_counter() - started))
+        for i in range(args.entities):  # each scenario in turn, as a planner clicks through them
+            given = {"scenario": f"scenario_{i % args.scenarios + 1}"}
+            scenarios.clear_cache()  # the first view after the api-server started or a publish
+            for step in ("scenarios page, first view", "scenarios page, again"):
+                started = time.perf_counter()
+                page = scenarios.render_scenarios(config, given)
+                timings[step].append(1000 * (time.perf_counter() - started))
+                assert "scenario-movers" in page
         print("| step | median ms | worst ms |\n|---|---:|---:|")
         for step, values in timings.items():
             print(f"| {step} | {statistics.median(values):.0f} | {max(values):.0f} |")

@@ -79,6 +79,19 @@ def explorer_csv(request: Request) -> Response:
     )
 
 
+# --- what-if scenarios: the forecast_scenarios DAG's forecasts beside the base plan's ----------
+
+
+@app.get("/scenarios", response_class=HTMLResponse)
+def scenarios(request: Request) -> str:
+    from forecasting.core.config import load_config
+    from forecasting.ui.scenarios import render_scenarios
+
+    return render_scenarios(load_config(), dict(request.query_params))
+
+
+# --- overrides --------------------------------------------------------------------------------
+
 # Recording an override takes Airflow's permission to trigger monthly_forecast runs (the User
 # role and above with the simple auth manager): a viewer reads the page, and is refused (403) here.
 may_override = [Depends(requires_access_dag("POST", DagAccessEntity.RUN, param_dag_id=DAG_ID))]

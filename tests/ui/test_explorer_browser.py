@@ -170,7 +170,7 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
             view.locator("input[name=item_id]").fill(str(item))
             view.get_by_role("button", name="Find").click()
             view.get_by_role("link", name=f"store_id {store}, item_id {item}").click()
-            view.locator("svg.chart").wait_for(timeout=15_000)
+            view.locator("svg.chart").first.wait_for(timeout=15_000)  # the sales chart, then the price panel
             page.screenshot(path=str(pictures / "explorer.png"), full_page=True)
             _assert_readable_on_a_laptop(view)
 
@@ -479,3 +479,90 @@ def test_a_planner_records_an_override_in_the_view_the_publish_applies_it_and_a_
         f"SELECT final FROM forecasts WHERE run_month = '{newest}-01' AND store_id = 2 AND item_id = 3 AND forecast_month = '2025-02-01'",
     )
     assert final["final"].tolist() == [500.0]
+
+
+def test_a_viewer_compares_a_scenario_with_the_base_and_zooms_into_an_entity_it_moves(api_server):
+    """The Scenarios page inside Airflow: the scenarios listed, the chosen one's totals per month
+    (the chart's points and the numbers) as forecasts_scenarios sums them; its biggest mover
+    opens in the explorer, whose chart draws the entity's scenario beside the base, the same
+    month last year, the price and the promotion months under it; the zoom to 12 months cuts the
+    charts and the numbers. Offline, no console errors."""
+    from tests.helpers.scenarios_view_data import add_scenarios
+
+    sync_playwright = _browser_or_skip()
+    base, config, folder = api_server
+    config = add_scenarios(config)  # the running api-server reads the rewritten config
+    pictures = readme_pictures(folder / "screenshots")
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 800})
+            context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(base) else r.abort())
+            page = context.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{base}/auth/login/?next={base}/plugin/forecasts")
+            page.fill("input[name=username]", VIEWER)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url("**/plugin/forecasts**", timeout=30_000)
+            view = page.frame_locator("iframe[title=Forecasts]")
+            view.locator("nav.tabs").get_by_role("link", name="Scenarios").click()
+            view.locator("#scenario-list").wait_for(timeout=30_000)
+            rows = _db(config, "SELECT * FROM forecasts_scenarios")
+            rows["month"] = pd.to_datetime(rows["forecast_month"]).dt.strftime("%Y-%m")
+            listed = view.locator("#scenario-list tr[data-scenario]").evaluate_all(
+                "rs => rs.map(r => r.dataset.scenario)"
+            )
+            assert listed == sorted(set(rows["scenario"]) - {"base"})
+
+            view.locator("#scenario-list").get_by_role("link", name="promo_snacks").click()
+            view.locator("#chosen-scenario", has_text="promo_snacks").wait_for(timeout=15_000)
+            totals = rows.pivot_table(index="month", columns="scenario", values="prediction", aggfunc="sum")
+            for month, total in totals["promo_snacks"].items():
+                cell = view.locator(f"#scenario-months tr[data-month='{month}'] td[data-column='difference']")
+                assert float(cell.get_attribute("data-value")) == pytest.approx(
+                    total - totals.at[month, "base"]
+                )
+            points = _points(view.locator("svg.chart circle[data-series]"))
+            assert points["scenario"] == pytest.approx(totals["promo_snacks"].to_dict())
+            assert points["base"] == pytest.approx(totals["base"].to_dict())
+            _assert_readable_on_a_laptop(view)
+            page.screenshot(path=str(pictures / "scenarios.png"), full_page=True)
+
+            # The biggest mover, in the explorer: its scenario beside the base, its context.
+            view.locator("#scenario-movers a").first.click()
+            view.locator("#zoom").wait_for(timeout=15_000)
+            mine = rows[
+                (rows["store_id"] == 2) & (rows["item_id"] == 3) & (rows["scenario"] == "promo_snacks")
+            ]
+            drawn = _points(view.locator("svg.chart circle[data-series]"))
+            assert drawn["scenario_promo_snacks"] == pytest.approx(
+                dict(zip(mine["month"], mine["prediction"], strict=True))
+            )
+            assert set(drawn["last_year"]) == set(mine["month"])
+            view.locator("#zoom").get_by_role("link", name="12 months").click()
+            view.locator("#zoom b[data-zoom='12']").wait_for(timeout=15_000)
+            zoomed = _points(view.locator("svg.chart circle[data-series]"))
+            assert min(m for series in zoomed.values() for m in series) == "2024-01"
+            assert min(view.locator("#shown-rows tbody tr td:first-child").all_inner_texts()) == "2024-01"
+            promotions = view.locator("svg.chart rect[data-series='promo']").evaluate_all(
+                "rs => rs.map(r => r.dataset.month)"
+            )
+            assert promotions == ["2024-03", "2024-11", "2025-02"]  # the snapshot's, then the plan's
+            assert set(zoomed["price_planned"]) == set(mine["month"])
+            _assert_readable_on_a_laptop(view)
+            view.locator(".entity-charts").screenshot(path=str(pictures / "explorer-context.png"))
+        finally:
+            browser.close()
+    assert not errors, errors
+
+
+def _points(circles) -> dict[str, dict[str, float]]:
+    drawn: dict[str, dict[str, float]] = {}
+    for series, month, value in circles.evaluate_all(
+        "cs => cs.map(c => [c.dataset.series, c.dataset.month, c.dataset.value])"
+    ):
+        drawn.setdefault(series, {})[month] = float(value)
+    return drawn

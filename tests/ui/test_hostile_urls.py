@@ -92,14 +92,14 @@ def test_a_hostile_asset_name_is_404(client, value):
 
 
 @pytest.mark.parametrize("value", list(HOSTILE.values()), ids=list(HOSTILE))
-@pytest.mark.parametrize("key", ["store_id", "item_id", "unknown_key"])
+@pytest.mark.parametrize("key", ["store_id", "item_id", "unknown_key", "zoom"])
 def test_a_hostile_explorer_key_is_never_a_server_error(client, key, value):
     http, config = client
     given = dict.fromkeys(config.source.entity_columns, "1") | {key: value}
     page = http.get("/explorer", params=given)
     assert page.status_code == 200, (page.status_code, page.text[:300])
     csv = http.get("/explorer.csv", params=given)
-    if key == "unknown_key":  # ignored: the entity is named in full
+    if key in ("unknown_key", "zoom"):  # ignored by the CSV: the entity is named in full
         assert csv.status_code == 200
     else:
         assert csv.status_code in (400, 404), (csv.status_code, csv.text[:300])
@@ -111,3 +111,15 @@ def test_a_hostile_explorer_key_is_never_a_server_error(client, key, value):
 def test_the_overview_ignores_a_hostile_query(client, value):
     http, _ = client
     assert http.get("/", params={"month": value}).status_code == 200
+
+
+def test_the_scenarios_page_ignores_a_hostile_scenario_or_level(client):
+    from tests.helpers.scenarios_view_data import add_scenarios
+
+    http, config = client
+    add_scenarios(config)  # the config file the app reads, rewritten with scenarios published
+    for value in HOSTILE.values():  # one deployment for all: each request reads, none writes
+        for given in ({"scenario": value}, {"level": value}, {"scenario": value, "level": value}):
+            page = http.get("/scenarios", params=given)
+            assert page.status_code == 200, (value[:20], page.status_code, page.text[:300])
+            assert 'id="chosen-scenario">price_cut against base' in page.text

@@ -48,7 +48,9 @@ _LAG = re.compile(r"^sales_lag_(\d+)$")
 _SEASONAL = {YEAR_BEFORE_TARGET, TWO_YEARS_BEFORE_TARGET, SEASONAL_INDEX}
 
 
-def _covariate_family(covariate: str) -> str:
+def covariate_family(covariate: str) -> str:
+    """A covariate's family: price when its name says so, else promotion (the explorer's chart
+    draws them by the same rule)."""
     return PRICE if "price" in covariate.lower() else PROMOTION
 
 
@@ -71,11 +73,11 @@ def family(column: str, config: Config) -> str:
         return ATTRIBUTES
     for covariate in config.source.covariates:
         if name in (covariate, f"{covariate}_mean_3"):
-            return _covariate_family(covariate)
+            return covariate_family(covariate)
     if config.plans is not None:
         for covariate, planned in zip(config.plans.covariates, config.plans.feature_names, strict=True):
             if name in (planned, f"{planned}_change"):
-                return _covariate_family(covariate)
+                return covariate_family(covariate)
     raise KeyError(f"no driver family for the model column {column!r} (forecasting.features.families)")
 
 

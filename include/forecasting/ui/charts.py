@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import pandas as pd
@@ -29,6 +30,7 @@ class Series:
     dashed: bool = False
     line: bool = True  # False: markers only (e.g. earlier forecasts, one per month)
     style: str | None = None  # the CSS class suffix when it is not the key (keys that are data)
+    step: bool = False  # a value that holds until the next month's (a price): drawn as steps
 
 
 @dataclass
@@ -38,6 +40,15 @@ class Band:
     key: str
     label: str
     points: list[tuple[str, float, float]] = field(default_factory=list)
+
+
+@dataclass
+class Shade:
+    """Months to shade from top to bottom, e.g. promotions: (month, label) each."""
+
+    key: str
+    label: str
+    months: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -53,12 +64,20 @@ class Frame:
     height: int
 
     def x(self, month: str) -> float:
-        index = (pd.Period(month, "M") - self.first).n
+        index = month_number(month) - (self.first.year * 12 + self.first.month - 1)
         step = self.width / max(self.months - 1, 1)
         return round(self.left + index * step, 1)
 
     def y(self, value: float) -> float:
         return round(self.top + self.height * (1 - value / self.y_max), 1)
+
+
+@lru_cache(maxsize=4096)
+def month_number(month: str) -> int:
+    """Months since year 0 of a month ("YYYY-MM", or any text pandas reads as one): placing
+    and sorting hundreds of points needs no Period arithmetic per point."""
+    period = pd.Period(month, "M")
+    return period.year * 12 + period.month - 1
 
 
 def nice_step(span: float, ticks: int = 5) -> float:
@@ -87,18 +106,27 @@ def line_chart(
     y_label: str,
     x_label: str = "month",
     marker: tuple[str, str] | None = None,
+    shades: Sequence[Shade] = (),
+    months: tuple[str, str] | None = None,
     width: int = 820,
     height: int = 340,
 ) -> str:
     """An SVG chart of ``series`` over their months, y from 0; ``marker`` = (month, label) draws a
-    vertical line, e.g. at the last month with actuals. Empty series are left out."""
+    vertical line, e.g. at the last month with actuals; ``shades`` shade whole months; ``months``
+    = (first, last) fixes the x range (charts stacked over the same months). Empty series are
+    left out."""
     series = [s for s in series if s.points]
     bands = [b for b in bands if b.points]
-    months = [m for s in series for m, _ in s.points] + [m for b in bands for m, _, _ in b.points]
-    if not months:
+    shades = [s for s in shades if s.months]
+    months_drawn = [m for s in series for m, _ in s.points] + [m for b in bands for m, _, _ in b.points]
+    if not months_drawn and not shades:
         return render("chart.svg", empty=True)
-    periods = sorted({pd.Period(m, "M") for m in months})
+    months_drawn += [m for s in shades for m, _ in s.months] + list(months or ())
+    periods = [
+        pd.Period(m, "M") for m in (min(months_drawn, key=month_number), max(months_drawn, key=month_number))
+    ]
     values = [v for s in series for _, v in s.points] + [hi for b in bands for _, _, hi in b.points]
+    values = values or [1.0]
     step = nice_step(max(max(values), 0.0) or 1.0)
     y_max = step * math.ceil((max(max(values), 0.0) or 1.0) / step)
     frame = Frame(
@@ -110,6 +138,7 @@ def line_chart(
         width=width - 64 - 32,
         height=height - 24 - 56,
     )
+    step_width = frame.width / max(frame.months - 1, 1)
     return render(
         "chart.svg",
         empty=False,
@@ -128,6 +157,7 @@ def line_chart(
         x_ticks=[(frame.x(month), month) for month in _month_ticks(frame)],
         x_label=x_label,
         bands=[_band(frame, b) for b in bands],
+        shades=[_shade(frame, s, step_width) for s in shades],
         marker={"x": frame.x(marker[0]), "label": marker[1]} if marker else None,
         series=[_series(frame, s) for s in series],
     )
@@ -146,15 +176,22 @@ def _month_ticks(frame: Frame) -> list[str]:
 
 
 def _series(frame: Frame, s: Series) -> dict[str, Any]:
-    points = sorted(s.points, key=lambda p: pd.Period(p[0], "M"))
+    points = sorted(s.points, key=lambda p: month_number(p[0]))
     drawn = s.line and len(points) > 1
+    coords = [(frame.x(m), frame.y(v)) for m, v in points]
+    if s.step:  # the value holds until the next month's: across, then up or down
+        coords = [
+            c
+            for (x, y), (x_next, _) in zip(coords, [*coords[1:], coords[-1]], strict=True)
+            for c in ((x, y), (x_next, y))
+        ]
     return {
         "key": s.key,
         "css": s.style or s.key,
         "label": s.label,
         "line": s.line,
         "dashed": s.dashed,
-        "coords": " ".join(f"{frame.x(m)},{frame.y(v)}" for m, v in points) if drawn else None,
+        "coords": " ".join(f"{x},{y}" for x, y in coords) if drawn else None,
         "radius": 3 if s.line else 4,
         "points": [
             {"x": frame.x(m), "y": frame.y(v), "month": m, "value": repr(v), "number": _number(v)}
@@ -164,7 +201,19 @@ def _series(frame: Frame, s: Series) -> dict[str, Any]:
 
 
 def _band(frame: Frame, band: Band) -> dict[str, str]:
-    points = sorted(band.points, key=lambda p: pd.Period(p[0], "M"))
+    points = sorted(band.points, key=lambda p: month_number(p[0]))
     upper = [f"{frame.x(m)},{frame.y(hi)}" for m, _, hi in points]
     lower = [f"{frame.x(m)},{frame.y(lo)}" for m, lo, _ in reversed(points)]
     return {"key": band.key, "label": band.label, "points": " ".join(upper + lower)}
+
+
+def _shade(frame: Frame, shade: Shade, step: float) -> dict[str, Any]:
+    """A rectangle per month, a month wide (half a step each side of the month's x, within the plot)."""
+    rects = []
+    for month, label in sorted(shade.months, key=lambda p: month_number(p[0])):
+        left = max(frame.left, frame.x(month) - step / 2)
+        right = min(frame.left + frame.width, frame.x(month) + step / 2)
+        rects.append(
+            {"x": round(left, 1), "width": round(max(right - left, 2.0), 1), "month": month, "label": label}
+        )
+    return {"key": shade.key, "label": shade.label, "rects": rects}

@@ -3,10 +3,13 @@
 Predictions are read through the read-only query layer (``forecasting.publishing.query``) with bound
 parameters, by the entity columns, which lead the table's ``<table>_entity_month_idx`` index
 (entity columns, forecast_month): one entity costs an index range scan whatever the table's size.
-Actuals come from the newest published attempt's source snapshot (``raw.parquet``), read with
-a filter on the entity columns. Everything shown is one table (``shown_rows``): the chart, the
-numbers beside it and the CSV download are all drawn from it, so they cannot disagree. The page
-is drawn by ``templates/explorer.html`` (an entity: ``templates/explorer_entity.html``).
+Actuals (and the price and promotion covariates) come from the newest published attempt's source
+snapshot (``raw.parquet``), read with a filter on the entity columns; the chart's context (the
+plans, the same month last year, the entity's what-if scenarios, the zoom) is
+``forecasting.ui.entity_chart``'s. Everything shown is one table (``shown_rows``): the charts,
+the numbers beside them and the CSV download are all drawn from it, so they cannot disagree (the
+zoom cuts the charts and the numbers, never the CSV). The page is drawn by
+``templates/explorer.html`` (an entity: ``templates/explorer_entity.html``).
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from forecasting.core.config import Config
 from forecasting.core.months import month_of
 from forecasting.core.names import RUNS, relation_name
 from forecasting.publishing.query import QueryError, run_query
-from forecasting.ui import explain
-from forecasting.ui.charts import Band, Series, line_chart
+from forecasting.ui import entity_chart, explain
+from forecasting.ui.scenarios import entity_scenarios, no_entity_scenarios
 from forecasting.ui.templating import render_page
 
 SEARCH_LIMIT = 50
@@ -155,6 +158,10 @@ class EntityForecasts:
     has_interval: bool
     seconds: dict[str, float] = field(default_factory=dict)  # server time per step
     has_final: bool = False  # the table has final and override_id (planners' overrides)
+    # The newest run's plans of the months it forecasts (month, one column per covariate) and
+    # the entity's forecasts under its what-if scenarios (forecast_month, scenario, prediction).
+    plans: pd.DataFrame = field(default_factory=lambda: pd.DataFrame({"month": pd.Series(dtype=str)}))
+    scenarios: pd.DataFrame = field(default_factory=no_entity_scenarios)
 
 
 def entity_query(config: Config, shape: TableShape, entity: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -185,12 +192,15 @@ def entity_forecasts(config: Config, shape: TableShape, entity: dict[str, Any]) 
     )
     queried = time.perf_counter()
     latest_run = _month(runs["run_month"].iloc[0]) if len(runs) else None
-    snapshot = None
+    snapshot, attempt = None, None
     if latest_run is not None:
         attempt = paths.published_attempt(config, month_of(latest_run), runs["run_id"].iloc[0])
         if attempt is not None and paths.snapshot_in(attempt).is_file():
             snapshot = paths.snapshot_in(attempt)
     history = read_history(config, snapshot, entity) if snapshot else _empty_history()
+    read = time.perf_counter()
+    plans = entity_chart.read_plans(config, entity, latest_run, attempt)
+    scenarios = entity_scenarios(config, entity, latest_run)
     return EntityForecasts(
         entity=entity,
         predictions=rows,
@@ -200,7 +210,13 @@ def entity_forecasts(config: Config, shape: TableShape, entity: dict[str, Any]) 
         horizon=config.horizon,
         has_interval=shape.has_interval,
         has_final=shape.has_final,
-        seconds={"predictions": queried - started, "history": time.perf_counter() - queried},
+        seconds={
+            "predictions": queried - started,
+            "history": read - queried,
+            "plans and scenarios": time.perf_counter() - read,
+        },
+        plans=plans,
+        scenarios=scenarios,
     )
 
 
@@ -209,20 +225,30 @@ def _empty_history() -> pd.DataFrame:
 
 
 def read_history(config: Config, snapshot: Path, entity: dict[str, Any]) -> pd.DataFrame:
-    """The entity's monthly target from a snapshot: parquet's filter skips other entities' rows."""
+    """The entity's monthly target, and its price and promotion covariates (the month's mean),
+    from a snapshot: parquet's filter skips other entities' rows."""
     keys, time_column, target = (
         config.source.entity_columns,
         config.source.time_column,
         config.source.target_column,
     )
+    covariates = entity_chart.snapshot_columns(config, snapshot)
     frame = pd.read_parquet(
         snapshot,
-        columns=[*keys, time_column, target],
+        columns=[*keys, time_column, target, *covariates],
         filters=[(k, "==", entity[k]) for k in keys],
     )
     frame = frame.dropna(subset=[time_column, target])
-    frame = frame.groupby(frame[time_column].dt.to_period("M"))[target].sum().sort_index()
-    return pd.DataFrame({"month": [str(p) for p in frame.index], "actual": frame.to_numpy(dtype=float)})
+    months = frame.groupby(frame[time_column].dt.to_period("M")).agg(
+        {target: "sum", **dict.fromkeys(covariates, "mean")}
+    )
+    months = months.sort_index()
+    out = pd.DataFrame(
+        {"month": [str(p) for p in months.index], "actual": months[target].to_numpy(dtype=float)}
+    )
+    for c in covariates:
+        out[c] = months[c].to_numpy(dtype=float)
+    return out
 
 
 def shown_rows(found: EntityForecasts) -> pd.DataFrame:
@@ -260,6 +286,14 @@ def shown_rows(found: EntityForecasts) -> pd.DataFrame:
         )
         columns += list(renamed.columns)
         table = table.join(renamed, how="outer")
+    forecast_months = (
+        table.index[table["latest_forecast"].notna()] if "latest_forecast" in table else table.index[:0]
+    )
+    context = entity_chart.context_columns(
+        table.index, forecast_months, found.history, found.plans, found.scenarios, set(columns)
+    )
+    columns += list(context.columns)
+    table = table.join(context, how="left")
     table = table.reindex(columns=columns[1:]).sort_index(ascending=False)  # newest month first
     table.index.name = "month"
     out = table.reset_index()
@@ -268,48 +302,20 @@ def shown_rows(found: EntityForecasts) -> pd.DataFrame:
     return out
 
 
-def chart(found: EntityForecasts, shown: pd.DataFrame, config: Config) -> str:
-    def points(column: str) -> list[tuple[str, float]]:
-        if column not in shown.columns:
-            return []
-        present = shown[shown[column].notna()]
-        return list(zip(present["month"], present[column].astype(float), strict=True))
+def chart_of(found: EntityForecasts, config: Config) -> entity_chart.EntityChart:
+    return entity_chart.EntityChart(
+        title=", ".join(f"{k} {v}" for k, v in found.entity.items()),
+        target=config.source.target_column,
+        horizon=found.horizon,
+        latest_run=found.latest_run,
+        has_interval=found.has_interval,
+        covariates=entity_chart.covariates_of(config),
+    )
 
-    series = [Series("actual", "actual", points("actual"))]
-    for h in range(1, found.horizon + 1):
-        label = f"earlier forecast, {h} month{'s' if h > 1 else ''} ahead"
-        series.append(Series(f"ahead{h}", label, points(f"forecast_{h}m_ahead"), line=False))
-    series.append(
-        Series("latest", f"forecast of run {found.latest_run}", points("latest_forecast"), dashed=True)
-    )
-    if "latest_final" in shown.columns:  # the newest run's figures after the planners' overrides
-        series.append(Series("final", "final, after overrides", points("latest_final"), dashed=True))
-    bands = []
-    if found.has_interval and "p10" in shown.columns:
-        present = shown[shown["p10"].notna() & shown["p90"].notna()]
-        bands.append(
-            Band(
-                "interval",
-                "p10–p90",
-                list(
-                    zip(
-                        present["month"],
-                        present["p10"].astype(float),
-                        present["p90"].astype(float),
-                        strict=True,
-                    )
-                ),
-            )
-        )
-    name = ", ".join(f"{k} {v}" for k, v in found.entity.items())
-    marker = (found.latest_run, f"run {found.latest_run}") if found.latest_run else None
-    return line_chart(
-        series,
-        bands=bands,
-        title=f"{name}: {config.source.target_column} per month",
-        y_label=config.source.target_column,
-        marker=marker,
-    )
+
+def chart(found: EntityForecasts, shown: pd.DataFrame, config: Config) -> str:
+    """The sales chart of ``shown`` (all of an entity's rows, or the zoom's)."""
+    return entity_chart.sales_chart(chart_of(found, config), shown)
 
 
 def csv_text(found: EntityForecasts, shown: pd.DataFrame) -> str:
@@ -346,7 +352,8 @@ def entity_csv(config: Config, given: dict[str, str]) -> tuple[str, str] | None:
 
 
 def render_explorer(config: Config, given: dict[str, str]) -> str:
-    """The explorer page for the query string ``given`` (entity column -> text)."""
+    """The explorer page for the query string ``given`` (entity column -> text; ``zoom``: the
+    last 12, 24 or 36 months, or all)."""
     started = time.perf_counter()
     keys = config.source.entity_columns
     shape = table_shape(config)
@@ -365,7 +372,8 @@ def render_explorer(config: Config, given: dict[str, str]) -> str:
             "drivers": explain.drivers_panel(config, values, found.latest_run),
             "revisions": explain.revisions_panel(config, values),
         }
-        section = {**_entity_view(config, found, time.perf_counter() - started), **panels}
+        zoom = entity_chart.zoom_of(given)
+        section = {**_entity_view(config, found, zoom, started), **panels}
         return page(published=True, error=None, entity=section)
     matches = find_entities(config, values)
     return page(
@@ -379,9 +387,12 @@ def render_explorer(config: Config, given: dict[str, str]) -> str:
     )
 
 
-def _entity_view(config: Config, found: EntityForecasts, seconds: float) -> dict[str, Any]:
-    """What an entity's section shows: where the numbers come from, the chart and its table."""
-    shown = shown_rows(found)
+def _entity_view(config: Config, found: EntityForecasts, zoom: str, started: float) -> dict[str, Any]:
+    """What an entity's section shows: where the numbers come from, the charts and their table
+    (the zoom's rows of ``shown_rows``; the CSV has them all)."""
+    shown = entity_chart.zoomed(shown_rows(found), found.latest_run, zoom)
+    drawn = chart_of(found, config)
+    sales, covariates = entity_chart.sales_chart(drawn, shown), entity_chart.covariates_chart(drawn, shown)
     source = (
         f"actuals from the snapshot of run {found.latest_run}"
         if found.history_source
@@ -402,14 +413,20 @@ def _entity_view(config: Config, found: EntityForecasts, seconds: float) -> dict
         "interval": interval,
         "models": models,
         "latest_run": found.latest_run,
-        "milliseconds": f"{1000 * seconds:.0f}",
-        "chart": Markup(chart(found, shown, config)),
+        "milliseconds": f"{1000 * (time.perf_counter() - started):.0f}",
+        "chart": Markup(sales),
+        "covariates_chart": Markup(covariates) if covariates else None,
+        "zooms": entity_chart.zoom_links(found.entity, zoom),
+        "scenarios": sorted(set(found.scenarios["scenario"])),
         "columns": [(c, _header(c)) for c in displayed],
         "rows": [[_cell(value) for value in row] for row in shown[displayed].itertuples(index=False)],
     }
 
 
 def _header(column: str) -> str:
+    context = entity_chart.header(column)
+    if context is not None:
+        return context
     if column.startswith("forecast_") and column.endswith("m_ahead"):
         return f"{column.split('_')[1].removesuffix('m')} mo ahead"
     headers = {"latest_forecast": "newest run", "latest_final": "final", "latest_override": "override"}

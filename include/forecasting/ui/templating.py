@@ -19,7 +19,7 @@ from markupsafe import Markup, escape
 from forecasting.core.config import Config
 
 STATIC = Path(__file__).parent / "static"
-TABS = (("Overview", "./"), ("Explorer", "explorer"), ("Overrides", "overrides"))
+TABS = (("Overview", "./"), ("Explorer", "explorer"), ("Scenarios", "scenarios"), ("Overrides", "overrides"))
 
 
 def fmt(value: Any, spec: str) -> str:

@@ -157,7 +157,7 @@ def level_accuracy(config: Config, present: set[str] | None = None) -> tuple[str
 
 def _pooled_coverage(group: pd.DataFrame) -> float | None:
     """The share of actuals inside their p10-p90 over the rows of several runs (None: no interval)."""
-    counted = group["interval_forecasts"].fillna(0).astype(float)
+    counted = pd.to_numeric(group["interval_forecasts"]).fillna(0).astype(float)
     held = group["coverage"].astype(float)
     known = held.notna() & (counted > 0)
     return float((held[known] * counted[known]).sum() / counted[known].sum()) if known.any() else None

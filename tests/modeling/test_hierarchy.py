@@ -153,7 +153,7 @@ def test_the_config_names_levels_of_entity_columns_and_attributes(tmp_path):
 
 def test_the_entities_bands_pool_the_realised_errors_and_widen_when_they_did(setting):
     """Published forecasts that sold three times what they said (realised, per horizon) widen the
-    entities' reconciled p90s; the levels' bands, which no realised error is scored for, stay."""
+    entities' reconciled p90s; the levels' bands, given no realised error of their own, stay."""
     panel, active, m, base, held, members = setting
     config = HierarchyConfig(levels=LEVELS, aggregate_forecaster="seasonal_naive", reconciliation="bottom_up")
     before = hierarchy.reconcile_month(panel, active, m, base, held, members, config)
@@ -165,3 +165,30 @@ def test_the_entities_bands_pool_the_realised_errors_and_widen_when_they_did(set
     assert widened.mean() > 0.9 and after.bottom_p90.sum() > 1.5 * before.bottom_p90.sum()
     pd.testing.assert_frame_equal(after.levels, before.levels)
     assert after.report["bottom"]["rows"] == before.report["bottom"]["rows"]
+
+
+def test_a_levels_bands_pool_its_own_realised_errors(setting):
+    """The total's published forecasts that fell short by half (realised, each horizon) widen the
+    total's p90 and no other level's; the forecasts do not move."""
+    panel, active, m, base, held, members = setting
+    config = HierarchyConfig(levels=LEVELS, aggregate_forecaster="seasonal_naive", reconciliation="bottom_up")
+    before = hierarchy.reconcile_month(panel, active, m, base, held, members, config)
+    total = before.levels[before.levels["level"] == "total"]
+    realised = pd.DataFrame(
+        {
+            "level": "total",
+            "forecast_month": np.repeat(["2024-10-01", "2024-11-01", "2024-12-01"], 3),
+            "horizon": np.tile([1, 2, 3], 3),
+            "forecast": float(total["prediction"].mean()),
+            "actual": 1.5 * float(total["prediction"].mean()),
+        }
+    )
+    after = hierarchy.reconcile_month(panel, active, m, base, held, members, config, realised_levels=realised)
+    np.testing.assert_allclose(after.levels["prediction"], before.levels["prediction"])
+    is_total = (after.levels["level"] == "total").to_numpy()
+    assert (
+        after.levels.loc[is_total, "p90"].to_numpy() > before.levels.loc[is_total, "p90"].to_numpy()
+    ).all()
+    others = ~is_total
+    np.testing.assert_allclose(after.levels.loc[others, "p90"], before.levels.loc[others, "p90"])
+    np.testing.assert_allclose(after.bottom_p90, before.bottom_p90)

@@ -261,3 +261,19 @@ def test_a_level_group_moved_beyond_what_its_newest_month_explains_raises_one_al
         update={"monitoring": config.monitoring.model_copy(update={"max_level_revision": None})}
     )
     assert level_revision_alerts(quiet, december) == []
+
+
+def test_the_next_run_pools_each_levels_realised_errors_of_the_months_before_it(with_levels):
+    from forecasting.monitoring.coverage import realised_level_errors
+
+    config = with_levels
+    realised_accuracy(sales(), config, pd.Period("2024-12", "M"))
+    pooled = realised_level_errors(config, pd.Period("2025-01", "M"))
+    stored = rows(config, "SELECT level, horizon, prediction, actual FROM forecasts_level_errors")
+    assert len(pooled) == len(stored) == 6 and set(pooled["level"]) == {"total", "category"}
+    assert sorted(pooled["forecast"]) == pytest.approx(sorted(r["prediction"] for r in stored))
+    assert sorted(pooled["actual"]) == pytest.approx(sorted(r["actual"] for r in stored))
+    # M's own month is not pooled (the run of M reads what it read the first time), nor one
+    # beyond monitoring.intervals.realised_months.
+    assert realised_level_errors(config, pd.Period("2024-12", "M")).empty
+    assert realised_level_errors(config, pd.Period("2025-01", "M"), months=0).empty

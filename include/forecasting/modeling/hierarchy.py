@@ -226,12 +226,14 @@ def reconcile_month(
     jobs: int | None = None,
     search_max_series: int | None = None,
     realised: pd.DataFrame | None = None,
+    realised_levels: pd.DataFrame | None = None,
 ) -> Reconciled:
     """Reconcile M's forecasts: ``active`` (panel rows) are the bottom series, ``base_bottom``
     their forecasts ([series, horizon]), ``holdout`` the same forecaster's on the holdout rows,
     ``members`` the level columns of each bottom series (text). The bottom series' bands pool
     the published forecasts' ``realised`` errors (forecasting.modeling.intervals) with the
-    holdout's; the levels' are their holdout's alone (no level forecast is scored realised)."""
+    holdout's; each level's pool its own published forecasts' realised errors
+    (``realised_levels``: a ``level`` column beside forecast_month, horizon, forecast, actual)."""
     started = time.perf_counter()
     horizons = base_bottom.shape[1]
     st = structure(members, config.levels)
@@ -283,6 +285,7 @@ def reconcile_month(
             agg_actual[rows],
             pair_h,
             pair_target,
+            _of_level(realised_levels, name),
         )
     bottom_spec, report["bottom"] = _score_level(
         bottom[:, :held], bottom_held, bottom_held, bottom_actual, pair_h, pair_target, realised
@@ -393,6 +396,13 @@ def _aggregate_forecasts(
     else:
         got = baselines.forecast(name, agg_panel, entity, origin, horizon, jobs)
     return np.asarray(got, dtype=float).reshape(n, len(origins))
+
+
+def _of_level(realised_levels: pd.DataFrame | None, name: str) -> pd.DataFrame | None:
+    if realised_levels is None or realised_levels.empty:
+        return None
+    rows = realised_levels[realised_levels["level"] == name]
+    return rows.drop(columns="level") if len(rows) else None
 
 
 def _score_level(

@@ -12,6 +12,8 @@
   ``monitoring.intervals.realised_months`` scored months before M (``<table>_errors``), which
   the run of M pools with its holdout's when it calibrates the bands
   (forecasting.modeling.intervals): errors that widened in production widen the next run's bands.
+  With a hierarchy, each level's bands pool its own groups' realised errors the same way
+  (:func:`realised_level_errors`, from ``<table>_level_errors``).
 """
 
 from __future__ import annotations
@@ -80,6 +82,25 @@ def realised_errors(config: Config, month: pd.Period, months: int | None = None)
         sa.select(*(errors.c[c] for c in ("forecast_month", "horizon", "prediction", "actual")))
         .where(errors.c.forecast_month >= first, errors.c.forecast_month <= last)
         .order_by(errors.c.forecast_month, errors.c.horizon)
+    )
+    found = _rows(config, errors, query)
+    return pd.DataFrame([tuple(r) for r in found], columns=columns)
+
+
+def realised_level_errors(config: Config, month: pd.Period, months: int | None = None) -> pd.DataFrame:
+    """``realised_errors`` of the hierarchy's levels: each level group's published forecasts of
+    the ``months`` forecast months before M against its actual total (``<table>_level_errors``),
+    with a ``level`` column; each level's bands pool its own."""
+    months = config.monitoring.intervals.realised_months if months is None else months
+    columns = ["level", "forecast_month", "horizon", "forecast", "actual"]
+    if months <= 0 or config.hierarchy is None:
+        return pd.DataFrame(columns=columns)
+    first, last = month_start(month - months).date(), month_start(month - 1).date()
+    errors = _declared(config).level_errors
+    query = (
+        sa.select(*(errors.c[c] for c in ("level", "forecast_month", "horizon", "prediction", "actual")))
+        .where(errors.c.forecast_month >= first, errors.c.forecast_month <= last)
+        .order_by(errors.c.level, errors.c.forecast_month, errors.c.horizon)
     )
     found = _rows(config, errors, query)
     return pd.DataFrame([tuple(r) for r in found], columns=columns)

@@ -23,6 +23,7 @@ from forecasting.features import dataset
 from forecasting.modeling import hierarchy
 from forecasting.modeling.forecaster import MODEL, Baseline, Blend, Model, parse
 from forecasting.modeling.scoring import combine
+from forecasting.monitoring.coverage import realised_level_errors
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ def reconcile(
         config.evaluation.statistical_jobs,
         config.evaluation.auto_ets_search_max_series,
         _realised(model_dir),
+        realised_level_errors(config, month),
     )
     out = frame.copy()
     out["prediction"] = made.bottom[position, horizon - 1]

@@ -19,7 +19,13 @@ from markupsafe import Markup, escape
 from forecasting.core.config import Config
 
 STATIC = Path(__file__).parent / "static"
-TABS = (("Overview", "./"), ("Explorer", "explorer"), ("Overrides", "overrides"))
+TABS = (
+    ("Overview", "./"),
+    ("Levels", "levels"),
+    ("Explorer", "explorer"),
+    ("Overrides", "overrides"),
+    ("Runs", "runs"),
+)
 
 
 def fmt(value: Any, spec: str) -> str:

@@ -1,0 +1,362 @@
+"""What the planners' pages read (the overview's first sections, the level explorer and its
+exports): per entity and per group of each hierarchy level, the newest run's forecast, its change
+since the previous run, and how its 1-month-ahead forecasts did, computed once per published run.
+
+Sorting 100,000 series by their change or their bias takes every series' numbers: a query per
+page would aggregate the whole newest run each time. So ``plan_data`` reads them once per
+published run (read-only query layer, bound parameters) and keeps them in memory, keyed by the
+newest run's identity (run month, run id, created_at), the snapshot file and the newest
+``<table>_accuracy`` score: a re-publish or a monitoring run makes the next page read them
+again. A page then filters, sorts and cuts in memory (``LIMIT`` in Python terms).
+
+* **Entities**: the newest run's rows (``<table>``, primary key's ``run_month`` prefix), the
+  previous run's forecasts of the same months (its change), and ``<table>_tracking_signal``'s
+  1-month-ahead row (the monitoring's tracking signal and mean absolute error; none before
+  forecast_monitoring ran).
+* **Groups**: ``<table>_levels`` (the newest run's rows, the previous run's, and every run's
+  1-month-ahead forecasts), and the group's actuals: the sum of its members' actuals in the newest
+  run's snapshot, a member being an entity whose latest row carries the group's values (as the
+  hierarchy's reconciliation groups them, forecasting.orchestration.levels.level_members). Their
+  error and bias are the tracking signal's definition (forecasting.publishing.tables) applied to
+  the group's 1-month-ahead forecasts of its last TRACKING_MONTHS months with actuals.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from forecasting.core import paths
+from forecasting.core.config import Config
+from forecasting.core.months import month_of
+from forecasting.core.names import ACCURACY, LEVELS, RUNS, TRACKING_SIGNAL, relation_name
+from forecasting.data.panel import key_text
+from forecasting.publishing.query import QueryError, run_query
+from forecasting.publishing.tables import TRACKING_MONTHS
+from forecasting.ui.explorer import quote, relation
+
+ENTITY = "entity"  # the level explorer's name of the bottom level: the entities themselves
+TOTAL = "total"  # forecasting.modeling.hierarchy's name of the empty level
+SEPARATOR = ","  # between a level's columns, and between a group's values (forecasting.modeling.hierarchy)
+BIASED = 4.0  # |tracking signal| from which a bias is rarely chance (docs/monitoring.md)
+METRICS = ("volume", "next", "p10", "p90", "previous", "change", "change_pct", "error", "bias", "scored")
+
+
+@dataclass
+class PlanData:
+    """Every series' numbers of the newest run (one row per entity, one per level group)."""
+
+    latest_run: str  # "YYYY-MM"
+    previous_run: str | None
+    keys: list[str]  # the entity columns
+    level_columns: list[str]  # the columns the hierarchy's levels group by
+    levels: list[str]  # the levels' names, as <table>_levels has them ("total", "region,category")
+    entities: pd.DataFrame  # keys, level columns (text), METRICS, months (of forecasts)
+    groups: pd.DataFrame  # level, level_key, level columns, METRICS, members
+    months: list[str]  # the newest run's forecast months
+    actual_months: list[str]  # the snapshot's months (the columns of ``actuals``)
+    actuals: np.ndarray  # [entity row, month]: the entity's actual (0: no row that month)
+    snapshot: Path | None
+    biased_signals: bool  # entities' bias comes from <table>_tracking_signal
+
+
+def _month(value: Any) -> str:
+    return f"{pd.Timestamp(value):%Y-%m}"
+
+
+def _date(month: str) -> Any:
+    return month_of(month).to_timestamp().date()
+
+
+def missing_relation(err: Exception) -> bool:
+    """A query failed because a table or view does not exist (yet)."""
+    state = getattr(getattr(err, "orig", None), "sqlstate", None)
+    return "no such table" in str(err) or state == "42P01" or "no SQLite database" in str(err)
+
+
+def _query(config: Config, sql: str, **params: Any) -> pd.DataFrame | None:
+    """The rows of ``sql``; None when a relation it reads does not exist."""
+    try:
+        return run_query(config, sql, params=params)
+    except (QueryError, sa.exc.DBAPIError) as err:
+        if missing_relation(err):
+            return None
+        raise
+
+
+def _runs(config: Config) -> pd.DataFrame | None:
+    runs = relation(config, relation_name(config.predictions.table, RUNS))
+    return _query(config, f"SELECT run_month, run_id, created_at FROM {runs} ORDER BY run_month DESC LIMIT 2")
+
+
+def _scored_at(config: Config) -> str | None:
+    accuracy = relation(config, relation_name(config.predictions.table, ACCURACY))
+    found = _query(config, f"SELECT max(scored_at) AS scored FROM {accuracy}")
+    return None if found is None or found.empty else str(found["scored"].iloc[0])
+
+
+def _snapshot(config: Config, latest_run: str, run_id: str) -> Path | None:
+    attempt = paths.published_attempt(config, month_of(latest_run), run_id)
+    if attempt is None or not paths.snapshot_in(attempt).is_file():
+        return None
+    return paths.snapshot_in(attempt)
+
+
+_CACHE: dict[tuple, PlanData] = {}
+_LOCK = threading.Lock()
+
+
+def plan_data(config: Config) -> PlanData | None:
+    """The newest run's numbers (None: nothing published), read again only when they changed."""
+    runs = _runs(config)
+    if runs is None or runs.empty:
+        return None
+    latest_run, run_id = _month(runs["run_month"].iloc[0]), str(runs["run_id"].iloc[0])
+    snapshot = _snapshot(config, latest_run, run_id)
+    stamp = snapshot.stat().st_mtime_ns if snapshot else None
+    key = (
+        str(config.path),
+        config.predictions.database.url,
+        config.predictions.table,
+        tuple(map(str, runs.itertuples(index=False))),
+        str(snapshot),
+        stamp,
+        _scored_at(config),
+    )
+    with _LOCK:  # one reader at a time: a second page waits for the first one's numbers
+        found = _CACHE.get(key)
+        if found is None:
+            previous = _month(runs["run_month"].iloc[1]) if len(runs) > 1 else None
+            found = _read(config, latest_run, previous, snapshot)
+            _CACHE.clear()  # only the newest run's numbers are kept
+            _CACHE[key] = found
+        return found
+
+
+def level_names(config: Config) -> tuple[list[str], list[str]]:
+    """(the levels' names, the columns they group by), after the config's hierarchy."""
+    levels = config.hierarchy.levels if config.hierarchy is not None else []
+    names = [SEPARATOR.join(level) or TOTAL for level in levels]
+    return names, list(dict.fromkeys(c for level in levels for c in level))
+
+
+def _read(config: Config, latest_run: str, previous_run: str | None, snapshot: Path | None) -> PlanData:
+    keys = config.source.entity_columns
+    levels, level_columns = level_names(config)
+    entities, months = _entity_numbers(config, latest_run, previous_run)
+    members, actual_months, actuals = _snapshot_numbers(config, snapshot, entities[keys], level_columns)
+    for column in level_columns:
+        if column not in keys:
+            entities[column] = members[column].to_numpy()
+    groups = _group_numbers(config, latest_run, previous_run, level_columns)
+    groups = _group_accuracy(config, groups, entities, actual_months, actuals, latest_run)
+    return PlanData(
+        latest_run=latest_run,
+        previous_run=previous_run,
+        keys=keys,
+        level_columns=level_columns,
+        levels=levels,
+        entities=entities,
+        groups=groups,
+        months=months,
+        actual_months=actual_months,
+        actuals=actuals,
+        snapshot=snapshot,
+        biased_signals=bool(entities["bias"].notna().any()),
+    )
+
+
+def _entity_numbers(config: Config, latest_run: str, previous_run: str | None) -> tuple[pd.DataFrame, list[str]]:
+    """Per entity of the newest run: its forecasts' sum (volume), next month's with p10/p90, the
+    previous run's forecast of the same months and the change; the tracking signal's numbers.
+    And the newest run's forecast months."""
+    keys = config.source.entity_columns
+    table = relation(config, config.predictions.table)
+    entity = ", ".join(f"c.{quote(k)}" for k in keys)
+    interval = "p10, p90" if _has_interval(config) else "NULL AS p10, NULL AS p90"
+    rows = run_query(
+        config,
+        f"SELECT {', '.join(quote(k) for k in keys)}, forecast_month, horizon, prediction, {interval} "
+        f"FROM {table} WHERE run_month = :run",
+        params={"run": _date(latest_run)},
+    )
+    months = sorted({_month(v) for v in rows["forecast_month"]})
+    volume = rows.groupby(keys, sort=True)["prediction"].sum().rename("volume")
+    nxt = rows[rows["horizon"] == 1].set_index(keys)[["prediction", "p10", "p90"]]
+    out = pd.concat([volume, nxt.rename(columns={"prediction": "next"})], axis=1)
+    out["previous"], out["change"] = np.nan, np.nan
+    if previous_run is not None:
+        # The previous run's forecasts of the months both forecast: the entity_month index serves
+        # the join (entity columns, forecast_month), the primary key's run_month prefix the rest.
+        joined = (
+            f"SELECT {entity}, SUM(p.prediction) AS previous, SUM(c.prediction - p.prediction) AS change "
+            f"FROM {table} c JOIN {table} p ON p.run_month = :previous AND "
+            + " AND ".join(f"p.{quote(k)} = c.{quote(k)}" for k in keys)
+            + f" AND p.forecast_month = c.forecast_month WHERE c.run_month = :run GROUP BY {entity}"
+        )
+        changed = run_query(config, joined, params={"run": _date(latest_run), "previous": _date(previous_run)})
+        out.update(changed.set_index(keys)[["previous", "change"]])
+    signal = _query(
+        config,
+        f"SELECT {', '.join(quote(k) for k in keys)}, months, mean_absolute_error, tracking_signal "
+        f"FROM {relation(config, relation_name(config.predictions.table, TRACKING_SIGNAL))} WHERE horizon = 1",
+    )
+    out["error"], out["bias"], out["scored"] = np.nan, np.nan, np.nan
+    if signal is not None and not signal.empty:
+        signal = signal.set_index(keys).rename(
+            columns={"mean_absolute_error": "error", "tracking_signal": "bias", "months": "scored"}
+        )
+        out.update(signal[["error", "bias", "scored"]])
+    out["change_pct"] = _ratio(out["change"], out["previous"])
+    out = out.reset_index()
+    for column in METRICS:
+        out[column] = pd.to_numeric(out[column], errors="coerce").astype(float)
+    return out, months
+
+
+def _ratio(change: pd.Series, previous: pd.Series) -> pd.Series:
+    base = previous.astype(float)
+    return change.astype(float) / base.where(base != 0)
+
+
+def _has_interval(config: Config) -> bool:
+    found = run_query(config, f"SELECT * FROM {relation(config, config.predictions.table)} LIMIT 1")
+    return {"p10", "p90"} <= set(found.columns)
+
+
+def _snapshot_numbers(
+    config: Config, snapshot: Path | None, entities: pd.DataFrame, level_columns: list[str]
+) -> tuple[pd.DataFrame, list[str], np.ndarray]:
+    """Per entity (in the order of ``entities``): its level columns as text (its latest row's
+    attributes), and its actual per month of the snapshot (0 where it has no row)."""
+    src = config.source
+    keys = src.entity_columns
+    members = pd.DataFrame({k: key_text(entities[k]) for k in keys})
+    attributes = [c for c in level_columns if c not in keys]
+    if snapshot is None:
+        for column in attributes:
+            members[column] = ""
+        return members, [], np.zeros((len(entities), 0))
+    frame = pd.read_parquet(snapshot, columns=[*keys, src.time_column, src.target_column, *attributes])
+    frame = frame[frame[src.time_column].notna()]
+    when = pd.to_datetime(frame[src.time_column])
+    month = (when.dt.year * 12 + when.dt.month - 1).to_numpy(dtype=np.int64)
+    first = int(month.min()) if len(month) else 0
+    width = int(month.max()) - first + 1 if len(month) else 0
+    grouped = frame.groupby(keys, sort=False)
+    code = grouped.ngroup().to_numpy()
+    found = grouped.size().index  # the snapshot's entities, in code order
+    row = pd.MultiIndex.from_frame(entities[keys]).get_indexer(
+        found if isinstance(found, pd.MultiIndex) else pd.MultiIndex.from_arrays([found])
+    )
+    entity_row = row[code]  # per snapshot row: its entity's row (-1: not in the newest run)
+    kept = entity_row >= 0
+    flat = entity_row[kept] * width + (month[kept] - first)
+    values = frame[src.target_column].to_numpy(dtype=float)[kept]
+    actuals = np.bincount(flat, weights=np.nan_to_num(values), minlength=len(entities) * width)
+    actuals = actuals.reshape(len(entities), width)
+    if attributes:
+        latest = pd.Series(month).groupby(code).transform("max").to_numpy() == month
+        last = frame.loc[latest & kept, attributes].assign(_row=entity_row[latest & kept])
+        last = last.drop_duplicates("_row", keep="last").set_index("_row").reindex(range(len(entities)))
+        for column in attributes:
+            members[column] = last[column].astype("string").fillna("").to_numpy(dtype=object)
+    months = [str(pd.Period(year=(first + i) // 12, month=(first + i) % 12 + 1, freq="M")) for i in range(width)]
+    return members, months, actuals
+
+
+def _group_numbers(
+    config: Config, latest_run: str, previous_run: str | None, level_columns: list[str]
+) -> pd.DataFrame:
+    """Per level group of the newest run (``<table>_levels``): as ``_entity_numbers``'s."""
+    columns = ["level", "level_key", *level_columns, *METRICS]
+    table = relation(config, relation_name(config.predictions.table, LEVELS))
+    selected = ", ".join(quote(c) for c in ["level", "level_key", *level_columns])
+    rows = _query(
+        config,
+        f"SELECT {selected}, run_month, forecast_month, horizon, prediction, p10, p90 FROM {table} "
+        "WHERE run_month IN (:run, :previous)",
+        run=_date(latest_run),
+        previous=_date(previous_run or latest_run),
+    )
+    if rows is None or rows.empty:
+        return pd.DataFrame(columns=columns)
+    rows["run_month"] = rows["run_month"].map(_month)
+    rows["forecast_month"] = rows["forecast_month"].map(_month)
+    group = ["level", "level_key"]
+    newest = rows[rows["run_month"] == latest_run]
+    out = newest.groupby(group, sort=False).agg(
+        **{c: (c, "first") for c in level_columns}, volume=("prediction", "sum")
+    )
+    nxt = newest[newest["horizon"] == 1].set_index(group)[["prediction", "p10", "p90"]]
+    out = out.join(nxt.rename(columns={"prediction": "next"}))
+    before = rows[rows["run_month"] == previous_run] if previous_run else rows.iloc[:0]
+    both = newest.merge(before, on=[*group, "forecast_month"], suffixes=("", "_previous"))
+    both["change"] = both["prediction"] - both["prediction_previous"]
+    sums = both.groupby(group).agg(previous=("prediction_previous", "sum"), change=("change", "sum"))
+    out = out.join(sums)
+    out["change_pct"] = _ratio(out["change"], out["previous"])
+    return out.reset_index().reindex(columns=columns)
+
+
+def group_keys(entities: pd.DataFrame, level: str) -> np.ndarray:
+    """Each entity's group of ``level``: its values of the level's columns, as level_key has them."""
+    if level == TOTAL:
+        return np.full(len(entities), TOTAL, dtype=object)
+    columns = level.split(SEPARATOR)
+    text = entities[columns[0]].astype(str)
+    for column in columns[1:]:
+        text = text + SEPARATOR + entities[column].astype(str)
+    return text.to_numpy(dtype=object)
+
+
+def _group_accuracy(
+    config: Config,
+    groups: pd.DataFrame,
+    entities: pd.DataFrame,
+    actual_months: list[str],
+    actuals: np.ndarray,
+    latest_run: str,
+) -> pd.DataFrame:
+    """Each group's members, and the error (mean absolute) and tracking signal of its 1-month-
+    ahead forecasts of its last TRACKING_MONTHS months with actuals (every run's, <table>_levels)."""
+    groups = groups.assign(members=0, error=np.nan, bias=np.nan, scored=np.nan)
+    if groups.empty:
+        return groups
+    text = entities.assign(**{k: key_text(entities[k]) for k in config.source.entity_columns})
+    table = relation(config, relation_name(config.predictions.table, LEVELS))
+    ahead = run_query(
+        config,
+        f"SELECT level, level_key, forecast_month, prediction FROM {table} "
+        "WHERE horizon = 1 AND forecast_month <= :run",
+        params={"run": _date(latest_run)},
+    )
+    ahead["forecast_month"] = ahead["forecast_month"].map(_month)
+    scored = [m for m in actual_months if m <= latest_run]
+    for level, rows in groups.groupby("level", sort=False):
+        keys = group_keys(text, str(level))
+        counts = pd.Series(keys).value_counts()
+        groups.loc[rows.index, "members"] = rows["level_key"].map(counts).fillna(0).to_numpy()
+        if not scored:
+            continue
+        sums = pd.DataFrame(actuals[:, : len(scored)], columns=scored).groupby(keys).sum()
+        made = ahead[ahead["level"] == level].pivot_table(
+            index="level_key", columns="forecast_month", values="prediction", aggfunc="last"
+        )
+        common = [m for m in scored if m in made.columns][-TRACKING_MONTHS:]
+        if not common:
+            continue
+        error = made[common].sub(sums.reindex(index=made.index, columns=common).fillna(0.0))
+        mae = error.abs().mean(axis=1, skipna=True)
+        signal = error.sum(axis=1, skipna=True) / mae.where(mae > 0)
+        at = rows["level_key"]
+        groups.loc[rows.index, "error"] = at.map(mae).to_numpy(dtype=float)
+        groups.loc[rows.index, "bias"] = at.map(signal).to_numpy(dtype=float)
+        groups.loc[rows.index, "scored"] = at.map(error.notna().sum(axis=1)).to_numpy(dtype=float)
+    return groups

@@ -234,8 +234,9 @@ def test_plugin_serves_the_page_and_data_docs_to_readers(plugin, published):
     }
     try:
         client = TestClient(plugin.app)
-        page = client.get("/")
+        page = client.get("/runs")  # the engineers' detail: every month's runs
         assert page.status_code == 200 and "2024-06" in page.text
+        assert client.get("/").status_code == 200  # the planners' overview
         explorer = client.get("/explorer", params={"store_id": "1", "item_id": "1"})
         assert explorer.status_code == 200 and "<svg" in explorer.text
         csv = client.get("/explorer.csv", params={"store_id": "1", "item_id": "1"})

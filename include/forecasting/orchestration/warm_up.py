@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 PAGE_MODULES = (
     "forecasting.core.config",
+    "forecasting.ui.planner",
+    "forecasting.ui.levels",
+    "forecasting.ui.export",
     "forecasting.ui.overview",
     "forecasting.ui.explorer",
     "forecasting.ui.charts",

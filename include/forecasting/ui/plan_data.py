@@ -59,6 +59,7 @@ class PlanData:
     levels: list[str]  # the levels' names, as <table>_levels has them ("total", "region,category")
     entities: pd.DataFrame  # keys, level columns (text), METRICS, months (of forecasts)
     groups: pd.DataFrame  # level, level_key, level columns, METRICS, members
+    group_months: pd.DataFrame  # level, level_key, forecast_month, prediction, p10, p90, previous
     months: list[str]  # the newest run's forecast months
     actual_months: list[str]  # the snapshot's months (the columns of ``actuals``)
     actuals: np.ndarray  # [entity row, month]: the entity's actual (0: no row that month)
@@ -154,7 +155,9 @@ def _read(config: Config, latest_run: str, previous_run: str | None, snapshot: P
     for column in level_columns:
         if column not in keys:
             entities[column] = members[column].to_numpy()
-    groups = _group_numbers(config, latest_run, previous_run, level_columns)
+    groups, group_months = _group_numbers(config, latest_run, previous_run, level_columns)
+    if groups.empty:  # no hierarchy: the entities' total stands for the levels
+        group_months = _entity_totals(config, latest_run, previous_run)
     groups = _group_accuracy(config, groups, entities, actual_months, actuals, latest_run)
     return PlanData(
         latest_run=latest_run,
@@ -164,6 +167,7 @@ def _read(config: Config, latest_run: str, previous_run: str | None, snapshot: P
         levels=levels,
         entities=entities,
         groups=groups,
+        group_months=group_months,
         months=months,
         actual_months=actual_months,
         actuals=actuals,
@@ -225,6 +229,24 @@ def _ratio(change: pd.Series, previous: pd.Series) -> pd.Series:
     return change.astype(float) / base.where(base != 0)
 
 
+def _entity_totals(config: Config, latest_run: str, previous_run: str | None) -> pd.DataFrame:
+    """Per forecast month of the newest run: its forecasts' total, and the previous run's of the
+    same month (the overview's totals without a hierarchy)."""
+    table = relation(config, config.predictions.table)
+    sums = run_query(
+        config,
+        f"SELECT run_month, forecast_month, SUM(prediction) AS prediction FROM {table} "
+        "WHERE run_month IN (:run, :previous) GROUP BY run_month, forecast_month",
+        params={"run": _date(latest_run), "previous": _date(previous_run or latest_run)},
+    )
+    sums["run_month"] = sums["run_month"].map(_month)
+    sums["forecast_month"] = sums["forecast_month"].map(_month)
+    newest = sums[sums["run_month"] == latest_run].set_index("forecast_month")["prediction"]
+    before = sums[sums["run_month"] == previous_run].set_index("forecast_month")["prediction"]
+    out = pd.DataFrame({"prediction": newest, "previous": before.reindex(newest.index)}).reset_index()
+    return out.assign(level=TOTAL, level_key=TOTAL, p10=np.nan, p90=np.nan)
+
+
 def _has_interval(config: Config) -> bool:
     found = run_query(config, f"SELECT * FROM {relation(config, config.predictions.table)} LIMIT 1")
     return {"p10", "p90"} <= set(found.columns)
@@ -273,8 +295,9 @@ def _snapshot_numbers(
 
 def _group_numbers(
     config: Config, latest_run: str, previous_run: str | None, level_columns: list[str]
-) -> pd.DataFrame:
-    """Per level group of the newest run (``<table>_levels``): as ``_entity_numbers``'s."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per level group of the newest run (``<table>_levels``): as ``_entity_numbers``'s; and
+    per group and forecast month, the newest run's forecast and the previous run's."""
     columns = ["level", "level_key", *level_columns, *METRICS]
     table = relation(config, relation_name(config.predictions.table, LEVELS))
     selected = ", ".join(quote(c) for c in ["level", "level_key", *level_columns])
@@ -285,8 +308,9 @@ def _group_numbers(
         run=_date(latest_run),
         previous=_date(previous_run or latest_run),
     )
+    month_columns = ["level", "level_key", "forecast_month", "prediction", "p10", "p90", "previous"]
     if rows is None or rows.empty:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=columns), pd.DataFrame(columns=month_columns)
     rows["run_month"] = rows["run_month"].map(_month)
     rows["forecast_month"] = rows["forecast_month"].map(_month)
     group = ["level", "level_key"]
@@ -297,12 +321,19 @@ def _group_numbers(
     nxt = newest[newest["horizon"] == 1].set_index(group)[["prediction", "p10", "p90"]]
     out = out.join(nxt.rename(columns={"prediction": "next"}))
     before = rows[rows["run_month"] == previous_run] if previous_run else rows.iloc[:0]
-    both = newest.merge(before, on=[*group, "forecast_month"], suffixes=("", "_previous"))
+    both = newest.merge(
+        before[[*group, "forecast_month", "prediction"]],
+        on=[*group, "forecast_month"],
+        how="left",
+        suffixes=("", "_previous"),
+    )
     both["change"] = both["prediction"] - both["prediction_previous"]
-    sums = both.groupby(group).agg(previous=("prediction_previous", "sum"), change=("change", "sum"))
+    known = both[both["prediction_previous"].notna()]
+    sums = known.groupby(group).agg(previous=("prediction_previous", "sum"), change=("change", "sum"))
     out = out.join(sums)
     out["change_pct"] = _ratio(out["change"], out["previous"])
-    return out.reset_index().reindex(columns=columns)
+    months = both.rename(columns={"prediction_previous": "previous"})[month_columns]
+    return out.reset_index().reindex(columns=columns), months
 
 
 def group_keys(entities: pd.DataFrame, level: str) -> np.ndarray:

@@ -104,7 +104,10 @@ def test_every_entity_and_group_has_its_forecast_change_error_and_bias(deploymen
         mae, signal = tracking(one_ahead_errors(inside))
         assert row["members"] == len(inside)
         assert row["volume"] == pytest.approx(volume(inside))
-        assert (row["p10"], row["p90"]) == (pytest.approx(0.9 * row["next"]), pytest.approx(1.1 * row["next"]))
+        assert (row["p10"], row["p90"]) == (
+            pytest.approx(0.9 * row["next"]),
+            pytest.approx(1.1 * row["next"]),
+        )
         assert (row["previous"], row["change"]) == (pytest.approx(previous), pytest.approx(moved))
         assert (row["error"], row["bias"]) == (pytest.approx(mae), pytest.approx(signal))
 
@@ -134,11 +137,19 @@ def test_a_groups_chart_is_its_members_actuals_and_its_levels_rows(deployment):
     points = chart_points(str(chart))
     inside = members("category", "snacks")
     months = [str(m) for m in pd.period_range("2023-01", "2024-12", freq="M")]
-    assert points["actual"] == pytest.approx({m: sum(real_actual(s, i, m) for s, i in inside) for m in months})
-    made = {str(pd.Period(LATEST, "M") + h): sum(prediction(s, i, h, LATEST) for s, i in inside) for h in (1, 2, 3)}
+    assert points["actual"] == pytest.approx(
+        {m: sum(real_actual(s, i, m) for s, i in inside) for m in months}
+    )
+    made = {
+        str(pd.Period(LATEST, "M") + h): sum(prediction(s, i, h, LATEST) for s, i in inside)
+        for h in (1, 2, 3)
+    }
     assert points["latest"] == pytest.approx(made)
     assert points["ahead1"] == pytest.approx(
-        {"2024-11": sum(prediction(s, i, 1, "2024-10") for s, i in inside), "2024-12": sum(prediction(s, i, 1, "2024-11") for s, i in inside)}
+        {
+            "2024-11": sum(prediction(s, i, 1, "2024-10") for s, i in inside),
+            "2024-12": sum(prediction(s, i, 1, "2024-11") for s, i in inside),
+        }
     )
     assert latest["p90"].tolist() == pytest.approx([1.1 * made[m] for m in sorted(made)])
     page = levels.render_levels(deployment, {"level": "category", "key": "snacks"})
@@ -169,7 +180,9 @@ def test_the_overview_shows_totals_by_level_changes_biased_series_and_alerts(dep
     totals = {t["level"]: t for t in planner.totals_by_level(data)}
     assert list(totals) == ["total", "region", "store_id", "category"]
     total = totals["total"]["rows"][0]["months"]
-    assert total["2025-01"]["prediction"] == levels.cell("next", sum(prediction(s, i, 1, LATEST) for s, i in ENTITIES))
+    assert total["2025-01"]["prediction"] == levels.cell(
+        "next", sum(prediction(s, i, 1, LATEST) for s, i in ENTITIES)
+    )
     moved = sum(prediction(s, i, 1, LATEST) - prediction(s, i, 2, PREVIOUS) for s, i in ENTITIES)
     assert total["2025-01"]["change"]["text"].startswith(levels.cell("change", moved))
     assert total["2025-03"]["change"] is None  # the previous run did not forecast 2025-03

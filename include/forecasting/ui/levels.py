@@ -40,7 +40,19 @@ FILTERS = {  # query parameter -> (column, by its size)
 }
 LIMITS = (50, 100, 500, 1000)
 EXPORT_LIMIT = 100_000  # rows of a download at most (the whole 100,000-series list fits)
-NUMBERS = ["members", "next", "p10", "p90", "volume", "previous", "change", "change_pct", "error", "bias", "scored"]
+NUMBERS = [
+    "members",
+    "next",
+    "p10",
+    "p90",
+    "volume",
+    "previous",
+    "change",
+    "change_pct",
+    "error",
+    "bias",
+    "scored",
+]
 HEADERS = {
     "members": "entities",
     "next": "next month",
@@ -113,7 +125,13 @@ def parse(data: PlanData, given: dict[str, str], limit_cap: int) -> dict[str, An
     key = given.get("key") or None
     if key is not None and level == ENTITY:
         raise BadSelection("an entity has no members: open it in the explorer")
-    return {"level": level, "key": key, "sort": sort, "filters": filters, "limit": min(limit_value, limit_cap)}
+    return {
+        "level": level,
+        "key": key,
+        "sort": sort,
+        "filters": filters,
+        "limit": min(limit_value, limit_cap),
+    }
 
 
 def selection(data: PlanData, given: dict[str, str], limit_cap: int = LIMITS[-1]) -> Selection:
@@ -185,16 +203,45 @@ def group_chart(config: Config, data: PlanData, level: str, key: str) -> tuple[M
     rows = group_forecasts(config, level, key)
     latest = rows[rows["run_month"] == data.latest_run]
     earlier = rows[(rows["run_month"] < data.latest_run) & (rows["forecast_month"] <= data.latest_run)]
-    series = [Series("actual", "actual (sum of its entities)", list(zip(history["month"], history["actual"], strict=True)))]
+    series = [
+        Series(
+            "actual",
+            "actual (sum of its entities)",
+            list(zip(history["month"], history["actual"], strict=True)),
+        )
+    ]
     for h in sorted(set(earlier["horizon"])):
         at = earlier[earlier["horizon"] == h]
         label = f"earlier forecast, {h} month{'s' if h > 1 else ''} ahead"
-        series.append(Series(f"ahead{h}", label, list(zip(at["forecast_month"], at["prediction"].astype(float), strict=True)), line=False))
+        series.append(
+            Series(
+                f"ahead{h}",
+                label,
+                list(zip(at["forecast_month"], at["prediction"].astype(float), strict=True)),
+                line=False,
+            )
+        )
     series.append(
-        Series("latest", f"forecast of run {data.latest_run}", list(zip(latest["forecast_month"], latest["prediction"].astype(float), strict=True)), dashed=True)
+        Series(
+            "latest",
+            f"forecast of run {data.latest_run}",
+            list(zip(latest["forecast_month"], latest["prediction"].astype(float), strict=True)),
+            dashed=True,
+        )
     )
     banded = latest[latest["p10"].notna() & latest["p90"].notna()]
-    band = Band("interval", "p10–p90", list(zip(banded["forecast_month"], banded["p10"].astype(float), banded["p90"].astype(float), strict=True)))
+    band = Band(
+        "interval",
+        "p10–p90",
+        list(
+            zip(
+                banded["forecast_month"],
+                banded["p10"].astype(float),
+                banded["p90"].astype(float),
+                strict=True,
+            )
+        ),
+    )
     chart = line_chart(
         series,
         bands=[band],
@@ -287,4 +334,3 @@ def cell(column: str, value: Any) -> str:
     value = float(value)
     sign = "+" if column == "change" else ""
     return f"{value:{sign},.1f}" if abs(value) >= 10 else f"{value:{sign}.2f}"
-

@@ -176,7 +176,9 @@ def _read(config: Config, latest_run: str, previous_run: str | None, snapshot: P
     )
 
 
-def _entity_numbers(config: Config, latest_run: str, previous_run: str | None) -> tuple[pd.DataFrame, list[str]]:
+def _entity_numbers(
+    config: Config, latest_run: str, previous_run: str | None
+) -> tuple[pd.DataFrame, list[str]]:
     """Per entity of the newest run: its forecasts' sum (volume), next month's with p10/p90, the
     previous run's forecast of the same months and the change; the tracking signal's numbers.
     And the newest run's forecast months."""
@@ -204,7 +206,9 @@ def _entity_numbers(config: Config, latest_run: str, previous_run: str | None) -
             + " AND ".join(f"p.{quote(k)} = c.{quote(k)}" for k in keys)
             + f" AND p.forecast_month = c.forecast_month WHERE c.run_month = :run GROUP BY {entity}"
         )
-        changed = run_query(config, joined, params={"run": _date(latest_run), "previous": _date(previous_run)})
+        changed = run_query(
+            config, joined, params={"run": _date(latest_run), "previous": _date(previous_run)}
+        )
         out.update(changed.set_index(keys)[["previous", "change"]])
     signal = _query(
         config,
@@ -289,7 +293,9 @@ def _snapshot_numbers(
         last = last.drop_duplicates("_row", keep="last").set_index("_row").reindex(range(len(entities)))
         for column in attributes:
             members[column] = last[column].astype("string").fillna("").to_numpy(dtype=object)
-    months = [str(pd.Period(year=(first + i) // 12, month=(first + i) % 12 + 1, freq="M")) for i in range(width)]
+    months = [
+        str(pd.Period(year=(first + i) // 12, month=(first + i) % 12 + 1, freq="M")) for i in range(width)
+    ]
     return members, months, actuals
 
 

@@ -46,13 +46,17 @@ def totals_by_level(data: PlanData) -> list[dict[str, Any]]:
         if groups is not None and groups.empty:
             continue
         ranked = (
-            groups.sort_values("volume", ascending=False, kind="stable")["level_key"].head(GROUPS_SHOWN).tolist()
+            groups.sort_values("volume", ascending=False, kind="stable")["level_key"]
+            .head(GROUPS_SHOWN)
+            .tolist()
             if groups is not None
             else [TOTAL]
         )
         rows = []
         for key in ranked:
-            at = months[(months["level"] == level) & (months["level_key"] == key)].sort_values("forecast_month")
+            at = months[(months["level"] == level) & (months["level_key"] == key)].sort_values(
+                "forecast_month"
+            )
             cells = {
                 r.forecast_month: {
                     "prediction": cell("next", r.prediction),
@@ -87,16 +91,20 @@ def biggest_changes(data: PlanData) -> dict[str, list[dict[str, Any]]]:
     groups = data.groups[data.groups["level"] != TOTAL] if len(data.groups) else data.groups
     return {
         "entities": [_entity_row(data, r) for r in entities.to_dict(orient="records")],
-        "groups": [_group_row(r) for r in _largest(groups, "change", CHANGES_SHOWN).to_dict(orient="records")],
+        "groups": [
+            _group_row(r) for r in _largest(groups, "change", CHANGES_SHOWN).to_dict(orient="records")
+        ],
     }
 
 
-def biased(data: PlanData) -> dict[str, list[dict[str, Any]]]:
+def biased(data: PlanData) -> dict[str, Any]:
     """The entities and the groups whose tracking signal is beyond ±BIASED, the largest first."""
     entities = data.entities[data.entities["bias"].abs() >= BIASED]
     groups = data.groups[data.groups["bias"].abs() >= BIASED] if len(data.groups) else data.groups
     return {
-        "entities": [_entity_row(data, r) for r in _largest(entities, "bias", BIASED_SHOWN).to_dict(orient="records")],
+        "entities": [
+            _entity_row(data, r) for r in _largest(entities, "bias", BIASED_SHOWN).to_dict(orient="records")
+        ],
         "entity_count": len(entities),
         "groups": [_group_row(r) for r in _largest(groups, "bias", BIASED_SHOWN).to_dict(orient="records")],
         "group_count": len(groups),
@@ -118,12 +126,24 @@ def _numbers(row: dict[str, Any]) -> dict[str, str]:
 
 def _entity_row(data: PlanData, row: dict[str, Any]) -> dict[str, Any]:
     entity = {k: row[k].item() if hasattr(row[k], "item") else row[k] for k in data.keys}
-    return {"name": entity, "href": "explorer", "link": entity, "sign": _sign(row.get("change")), **_numbers(row)}
+    return {
+        "name": entity,
+        "href": "explorer",
+        "link": entity,
+        "sign": _sign(row.get("change")),
+        **_numbers(row),
+    }
 
 
 def _group_row(row: dict[str, Any]) -> dict[str, Any]:
     link = {"level": row["level"], "key": row["level_key"]}
-    return {"name": f"{row['level']} {row['level_key']}", "href": "levels", "link": link, "sign": _sign(row.get("change")), **_numbers(row)}
+    return {
+        "name": f"{row['level']} {row['level_key']}",
+        "href": "levels",
+        "link": link,
+        "sign": _sign(row.get("change")),
+        **_numbers(row),
+    }
 
 
 def _sign(value: Any) -> str:

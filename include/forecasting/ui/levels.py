@@ -307,8 +307,13 @@ def _row_view(chosen: Selection, data: PlanData, row: dict[str, Any]) -> dict[st
     else:
         link = {k: _plain(row[k]) for k in data.keys}
         target = "explorer"
-    cells = [(c, cell(c, row[c])) for c in chosen.columns]
+    cells = [(c, cell(c, row[c]) if c in NUMBERS else _text(row[c])) for c in chosen.columns]
     return {"cells": cells, "href": target, "link": link, "biased": _biased(row.get("bias"))}
+
+
+def _text(value: Any) -> str:
+    """An identifying value (an entity column, a level's value) as it reads: 7, never 7.00."""
+    return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(_plain(value))
 
 
 def _biased(value: Any) -> bool:

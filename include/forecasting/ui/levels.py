@@ -28,7 +28,7 @@ from forecasting.core.names import LEVELS, relation_name
 from forecasting.publishing.query import run_query
 from forecasting.ui.charts import Band, Series, line_chart
 from forecasting.ui.explorer import relation
-from forecasting.ui.plan_data import BIASED, ENTITY, PlanData, group_keys, plan_data
+from forecasting.ui.plan_data import BIASED, ENTITY, PlanData, plan_data
 from forecasting.ui.templating import render_page
 
 SORTS = ("volume", "error", "bias", "change")
@@ -147,7 +147,7 @@ def selection(data: PlanData, given: dict[str, str], limit_cap: int = LIMITS[-1]
     else:
         frame = data.entities
         if key is not None:
-            frame = frame[group_keys(frame, level) == key]
+            frame = frame[data.entity_groups[level] == key]
         ids = [*data.keys, *(c for c in data.level_columns if c not in data.keys)]
     for name, value in asked["filters"].items():
         column, by_size = FILTERS[name]
@@ -177,7 +177,7 @@ def selection(data: PlanData, given: dict[str, str], limit_cap: int = LIMITS[-1]
 
 def group_history(data: PlanData, level: str, key: str) -> pd.DataFrame:
     """The group's actual per month: the sum of its members' in the newest run's snapshot."""
-    members = group_keys(data.entities, level) == key
+    members = data.entity_groups[level] == key
     sums = data.actuals[members].sum(axis=0) if data.actual_months else np.zeros(0)
     return pd.DataFrame({"month": data.actual_months, "actual": sums})
 

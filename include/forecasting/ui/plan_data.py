@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from scipy import sparse
 
 from forecasting.core import paths
 from forecasting.core.config import Config
@@ -60,6 +61,7 @@ class PlanData:
     entities: pd.DataFrame  # keys, level columns (text), METRICS, months (of forecasts)
     groups: pd.DataFrame  # level, level_key, level columns, METRICS, members
     group_months: pd.DataFrame  # level, level_key, forecast_month, prediction, p10, p90, previous
+    entity_groups: dict[str, np.ndarray]  # per level: each entity's group (its level_key)
     months: list[str]  # the newest run's forecast months
     actual_months: list[str]  # the snapshot's months (the columns of ``actuals``)
     actuals: np.ndarray  # [entity row, month]: the entity's actual (0: no row that month)
@@ -158,7 +160,9 @@ def _read(config: Config, latest_run: str, previous_run: str | None, snapshot: P
     groups, group_months = _group_numbers(config, latest_run, previous_run, level_columns)
     if groups.empty:  # no hierarchy: the entities' total stands for the levels
         group_months = _entity_totals(config, latest_run, previous_run)
-    groups = _group_accuracy(config, groups, entities, actual_months, actuals, latest_run)
+    text = entities.assign(**{k: key_text(entities[k]) for k in keys})
+    entity_groups = {level: group_keys(text, level) for level in levels}
+    groups = _group_accuracy(config, groups, entity_groups, actual_months, actuals, latest_run)
     return PlanData(
         latest_run=latest_run,
         previous_run=previous_run,
@@ -168,6 +172,7 @@ def _read(config: Config, latest_run: str, previous_run: str | None, snapshot: P
         entities=entities,
         groups=groups,
         group_months=group_months,
+        entity_groups=entity_groups,
         months=months,
         actual_months=actual_months,
         actuals=actuals,
@@ -180,52 +185,69 @@ def _entity_numbers(
     config: Config, latest_run: str, previous_run: str | None
 ) -> tuple[pd.DataFrame, list[str]]:
     """Per entity of the newest run: its forecasts' sum (volume), next month's with p10/p90, the
-    previous run's forecast of the same months and the change; the tracking signal's numbers.
-    And the newest run's forecast months."""
+    previous run's forecast of the same months and the change, and the tracking signal's numbers
+    (one query: a row per entity); and the newest run's forecast months."""
     keys = config.source.entity_columns
     table = relation(config, config.predictions.table)
     entity = ", ".join(f"c.{quote(k)}" for k in keys)
-    interval = "p10, p90" if _has_interval(config) else "NULL AS p10, NULL AS p90"
-    rows = run_query(
-        config,
-        f"SELECT {', '.join(quote(k) for k in keys)}, forecast_month, horizon, prediction, {interval} "
-        f"FROM {table} WHERE run_month = :run",
-        params={"run": _date(latest_run)},
-    )
-    months = sorted({_month(v) for v in rows["forecast_month"]})
-    volume = rows.groupby(keys, sort=True)["prediction"].sum().rename("volume")
-    nxt = rows[rows["horizon"] == 1].set_index(keys)[["prediction", "p10", "p90"]]
-    out = pd.concat([volume, nxt.rename(columns={"prediction": "next"})], axis=1)
-    out["previous"], out["change"] = np.nan, np.nan
+    interval = _has_interval(config)
+    next_month = "SUM(CASE WHEN c.horizon = 1 THEN c.{} END)"
+    columns = [
+        f"{entity}",
+        "SUM(c.prediction) AS volume",
+        f"{next_month.format('prediction')} AS next",
+        f"{next_month.format('p10')} AS p10" if interval else "NULL AS p10",
+        f"{next_month.format('p90')} AS p90" if interval else "NULL AS p90",
+    ]
+    joins, params = "", {"run": _date(latest_run)}
     if previous_run is not None:
         # The previous run's forecasts of the months both forecast: the entity_month index serves
         # the join (entity columns, forecast_month), the primary key's run_month prefix the rest.
-        joined = (
-            f"SELECT {entity}, SUM(p.prediction) AS previous, SUM(c.prediction - p.prediction) AS change "
-            f"FROM {table} c JOIN {table} p ON p.run_month = :previous AND "
-            + " AND ".join(f"p.{quote(k)} = c.{quote(k)}" for k in keys)
-            + f" AND p.forecast_month = c.forecast_month WHERE c.run_month = :run GROUP BY {entity}"
-        )
-        changed = run_query(
-            config, joined, params={"run": _date(latest_run), "previous": _date(previous_run)}
-        )
-        out.update(changed.set_index(keys)[["previous", "change"]])
-    signal = _query(
-        config,
-        f"SELECT {', '.join(quote(k) for k in keys)}, months, mean_absolute_error, tracking_signal "
-        f"FROM {relation(config, relation_name(config.predictions.table, TRACKING_SIGNAL))} WHERE horizon = 1",
+        columns += ["SUM(p.prediction) AS previous", "SUM(c.prediction - p.prediction) AS change"]
+        on = " AND ".join(f"p.{quote(k)} = c.{quote(k)}" for k in keys)
+        joins = f" LEFT JOIN {table} p ON p.run_month = :previous AND {on} AND p.forecast_month = c.forecast_month"
+        params["previous"] = _date(previous_run)
+    else:
+        columns += ["NULL AS previous", "NULL AS change"]
+    signal = relation(config, relation_name(config.predictions.table, TRACKING_SIGNAL))
+    tracked = " AND ".join(f"t.{quote(k)} = c.{quote(k)}" for k in keys)
+    sql = "SELECT {columns} FROM {table} c{joins}{tracking} WHERE c.run_month = :run GROUP BY {entity}{more}"
+    with_signal = sql.format(
+        columns=", ".join(
+            [
+                *columns,
+                "MAX(t.mean_absolute_error) AS error",
+                "MAX(t.tracking_signal) AS bias",
+                "MAX(t.months) AS scored",
+            ]
+        ),
+        table=table,
+        joins=joins,
+        tracking=f" LEFT JOIN {signal} t ON t.horizon = 1 AND {tracked}",
+        entity=entity,
+        more="",
     )
-    out["error"], out["bias"], out["scored"] = np.nan, np.nan, np.nan
-    if signal is not None and not signal.empty:
-        signal = signal.set_index(keys).rename(
-            columns={"mean_absolute_error": "error", "tracking_signal": "bias", "months": "scored"}
+    out = _query(config, with_signal, **params)
+    if out is None:  # no <table>_tracking_signal: forecast_monitoring never ran
+        plain = sql.format(
+            columns=", ".join([*columns, "NULL AS error", "NULL AS bias", "NULL AS scored"]),
+            table=table,
+            joins=joins,
+            tracking="",
+            entity=entity,
+            more="",
         )
-        out.update(signal[["error", "bias", "scored"]])
+        out = run_query(config, plain, params=params)
+    found = run_query(
+        config,
+        f"SELECT DISTINCT forecast_month FROM {table} WHERE run_month = :run",
+        params={"run": params["run"]},
+    )
+    months = sorted(_month(v) for v in found["forecast_month"])
     out["change_pct"] = _ratio(out["change"], out["previous"])
-    out = out.reset_index()
     for column in METRICS:
         out[column] = pd.to_numeric(out[column], errors="coerce").astype(float)
-    return out, months
+    return out.sort_values(keys, kind="stable").reset_index(drop=True), months
 
 
 def _ratio(change: pd.Series, previous: pd.Series) -> pd.Series:
@@ -260,7 +282,12 @@ def _snapshot_numbers(
     config: Config, snapshot: Path | None, entities: pd.DataFrame, level_columns: list[str]
 ) -> tuple[pd.DataFrame, list[str], np.ndarray]:
     """Per entity (in the order of ``entities``): its level columns as text (its latest row's
-    attributes), and its actual per month of the snapshot (0 where it has no row)."""
+    attributes), and its actual per month of the snapshot (0 where it has no row). Arrow's join
+    finds each row's entity (millions of rows: no Python per row)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     src = config.source
     keys = src.entity_columns
     members = pd.DataFrame({k: key_text(entities[k]) for k in keys})
@@ -269,30 +296,30 @@ def _snapshot_numbers(
         for column in attributes:
             members[column] = ""
         return members, [], np.zeros((len(entities), 0))
-    frame = pd.read_parquet(snapshot, columns=[*keys, src.time_column, src.target_column, *attributes])
-    frame = frame[frame[src.time_column].notna()]
-    when = pd.to_datetime(frame[src.time_column])
-    month = (when.dt.year * 12 + when.dt.month - 1).to_numpy(dtype=np.int64)
-    first = int(month.min()) if len(month) else 0
-    width = int(month.max()) - first + 1 if len(month) else 0
-    grouped = frame.groupby(keys, sort=False)
-    code = grouped.ngroup().to_numpy()
-    found = grouped.size().index  # the snapshot's entities, in code order
-    row = pd.MultiIndex.from_frame(entities[keys]).get_indexer(
-        found if isinstance(found, pd.MultiIndex) else pd.MultiIndex.from_arrays([found])
+    table = pq.read_table(snapshot, columns=[*keys, src.time_column, src.target_column, *attributes])
+    table = table.filter(pc.is_valid(table[src.time_column]))
+    index = pa.Table.from_pandas(entities[keys].assign(_row=np.arange(len(entities))), preserve_index=False)
+    index = index.cast(
+        pa.schema([*(pa.field(k, table.schema.field(k).type) for k in keys), pa.field("_row", pa.int64())])
     )
-    entity_row = row[code]  # per snapshot row: its entity's row (-1: not in the newest run)
-    kept = entity_row >= 0
-    flat = entity_row[kept] * width + (month[kept] - first)
-    values = frame[src.target_column].to_numpy(dtype=float)[kept]
-    actuals = np.bincount(flat, weights=np.nan_to_num(values), minlength=len(entities) * width)
+    joined = table.join(index, keys=keys, join_type="inner", use_threads=True)
+    row = joined["_row"].to_numpy()
+    when = joined[src.time_column]
+    month = (pc.year(when).to_numpy().astype(np.int64) * 12 + pc.month(when).to_numpy() - 1).astype(np.int64)
+    if not len(month):
+        return members.assign(**{c: "" for c in attributes}), [], np.zeros((len(entities), 0))
+    first, width = int(month.min()), int(month.max() - month.min()) + 1
+    values = np.nan_to_num(joined[src.target_column].to_numpy(zero_copy_only=False).astype(float))
+    actuals = np.bincount(row * width + (month - first), weights=values, minlength=len(entities) * width)
     actuals = actuals.reshape(len(entities), width)
     if attributes:
-        latest = pd.Series(month).groupby(code).transform("max").to_numpy() == month
-        last = frame.loc[latest & kept, attributes].assign(_row=entity_row[latest & kept])
-        last = last.drop_duplicates("_row", keep="last").set_index("_row").reindex(range(len(entities)))
+        newest = np.full(len(entities), -1, dtype=np.int64)
+        np.maximum.at(newest, row, month)
+        latest = np.flatnonzero(month == newest[row])  # each entity's rows of its newest month
+        picked = joined.take(pa.array(latest)).select([*attributes, "_row"]).to_pandas()
+        picked = picked.drop_duplicates("_row", keep="last").set_index("_row").reindex(range(len(entities)))
         for column in attributes:
-            members[column] = last[column].astype("string").fillna("").to_numpy(dtype=object)
+            members[column] = picked[column].astype("string").fillna("").to_numpy(dtype=object)
     months = [
         str(pd.Period(year=(first + i) // 12, month=(first + i) % 12 + 1, freq="M")) for i in range(width)
     ]
@@ -356,7 +383,7 @@ def group_keys(entities: pd.DataFrame, level: str) -> np.ndarray:
 def _group_accuracy(
     config: Config,
     groups: pd.DataFrame,
-    entities: pd.DataFrame,
+    entity_groups: dict[str, np.ndarray],
     actual_months: list[str],
     actuals: np.ndarray,
     latest_run: str,
@@ -366,7 +393,6 @@ def _group_accuracy(
     groups = groups.assign(members=0, error=np.nan, bias=np.nan, scored=np.nan)
     if groups.empty:
         return groups
-    text = entities.assign(**{k: key_text(entities[k]) for k in config.source.entity_columns})
     table = relation(config, relation_name(config.predictions.table, LEVELS))
     ahead = run_query(
         config,
@@ -377,19 +403,22 @@ def _group_accuracy(
     ahead["forecast_month"] = ahead["forecast_month"].map(_month)
     scored = [m for m in actual_months if m <= latest_run]
     for level, rows in groups.groupby("level", sort=False):
-        keys = group_keys(text, str(level))
-        counts = pd.Series(keys).value_counts()
+        codes, names = pd.factorize(entity_groups[str(level)])
+        counts = pd.Series(np.bincount(codes, minlength=len(names)), index=names)
         groups.loc[rows.index, "members"] = rows["level_key"].map(counts).fillna(0).to_numpy()
-        if not scored:
-            continue
-        sums = pd.DataFrame(actuals[:, : len(scored)], columns=scored).groupby(keys).sum()
         made = ahead[ahead["level"] == level].pivot_table(
             index="level_key", columns="forecast_month", values="prediction", aggfunc="last"
         )
         common = [m for m in scored if m in made.columns][-TRACKING_MONTHS:]
         if not common:
             continue
-        error = made[common].sub(sums.reindex(index=made.index, columns=common).fillna(0.0))
+        # The groups' actuals: a sparse sum of their members' rows (one 1 per entity).
+        summing = sparse.csr_matrix(
+            (np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(names), len(codes))
+        )
+        columns = [actual_months.index(m) for m in common]
+        sums = pd.DataFrame(summing @ actuals[:, columns], index=names, columns=common)
+        error = made[common].sub(sums.reindex(index=made.index).fillna(0.0))
         mae = error.abs().mean(axis=1, skipna=True)
         signal = error.sum(axis=1, skipna=True) / mae.where(mae > 0)
         at = rows["level_key"]

@@ -200,3 +200,17 @@ def test_the_overview_shows_totals_by_level_changes_biased_series_and_alerts(dep
     assert 'id="totals-by-level"' in page and 'data-level="category" data-key="dairy"' in page
     assert 'id="planner-alerts"' in page and "MemoryError" in page  # the task failure's alert
     assert "month-status" not in page  # the engineers' detail is on the Runs page
+
+
+def test_without_a_hierarchy_or_monitoring_the_overview_shows_the_entities_total(tmp_path):
+    config = build_deployment(tmp_path)  # no hierarchy, no forecast_monitoring yet
+    data = plan_data(config)
+    assert data is not None and data.groups.empty and not data.biased_signals
+    [total] = planner.totals_by_level(data)
+    moved = sum(prediction(s, i, 2, LATEST) - prediction(s, i, 3, PREVIOUS) for s, i in ENTITIES)
+    assert total["rows"][0]["months"]["2025-02"]["change"]["text"].startswith(levels.cell("change", moved))
+    chosen = levels.selection(data, {"sort": "bias"})  # every entity: the only list
+    assert chosen.level == "entity" and chosen.rows["bias"].isna().all() and chosen.matched == len(ENTITIES)
+    page = planner.render_overview(config)
+    assert "The config has no <code>hierarchy</code>" in page
+    assert "No entity has been scored yet" in page and "No alerts table yet" in page

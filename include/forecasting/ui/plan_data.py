@@ -58,7 +58,7 @@ class PlanData:
     keys: list[str]  # the entity columns
     level_columns: list[str]  # the columns the hierarchy's levels group by
     levels: list[str]  # the levels' names, as <table>_levels has them ("total", "region,category")
-    entities: pd.DataFrame  # keys, level columns (text), METRICS, months (of forecasts)
+    entities: pd.DataFrame  # keys, level columns but the keys (text), METRICS
     groups: pd.DataFrame  # level, level_key, level columns, METRICS, members
     group_months: pd.DataFrame  # level, level_key, forecast_month, prediction, p10, p90, previous
     entity_groups: dict[str, np.ndarray]  # per level: each entity's group (its level_key)
@@ -211,33 +211,16 @@ def _entity_numbers(
         columns += ["NULL AS previous", "NULL AS change"]
     signal = relation(config, relation_name(config.predictions.table, TRACKING_SIGNAL))
     tracked = " AND ".join(f"t.{quote(k)} = c.{quote(k)}" for k in keys)
-    sql = "SELECT {columns} FROM {table} c{joins}{tracking} WHERE c.run_month = :run GROUP BY {entity}{more}"
-    with_signal = sql.format(
-        columns=", ".join(
-            [
-                *columns,
-                "MAX(t.mean_absolute_error) AS error",
-                "MAX(t.tracking_signal) AS bias",
-                "MAX(t.months) AS scored",
-            ]
-        ),
-        table=table,
-        joins=joins,
-        tracking=f" LEFT JOIN {signal} t ON t.horizon = 1 AND {tracked}",
-        entity=entity,
-        more="",
-    )
-    out = _query(config, with_signal, **params)
+    scores = [
+        "MAX(t.mean_absolute_error) AS error",
+        "MAX(t.tracking_signal) AS bias",
+        "MAX(t.months) AS scored",
+    ]
+    joined = f"{joins} LEFT JOIN {signal} t ON t.horizon = 1 AND {tracked}"
+    out = _query(config, _per_entity(columns + scores, table, joined, entity), **params)
     if out is None:  # no <table>_tracking_signal: forecast_monitoring never ran
-        plain = sql.format(
-            columns=", ".join([*columns, "NULL AS error", "NULL AS bias", "NULL AS scored"]),
-            table=table,
-            joins=joins,
-            tracking="",
-            entity=entity,
-            more="",
-        )
-        out = run_query(config, plain, params=params)
+        unscored = ["NULL AS error", "NULL AS bias", "NULL AS scored"]
+        out = run_query(config, _per_entity(columns + unscored, table, joins, entity), params=params)
     found = run_query(
         config,
         f"SELECT DISTINCT forecast_month FROM {table} WHERE run_month = :run",
@@ -248,6 +231,10 @@ def _entity_numbers(
     for column in METRICS:
         out[column] = pd.to_numeric(out[column], errors="coerce").astype(float)
     return out.sort_values(keys, kind="stable").reset_index(drop=True), months
+
+
+def _per_entity(columns: list[str], table: str, joins: str, entity: str) -> str:
+    return f"SELECT {', '.join(columns)} FROM {table} c{joins} WHERE c.run_month = :run GROUP BY {entity}"
 
 
 def _ratio(change: pd.Series, previous: pd.Series) -> pd.Series:

@@ -41,6 +41,7 @@ from forecasting.data.panel import key_text
 from forecasting.publishing.query import QueryError, run_query
 from forecasting.publishing.tables import TRACKING_MONTHS
 from forecasting.ui.explorer import quote, relation
+from forecasting.ui.overrides import newest_run
 
 ENTITY = "entity"  # the level explorer's name of the bottom level: the entities themselves
 TOTAL = "total"  # forecasting.modeling.hierarchy's name of the empty level
@@ -67,6 +68,7 @@ class PlanData:
     actuals: np.ndarray  # [entity row, month]: the entity's actual (0: no row that month)
     snapshot: Path | None
     biased_signals: bool  # entities' bias comes from <table>_tracking_signal
+    overrides: dict | None  # what the newest run's publish did with the overrides (ui.overrides)
 
 
 def _month(value: Any) -> str:
@@ -178,6 +180,7 @@ def _read(config: Config, latest_run: str, previous_run: str | None, snapshot: P
         actuals=actuals,
         snapshot=snapshot,
         biased_signals=bool(entities["bias"].notna().any()),
+        overrides=newest_run(config),
     )
 
 

@@ -22,12 +22,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
 from forecasting.core.config import Config
+from forecasting.core.names import ALERTS, relation_name
+from forecasting.publishing.query import QueryError
 from forecasting.ui.levels import cell
 from forecasting.ui.monitoring import recent_alerts
-from forecasting.ui.overrides import newest_run
-from forecasting.ui.plan_data import BIASED, ENTITY, TOTAL, PlanData, plan_data
+from forecasting.ui.plan_data import BIASED, ENTITY, TOTAL, PlanData, missing_relation, plan_data
 from forecasting.ui.templating import render_page
 
 GROUPS_SHOWN = 5  # a level's largest groups on the overview
@@ -150,13 +152,24 @@ def _sign(value: Any) -> str:
     return "" if value is None or pd.isna(value) else ("up" if value >= 0 else "down")
 
 
+def _alerts(config: Config) -> tuple[list[dict], int] | None:
+    """The newest alerts and how many there are (None: no alerts table yet)."""
+    name = relation_name(config.predictions.table, ALERTS)
+    try:  # without asking the database's catalogue first: one connection fewer per page
+        return recent_alerts(config, limit=ALERTS_SHOWN, present={name})
+    except (QueryError, sa.exc.DBAPIError) as err:
+        if missing_relation(err):
+            return None
+        raise
+
+
 def render_overview(config: Config) -> str:
     """The planners' overview page."""
     started = time.perf_counter()
     data = plan_data(config)
     if data is None:
         return render_page(config, "Overview", "planner.html", published=False)
-    alerts = recent_alerts(config, limit=ALERTS_SHOWN)
+    alerts = _alerts(config)
     return render_page(
         config,
         "Overview",
@@ -173,6 +186,6 @@ def render_overview(config: Config) -> str:
         threshold=BIASED,
         entity_level=ENTITY,
         alerts=None if alerts is None else {"rows": alerts[0], "total": alerts[1]},
-        overrides=newest_run(config),
+        overrides=data.overrides,
         milliseconds=f"{1000 * (time.perf_counter() - started):.0f}",
     )

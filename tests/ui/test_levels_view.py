@@ -214,3 +214,34 @@ def test_without_a_hierarchy_or_monitoring_the_overview_shows_the_entities_total
     page = planner.render_overview(config)
     assert "The config has no <code>hierarchy</code>" in page
     assert "No entity has been scored yet" in page and "No alerts table yet" in page
+
+
+def test_after_a_publish_the_pages_show_the_numbers_held_while_the_new_ones_are_read(tmp_path):
+    from datetime import UTC, datetime
+
+    from forecasting.publishing.publish import publish
+    from forecasting.ui.plan_data import refreshing
+    from tests.helpers.forecasts_view_data import forecasts, levels_of
+
+    config = build_deployment(tmp_path, hierarchy=True)
+    assert plan_data(config).latest_run == LATEST  # nothing held yet: read at once
+    publish(
+        forecasts("2025-01"),
+        config,
+        pd.Period("2025-01", "M"),
+        model_version="2025-01-abc3",
+        run_id="scheduled__2025-02-01T00:00:00+00:00",
+        created_at=datetime(2025, 2, 1, tzinfo=UTC),
+        levels=levels_of(forecasts("2025-01")),
+    )
+    held = plan_data(config)
+    assert held.stale and held.latest_run == LATEST  # at once: the numbers held, marked
+    assert 'id="stale-numbers"' in planner.render_overview(config)
+    reader = refreshing(config)
+    if reader is not None:
+        reader.join(60)
+    fresh = plan_data(config)
+    assert not fresh.stale and (fresh.latest_run, fresh.previous_run) == ("2025-01", LATEST)
+    assert fresh.entities["next"].tolist() == pytest.approx(
+        [prediction(s, i, 1, "2025-01") for s, i in ENTITIES]
+    )

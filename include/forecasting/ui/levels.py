@@ -259,13 +259,16 @@ def render_levels(config: Config, given: dict[str, str]) -> str:
     """The explorer by level for the query string ``given``."""
     started = time.perf_counter()
     data = plan_data(config)
-    page = partial(render_page, config, "Levels", "levels.html", given=given)
+    page = partial(render_page, config, "Levels", "levels.html", given=given, stale=bool(data and data.stale))
     if data is None:
         return page(published=False)
     try:
         chosen = selection(data, given)
     except BadSelection as err:
-        return page(published=True, error=str(err), levels=[*data.levels, ENTITY], entity_level=ENTITY)
+        levels = [*data.levels, ENTITY]
+        return page(
+            published=True, error=str(err), levels=levels, entity_level=ENTITY, latest_run=data.latest_run
+        )
     group = None
     if chosen.key is not None:
         chart, latest = group_chart(config, data, chosen.level, chosen.key)

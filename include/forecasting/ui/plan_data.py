@@ -6,8 +6,9 @@ Sorting 100,000 series by their change or their bias takes every series' numbers
 page would aggregate the whole newest run each time. So ``plan_data`` reads them once per
 published run (read-only query layer, bound parameters) and keeps them in memory, keyed by the
 newest run's identity (run month, run id, created_at), the snapshot file and the newest
-``<table>_accuracy`` score: a re-publish or a monitoring run makes the next page read them
-again. A page then filters, sorts and cuts in memory (``LIMIT`` in Python terms).
+``<table>_accuracy`` score: after a publish or a monitoring run, a thread reads them again while
+the pages show the numbers held, saying so. A page then filters, sorts and cuts in memory
+(``LIMIT`` in Python terms).
 
 * **Entities**: the newest run's rows (``<table>``, primary key's ``run_month`` prefix), the
   previous run's forecasts of the same months (its change), and ``<table>_tracking_signal``'s
@@ -24,7 +25,7 @@ again. A page then filters, sorts and cuts in memory (``LIMIT`` in Python terms)
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ class PlanData:
     snapshot: Path | None
     biased_signals: bool  # entities' bias comes from <table>_tracking_signal
     overrides: dict | None  # what the newest run's publish did with the overrides (ui.overrides)
+    stale: bool = False  # newer numbers are being read (a publish or a monitoring run since)
 
 
 def _month(value: Any) -> str:
@@ -113,35 +115,79 @@ def _snapshot(config: Config, latest_run: str, run_id: str) -> Path | None:
     return paths.snapshot_in(attempt)
 
 
-_CACHE: dict[tuple, PlanData] = {}
-_LOCK = threading.Lock()
+# The deployment's newest numbers read, by deployment: (their key, them). One deployment is kept.
+_CACHE: dict[tuple, tuple[tuple, PlanData]] = {}
+_LOCK = threading.Lock()  # guards _CACHE and _REFRESHING
+_READING = threading.Lock()  # one read of every series at a time
+_REFRESHING: dict[tuple, threading.Thread] = {}
 
 
-def plan_data(config: Config) -> PlanData | None:
-    """The newest run's numbers (None: nothing published), read again only when they changed."""
+def plan_data(config: Config, wait: bool = False) -> PlanData | None:
+    """The newest run's numbers (None: nothing published), read again only when they changed.
+
+    When they changed (a publish, a monitoring run) and earlier ones are held, those are returned
+    at once, marked ``stale``, while a thread reads the new ones (unless ``wait``): a page never
+    waits for a read of every series but the first one (the api-server's warm-up makes that)."""
     runs = _runs(config)
     if runs is None or runs.empty:
         return None
     latest_run, run_id = _month(runs["run_month"].iloc[0]), str(runs["run_id"].iloc[0])
     snapshot = _snapshot(config, latest_run, run_id)
-    stamp = snapshot.stat().st_mtime_ns if snapshot else None
+    deployment = (str(config.path), config.predictions.database.url, config.predictions.table)
     key = (
-        str(config.path),
-        config.predictions.database.url,
-        config.predictions.table,
         tuple(map(str, runs.itertuples(index=False))),
         str(snapshot),
-        stamp,
+        snapshot.stat().st_mtime_ns if snapshot else None,
         _scored_at(config),
     )
-    with _LOCK:  # one reader at a time: a second page waits for the first one's numbers
-        found = _CACHE.get(key)
-        if found is None:
-            previous = _month(runs["run_month"].iloc[1]) if len(runs) > 1 else None
+    previous = _month(runs["run_month"].iloc[1]) if len(runs) > 1 else None
+    with _LOCK:
+        held = _CACHE.get(deployment)
+        if held is not None and held[0] == key:
+            return held[1]
+        if held is not None and not wait:
+            if deployment not in _REFRESHING:
+                thread = threading.Thread(
+                    target=_refresh,
+                    args=(config, deployment, key, latest_run, previous, snapshot),
+                    name="forecasts-view-numbers",
+                    daemon=True,
+                )
+                _REFRESHING[deployment] = thread
+                thread.start()
+            return replace(held[1], stale=True)
+    return _refresh(config, deployment, key, latest_run, previous, snapshot)
+
+
+def _refresh(
+    config: Config,
+    deployment: tuple,
+    key: tuple,
+    latest_run: str,
+    previous: str | None,
+    snapshot: Path | None,
+) -> PlanData:
+    try:
+        with _READING:
+            with _LOCK:
+                held = _CACHE.get(deployment)
+            if held is not None and held[0] == key:  # read meanwhile by another page
+                return held[1]
             found = _read(config, latest_run, previous, snapshot)
-            _CACHE.clear()  # only the newest run's numbers are kept
-            _CACHE[key] = found
-        return found
+            with _LOCK:
+                _CACHE.clear()  # one deployment's numbers are kept
+                _CACHE[deployment] = (key, found)
+            return found
+    finally:
+        with _LOCK:
+            if _REFRESHING.get(deployment) is threading.current_thread():
+                del _REFRESHING[deployment]
+
+
+def refreshing(config: Config) -> threading.Thread | None:
+    """The thread reading the deployment's newer numbers, if one is (for tests and benchmarks)."""
+    with _LOCK:
+        return _REFRESHING.get((str(config.path), config.predictions.database.url, config.predictions.table))
 
 
 def level_names(config: Config) -> tuple[list[str], list[str]]:
@@ -286,28 +332,38 @@ def _snapshot_numbers(
         for column in attributes:
             members[column] = ""
         return members, [], np.zeros((len(entities), 0))
-    table = pq.read_table(snapshot, columns=[*keys, src.time_column, src.target_column, *attributes])
-    table = table.filter(pc.is_valid(table[src.time_column]))
+    # The attributes as dictionaries (a few distinct values in millions of rows: no string each).
+    columns = [*keys, src.time_column, src.target_column, *attributes]
+    table = pq.read_table(snapshot, columns=columns, read_dictionary=attributes)
+    # Each row's entity by a join of the keys alone (the rest is gathered by row position after).
+    keyed = pa.table({**{k: table[k] for k in keys}, "_pos": np.arange(table.num_rows, dtype=np.int64)})
     index = pa.Table.from_pandas(entities[keys].assign(_row=np.arange(len(entities))), preserve_index=False)
     index = index.cast(
         pa.schema([*(pa.field(k, table.schema.field(k).type) for k in keys), pa.field("_row", pa.int64())])
     )
-    joined = table.join(index, keys=keys, join_type="inner", use_threads=True)
-    row = joined["_row"].to_numpy()
-    when = joined[src.time_column]
-    month = (pc.year(when).to_numpy().astype(np.int64) * 12 + pc.month(when).to_numpy() - 1).astype(np.int64)
+    joined = keyed.join(index, keys=keys, join_type="inner", use_threads=True)
+    position, row = joined["_pos"].to_numpy(), joined["_row"].to_numpy()
+    # Each row's month as a number: worked out once per distinct date (a few dozen), not per row.
+    dates = pc.dictionary_encode(table[src.time_column]).combine_chunks()
+    distinct = pd.DatetimeIndex(dates.dictionary.to_pandas())
+    numbers = np.append((distinct.year * 12 + distinct.month - 1).to_numpy(dtype=np.int64), -1)
+    month = numbers[pc.fill_null(dates.indices, -1).to_numpy(zero_copy_only=False)][position]
+    dated = month >= 0  # rows without a date count nowhere
+    position, row, month = position[dated], row[dated], month[dated]
     if not len(month):
         return members.assign(**{c: "" for c in attributes}), [], np.zeros((len(entities), 0))
     first, width = int(month.min()), int(month.max() - month.min()) + 1
-    values = np.nan_to_num(joined[src.target_column].to_numpy(zero_copy_only=False).astype(float))
+    target = table[src.target_column].combine_chunks().to_numpy(zero_copy_only=False)
+    values = np.nan_to_num(target.astype(float)[position])
     actuals = np.bincount(row * width + (month - first), weights=values, minlength=len(entities) * width)
     actuals = actuals.reshape(len(entities), width)
     if attributes:
         newest = np.full(len(entities), -1, dtype=np.int64)
         np.maximum.at(newest, row, month)
         latest = np.flatnonzero(month == newest[row])  # each entity's rows of its newest month
-        picked = joined.take(pa.array(latest)).select([*attributes, "_row"]).to_pandas()
-        picked = picked.drop_duplicates("_row", keep="last").set_index("_row").reindex(range(len(entities)))
+        picked = table.select(attributes).take(pa.array(position[latest])).to_pandas()
+        picked = picked.assign(_row=row[latest]).drop_duplicates("_row", keep="last")
+        picked = picked.set_index("_row").reindex(range(len(entities)))
         for column in attributes:
             members[column] = picked[column].astype("string").fillna("").to_numpy(dtype=object)
     months = [

@@ -177,6 +177,7 @@ def render_overview(config: Config) -> str:
         published=True,
         latest_run=data.latest_run,
         previous_run=data.previous_run,
+        stale=data.stale,
         months=data.months,
         hierarchy=bool(len(data.groups)),
         totals=totals_by_level(data),

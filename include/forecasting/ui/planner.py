@@ -18,6 +18,7 @@ Runs page (forecasting.ui.overview).
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -41,35 +42,39 @@ ALERTS_SHOWN = 10
 def totals_by_level(data: PlanData) -> list[dict[str, Any]]:
     """Per level (config order): its groups shown (the largest by volume) and how many it has;
     each group's forecast, p10, p90, previous run's forecast and change per forecast month."""
+    months: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in data.group_months.sort_values("forecast_month").to_dict(orient="records"):
+        months[(str(record["level"]), str(record["level_key"]))].append(record)
+    if data.groups.empty:  # no hierarchy: the entities' total
+        return [{"level": TOTAL, "groups": 1, "rows": [_group_months(TOTAL, months[(TOTAL, TOTAL)])]}]
     out = []
-    months = data.group_months
-    for level in [TOTAL, *(name for name in data.levels if name != TOTAL)] if len(data.groups) else [TOTAL]:
-        groups = data.groups[data.groups["level"] == level] if len(data.groups) else None
-        if groups is not None and groups.empty:
+    for level in [TOTAL, *(name for name in data.levels if name != TOTAL)]:
+        groups = data.groups[data.groups["level"] == level]
+        if groups.empty:
             continue
-        ranked = (
-            groups.sort_values("volume", ascending=False, kind="stable")["level_key"]
-            .head(GROUPS_SHOWN)
-            .tolist()
-            if groups is not None
-            else [TOTAL]
-        )
-        rows = []
-        for key in ranked:
-            at = months[(months["level"] == level) & (months["level_key"] == key)].sort_values(
-                "forecast_month"
-            )
-            cells = {
-                r.forecast_month: {
-                    "prediction": cell("next", r.prediction),
-                    "interval": f"{cell('p10', r.p10)}–{cell('p90', r.p90)}" if pd.notna(r.p10) else "",
-                    "change": _change(r.prediction, r.previous),
-                }
-                for r in at.itertuples()
-            }
-            rows.append({"key": key, "months": cells, "total": _total(at)})
-        out.append({"level": level, "groups": len(groups) if groups is not None else 1, "rows": rows})
+        ranked = groups.sort_values("volume", ascending=False, kind="stable")["level_key"].head(GROUPS_SHOWN)
+        rows = [_group_months(str(key), months[(level, str(key))]) for key in ranked]
+        out.append({"level": level, "groups": len(groups), "rows": rows})
     return out
+
+
+def _group_months(key: str, months: list[dict[str, Any]]) -> dict[str, Any]:
+    """A group's row of the totals: per forecast month its forecast, band and change, and their sum."""
+    cells = {
+        r["forecast_month"]: {
+            "prediction": cell("next", r["prediction"]),
+            "interval": f"{cell('p10', r['p10'])}–{cell('p90', r['p90'])}" if pd.notna(r["p10"]) else "",
+            "change": _change(r["prediction"], r["previous"]),
+        }
+        for r in months
+    }
+    known = [r for r in months if pd.notna(r["previous"])]
+    now, before = sum(r["prediction"] for r in known), sum(r["previous"] for r in known)
+    total = {
+        "prediction": cell("volume", sum(r["prediction"] for r in months)),
+        "change": _change(now, before) if known else None,
+    }
+    return {"key": key, "months": cells, "total": total}
 
 
 def _change(now: float, before: float) -> dict[str, str] | None:
@@ -78,13 +83,6 @@ def _change(now: float, before: float) -> dict[str, str] | None:
     change = float(now) - float(before)
     percent = f" ({change / float(before):+.1%})" if before else ""
     return {"text": cell("change", change) + percent, "sign": "up" if change >= 0 else "down"}
-
-
-def _total(rows: pd.DataFrame) -> dict[str, Any]:
-    known = rows[rows["previous"].notna()]
-    now = float(rows["prediction"].sum())
-    change = _change(known["prediction"].sum(), known["previous"].sum()) if len(known) else None
-    return {"prediction": cell("volume", now), "change": change}
 
 
 def biggest_changes(data: PlanData) -> dict[str, list[dict[str, Any]]]:

@@ -146,17 +146,17 @@ def selection(data: PlanData, given: dict[str, str], limit_cap: int = LIMITS[-1]
         frame = frame.assign(level_key=frame["level_key"].astype(str))
     else:
         frame = data.entities
-        if key is not None:
-            frame = frame[data.entity_groups[level] == key]
         ids = [*data.keys, *(c for c in data.level_columns if c not in data.keys)]
+    # Row positions only, until the rows shown are picked: no copy of 100,000 series' numbers.
+    kept = np.flatnonzero(data.entity_groups[level] == key) if key is not None else np.arange(len(frame))
     for name, value in asked["filters"].items():
         column, by_size = FILTERS[name]
-        values = frame[column].abs() if by_size else frame[column]
+        values = frame[column].to_numpy(dtype=float)[kept]
         threshold = value / 100 if column == "change_pct" else value
-        frame = frame[values >= threshold]
-    order = frame[asked["sort"]].abs() if asked["sort"] in ("bias", "change") else frame[asked["sort"]]
-    ranked = order.fillna(-np.inf).to_numpy()
-    top = np.argsort(-ranked, kind="stable")[: asked["limit"]]  # NaN (not known) last
+        kept = kept[(np.abs(values) if by_size else values) >= threshold]  # NaN: not kept
+    ranked = frame[asked["sort"]].to_numpy(dtype=float)[kept]
+    ranked = np.nan_to_num(np.abs(ranked) if asked["sort"] in ("bias", "change") else ranked, nan=-np.inf)
+    top = kept[np.argsort(-ranked, kind="stable")[: asked["limit"]]]  # NaN (not known) last
     numbers = NUMBERS if level != ENTITY and key is None else [n for n in NUMBERS if n != "members"]
     columns = list(dict.fromkeys([*ids, *numbers]))
     rows = frame.iloc[top].reindex(columns=columns).reset_index(drop=True)
@@ -167,7 +167,7 @@ def selection(data: PlanData, given: dict[str, str], limit_cap: int = LIMITS[-1]
         limit=asked["limit"],
         filters=asked["filters"],
         rows=rows,
-        matched=len(frame),
+        matched=len(kept),
         columns=columns,
     )
 
@@ -177,8 +177,8 @@ def selection(data: PlanData, given: dict[str, str], limit_cap: int = LIMITS[-1]
 
 def group_history(data: PlanData, level: str, key: str) -> pd.DataFrame:
     """The group's actual per month: the sum of its members' in the newest run's snapshot."""
-    members = data.entity_groups[level] == key
-    sums = data.actuals[members].sum(axis=0) if data.actual_months else np.zeros(0)
+    members = (data.entity_groups[level] == key).astype(float)
+    sums = members @ data.actuals if data.actual_months else np.zeros(0)  # no copy of the rows
     return pd.DataFrame({"month": data.actual_months, "actual": sums})
 
 

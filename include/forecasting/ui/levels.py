@@ -272,10 +272,8 @@ def render_levels(config: Config, given: dict[str, str]) -> str:
     group = None
     if chosen.key is not None:
         chart, latest = group_chart(config, data, chosen.level, chosen.key)
-        found = data.groups[(data.groups["level"] == chosen.level) & (data.groups["level_key"] == chosen.key)]
         group = {
             "chart": chart,
-            "numbers": found.iloc[0].to_dict() if len(found) else None,
             "months": [
                 {"month": r.forecast_month, "prediction": r.prediction, "p10": r.p10, "p90": r.p90}
                 for r in latest.itertuples()

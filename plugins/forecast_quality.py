@@ -1,13 +1,15 @@
 """The Forecasts view in the Airflow UI.
 
-Adds "Forecasts" to Browse: an overview (every month's runs and status, the model against every
-baseline), an explorer (one entity's history, forecasts and earlier forecasts vs actuals, as
+Adds "Forecasts" to Browse: an overview for planners (the newest run's forecast by level, the
+biggest changes, the biased series, the alerts), an explorer by level (any level's groups, a
+group's chart and entities, CSV and Parquet downloads), the runs (every month's runs and status,
+the model against every baseline), an explorer (one entity's history, forecasts and earlier forecasts vs actuals, as
 a chart, a table and a CSV) and the planners' overrides (what the newest run applied and refused,
 a form, the audit trail), plus each attempt's Great Expectations Data Docs served offline. A
 FastAPI app mounted by the api-server at /forecast-quality; only users who may read
 monthly_forecast's runs can open it, and only those who may trigger them can record an override
-(forecasting.ui.overrides). The pages are rendered by forecasting.ui.overview and
-forecasting.ui.explorer (from the Jinja2 templates in forecasting/ui/templates, the stylesheet
+(forecasting.ui.overrides). The pages are rendered by forecasting.ui.planner,
+forecasting.ui.levels, forecasting.ui.overview and forecasting.ui.explorer (from the Jinja2 templates in forecasting/ui/templates, the stylesheet
 inlined); the Data Docs and their vendored assets are served by forecasting.ui.data_docs.
 """
 
@@ -46,8 +48,8 @@ def _run_states() -> dict[str, str]:
         return {run_id: str(state) for run_id, state in rows}
 
 
-@app.get("/", response_class=HTMLResponse)
-def overview() -> str:
+@app.get("/runs", response_class=HTMLResponse)
+def runs() -> str:
     from forecasting.core.config import load_config
     from forecasting.ui.overview import render
 
@@ -88,6 +90,42 @@ def scenarios(request: Request) -> str:
     from forecasting.ui.scenarios import render_scenarios
 
     return render_scenarios(load_config(), dict(request.query_params))
+
+
+# --- the planners' pages: the overview, the explorer by level and its downloads -------------------
+
+
+@app.get("/", response_class=HTMLResponse)
+def overview() -> str:
+    from forecasting.core.config import load_config
+    from forecasting.ui.planner import render_overview
+
+    return render_overview(load_config())
+
+
+@app.get("/levels", response_class=HTMLResponse)
+def levels(request: Request) -> str:
+    from forecasting.core.config import load_config
+    from forecasting.ui.levels import render_levels
+
+    return render_levels(load_config(), dict(request.query_params))
+
+
+@app.get("/levels.{kind}")
+def levels_export(kind: str, request: Request) -> Response:
+    from forecasting.core.config import load_config
+    from forecasting.ui.export import export
+    from forecasting.ui.levels import BadSelection
+
+    try:
+        found = export(load_config(), dict(request.query_params), kind)
+    except BadSelection as err:
+        raise HTTPException(status_code=400, detail=str(err)) from None
+    if found is None:
+        raise HTTPException(status_code=404, detail="nothing published yet")
+    filename, media_type, content = found
+    disposition = f'attachment; filename="{filename}"'
+    return Response(content, media_type=media_type, headers={"Content-Disposition": disposition})
 
 
 # --- overrides --------------------------------------------------------------------------------

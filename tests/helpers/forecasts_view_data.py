@@ -97,7 +97,7 @@ def snapshot() -> pd.DataFrame:
             "promo": 0,
             "store_size": "large",
             "region": "north",
-            "category": "snacks" if i % 2 else "dairy",
+            "category": category(i),
         }
         for s in STORES
         for i in ITEMS
@@ -141,14 +141,43 @@ def evaluation(run: str, version: str) -> dict:
     }
 
 
-def build_deployment(folder: Path, url: str | None = None):
-    """The deployment's config (SQLite predictions under ``folder`` unless ``url``)."""
+# The hierarchy of build_deployment(hierarchy=True): the total, the region (every store is in the
+# north), each store and each category (odd items are snacks, even ones dairy).
+LEVELS = ((), ("region",), ("store_id",), ("category",))
+
+
+def category(item: int) -> str:
+    return "snacks" if item % 2 else "dairy"
+
+
+def levels_of(frame: pd.DataFrame) -> pd.DataFrame:
+    """The hierarchy's levels of ``frame`` (a run's forecasts): each group's prediction the sum of
+    its entities', p10 and p90 at 0.9 and 1.1 times it."""
+    members = frame.assign(
+        region="north", store_id=frame["store_id"].astype(str), category=frame["item_id"].map(category)
+    )
+    parts = []
+    for level in LEVELS:
+        columns = list(level)
+        sums = members.groupby([*columns, "forecast_month", "horizon"], as_index=False)["prediction"].sum()
+        sums["level"] = ",".join(columns) or "total"
+        sums["level_key"] = sums[columns].astype(str).agg(",".join, axis=1) if columns else "total"
+        parts.append(sums)
+    out = pd.concat(parts, ignore_index=True)
+    return out.assign(p10=0.9 * out["prediction"], p90=1.1 * out["prediction"])
+
+
+def build_deployment(folder: Path, url: str | None = None, hierarchy: bool = False):
+    """The deployment's config (SQLite predictions under ``folder`` unless ``url``); with
+    ``hierarchy``, the levels of LEVELS published beside the forecasts."""
     from forecasting.core import paths
     from forecasting.core.config import load_config
     from forecasting.publishing.publish import publish
 
-    raw = demo_config_dict(folder)
+    raw = demo_config_dict(folder, hierarchy=hierarchy)
     raw["horizon"] = HORIZON
+    if hierarchy:
+        raw["hierarchy"] = {"levels": [list(level) for level in LEVELS]}
     if url:
         raw["predictions"]["url"] = url
     config = load_config(write_config(folder, raw))
@@ -167,6 +196,7 @@ def build_deployment(folder: Path, url: str | None = None):
             evaluation=report,
             created_at=datetime(2025, 1, 1, tzinfo=UTC),
             drivers=drivers_of(forecasts(run), run),
+            levels=levels_of(forecasts(run)) if hierarchy else None,
         )
         attempt = f"{paths.run_key(RUN_IDS[run])}__2025010{i + 1}T000000000000Z"
         _attempt(config, run, attempt, RUN_IDS[run], stages=("extract", "validate", "evaluate", "publish"))

@@ -1,7 +1,8 @@
 """The Forecasts view as a person uses it: a real `airflow api-server` with the plugin, Debian's
 Chromium driven by Playwright, no network beyond this machine.
 
-A viewer logs in, opens Browse → Forecasts; the overview's monitoring sections show the
+A viewer logs in, opens Browse → Forecasts (the planners' overview), then the Runs page, whose
+monitoring sections show the
 realised-accuracy chart's lines (the model and every naive baseline) with the accuracy table's
 points, the latest drift table's flagged features highlighted, and the alerts newest first, all
 as the predictions database holds them. The viewer picks an entity in the explorer, and the chart's
@@ -64,7 +65,7 @@ def api_server(airflow_db, tmp_path):
     """An api-server with the plugin, for a deployment built by forecasts_view_data."""
     from forecasting.orchestration.localrun import free_port
 
-    config = build_deployment(tmp_path / "deployment")
+    config = build_deployment(tmp_path / "deployment", hierarchy=True)  # levels for the planners' pages
     add_monitoring(config)  # what forecast_monitoring writes: accuracy, drift, alerts
     passwords = tmp_path / "passwords.json"
     passwords.write_text(json.dumps({VIEWER: PASSWORD, PLANNER: PLANNER_PASSWORD}))
@@ -159,9 +160,12 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
             page.click("button[type=submit]")
             page.wait_for_url("**/plugin/forecasts**", timeout=30_000)
             view = page.frame_locator("iframe[title=Forecasts]")
-            view.locator("#month-status").wait_for(timeout=30_000)
+            view.locator("#totals-by-level").wait_for(timeout=30_000)  # the planners' overview
             assert "/forecast-quality/forecast-quality" not in page.url
-            page.screenshot(path=str(pictures / "overview.png"), full_page=True)
+            tabs = view.locator("nav.tabs")
+            tabs.get_by_role("link", name="Runs", exact=True).click()
+            view.locator("#month-status").wait_for(timeout=30_000)
+            page.screenshot(path=str(pictures / "runs.png"), full_page=True)
             _assert_monitoring_is_the_database(view, config)
             _assert_readable_on_a_laptop(view)
 
@@ -188,7 +192,7 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
             _assert_csv_is_what_is_shown(csv, drawn, store, item)
 
             # A failed month: its own validation report, rendered with local assets only.
-            view.get_by_role("link", name="Overview").click()
+            tabs.get_by_role("link", name="Runs", exact=True).click()
             failed = view.locator(f"tr[data-month='{FAILED_VALIDATION[0]}']")
             assert "failed validation" in failed.inner_text()
             failed.get_by_role("link", name="validation result").click()
@@ -202,6 +206,7 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
             # A month's "Airflow run" link opens the run's page in the whole window. Airflow's
             # iframe is sandboxed without allow-top-navigation (target="_top" did nothing).
             page.goto(f"{base}/plugin/forecasts")
+            tabs.get_by_role("link", name="Runs", exact=True).click()
             view.locator("#month-status").wait_for(timeout=30_000)
             published = view.locator(f"tr[data-month='{RUN_MONTHS[-1]}'][data-status='published']")
             run_id = published.locator("code").inner_text()
@@ -211,7 +216,7 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
             page.locator("iframe[title=Forecasts]").wait_for(state="detached", timeout=30_000)
             assert page.url.startswith(base)
 
-            # The overview on its own (as the iframe shows it, without Airflow's frame): the
+            # The Runs page on its own (as the iframe shows it, without Airflow's frame): the
             # docs' picture of the monitoring sections (docs/ui.md).
             alone = context.new_page()
             alone.on(
@@ -219,7 +224,7 @@ def test_a_viewer_explores_an_entity_downloads_it_and_opens_a_failed_validation(
                 lambda m: errors.append(f"{m.location.get('url')}: {m.text}") if m.type == "error" else None,
             )
             alone.on("pageerror", lambda e: errors.append(str(e)))
-            alone.goto(f"{base}/forecast-quality/")
+            alone.goto(f"{base}/forecast-quality/runs")
             alone.locator("#monitoring svg.chart").first.wait_for(timeout=15_000)
             alone.screenshot(path=str(shots / "overview-page.png"), full_page=True)
             alone.locator("#monitoring").screenshot(path=str(pictures / "monitoring.png"))
@@ -406,6 +411,71 @@ def _assert_csv_is_what_is_shown(csv: pd.DataFrame, drawn, store: int, item: int
     ):
         present = csv.dropna(subset=[column])
         assert dict(zip(present["month"], present[column], strict=True)) == drawn[series]
+
+
+def test_a_planner_sees_totals_by_level_drills_from_a_group_to_an_entity_and_downloads_the_list(api_server):
+    """The planners' overview inside Airflow shows the newest run's forecast by level as
+    ``<table>_levels`` holds it; a click on a group opens its chart and its entities, whose
+    download holds the listed rows, and a click on an entity opens it in the explorer."""
+    sync_playwright = _browser_or_skip()
+    base, config, folder = api_server
+    pictures = readme_pictures(folder / "screenshots")
+    newest, errors = RUN_MONTHS[-1], []
+    levels = _db(config, f"SELECT * FROM forecasts_levels WHERE run_month = '{newest}-01' AND horizon = 1")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+            context.route("**/*", lambda r: r.continue_() if r.request.url.startswith(base) else r.abort())
+            page = context.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on(
+                "console",
+                lambda m: (
+                    errors.append(m.text)
+                    if m.type == "error" and "/forecast-quality/" in (m.location.get("url") or "")
+                    else None
+                ),
+            )
+            page.goto(f"{base}/auth/login/?next={base}/plugin/forecasts")
+            page.fill("input[name=username]", VIEWER)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            view = page.frame_locator("iframe[title=Forecasts]")
+            totals = view.locator("#totals-by-level")
+            totals.wait_for(timeout=30_000)
+            page.screenshot(path=str(pictures / "overview.png"), full_page=True)
+            first_month = str(pd.Period(newest, "M") + 1)
+            for row in levels.itertuples():  # every group's next month, as the table holds it
+                shown = totals.locator(
+                    f"tr[data-level='{row.level}'][data-key='{row.level_key}'] td[data-month='{first_month}'] b"
+                )
+                assert shown.inner_text() == f"{row.prediction:,.1f}", (row.level, row.level_key)
+
+            # A group: its chart and its entities; the download holds the listed rows.
+            totals.locator("tr[data-level='category'][data-key='snacks']").get_by_role(
+                "link", name="snacks"
+            ).click()
+            view.locator("#group-title").wait_for(timeout=15_000)
+            view.locator("svg.chart").wait_for(timeout=15_000)
+            page.screenshot(path=str(pictures / "levels.png"), full_page=True)
+            listed = view.locator("#level-rows tbody tr")
+            shown = [r.split("\t")[:2] for r in listed.evaluate_all("rs => rs.map(r => r.innerText)")]
+            assert len(shown) == 4  # the odd items of both stores
+            with page.expect_download() as download:
+                view.locator("a[data-export=csv]").click()
+            csv = pd.read_csv(io.StringIO(Path(download.value.path()).read_text()))
+            assert [[str(s), str(i)] for s, i in zip(csv["store_id"], csv["item_id"], strict=True)] == shown
+            assert set(csv["category"]) == {"snacks"} and set(csv["run_month"]) == {newest}
+
+            # An entity of the group opens in the explorer.
+            store, item = shown[0]
+            listed.first.get_by_role("link").click()
+            view.locator("#shown-rows").wait_for(timeout=15_000)  # the explorer's numbers beside its chart
+            assert view.locator("h3").first.inner_text() == f"store_id {store}, item_id {item}"
+        finally:
+            browser.close()
+    assert not errors, errors
 
 
 def test_a_planner_records_an_override_in_the_view_the_publish_applies_it_and_a_viewer_may_not(api_server):

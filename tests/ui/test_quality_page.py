@@ -234,8 +234,14 @@ def test_plugin_serves_the_page_and_data_docs_to_readers(plugin, published):
     }
     try:
         client = TestClient(plugin.app)
-        page = client.get("/")
+        page = client.get("/runs")  # the engineers' detail: every month's runs
         assert page.status_code == 200 and "2024-06" in page.text
+        assert client.get("/").status_code == 200  # the planners' overview
+        assert client.get("/levels", params={"level": "entity"}).status_code == 200
+        levels_csv = client.get("/levels.csv", params={"level": "entity", "sort": "change"})
+        assert levels_csv.status_code == 200 and levels_csv.text.startswith("store_id,item_id,")
+        assert client.get("/levels.xlsx").status_code == 400  # CSV or Parquet only
+        assert client.get("/levels.csv", params={"level": "nope"}).status_code == 400
         explorer = client.get("/explorer", params={"store_id": "1", "item_id": "1"})
         assert explorer.status_code == 200 and "<svg" in explorer.text
         csv = client.get("/explorer.csv", params={"store_id": "1", "item_id": "1"})

@@ -8,7 +8,9 @@ person to open the view after a restart of the UI would wait for (measured with
 benchmarks/ui_load.py: docs/benchmarks.md). The plugin's FastAPI app runs this as its
 lifespan (Airflow's api-server enters its mounted apps' lifespans), in a thread of its own, so
 the server starts answering at once; a page asked for meanwhile waits for the imports it needs
-(Python's import locks), never imports twice.
+(Python's import locks), never imports twice. Then the same thread reads the newest run's
+numbers that the planners' pages show (forecasting.ui.plan_data: a read of every series, once
+per published run), so the first person after a restart does not wait for them either.
 """
 
 from __future__ import annotations
@@ -27,8 +29,12 @@ log = logging.getLogger(__name__)
 
 PAGE_MODULES = (
     "forecasting.core.config",
+    "forecasting.ui.planner",
+    "forecasting.ui.levels",
+    "forecasting.ui.export",
     "forecasting.ui.overview",
     "forecasting.ui.explorer",
+    "forecasting.ui.scenarios",
     "forecasting.ui.charts",
     "forecasting.ui.templating",
 )
@@ -40,6 +46,14 @@ def import_pages() -> None:
             importlib.import_module(name)
     except Exception:  # the page that needs the module will show the error; the server runs on
         log.exception("could not import the Forecasts view's modules ahead of time")
+        return
+    try:
+        from forecasting.core.config import load_config
+        from forecasting.ui.plan_data import plan_data
+
+        plan_data(load_config())
+    except Exception as err:  # no deployment yet, or nothing published: the pages say so
+        log.info("did not read the newest run's numbers ahead of time: %s", err)
 
 
 @asynccontextmanager

@@ -1,6 +1,7 @@
-"""The Forecasts view's pages, rendered by the Airflow UI plugin (plugins/forecast_quality.py).
+"""The Runs page of the Forecasts view (the engineers' detail; the planners' overview is
+forecasting.ui.planner), rendered by the Airflow UI plugin (plugins/forecast_quality.py).
 
-* ``render`` (the overview): every month's status, each attempt of each month (published,
+* ``render`` (the Runs page): every month's status, each attempt of each month (published,
   failed validation with the failed expectations, failed elsewhere, running or stopped), linked
   to its Airflow run and its own validation page; and per published month the model against
   every baseline (all metrics, per horizon) from its evaluation.json; then what the
@@ -203,14 +204,14 @@ def scoreboard(evaluation: dict) -> list[dict]:
 
 
 def render(config: Config, run_states: Mapping[str, str] | None = None) -> str:
-    """The overview page."""
+    """The Runs page."""
     rows = quality_rows(config)
     attempts = attempt_statuses(config, run_states)
     if not rows and not attempts:
-        return render_page(config, "Overview", "overview.html", months=[], attempts=[], overrides=None)
+        return render_page(config, "Runs", "overview.html", months=[], attempts=[], overrides=None)
     return render_page(
         config,
-        "Overview",
+        "Runs",
         "overview.html",
         overrides=newest_run(config),  # how many overrides the newest publish applied and refused
         attempts=[_attempt_view(a) for a in attempts],

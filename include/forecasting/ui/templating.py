@@ -19,7 +19,14 @@ from markupsafe import Markup, escape
 from forecasting.core.config import Config
 
 STATIC = Path(__file__).parent / "static"
-TABS = (("Overview", "./"), ("Explorer", "explorer"), ("Scenarios", "scenarios"), ("Overrides", "overrides"))
+TABS = (
+    ("Overview", "./"),
+    ("Levels", "levels"),
+    ("Explorer", "explorer"),
+    ("Scenarios", "scenarios"),
+    ("Overrides", "overrides"),
+    ("Runs", "runs"),
+)
 
 
 def fmt(value: Any, spec: str) -> str:

@@ -241,7 +241,7 @@ def summary_totals(config: Config, run: dict[str, Any]) -> pd.DataFrame | None:
     made = set(zip(found["run_id"].astype(str), found["created_at"].astype(str), strict=True))
     if made != {run["publication"]}:
         return None
-    return tidy_totals(found[["scenario", "forecast_month", "forecasts", "planned", "total"]])
+    return tidy_totals(found[["scenario", "forecast_month", "forecasts", "planned", "total"]].copy())
 
 
 def summary_groups(config: Config, run: str, scenario: str, level: list[str]) -> pd.DataFrame | None:

@@ -335,7 +335,7 @@ def _page_context(config: Config, given: dict[str, str]) -> dict[str, Any]:
         levels=[{"name": ",".join(lv), "label": " × ".join(lv), "chosen": lv == level} for lv in levels],
         level=level,
         groups=_rows(groups, [*level, "base", "scenario", "difference", "share"])
-        if groups is not None
+        if groups is not None and level
         else [],
         keys=keys,
         movers=[

@@ -9,7 +9,8 @@
 --                                      table, its _latest view, the model registry _models,
 --                                      the realised accuracy _accuracy, _errors and the
 --                                      _tracking_signal view, the value added _fva, the drift _drift, the alerts
---                                      _alerts, the what-if _scenarios, the forecasts' drivers
+--                                      _alerts, the what-if _scenarios and their _scenario_totals
+--                                      (the Scenarios page's sums), the forecasts' drivers
 --                                      _drivers, the _revisions and _churn views, the hierarchy's
 --                                      _levels, the _levels_latest view and their realised
 --                                      _level_errors, the planners'

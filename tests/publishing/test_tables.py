@@ -50,8 +50,8 @@ def test_the_analyst_reads_everything_but_the_publish_locks():
         "forecasts_churn",
         "forecasts_levels_latest",
     }
-    # the tables but the locks (fva, level errors, overrides and outcomes included), and five views
-    assert len(readable) == 19
+    # the tables but the locks (fva, level errors, overrides, outcomes, scenario totals), and five views
+    assert len(readable) == 20
 
 
 def test_entity_columns_follow_the_config_in_order_and_type():
@@ -81,6 +81,7 @@ def test_entity_columns_follow_the_config_in_order_and_type():
             "_drift",
             "_alerts",
             "_scenarios",
+            "_scenario_totals",
             "_drivers",
             "_levels",
             "_level_errors",

@@ -431,6 +431,8 @@ def test_a_month_republished_by_a_baseline_has_its_scenario_rows_withdrawn(deplo
         rows = table_rows(backend, "forecasts_scenarios")
         months = pd.to_datetime(rows["run_month"]).dt.to_period("M")
         assert set(months) == {MONTH - 1} and len(rows) == len(deployed.frame)  # another month's stay
+        summed = table_rows(backend, "forecasts_scenario_totals")  # the page's sums go with them
+        assert set(pd.to_datetime(summed["run_month"]).dt.to_period("M")) == {MONTH - 1}
         # Nothing left to withdraw: the plain refusal.
         with pytest.raises(NoScenariosForecaster) as again:
             after_publish.forecast_scenarios(END_MONTH, "x", None, config)

@@ -55,6 +55,7 @@ TRACKING_SIGNAL = "tracking_signal"  # a view
 DRIFT = "drift"
 ALERTS = "alerts"
 SCENARIOS = "scenarios"
+SCENARIO_TOTALS = "scenario_totals"  # the Scenarios page's totals, groups and movers per publication
 DRIVERS = "drivers"
 REVISIONS = "revisions"  # a view
 CHURN = "churn"  # a view

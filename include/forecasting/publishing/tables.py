@@ -42,6 +42,7 @@ from forecasting.modeling.baselines import NAIVE_BASELINES
 from forecasting.publishing.fva_table import declare_fva, step_forecast_columns
 from forecasting.publishing.levels_table import declare_level_errors, declare_levels
 from forecasting.publishing.overrides_table import declare_outcomes, declare_overrides, final_columns
+from forecasting.publishing.scenario_totals_table import declare_scenario_totals
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ class Tables:
     drift: sa.Table
     alerts: sa.Table
     scenarios: sa.Table
+    scenario_totals: sa.Table
     levels: sa.Table
     level_errors: sa.Table
     publish_lock: sa.Table
@@ -164,6 +166,7 @@ def declare(
         drift=_drift(metadata, table),
         alerts=_alerts(metadata, table),
         scenarios=_scenarios(metadata, table, keys, entities(), plans),
+        scenario_totals=declare_scenario_totals(metadata, table, dict(entity_types)),
         levels=declare_levels(metadata, table, level_columns),
         level_errors=declare_level_errors(metadata, table),
         publish_lock=_publish_lock(metadata, table),

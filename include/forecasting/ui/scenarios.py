@@ -8,9 +8,10 @@ of the hierarchy that groups by entity columns, and the entities whose forecasts
 The explorer shows an entity's scenario forecasts beside its base (``entity_scenarios``).
 
 Everything is read through the read-only query layer (``forecasting.publishing.query``) with
-bound parameters. The month's totals are one scan of the month's rows (the primary key's range
-of run_month); the movers join only the rows the scenario plans (``overridden``: every other
-forecast is the base's, docs/scenarios.md) to the base's rows by the primary key.
+bound parameters. The page's numbers are the rows ``publish_scenarios`` summed for the
+publication into ``<table>_scenario_totals`` (forecasting.scenarios.totals); a database published
+before that table (or a month re-published by a release before it) has none, and the page then
+makes them itself from the month's rows, with the same queries.
 """
 
 from __future__ import annotations
@@ -26,37 +27,37 @@ import pandas as pd
 import sqlalchemy as sa
 from markupsafe import Markup
 
-from forecasting.core.config import BASE_SCENARIO, Config
+from forecasting.core.config import Config
 from forecasting.core.months import month_of
-from forecasting.core.names import SCENARIOS, relation_name
+from forecasting.core.names import SCENARIO_TOTALS, SCENARIOS, relation_name
 from forecasting.publishing.query import QueryError, run_query
+from forecasting.publishing.scenario_totals_table import GROUP, MONTH, MOVER
+from forecasting.scenarios.totals import (
+    MOVERS,
+    base_name,
+    grouped_totals_sql,
+    level_totals,
+    month_totals_sql,
+    movers_sql,
+    quote,
+    table_levels,
+    tidy_totals,
+    totals_of,
+)
 from forecasting.ui.charts import Series, line_chart
 from forecasting.ui.templating import render_page
 
-MOVERS = 20  # the entities listed, largest move first
-CACHED = 16  # the month scans and movers kept (``cached``)
+CACHED = 16  # the month scans, movers and summaries kept (``cached``)
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
-GROUPS = 50  # the groups of a level listed, largest move first
 AMOUNTS = ("base", "scenario", "difference")  # columns in units of the target
 
 
-def quote(name: str) -> str:
-    """An SQL identifier, quoted the ANSI way (PostgreSQL and SQLite both read it)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def scenarios_relation(config: Config) -> str:
-    name = quote(relation_name(config.predictions.table, SCENARIOS))
+def scenarios_relation(config: Config, suffix: str = SCENARIOS) -> str:
+    """``<table>_scenarios`` (or ``<table>_<suffix>``), quoted, in its schema."""
+    name = quote(relation_name(config.predictions.table, suffix))
     schema = config.predictions.database.schema
     return name if schema is None else f"{quote(schema)}.{name}"
-
-
-def base_name(config: Config) -> str:
-    """The base plan's scenario name (plans.scenarios.base; the default once the section is gone)."""
-    if config.plans is not None and config.plans.scenarios is not None:
-        return config.plans.scenarios.base
-    return BASE_SCENARIO
 
 
 def rows_or_none(config: Config, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame | None:
@@ -145,21 +146,8 @@ def newest_run(config: Config) -> dict[str, Any] | None:
 def month_totals(config: Config, run: str) -> pd.DataFrame:
     """Per scenario (base included) and forecast month of run ``run``: forecasts, how many the
     scenario plans, their total. One scan of the month's rows (the primary key's range)."""
-    sql = (
-        "SELECT scenario, forecast_month, count(*) AS forecasts, "
-        "sum(CASE WHEN overridden THEN 1 ELSE 0 END) AS planned, sum(prediction) AS total "
-        f"FROM {scenarios_relation(config)} WHERE run_month = :run GROUP BY scenario, forecast_month"
-    )
-    found = run_query(config, sql, params={"run": _month_date(run)})
-    found["forecast_month"] = [_month(v) for v in found["forecast_month"]]
-    found["scenario"] = found["scenario"].astype(str)
-    return found.astype({"forecasts": int, "planned": int, "total": float})
-
-
-def totals_of(grouped: pd.DataFrame) -> pd.DataFrame:
-    """``month_totals`` from ``grouped_totals``: its sums over the groups."""
-    columns = ["forecasts", "planned", "total"]
-    return grouped.groupby(["scenario", "forecast_month"], as_index=False)[columns].sum()
+    sql = month_totals_sql(scenarios_relation(config))
+    return tidy_totals(run_query(config, sql, params={"run": _month_date(run)}))
 
 
 def clear_cache() -> None:
@@ -225,60 +213,66 @@ def scenario_list(totals: pd.DataFrame, base: str) -> list[dict[str, Any]]:
 def movers(config: Config, run: str, base: str, scenario: str, limit: int = MOVERS) -> pd.DataFrame:
     """The entities whose forecasts the scenario moves most (summed over the months it
     forecasts), by the size of the move: entity columns, months, base, scenario, difference."""
-    keys = config.source.entity_columns
-    table = scenarios_relation(config)
-    on = " AND ".join(f"b.{quote(k)} = s.{quote(k)}" for k in keys)
-    columns = ", ".join(f"s.{quote(k)}" for k in keys)
-    sql = (
-        f"SELECT {columns}, count(*) AS months, sum(b.prediction) AS base, sum(s.prediction) AS scenario, "
-        "sum(s.prediction - b.prediction) AS difference "
-        f"FROM {table} s JOIN {table} b ON b.run_month = s.run_month AND b.scenario = :base AND {on} "
-        "AND b.horizon = s.horizon "
-        "WHERE s.run_month = :run AND s.scenario = :scenario AND s.overridden "
-        f"GROUP BY {columns} HAVING sum(s.prediction - b.prediction) <> 0 "
-        f"ORDER BY abs(sum(s.prediction - b.prediction)) DESC, {columns} LIMIT {int(limit)}"
-    )
+    sql = movers_sql(scenarios_relation(config), config.source.entity_columns, limit)
     return run_query(config, sql, params={"run": _month_date(run), "base": base, "scenario": scenario})
 
 
 def grouped_totals(config: Config, run: str, level: list[str]) -> pd.DataFrame:
     """``month_totals`` per group of ``level`` (the month totals are its sums over the groups)."""
-    groups = ", ".join(quote(c) for c in level)
+    sql = grouped_totals_sql(scenarios_relation(config), level)
+    return tidy_totals(run_query(config, sql, params={"run": _month_date(run)}))
+
+
+# --- the publication's summary (<table>_scenario_totals) ---------------------------------------
+
+
+def summary_totals(config: Config, run: dict[str, Any]) -> pd.DataFrame | None:
+    """``month_totals`` as ``publish_scenarios`` summed them for the newest run's publication
+    (``newest_run``). None: not summed, and the page scans the month's rows instead, as it did
+    before the table: a database published before ``<table>_scenario_totals`` has none, and a
+    month re-published by a release before it has another publication's (or none)."""
     sql = (
-        f"SELECT scenario, forecast_month, {groups}, count(*) AS forecasts, "
-        "sum(CASE WHEN overridden THEN 1 ELSE 0 END) AS planned, sum(prediction) AS total "
-        f"FROM {scenarios_relation(config)} WHERE run_month = :run GROUP BY scenario, forecast_month, {groups}"
+        "SELECT scenario, forecast_month, forecasts, planned, total, run_id, created_at "
+        f"FROM {scenarios_relation(config, SCENARIO_TOTALS)} WHERE run_month = :run AND part = :part"
     )
-    found = run_query(config, sql, params={"run": _month_date(run)})
-    found["forecast_month"] = [_month(v) for v in found["forecast_month"]]
-    found["scenario"] = found["scenario"].astype(str)
-    return found.astype({"forecasts": int, "planned": int, "total": float})
+    found = rows_or_none(config, sql, {"run": _month_date(run["month"]), "part": MONTH})
+    if found is None or found.empty:
+        return None
+    made = set(zip(found["run_id"].astype(str), found["created_at"].astype(str), strict=True))
+    if made != {run["publication"]}:
+        return None
+    return tidy_totals(found[["scenario", "forecast_month", "forecasts", "planned", "total"]].copy())
 
 
-def level_totals(
-    grouped: pd.DataFrame, base: str, scenario: str, level: list[str], limit: int = GROUPS
-) -> pd.DataFrame:
-    """Per group of ``level``, over the months forecast (from ``grouped_totals``): the base's
-    total, the scenario's and the difference, the groups that move most first (at most
-    ``limit``), then those that do not."""
-
-    def of(name: str) -> pd.Series:
-        return grouped[grouped["scenario"] == name].groupby(level)["total"].sum()
-
-    found = pd.DataFrame({"base": of(base), "scenario": of(scenario)}).reset_index()
-    found["difference"] = found["scenario"] - found["base"]
-    found["share"] = found["difference"] / found["base"].where(found["base"] != 0)
+def summary_groups(config: Config, run: str, scenario: str, level: list[str]) -> pd.DataFrame | None:
+    """``level_totals`` of the scenario as ``publish_scenarios`` summed them (once
+    ``summary_totals`` found the publication's). None: the level was not among the config's when
+    the month was published."""
+    columns = ", ".join(quote(c) for c in level)
+    sql = (
+        f"SELECT {columns}, base_total AS base, total AS scenario, difference "
+        f"FROM {scenarios_relation(config, SCENARIO_TOTALS)} WHERE run_month = :run AND part = :part "
+        "AND level = :level AND scenario = :scenario ORDER BY position"
+    )
+    params = {"run": _month_date(run), "part": GROUP, "level": ",".join(level), "scenario": scenario}
+    found = run_query(config, sql, params=params)
+    if found.empty:
+        return None
+    found["share"] = found["difference"] / found["base"].where(found["base"] != 0)  # as level_totals
     found["size"] = found["difference"].abs()
-    return found.sort_values(["size", *level], ascending=[False, *[True] * len(level)]).head(limit)
+    return found
 
 
-def table_levels(config: Config) -> list[list[str]]:
-    """The hierarchy's levels that group by entity columns only (the scenarios table has those),
-    the total left out (the month totals are it)."""
-    if config.hierarchy is None:
-        return []
-    keys = set(config.source.entity_columns)
-    return [list(level) for level in config.hierarchy.levels if level and set(level) <= keys]
+def summary_movers(config: Config, run: str, scenario: str) -> pd.DataFrame:
+    """``movers`` of the scenario as ``publish_scenarios`` summed them (once ``summary_totals``
+    found the publication's)."""
+    columns = ", ".join(quote(k) for k in config.source.entity_columns)
+    sql = (
+        f"SELECT {columns}, forecasts AS months, base_total AS base, total AS scenario, difference "
+        f"FROM {scenarios_relation(config, SCENARIO_TOTALS)} WHERE run_month = :run AND part = :part "
+        "AND scenario = :scenario ORDER BY position"
+    )
+    return run_query(config, sql, params={"run": _month_date(run), "part": MOVER, "scenario": scenario})
 
 
 # --- the page --------------------------------------------------------------------------------
@@ -307,8 +301,11 @@ def _page_context(config: Config, given: dict[str, str]) -> dict[str, Any]:
         run["month"],
         (str(config.predictions.database.url), config.predictions.table, run["publication"]),
     )
+    summary = cached((*where, "summary"), lambda: summary_totals(config, run))
     grouped = None
-    if level:  # one scan: the level's groups, summed to the month totals
+    if summary is not None:
+        totals = summary
+    elif level:  # one scan: the level's groups, summed to the month totals
         grouped = cached((*where, "groups", *level), lambda: grouped_totals(config, month, level))
         totals = totals_of(grouped)
     else:
@@ -326,18 +323,19 @@ def _page_context(config: Config, given: dict[str, str]) -> dict[str, Any]:
     if chosen is None:
         return context
     by_month = compared(totals, base, chosen)
+    groups = _level_groups(config, run, level, chosen, grouped) if level else None
     keys = config.source.entity_columns
-    moved = cached((*where, "movers", chosen), lambda: movers(config, month, base, chosen))
+    if summary is not None:
+        moved = cached((*where, "summed movers", chosen), lambda: summary_movers(config, month, chosen))
+    else:
+        moved = cached((*where, "movers", chosen), lambda: movers(config, month, base, chosen))
     context.update(
         months=_rows(by_month, ["month", "base", "scenario", "difference", "share", "planned"]),
         chart=Markup(_chart(by_month, base, chosen, config)),
         levels=[{"name": ",".join(lv), "label": " × ".join(lv), "chosen": lv == level} for lv in levels],
         level=level,
-        groups=_rows(
-            level_totals(grouped, base, chosen, level),
-            [*level, "base", "scenario", "difference", "share"],
-        )
-        if level and grouped is not None
+        groups=_rows(groups, [*level, "base", "scenario", "difference", "share"])
+        if groups is not None and level
         else [],
         keys=keys,
         movers=[
@@ -350,6 +348,22 @@ def _page_context(config: Config, given: dict[str, str]) -> dict[str, Any]:
         ],
     )
     return context
+
+
+def _level_groups(
+    config: Config, run: dict[str, Any], level: list[str], chosen: str, grouped: pd.DataFrame | None
+) -> pd.DataFrame:
+    """The level's groups of the chosen scenario: summed at publish, else from the month's scan."""
+    base, month = base_name(config), run["month"]
+    where = (str(config.predictions.database.url), config.predictions.table, run["publication"])
+    if grouped is None:  # the month totals were summed: the level's groups may be too
+        summed = cached(
+            (*where, "summed groups", chosen, *level), lambda: summary_groups(config, month, chosen, level)
+        )
+        if summed is not None:
+            return summed
+        grouped = cached((*where, "groups", *level), lambda: grouped_totals(config, month, level))
+    return level_totals(grouped, base, chosen, level)
 
 
 def _chart(by_month: pd.DataFrame, base: str, chosen: str, config: Config) -> str:

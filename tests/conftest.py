@@ -112,8 +112,9 @@ LONGEST_FIRST = (
 
 def pytest_collection_modifyitems(config, items):
     """Under xdist, the LONGEST_FIRST files first, then every other file with a slow test, then
-    the rest, each in collection order (xdist keeps it: --no-loadscope-reorder)."""
-    if not getattr(config.option, "numprocesses", None):
+    the rest, each in collection order (xdist keeps it: --no-loadscope-reorder). The workers
+    collect, and xdist clears their numprocesses: a worker is known by its workerinput."""
+    if not (getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput")):
         return
 
     def path(item) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.config import END_MONTH, SYNTHETIC_SIZE, demo_config_dict, write_config
+from tests.helpers.config import END_MONTH, SYNTHETIC_SIZE, seeded_deployment
 from tests.helpers.paths import REPO
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="forecast-tests-airflow-"))
@@ -51,14 +51,7 @@ def synthetic_sales():
 @pytest.fixture
 def deployment(tmp_path, synthetic_sales, monkeypatch):
     """A seeded SQLite source and a config for it, selected through FORECAST_CONFIG."""
-    from forecasting.core.config import load_config
-    from forecasting.datasets.synthetic import seed_source_database
-
-    path = write_config(tmp_path, demo_config_dict(tmp_path))
-    config = load_config(path)
-    seed_source_database(config.source.database.url, synthetic_sales, table=config.source.table)
-    monkeypatch.setenv("FORECAST_CONFIG", str(path))
-    return config
+    return seeded_deployment(tmp_path, synthetic_sales, monkeypatch)
 
 
 @pytest.fixture(scope="session")
@@ -112,8 +105,9 @@ LONGEST_FIRST = (
 
 def pytest_collection_modifyitems(config, items):
     """Under xdist, the LONGEST_FIRST files first, then every other file with a slow test, then
-    the rest, each in collection order (xdist keeps it: --no-loadscope-reorder)."""
-    if not getattr(config.option, "numprocesses", None):
+    the rest, each in collection order (xdist keeps it: --no-loadscope-reorder). The workers
+    collect, and xdist clears their numprocesses: a worker is known by its workerinput."""
+    if not (getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput")):
         return
 
     def path(item) -> str:

@@ -65,6 +65,9 @@ BROKER_DB, FEAST_DB = 12, 13
 STARTUP_TIMEOUT = 900  # migrating the metadata DB, then four Airflow processes and a worker
 PARSE_TIMEOUT = 600
 RUN_TIMEOUT = 1800  # one month: eight tasks on one Celery worker (over 15 min at load 30 on 2 cores)
+# How often a run's state is asked for: a task of this stack takes seconds, and every 10 s left
+# up to 10 s idle after each of the five runs.
+RUN_POLL = 3
 COMPOSE_FILES = ["-f", "docker-compose.yml", "-f", "deploy/compose.hostnet.yml"]
 
 
@@ -146,7 +149,7 @@ class Stack:
         while (run := self.poll(path))["state"] not in ("success", "failed"):
             if time.monotonic() > deadline:
                 break
-            time.sleep(10)
+            time.sleep(RUN_POLL)
         if run["state"] != "success":
             tis = self.get(f"{path}/taskInstances")["task_instances"]
             states = "\n".join(f"  {ti['task_id']:<18} {ti['state']} try {ti['try_number']}" for ti in tis)

@@ -129,28 +129,45 @@ def test_monthly_run_publishes_one_forecast_per_active_entity_and_horizon(
     assert again["run_id"].unique().tolist() == [second.run_id]
 
 
-@pytest.mark.usefixtures("airflow_db")
-def test_a_run_can_be_asked_for_another_month(deployment, synthetic_sales):
-    """Triggered with {"month": "2024-10"}, the run forecasts from October whatever its dates say."""
-    dag_run = run_dag(conf={"month": "2024-10"})
+@pytest.fixture(scope="module")
+def backfilled(airflow_db, tmp_path_factory, synthetic_sales):
+    """One deployment, two runs: November's, then October's asked for with {"month": "2024-10"}
+    (a backfill); what November's left (its rows, some entities' online features) and October's run."""
+    from types import SimpleNamespace
+
+    from forecasting.features import store
+    from tests.helpers.config import seeded_deployment
+
+    with pytest.MonkeyPatch.context() as patch:
+        config = seeded_deployment(tmp_path_factory.mktemp("backfill"), synthetic_sales, patch)
+        assert str(run_dag(conf={"month": "2024-11"}).state) == "success"
+        november = read_table(config)
+        entities = november[["store_id", "item_id"]].drop_duplicates().head(5).astype(str)
+        online_before = store.online_features(config, entities)
+        october = run_dag(conf={"month": "2024-10"})
+        yield SimpleNamespace(
+            config=config, november=november, entities=entities, online_before=online_before, october=october
+        )
+
+
+def test_a_run_can_be_asked_for_another_month(backfilled, synthetic_sales):
+    """Triggered with {"month": "2024-10"}, the run forecasts from October whatever its dates say
+    (its rows: the deployment holds November's run's too)."""
+    dag_run, config = backfilled.october, backfilled.config
     assert str(dag_run.state) == "success", task_states(dag_run)
-    forecasts = read_table(deployment)
+    forecasts = read_table(config)
+    forecasts = forecasts[forecasts["run_id"] == dag_run.run_id]
     assert set(pd.to_datetime(forecasts["run_month"]).dt.strftime("%Y-%m")) == {"2024-10"}
-    assert len(forecasts) == len(active_entities(synthetic_sales, "2024-10")) * deployment.horizon
+    assert len(forecasts) == len(active_entities(synthetic_sales, "2024-10")) * config.horizon
 
 
-@pytest.mark.usefixtures("airflow_db")
-def test_backfilling_an_older_month_keeps_the_newer_one(deployment, synthetic_sales):
+def test_backfilling_an_older_month_keeps_the_newer_one(backfilled, synthetic_sales):
     """A backfill of October after November adds October's forecasts and changes nothing else:
     November's rows, the latest view's choice and the online store (which serves the newest month)."""
     from forecasting.features import store
 
-    assert str(run_dag(conf={"month": "2024-11"}).state) == "success"
-    november = read_table(deployment)
-    entities = november[["store_id", "item_id"]].drop_duplicates().head(5).astype(str)
-    online_before = store.online_features(deployment, entities)
-
-    assert str(run_dag(conf={"month": "2024-10"}).state) == "success"
+    deployment, november, entities = backfilled.config, backfilled.november, backfilled.entities
+    assert str(backfilled.october.state) == "success"
     both = read_table(deployment)
     months = pd.to_datetime(both["run_month"]).dt.strftime("%Y-%m")
     assert months.value_counts().to_dict() == {
@@ -167,7 +184,7 @@ def test_backfilling_an_older_month_keeps_the_newer_one(deployment, synthetic_sa
         len(by_november)
         == november["store_id"].astype(str).add("/" + november["item_id"].astype(str)).nunique()
     )
-    pd.testing.assert_frame_equal(store.online_features(deployment, entities), online_before)
+    pd.testing.assert_frame_equal(store.online_features(deployment, entities), backfilled.online_before)
 
     # The model registry: the backfill compared October's model with the champion as of October
     # (none yet) and never demoted November's, which stays the champion for new months.
@@ -186,15 +203,9 @@ def test_backfilling_an_older_month_keeps_the_newer_one(deployment, synthetic_sa
 def hierarchy_deployment(tmp_path, synthetic_sales, monkeypatch):
     """The demo deployment with the demo config's hierarchy (total, region, store, category,
     region x category), selected through FORECAST_CONFIG."""
-    from forecasting.core.config import load_config
-    from forecasting.datasets.synthetic import seed_source_database
-    from tests.helpers.config import demo_config_dict, write_config
+    from tests.helpers.config import seeded_deployment
 
-    path = write_config(tmp_path, demo_config_dict(tmp_path, hierarchy=True))
-    config = load_config(path)
-    seed_source_database(config.source.database.url, synthetic_sales, table=config.source.table)
-    monkeypatch.setenv("FORECAST_CONFIG", str(path))
-    return config
+    return seeded_deployment(tmp_path, synthetic_sales, monkeypatch, hierarchy=True)
 
 
 def assert_coherent(forecasts: pd.DataFrame, levels: pd.DataFrame, sales: pd.DataFrame) -> None:

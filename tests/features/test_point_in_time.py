@@ -23,6 +23,9 @@ from tests.helpers.paths import REPO
 MONTH = pd.Period(END_MONTH, "M")
 SENTINEL = -999.0
 OFFLINE_STORES = ("duckdb", "file")
+# Each offline store as a fixture's param: Feast's ``file`` store joins the whole panel in Dask,
+# tens of seconds a test where DuckDB takes one or two, so its tests are slow.
+STORE_PARAMS = ["duckdb", pytest.param("file", marks=pytest.mark.slow)]
 KEYS = ["store_id", "item_id"]
 
 
@@ -44,7 +47,7 @@ def as_float32(folder: Path) -> None:
             pq.write_table(table.cast(schema), path)
 
 
-@pytest.fixture(params=OFFLINE_STORES)
+@pytest.fixture(params=STORE_PARAMS)
 def deployment(request, tmp_path, synthetic_sales, monkeypatch):
     """conftest's deployment, with Feast's offline store set to each store in turn."""
     from forecasting.core.config import load_config
@@ -275,7 +278,7 @@ def test_nanosecond_timestamps_are_refused_by_name_where_duckdb_cannot_materiali
 # --------------------------------------------------------------------------------- plans
 
 
-@pytest.fixture(params=OFFLINE_STORES)
+@pytest.fixture(params=STORE_PARAMS)
 def planned(request, tmp_path, synthetic_sales):
     """A deployment with plans (``plans:``) on each offline store: the sales features and the
     plans known at the end of M in the offline tables, the definitions applied."""

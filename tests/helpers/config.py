@@ -45,3 +45,16 @@ def write_config(folder: Path, raw: dict) -> Path:
     path = folder / "forecast.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+def seeded_deployment(folder: Path, sales, monkeypatch, hierarchy: bool = False):
+    """The demo config under ``folder`` (with its hierarchy if ``hierarchy``), its SQLite source
+    seeded with ``sales``, selected through FORECAST_CONFIG; returns the loaded config."""
+    from forecasting.core.config import load_config
+    from forecasting.datasets.synthetic import seed_source_database
+
+    path = write_config(folder, demo_config_dict(folder, hierarchy=hierarchy))
+    config = load_config(path)
+    seed_source_database(config.source.database.url, sales, table=config.source.table)
+    monkeypatch.setenv("FORECAST_CONFIG", str(path))
+    return config

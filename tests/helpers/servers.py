@@ -65,3 +65,29 @@ def analyst_role(url: str, planner: bool = False) -> Iterator[tuple[list[str], o
             conn.exec_driver_sql(f'DROP OWNED BY "{role}"')
             conn.exec_driver_sql(f'DROP ROLE "{role}"')
         owner.dispose()
+
+
+@contextmanager
+def database_copy(template_url: str, prefix: str = "forecast_test") -> Iterator[str]:
+    """A fresh PostgreSQL database copied from the one at ``template_url`` (CREATE DATABASE ...
+    TEMPLATE: a file copy, far cheaper than building it again), dropped afterwards; yields its URL.
+    Connections still open on the template (an engine's pool) are closed first: PostgreSQL copies
+    only a database nobody is connected to."""
+    template = sa.make_url(template_url)
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (template.database,),
+            )
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template.database}"')
+        try:
+            yield template.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()

@@ -32,6 +32,7 @@ def sums(config) -> pd.DataFrame:
     )
 
 
+@pytest.mark.slow  # runs the whole pipeline for two months, on each backend
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_drivers_and_revisions_of_two_monthly_runs(tmp_path, synthetic_sales, monkeypatch, request, backend):
     with ExitStack() as stack:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from contextlib import ExitStack
@@ -251,11 +252,41 @@ def examples_db(request, tmp_path_factory):
         yield db
 
 
-@pytest.fixture(params=BACKENDS)
-def guarded_db(request, tmp_path):
-    """A fresh database for each test, so every bad statement meets the same rows."""
+@pytest.fixture(scope="module")
+def guarded_templates(request, tmp_path_factory):
+    """Each backend's database built once (on first use); guarded_db copies it for each test."""
     with ExitStack() as stack:
-        yield build(request.param, tmp_path, stack, request)
+        built: dict[str, SimpleNamespace] = {}
+
+        def template(backend: str) -> SimpleNamespace:
+            if backend not in built:
+                folder = tmp_path_factory.mktemp(f"guarded-{backend}")
+                built[backend] = build(backend, folder, stack, request)
+            return built[backend]
+
+        yield template
+
+
+@pytest.fixture(params=BACKENDS)
+def guarded_db(request, tmp_path, guarded_templates):
+    """A fresh copy of the backend's built database for each test, so every bad statement meets
+    the same rows: the template's folder copied into the test's, and on PostgreSQL a database
+    copied from the template's."""
+    from tests.helpers.servers import database_copy
+
+    template = guarded_templates(request.param)
+    shutil.copytree(template.folder, tmp_path, dirs_exist_ok=True)
+    text = (tmp_path / template.path.name).read_text().replace(str(template.folder), str(tmp_path))
+    with ExitStack() as stack:
+        url = f"sqlite:///{tmp_path}/predictions.db"
+        if request.param == "postgresql":
+            url = stack.enter_context(database_copy(template.url))
+            text = text.replace(template.url, url)
+        path = tmp_path / template.path.name
+        path.write_text(text)
+        config = load_config(path)
+        assert config.predictions.database.url == url
+        yield SimpleNamespace(backend=request.param, url=url, config=config, path=path, folder=tmp_path)
 
 
 def plain(value):

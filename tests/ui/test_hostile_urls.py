@@ -33,8 +33,10 @@ ATTEMPT = "manual__2025-02-03T10-00-00-00-00__20250203T100000000000Z"
 DOC = "index.html"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def client(request, tmp_path, monkeypatch, airflow_db):
+# One deployment per backend for the whole module: every route here only reads it (a GET), and
+# each test asserts only how a route answers its input.
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def client(request, tmp_path_factory, airflow_db):
     from fastapi.testclient import TestClient
 
     from tests.helpers.forecasts_view_data import build_deployment
@@ -45,12 +47,13 @@ def client(request, tmp_path, monkeypatch, airflow_db):
     plugin = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(plugin)
     with ExitStack() as stack:
+        monkeypatch = stack.enter_context(pytest.MonkeyPatch.context())
         url = None
         if request.param == "postgresql":
             from forecasting.publishing.postgres import temporary_database
 
             url = stack.enter_context(temporary_database(request.getfixturevalue("postgres_server")))
-        config = build_deployment(tmp_path, url)
+        config = build_deployment(tmp_path_factory.mktemp(f"hostile-{request.param}"), url)
         monkeypatch.setenv("FORECAST_CONFIG", str(config.path))
         # Stand in for Airflow's auth: what is tested is how each route takes its input.
         plugin.app.dependency_overrides = {

@@ -417,11 +417,13 @@ def as_users(s: Stack) -> dict[str, object]:
                 conn.rollback()
     finally:
         analyst.dispose()
-    view = wait_for("the Forecasts view", lambda: s.http.get("/forecast-quality/"), 300)
+    overview = wait_for("the Forecasts view", lambda: s.http.get("/forecast-quality/"), 300)
+    runs = s.http.get("/forecast-quality/runs")  # the engineers' page: every month's runs
     return {
         "analyst_rows": analyst_rows,
         "analyst_write_refused": isinstance(refused, psycopg.errors.InsufficientPrivilege),
-        "view": (view.status_code, view.text),
+        "overview": (overview.status_code, overview.text),
+        "view": (runs.status_code, runs.text),
     }
 
 
@@ -524,7 +526,9 @@ def test_the_analyst_role_reads_the_forecasts_and_may_not_change_them(compose_st
 
 
 def test_the_forecasts_view_answers_through_the_api_server(compose_stack):
-    status, text = compose_stack.view
+    status, text = compose_stack.overview  # the planners' overview
+    assert status == 200, text[:500]
+    status, text = compose_stack.view  # the Runs page: the month and its run
     assert status == 200, text[:500]
     assert str(compose_stack.month) in text and compose_stack.run["dag_run_id"] in text
 

@@ -216,6 +216,25 @@ def test_without_a_hierarchy_or_monitoring_the_overview_shows_the_entities_total
     assert "No entity has been scored yet" in page and "No alerts table yet" in page
 
 
+def test_a_level_published_before_the_hierarchy_changed_is_not_shown(tmp_path):
+    """The config drops a level (region) the published runs have rows of: the pages show the
+    config's levels and still open."""
+    import yaml
+
+    from forecasting.core.config import load_config
+    from tests.helpers.config import write_config
+
+    published = build_deployment(tmp_path, hierarchy=True)
+    raw = yaml.safe_load(published.path.read_text())
+    raw["hierarchy"] = {"levels": [[], ["store_id"]]}
+    config = load_config(write_config(tmp_path, raw))
+    data = plan_data(config)
+    assert data is not None and set(data.groups["level"]) == {"total", "store_id"}
+    assert "region" not in set(data.group_months["level"])
+    assert "forecast by level" in planner.render_overview(config)
+    assert levels.selection(data, {"level": "store_id"}).matched == len({s for s, _ in ENTITIES})
+
+
 def test_after_a_publish_the_pages_show_the_numbers_held_while_the_new_ones_are_read(tmp_path):
     from datetime import UTC, datetime
 

@@ -205,7 +205,7 @@ def _read(config: Config, latest_run: str, previous_run: str | None, snapshot: P
     for column in level_columns:
         if column not in keys:
             entities[column] = members[column].to_numpy()
-    groups, group_months = _group_numbers(config, latest_run, previous_run, level_columns)
+    groups, group_months = _group_numbers(config, latest_run, previous_run, level_columns, levels)
     if groups.empty:  # no hierarchy: the entities' total stands for the levels
         group_months = _entity_totals(config, latest_run, previous_run)
     text = entities.assign(**{k: key_text(entities[k]) for k in keys})
@@ -373,10 +373,11 @@ def _snapshot_numbers(
 
 
 def _group_numbers(
-    config: Config, latest_run: str, previous_run: str | None, level_columns: list[str]
+    config: Config, latest_run: str, previous_run: str | None, level_columns: list[str], levels: list[str]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per level group of the newest run (``<table>_levels``): as ``_entity_numbers``'s; and
-    per group and forecast month, the newest run's forecast and the previous run's."""
+    per group and forecast month, the newest run's forecast and the previous run's. Only the
+    config's ``levels``: one a run published before the hierarchy changed is not shown."""
     columns = ["level", "level_key", *level_columns, *METRICS]
     table = relation(config, relation_name(config.predictions.table, LEVELS))
     selected = ", ".join(quote(c) for c in ["level", "level_key", *level_columns])
@@ -388,6 +389,8 @@ def _group_numbers(
         previous=_date(previous_run or latest_run),
     )
     month_columns = ["level", "level_key", "forecast_month", "prediction", "p10", "p90", "previous"]
+    if rows is not None:
+        rows = rows[rows["level"].isin(levels)]
     if rows is None or rows.empty:
         return pd.DataFrame(columns=columns), pd.DataFrame(columns=month_columns)
     rows["run_month"] = rows["run_month"].map(_month)

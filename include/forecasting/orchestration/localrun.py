@@ -498,7 +498,10 @@ def main(argv: list[str] | None = None) -> int:
         print_failed_task_logs(run_id)
         return 1
     # Where to look next (ASCII: a terminal may not print an arrow).
-    print("  In Airflow: `make ui`, then Browse > Forecasts (each entity's history and forecasts, charted)")
+    print(
+        "  In Airflow: `make ui`, then Browse > Forecasts "
+        "(the forecast by level, what changed, each entity's chart, the scenarios)"
+    )
     return 0 if state == "success" and status == 0 else 1
 
 
